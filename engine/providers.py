@@ -1,0 +1,100 @@
+"""Choosing the onnxruntime execution provider: TensorRT, then CUDA, then CPU, whichever really runs.
+
+onnxruntime-gpu lists its GPU providers even where no GPU or CUDA library exists and then quietly
+falls back, so the provider is judged by what the created session actually reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Iterator
+
+import onnxruntime as ort
+
+from siamese.errors import DeviceUnavailableError, ModelError
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+_AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+_DEFAULT_LOG_SEVERITY = 2
+_QUIET_LOG_SEVERITY = 4
+
+
+def gpu_present() -> bool:
+    """Whether an NVIDIA driver is visible (cheap check before loading large CUDA libraries)."""
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidia0")
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime() -> Iterator[None]:
+    """Silence provider-loading chatter (C++ log and Python prints) while probing."""
+    ort.set_default_logger_severity(_QUIET_LOG_SEVERITY)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        ort.set_default_logger_severity(_DEFAULT_LOG_SEVERITY)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _try_session(model_path: str, device: str, options: ort.SessionOptions) -> tuple[ort.InferenceSession | None, str]:
+    """Create a session on ``device``; return (session or None, reason it failed)."""
+    provider = PROVIDERS[device]
+    if provider not in ort.get_available_providers():
+        return None, f"this onnxruntime build has no {provider} (install onnxruntime-gpu)"
+    providers = [provider] if device == "cpu" else [provider, PROVIDERS["cpu"]]
+    if device != "cpu" and hasattr(ort, "preload_dlls"):
+        with contextlib.suppress(Exception), _quiet_onnxruntime():
+            ort.preload_dlls()  # CUDA/cuDNN from pip wheels (e.g. PyTorch's), where present
+    try:
+        with _quiet_onnxruntime():
+            session = ort.InferenceSession(model_path, options, providers=providers, enable_fallback=0)
+    except Exception as exc:  # provider libraries missing or failing to initialise
+        if device == "cpu":
+            raise ModelError(f"{model_path}: onnxruntime cannot load this model ({_first_line(exc)})") from exc
+        return None, f"{provider} failed to start ({_first_line(exc)})"
+    if session.get_providers()[0] != provider:
+        return None, f"{provider} is installed but could not start (no usable GPU, driver or CUDA libraries)"
+    return session, ""
+
+
+def create_session(model_path: str, device: str = "auto", options: ort.SessionOptions | None = None) -> tuple[ort.InferenceSession, str]:
+    """Open ``model_path`` on the best provider for ``device``.
+
+    Args:
+        model_path: the ONNX file.
+        device: "auto" (TensorRT › CUDA › CPU, first that works), or "cpu", "cuda", "tensorrt" to insist.
+        options: onnxruntime session options.
+
+    Returns:
+        The session and the device it really runs on ("tensorrt", "cuda" or "cpu").
+
+    Raises:
+        DeviceUnavailableError: an insisted-on device cannot run here.
+        ModelError: the file is not a loadable ONNX model.
+    """
+    if device not in DEVICES:
+        raise DeviceUnavailableError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+    options = options or ort.SessionOptions()
+    if device != "auto":
+        session, reason = _try_session(model_path, device, options)
+        if session is None:
+            raise DeviceUnavailableError(f"--device {device} cannot run here: {reason}")
+        return session, device
+    for candidate in _AUTO_ORDER:
+        if candidate != "cpu" and not gpu_present():
+            continue
+        session, _ = _try_session(model_path, candidate, options)
+        if session is not None:
+            return session, candidate
+    raise AssertionError("unreachable: the CPU provider either loads or raises ModelError")

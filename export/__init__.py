@@ -1,0 +1,6 @@
+"""Export stage: a trained tower becomes a parity-checked, self-describing ONNX model."""
+
+from siamese.export.onnx_export import ExportReport, export_onnx, tower_to_onnx
+from siamese.export.parity import ParityReport, check_parity
+
+__all__ = ["ExportReport", "ParityReport", "check_parity", "export_onnx", "tower_to_onnx"]

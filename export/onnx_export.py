@@ -1,0 +1,131 @@
+"""Export a trained tower (one tower, not the pair) to ONNX with a dynamic batch axis.
+
+The file carries its preprocessing spec and model facts in metadata_props, passes onnx.checker,
+and is published only after onnxruntime reproduces PyTorch within tolerance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from siamese import __version__
+from siamese.engine.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo
+from siamese.errors import ModelError, ParityError
+from siamese.export.parity import ParityReport, check_parity
+from siamese.io import atomic_path, sha256_file
+from siamese.progress import progress_bar
+from siamese.spec import InputSpec
+from siamese.training.run_dir import load_run
+
+DEFAULT_OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """Where the model went, what it is, and how closely it matches PyTorch."""
+
+    path: Path
+    fingerprint: str
+    size_bytes: int
+    info: ModelInfo
+    parity: ParityReport
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "path": str(self.path),
+            "fingerprint": self.fingerprint,
+            "size_bytes": self.size_bytes,
+            "model": self.info.to_dict(),
+            "parity": self.parity.to_dict(),
+        }
+
+
+def tower_to_onnx(tower: nn.Module, spec: InputSpec, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Trace the tower with torch.export and convert it to an ONNX graph with a dynamic batch axis."""
+    example = torch.zeros((2, *spec.shape), dtype=torch.float32)
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    # The exporter narrates its steps on stdout; keep stdout clean for --json callers.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            tower.eval().cpu(),
+            (example,),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+        )
+    model = program.model_proto
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    return model
+
+
+def export_onnx(
+    run_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    opset: int = DEFAULT_OPSET,
+    batch_sizes: Sequence[int] = (1, 2, 7, 32),
+    progress: bool = False,
+) -> ExportReport:
+    """Export the best tower of a training run to ``out_path``.
+
+    Args:
+        run_dir: a directory written by ``siamese train``.
+        out_path: where model.onnx goes (replaced atomically; never left half-written).
+        opset: ONNX opset version.
+        batch_sizes: batch sizes the parity check runs.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        The export report (fingerprint, metadata, parity figures).
+
+    Raises:
+        RunError: the run directory is incomplete.
+        ModelError: ONNX checker rejects the graph.
+        ParityError: onnxruntime disagrees with PyTorch beyond tolerance (nothing is written).
+    """
+    out_path = Path(out_path)
+    with progress_bar("exporting", 4, progress) as ticker:
+        run = load_run(run_dir)
+        ticker.advance()
+        model = tower_to_onnx(run.tower, run.spec, opset)
+        tower_config = run.config["tower"]
+        info = ModelInfo(
+            input_spec=run.spec,
+            tower={"name": tower_config["name"], "options": tower_config.get("options", {})},
+            embedding_dim=int(tower_config["embedding_dim"]),
+            normalized=bool(tower_config["normalized"]),
+            run_fingerprint=run.weights_sha256,
+            siamese_version=__version__,
+        )
+        onnx.helper.set_model_props(model, info.to_metadata())
+        model.producer_name, model.producer_version = "siamese", __version__
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except onnx.checker.ValidationError as exc:
+            raise ModelError(f"{out_path}: exported graph fails onnx.checker ({exc})") from exc
+        ticker.advance()
+        with atomic_path(out_path) as tmp:
+            onnx.save_model(model, str(tmp))
+            ticker.advance()
+            parity = check_parity(run.tower, tmp, run.spec, batch_sizes)
+            if not parity.passed:
+                raise ParityError(f"{out_path}: not written, ONNX output differs from PyTorch; {parity.summary()}")
+            ticker.advance()
+    return ExportReport(out_path, sha256_file(out_path), out_path.stat().st_size, info, parity)

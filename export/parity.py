@@ -1,0 +1,78 @@
+"""Parity between the PyTorch tower and its ONNX export, over several batch sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from siamese.engine.image import normalize
+from siamese.engine.model_info import INPUT_NAME
+from siamese.spec import InputSpec
+
+#: Default tolerances: float32 kernels differ in summation order, nothing more.
+ATOL = 1e-4
+RTOL = 1e-3
+MIN_COSINE = 0.9999
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Worst-case differences between PyTorch and onnxruntime outputs."""
+
+    batch_sizes: tuple[int, ...]
+    max_abs_diff: float
+    min_cosine: float
+    output_scale: float
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One human line."""
+        verdict = "ok" if self.passed else "FAILED"
+        return (
+            f"parity {verdict}: max |torch - onnx| = {self.max_abs_diff:.2e} "
+            f"(output scale {self.output_scale:.2e}), min cosine = {self.min_cosine:.7f} "
+            f"over batch sizes {', '.join(map(str, self.batch_sizes))}"
+        )
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)
+
+
+@torch.no_grad()
+def check_parity(
+    tower: nn.Module,
+    onnx_path: str | Path,
+    spec: InputSpec,
+    batch_sizes: Sequence[int] = (1, 2, 7, 32),
+    seed: int = 0,
+) -> ParityReport:
+    """Run the same random images through both and compare (CPU, so results are deterministic)."""
+    tower = tower.eval().cpu()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    max_diff, min_cos, scale = 0.0, 1.0, 0.0
+    for size in batch_sizes:
+        pixels = rng.integers(0, 256, size=(size, spec.height, spec.width, spec.channels), dtype=np.uint8)
+        images = normalize(pixels, spec)
+        expected = tower(torch.from_numpy(images)).numpy()
+        actual = session.run(None, {INPUT_NAME: images})[0]
+        if actual.shape != expected.shape:
+            return ParityReport(tuple(batch_sizes), float("inf"), -1.0, scale, False)
+        max_diff = max(max_diff, float(np.abs(actual - expected).max()))
+        min_cos = min(min_cos, float(_cosines(actual, expected).min()))
+        scale = max(scale, float(np.abs(expected).max()))
+    passed = max_diff <= ATOL + RTOL * scale and min_cos >= MIN_COSINE
+    return ParityReport(tuple(batch_sizes), max_diff, min_cos, scale, passed)

@@ -1,0 +1,322 @@
+"""The `siamese` command line: train, export, index, query, info, demo.
+
+Heavy libraries are imported inside commands, so `siamese query` never loads PyTorch. User
+mistakes surface as one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from siamese import __version__
+from siamese.errors import SiameseError
+
+#: Exit codes: success, failure, and "finished but some input files were skipped".
+EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 1, 3
+
+app = typer.Typer(
+    name="siamese",
+    help="Train Siamese towers, export them to ONNX, and search image galleries by identity.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+index_app = typer.Typer(help="Build and inspect galleries (FAISS index + identity metadata).", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Tower(str, Enum):
+    seed = "seed"
+    conv = "conv"
+
+
+class Loss(str, Enum):
+    contrastive = "contrastive"
+    triplet = "triplet"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    tensorrt = "tensorrt"
+
+
+def _friendly_errors(command: F) -> F:
+    """Turn expected errors into one stderr line and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SiameseError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _report_skipped(failures: list[tuple[str, str]]) -> None:
+    for path, reason in failures:
+        err.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False, soft_wrap=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        out.print(f"siamese {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Train Siamese towers, export them to ONNX, and search image galleries by identity."""
+
+
+# --------------------------------------------------------------------------- train
+@app.command()
+@_friendly_errors
+def train(
+    data_dir: Annotated[Path, typer.Argument(help="ImageFolder: one sub-folder of images per identity.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    tower: Annotated[Tower, typer.Option(help="Tower network.")] = Tower.conv,
+    loss: Annotated[Loss, typer.Option(help="Training loss.")] = Loss.triplet,
+    epochs: Annotated[int, typer.Option(min=1)] = 20,
+    batch_size: Annotated[int, typer.Option(min=2, help="Pairs or triplets per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-4,
+    margin: Annotated[Optional[float], typer.Option(help="Loss margin (default depends on loss and normalisation).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Input size in pixels (default: 100 for seed, 96 for conv).")] = None,
+    channels: Annotated[int, typer.Option(help="1 = grey, 3 = RGB.")] = 1,
+    embedding_dim: Annotated[Optional[int], typer.Option(help="Embedding size (default: 5 for seed, 128 for conv).")] = None,
+    normalize: Annotated[bool, typer.Option(help="L2-normalise embeddings (conv tower).")] = True,
+    samples_per_epoch: Annotated[Optional[int], typer.Option(help="Pairs/triplets per epoch (default: one per image).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Share of identities held out to pick the best epoch.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train a tower on DATA_DIR and write a run directory (config, weights, history, loss plot)."""
+    from siamese.training import TrainConfig
+    from siamese.training import train as run_training
+
+    config = TrainConfig(
+        data_dir=str(data_dir), out_dir=str(out_dir), tower=tower.value, loss=loss.value, epochs=epochs,
+        batch_size=batch_size, lr=lr, margin=margin, image_size=size, channels=channels,
+        embedding_dim=embedding_dim, normalize=normalize, samples_per_epoch=samples_per_epoch,
+        val_fraction=val_fraction, seed=seed, device=device,
+    )
+    result = run_training(config, progress=not as_json)
+    _report_skipped(result.skipped)
+    summary = {"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, result.best_metric: result.best_value, "history": result.history}
+    if as_json:
+        _print_json(summary)
+    else:
+        out.print(f"run written to [bold]{result.run_dir}[/bold]; best epoch {result.best_epoch} ({result.best_metric} = {result.best_value:.4f})")
+
+
+# -------------------------------------------------------------------------- export
+@app.command()
+@_friendly_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by `siamese train`.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")] = Path("model.onnx"),
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 18,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Export the run's tower to ONNX (dynamic batch), verified against PyTorch."""
+    from siamese.export import export_onnx
+
+    report = export_onnx(run_dir, out_path, opset=opset, progress=not as_json)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    out.print(report.parity.summary(), highlight=False)
+    out.print(f"wrote [bold]{report.path}[/bold] ({report.size_bytes / 1e6:.1f} MB, sha256 {report.fingerprint[:16]})")
+
+
+# ---------------------------------------------------------------------- index build
+@index_app.command("build")
+@_friendly_errors
+def index_build(
+    image_dir: Annotated[Path, typer.Argument(help="Gallery images: one sub-folder per identity (or loose files, one identity each).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="model.onnx from `siamese export`.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Gallery directory to write.")],
+    device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Embed IMAGE_DIR with MODEL into a new FAISS gallery. Exit code 3: built, but some files were skipped."""
+    from siamese.engine import Embedder
+    from siamese.index import Gallery
+
+    embedder = Embedder(model, device=device.value, batch_size=batch_size)
+    report = Gallery.build(image_dir, embedder, out_dir, progress=not as_json)
+    _report_skipped(report.failures)
+    if as_json:
+        _print_json({**report.to_dict(), "device": embedder.device})
+    else:
+        out.print(
+            f"gallery [bold]{report.gallery_dir}[/bold]: {report.count} images of {report.identities} identities "
+            f"in {report.seconds:.1f}s on {embedder.device}" + (f", {len(report.failures)} skipped" if report.failures else "")
+        )
+    if report.failures:
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+# ---------------------------------------------------------------------------- query
+@app.command()
+@_friendly_errors
+def query(
+    images: Annotated[list[Path], typer.Argument(help="Query images (files or folders).")],
+    gallery_dir: Annotated[Path, typer.Option("--gallery", "-g", help="Gallery directory.")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model (default: the one the gallery was built with).")] = None,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Results per query.")] = 5,
+    device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
+    show: Annotated[Optional[Path], typer.Option(help="Also write a PNG of each query beside its matches.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Find the nearest gallery identities of each query image. Exit code 3: some queries were unreadable."""
+    from siamese.engine import Embedder
+    from siamese.image_folder import list_image_paths
+    from siamese.index import Gallery
+    from siamese.index.manifest import Manifest
+
+    model_path = model or Path(Manifest.read(gallery_dir).model_path)
+    embedder = Embedder(model_path, device=device.value)
+    with Gallery.open(gallery_dir, model_fingerprint=embedder.fingerprint, model_name=str(model_path)) as gallery:
+        embedded = embedder.embed_paths(list_image_paths(images))
+        results = gallery.search(embedded.embeddings, k=k) if embedded.paths else []
+    _report_skipped(embedded.failures)
+    if as_json:
+        _print_json({
+            "gallery": str(gallery_dir),
+            "model": str(model_path),
+            "device": embedder.device,
+            "results": [{"query": p, **r.to_dict()} for p, r in zip(embedded.paths, results)],
+            "failures": [{"path": p, "reason": r} for p, r in embedded.failures],
+        })
+    else:
+        for path, result in zip(embedded.paths, results):
+            table = Table(title=path, title_justify="left", show_edge=False)
+            for column in ("rank", "identity", "distance", "nearest image"):
+                table.add_column(column)
+            for rank, match in enumerate(result.identities, start=1):
+                table.add_row(str(rank), match.identity, f"{match.distance:.4f}", match.path)
+            out.print(table)
+    if show is not None and results:
+        from siamese.visualize import plot_query_results
+
+        plot_query_results(embedded.paths, results, show, k=k)
+        err.print(f"wrote {show}")
+    if not embedded.paths:
+        err.print("[red]error:[/red] none of the query images could be read")
+        raise typer.Exit(EXIT_ERROR)
+    if embedded.failures:
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+# ----------------------------------------------------------------------------- info
+def _model_info(path: Path) -> dict[str, Any]:
+    from siamese.engine import Embedder
+
+    embedder = Embedder(path, device="cpu")
+    session_input = embedder.session.get_inputs()[0]
+    return {
+        "kind": "model",
+        "path": str(path),
+        "fingerprint": embedder.fingerprint,
+        "size_bytes": path.stat().st_size,
+        "input": {"name": session_input.name, "shape": [str(d) for d in session_input.shape]},
+        **embedder.info.to_dict(),
+    }
+
+
+def _gallery_info(path: Path) -> dict[str, Any]:
+    from siamese.index import Gallery
+
+    with Gallery.open(path) as gallery:
+        return {"kind": "gallery", **gallery.info()}
+
+
+@app.command()
+@_friendly_errors
+def info(
+    path: Annotated[Path, typer.Argument(help="A model.onnx or a gallery directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show what a model or a gallery holds."""
+    if path.is_dir():
+        facts = _gallery_info(path)
+    elif path.is_file():
+        facts = _model_info(path)
+    else:
+        raise SiameseError(f"{path}: no such file or folder (expected a model.onnx or a gallery directory)")
+    if as_json:
+        _print_json(facts)
+        return
+    table = Table(show_header=False, show_edge=False)
+    for key, value in facts.items():
+        if key == "identity_counts":
+            value = f"{len(value)} identities: " + ", ".join(f"{k} ({v})" for k, v in list(value.items())[:10]) + (" …" if len(value) > 10 else "")
+        elif isinstance(value, dict):
+            value = json.dumps(value)
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+# ----------------------------------------------------------------------------- demo
+@app.command()
+@_friendly_errors
+def demo(
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to keep the demo's files (default: a temporary folder).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Run the whole pipeline on generated identities: train, export, index unseen identities, query."""
+    from dataclasses import replace
+
+    from siamese.demo import DemoConfig, run_demo
+
+    config = DemoConfig(out_dir=str(out_dir) if out_dir else None, seed=seed)
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    report = run_demo(config, progress=not as_json, log=(lambda _: None) if as_json else (lambda line: out.print(line, highlight=False)))
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    out.print(
+        f"\n[bold]top-1 identification on {report.queries} queries of identities never seen in training[/bold]\n"
+        f"  trained tower (ONNX): {report.tower_top1:.1%}\n"
+        f"  raw-pixel baseline:   {report.raw_pixel_top1:.1%}\n"
+        f"embedding throughput: {report.embed_images_per_second:.0f} images/s\n"
+        f"pictures of matches: {report.matches_png}\n"
+        f"total time {report.seconds['total']:.0f}s; files in {report.out_dir}",
+        highlight=False,
+    )
+
+
+if __name__ == "__main__":
+    app()

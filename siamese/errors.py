@@ -1,0 +1,48 @@
+"""Typed errors: every user mistake becomes one of these, and the CLI prints it as one line."""
+
+from __future__ import annotations
+
+
+class SiameseError(Exception):
+    """Base class of every error the product raises on purpose (bad input, mismatches)."""
+
+
+class DataError(SiameseError):
+    """A dataset or image folder is missing, empty or malformed."""
+
+
+class ImageDecodeError(DataError):
+    """One image file cannot be decoded; carries the path so batch jobs can report and skip it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class ConfigError(SiameseError):
+    """A configuration value is invalid (unknown tower, bad size, inconsistent options)."""
+
+
+class RunError(SiameseError):
+    """A training run directory is missing or incomplete."""
+
+
+class ModelError(SiameseError):
+    """An ONNX model is missing, unreadable, or not a siamese model."""
+
+
+class ParityError(SiameseError):
+    """The exported ONNX model does not reproduce the PyTorch tower within tolerance."""
+
+
+class DeviceUnavailableError(SiameseError):
+    """The execution provider the user insisted on cannot run on this machine."""
+
+
+class GalleryError(SiameseError):
+    """A gallery directory is missing, incomplete or inconsistent."""
+
+
+class ModelMismatchError(GalleryError):
+    """A gallery was built with a different model than the one offered to search it."""

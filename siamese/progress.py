@@ -1,0 +1,62 @@
+"""Progress reporting for long work: a rich bar on stderr when enabled, silence otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class Ticker:
+    """Advances one progress task; a no-op when progress display is off."""
+
+    def __init__(self, progress: Progress | None = None, task: int | None = None) -> None:
+        self._progress = progress
+        self._task = task
+
+    def advance(self, steps: int = 1) -> None:
+        """Mark ``steps`` more units done."""
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, steps)
+
+    def describe(self, text: str) -> None:
+        """Replace the text shown beside the bar (e.g. the running loss)."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=text)
+
+    def reset(self, total: int, text: str) -> None:
+        """Restart the bar for a new phase (e.g. the next epoch)."""
+        if self._progress is not None and self._task is not None:
+            self._progress.reset(self._task, total=total, description=text)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator[Ticker]:
+    """Show a progress bar on stderr for the duration of the block when ``enabled``.
+
+    Bars are drawn only on a terminal: logs and captured output stay free of bar residue.
+    """
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield Ticker()
+        return
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        yield Ticker(progress, progress.add_task(description, total=total))

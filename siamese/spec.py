@@ -1,0 +1,107 @@
+"""The tower's input specification: the one preprocessing definition shared by training and serving.
+
+It is stored in a run's config.json, copied into the ONNX file's metadata at export, and read
+back by the engine, so the pixels a model sees at query time are prepared exactly as in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from siamese.errors import ConfigError
+
+RESIZE_RULES = ("stretch", "fit-crop")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How an image becomes the tower's input tensor.
+
+    Attributes:
+        height, width: pixel size of the tensor the tower consumes.
+        channels: 1 (grey, Pillow mode "L") or 3 (RGB).
+        mean, std: per-channel normalisation applied to pixel values scaled to [0, 1].
+        resize: "stretch" resizes to exactly height×width (the seed's rule); "fit-crop" scales
+            the shorter side to fit, then crops the centre, keeping the aspect ratio.
+        interpolation: Pillow resampling filter used for resizing.
+    """
+
+    height: int = 100
+    width: int = 100
+    channels: int = 1
+    mean: tuple[float, ...] = field(default=(0.0,))
+    std: tuple[float, ...] = field(default=(1.0,))
+    resize: str = "stretch"
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        if self.height < 8 or self.width < 8:
+            raise ConfigError(f"input size must be at least 8×8, got {self.height}×{self.width}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ConfigError(
+                f"mean and std need one value per channel ({self.channels}), "
+                f"got mean={list(self.mean)} std={list(self.std)}"
+            )
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"std values must be positive, got {list(self.std)}")
+        if self.resize not in RESIZE_RULES:
+            raise ConfigError(f"resize must be one of {', '.join(RESIZE_RULES)}, got {self.resize!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}"
+            )
+
+    @property
+    def mode(self) -> str:
+        """The Pillow mode images are converted to before resizing."""
+        return "L" if self.channels == 1 else "RGB"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The (C, H, W) shape of one preprocessed image."""
+        return (self.channels, self.height, self.width)
+
+    @classmethod
+    def create(
+        cls,
+        size: int | tuple[int, int],
+        channels: int,
+        *,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        resize: str = "stretch",
+    ) -> InputSpec:
+        """Build a spec from a size and channel count, defaulting to no normalisation (as the seed)."""
+        height, width = (size, size) if isinstance(size, int) else size
+        return cls(
+            height=height,
+            width=width,
+            channels=channels,
+            mean=tuple(mean) if mean is not None else (0.0,) * channels,
+            std=tuple(std) if std is not None else (1.0,) * channels,
+            resize=resize,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = asdict(self)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputSpec:
+        """Rebuild a spec from :meth:`to_dict` output, rejecting unknown keys."""
+        known = {"height", "width", "channels", "mean", "std", "resize", "interpolation"}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown input spec keys: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        for key in ("mean", "std"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        return cls(**values)

@@ -1,0 +1,73 @@
+"""ONNX export: signature, dynamic batch, metadata, parity, and refusal to publish a bad model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from siamese.errors import ParityError, RunError
+from siamese.export import check_parity, export_onnx
+from siamese.export.parity import ParityReport
+from siamese.training import load_run
+
+
+def test_signature_and_dynamic_batch(model_path: Path) -> None:
+    model = onnx.load(str(model_path))
+    onnx.checker.check_model(model)
+    (inp,), (outp,) = model.graph.input, model.graph.output
+    assert (inp.name, outp.name) == ("images", "embeddings")
+    assert inp.type.tensor_type.shape.dim[0].dim_param == "N"
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim[1:]] == [1, 32, 32]
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    for batch in (1, 5, 64):
+        out = session.run(None, {"images": np.random.rand(batch, 1, 32, 32).astype(np.float32)})[0]
+        assert out.shape == (batch, 16) and out.dtype == np.float32
+
+
+def test_metadata_carries_preprocessing(model_path: Path, trained_run: Path) -> None:
+    props = {p.key: p.value for p in onnx.load(str(model_path)).metadata_props}
+    config = json.loads((trained_run / "config.json").read_text())
+    assert json.loads(props["siamese.input_spec"]) == config["input_spec"]
+    assert props["siamese.embedding_dim"] == "16"
+    assert props["siamese.normalized"] == "true"
+    assert json.loads(props["siamese.tower"])["name"] == "conv"
+    assert len(props["siamese.run_fingerprint"]) == 64
+
+
+def test_parity_within_tolerance(model_path: Path, trained_run: Path) -> None:
+    run = load_run(trained_run)
+    report = check_parity(run.tower, model_path, run.spec, batch_sizes=(1, 3, 17))
+    assert report.passed
+    assert report.max_abs_diff < 1e-4 and report.min_cosine > 0.9999
+    assert "parity ok" in report.summary()
+
+
+def test_parity_detects_a_different_tower(model_path: Path, trained_run: Path) -> None:
+    run = load_run(trained_run)
+    with torch.no_grad():
+        run.tower.head.weight.mul_(-1.0)
+    assert not check_parity(run.tower, model_path, run.spec).passed
+
+
+def test_failed_parity_writes_nothing(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = ParityReport((1,), 0.5, 0.2, 1.0, False)
+    monkeypatch.setattr("siamese.export.onnx_export.check_parity", lambda *args, **kwargs: bad)
+    target = tmp_path / "model.onnx"
+    with pytest.raises(ParityError, match="not written"):
+        export_onnx(trained_run, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_run_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="run directory not found"):
+        export_onnx(tmp_path / "missing", tmp_path / "m.onnx")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    with pytest.raises(RunError, match="tower.safetensors: missing"):
+        export_onnx(tmp_path / "half", tmp_path / "m.onnx")

@@ -1,0 +1,44 @@
+"""Packaging: the wheel installs only `siamese/…`; the stage folders are not top-level modules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_wheel_holds_only_the_siamese_package(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("siamese-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names}
+    assert top_level == {"siamese", next(n for n in top_level if n.endswith(".dist-info"))}
+    for module in ("training/trainer.py", "export/onnx_export.py", "engine/embedder.py", "index/gallery.py", "cli.py"):
+        assert f"siamese/{module}" in names
+    assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "siamese = siamese.cli:app" in entry_points
+
+
+def test_stage_folders_are_not_top_level_modules(tmp_path: Path) -> None:
+    code = (
+        "import importlib\n"
+        "for name in ('training', 'export', 'engine', 'index'):\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ModuleNotFoundError:\n"
+        "        continue\n"
+        "    raise SystemExit(f'{name} is importable at top level')\n"
+        "import siamese.training, siamese.export, siamese.engine, siamese.index\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)

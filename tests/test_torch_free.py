@@ -1,0 +1,30 @@
+"""The query path (engine + index + CLI query) never imports PyTorch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_query_path_does_not_import_torch(model_path: Path, gallery_dir: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+    query = next(unseen_dataset.glob("id_000/*"))
+    code = f"""
+import sys
+import siamese, siamese.engine, siamese.index
+from siamese import Embedder, Gallery
+embedder = Embedder({str(model_path)!r})
+with Gallery.open({str(gallery_dir)!r}, model_fingerprint=embedder.fingerprint) as gallery:
+    result = gallery.search(embedder.embed_paths([{str(query)!r}]).embeddings, k=3)
+assert result[0].identities[0].identity == "id_000", result
+from typer.testing import CliRunner
+from siamese.cli import app
+outcome = CliRunner().invoke(app, ["query", {str(query)!r}, "--gallery", {str(gallery_dir)!r}, "--json"])
+assert outcome.exit_code == 0, outcome.output
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+assert not loaded, loaded
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")

@@ -1,0 +1,106 @@
+"""Training data: an ImageFolder decoded once into memory, and identity-level splits.
+
+Images are decoded and resized with the engine's own functions (siamese.engine.image), so the
+pixels a tower trains on are produced by exactly the code that serves it.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from siamese.engine.image import load_pixels
+from siamese.errors import DataError, ImageDecodeError
+from siamese.image_folder import scan_image_folder
+from siamese.progress import progress_bar
+from siamese.spec import InputSpec
+
+
+@dataclass
+class ImageDataset:
+    """Decoded, resized images (uint8 N×H×W×C) with integer labels indexing ``identities``."""
+
+    pixels: NDArray[np.uint8]
+    labels: NDArray[np.int64]
+    identities: list[str]
+    paths: list[Path]
+    spec: InputSpec
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, identities: list[str]) -> ImageDataset:
+        """The images of the given identities, relabelled 0..len(identities)-1."""
+        wanted = {name: new for new, name in enumerate(identities)}
+        old_to_new = np.array([wanted.get(name, -1) for name in self.identities], dtype=np.int64)
+        keep = np.flatnonzero(old_to_new[self.labels] >= 0)
+        return ImageDataset(
+            pixels=self.pixels[keep],
+            labels=old_to_new[self.labels[keep]],
+            identities=list(identities),
+            paths=[self.paths[i] for i in keep],
+            spec=self.spec,
+        )
+
+
+def _decode_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def load_image_folder(root: str | os.PathLike[str], spec: InputSpec, *, progress: bool = False) -> ImageDataset:
+    """Decode every image of an ImageFolder at the spec's size; unreadable files are skipped.
+
+    Raises:
+        DataError: no folder, no images, or fewer than two identities with a readable image.
+    """
+    items = scan_image_folder(root)
+    results: list[NDArray[np.uint8] | ImageDecodeError] = []
+
+    def load(path: Path) -> NDArray[np.uint8] | ImageDecodeError:
+        try:
+            return load_pixels(path, spec)
+        except ImageDecodeError as exc:
+            return exc
+
+    with progress_bar("decoding images", len(items), progress) as ticker, ThreadPoolExecutor(_decode_threads()) as pool:
+        for result in pool.map(load, (item.path for item in items)):
+            results.append(result)
+            ticker.advance()
+
+    skipped = [(err.path, err.reason) for err in results if isinstance(err, ImageDecodeError)]
+    good = [(item, pix) for item, pix in zip(items, results) if not isinstance(pix, ImageDecodeError)]
+    identities = sorted({item.identity for item, _ in good})
+    if len(identities) < 2:
+        raise DataError(f"{root}: need at least two identities with readable images, found {len(identities)}")
+    index = {name: i for i, name in enumerate(identities)}
+    return ImageDataset(
+        pixels=np.stack([pix for _, pix in good]),
+        labels=np.array([index[item.identity] for item, _ in good], dtype=np.int64),
+        identities=identities,
+        paths=[item.path for item, _ in good],
+        spec=spec,
+        skipped=skipped,
+    )
+
+
+def split_identities(identities: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Split identities (never images) into training and validation sets, reproducibly.
+
+    Validation needs at least two identities and training keeps at least two; with too few
+    identities the validation set is empty.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"validation fraction must be in [0, 1), got {val_fraction}")
+    n_val = int(round(len(identities) * val_fraction))
+    if n_val < 2 or len(identities) - n_val < 2:
+        return list(identities), []
+    order = np.random.default_rng(seed).permutation(len(identities))
+    val = sorted(identities[i] for i in order[:n_val])
+    train = sorted(identities[i] for i in order[n_val:])
+    return train, val

@@ -1,0 +1,73 @@
+"""Pair and triplet sampling over labelled images, vectorised with no rejection loops.
+
+Pairs follow the seed: the first image is drawn uniformly; with probability one half the second
+is another image of the same identity (target 0), otherwise an image of any other identity
+(target 1), uniform over images as the seed's redraw-until-different loop is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Images grouped by label: ``order`` lists image indices sorted by label."""
+
+    order: IntArray
+    start: IntArray  # per label, first position in ``order``
+    size: IntArray  # per label, number of images
+    position: IntArray  # per image, its position in ``order``
+
+    @classmethod
+    def of(cls, labels: IntArray) -> _Groups:
+        order = np.argsort(labels, kind="stable")
+        n_labels = int(labels.max()) + 1
+        size = np.bincount(labels, minlength=n_labels)
+        start = np.concatenate([[0], np.cumsum(size)[:-1]])
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        return cls(order, start, size, position)
+
+    def other_same(self, images: IntArray, rng: np.random.Generator, labels: IntArray) -> IntArray:
+        """For each image, a different image of the same label (its label must have ≥ 2)."""
+        lab = labels[images]
+        offset = rng.integers(0, self.size[lab] - 1)
+        own = self.position[images] - self.start[lab]
+        offset = offset + (offset >= own)
+        return self.order[self.start[lab] + offset]
+
+    def any_other_label(self, images: IntArray, rng: np.random.Generator, labels: IntArray) -> IntArray:
+        """For each image, an image drawn uniformly from all images of other labels."""
+        lab = labels[images]
+        pick = rng.integers(0, len(self.order) - self.size[lab])
+        pick = pick + np.where(pick >= self.start[lab], self.size[lab], 0)
+        return self.order[pick]
+
+
+def sample_pairs(labels: IntArray, count: int, rng: np.random.Generator) -> tuple[IntArray, IntArray, IntArray]:
+    """Draw ``count`` pairs; returns (first, second, target) with target 0 = same, 1 = different."""
+    groups = _Groups.of(labels)
+    first = rng.integers(0, len(labels), size=count)
+    want_same = rng.random(count) < 0.5
+    # Identities with a single image cannot form a same pair; they fall back to a different pair.
+    want_same &= groups.size[labels[first]] >= 2
+    second = np.empty(count, dtype=np.int64)
+    second[want_same] = groups.other_same(first[want_same], rng, labels)
+    second[~want_same] = groups.any_other_label(first[~want_same], rng, labels)
+    return first, second, (~want_same).astype(np.int64)
+
+
+def sample_triplets(labels: IntArray, count: int, rng: np.random.Generator) -> tuple[IntArray, IntArray, IntArray]:
+    """Draw ``count`` (anchor, positive, negative) triplets; anchors come from identities with ≥ 2 images."""
+    groups = _Groups.of(labels)
+    eligible = np.flatnonzero(groups.size[labels] >= 2)
+    if len(eligible) == 0:
+        raise ValueError("triplets need at least one identity with two or more images")
+    anchor = eligible[rng.integers(0, len(eligible), size=count)]
+    return anchor, groups.other_same(anchor, rng, labels), groups.any_other_label(anchor, rng, labels)
