@@ -1,0 +1,35 @@
+"""The README's Python API example runs as written against a real model and gallery."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_python_api_example(model_path: Path, unseen_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from siamese.engine import Embedder
+    from siamese.index import Gallery
+
+    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    shutil.copy(model_path, tmp_path / "model.onnx")
+    Gallery.build(unseen_dataset, Embedder(tmp_path / "model.onnx"), tmp_path / "gallery")
+    shutil.copy(next((unseen_dataset / "id_003").iterdir()), tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, str(README), "exec"), {})
+    assert capsys.readouterr().out.startswith("photo.jpg -> id_003 0.0")
+
+
+def test_readme_commands_exist() -> None:
+    from typer.testing import CliRunner
+
+    from siamese.cli import app
+
+    text = README.read_text()
+    for command in re.findall(r"^siamese ([a-z]+(?: build)?)", text, flags=re.M):
+        result = CliRunner().invoke(app, [*command.split(), "--help"])
+        assert result.exit_code == 0, command
