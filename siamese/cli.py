@@ -204,6 +204,8 @@ def query(
     from siamese.index.manifest import Manifest
 
     model_path = model or Path(Manifest.read(gallery_dir).model_path)
+    if model is None and not model_path.is_file():
+        raise SiameseError(f"{gallery_dir}: was built with {model_path}, which is no longer there; pass --model PATH")
     embedder = Embedder(model_path, device=device.value)
     with Gallery.open(gallery_dir, model_fingerprint=embedder.fingerprint, model_name=str(model_path)) as gallery:
         embedded = embedder.embed_paths(list_image_paths(images))

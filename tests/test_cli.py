@@ -97,6 +97,18 @@ def test_user_mistakes_are_one_line(tmp_path: Path, model_path: Path, gallery_di
     assert_clean_error(invoke("query", next(unseen_dataset.rglob("*.png")), "--gallery", tmp_path / "nogallery"), "gallery folder not found")
 
 
+def test_query_when_gallery_model_moved(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    moved = tmp_path / "model.onnx"
+    shutil.copy(model_path, moved)
+    assert invoke("index", "build", unseen_dataset, "--model", moved, "--out", tmp_path / "g").exit_code == 0
+    moved.rename(tmp_path / "renamed.onnx")
+    query = next(unseen_dataset.rglob("*.png"))
+    assert_clean_error(invoke("query", query, "--gallery", tmp_path / "g"), "no longer there", "--model")
+    assert invoke("query", query, "--gallery", tmp_path / "g", "--model", tmp_path / "renamed.onnx").exit_code == 0
+
+
 def test_model_gallery_mismatch_is_refused(tiny_dataset: Path, gallery_dir: Path, unseen_dataset: Path, tmp_path: Path) -> None:
     from siamese.export import export_onnx
     from siamese.training import TrainConfig, train
