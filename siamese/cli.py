@@ -288,6 +288,40 @@ def info(
     out.print(table)
 
 
+# ---------------------------------------------------------------------------- bench
+@app.command()
+@_friendly_errors
+def bench(
+    suite: Annotated[str, typer.Argument(help="Benchmark suite: a file benchmarks/SUITE.py (run `siamese bench list`).")],
+    quick: Annotated[bool, typer.Option(help="Small, fast configuration.")] = False,
+    plot: Annotated[bool, typer.Option(help="Also write plots next to the JSON result.")] = False,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", help="Suite option KEY=VALUE (repeatable).")] = None,
+    work_dir: Annotated[Path, typer.Option(help="Scratch folder for generated inputs.")] = Path(".bench-work"),
+    results_dir: Annotated[Optional[Path], typer.Option(help="Where the JSON goes (default: benchmarks/results).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole record as JSON.")] = False,
+) -> None:
+    """Run a benchmark suite and record its figures (machine, versions, settings) as JSON."""
+    from siamese.benchmarking import BenchSettings, available_suites, run_suite
+
+    if suite == "list":
+        for name in available_suites():
+            out.print(name)
+        return
+    options = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SiameseError(f"--option {item!r}: expected KEY=VALUE")
+        options[key] = value
+    settings = BenchSettings(quick=quick, work_dir=work_dir, plot=plot, options=options)
+    record, path = run_suite(suite, settings, results_dir)
+    if as_json:
+        _print_json({**record, "path": str(path)})
+    else:
+        out.print(json.dumps(record["results"], indent=2), highlight=False)
+        out.print(f"results written to [bold]{path}[/bold]")
+
+
 # ----------------------------------------------------------------------------- demo
 @app.command()
 @_friendly_errors

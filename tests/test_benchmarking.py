@@ -1,0 +1,50 @@
+"""The benchmark runner: suite discovery, options, JSON records, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from siamese.benchmarking import latency_stats, time_calls
+from siamese.cli import app
+
+
+@pytest.fixture()
+def suites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "echo.py").write_text(
+        "def run(settings):\n"
+        "    return {'quick': settings.quick, 'n': settings.option('n', 3, int)}\n"
+    )
+    (folder / "broken.py").write_text("x = 1\n")
+    monkeypatch.setenv("SIAMESE_BENCHMARKS", str(folder))
+    return folder
+
+
+def test_bench_runs_a_suite_and_records_json(suites: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "echo", "--quick", "-O", "n=7", "--work-dir", str(tmp_path / "w"), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["results"] == {"quick": True, "n": 7}
+    assert record["machine"]["cores"] >= 1 and "numpy" in record["machine"]["versions"]
+    saved = json.loads(Path(record["path"]).read_text())
+    assert Path(record["path"]).parent == suites / "results" and saved["suite"] == "echo"
+
+
+def test_bench_errors(suites: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(app, ["bench", "nope"])
+    assert missing.exit_code == 1 and "available: broken, echo" in missing.stderr
+    assert "run(settings)" in runner.invoke(app, ["bench", "broken"]).stderr
+    assert "KEY=VALUE" in runner.invoke(app, ["bench", "echo", "-O", "novalue"]).stderr
+    assert runner.invoke(app, ["bench", "list"]).stdout.split() == ["broken", "echo"]
+
+
+def test_latency_stats() -> None:
+    stats = latency_stats([0.001] * 98 + [0.010, 0.020])
+    assert stats["p50_ms"] == 1.0 and stats["calls"] == 100 and stats["p99_ms"] > 9.0
+    assert len(time_calls(lambda: None, repeat=5)) == 5
