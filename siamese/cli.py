@@ -39,16 +39,6 @@ err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Tower(str, Enum):
-    seed = "seed"
-    conv = "conv"
-
-
-class Loss(str, Enum):
-    contrastive = "contrastive"
-    triplet = "triplet"
-
-
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -101,39 +91,61 @@ def main(
 def train(
     data_dir: Annotated[Path, typer.Argument(help="ImageFolder: one sub-folder of images per identity.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
-    tower: Annotated[Tower, typer.Option(help="Tower network.")] = Tower.conv,
-    loss: Annotated[Loss, typer.Option(help="Training loss.")] = Loss.triplet,
-    epochs: Annotated[int, typer.Option(min=1)] = 20,
-    batch_size: Annotated[int, typer.Option(min=2, help="Pairs or triplets per step.")] = 64,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-4,
+    tower: Annotated[str, typer.Option(help="seed, conv, resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0.")] = "conv",
+    weights: Annotated[Optional[Path], typer.Option(help="Initialise a torchvision backbone from this local state-dict file.")] = None,
+    loss: Annotated[str, typer.Option(help="contrastive, triplet or multi-similarity.")] = "triplet",
+    miner: Annotated[Optional[str], typer.Option(help="Mining in P×K batches: hard-pairs/all-pairs (contrastive), batch-hard/semi-hard/batch-all (triplet).")] = None,
+    sampler: Annotated[str, typer.Option(help="pk: P identities × K images per batch; random: the seed's random pairs/triplets.")] = "pk",
     margin: Annotated[Optional[float], typer.Option(help="Loss margin (default depends on loss and normalisation).")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Input size in pixels (default: 100 for seed, 96 for conv).")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    identities_per_batch: Annotated[int, typer.Option("--p", help="P: identities per batch.")] = 16,
+    images_per_identity: Annotated[int, typer.Option("--k", help="K: images per identity in a batch.")] = 4,
+    batch_size: Annotated[int, typer.Option(min=2, help="Pairs or triplets per step with --sampler random.")] = 64,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Steps per epoch (default: about one pass over the images, at least 20).")] = None,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 0.0,
+    warmup_epochs: Annotated[float, typer.Option(help="Linear learning-rate warm-up.")] = 1.0,
+    schedule: Annotated[str, typer.Option(help="cosine or constant.")] = "cosine",
+    augment: Annotated[str, typer.Option(help="none, light or strong.")] = "light",
+    flip: Annotated[str, typer.Option(help="none, horizontal, vertical or both (flips change identity for text and signatures).")] = "none",
+    size: Annotated[Optional[int], typer.Option(help="Input size in pixels (default: 100 for seed, 96 for conv, 112 for torchvision backbones).")] = None,
     channels: Annotated[int, typer.Option(help="1 = grey, 3 = RGB.")] = 1,
-    embedding_dim: Annotated[Optional[int], typer.Option(help="Embedding size (default: 5 for seed, 128 for conv).")] = None,
-    normalize: Annotated[bool, typer.Option(help="L2-normalise embeddings (conv tower).")] = True,
-    samples_per_epoch: Annotated[Optional[int], typer.Option(help="Pairs/triplets per epoch (default: one per image).")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Share of identities held out to pick the best epoch.")] = 0.2,
+    resize: Annotated[str, typer.Option(help="stretch, or fit-crop (keep aspect ratio, crop the centre).")] = "stretch",
+    embedding_dim: Annotated[Optional[int], typer.Option(help="Embedding size (default: 5 for seed, 128 otherwise).")] = None,
+    normalize: Annotated[bool, typer.Option(help="L2-normalise embeddings.")] = True,
+    head_batch_norm: Annotated[bool, typer.Option(help="Batch-norm in the embedding head.")] = False,
+    val_fraction: Annotated[float, typer.Option(help="Share of identities held out for validation.")] = 0.2,
+    select_by: Annotated[str, typer.Option(help="Validation metric that picks the kept epoch: map_at_r, recall_at_1, recall_at_5, roc_auc.")] = "map_at_r",
+    patience: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without validation improvement.")] = 10,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes for augmentation.")] = 0,
+    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Train a tower on DATA_DIR and write a run directory (config, weights, history, loss plot)."""
+    """Train a tower on DATA_DIR and write a run directory (config, weights, history, curves)."""
     from siamese.training import TrainConfig
     from siamese.training import train as run_training
 
     config = TrainConfig(
-        data_dir=str(data_dir), out_dir=str(out_dir), tower=tower.value, loss=loss.value, epochs=epochs,
-        batch_size=batch_size, lr=lr, margin=margin, image_size=size, channels=channels,
-        embedding_dim=embedding_dim, normalize=normalize, samples_per_epoch=samples_per_epoch,
-        val_fraction=val_fraction, seed=seed, device=device,
+        data_dir=str(data_dir), out_dir=str(out_dir), tower=tower, weights=str(weights) if weights else None,
+        loss=loss, miner=miner, sampler=sampler, margin=margin, epochs=epochs,
+        identities_per_batch=identities_per_batch, images_per_identity=images_per_identity, batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
+        schedule=schedule, augment=augment, flip=flip, image_size=size, channels=channels, resize=resize,
+        embedding_dim=embedding_dim, normalize=normalize, head_batch_norm=head_batch_norm, val_fraction=val_fraction,
+        select_by=select_by, patience=patience, seed=seed, device=device, workers=workers, amp=amp, resume=resume,
     )
     result = run_training(config, progress=not as_json)
     _report_skipped(result.skipped)
-    summary = {"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, result.best_metric: result.best_value, "history": result.history}
+    summary = {"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "metric": result.best_metric,
+               "value": result.best_value, "stopped_early": result.stopped_early, "history": result.history}
     if as_json:
         _print_json(summary)
     else:
-        out.print(f"run written to [bold]{result.run_dir}[/bold]; best epoch {result.best_epoch} ({result.best_metric} = {result.best_value:.4f})")
+        early = " (stopped early)" if result.stopped_early else ""
+        out.print(f"run written to [bold]{result.run_dir}[/bold]; kept epoch {result.best_epoch} ({result.best_metric} = {result.best_value:.4f}){early}")
 
 
 # -------------------------------------------------------------------------- export
@@ -286,6 +298,49 @@ def info(
             value = json.dumps(value)
         table.add_row(key, str(value))
     out.print(table)
+
+
+# ----------------------------------------------------------------------------- eval
+@app.command("eval")
+@_friendly_errors
+def eval_command(
+    model: Annotated[Path, typer.Argument(help="model.onnx from `siamese export`.")],
+    data_dir: Annotated[Optional[Path], typer.Argument(help="ImageFolder to split per identity into gallery and queries.")] = None,
+    gallery_dir: Annotated[Optional[Path], typer.Option("--gallery", help="Gallery ImageFolder (instead of DATA_DIR).")] = None,
+    queries_dir: Annotated[Optional[Path], typer.Option("--queries", help="Query ImageFolder (with --gallery).")] = None,
+    gallery_per_identity: Annotated[int, typer.Option(min=1, help="Images per identity that enrol it in the gallery; the rest are queries.")] = 1,
+    split: Annotated[str, typer.Option(help="random (seeded) or first (by file name): which images enrol.")] = "random",
+    far: Annotated[Optional[list[float]], typer.Option(help="Target false-accept rate(s) for TAR and thresholds (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for the split and pair sampling.")] = 0,
+    device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write eval.json, roc.png and distances.png here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Measure identification (recall@k, mAP@R) and verification (ROC-AUC, EER, TAR@FAR) of MODEL on your data."""
+    from siamese.evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(
+        model=str(model), data_dir=str(data_dir) if data_dir else None, gallery_dir=str(gallery_dir) if gallery_dir else None,
+        queries_dir=str(queries_dir) if queries_dir else None, gallery_per_identity=gallery_per_identity, split=split,
+        seed=seed, fars=tuple(far) if far else (1e-2, 1e-3), device=device.value, out_dir=str(out_dir) if out_dir else None,
+    )
+    report = evaluate(config, progress=not as_json)
+    _report_skipped([(s["path"], s["reason"]) for s in report["skipped"]])
+    if as_json:
+        _print_json(report)
+        return
+    ident, verif = report["identification"], report["verification"]
+    table = Table(show_header=False, show_edge=False)
+    table.add_row("gallery / queries", f"{report['gallery_images']} images of {report['identities']} identities / {report['query_images']} queries")
+    for key in ("recall_at_1", "recall_at_5", "recall_at_10", "map_at_r"):
+        table.add_row(key.replace("_at_", "@").replace("map", "mAP").replace("@r", "@R"), f"{ident[key]:.4f}")
+    table.add_row("ROC-AUC", f"{verif['roc_auc']:.4f}")
+    table.add_row("EER", f"{verif['eer']:.4f}")
+    for value in config.fars:
+        table.add_row(f"TAR @ FAR {value:g}", f"{verif[f'tar_at_far_{value:g}']:.4f} (accept distance ≤ {verif[f'threshold_at_far_{value:g}']:.4f})")
+    out.print(table)
+    if "files" in report:
+        out.print(f"wrote {', '.join(report['files'].values())}")
 
 
 # ---------------------------------------------------------------------------- bench

@@ -10,6 +10,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from siamese.index.results import QueryResult
 from siamese.io import atomic_path
 
@@ -35,11 +37,7 @@ def plot_query_results(
     k: int = 5,
 ) -> Path:
     """Write a PNG grid: one row per query, the query then its top-k matches with distances."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     rows = max(1, len(queries))
     cols = 1 + max([min(k, len(r.matches)) for r in results] + [1])
     fig, axes = plt.subplots(rows, cols, figsize=(cols * _THUMB, rows * (_THUMB + 0.4)), squeeze=False)
@@ -54,8 +52,52 @@ def plot_query_results(
             colour = "black" if want is None else ("green" if match.identity == want else "red")
             axes[row][col].set_title(f"{match.identity}\nDissimilarity: {match.distance:.3f}", fontsize=9, color=colour)
     fig.tight_layout()
+    return _save(fig, out_path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out_path: str | os.PathLike[str]) -> Path:
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+        fig.savefig(tmp, format="png", dpi=100)
+    _pyplot().close(fig)
     return out_path
+
+
+def plot_roc(curve, out_path: str | os.PathLike[str], *, fars: Sequence[float] = ()) -> Path:
+    """ROC of verification (TAR against FAR, log-scaled FAR) with the target FARs marked."""
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(6, 4.5))
+    floor = 1.0 / max(1, len(curve.far) * 10)
+    axis.plot(np.maximum(curve.far, floor), curve.tar, color="tab:blue")
+    for far in fars:
+        axis.axvline(far, color="grey", linestyle=":", linewidth=1)
+        axis.text(far, 0.02, f" FAR {far:g}", fontsize=8, color="grey")
+    axis.set(xscale="log", xlabel="false accept rate", ylabel="true accept rate", ylim=(0, 1.02), title="verification ROC")
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out_path)
+
+
+def plot_distance_histograms(same, different, thresholds: dict[float, float], out_path: str | os.PathLike[str]) -> Path:
+    """Histograms of same-identity and different-identity distances, with FAR thresholds marked."""
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(7, 4.5))
+    bins = np.linspace(0, float(max(np.max(same, initial=0), np.max(different, initial=0))) * 1.02 + 1e-9, 60)
+    axis.hist(different, bins=bins, alpha=0.6, density=True, color="tab:red", label=f"different identity ({len(different)} pairs)")
+    axis.hist(same, bins=bins, alpha=0.6, density=True, color="tab:green", label=f"same identity ({len(same)} pairs)")
+    for far, threshold in thresholds.items():
+        axis.axvline(threshold, color="black", linestyle="--", linewidth=1)
+        axis.text(threshold, axis.get_ylim()[1] * 0.9, f" FAR {far:g}", fontsize=8)
+    axis.set(xlabel="L2 distance", ylabel="density", title="distances between query and gallery images")
+    axis.legend()
+    fig.tight_layout()
+    return _save(fig, out_path)

@@ -35,7 +35,7 @@ def trained_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     config = TrainConfig(
         data_dir=str(tiny_dataset), out_dir=str(run_dir), image_size=32, widths=(8, 16), embedding_dim=16,
-        epochs=2, batch_size=16, samples_per_epoch=64, val_fraction=0.25, seed=0,
+        epochs=2, steps_per_epoch=4, identities_per_batch=4, images_per_identity=3, val_fraction=0.25, seed=0,
     )
     train(config)
     return run_dir

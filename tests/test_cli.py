@@ -28,7 +28,7 @@ def assert_clean_error(result, *fragments: str) -> None:
 
 def test_train_export_index_query_info(tiny_dataset: Path, unseen_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "runs" / "r1"
-    result = invoke("train", tiny_dataset, "--out", run, "--epochs", "1", "--size", "32", "--samples-per-epoch", "32", "--batch-size", "16", "--json")
+    result = invoke("train", tiny_dataset, "--out", run, "--epochs", "1", "--size", "32", "--steps-per-epoch", "2", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["best_epoch"] == 1
 
@@ -115,7 +115,7 @@ def test_model_gallery_mismatch_is_refused(tiny_dataset: Path, gallery_dir: Path
 
     run = tmp_path / "other"
     train(TrainConfig(data_dir=str(tiny_dataset), out_dir=str(run), image_size=32, widths=(8, 16), embedding_dim=16,
-                      epochs=1, batch_size=8, samples_per_epoch=8, seed=99))
+                      epochs=1, steps_per_epoch=1, seed=99))
     other = export_onnx(run, tmp_path / "other.onnx").path
     query = next(unseen_dataset.rglob("*.png"))
     assert_clean_error(invoke("query", query, "--gallery", gallery_dir, "--model", other), "built with model", "other.onnx")

@@ -2,40 +2,68 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from siamese.errors import ConfigError
 from siamese.spec import RESIZE_RULES
+
+SELECT_BY = ("map_at_r", "recall_at_1", "recall_at_5", "roc_auc")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Options of ``siamese train``; the CLI maps its flags one-to-one onto these fields.
 
-    ``image_size=None`` takes the tower's default (100 for the seed tower, 96 for conv);
-    ``samples_per_epoch=None`` draws one pair or triplet per training image per epoch, as the seed.
+    The defaults are the recipe: conv tower at 96 px, P×K batches (16 identities × 4 images),
+    triplet loss with batch-hard mining, Adam with warm-up and cosine decay, light augmentation,
+    and the checkpoint with the best mAP@R on held-out identities.
+
+    ``image_size=None`` takes the tower's default; ``steps_per_epoch=None`` makes one epoch about one
+    pass over the training images (at least ``min_steps_per_epoch`` steps).
     """
 
     data_dir: str
     out_dir: str
+    # tower
     tower: str = "conv"
     embedding_dim: int | None = None
     normalize: bool = True
+    head_batch_norm: bool = False
     widths: tuple[int, ...] | None = None
+    weights: str | None = None
+    # input
     image_size: int | None = None
     channels: int = 1
     resize: str = "stretch"
+    # objective
     loss: str = "triplet"
+    miner: str | None = None
+    sampler: str = "pk"
     margin: float | None = None
-    epochs: int = 20
+    identities_per_batch: int = 16
+    images_per_identity: int = 4
     batch_size: int = 64
-    lr: float = 5e-4
+    # optimisation
+    epochs: int = 30
+    steps_per_epoch: int | None = None
+    min_steps_per_epoch: int = 20
+    lr: float = 1e-3
     weight_decay: float = 0.0
-    samples_per_epoch: int | None = None
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"
+    augment: str = "light"
+    flip: str = "none"
+    # validation and checkpoints
     val_fraction: float = 0.2
+    select_by: str = "map_at_r"
+    patience: int | None = 10
+    # machinery
     seed: int = 0
     device: str = "auto"
+    workers: int = 0
+    amp: bool = True
+    resume: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -46,7 +74,12 @@ class TrainConfig:
             (self.resize in RESIZE_RULES, f"resize must be one of {', '.join(RESIZE_RULES)}"),
             (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
             (self.embedding_dim is None or self.embedding_dim >= 1, "embedding dim must be positive"),
-            (self.samples_per_epoch is None or self.samples_per_epoch >= 1, "samples per epoch must be positive"),
+            (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps per epoch must be positive"),
+            (self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}"),
+            (self.select_by in SELECT_BY, f"select-by must be one of {', '.join(SELECT_BY)}"),
+            (self.patience is None or self.patience >= 1, "patience must be at least 1 epoch"),
+            (self.workers >= 0, "workers cannot be negative"),
+            (self.warmup_epochs >= 0, "warm-up cannot be negative"),
         ]
         for ok, message in checks:
             if not ok:
@@ -57,3 +90,12 @@ class TrainConfig:
         data = asdict(self)
         data["widths"] = list(self.widths) if self.widths is not None else None
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config from :meth:`to_dict` output (ignoring keys of other versions)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        if values.get("widths") is not None:
+            values["widths"] = tuple(values["widths"])
+        return cls(**values)

@@ -71,3 +71,32 @@ def sample_triplets(labels: IntArray, count: int, rng: np.random.Generator) -> t
         raise ValueError("triplets need at least one identity with two or more images")
     anchor = eligible[rng.integers(0, len(eligible), size=count)]
     return anchor, groups.other_same(anchor, rng, labels), groups.any_other_label(anchor, rng, labels)
+
+
+class PKSampler:
+    """Batches of P identities × K images each: what online miners need to find hard tuples.
+
+    Identities with fewer than two images are never drawn (they have no positives); identities
+    with fewer than K images repeat some. Usable as a DataLoader ``batch_sampler``.
+    """
+
+    def __init__(self, labels: IntArray, p: int, k: int, steps: int, seed: int = 0) -> None:
+        if p < 2 or k < 2:
+            raise ValueError(f"P×K batches need P ≥ 2 identities and K ≥ 2 images each, got P={p}, K={k}")
+        groups = _Groups.of(labels)
+        self.members = [groups.order[s : s + n] for s, n in zip(groups.start, groups.size) if n >= 2]
+        if len(self.members) < 2:
+            raise ValueError("P×K batches need at least two identities with two or more images")
+        self.p, self.k, self.steps = min(p, len(self.members)), k, steps
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            chosen = self.rng.choice(len(self.members), size=self.p, replace=False)
+            batch = [
+                self.rng.choice(self.members[i], size=self.k, replace=len(self.members[i]) < self.k) for i in chosen
+            ]
+            yield np.concatenate(batch).tolist()

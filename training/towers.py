@@ -1,7 +1,14 @@
-"""Tower networks: the shared-weight encoder of a Siamese network, chosen by name from TOWERS."""
+"""Tower networks: the shared-weight encoder of a Siamese network, chosen by name from TOWERS.
+
+Every tower but the seed's is a backbone (image → pooled features) followed by an EmbeddingHead
+(linear, optional batch-norm, optional L2 normalisation).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,59 +58,107 @@ class SeedTower(nn.Module):
         return self.fc1(features.reshape(features.size(0), -1))
 
 
+class EmbeddingHead(nn.Module):
+    """Features → embedding: linear projection, optional batch-norm, optional L2 normalisation.
+
+    Unit-length embeddings put every distance in [0, 2], so margins mean the same on any dataset.
+    """
+
+    def __init__(self, in_features: int, embedding_dim: int = 128, batch_norm: bool = False, normalize: bool = True) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, embedding_dim)
+        self.bn = nn.BatchNorm1d(embedding_dim) if batch_norm else nn.Identity()
+        self.normalize = normalize
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        embedding = self.bn(self.linear(features))
+        return F.normalize(embedding, dim=1) if self.normalize else embedding
+
+
+class EmbeddingTower(nn.Module):
+    """A backbone producing pooled features, then an embedding head."""
+
+    def __init__(self, backbone: nn.Module, features: int, embedding_dim: int = 128, batch_norm: bool = False, normalize: bool = True) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = EmbeddingHead(features, embedding_dim, batch_norm, normalize)
+        self.embedding_dim = embedding_dim
+        self.normalized = normalize
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+
 def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-class ConvTower(nn.Module):
-    """Compact default tower: VGG-style conv stages, global average pooling, linear embedding head.
-
-    Global pooling makes it accept any input size; L2 normalisation (on by default) puts every
-    embedding on the unit sphere, so distances lie in [0, 2] and margins mean the same everywhere.
-    """
-
-    def __init__(
-        self,
-        in_channels: int = 1,
-        embedding_dim: int = 128,
-        widths: tuple[int, ...] = (16, 32, 64, 128),
-        normalize: bool = True,
-    ) -> None:
-        super().__init__()
-        if not widths:
-            raise ConfigError("conv tower needs at least one stage width")
-        self.embedding_dim = embedding_dim
-        self.normalized = normalize
-        layers: list[nn.Module] = []
-        cin = in_channels
-        for stage, width in enumerate(widths):
-            layers += _conv_bn_relu(cin, width) + _conv_bn_relu(width, width)
-            if stage < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2))
-            cin = width
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(cin, embedding_dim)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = self.pool(self.features(images)).flatten(1)
-        embedding = self.head(pooled)
-        return F.normalize(embedding, dim=1) if self.normalized else embedding
+def conv_backbone(in_channels: int = 1, widths: tuple[int, ...] = (16, 32, 64, 128)) -> tuple[nn.Module, int]:
+    """Compact VGG-style stages (two 3×3 convs, then 2×2 max-pool) and global average pooling: any input size."""
+    if not widths:
+        raise ConfigError("conv tower needs at least one stage width")
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for stage, width in enumerate(widths):
+        layers += _conv_bn_relu(cin, width) + _conv_bn_relu(width, width)
+        if stage < len(widths) - 1:
+            layers.append(nn.MaxPool2d(2))
+        cin = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), cin
 
 
-TOWERS: dict[str, type[nn.Module]] = {"seed": SeedTower, "conv": ConvTower}
+def _first_conv_path(name: str) -> str:
+    return "conv1" if name.startswith("resnet") else "features.0.0"
+
+
+def _torchvision_backbone(name: str) -> Callable[[int], tuple[nn.Module, int]]:
+    """A torchvision classification network as a backbone: classifier removed, first conv fitted to the channels."""
+
+    def build(in_channels: int) -> tuple[nn.Module, int]:
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None)
+        if name.startswith("resnet"):
+            features = model.fc.in_features
+            model.fc = nn.Identity()
+        else:
+            features = next(m for m in model.classifier if isinstance(m, nn.Linear)).in_features
+            model.classifier = nn.Identity()
+        if in_channels != 3:
+            _replace_first_conv(model, _first_conv_path(name), in_channels)
+        return model, features
+
+    return build
+
+
+def _replace_first_conv(model: nn.Module, path: str, in_channels: int) -> None:
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    old: nn.Conv2d = getattr(parent, attr)
+    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=old.bias is not None)
+    setattr(parent, attr, new)
+
+
+BACKBONES: dict[str, Callable[..., tuple[nn.Module, int]]] = {
+    "conv": conv_backbone,
+    **{name: _torchvision_backbone(name) for name in ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")},
+}
+TOWERS = ("seed", *BACKBONES)
 
 #: Input size each tower trains at unless told otherwise.
 DEFAULT_INPUT_SIZE = {"seed": 100, "conv": 96}
+TORCHVISION_INPUT_SIZE = 112
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def create_tower(name: str, spec: InputSpec, options: dict[str, Any] | None = None) -> nn.Module:
     """Build a tower by name for the given input spec.
 
     Args:
-        name: a key of TOWERS.
+        name: "seed", "conv" or a torchvision backbone (resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0).
         spec: the input spec (channels, and for the seed tower the exact size).
-        options: tower arguments beyond the input (embedding_dim, normalize, widths).
+        options: embedding_dim, normalize, batch_norm (head), widths (conv only).
 
     Raises:
         ConfigError: unknown tower or unknown option.
@@ -111,18 +166,58 @@ def create_tower(name: str, spec: InputSpec, options: dict[str, Any] | None = No
     if name not in TOWERS:
         raise ConfigError(f"unknown tower {name!r}; choose one of: {', '.join(TOWERS)}")
     options = dict(options or {})
-    if name == "seed":
-        allowed = {"embedding_dim"}
-        args: dict[str, Any] = {"in_channels": spec.channels, "height": spec.height, "width": spec.width}
-    else:
-        allowed = {"embedding_dim", "normalize", "widths"}
-        args = {"in_channels": spec.channels}
-        if "widths" in options:
-            options["widths"] = tuple(int(w) for w in options["widths"])
+    allowed = {"embedding_dim"} if name == "seed" else {"embedding_dim", "normalize", "batch_norm"} | ({"widths"} if name == "conv" else set())
     unknown = set(options) - allowed
     if unknown:
         raise ConfigError(f"tower {name!r} does not take option(s): {', '.join(sorted(unknown))}")
-    return TOWERS[name](**args, **options)
+    if name == "seed":
+        return SeedTower(spec.channels, spec.height, spec.width, **options)
+    backbone_args = {"widths": tuple(int(w) for w in options.pop("widths"))} if "widths" in options else {}
+    backbone, features = BACKBONES[name](spec.channels, **backbone_args)
+    return EmbeddingTower(backbone, features, **options)
+
+
+def load_pretrained(tower: nn.Module, path: str | os.PathLike[str], tower_name: str) -> list[str]:
+    """Initialise a torchvision tower's backbone from a local state-dict file (nothing is downloaded).
+
+    Accepts safetensors or a torch file loaded with ``weights_only=True`` (never unpickling code).
+    3-channel first-conv weights are summed to fit grey input. Returns the backbone keys the file lacked.
+
+    Raises:
+        ConfigError: unreadable file, a non-torchvision tower, or weights that do not fit the backbone.
+    """
+    if tower_name not in BACKBONES or tower_name == "conv" or not isinstance(tower, EmbeddingTower):
+        raise ConfigError(f"--weights initialises torchvision backbones only, not the {tower_name!r} tower")
+    path = Path(path)
+    state = _read_state_dict(path)
+    backbone = tower.backbone
+    first = _first_conv_path(tower_name) + ".weight"
+    target = backbone.state_dict()
+    if first in state and first in target and state[first].shape[1] != target[first].shape[1]:
+        state[first] = state[first].sum(dim=1, keepdim=True).expand_as(target[first]).clone()
+    usable = {k: v for k, v in state.items() if k in target}
+    mismatched = [k for k, v in usable.items() if v.shape != target[k].shape]
+    if mismatched or not usable:
+        raise ConfigError(f"{path}: weights do not fit {tower_name} ({'shape mismatch at ' + mismatched[0] if mismatched else 'no matching keys'})")
+    backbone.load_state_dict(usable, strict=False)
+    return sorted(set(target) - set(usable))
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return dict(load_file(path))
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, or a pickle needing code execution (refused by weights_only)
+        raise ConfigError(f"{path}: cannot load weights safely ({str(exc).strip().splitlines()[0]})") from exc
+    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{path}: not a state dict of tensors")
+    return dict(state)
 
 
 def count_parameters(tower: nn.Module) -> int:

@@ -1,11 +1,14 @@
-"""The training loop: sample pairs or triplets, update the tower with Adam, keep the best weights.
+"""The training loop: P×K (or seed-style) batches, online mining, Adam with warm-up and cosine decay,
+validation on held-out identities every epoch, best-checkpoint selection, early stopping, resume.
 
-Reads top to bottom: resolve the config, load and split the data by identity, then for each
-epoch train on sampled tuples, measure recall@1 on held-out identities, and checkpoint.
+Reads top to bottom: resolve the config, load and split the data by identity, then for each epoch
+train, validate, checkpoint, and stop early when validation stops improving.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import platform
 import time
 from dataclasses import dataclass, replace
@@ -18,20 +21,23 @@ import torch
 from torch import nn
 
 from siamese import __version__
-from siamese.engine.image import normalize
 from siamese.errors import ConfigError, DataError
-from siamese.io import write_json_atomic
+from siamese.io import read_json, write_json_atomic
 from siamese.progress import progress_bar
 from siamese.spec import InputSpec
+from siamese.training.augment import build_augmentation
+from siamese.training.batches import make_loader, make_sampler, normalize_batch
+from siamese.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from siamese.training.config import TrainConfig
-from siamese.training.data import ImageDataset, load_image_folder, split_identities
-from siamese.training.losses import create_loss
+from siamese.training.data import load_image_folder, split_identities
+from siamese.training.losses import Criterion, create_criterion
 from siamese.training.plots import plot_history
-from siamese.training.run_dir import BEST_WEIGHTS, HISTORY_FILE, LAST_WEIGHTS, LOSS_PLOT, save_weights, write_config
-from siamese.training.samplers import sample_pairs, sample_triplets
-from siamese.training.towers import DEFAULT_INPUT_SIZE, count_parameters, create_tower
+from siamese.training.run_dir import BEST_WEIGHTS, CONFIG_FILE, HISTORY_FILE, LAST_WEIGHTS, LOSS_PLOT, save_weights, write_config
+from siamese.training.towers import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_INPUT_SIZE, count_parameters, create_tower, load_pretrained
+from siamese.training.validation import embed_dataset, validation_metrics
 
-_EVAL_BATCH = 256
+#: Config fields that may change when resuming a run (everything else must match).
+_RESUMABLE_CHANGES = {"out_dir", "epochs", "resume", "device", "workers", "patience", "amp"}
 
 
 @dataclass
@@ -44,6 +50,7 @@ class TrainResult:
     best_metric: str
     best_value: float
     skipped: list[tuple[str, str]]
+    stopped_early: bool = False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,9 +63,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def input_spec_for(config: TrainConfig) -> InputSpec:
-    """The input spec a config implies (tower default size when none is given)."""
-    size = config.image_size or DEFAULT_INPUT_SIZE.get(config.tower, 96)
-    return InputSpec.create(size, config.channels, resize=config.resize)
+    """The input spec a config implies: tower default size; ImageNet statistics for pretrained backbones."""
+    size = config.image_size or DEFAULT_INPUT_SIZE.get(config.tower, TORCHVISION_INPUT_SIZE)
+    mean = std = None
+    if config.weights:
+        mean = IMAGENET_MEAN if config.channels == 3 else (float(np.mean(IMAGENET_MEAN)),)
+        std = IMAGENET_STD if config.channels == 3 else (float(np.mean(IMAGENET_STD)),)
+    return InputSpec.create(size, config.channels, mean=mean, std=std, resize=config.resize)
 
 
 def tower_options(config: TrainConfig) -> dict[str, Any]:
@@ -68,7 +79,9 @@ def tower_options(config: TrainConfig) -> dict[str, Any]:
         options["embedding_dim"] = config.embedding_dim
     if config.tower != "seed":
         options["normalize"] = config.normalize
-        if config.widths is not None:
+        if config.head_batch_norm:
+            options["batch_norm"] = True
+        if config.widths is not None and config.tower == "conv":
             options["widths"] = list(config.widths)
     return options
 
@@ -87,46 +100,35 @@ def _library_versions() -> dict[str, str]:
     }
 
 
-def _batch_tensor(dataset: ImageDataset, indices: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(normalize(dataset.pixels[indices], dataset.spec)).to(device, non_blocking=True)
+def _schedule(config: TrainConfig, steps_per_epoch: int) -> Any:
+    """Linear warm-up, then cosine decay to 1% of the learning rate (or constant)."""
+    total = config.epochs * steps_per_epoch
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
 
 
-@torch.no_grad()
-def embed_dataset(tower: nn.Module, dataset: ImageDataset, device: torch.device) -> torch.Tensor:
-    """Embed every image of a dataset with the tower in eval mode (restores the previous mode)."""
-    was_training = tower.training
-    tower.eval()
-    chunks = [
-        tower(_batch_tensor(dataset, np.arange(start, min(start + _EVAL_BATCH, len(dataset))), device)).float()
-        for start in range(0, len(dataset), _EVAL_BATCH)
-    ]
-    tower.train(was_training)
-    return torch.cat(chunks)
+def _autocast(device: torch.device, enabled: bool) -> Any:
+    """bfloat16 (or float16) autocast on CUDA; nothing on CPU, where it would not pay."""
+    if device.type != "cuda" or not enabled:
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return lambda: torch.autocast("cuda", dtype=dtype)
 
 
-def recall_at_1(embeddings: torch.Tensor, labels: torch.Tensor) -> float:
-    """Leave-one-out recall@1: the share of images whose nearest other image has the same identity."""
-    distances = torch.cdist(embeddings, embeddings)
-    distances.fill_diagonal_(float("inf"))
-    nearest = distances.argmin(dim=1)
-    return float((labels[nearest] == labels).float().mean())
-
-
-def _sample(loss: nn.Module, labels: np.ndarray, count: int, rng: np.random.Generator) -> list[np.ndarray]:
-    if loss.sampling == "pairs":
-        return list(sample_pairs(labels, count, rng))
-    return list(sample_triplets(labels, count, rng))
-
-
-def _train_step(tower: nn.Module, loss_fn: nn.Module, dataset: ImageDataset, batch: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """One forward pass of all tuple members at once (the towers share weights), returning the loss."""
-    if loss_fn.sampling == "pairs":
-        first, second, target = batch
-        out = tower(_batch_tensor(dataset, np.concatenate([first, second]), device))
-        a, b = out.split(len(first))
-        return loss_fn(a, b, torch.from_numpy(target).to(device))
-    out = tower(_batch_tensor(dataset, np.concatenate(batch), device))
-    return loss_fn(*out.split(len(batch[0])))
+def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
+    saved = TrainConfig.from_dict(read_json(run_dir / CONFIG_FILE)["train"]).to_dict()
+    changed = sorted(k for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES and saved.get(k) != v)
+    if changed:
+        raise ConfigError(f"{run_dir}: cannot resume with different settings ({', '.join(changed)}); use the original ones or a new --out")
 
 
 def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
@@ -141,84 +143,126 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
 
     Raises:
         DataError: unreadable or too small dataset.
-        ConfigError: inconsistent options (unknown tower or loss, CUDA asked for but absent).
+        ConfigError: inconsistent options, an existing run without ``resume``, CUDA asked for but absent.
     """
     spec = input_spec_for(config)
     device = resolve_device(config.device)
+    run_dir = Path(config.out_dir)
+    if (run_dir / CHECKPOINT_FILE).exists() and not config.resume:
+        raise ConfigError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out")
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
 
-    tower = create_tower(config.tower, spec, tower_options(config)).to(device)
+    tower = create_tower(config.tower, spec, tower_options(config))
+    if config.weights:
+        load_pretrained(tower, config.weights, config.tower)
+    tower.to(device)
+    channels_last = device.type == "cuda"
+    if channels_last:
+        tower.to(memory_format=torch.channels_last)
     normalized = bool(getattr(tower, "normalized", False))
-    loss_fn = create_loss(config.loss, config.margin, normalized)
-    config = replace(config, margin=loss_fn.margin)
+    criterion = create_criterion(config.loss, margin=config.margin, normalized=normalized, sampler=config.sampler, miner=config.miner)
+    config = replace(config, margin=criterion.margin, miner=criterion.miner_name)
+    augmentation = build_augmentation(config.augment, config.flip, spec)
+    if config.resume:
+        _check_resumable(run_dir, config)
 
     data = load_image_folder(config.data_dir, spec, progress=progress)
     train_ids, val_ids = split_identities(data.identities, config.val_fraction, config.seed)
-    train_set, val_set = data.subset(train_ids), data.subset(val_ids) if val_ids else None
+    train_set, val_set = data.subset(train_ids), (data.subset(val_ids) if val_ids else None)
     if np.bincount(train_set.labels).max() < 2:
         raise DataError(f"{config.data_dir}: every training identity has a single image; need two or more per identity")
 
-    run_dir = Path(config.out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(
-        run_dir,
-        {
+    kind = criterion.loss.consumes if config.sampler == "random" else "batch"
+    images_per_step = {"pairs": 2 * config.batch_size, "triplets": 3 * config.batch_size}.get(kind, config.identities_per_batch * config.images_per_identity)
+    steps = config.steps_per_epoch or max(config.min_steps_per_epoch, math.ceil(len(train_set) / images_per_step))
+    sampler = make_sampler(train_set.labels, config.sampler, kind, config.batch_size, config.identities_per_batch, config.images_per_identity, steps, config.seed)
+    loader = make_loader(train_set, augmentation, sampler, config.workers, config.seed, device.type == "cuda")
+
+    optimizer = torch.optim.Adam(tower.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps))
+    autocast = _autocast(device, config.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported())
+
+    metric = config.select_by if val_set is not None else "loss"
+    history: list[dict[str, Any]] = []
+    best_epoch, best_value, since_best, start_epoch = 0, -math.inf, 0, 1
+    if config.resume:
+        state = load_checkpoint(run_dir)
+        tower.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        history, best_epoch, best_value, since_best = state["history"], state["best_epoch"], state["best_value"], state["since_best"]
+        start_epoch = state["epoch"] + 1
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, {
             "tower": {"name": config.tower, "options": tower_options(config), "parameters": count_parameters(tower),
                       "embedding_dim": tower.embedding_dim, "normalized": normalized},
             "input_spec": spec.to_dict(),
-            "loss": {"name": config.loss, "margin": loss_fn.margin},
+            "loss": criterion.describe(),
             "train": config.to_dict(),
-            "data": {
-                "dir": str(Path(config.data_dir).resolve()),
-                "images": len(data),
-                "train_identities": train_ids,
-                "val_identities": val_ids,
-                "skipped": [{"path": p, "reason": r} for p, r in data.skipped],
-            },
+            "data": {"dir": str(Path(config.data_dir).resolve()), "images": len(data), "train_identities": train_ids,
+                     "val_identities": val_ids, "skipped": [{"path": p, "reason": r} for p, r in data.skipped]},
             "device": str(device),
             "versions": _library_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
-    )
+        })
 
-    optimizer = torch.optim.Adam(tower.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    samples = config.samples_per_epoch or len(train_set)
-    steps = max(1, samples // config.batch_size)
-    val_labels = torch.from_numpy(val_set.labels).to(device) if val_set else None
-    history: list[dict[str, Any]] = []
-    best_epoch, best_value = 0, -float("inf")
-    metric = "val_recall_at_1" if val_set else "loss"
-
-    with progress_bar(f"epoch 1/{config.epochs}", steps, progress) as ticker:
-        for epoch in range(1, config.epochs + 1):
+    stopped_early = False
+    with progress_bar(f"epoch {start_epoch}/{config.epochs}", steps, progress) as ticker:
+        for epoch in range(start_epoch, config.epochs + 1):
             started = time.perf_counter()
-            tower.train()
             ticker.reset(steps, f"epoch {epoch}/{config.epochs}")
-            tuples = _sample(loss_fn, train_set.labels, steps * config.batch_size, rng)
-            losses = []
-            for step in range(steps):
-                window = slice(step * config.batch_size, (step + 1) * config.batch_size)
-                loss = _train_step(tower, loss_fn, train_set, [t[window] for t in tuples], device)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
-                ticker.advance()
-                ticker.describe(f"epoch {epoch}/{config.epochs} loss {np.mean(losses):.4f}")
-            row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses))}
+            loss = _train_epoch(tower, criterion, loader, optimizer, scheduler, scaler, autocast, spec, device, channels_last, ticker)
+            row: dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0]}
             if val_set is not None:
-                row["val_recall_at_1"] = recall_at_1(embed_dataset(tower, val_set, device), val_labels)
+                embeddings = embed_dataset(tower, val_set, device, channels_last)
+                row.update({f"val_{k}": v for k, v in validation_metrics(embeddings, val_set.labels, seed=config.seed).items()})
             row["seconds"] = round(time.perf_counter() - started, 3)
             history.append(row)
 
-            value = row[metric] if val_set is not None else -row["loss"]
-            if value > best_value:
-                best_epoch, best_value = epoch, value
+            value = row[f"val_{metric}"] if val_set is not None else -loss
+            if value > best_value + 1e-6:
+                best_epoch, best_value, since_best = epoch, value, 0
                 save_weights(tower, run_dir / BEST_WEIGHTS)
+            else:
+                since_best += 1
             save_weights(tower, run_dir / LAST_WEIGHTS)
             write_json_atomic(run_dir / HISTORY_FILE, {"metric": metric, "best_epoch": best_epoch, "epochs": history})
+            save_checkpoint(run_dir, {
+                "epoch": epoch, "model": tower.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "history": history, "best_epoch": best_epoch, "best_value": best_value, "since_best": since_best,
+            })
+            if config.patience is not None and val_set is not None and since_best >= config.patience:
+                stopped_early = True
+                break
 
     plot_history(history, run_dir / LOSS_PLOT)
     reported = best_value if val_set is not None else -best_value
-    return TrainResult(run_dir, history, best_epoch, metric, reported, data.skipped)
+    return TrainResult(run_dir, history, best_epoch, metric, reported, data.skipped, stopped_early)
+
+
+def _train_epoch(tower: nn.Module, criterion: Criterion, loader, optimizer, scheduler, scaler, autocast, spec: InputSpec,
+                 device: torch.device, channels_last: bool, ticker) -> float:
+    """One pass over the epoch's batches; returns the mean loss."""
+    tower.train()
+    losses = []
+    for images, labels in loader:
+        batch = normalize_batch(images.to(device, non_blocking=True), spec)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            embeddings = tower(batch)
+        loss = criterion(embeddings.float(), labels.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        losses.append(loss.item())
+        ticker.advance()
+        ticker.describe(f"loss {np.mean(losses):.4f}")
+    return float(np.mean(losses))

@@ -1,68 +1,149 @@
-"""Training writes a complete, safely loadable run directory."""
+"""Training writes a complete, safely loadable run directory; resume, early stopping, determinism."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from siamese.engine.image import normalize
 from siamese.errors import ConfigError, RunError
+from siamese.spec import InputSpec
 from siamese.training import TrainConfig, load_run, train
+from siamese.training.augment import build_augmentation
+from siamese.training.batches import normalize_batch
+from siamese.training.samplers import PKSampler
+
+
+def tiny(data: Path, out: Path, **overrides) -> TrainConfig:
+    base = dict(data_dir=str(data), out_dir=str(out), image_size=24, widths=(4, 8), embedding_dim=8, epochs=2,
+                steps_per_epoch=2, identities_per_batch=3, images_per_identity=2, val_fraction=0.25, seed=3)
+    return TrainConfig(**{**base, **overrides})
 
 
 def test_run_directory_contents(trained_run: Path) -> None:
-    for name in ("config.json", "tower.safetensors", "last.safetensors", "history.json", "loss.png"):
+    for name in ("config.json", "tower.safetensors", "last.safetensors", "checkpoint.pt", "history.json", "loss.png"):
         assert (trained_run / name).is_file(), name
     config = json.loads((trained_run / "config.json").read_text())
     assert config["tower"]["name"] == "conv" and config["tower"]["embedding_dim"] == 16
     assert config["input_spec"]["height"] == 32 and config["input_spec"]["channels"] == 1
-    assert config["loss"] == {"name": "triplet", "margin": 0.2}
+    assert config["loss"] == {"name": "triplet", "margin": 0.2, "miner": "batch-hard", "sampler": "pk"}
     assert set(config["data"]["val_identities"]).isdisjoint(config["data"]["train_identities"])
     assert "torch" in config["versions"]
     history = json.loads((trained_run / "history.json").read_text())
     assert [row["epoch"] for row in history["epochs"]] == [1, 2]
-    assert all(0.0 <= row["val_recall_at_1"] <= 1.0 for row in history["epochs"])
+    for row in history["epochs"]:
+        for key in ("val_recall_at_1", "val_recall_at_5", "val_map_at_r", "val_roc_auc", "val_eer"):
+            assert 0.0 <= row[key] <= 1.0, key
+    assert history["metric"] == "map_at_r"
     assert (trained_run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_load_run_rebuilds_the_tower(trained_run: Path) -> None:
     run = load_run(trained_run)
     assert not run.tower.training
-    out = run.tower(torch.zeros(2, *run.spec.shape))
-    assert out.shape == (2, 16)
+    assert run.tower(torch.zeros(2, *run.spec.shape)).shape == (2, 16)
 
 
 def test_training_is_deterministic(tiny_dataset: Path, tmp_path: Path) -> None:
     def once(name: str) -> list[float]:
-        config = TrainConfig(
-            data_dir=str(tiny_dataset), out_dir=str(tmp_path / name), image_size=24, widths=(4,),
-            embedding_dim=8, epochs=1, batch_size=8, samples_per_epoch=16, seed=3, loss="contrastive",
-        )
-        return [row["loss"] for row in train(config).history]
+        return [row["loss"] for row in train(tiny(tiny_dataset, tmp_path / name, augment="strong")).history]
 
     assert once("a") == once("b")
 
 
-def test_seed_tower_trains_with_contrastive(tiny_dataset: Path, tmp_path: Path) -> None:
-    config = TrainConfig(
-        data_dir=str(tiny_dataset), out_dir=str(tmp_path / "seed"), tower="seed", image_size=32,
-        loss="contrastive", epochs=1, batch_size=8, samples_per_epoch=16,
-    )
+@pytest.mark.parametrize(
+    ("loss", "miner", "sampler"),
+    [("contrastive", None, "random"), ("triplet", None, "random"), ("contrastive", "all-pairs", "pk"),
+     ("triplet", "semi-hard", "pk"), ("triplet", "batch-all", "pk"), ("multi-similarity", None, "pk")],
+)
+def test_every_loss_trains(tiny_dataset: Path, tmp_path: Path, loss: str, miner: str | None, sampler: str) -> None:
+    result = train(tiny(tiny_dataset, tmp_path / "run", loss=loss, miner=miner, sampler=sampler, epochs=1, batch_size=4))
+    assert np.isfinite(result.history[0]["loss"])
+
+
+def test_seed_tower_with_the_seed_recipe(tiny_dataset: Path, tmp_path: Path) -> None:
+    config = tiny(tiny_dataset, tmp_path / "seed", tower="seed", image_size=32, loss="contrastive", sampler="random",
+                  epochs=1, batch_size=8, lr=5e-4, augment="none", widths=None, embedding_dim=None)
     result = train(config)
-    assert json.loads((tmp_path / "seed" / "config.json").read_text())["loss"]["margin"] == 2.0
+    saved = json.loads((tmp_path / "seed" / "config.json").read_text())
+    assert saved["loss"]["margin"] == 2.0 and saved["loss"]["sampler"] == "random"
     assert load_run(result.run_dir).tower.fc1[-1].out_features == 5
 
 
-def test_refuses_pickled_weights(trained_run: Path, tmp_path: Path) -> None:
-    import shutil
+def test_resume_continues_where_it_stopped(tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = train(tiny(tiny_dataset, tmp_path / "straight", epochs=3)).history
 
+    import siamese.training.trainer as trainer
+
+    real_save = trainer.save_checkpoint
+
+    def interrupt_after_epoch_2(run_dir, state):
+        real_save(run_dir, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-run
+
+    monkeypatch.setattr(trainer, "save_checkpoint", interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tiny_dataset, tmp_path / "resumed", epochs=3))
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny(tiny_dataset, tmp_path / "resumed", epochs=3))
+    with pytest.raises(ConfigError, match="different settings.*lr"):
+        train(tiny(tiny_dataset, tmp_path / "resumed", epochs=3, lr=0.5, resume=True))
+    resumed = train(tiny(tiny_dataset, tmp_path / "resumed", epochs=3, resume=True)).history
+    assert [row["epoch"] for row in resumed] == [1, 2, 3]
+    assert [row["loss"] for row in resumed] == pytest.approx([row["loss"] for row in straight], rel=1e-6)
+
+
+def test_early_stopping(tiny_dataset: Path, tmp_path: Path) -> None:
+    result = train(tiny(tiny_dataset, tmp_path / "run", epochs=6, patience=1, lr=1e-9, warmup_epochs=0, select_by="recall_at_1"))
+    assert result.stopped_early and len(result.history) < 6
+
+
+def test_refuses_pickled_weights(trained_run: Path, tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(trained_run, copy)
     (copy / "tower.safetensors").write_bytes(b"\x80\x04\x95" + b"pickle payload")
     with pytest.raises(RunError, match="unreadable weights"):
         load_run(copy)
+    (copy / "checkpoint.pt").write_bytes(b"\x80\x04\x95 not a checkpoint")
+    config = TrainConfig.from_dict(json.loads((copy / "config.json").read_text())["train"])
+    with pytest.raises(RunError, match="cannot load checkpoint safely"):
+        train(TrainConfig(**{**config.to_dict(), "out_dir": str(copy), "resume": True, "widths": tuple(config.widths)}))
+
+
+def test_pk_sampler_batches() -> None:
+    labels = np.array([0] * 5 + [1] * 3 + [2] * 2 + [3] * 1)
+    batches = list(PKSampler(labels, p=3, k=4, steps=20, seed=1))
+    assert len(batches) == 20
+    for batch in batches:
+        counts = np.bincount(labels[batch], minlength=4)
+        assert sorted(c for c in counts if c) == [4, 4, 4] and counts[3] == 0
+
+
+def test_training_normalisation_equals_engine_normalisation() -> None:
+    spec = InputSpec.create(8, 3, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    ours = normalize_batch(torch.from_numpy(pixels).permute(0, 3, 1, 2), spec).numpy()
+    np.testing.assert_array_equal(ours, normalize(pixels, spec))
+
+
+@pytest.mark.parametrize("preset", ["light", "strong"])
+def test_augmentations_keep_shape_and_dtype(preset: str) -> None:
+    spec = InputSpec.create(20, 1)
+    augment = build_augmentation(preset, "horizontal", spec)
+    image = torch.randint(0, 256, (1, 20, 20), dtype=torch.uint8)
+    out = augment(image)
+    assert out.shape == image.shape and out.dtype == torch.uint8
+    assert build_augmentation("none", "none", spec) is None
+    with pytest.raises(ConfigError, match="unknown flip"):
+        build_augmentation("light", "sideways", spec)
 
 
 def test_bad_config_values() -> None:
@@ -70,5 +151,7 @@ def test_bad_config_values() -> None:
         TrainConfig(data_dir="d", out_dir="o", epochs=0)
     with pytest.raises(ConfigError, match="device"):
         TrainConfig(data_dir="d", out_dir="o", device="tpu")
+    with pytest.raises(ConfigError, match="select-by"):
+        TrainConfig(data_dir="d", out_dir="o", select_by="accuracy")
     with pytest.raises(RunError, match="not found"):
         load_run("/nonexistent/run")

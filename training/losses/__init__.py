@@ -1,34 +1,133 @@
-"""Metric-learning losses, chosen by name from LOSSES."""
+"""Metric-learning criteria: a loss, and how its tuples are found (sampled, or mined in P×K batches).
+
+Distance, miner and reducer are separate strategy objects (pytorch-metric-learning style), so
+contrastive and triplet losses share mining and distance code.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import torch
 from torch import nn
 
 from siamese.errors import ConfigError
 from siamese.training.losses.contrastive import ContrastiveLoss
+from siamese.training.losses.distances import EuclideanDistance
+from siamese.training.losses.miners import AllPairsMiner, BatchAllMiner, BatchHardMiner, SemiHardMiner
+from siamese.training.losses.multi_similarity import MultiSimilarityLoss
+from siamese.training.losses.reducers import MeanReducer, NonZeroMeanReducer
 from siamese.training.losses.triplet import TripletLoss
+from siamese.training.losses.tuples import Pairs, Triplets, explicit_pairs, explicit_triplets
 
-LOSSES: dict[str, type[nn.Module]] = {"contrastive": ContrastiveLoss, "triplet": TripletLoss}
-
+LOSSES: dict[str, type[nn.Module]] = {
+    "contrastive": ContrastiveLoss,
+    "triplet": TripletLoss,
+    "multi-similarity": MultiSimilarityLoss,
+}
+#: Miners each loss accepts with P×K batches; the first is the default.
+MINERS: dict[str, tuple[str, ...]] = {
+    "contrastive": ("hard-pairs", "all-pairs"),
+    "triplet": ("batch-hard", "semi-hard", "batch-all"),
+    "multi-similarity": ("builtin",),
+}
 #: Default margins: the seed's 2.0 for raw embeddings; smaller ones for unit-length embeddings,
-#: whose distances lie in [0, 2].
+#: whose distances lie in [0, 2]. Multi-similarity's is a cosine similarity (the paper's λ).
 DEFAULT_MARGINS = {
     ("contrastive", False): 2.0,
     ("contrastive", True): 1.0,
     ("triplet", False): 1.0,
     ("triplet", True): 0.2,
+    ("multi-similarity", False): 0.5,
+    ("multi-similarity", True): 0.5,
 }
+SAMPLERS = ("pk", "random")
 
 
-def create_loss(name: str, margin: float | None, normalized: bool) -> nn.Module:
-    """Build a loss by name; ``margin=None`` takes the default for (un)normalised embeddings."""
+@dataclass
+class Criterion:
+    """A loss with its tuple source: ``sampler="random"`` draws seed-style pairs/triplets, ``"pk"`` mines batches."""
+
+    loss: nn.Module
+    miner: Any
+    sampler: str
+    loss_name: str
+    miner_name: str
+
+    @property
+    def margin(self) -> float:
+        """The loss margin in use."""
+        return float(self.loss.margin)
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss of one batch: P×K images mined here, or sampled tuples laid out block-wise ([firsts, seconds] or [a, p, n])."""
+        if self.sampler == "random":
+            if self.loss.consumes == "pairs":
+                half = len(labels) // 2
+                return self.loss(embeddings, explicit_pairs(half, (labels[:half] != labels[half:]).long()))
+            return self.loss(embeddings, explicit_triplets(len(labels) // 3, embeddings.device))
+        if self.miner is None:
+            return self.loss(embeddings, labels)
+        return self.loss(embeddings, self.miner(embeddings, labels))
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary for config.json."""
+        return {"name": self.loss_name, "margin": self.margin, "miner": self.miner_name, "sampler": self.sampler}
+
+
+def create_criterion(name: str, *, margin: float | None, normalized: bool, sampler: str = "pk", miner: str | None = None) -> Criterion:
+    """Build a loss and its miner by name, validating that they fit together.
+
+    Raises:
+        ConfigError: unknown loss/miner/sampler, or a combination that cannot work.
+    """
     if name not in LOSSES:
         raise ConfigError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
-    if margin is None:
-        margin = DEFAULT_MARGINS[(name, normalized)]
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    margin = DEFAULT_MARGINS[(name, normalized)] if margin is None else margin
     if margin <= 0:
         raise ConfigError(f"margin must be positive, got {margin}")
-    return LOSSES[name](margin=margin)
+    if sampler == "random":
+        if name == "multi-similarity":
+            raise ConfigError("multi-similarity loss needs P×K batches (--sampler pk)")
+        if miner not in (None, "none"):
+            raise ConfigError("--sampler random draws pairs/triplets directly; it takes no miner")
+        return Criterion(LOSSES[name](margin=margin), None, sampler, name, "none")
+    miner = miner or MINERS[name][0]
+    if miner not in MINERS[name]:
+        raise ConfigError(f"loss {name!r} works with miners: {', '.join(MINERS[name])}; got {miner!r}")
+    distance = EuclideanDistance()
+    reducer = NonZeroMeanReducer() if miner == "batch-all" else MeanReducer()
+    if name == "multi-similarity":
+        return Criterion(MultiSimilarityLoss(margin=margin), None, sampler, name, miner)
+    loss = LOSSES[name](margin=margin, distance=distance, reducer=reducer)
+    mining = {
+        "all-pairs": lambda: AllPairsMiner(distance),
+        "hard-pairs": lambda: AllPairsMiner(distance, margin=margin),
+        "batch-hard": lambda: BatchHardMiner(distance),
+        "semi-hard": lambda: SemiHardMiner(margin, distance),
+        "batch-all": lambda: BatchAllMiner(margin, distance),
+    }[miner]()
+    return Criterion(loss, mining, sampler, name, miner)
 
 
-__all__ = ["LOSSES", "DEFAULT_MARGINS", "ContrastiveLoss", "TripletLoss", "create_loss"]
+__all__ = [
+    "DEFAULT_MARGINS",
+    "LOSSES",
+    "MINERS",
+    "SAMPLERS",
+    "AllPairsMiner",
+    "BatchAllMiner",
+    "BatchHardMiner",
+    "ContrastiveLoss",
+    "Criterion",
+    "EuclideanDistance",
+    "MultiSimilarityLoss",
+    "Pairs",
+    "SemiHardMiner",
+    "TripletLoss",
+    "Triplets",
+    "create_criterion",
+]

@@ -1,27 +1,31 @@
-"""Contrastive loss exactly as the seed defines it (Hadsell, Chopra and LeCun, 2006)."""
+"""Contrastive loss exactly as the seed defines it (Hadsell, Chopra and LeCun, 2006), on sampled or mined pairs."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from siamese.training.losses.distances import EuclideanDistance
+from siamese.training.losses.reducers import MeanReducer
+from siamese.training.losses.tuples import Pairs
 
 
 class ContrastiveLoss(nn.Module):
-    """mean((1 − Y)·d² + Y·max(margin − d, 0)²), with Y = 0 for same-identity pairs and 1 otherwise.
+    """(1 − Y)·d² + Y·max(margin − d, 0)² per pair, Y = 0 for same identity and 1 otherwise, then reduced.
 
-    ``d`` is torch's pairwise_distance (Euclidean, with its small eps), as in the seed.
+    With the default distance (pairwise_distance, eps 1e-6) and mean reduction this is the seed's loss.
     """
 
-    sampling = "pairs"
+    consumes = "pairs"
 
-    def __init__(self, margin: float = 2.0) -> None:
+    def __init__(self, margin: float = 2.0, distance: EuclideanDistance | None = None, reducer=None) -> None:
         super().__init__()
         self.margin = margin
+        self.distance = distance or EuclideanDistance()
+        self.reducer = reducer or MeanReducer()
 
-    def forward(self, first: torch.Tensor, second: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        distance = F.pairwise_distance(first, second, keepdim=True)
-        target = target.reshape(-1, 1).to(distance.dtype)
-        same_term = (1 - target) * distance.pow(2)
-        different_term = target * torch.clamp(self.margin - distance, min=0.0).pow(2)
-        return torch.mean(same_term + different_term)
+    def forward(self, embeddings: torch.Tensor, pairs: Pairs) -> torch.Tensor:
+        d = self.distance.pairs(embeddings[pairs.first], embeddings[pairs.second])
+        target = pairs.target.to(d.dtype)
+        losses = (1 - target) * d.pow(2) + target * torch.clamp(self.margin - d, min=0.0).pow(2)
+        return self.reducer(losses)

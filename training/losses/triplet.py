@@ -1,20 +1,27 @@
-"""Triplet margin loss: an anchor must be closer to its positive than to its negative by a margin."""
+"""Triplet margin loss on sampled or mined triplets."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from siamese.training.losses.distances import EuclideanDistance
+from siamese.training.losses.reducers import MeanReducer
+from siamese.training.losses.tuples import Triplets
 
 
 class TripletLoss(nn.Module):
-    """mean(max(d(a, p) − d(a, n) + margin, 0)) with Euclidean distances."""
+    """max(d(a, p) − d(a, n) + margin, 0) per triplet, then reduced."""
 
-    sampling = "triplets"
+    consumes = "triplets"
 
-    def __init__(self, margin: float = 1.0) -> None:
+    def __init__(self, margin: float = 1.0, distance: EuclideanDistance | None = None, reducer=None) -> None:
         super().__init__()
         self.margin = margin
+        self.distance = distance or EuclideanDistance()
+        self.reducer = reducer or MeanReducer()
 
-    def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-        return F.triplet_margin_loss(anchor, positive, negative, margin=self.margin)
+    def forward(self, embeddings: torch.Tensor, triplets: Triplets) -> torch.Tensor:
+        d_ap = self.distance.pairs(embeddings[triplets.anchor], embeddings[triplets.positive])
+        d_an = self.distance.pairs(embeddings[triplets.anchor], embeddings[triplets.negative])
+        return self.reducer(torch.clamp(d_ap - d_an + self.margin, min=0.0))

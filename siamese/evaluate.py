@@ -1,0 +1,125 @@
+"""`siamese eval`: how well an exported model identifies and verifies identities on a user's own data.
+
+Embeds an ImageFolder split per identity into gallery and queries (or separate gallery and query
+folders) with the engine, then reports identification (recall@k, mAP@R) and verification
+(ROC-AUC, EER, TAR at fixed FAR and the distance threshold that achieves it). Torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siamese.errors import DataError
+from siamese.image_folder import LabelledImage, scan_image_folder
+from siamese.io import write_json_atomic
+from siamese.metrics import retrieval_metrics, roc_curve, sample_pair_distances, verification_metrics
+
+SPLITS = ("random", "first")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Options of ``siamese eval``.
+
+    Either ``data_dir`` (split per identity: ``gallery_per_identity`` images enrol the identity,
+    the rest are queries; ``split`` picks them at random with ``seed`` or the first by file name),
+    or both ``gallery_dir`` and ``queries_dir``.
+    """
+
+    model: str
+    data_dir: str | None = None
+    gallery_dir: str | None = None
+    queries_dir: str | None = None
+    gallery_per_identity: int = 1
+    split: str = "random"
+    seed: int = 0
+    fars: tuple[float, ...] = (1e-2, 1e-3)
+    device: str = "auto"
+    batch_size: int = 64
+    out_dir: str | None = None
+
+
+def split_per_identity(items: list[LabelledImage], per_identity: int, rule: str, seed: int) -> tuple[list[LabelledImage], list[LabelledImage]]:
+    """Gallery and queries: ``per_identity`` images of each identity enrol it, the rest query it.
+
+    Identities with no image left over stay in the gallery as distractors.
+    """
+    if per_identity < 1:
+        raise DataError(f"gallery images per identity must be at least 1, got {per_identity}")
+    if rule not in SPLITS:
+        raise DataError(f"split must be one of {', '.join(SPLITS)}, got {rule!r}")
+    rng = np.random.default_rng(seed)
+    by_identity: dict[str, list[LabelledImage]] = {}
+    for item in items:
+        by_identity.setdefault(item.identity, []).append(item)
+    gallery, queries = [], []
+    for identity in sorted(by_identity):
+        members = by_identity[identity]
+        order = rng.permutation(len(members)) if rule == "random" else np.arange(len(members))
+        chosen = [members[i] for i in order]
+        gallery += chosen[:per_identity]
+        queries += chosen[per_identity:]
+    return gallery, queries
+
+
+def _embed(embedder, items: list[LabelledImage], progress: bool) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    identity_of = {os.fspath(item.path): item.identity for item in items}
+    result = embedder.embed_paths(list(identity_of), progress=progress)
+    return result.embeddings, np.array([identity_of[p] for p in result.paths]), result.failures
+
+
+def evaluate(config: EvalConfig, *, progress: bool = False) -> dict[str, Any]:
+    """Embed, measure, and (with ``out_dir``) write eval.json, roc.png and distances.png.
+
+    Raises:
+        DataError: missing folders, no queries, or an inconsistent choice of inputs.
+        ModelError / DeviceUnavailableError: from the engine.
+    """
+    from siamese.engine import Embedder
+
+    if config.data_dir and (config.gallery_dir or config.queries_dir):
+        raise DataError("give either DATA_DIR (split per identity) or --gallery with --queries, not both")
+    if config.data_dir:
+        gallery_items, query_items = split_per_identity(scan_image_folder(config.data_dir), config.gallery_per_identity, config.split, config.seed)
+    elif config.gallery_dir and config.queries_dir:
+        gallery_items, query_items = scan_image_folder(config.gallery_dir, loose_files=True), scan_image_folder(config.queries_dir)
+    else:
+        raise DataError("give DATA_DIR, or both --gallery and --queries")
+    if not query_items:
+        raise DataError("no query images: every identity has at most --gallery-per-identity images; lower it")
+
+    embedder = Embedder(config.model, device=config.device, batch_size=config.batch_size)
+    gallery, gallery_labels, gallery_failures = _embed(embedder, gallery_items, progress)
+    queries, query_labels, query_failures = _embed(embedder, query_items, progress)
+    identification = retrieval_metrics(queries, query_labels, gallery, gallery_labels, ks=(1, 5, 10))
+    same, different = sample_pair_distances(queries, query_labels, gallery, gallery_labels, seed=config.seed)
+    verification = verification_metrics(same, different, fars=config.fars)
+    report = {
+        "model": str(config.model),
+        "device": embedder.device,
+        "gallery_images": int(len(gallery)),
+        "query_images": int(len(queries)),
+        "identities": int(len(set(gallery_labels.tolist()))),
+        "identification": identification,
+        "verification": verification,
+        "skipped": [{"path": p, "reason": r} for p, r in gallery_failures + query_failures],
+        "settings": {k: v for k, v in config.__dict__.items() if k != "out_dir"},
+    }
+    if config.out_dir:
+        out = Path(config.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        from siamese.visualize import plot_distance_histograms, plot_roc
+
+        thresholds = {far: verification[f"threshold_at_far_{far:g}"] for far in config.fars}
+        report["files"] = {
+            "roc": str(plot_roc(roc_curve(same, different), out / "roc.png", fars=config.fars)),
+            "distances": str(plot_distance_histograms(same, different, thresholds, out / "distances.png")),
+            "report": str(out / "eval.json"),
+        }
+        write_json_atomic(out / "eval.json", report)
+    return report

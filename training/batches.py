@@ -1,0 +1,79 @@
+"""Feeding the tower: a Dataset over decoded images (with augmentation) and the batch samplers.
+
+A batch is a list of image indices; labels travel with the images, so P×K miners and seed-style
+sampled pairs (target = labels differ) need nothing else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from siamese.spec import InputSpec
+from siamese.training.augment import Augmentation
+from siamese.training.data import ImageDataset
+from siamese.training.samplers import PKSampler, sample_pairs, sample_triplets
+
+
+class TrainingImages(Dataset):
+    """Decoded uint8 images served as C×H×W tensors, augmented when an augmentation is given."""
+
+    def __init__(self, data: ImageDataset, augmentation: Augmentation | None) -> None:
+        self.pixels = torch.from_numpy(data.pixels).permute(0, 3, 1, 2)  # a view: no copy
+        self.labels = torch.from_numpy(data.labels)
+        self.augmentation = augmentation
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.pixels[index]
+        if self.augmentation is not None:
+            image = self.augmentation(image)
+        return image, self.labels[index]
+
+
+class RandomTupleSampler:
+    """Seed-style batches: ``batch_size`` random pairs (laid out [firsts, seconds]) or triplets ([a, p, n])."""
+
+    def __init__(self, labels: np.ndarray, kind: str, batch_size: int, steps: int, seed: int = 0) -> None:
+        self.labels, self.kind, self.batch_size, self.steps = labels, kind, batch_size, steps
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        draw = sample_pairs if self.kind == "pairs" else sample_triplets
+        for _ in range(self.steps):
+            parts = draw(self.labels, self.batch_size, self.rng)
+            members = parts[:2] if self.kind == "pairs" else parts
+            yield np.concatenate(members).tolist()
+
+
+def make_sampler(labels: np.ndarray, sampler: str, kind: str, batch_size: int, p: int, k: int, steps: int, seed: int) -> PKSampler | RandomTupleSampler:
+    """The batch sampler for a criterion: P×K for mined losses, random tuples for seed-style training."""
+    if sampler == "pk":
+        return PKSampler(labels, p, k, steps, seed)
+    return RandomTupleSampler(labels, kind, batch_size, steps, seed)
+
+
+def make_loader(data: ImageDataset, augmentation: Augmentation | None, batch_sampler, workers: int, seed: int, pin: bool) -> DataLoader:
+    """A DataLoader whose augmentation randomness is reproducible from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        TrainingImages(data, augmentation),
+        batch_sampler=batch_sampler,
+        num_workers=workers,
+        generator=generator,
+        pin_memory=pin,
+        persistent_workers=workers > 0,
+    )
+
+
+def normalize_batch(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """uint8 N×C×H×W → the tower's float input; the same arithmetic as siamese.engine.image.normalize."""
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255.0
+    scale = 1.0 / (torch.tensor(spec.std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255.0)
+    return (images.float() - mean) * scale

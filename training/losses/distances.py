@@ -1,0 +1,22 @@
+"""Distances between embeddings: Euclidean, as FAISS's L2 search uses at query time."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class EuclideanDistance:
+    """Euclidean distance; ``eps`` keeps the gradient finite at zero (torch's pairwise_distance default)."""
+
+    def __init__(self, eps: float = 1e-6) -> None:
+        self.eps = eps
+
+    def pairs(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """Distance of each row of ``first`` to the same row of ``second``."""
+        return F.pairwise_distance(first, second, eps=self.eps)
+
+    def matrix(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """All-pairs distance matrix of one batch (for mining; differentiable away from zero)."""
+        squared = torch.cdist(embeddings, embeddings, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+        return squared.clamp_min(0).add(self.eps**2).sqrt()

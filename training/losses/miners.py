@@ -1,0 +1,95 @@
+"""Online miners: choose informative pairs or triplets inside a batch of P identities × K images.
+
+Miners see detached distances (mining is selection, not part of the gradient) and return index
+tuples; the loss then recomputes distances for just those tuples with gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from siamese.training.losses.distances import EuclideanDistance
+from siamese.training.losses.tuples import Pairs, Triplets
+
+
+def _masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    return same & ~eye, ~same
+
+
+class AllPairsMiner:
+    """Every positive and negative pair of the batch; with ``hard_negatives_only`` drop negatives beyond the margin."""
+
+    produces = "pairs"
+
+    def __init__(self, distance: EuclideanDistance | None = None, margin: float | None = None) -> None:
+        self.distance = distance or EuclideanDistance()
+        self.margin = margin
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Pairs:
+        positive, negative = _masks(labels)
+        upper = torch.ones_like(positive).triu(1)
+        if self.margin is not None:
+            negative = negative & (self.distance.matrix(embeddings.detach()) < self.margin)
+        pi, pj = torch.nonzero(positive & upper, as_tuple=True)
+        ni, nj = torch.nonzero(negative & upper, as_tuple=True)
+        target = torch.cat([torch.zeros_like(pi), torch.ones_like(ni)])
+        return Pairs(torch.cat([pi, ni]), torch.cat([pj, nj]), target)
+
+
+class BatchHardMiner:
+    """For each anchor, its farthest positive and nearest negative (Hermans et al., 2017)."""
+
+    produces = "triplets"
+
+    def __init__(self, distance: EuclideanDistance | None = None) -> None:
+        self.distance = distance or EuclideanDistance()
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
+        d = self.distance.matrix(embeddings.detach())
+        positive, negative = _masks(labels)
+        valid = positive.any(1) & negative.any(1)
+        hardest_positive = torch.where(positive, d, torch.full_like(d, -1.0)).argmax(1)
+        hardest_negative = torch.where(negative, d, torch.full_like(d, float("inf"))).argmin(1)
+        anchors = torch.nonzero(valid, as_tuple=True)[0]
+        return Triplets(anchors, hardest_positive[anchors], hardest_negative[anchors])
+
+
+class SemiHardMiner:
+    """For each (anchor, positive), the nearest negative that is farther than the positive but within the margin (FaceNet)."""
+
+    produces = "triplets"
+
+    def __init__(self, margin: float, distance: EuclideanDistance | None = None) -> None:
+        self.margin = margin
+        self.distance = distance or EuclideanDistance()
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
+        d = self.distance.matrix(embeddings.detach())
+        positive, negative = _masks(labels)
+        a, p = torch.nonzero(positive, as_tuple=True)
+        d_ap = d[a, p][:, None]
+        d_an = d[a]
+        semi_hard = negative[a] & (d_an > d_ap) & (d_an < d_ap + self.margin)
+        candidates = torch.where(semi_hard, d_an, torch.full_like(d_an, float("inf")))
+        n = candidates.argmin(1)
+        found = semi_hard.any(1)
+        return Triplets(a[found], p[found], n[found])
+
+
+class BatchAllMiner:
+    """Every valid triplet that still violates the margin (pair with a non-zero-mean reducer)."""
+
+    produces = "triplets"
+
+    def __init__(self, margin: float, distance: EuclideanDistance | None = None) -> None:
+        self.margin = margin
+        self.distance = distance or EuclideanDistance()
+
+    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
+        d = self.distance.matrix(embeddings.detach())
+        positive, negative = _masks(labels)
+        violating = positive[:, :, None] & negative[:, None, :] & (d[:, :, None] - d[:, None, :] + self.margin > 0)
+        a, p, n = torch.nonzero(violating, as_tuple=True)
+        return Triplets(a, p, n)
