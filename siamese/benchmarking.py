@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -75,6 +76,7 @@ def load_suite(name: str, folder: Path | None = None) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"siamese_bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
     spec.loader.exec_module(module)
     if not callable(getattr(module, "run", None)):
         raise SiameseError(f"{path}: a suite must define run(settings) -> dict")

@@ -93,7 +93,7 @@ def train(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
     tower: Annotated[str, typer.Option(help="seed, conv, resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0.")] = "conv",
     weights: Annotated[Optional[Path], typer.Option(help="Initialise a torchvision backbone from this local state-dict file.")] = None,
-    loss: Annotated[str, typer.Option(help="contrastive, triplet or multi-similarity.")] = "triplet",
+    loss: Annotated[str, typer.Option(help="multi-similarity, contrastive or triplet.")] = "multi-similarity",
     miner: Annotated[Optional[str], typer.Option(help="Mining in P×K batches: hard-pairs/all-pairs (contrastive), batch-hard/semi-hard/batch-all (triplet).")] = None,
     sampler: Annotated[str, typer.Option(help="pk: P identities × K images per batch; random: the seed's random pairs/triplets.")] = "pk",
     margin: Annotated[Optional[float], typer.Option(help="Loss margin (default depends on loss and normalisation).")] = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -67,10 +68,59 @@ def split_per_identity(items: list[LabelledImage], per_identity: int, rule: str,
     return gallery, queries
 
 
-def _embed(embedder, items: list[LabelledImage], progress: bool) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    identity_of = {os.fspath(item.path): item.identity for item in items}
-    result = embedder.embed_paths(list(identity_of), progress=progress)
-    return result.embeddings, np.array([identity_of[p] for p in result.paths]), result.failures
+EmbedFunction = Callable[[list[str]], tuple[np.ndarray, list[str], list[tuple[str, str]]]]
+
+
+def engine_embedding(embedder) -> EmbedFunction:
+    """Adapt an Embedder to the (paths → embeddings, embedded paths, failures) shape :func:`measure` takes."""
+
+    def embed(paths: list[str]) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+        result = embedder.embed_paths(paths)
+        return result.embeddings, result.paths, result.failures
+
+    return embed
+
+
+def measure(embed: EmbedFunction, gallery_items: list[LabelledImage], query_items: list[LabelledImage],
+            fars: tuple[float, ...] = (1e-2, 1e-3), seed: int = 0) -> dict[str, Any]:
+    """Identification and verification of any embedding function on a gallery/query split.
+
+    Returns identification and verification dicts, counts, skipped files, and the raw same/different
+    pair distances (numpy arrays, for plots).
+    """
+    def run(items: list[LabelledImage]) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+        identity_of = {os.fspath(item.path): item.identity for item in items}
+        vectors, paths, failures = embed(list(identity_of))
+        return vectors, np.array([identity_of[p] for p in paths]), failures
+
+    gallery, gallery_labels, gallery_failures = run(gallery_items)
+    queries, query_labels, query_failures = run(query_items)
+    same, different = sample_pair_distances(queries, query_labels, gallery, gallery_labels, seed=seed)
+    return {
+        "gallery_images": int(len(gallery)),
+        "query_images": int(len(queries)),
+        "identities": int(len(set(gallery_labels.tolist()))),
+        "identification": retrieval_metrics(queries, query_labels, gallery, gallery_labels, ks=(1, 5, 10)),
+        "verification": verification_metrics(same, different, fars=fars),
+        "skipped": [{"path": p, "reason": r} for p, r in gallery_failures + query_failures],
+        "same_distances": same,
+        "different_distances": different,
+    }
+
+
+def eval_split(config: EvalConfig) -> tuple[list[LabelledImage], list[LabelledImage]]:
+    """The gallery and query images an eval config describes."""
+    if config.data_dir and (config.gallery_dir or config.queries_dir):
+        raise DataError("give either DATA_DIR (split per identity) or --gallery with --queries, not both")
+    if config.data_dir:
+        gallery, queries = split_per_identity(scan_image_folder(config.data_dir), config.gallery_per_identity, config.split, config.seed)
+    elif config.gallery_dir and config.queries_dir:
+        gallery, queries = scan_image_folder(config.gallery_dir, loose_files=True), scan_image_folder(config.queries_dir)
+    else:
+        raise DataError("give DATA_DIR, or both --gallery and --queries")
+    if not queries:
+        raise DataError("no query images: every identity has at most --gallery-per-identity images; lower it")
+    return gallery, queries
 
 
 def evaluate(config: EvalConfig, *, progress: bool = False) -> dict[str, Any]:
@@ -82,32 +132,15 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> dict[str, Any]:
     """
     from siamese.engine import Embedder
 
-    if config.data_dir and (config.gallery_dir or config.queries_dir):
-        raise DataError("give either DATA_DIR (split per identity) or --gallery with --queries, not both")
-    if config.data_dir:
-        gallery_items, query_items = split_per_identity(scan_image_folder(config.data_dir), config.gallery_per_identity, config.split, config.seed)
-    elif config.gallery_dir and config.queries_dir:
-        gallery_items, query_items = scan_image_folder(config.gallery_dir, loose_files=True), scan_image_folder(config.queries_dir)
-    else:
-        raise DataError("give DATA_DIR, or both --gallery and --queries")
-    if not query_items:
-        raise DataError("no query images: every identity has at most --gallery-per-identity images; lower it")
-
+    gallery_items, query_items = eval_split(config)
     embedder = Embedder(config.model, device=config.device, batch_size=config.batch_size)
-    gallery, gallery_labels, gallery_failures = _embed(embedder, gallery_items, progress)
-    queries, query_labels, query_failures = _embed(embedder, query_items, progress)
-    identification = retrieval_metrics(queries, query_labels, gallery, gallery_labels, ks=(1, 5, 10))
-    same, different = sample_pair_distances(queries, query_labels, gallery, gallery_labels, seed=config.seed)
-    verification = verification_metrics(same, different, fars=config.fars)
+    measured = measure(engine_embedding(embedder), gallery_items, query_items, config.fars, config.seed)
+    same, different = measured.pop("same_distances"), measured.pop("different_distances")
+    verification = measured["verification"]
     report = {
         "model": str(config.model),
         "device": embedder.device,
-        "gallery_images": int(len(gallery)),
-        "query_images": int(len(queries)),
-        "identities": int(len(set(gallery_labels.tolist()))),
-        "identification": identification,
-        "verification": verification,
-        "skipped": [{"path": p, "reason": r} for p, r in gallery_failures + query_failures],
+        **measured,
         "settings": {k: v for k, v in config.__dict__.items() if k != "out_dir"},
     }
     if config.out_dir:

@@ -15,11 +15,12 @@ SELECT_BY = ("map_at_r", "recall_at_1", "recall_at_5", "roc_auc")
 class TrainConfig:
     """Options of ``siamese train``; the CLI maps its flags one-to-one onto these fields.
 
-    The defaults are the recipe: conv tower at 96 px, P×K batches (16 identities × 4 images),
-    triplet loss with batch-hard mining, Adam with warm-up and cosine decay, light augmentation,
-    and the checkpoint with the best mAP@R on held-out identities.
+    The defaults are the recipe: conv tower at up to 96 px, P×K batches (16 identities × 4 images),
+    multi-similarity loss, Adam with warm-up and cosine decay, light augmentation, and the
+    checkpoint with the best mAP@R on held-out identities (benchmarks/accuracy.py compares it).
 
-    ``image_size=None`` takes the tower's default; ``steps_per_epoch=None`` makes one epoch about one
+    ``image_size=None`` takes the tower's default (or the images' size when smaller, in steps of 8 px,
+    at least 32); ``steps_per_epoch=None`` makes one epoch about one
     pass over the training images (at least ``min_steps_per_epoch`` steps).
     """
 
@@ -37,7 +38,7 @@ class TrainConfig:
     channels: int = 1
     resize: str = "stretch"
     # objective
-    loss: str = "triplet"
+    loss: str = "multi-similarity"
     miner: str | None = None
     sampler: str = "pk"
     margin: float | None = None

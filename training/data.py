@@ -89,6 +89,22 @@ def load_image_folder(root: str | os.PathLike[str], spec: InputSpec, *, progress
     )
 
 
+def typical_image_size(root: str | os.PathLike[str], sample: int = 64) -> int:
+    """Median longer side of a sample of the folder's images, read from headers only (no decoding)."""
+    from PIL import Image
+
+    items = scan_image_folder(root)
+    picks = np.random.default_rng(0).choice(len(items), size=min(sample, len(items)), replace=False)
+    sides = []
+    for i in picks:
+        try:
+            with Image.open(items[i].path) as image:
+                sides.append(max(image.size))
+        except OSError:
+            continue
+    return int(np.median(sides)) if sides else 0
+
+
 def split_identities(identities: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Split identities (never images) into training and validation sets, reproducibly.
 

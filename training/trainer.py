@@ -29,7 +29,7 @@ from siamese.training.augment import build_augmentation
 from siamese.training.batches import make_loader, make_sampler, normalize_batch
 from siamese.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from siamese.training.config import TrainConfig
-from siamese.training.data import load_image_folder, split_identities
+from siamese.training.data import load_image_folder, split_identities, typical_image_size
 from siamese.training.losses import Criterion, create_criterion
 from siamese.training.plots import plot_history
 from siamese.training.run_dir import BEST_WEIGHTS, CONFIG_FILE, HISTORY_FILE, LAST_WEIGHTS, LOSS_PLOT, save_weights, write_config
@@ -62,9 +62,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def default_input_size(config: TrainConfig) -> int:
+    """The seed tower's fixed 100 px; for others the tower default, or the images' own size when smaller.
+
+    Upscaling 28-px images to 96 px would cost 11× the compute and add no information.
+    """
+    default = DEFAULT_INPUT_SIZE.get(config.tower, TORCHVISION_INPUT_SIZE)
+    if config.tower == "seed":
+        return default
+    native = typical_image_size(config.data_dir)
+    return default if native <= 0 else int(min(default, max(32, -(-native // 8) * 8)))
+
+
 def input_spec_for(config: TrainConfig) -> InputSpec:
-    """The input spec a config implies: tower default size; ImageNet statistics for pretrained backbones."""
-    size = config.image_size or DEFAULT_INPUT_SIZE.get(config.tower, TORCHVISION_INPUT_SIZE)
+    """The input spec a config implies: its size or the default; ImageNet statistics for pretrained backbones."""
+    size = config.image_size or default_input_size(config)
     mean = std = None
     if config.weights:
         mean = IMAGENET_MEAN if config.channels == 3 else (float(np.mean(IMAGENET_MEAN)),)

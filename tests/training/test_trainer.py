@@ -31,7 +31,7 @@ def test_run_directory_contents(trained_run: Path) -> None:
     config = json.loads((trained_run / "config.json").read_text())
     assert config["tower"]["name"] == "conv" and config["tower"]["embedding_dim"] == 16
     assert config["input_spec"]["height"] == 32 and config["input_spec"]["channels"] == 1
-    assert config["loss"] == {"name": "triplet", "margin": 0.2, "miner": "batch-hard", "sampler": "pk"}
+    assert config["loss"] == {"name": "multi-similarity", "margin": 0.5, "miner": "builtin", "sampler": "pk"}
     assert set(config["data"]["val_identities"]).isdisjoint(config["data"]["train_identities"])
     assert "torch" in config["versions"]
     history = json.loads((trained_run / "history.json").read_text())
@@ -59,7 +59,7 @@ def test_training_is_deterministic(tiny_dataset: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("loss", "miner", "sampler"),
     [("contrastive", None, "random"), ("triplet", None, "random"), ("contrastive", "all-pairs", "pk"),
-     ("triplet", "semi-hard", "pk"), ("triplet", "batch-all", "pk"), ("multi-similarity", None, "pk")],
+     ("triplet", "semi-hard", "pk"), ("triplet", "batch-all", "pk"), ("triplet", None, "pk")],
 )
 def test_every_loss_trains(tiny_dataset: Path, tmp_path: Path, loss: str, miner: str | None, sampler: str) -> None:
     result = train(tiny(tiny_dataset, tmp_path / "run", loss=loss, miner=miner, sampler=sampler, epochs=1, batch_size=4))

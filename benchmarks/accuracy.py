@@ -1,0 +1,203 @@
+"""Accuracy suite: embeddings on identities never seen in training, compared side by side.
+
+Methods: raw pixels, PCA, the seed network with the seed's recipe, the default recipe, and a few
+backbone × loss combinations. Datasets: generated identities, and Fashion-MNIST when Debian's
+dataset-fashion-mnist is installed (held-out classes, and the closed-set train → test protocol).
+Every trained method goes through train → export → the ONNX engine → `siamese eval`'s measure().
+
+    siamese bench accuracy [--quick] [-O datasets=synthetic,fashion-unseen,fashion-closed]
+                           [-O methods=raw,pca,seed,default,...] [-O epochs=N]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _datasets import ATT_FACES, att_faces, fashion_mnist, fashion_mnist_available, synthetic  # noqa: E402
+
+from siamese.benchmarking import BenchSettings  # noqa: E402
+from siamese.engine.image import load_pixels, normalize  # noqa: E402
+from siamese.evaluate import engine_embedding, measure, split_per_identity  # noqa: E402
+from siamese.image_folder import scan_image_folder  # noqa: E402
+from siamese.spec import InputSpec  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Task:
+    """A train folder, an evaluation folder of other identities (or held-out images), and its split."""
+
+    name: str
+    train_dir: Path
+    eval_dir: Path
+    gallery_per_identity: int
+    native_size: int
+    description: str
+    protocol: dict[str, Any] | None = None  # training settings the evaluation protocol imposes on every recipe
+    seed_epochs: int | None = None  # the seed recipe's 40M-parameter MLP is capped on large datasets
+
+
+def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
+    def synthetic_task() -> Task:
+        train_ids, unseen_ids = (40, 12) if quick else (200, 50)
+        return Task("synthetic", synthetic(work, train_ids, 8, seed=1), synthetic(work, unseen_ids, 10, seed=2), 2, 72,
+                    f"{train_ids} generated identities × 8 train; {unseen_ids} unseen identities × 10, 2 enrol each")
+
+    def fashion_unseen() -> Task:
+        per_class = 300 if quick else None
+        train = fashion_mnist(work, "train", classes=(0, 1, 2, 3, 4, 5), per_class=per_class)
+        held_out = fashion_mnist(work, "t10k", classes=(6, 7, 8, 9), per_class=100 if quick else None)
+        enrol = 50 if quick else 500
+        return Task("fashion-unseen", train, held_out, enrol, 28,
+                    f"train classes 0-5 (train split); test on unseen classes 6-9 (test split), {enrol} enrol per class")
+
+    def fashion_closed() -> Task:
+        train = fashion_mnist(work, "train", per_class=300 if quick else None)
+        test = fashion_mnist(work, "t10k", per_class=100 if quick else None)
+        enrol = 50 if quick else 500
+        return Task("fashion-closed", train, test, enrol, 28,
+                    f"train split trains (all 10 classes, so no held-out validation classes); test split is gallery ({enrol}/class) + queries",
+                    protocol={"val_fraction": 0.0}, seed_epochs=None if quick else 3)
+
+    def att() -> Task:
+        train, unseen = att_faces(work)
+        return Task("att-faces", train, unseen, 1, 112, "AT&T faces: 30 people × 10 photos train; 10 unseen people, 1 photo enrols each")
+
+    tasks = {"synthetic": synthetic_task}
+    if ATT_FACES.is_dir():
+        tasks["att-faces"] = att
+    if fashion_mnist_available():
+        tasks.update({"fashion-unseen": fashion_unseen, "fashion-closed": fashion_closed})
+    return tasks
+
+
+# ------------------------------------------------------------------------------------------- methods
+def _pixels(paths: list[str], spec: InputSpec) -> np.ndarray:
+    return np.stack([normalize(load_pixels(p, spec), spec).ravel() for p in paths])
+
+
+def raw_pixels(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dict[str, Any]]:
+    """Exact search on the pixels themselves."""
+    spec = InputSpec.create(task.native_size, 1)
+    return (lambda paths: (_pixels(paths, spec), paths, [])), {"dimension": task.native_size**2}
+
+
+def pca(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dict[str, Any]]:
+    """Pixels projected on the 128 principal components of the training images."""
+    spec = InputSpec.create(task.native_size, 1)
+    items = scan_image_folder(task.train_dir)
+    sample = np.random.default_rng(0).choice(len(items), size=min(5000, len(items)), replace=False)
+    train = _pixels([str(items[i].path) for i in sample], spec)
+    mean = train.mean(axis=0)
+    _, _, components = np.linalg.svd(train - mean, full_matrices=False)
+    basis = components[:128].T.astype(np.float32)
+    return (lambda paths: ((_pixels(paths, spec) - mean) @ basis, paths, [])), {"dimension": int(basis.shape[1])}
+
+
+def trained(name: str, overrides: dict[str, Any]) -> Callable[[Task, Path, int, bool], tuple[Callable, dict[str, Any]]]:
+    """A training recipe: train on the task's train folder, export, embed with the ONNX engine."""
+
+    def method(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dict[str, Any]]:
+        import shutil
+
+        from siamese.engine import Embedder
+        from siamese.export import export_onnx
+        from siamese.training import TrainConfig, train
+
+        run_dir = work / "runs" / f"{task.name}-{name}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if name == "seed" and task.seed_epochs:
+            epochs = min(epochs, task.seed_epochs)
+        settings = {"epochs": epochs, **(task.protocol or {}), **overrides}
+        started = time.perf_counter()
+        result = train(TrainConfig(data_dir=str(task.train_dir), out_dir=str(run_dir), **settings))
+        seconds = time.perf_counter() - started
+        report = export_onnx(run_dir, run_dir / "model.onnx")
+        extra = {"train_seconds": round(seconds, 1), "epochs_run": len(result.history), "kept_epoch": result.best_epoch,
+                 "input": f"{report.info.input_spec.height}px", "dimension": report.info.embedding_dim,
+                 "recipe": {k: v for k, v in settings.items()}}
+        return engine_embedding(Embedder(report.path)), extra
+
+    return method
+
+
+#: The seed's recipe, as its notebook trains: 100×100 grey, random pairs, contrastive margin 2.0,
+#: Adam 5e-4, batch 64, no augmentation and no validation (it keeps the last epoch).
+SEED_RECIPE = {"tower": "seed", "image_size": 100, "loss": "contrastive", "sampler": "random", "margin": 2.0,
+               "lr": 5e-4, "batch_size": 64, "augment": "none", "val_fraction": 0.0, "warmup_epochs": 0, "schedule": "constant"}
+
+METHODS: dict[str, Callable] = {
+    "raw": raw_pixels,
+    "pca": pca,
+    "seed": trained("seed", SEED_RECIPE),
+    "default": trained("default", {}),
+    "conv-triplet-batch-hard": trained("conv-triplet-batch-hard", {"loss": "triplet"}),
+    "conv-contrastive-hard-pairs": trained("conv-contrastive-hard-pairs", {"loss": "contrastive"}),
+    "conv-no-augmentation": trained("conv-no-augmentation", {"augment": "none"}),
+    "resnet18": trained("resnet18", {"tower": "resnet18"}),
+    "mobilenet_v3_small": trained("mobilenet_v3_small", {"tower": "mobilenet_v3_small"}),
+}
+DEFAULT_METHODS = ("raw", "pca", "seed", "default", "conv-triplet-batch-hard", "conv-contrastive-hard-pairs", "resnet18")
+
+
+def _summary(measured: dict[str, Any]) -> dict[str, Any]:
+    ident, verif = measured["identification"], measured["verification"]
+    return {
+        "recall_at_1": round(ident["recall_at_1"], 4),
+        "recall_at_5": round(ident["recall_at_5"], 4),
+        "map_at_r": round(ident["map_at_r"], 4),
+        "roc_auc": round(verif["roc_auc"], 4),
+        "eer": round(verif["eer"], 4),
+        "tar_at_far_0.001": round(verif["tar_at_far_0.001"], 4),
+        "queries": measured["query_images"],
+        "gallery": measured["gallery_images"],
+    }
+
+
+def _targets(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets: default beats PCA and the seed recipe widely everywhere; closed-set recall@1 ≥ 0.91."""
+    checks: dict[str, Any] = {}
+    for task, methods in results.items():
+        default = methods.get("default")
+        for rival in ("pca", "seed"):
+            if default and rival in methods:
+                for metric in ("recall_at_1", "map_at_r"):
+                    gap = default[metric] - methods[rival][metric]
+                    checks[f"{task}: default - {rival} {metric}"] = round(gap, 4)
+    if "default" in results.get("fashion-closed", {}):
+        value = results["fashion-closed"]["default"]["recall_at_1"]
+        checks["fashion-closed default recall@1 >= 0.91"] = {"value": value, "met": value >= 0.91}
+    return checks
+
+
+def run(settings: BenchSettings) -> dict[str, Any]:
+    """Run every requested method on every requested dataset; return the accuracy table."""
+    work = settings.work_dir / "accuracy"
+    tasks = _tasks(work / "data", settings.quick)
+    wanted_tasks = settings.option("datasets", ",".join(tasks), str).split(",")
+    wanted_methods = settings.option("methods", ",".join(DEFAULT_METHODS), str).split(",")
+    epochs = settings.option("epochs", 2 if settings.quick else 30, int)
+    unknown = [t for t in wanted_tasks if t not in tasks] + [m for m in wanted_methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown dataset or method: {', '.join(unknown)} (datasets: {', '.join(tasks)}; methods: {', '.join(METHODS)})")
+    results: dict[str, dict[str, Any]] = {}
+    descriptions = {}
+    for task_name in wanted_tasks:
+        task = tasks[task_name]()
+        descriptions[task_name] = task.description
+        gallery, queries = split_per_identity(scan_image_folder(task.eval_dir), task.gallery_per_identity, "random", seed=0)
+        for method_name in wanted_methods:
+            started = time.perf_counter()
+            embed, extra = METHODS[method_name](task, work, epochs, settings.quick)
+            measured = measure(embed, gallery, queries, fars=(1e-2, 1e-3))
+            results.setdefault(task_name, {})[method_name] = {**_summary(measured), **extra, "seconds": round(time.perf_counter() - started, 1)}
+            print(f"{task_name:15s} {method_name:22s} {results[task_name][method_name]}", file=sys.stderr, flush=True)
+    return {"datasets": descriptions, "epochs": epochs, "results": results, "targets": _targets(results)}
