@@ -71,11 +71,11 @@ def split_per_identity(items: list[LabelledImage], per_identity: int, rule: str,
 EmbedFunction = Callable[[list[str]], tuple[np.ndarray, list[str], list[tuple[str, str]]]]
 
 
-def engine_embedding(embedder) -> EmbedFunction:
+def engine_embedding(embedder, progress: bool = False) -> EmbedFunction:
     """Adapt an Embedder to the (paths → embeddings, embedded paths, failures) shape :func:`measure` takes."""
 
     def embed(paths: list[str]) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
-        result = embedder.embed_paths(paths)
+        result = embedder.embed_paths(paths, progress=progress)
         return result.embeddings, result.paths, result.failures
 
     return embed
@@ -134,7 +134,7 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> dict[str, Any]:
 
     gallery_items, query_items = eval_split(config)
     embedder = Embedder(config.model, device=config.device, batch_size=config.batch_size)
-    measured = measure(engine_embedding(embedder), gallery_items, query_items, config.fars, config.seed)
+    measured = measure(engine_embedding(embedder, progress), gallery_items, query_items, config.fars, config.seed)
     same, different = measured.pop("same_distances"), measured.pop("different_distances")
     verification = measured["verification"]
     report = {

@@ -56,6 +56,14 @@ def test_training_is_deterministic(tiny_dataset: Path, tmp_path: Path) -> None:
     assert once("a") == once("b")
 
 
+def test_augmentation_in_worker_processes_is_deterministic(tiny_dataset: Path, tmp_path: Path) -> None:
+    def once(name: str) -> list[float]:
+        config = tiny(tiny_dataset, tmp_path / name, augment="light", workers=1, epochs=1)
+        return [row["loss"] for row in train(config).history]
+
+    assert once("a") == once("b")
+
+
 @pytest.mark.parametrize(
     ("loss", "miner", "sampler"),
     [("contrastive", None, "random"), ("triplet", None, "random"), ("contrastive", "all-pairs", "pk"),
