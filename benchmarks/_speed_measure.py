@@ -22,11 +22,18 @@ from siamese.errors import SiameseError
 Engine = Callable[[NDArray[np.float32]], Any]
 
 
-def rate(images: int, call: Callable[[], Any]) -> float:
-    """Images per second of one call that processes ``images`` images."""
-    started = time.perf_counter()
+def rate(images: int, call: Callable[[], Any], cpu: dict[str, float] | None = None, key: str = "") -> float:
+    """Images per second of one call that processes ``images`` images.
+
+    With ``cpu``, also record under ``key`` the process CPU seconds per image (all threads of this
+    process): unlike wall time it barely moves when other programs load the machine.
+    """
+    started, cpu_started = time.perf_counter(), time.process_time()
     call()
-    return images / (time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    if cpu is not None:
+        cpu[key] = (time.process_time() - cpu_started) / images
+    return images / wall
 
 
 def torch_engine(tower: Any, device: str = "cpu") -> Engine:
@@ -114,36 +121,46 @@ def peer_pipeline(folder: Path, tower: Any, spec: Any, batch_size: int, workers:
 
 
 def pipeline_round(paths: list[Path], embedders: dict[str, Any], peers: dict[str, Callable[[], int]]) -> dict[str, float]:
-    """One interleaved round: decode alone, inference alone, each end-to-end pipeline, each peer."""
+    """One interleaved round: decode alone, inference alone, each end-to-end pipeline, each peer.
+
+    Wall-clock rates are the figures; CPU seconds per image ("cpu_ms_*") of our own stages are
+    kept too, because they show the pipeline's overhead even when the machine is shared.
+    """
     reference = embedders["fp32"]
     figures: dict[str, float] = {}
-    figures["decode_preprocess"] = rate(len(paths), lambda: sum(len(b.paths) for b in reference.iter_preprocessed(paths)))
+    cpu: dict[str, float] = {}
+    figures["decode_preprocess"] = rate(len(paths), lambda: sum(len(b.paths) for b in reference.iter_preprocessed(paths)), cpu, "decode_preprocess")
     figures["decode_preprocess_full_scale"] = rate(len(paths), lambda: sum(len(b.paths) for b in embedders["fp32-full-decode"].iter_preprocessed(paths)))
     tensors = np.concatenate([b.images.copy() for b in reference.iter_preprocessed(paths)])
     for name in ("fp32", "int8"):
         engine = embedders[name]
-        figures[f"inference_{name}"] = rate(len(tensors), lambda: [engine.embed_batch(tensors[i : i + engine.batch_size]) for i in range(0, len(tensors), engine.batch_size)])
+        figures[f"inference_{name}"] = rate(len(tensors), lambda: [engine.embed_batch(tensors[i : i + engine.batch_size]) for i in range(0, len(tensors), engine.batch_size)], cpu, f"inference_{name}")
     for name, engine in embedders.items():
-        figures[f"end_to_end_{name}"] = rate(len(paths), lambda: engine.embed_paths(paths))
+        figures[f"end_to_end_{name}"] = rate(len(paths), lambda: engine.embed_paths(paths), cpu, f"end_to_end_{name}")
     for name, run in peers.items():
         started = time.perf_counter()
         count = run()
         figures[name] = count / (time.perf_counter() - started)
+    figures.update({f"cpu_ms_{key}": value * 1000 for key, value in cpu.items()})
     return figures
 
 
 def summarise_rounds(rounds: list[dict[str, float]]) -> dict[str, Any]:
     """Median of each figure over rounds, the combined limits, and the fractions and ratios per round."""
-    keys = rounds[0].keys()
-    median = {k: round(statistics.median(r[k] for r in rounds), 1) for k in keys}
+    rates = [k for k in rounds[0] if not k.startswith("cpu_ms_")]
+    median = {k: round(statistics.median(r[k] for r in rounds), 1) for k in rates}
+    cpu_ms = {k[len("cpu_ms_"):]: round(statistics.median(r[k] for r in rounds), 4) for k in rounds[0] if k.startswith("cpu_ms_")}
     derived: dict[str, list[float]] = {}
     for r in rounds:
         for name in ("fp32", "int8"):
+            # CPU-time view: the work of decode + inference alone over the pipeline's work (1.0 = no overhead).
+            separate = r["cpu_ms_decode_preprocess"] + r[f"cpu_ms_inference_{name}"]
+            derived.setdefault(f"end_to_end_{name}_cpu_efficiency", []).append(separate / r[f"cpu_ms_end_to_end_{name}"])
             limit = 1.0 / (1.0 / r["decode_preprocess"] + 1.0 / r[f"inference_{name}"])
             derived.setdefault(f"combined_limit_{name}", []).append(limit)
             derived.setdefault(f"end_to_end_{name}_fraction_of_limit", []).append(r[f"end_to_end_{name}"] / limit)
             derived.setdefault(f"end_to_end_{name}_vs_peer", []).append(r[f"end_to_end_{name}"] / r["peer_dataloader"])
-    return {"images_per_s": median, **{k: round(statistics.median(v), 3) for k, v in derived.items()}, "rounds": len(rounds)}
+    return {"images_per_s": median, "cpu_ms_per_image": cpu_ms, **{k: round(statistics.median(v), 3) for k, v in derived.items()}, "rounds": len(rounds)}
 
 
 def identification(models: dict[str, Path], gallery_dir: Path, queries: list[tuple[str, str]]) -> dict[str, Any]:

@@ -14,6 +14,9 @@ DEFINITIONS = {
     "pipelines.inference_<precision>": "inference alone on the same images' tensors at the pipeline batch size, all cores (the inference ceiling)",
     "pipelines.combined_limit_<precision>": "1 / (1/decode + 1/inference): the best a pipeline can do when decode and inference share the cores",
     "pipelines.end_to_end_<name>": "Embedder.embed_paths over the JPEG files (decode pool overlapping onnxruntime)",
+    "pipelines.cpu_ms_per_image": "process CPU milliseconds per image of each of our stages (all threads; robust to other load on the machine)",
+    "pipelines.end_to_end_<precision>_cpu_efficiency": "(decode CPU + inference CPU, measured alone) / end-to-end CPU per image: 1.0 = the pipeline adds no work; "
+    "with the wall-clock fraction of the limit it tells overhead from idle cores",
     "pipelines.peer_dataloader": "the peer: torchvision ImageFolder + DataLoader(num_workers = cores) + the PyTorch tower under inference_mode",
     "pipelines.peer_dataloader_no_workers": "the same peer with num_workers=0 (context: on few cores, worker processes fight torch's threads)",
     "identification": "top-1 identification of unseen synthetic identities (3 gallery images each, the rest queries, exact L2), per precision; "
@@ -66,7 +69,8 @@ def table(figures: dict[str, Any]) -> list[str]:
                     "end_to_end_int8", "end_to_end_fp32-full-decode", "peer_dataloader", "peer_dataloader_no_workers"):
             lines.append(f"  {key:32s} {rates[key]:8.1f}")
         lines.append(f"  combined limit fp32 {block['combined_limit_fp32']:.1f}; end-to-end fp32 = {block['end_to_end_fp32_fraction_of_limit']:.2f} of it, "
-                     f"{block['end_to_end_fp32_vs_peer']:.2f}x the peer; int8 {block['end_to_end_int8_vs_peer']:.2f}x the peer")
+                     f"{block['end_to_end_fp32_vs_peer']:.2f}x the peer; int8 {block['end_to_end_int8_vs_peer']:.2f}x the peer; "
+                     f"CPU efficiency fp32 {block['end_to_end_fp32_cpu_efficiency']:.2f}")
     ident = figures["identification"]
     lines.append("identification top-1: " + ", ".join(f"{p} {ident[p]['top1']:.3f} (cos to fp32 {ident[p]['cosine_to_fp32_mean']:.4f})" for p in ("fp32", "int8", "fp16")))
     query = figures["single_query"]
