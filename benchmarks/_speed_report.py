@@ -93,6 +93,7 @@ def write_plot(sweep: dict[str, Any], path: Path) -> Path:
         sizes = sorted(int(key) for key in rows if key != "best")
         axis.plot(sizes, [rows[str(s)]["images_per_s"] for s in sizes], marker="o", label=name)
     axis.set_xscale("log", base=2)
+    axis.set_xticks(sizes, labels=[str(s) for s in sizes])
     axis.set_xlabel("batch size")
     axis.set_ylabel("images / s (inference alone)")
     axis.set_title("Embedding throughput by batch size")

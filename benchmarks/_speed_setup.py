@@ -29,6 +29,7 @@ class SpeedConfig:
     images: int = 1000
     batch_sizes: tuple[int, ...] = (1, 8, 16, 32, 64, 128)
     rounds: int = 3
+    pipeline_batch: int = 32
     gallery: int = 100_000
     queries: int = 200
     epochs: int = 5
@@ -44,7 +45,7 @@ class SpeedConfig:
     @classmethod
     def quick(cls) -> SpeedConfig:
         """Seconds, not minutes: for tests and a first look (figures are not meaningful)."""
-        return cls(images=24, batch_sizes=(1, 8), rounds=1, gallery=600, queries=8, epochs=1, samples_per_epoch=32,
+        return cls(images=24, batch_sizes=(1, 8), rounds=1, pipeline_batch=8, gallery=600, queries=8, epochs=1, samples_per_epoch=32,
                    train_identities=6, unseen_identities=4, size=32, photo_width=160, photo_height=120)
 
 

@@ -67,7 +67,7 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     sweep = measure.inference_sweep(engines, tensors, config.batch_sizes, config.rounds, target_images=32 if settings.quick else 512)
     torch_best = sweep["pytorch-eager-cpu"]["best"]
     ort_best = sweep["onnxruntime-cpu-fp32"]["best"]
-    batch = max(8, ort_best["batch_size"]) if not settings.quick else max(config.batch_sizes)
+    batch = config.pipeline_batch  # what `siamese index build` uses by default, for ours and the peer alike
 
     # 2. Ceilings and end-to-end pipelines from JPEG files, interleaved round by round.
     embedders = {
