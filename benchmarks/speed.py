@@ -10,6 +10,7 @@ and reused while the options match, so a rerun measures without regenerating.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -50,6 +51,7 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     from siamese.training import load_run
 
     config = _config(settings)
+    load_at_start = os.getloadavg()
     space = prepare(settings.work_dir, config)
     tower = load_run(space.run_dir).tower.eval()
     cores = available_cores()
@@ -101,6 +103,8 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         "about": DEFINITIONS,
         "config": space.exports.pop("config"),
         "tower": {"name": "conv", "input": list(probe.spec.shape), "embedding_dim": probe.dim, "run_dir": str(space.run_dir)},
+        "machine_load": {"loadavg_1_5_15_at_start": load_at_start, "loadavg_1_5_15_at_end": os.getloadavg(), "cores": cores,
+                         "note": "a load above the core count means other programs shared the CPU: compare ratios, not absolute rates"},
         "engine_settings": embedders["fp32"].settings(),
         "torch_threads": torch.get_num_threads(),
         "peer": {"num_workers": workers, "batch_size": batch, "transforms": "Grayscale, Resize, ToTensor, Normalize" if probe.spec.channels == 1 else "Resize, ToTensor, Normalize"},

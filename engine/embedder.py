@@ -125,7 +125,7 @@ class Embedder:
         extra: dict[str, dict[str, Any]] = {}
         if not cpu_only:
             # GPU provider options need the input shape, which the model's metadata holds.
-            probe = ort.InferenceSession(str(self.model_path), session_options(self.runtime, "disable"), providers=["CPUExecutionProvider"])
+            probe, _ = create_session(str(self.model_path), "cpu", session_options(self.runtime, "disable"))  # ModelError if unloadable
             spec = ModelInfo.from_metadata(probe.get_modelmeta().custom_metadata_map, str(self.model_path)).input_spec
             extra = {name: provider_options(name, self.runtime, spec, self.batch_size) for name in ("cuda", "tensorrt")}
         session, actual = create_session(str(self.model_path), device, session_options(self.runtime), extra)

@@ -74,7 +74,10 @@ def _write_variant(fp32_path: Path, target: Path, info: ModelInfo, calibration: 
         # The converters drop or keep metadata unpredictably: restate it, with the precision.
         onnx.helper.set_model_props(model, info.to_metadata())
         model.producer_name, model.producer_version = "siamese", __version__
-        onnx.checker.check_model(model)
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as exc:
+            raise ModelError(f"{target}: the {info.precision} variant fails onnx.checker ({exc})") from exc
         onnx.save_model(model, str(variant_path))
         report = compare_variant(fp32_path, variant_path, info.precision, check)
         if report.passed:
