@@ -3,14 +3,19 @@
 from siamese.engine.embedder import EmbeddedBatch, Embedder, EmbedResult
 from siamese.engine.image import decode_image, load_pixels, normalize, preprocess_images
 from siamese.engine.model_info import ModelInfo
+from siamese.engine.pipeline import DecodePipeline, PreparedBatch
 from siamese.engine.providers import DEVICES, create_session
+from siamese.engine.runtime import RuntimeOptions
 
 __all__ = [
     "DEVICES",
+    "DecodePipeline",
     "EmbedResult",
     "EmbeddedBatch",
     "Embedder",
     "ModelInfo",
+    "PreparedBatch",
+    "RuntimeOptions",
     "create_session",
     "decode_image",
     "load_pixels",

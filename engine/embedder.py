@@ -1,33 +1,39 @@
 """Batch embedding with onnxruntime from model.onnx alone: decode, preprocess and inference overlapped.
 
-Decoding runs in a thread pool (Pillow releases the GIL) a few batches ahead of inference, so the
-CPU decodes the next batch while onnxruntime embeds the current one.
+A thread pool decodes and normalises images into preallocated batch buffers a bounded number
+of batches ahead (see pipeline.py) while onnxruntime embeds the current batch; large images are
+decoded at reduced scale. The session is tuned for sharing the cores with the decoders
+(runtime.py), its optimised graph is cached (model_cache.py), and GPU providers run through IO
+binding with preallocated device buffers (runner.py).
 """
 
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
-from siamese.engine.image import load_pixels, normalize, preprocess_images
+from siamese.engine import model_cache
+from siamese.engine.image import normalize, preprocess_images
 from siamese.engine.model_info import INPUT_NAME, ModelInfo
-from siamese.engine.providers import create_session
-from siamese.errors import ImageDecodeError, ModelError
+from siamese.engine.pipeline import DEFAULT_PREFETCH, DecodePipeline, PreparedBatch
+from siamese.engine.providers import create_session, gpu_present
+from siamese.engine.runner import make_runner
+from siamese.engine.runtime import RuntimeOptions, available_cores, provider_options, session_options
+from siamese.errors import ModelError
 from siamese.io import sha256_file
 from siamese.progress import progress_bar
 
 Embeddings = NDArray[np.float32]
-_PREFETCH_BATCHES = 2
 
 
 @dataclass
@@ -48,47 +54,131 @@ class EmbeddedBatch:
     failures: list[tuple[str, str]]
 
 
-def _load_or_error(path: str, spec) -> NDArray[np.uint8] | ImageDecodeError:
-    try:
-        return load_pixels(path, spec)
-    except ImageDecodeError as exc:
-        return exc
-
-
 class Embedder:
     """Embeds images with an exported siamese model.
 
     Args:
-        model_path: model.onnx written by ``siamese export``.
+        model_path: model.onnx written by ``siamese export`` (fp32, fp16 or int8 variant).
         device: "auto" (TensorRT › CUDA › CPU, first that works) or "cpu"/"cuda"/"tensorrt" to insist.
         batch_size: images per inference call.
-        decode_threads: threads decoding images (default: one per core).
+        decode_threads: threads decoding images (default: one per available core).
+        runtime: onnxruntime tuning (threads, spinning, optimisation, caches, TensorRT fp16, warm-up).
+        reduce: decode images much larger than the input at reduced scale (JPEG draft mode).
+        prefetch: batches decoded ahead of inference.
 
     Raises:
         ModelError: missing file, not ONNX, or not a siamese model.
         DeviceUnavailableError: the insisted-on device cannot run here.
     """
 
-    def __init__(self, model_path: str | os.PathLike[str], *, device: str = "auto", batch_size: int = 32, decode_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        device: str = "auto",
+        batch_size: int = 32,
+        decode_threads: int | None = None,
+        runtime: RuntimeOptions | None = None,
+        reduce: bool = True,
+        prefetch: int = DEFAULT_PREFETCH,
+    ) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise ModelError(f"{self.model_path}: model file not found (export one with `siamese export`)")
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, got {batch_size}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session, self.device = create_session(str(self.model_path), device, options)
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        self.info = ModelInfo.from_metadata(metadata, str(self.model_path))
-        self.spec = self.info.input_spec
-        self._check_signature()
         self.batch_size = batch_size
-        self.decode_threads = decode_threads or max(1, os.cpu_count() or 1)
+        self.runtime = runtime or RuntimeOptions()
+        self.decode_threads = decode_threads or available_cores()
+        self.reduce = reduce
+        self.prefetch = prefetch
+        self.session, self.device, metadata = self._open_session(device)
+        try:
+            self.info = ModelInfo.from_metadata(metadata, str(self.model_path))
+            self.spec = self.info.input_spec
+            self._check_signature()
+        except ModelError:
+            if self._pending_cache is not None:
+                self._pending_cache[1].unlink(missing_ok=True)  # never cache a model we refuse
+            raise
+        if self._pending_cache is not None:
+            model_cache.publish(*self._pending_cache, metadata)
+        self._run = make_runner(self.session, self.device, self.dim)
+        self._pool: ThreadPoolExecutor | None = None
+        if self.runtime.warmup:
+            self.warmup()
+
+    # ------------------------------------------------------------------ session
+    def _open_session(self, device: str) -> tuple[ort.InferenceSession, str, dict[str, str]]:
+        """Open the session, from the optimised-model cache when the CPU is the target."""
+        self._pending_cache: tuple[model_cache.CacheEntry, Path] | None = None
+        cpu_only = device == "cpu" or (device == "auto" and not gpu_present())
+        if cpu_only and self.runtime.cache:
+            entry = model_cache.CacheEntry.for_model(self.runtime, self.fingerprint)
+            cached = model_cache.load_cached(entry, self.runtime)
+            if cached is not None:
+                return cached[0], "cpu", cached[1]
+            options, tmp = model_cache.optimizing_options(entry, self.runtime)
+            session, _ = create_session(str(self.model_path), "cpu", options)
+            self._pending_cache = (entry, tmp)  # published once the metadata proves it a siamese model
+            return session, "cpu", dict(session.get_modelmeta().custom_metadata_map)
+        extra: dict[str, dict[str, Any]] = {}
+        if not cpu_only:
+            # GPU provider options need the input shape, which the model's metadata holds.
+            probe, _ = create_session(str(self.model_path), "cpu", session_options(self.runtime, "disable"))  # ModelError if unloadable
+            spec = ModelInfo.from_metadata(probe.get_modelmeta().custom_metadata_map, str(self.model_path)).input_spec
+            extra = {name: provider_options(name, self.runtime, spec, self.batch_size) for name in ("cuda", "tensorrt")}
+        session, actual = create_session(str(self.model_path), device, session_options(self.runtime), extra)
+        return session, actual, dict(session.get_modelmeta().custom_metadata_map)
 
     def _check_signature(self) -> None:
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME or len(inputs[0].shape) != 4:
             raise ModelError(f"{self.model_path}: expected one input '{INPUT_NAME}' shaped [N, C, H, W]")
+
+    def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
+        """Run zero batches so allocation, weight packing and (TensorRT) engine builds happen now."""
+        for size in batch_sizes:
+            self.embed_batch(np.zeros((size, *self.spec.shape), dtype=np.float32))
+
+    def settings(self) -> dict[str, Any]:
+        """The effective engine settings (for benchmarks and `siamese info`)."""
+        return {
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "decode_threads": self.decode_threads,
+            "intra_op_threads": self.runtime.threads,
+            "spinning": bool(self.runtime.spinning),
+            "optimization": self.runtime.optimization,
+            "reduced_decode": self.reduce,
+            "prefetch_batches": self.prefetch,
+            "precision": self.info.precision,
+        }
+
+    # ---------------------------------------------------------------- lifecycle
+    def _executor(self) -> ThreadPoolExecutor | None:
+        if self.decode_threads <= 1:
+            return None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="siamese-decode")
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the decode threads (the embedder can still be used; they restart on demand)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Embedder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -100,11 +190,15 @@ class Embedder:
         """Embedding dimension."""
         return self.info.embedding_dim
 
+    # ---------------------------------------------------------------- embedding
     def embed_batch(self, images: NDArray[np.float32]) -> Embeddings:
-        """Embed an already preprocessed N×C×H×W float32 batch."""
+        """Embed an already preprocessed N×C×H×W float32 batch (run in chunks of ``batch_size``)."""
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.session.run(None, {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})[0]
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        if len(images) <= self.batch_size:
+            return self._run(images)
+        return np.concatenate([self._run(images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)])
 
     def embed_pixels(self, pixels: NDArray[np.uint8]) -> Embeddings:
         """Embed resized uint8 pixels (N×H×W×C, as :func:`load_pixels` returns), in batches."""
@@ -116,27 +210,18 @@ class Embedder:
         chunks = [self.embed_batch(preprocess_images(images[i : i + self.batch_size], self.spec)) for i in range(0, len(images), self.batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
 
+    def pipeline(self) -> DecodePipeline:
+        """The decode pipeline this embedder feeds inference with."""
+        return DecodePipeline(self.spec, self.batch_size, self._executor(), prefetch=self.prefetch, reduce=self.reduce)
+
+    def iter_preprocessed(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[PreparedBatch]:
+        """Decode and preprocess files batch by batch, without inference (each batch valid until the next)."""
+        return self.pipeline().iter_batches([os.fspath(p) for p in paths])
+
     def iter_embed_paths(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[EmbeddedBatch]:
         """Embed files batch by batch; undecodable files are reported in the batch's failures."""
-        names = [os.fspath(p) for p in paths]
-        chunks = [names[i : i + self.batch_size] for i in range(0, len(names), self.batch_size)]
-        with ThreadPoolExecutor(self.decode_threads, thread_name_prefix="siamese-decode") as pool:
-            pending: deque[tuple[list[str], list[Future]]] = deque()
-
-            def submit(index: int) -> None:
-                if index < len(chunks):
-                    pending.append((chunks[index], [pool.submit(_load_or_error, p, self.spec) for p in chunks[index]]))
-
-            for index in range(_PREFETCH_BATCHES):
-                submit(index)
-            for index in range(len(chunks)):
-                chunk, futures = pending.popleft()
-                submit(index + _PREFETCH_BATCHES)  # keep the decoders busy while this batch runs
-                results = [f.result() for f in futures]
-                good = [(p, r) for p, r in zip(chunk, results) if not isinstance(r, ImageDecodeError)]
-                failures = [(e.path, e.reason) for e in results if isinstance(e, ImageDecodeError)]
-                pixels = np.stack([r for _, r in good]) if good else np.zeros((0, self.spec.height, self.spec.width, self.spec.channels), np.uint8)
-                yield EmbeddedBatch(self.embed_batch(normalize(pixels, self.spec)), [p for p, _ in good], failures)
+        for batch in self.iter_preprocessed(paths):
+            yield EmbeddedBatch(self.embed_batch(batch.images), batch.paths, batch.failures)
 
     def embed_paths(self, paths: Iterable[str | os.PathLike[str]], *, progress: bool = False) -> EmbedResult:
         """Embed image files; files that cannot be decoded are skipped and listed in ``failures``."""

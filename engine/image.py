@@ -7,12 +7,13 @@ Training caches the uint8 stage and normalises with :func:`normalize`, so both s
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from siamese.engine.reduced_decode import draft_hook, pre_reduce
 from siamese.errors import ImageDecodeError
 from siamese.spec import InputSpec
 
@@ -25,8 +26,11 @@ _RESAMPLE = {
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 
 
-def decode_image(path: str | os.PathLike[str]) -> Image.Image:
+def decode_image(path: str | os.PathLike[str], *, before_load: Callable[[Image.Image], None] | None = None) -> Image.Image:
     """Fully decode an image file and apply its EXIF orientation.
+
+    ``before_load`` runs on the opened image before its pixels are decoded (e.g. the JPEG
+    draft request of :func:`siamese.engine.reduced_decode.draft_hook`).
 
     Raises:
         ImageDecodeError: naming the path and the reason (missing, not an image, corrupt,
@@ -35,6 +39,8 @@ def decode_image(path: str | os.PathLike[str]) -> Image.Image:
     name = os.fspath(path)
     try:
         with Image.open(name) as image:
+            if before_load is not None:
+                before_load(image)
             image.load()  # decode now so a truncated file fails here, not later mid-batch
             return ImageOps.exif_transpose(image)
     except FileNotFoundError:
@@ -67,9 +73,14 @@ def convert_mode(image: Image.Image, mode: str) -> Image.Image:
     return image.convert(mode)
 
 
-def resize_to_spec(image: Image.Image, spec: InputSpec) -> NDArray[np.uint8]:
-    """Convert and resize an image by the spec's rule; return uint8 pixels shaped H×W×C."""
+def resize_to_spec(image: Image.Image, spec: InputSpec, *, reduce: bool = True) -> NDArray[np.uint8]:
+    """Convert and resize an image by the spec's rule; return uint8 pixels shaped H×W×C.
+
+    ``reduce`` first box-shrinks images much larger than the target (see reduced_decode).
+    """
     image = convert_mode(image, spec.mode)
+    if reduce:
+        image = pre_reduce(image, spec)
     size = (spec.width, spec.height)
     resample = _RESAMPLE[spec.interpolation]
     if spec.resize == "fit-crop":
@@ -80,9 +91,14 @@ def resize_to_spec(image: Image.Image, spec: InputSpec) -> NDArray[np.uint8]:
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
-def load_pixels(path: str | os.PathLike[str], spec: InputSpec) -> NDArray[np.uint8]:
-    """Decode a file and resize it for the tower: uint8 H×W×C. Raises ImageDecodeError."""
-    return resize_to_spec(decode_image(path), spec)
+def load_pixels(path: str | os.PathLike[str], spec: InputSpec, *, reduce: bool = True) -> NDArray[np.uint8]:
+    """Decode a file and resize it for the tower: uint8 H×W×C. Raises ImageDecodeError.
+
+    ``reduce`` (default) decodes images much larger than the tower's input at reduced scale;
+    training and serving both call this, so they see the same pixels either way.
+    """
+    hook = draft_hook(spec) if reduce else None
+    return resize_to_spec(decode_image(path, before_load=hook), spec, reduce=reduce)
 
 
 def normalize(pixels: NDArray[np.uint8], spec: InputSpec) -> NDArray[np.float32]:

@@ -25,6 +25,7 @@ class ModelInfo:
     normalized: bool
     run_fingerprint: str = ""
     siamese_version: str = ""
+    precision: str = "fp32"
     format_version: int = MODEL_FORMAT_VERSION
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -38,6 +39,7 @@ class ModelInfo:
             "normalized": "true" if self.normalized else "false",
             "run_fingerprint": self.run_fingerprint,
             "version": self.siamese_version,
+            "precision": self.precision,
             **self.extra,
         }
         return {_PREFIX + key: value for key, value in values.items()}
@@ -56,7 +58,7 @@ class ModelInfo:
             version = int(values.get("format_version", "1"))
             if version > MODEL_FORMAT_VERSION:
                 raise ModelError(f"{source}: model format {version} is newer than this siamese supports ({MODEL_FORMAT_VERSION}); upgrade siamese")
-            known = {"format_version", "input_spec", "tower", "embedding_dim", "normalized", "run_fingerprint", "version"}
+            known = {"format_version", "input_spec", "tower", "embedding_dim", "normalized", "run_fingerprint", "version", "precision"}
             return cls(
                 input_spec=InputSpec.from_dict(json.loads(values["input_spec"])),
                 tower=json.loads(values.get("tower", "{}")),
@@ -64,6 +66,7 @@ class ModelInfo:
                 normalized=values.get("normalized", "false") == "true",
                 run_fingerprint=values.get("run_fingerprint", ""),
                 siamese_version=values.get("version", ""),
+                precision=values.get("precision", "fp32"),
                 format_version=version,
                 extra={k: v for k, v in values.items() if k not in known},
             )
@@ -81,5 +84,6 @@ class ModelInfo:
             "normalized": self.normalized,
             "run_fingerprint": self.run_fingerprint,
             "siamese_version": self.siamese_version,
+            "precision": self.precision,
             "format_version": self.format_version,
         }

@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import onnxruntime as ort
 
@@ -47,12 +48,17 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _try_session(model_path: str, device: str, options: ort.SessionOptions) -> tuple[ort.InferenceSession | None, str]:
+ProviderOptions = dict[str, dict[str, Any]]
+
+
+def _try_session(model_path: str, device: str, options: ort.SessionOptions, provider_options: ProviderOptions | None = None) -> tuple[ort.InferenceSession | None, str]:
     """Create a session on ``device``; return (session or None, reason it failed)."""
     provider = PROVIDERS[device]
     if provider not in ort.get_available_providers():
         return None, f"this onnxruntime build has no {provider} (install onnxruntime-gpu)"
-    providers = [provider] if device == "cpu" else [provider, PROVIDERS["cpu"]]
+    extra = provider_options or {}
+    chain = [device] if device == "cpu" else [device, "cpu"]
+    providers = [(PROVIDERS[name], extra.get(name, {})) for name in chain]
     if device != "cpu" and hasattr(ort, "preload_dlls"):
         with contextlib.suppress(Exception), _quiet_onnxruntime():
             ort.preload_dlls()  # CUDA/cuDNN from pip wheels (e.g. PyTorch's), where present
@@ -68,13 +74,16 @@ def _try_session(model_path: str, device: str, options: ort.SessionOptions) -> t
     return session, ""
 
 
-def create_session(model_path: str, device: str = "auto", options: ort.SessionOptions | None = None) -> tuple[ort.InferenceSession, str]:
+def create_session(
+    model_path: str, device: str = "auto", options: ort.SessionOptions | None = None, provider_options: ProviderOptions | None = None
+) -> tuple[ort.InferenceSession, str]:
     """Open ``model_path`` on the best provider for ``device``.
 
     Args:
         model_path: the ONNX file.
         device: "auto" (TensorRT › CUDA › CPU, first that works), or "cpu", "cuda", "tensorrt" to insist.
         options: onnxruntime session options.
+        provider_options: per-device provider options ({"tensorrt": {...}, "cuda": {...}}).
 
     Returns:
         The session and the device it really runs on ("tensorrt", "cuda" or "cpu").
@@ -87,14 +96,14 @@ def create_session(model_path: str, device: str = "auto", options: ort.SessionOp
         raise DeviceUnavailableError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
     options = options or ort.SessionOptions()
     if device != "auto":
-        session, reason = _try_session(model_path, device, options)
+        session, reason = _try_session(model_path, device, options, provider_options)
         if session is None:
             raise DeviceUnavailableError(f"--device {device} cannot run here: {reason}")
         return session, device
     for candidate in _AUTO_ORDER:
         if candidate != "cpu" and not gpu_present():
             continue
-        session, _ = _try_session(model_path, candidate, options)
+        session, _ = _try_session(model_path, candidate, options, provider_options)
         if session is not None:
             return session, candidate
     raise AssertionError("unreachable: the CPU provider either loads or raises ModelError")

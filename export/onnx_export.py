@@ -1,7 +1,9 @@
 """Export a trained tower (one tower, not the pair) to ONNX with a dynamic batch axis.
 
 The file carries its preprocessing spec and model facts in metadata_props, passes onnx.checker,
-and is published only after onnxruntime reproduces PyTorch within tolerance.
+and is published only after onnxruntime reproduces PyTorch within tolerance. An fp16 or int8
+variant is derived from that verified float32 graph and published only if it passes its own
+check against it (see variants.py).
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,9 @@ from torch import nn
 
 from siamese import __version__
 from siamese.engine.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo
-from siamese.errors import ModelError, ParityError
+from siamese.errors import ConfigError, ModelError, ParityError
 from siamese.export.parity import ParityReport, check_parity
+from siamese.export.variants import PRECISIONS, VariantReport, compare_variant, load_calibration, quantize_int8, random_set, to_fp16
 from siamese.io import atomic_path, sha256_file
 from siamese.progress import progress_bar
 from siamese.spec import InputSpec
@@ -40,6 +44,7 @@ class ExportReport:
     size_bytes: int
     info: ModelInfo
     parity: ParityReport
+    variant: VariantReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -47,9 +52,37 @@ class ExportReport:
             "path": str(self.path),
             "fingerprint": self.fingerprint,
             "size_bytes": self.size_bytes,
+            "precision": self.info.precision,
             "model": self.info.to_dict(),
             "parity": self.parity.to_dict(),
+            "variant": self.variant.to_dict() if self.variant else None,
         }
+
+
+def _write_variant(fp32_path: Path, target: Path, info: ModelInfo, calibration: str | os.PathLike[str] | None) -> VariantReport:
+    """Derive the ``info.precision`` variant of a verified fp32 model into ``target`` and check it."""
+    spec = info.input_spec
+    with tempfile.TemporaryDirectory(prefix="siamese-variant-") as scratch:
+        variant_path = Path(scratch) / "variant.onnx"
+        if info.precision == "fp16":
+            model = to_fp16(onnx.load(str(fp32_path)))
+            check = load_calibration(calibration, spec) if calibration else random_set(spec)
+        else:
+            check = load_calibration(calibration, spec)
+            quantize_int8(fp32_path, variant_path, check)
+            model = onnx.load(str(variant_path))
+        # The converters drop or keep metadata unpredictably: restate it, with the precision.
+        onnx.helper.set_model_props(model, info.to_metadata())
+        model.producer_name, model.producer_version = "siamese", __version__
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as exc:
+            raise ModelError(f"{target}: the {info.precision} variant fails onnx.checker ({exc})") from exc
+        onnx.save_model(model, str(variant_path))
+        report = compare_variant(fp32_path, variant_path, info.precision, check)
+        if report.passed:
+            os.replace(variant_path, target)
+    return report
 
 
 def tower_to_onnx(tower: nn.Module, spec: InputSpec, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
@@ -82,6 +115,8 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     batch_sizes: Sequence[int] = (1, 2, 7, 32),
     progress: bool = False,
+    precision: str = "fp32",
+    calibration: str | os.PathLike[str] | None = None,
 ) -> ExportReport:
     """Export the best tower of a training run to ``out_path``.
 
@@ -91,6 +126,9 @@ def export_onnx(
         opset: ONNX opset version.
         batch_sizes: batch sizes the parity check runs.
         progress: show a progress bar on stderr.
+        precision: "fp32", "fp16" (for GPU providers) or "int8" (static quantisation).
+        calibration: ImageFolder of gallery images: calibrates int8 (required there) and checks
+            identification with the variant against fp32.
 
     Returns:
         The export report (fingerprint, metadata, parity figures).
@@ -98,10 +136,16 @@ def export_onnx(
     Raises:
         RunError: the run directory is incomplete.
         ModelError: ONNX checker rejects the graph.
-        ParityError: onnxruntime disagrees with PyTorch beyond tolerance (nothing is written).
+        ParityError: onnxruntime disagrees with PyTorch beyond tolerance, or the variant with
+            the fp32 model (nothing is written).
+        ConfigError: unknown precision, or int8 without calibration images.
     """
     out_path = Path(out_path)
-    with progress_bar("exporting", 4, progress) as ticker:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if precision == "int8" and calibration is None:
+        raise ConfigError("int8 export needs calibration images: pass --calibration GALLERY_DIR")
+    with progress_bar("exporting", 4 if precision == "fp32" else 5, progress) as ticker:
         run = load_run(run_dir)
         ticker.advance()
         model = tower_to_onnx(run.tower, run.spec, opset)
@@ -128,4 +172,11 @@ def export_onnx(
             if not parity.passed:
                 raise ParityError(f"{out_path}: not written, ONNX output differs from PyTorch; {parity.summary()}")
             ticker.advance()
-    return ExportReport(out_path, sha256_file(out_path), out_path.stat().st_size, info, parity)
+            variant = None
+            if precision != "fp32":
+                info = replace(info, precision=precision)
+                variant = _write_variant(tmp, tmp, info, calibration)
+                if not variant.passed:
+                    raise ParityError(f"{out_path}: not written, the {precision} variant drifts too far from fp32; {variant.summary()}")
+                ticker.advance()
+    return ExportReport(out_path, sha256_file(out_path), out_path.stat().st_size, info, parity, variant)

@@ -14,6 +14,10 @@ from siamese.io import write_bytes_atomic
 #: Exact L2 search over vectors with our own stable 64-bit ids.
 DEFAULT_FACTORY = "IDMap2,Flat"
 METRIC = "l2"
+#: Fewer queries than this search on one OpenMP thread: FAISS splits a single query's scan into
+#: threads whose start and barrier cost more than they save, and on busy cores far more (one
+#: query over 100k vectors: 1.3 ms on one thread, 6-23 ms on two shared cores; benchmarks/speed.py).
+SINGLE_THREAD_BELOW = 20
 
 
 def new_index(dim: int, factory: str = DEFAULT_FACTORY) -> faiss.Index:
@@ -52,5 +56,11 @@ def search(index: faiss.Index, queries: NDArray[np.float32], k: int) -> tuple[ND
     k = min(k, index.ntotal)
     if k <= 0 or len(queries) == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-    squared, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    previous = faiss.omp_get_max_threads()
+    if len(queries) < SINGLE_THREAD_BELOW:
+        faiss.omp_set_num_threads(1)  # OpenMP's setting is per calling thread: other searches are unaffected
+    try:
+        squared, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    finally:
+        faiss.omp_set_num_threads(previous)
     return np.sqrt(np.maximum(squared, 0.0)), ids

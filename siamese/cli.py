@@ -39,6 +39,12 @@ err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -155,16 +161,20 @@ def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by `siamese train`.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")] = Path("model.onnx"),
     opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 18,
+    precision: Annotated[Precision, typer.Option(help="fp32; fp16 for GPU providers; int8 (static quantisation, needs --calibration).")] = Precision.fp32,
+    calibration: Annotated[Optional[Path], typer.Option(help="Gallery images (ImageFolder) to calibrate int8 on and check the variant with.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Export the run's tower to ONNX (dynamic batch), verified against PyTorch."""
+    """Export the run's tower to ONNX (dynamic batch), verified against PyTorch (and variants against fp32)."""
     from siamese.export import export_onnx
 
-    report = export_onnx(run_dir, out_path, opset=opset, progress=not as_json)
+    report = export_onnx(run_dir, out_path, opset=opset, progress=not as_json, precision=precision.value, calibration=calibration)
     if as_json:
         _print_json(report.to_dict())
         return
     out.print(report.parity.summary(), highlight=False)
+    if report.variant is not None:
+        out.print(report.variant.summary(), highlight=False)
     out.print(f"wrote [bold]{report.path}[/bold] ({report.size_bytes / 1e6:.1f} MB, sha256 {report.fingerprint[:16]})")
 
 

@@ -58,3 +58,11 @@ def gallery_dir(model_path: Path, unseen_dataset: Path, tmp_path_factory: pytest
     out = tmp_path_factory.mktemp("galleries") / "gallery"
     Gallery.build(unseen_dataset, Embedder(model_path), out)
     return out
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep optimised-model and TensorRT caches out of the user's home during tests."""
+    import os
+
+    os.environ["SIAMESE_CACHE_DIR"] = str(tmp_path_factory.mktemp("siamese-cache"))

@@ -1,0 +1,86 @@
+"""Running a batch through a session: plain ``run`` on the CPU, IO binding with device buffers on GPUs.
+
+On CUDA and TensorRT, ``session.run`` with numpy arrays allocates device memory for the input
+and output on every call. The binding runner keeps one preallocated input and output buffer on
+the device per batch size, copies each batch in place, and binds them once.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from siamese.engine.model_info import INPUT_NAME, OUTPUT_NAME
+
+#: Batch sizes whose device buffers are kept (a gallery uses one, its last partial batch another).
+_MAX_BOUND_SHAPES = 4
+
+
+class Runner(Protocol):
+    """Runs one preprocessed float32 batch and returns float32 embeddings."""
+
+    def __call__(self, images: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+class SessionRunner:
+    """The CPU path: onnxruntime reads the numpy batch in place and allocates the (small) output."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+
+    def __call__(self, images: NDArray[np.float32]) -> NDArray[np.float32]:
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+
+
+class _Bound:
+    """Preallocated input and output OrtValues for one batch size, bound to one IOBinding."""
+
+    def __init__(self, session: ort.InferenceSession, shape: tuple[int, ...], dim: int, device: str, device_id: int) -> None:
+        self.input = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.float32, device, device_id)
+        self.output = ort.OrtValue.ortvalue_from_shape_and_type([shape[0], dim], np.float32, device, device_id)
+        self.binding = session.io_binding()
+        self.binding.bind_ortvalue_input(INPUT_NAME, self.input)
+        self.binding.bind_ortvalue_output(OUTPUT_NAME, self.output)
+
+
+class BindingRunner:
+    """The GPU path: IO binding with device buffers reused across calls.
+
+    Args:
+        session: the session (CUDA or TensorRT provider).
+        dim: embedding dimension (the output's second axis).
+        device: OrtValue device type, "cuda" (or "cpu", which lets tests exercise the same code).
+        device_id: GPU ordinal.
+    """
+
+    def __init__(self, session: ort.InferenceSession, dim: int, device: str = "cuda", device_id: int = 0) -> None:
+        self.session = session
+        self.dim = dim
+        self.device = device
+        self.device_id = device_id
+        self._bound: dict[tuple[int, ...], _Bound] = {}
+
+    def _binding_for(self, shape: tuple[int, ...]) -> _Bound:
+        bound = self._bound.get(shape)
+        if bound is None:
+            if len(self._bound) >= _MAX_BOUND_SHAPES:
+                self._bound.pop(next(iter(self._bound)))  # forget the oldest shape's buffers
+            bound = self._bound[shape] = _Bound(self.session, shape, self.dim, self.device, self.device_id)
+        return bound
+
+    def __call__(self, images: NDArray[np.float32]) -> NDArray[np.float32]:
+        bound = self._binding_for(tuple(images.shape))
+        bound.input.update_inplace(np.ascontiguousarray(images))
+        self.session.run_with_iobinding(bound.binding)
+        # The output buffer is reused next call, so hand back our own copy (on CPU numpy() may be a view).
+        return np.array(bound.output.numpy(), copy=True)
+
+
+def make_runner(session: ort.InferenceSession, device: str, dim: int) -> Runner:
+    """IO binding on GPU providers, plain runs on the CPU."""
+    if device in ("cuda", "tensorrt"):
+        return BindingRunner(session, dim, "cuda")
+    return SessionRunner(session)

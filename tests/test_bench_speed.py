@@ -1,0 +1,34 @@
+"""The speed suite runs in --quick mode and writes a self-explanatory JSON record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from siamese.cli import app
+
+
+def test_speed_suite_quick(trained_run: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "bench", "speed", "--quick", "--plot", "-O", f"run={trained_run}", "-O", "gallery=300",
+        "--work-dir", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"), "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    saved = json.loads(Path(record["path"]).read_text())
+    figures = saved["results"]
+    assert set(figures["targets"]) == {
+        "onnxruntime_vs_pytorch_eager", "end_to_end_vs_peer_640x480", "end_to_end_fraction_of_limit_640x480", "single_query_p50_ms",
+    }
+    assert all({"value", "threshold", "met", "definition"} <= set(t) for t in figures["targets"].values())
+    sweep = figures["inference_by_batch_size"]
+    assert {"pytorch-eager-cpu", "onnxruntime-cpu-fp32", "onnxruntime-cpu-int8"} <= set(sweep)
+    assert {"images_per_s", "p50_ms", "p95_ms", "p99_ms"} <= set(sweep["onnxruntime-cpu-fp32"]["8"])
+    photos = figures["pipelines"]["photos_640x480"]
+    assert {"decode_preprocess", "inference_fp32", "end_to_end_fp32", "peer_dataloader"} <= set(photos["images_per_s"])
+    assert photos["combined_limit_fp32"] > 0 and figures["single_query"]["gallery_items"] == 300
+    assert figures["identification"]["int8"]["top1"] >= 0 and "about" in figures and figures["table"]
+    assert Path(figures["plot"]).is_file()
+    assert saved["machine"]["cores"] >= 1 and saved["settings"]["quick"] is True
