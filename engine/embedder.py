@@ -21,6 +21,7 @@ from PIL import Image
 
 from siamese.engine.image import load_pixels, normalize, preprocess_images
 from siamese.engine.model_info import INPUT_NAME, ModelInfo
+from siamese.engine.model_safety import check_external_data
 from siamese.engine.providers import create_session
 from siamese.errors import ImageDecodeError, ModelError
 from siamese.io import sha256_file
@@ -75,6 +76,7 @@ class Embedder:
             raise ModelError(f"{self.model_path}: model file not found (export one with `siamese export`)")
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, got {batch_size}")
+        check_external_data(self.model_path)  # an untrusted model must not read files outside its folder
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session, self.device = create_session(str(self.model_path), device, options)

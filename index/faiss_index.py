@@ -73,15 +73,20 @@ def _is_hnsw(index: faiss.Index) -> bool:
     return isinstance(_inner(index), faiss.IndexHNSW)
 
 
+def _parts(index: faiss.Index) -> list[faiss.Index]:
+    """The index without its IDMap wrapper, and its IVF or HNSW storage part, as concrete classes."""
+    inner = _inner(index)
+    ivf = faiss.try_extract_index_ivf(inner)
+    storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else None
+    return [part for part in (inner, faiss.downcast_index(ivf) if ivf is not None else None, storage) if part is not None]
+
+
 def _centroids_to_learn(index: faiss.Index) -> int:
     """The largest number of centroids training must fit (IVF lists, PQ codebook size); 1 for none."""
     largest = 1
-    inner = _inner(index)
-    ivf = faiss.try_extract_index_ivf(inner)
-    if ivf is not None:
-        largest = max(largest, ivf.nlist)
-    storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else None
-    for part in (inner, storage):
+    for part in _parts(index):
+        if isinstance(part, faiss.IndexIVF):
+            largest = max(largest, part.nlist)
         pq = getattr(part, "pq", None)
         if pq is not None:
             largest = max(largest, pq.ksub)
@@ -99,7 +104,15 @@ def training_sample_size(index: faiss.Index, available: int) -> int:
 
 
 def train(index: faiss.Index, vectors: NDArray[np.float32]) -> None:
-    """Train the index on ``vectors`` (a sample of the gallery)."""
+    """Train the index on ``vectors`` (a sample of the gallery).
+
+    FAISS prints a warning on stdout (which would corrupt ``--json`` output) when a centroid gets
+    fewer than 39 points; small galleries legitimately do, and recall is measured after training.
+    """
+    for part in _parts(index):
+        for holder in (part, getattr(part, "pq", None)):
+            if holder is not None and hasattr(holder, "cp"):
+                holder.cp.min_points_per_centroid = 1
     index.train(np.ascontiguousarray(vectors, dtype=np.float32))
 
 

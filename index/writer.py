@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +100,8 @@ class GalleryWriter:
         fx.search_parameters(index, search_params)  # refuse a parameter the type lacks before creating anything
         gallery_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_creations(gallery_dir)
-        staging = Path(tempfile.mkdtemp(prefix=f".{gallery_dir.name}.creating-", dir=gallery_dir.parent))
+        staging = gallery_dir.parent / f".{gallery_dir.name}.creating-{uuid.uuid4().hex[:12]}"
+        staging.mkdir()  # not mkdtemp: the gallery folder gets the usual permissions
         lock = WriterLock(staging).acquire()
         try:
             gallery_id = uuid.uuid4().hex
