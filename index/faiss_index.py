@@ -25,7 +25,7 @@ TUNING_LADDERS = {
     "nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
     "efSearch": (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024),
 }
-_MMAP_FLAGS = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC
+_MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC  # maps flat codes and IVF lists alike (IO_FLAG_MMAP would add nothing)
 #: Training sample: this many points per centroid (FAISS warns below 39), and at least _MIN_TRAINING_SAMPLE.
 _TRAINING_POINTS_PER_CENTROID = 64
 _MIN_TRAINING_SAMPLE = 20_000
@@ -108,8 +108,12 @@ def train(index: faiss.Index, vectors: NDArray[np.float32]) -> None:
 
     FAISS prints a warning on stdout (which would corrupt ``--json`` output) when a centroid gets
     fewer than 39 points; small galleries legitimately do, and recall is measured after training.
+    Polysemous training (codes ordered for Hamming pre-filtering, which we never search with)
+    is skipped: it costs more than the rest of PQ training.
     """
     for part in _parts(index):
+        if hasattr(part, "do_polysemous_training"):
+            part.do_polysemous_training = False
         for holder in (part, getattr(part, "pq", None)):
             if holder is not None and hasattr(holder, "cp"):
                 holder.cp.min_points_per_centroid = 1
@@ -183,12 +187,12 @@ def write_index(index: faiss.Index, path: Path) -> bytes:
     return data
 
 
-def read_index(path: Path, *, mmap: bool = False) -> faiss.Index:
-    """Load an index file (memory-mapped where FAISS supports it), naming the file when FAISS cannot."""
+def read_index(path: Path, *, mmap: bool = False, name: Path | None = None) -> faiss.Index:
+    """Load an index file (memory-mapped where FAISS supports it), naming it (``name``, else ``path``) when FAISS cannot."""
     try:
         return faiss.read_index(str(path), _MMAP_FLAGS if mmap else 0)
     except RuntimeError as exc:
-        raise GalleryError(f"{path}: unreadable FAISS index ({faiss_reason(exc)})") from exc
+        raise GalleryError(f"{name or path}: unreadable FAISS index ({faiss_reason(exc)})") from exc
 
 
 def search(

@@ -42,7 +42,8 @@ _PUBLISH_GROWTH = 4
 class _Ingested:
     embedded: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
-    replaced: list[int] = field(default_factory=list)
+    replaced: list[int] = field(default_factory=list)  # ids of changed files, still to withdraw
+    withdrawn: int = 0  # ids of changed files already withdrawn by an intermediate publish
 
 
 def _check_model(writer: GalleryWriter, embedder: Embedder) -> None:
@@ -85,6 +86,7 @@ def _ingest(writer: GalleryWriter, embedder: Embedder, plan: SyncPlan, *, commit
             ticker.advance(len(chunk))
             if incremental and pending >= max(commit_every, writer.manifest.count // _PUBLISH_GROWTH) and writer.can_publish_incrementally():
                 writer.publish(removed=done.replaced, recall=RecallPolicy(measure=False))
+                done.withdrawn += len(done.replaced)
                 done.replaced, pending = [], 0
     return done
 
@@ -118,7 +120,7 @@ def _update(
         writer.publish(removed=removed, index_type=index_type, search_params=search_params, recall=recall)
     report_path = report_path or writer.gallery_dir / REJECTED_FILE
     write_rejected_report(report_path, command, source, done.failures)
-    return _report(writer, before, started, plan, done, len(removed), report_path)
+    return _report(writer, before, started, plan, done, done.withdrawn + len(removed), report_path)
 
 
 def build_gallery(

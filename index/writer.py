@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from siamese.errors import GalleryError, RecallTooLowError
 from siamese.index import faiss_index as fx
 from siamese.index.gallery_files import index_file_name, load_published_index, remove_debris
 from siamese.index.item_store import EMPTY_FINGERPRINT, combine_fingerprint
-from siamese.index.item_writer import ItemWriter
+from siamese.index.item_writer import ItemWriter, NewItem
 from siamese.index.lock import WriterLock, is_locked
 from siamese.index.manifest import ITEMS_FILE, MANIFEST_FILE, Manifest, now_iso
 from siamese.index.recall import DEFAULT_TARGET, Recall, RecallProbe, tune
@@ -160,6 +161,14 @@ class GalleryWriter:
         if self._index is None:
             self._index = self._load_index()
         return self._index
+
+    def stage_embeddings(self, vectors: NDArray[np.float32], paths: Sequence[str], identities: Sequence[str], sha256s: Sequence[str] | None = None) -> None:
+        """Stage embeddings computed elsewhere (a distributed job, a benchmark); :meth:`publish` makes them visible."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension or not len(vectors) == len(paths) == len(identities):
+            raise GalleryError(f"expected {len(paths)} vectors of dimension {self.dimension} for {len(paths)} paths, got shape {vectors.shape}")
+        hashes = sha256s or [""] * len(paths)
+        self.items.stage([NewItem(str(p), str(i), h, 0, 0, v) for p, i, h, v in zip(paths, identities, hashes, vectors)])
 
     def can_publish_incrementally(self) -> bool:
         """Whether staged items can be published now without training (the index is trained)."""

@@ -9,7 +9,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 _HASH_CHUNK = 1 << 20
 
@@ -32,10 +32,15 @@ _UMASK = _read_umask()
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Return the hex sha256 of a file's bytes, read in chunks so large models stay cheap."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
+        return sha256_handle(handle)
+
+
+def sha256_handle(handle: BinaryIO) -> str:
+    """Return the hex sha256 of an open binary file, from its current position to the end."""
+    digest = hashlib.sha256()
+    while chunk := handle.read(_HASH_CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
