@@ -39,6 +39,15 @@ def short(fingerprint: str) -> str:
     return fingerprint[:16]
 
 
+def refuse_other_model(gallery_dir: Path, manifest: Manifest, fingerprint: str, model_name: str) -> None:
+    """Raise ModelMismatchError, naming both models, unless ``fingerprint`` is the gallery's model."""
+    if fingerprint != manifest.model_fingerprint:
+        raise ModelMismatchError(
+            f"{gallery_dir}: built with model {short(manifest.model_fingerprint)} but {model_name} is "
+            f"{short(fingerprint)}; use the gallery's model, or build a new gallery with this one"
+        )
+
+
 class Gallery:
     """An opened gallery: search it with embeddings from the model it was built with."""
 
@@ -72,11 +81,8 @@ class Gallery:
         gallery_dir = Path(gallery_dir)
         for attempt in range(_OPEN_ATTEMPTS):
             manifest = Manifest.read(gallery_dir)
-            if model_fingerprint is not None and model_fingerprint != manifest.model_fingerprint:
-                raise ModelMismatchError(
-                    f"{gallery_dir}: built with model {short(manifest.model_fingerprint)} but {model_name} is "
-                    f"{short(model_fingerprint)}; query with the gallery's model or rebuild the gallery with this one"
-                )
+            if model_fingerprint is not None:
+                refuse_other_model(gallery_dir, manifest, model_fingerprint, model_name)
             try:
                 index = load_published_index(gallery_dir, manifest, mmap=mmap)
                 break

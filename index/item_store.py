@@ -44,6 +44,17 @@ MAX_SQL_PARAMS = 900
 _FINGERPRINT_MODULUS = 2**256
 
 
+def select_by_ids(db: sqlite3.Connection, columns: str, ids: Iterable[int], condition: str = "", params: Sequence[object] = ()) -> list[tuple]:
+    """``SELECT columns FROM items WHERE id IN ids [AND condition]``, in chunks SQLite accepts."""
+    unique = list(dict.fromkeys(int(i) for i in ids))
+    rows: list[tuple] = []
+    for start in range(0, len(unique), MAX_SQL_PARAMS):
+        chunk = unique[start : start + MAX_SQL_PARAMS]
+        where = f"id IN ({','.join('?' * len(chunk))})" + (f" AND {condition}" if condition else "")
+        rows += db.execute(f"SELECT {columns} FROM items WHERE {where}", [*chunk, *params]).fetchall()
+    return rows
+
+
 def item_hash(item_id: int, path: str, identity: str, sha256: str) -> int:
     """One item's contribution to the items fingerprint."""
     return int.from_bytes(hashlib.sha256(f"{item_id}\0{path}\0{identity}\0{sha256}".encode()).digest(), "big")
@@ -93,15 +104,12 @@ class ItemStore:
 
     def get(self, ids: Sequence[int]) -> dict[int, Item]:
         """Items by id (ids not present at this generation are absent from the result)."""
-        found: dict[int, Item] = {}
-        unique = list(dict.fromkeys(int(i) for i in ids))
-        for start in range(0, len(unique), MAX_SQL_PARAMS):
-            chunk = unique[start : start + MAX_SQL_PARAMS]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id, path, identity, sha256 FROM items WHERE id IN ({marks}) AND added_gen <= ? AND (removed_gen IS NULL OR removed_gen > ?)"
-            for row in self._query(sql, [*chunk, self.generation, self.generation]):
-                found[row[0]] = Item(*row)
-        return found
+        visible = "added_gen <= ? AND (removed_gen IS NULL OR removed_gen > ?)"
+        try:
+            rows = select_by_ids(self._db, "id, path, identity, sha256", ids, visible, (self.generation, self.generation))
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path}: unreadable item database ({exc})") from exc
+        return {row[0]: Item(*row) for row in rows}
 
     def all_items(self) -> list[Item]:
         """Every item, by id."""
@@ -130,10 +138,8 @@ class ItemStore:
         """The stored embeddings of ``ids``, in that order."""
         out = np.zeros((len(ids), dim), np.float32)
         position = {int(i): n for n, i in enumerate(ids)}
-        for start in range(0, len(ids), MAX_SQL_PARAMS):
-            chunk = [int(i) for i in ids[start : start + MAX_SQL_PARAMS]]
-            for item_id, blob in self._query(f"SELECT id, vector FROM items WHERE id IN ({','.join('?' * len(chunk))})", chunk):
-                out[position[item_id]] = np.frombuffer(blob, dtype=np.float32)
+        for item_id, blob in select_by_ids(self._db, "id, vector", ids, "vector IS NOT NULL"):
+            out[position[item_id]] = np.frombuffer(blob, dtype=np.float32)
         return out
 
     def integrity_problems(self) -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamese.errors import GalleryError
-from siamese.index.item_store import MAX_SQL_PARAMS, SCHEMA
+from siamese.index.item_store import SCHEMA, select_by_ids
 
 
 @dataclass(frozen=True)
@@ -149,12 +149,7 @@ class ItemWriter:
 
     def rows(self, ids: Sequence[int]) -> list[tuple[int, str, str, str]]:
         """(id, path, identity, sha256) of ``ids`` (for the items fingerprint)."""
-        found: list[tuple[int, str, str, str]] = []
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), MAX_SQL_PARAMS):
-            chunk = ids[start : start + MAX_SQL_PARAMS]
-            found += self._db.execute(f"SELECT id, path, identity, sha256 FROM items WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-        return found
+        return select_by_ids(self._db, "id, path, identity, sha256", ids)
 
     def matching(self, *, identities: Sequence[str] = (), paths: Sequence[str] = ()) -> tuple[list[int], list[int]]:
         """(published ids, staged ids) of the items of ``identities``, at ``paths`` or under them (folders)."""

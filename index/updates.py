@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from siamese.errors import DataError, GalleryError, ModelMismatchError
+from siamese.errors import DataError, GalleryError
 from siamese.image_folder import scan_gallery_folder
 from siamese.index import faiss_index as fx
-from siamese.index.gallery import short
+from siamese.index.gallery import refuse_other_model
 from siamese.index.gallery_files import REJECTED_FILE
 from siamese.index.index_choice import choose_index, default_memory_budget
 from siamese.index.item_writer import NewItem
@@ -47,12 +47,7 @@ class _Ingested:
 
 
 def _check_model(writer: GalleryWriter, embedder: Embedder) -> None:
-    manifest = writer.manifest
-    if embedder.fingerprint != manifest.model_fingerprint:
-        raise ModelMismatchError(
-            f"{writer.gallery_dir}: built with model {short(manifest.model_fingerprint)} but {embedder.model_path} is "
-            f"{short(embedder.fingerprint)}; update it with the gallery's model or build a new gallery with this one"
-        )
+    refuse_other_model(writer.gallery_dir, writer.manifest, embedder.fingerprint, str(embedder.model_path))
 
 
 def _ingest(writer: GalleryWriter, embedder: Embedder, plan: SyncPlan, *, commit_every: int, incremental: bool, progress: bool) -> _Ingested:
