@@ -194,19 +194,19 @@ class GalleryWriter:
             if index.ntotal != expected:
                 raise GalleryError(f"{self.gallery_dir}: index would hold {index.ntotal} vectors, items {expected}; nothing published")
             params, measured = self._check_recall(index, new_type, rebuilt, search_params, recall)
+            generation = self.manifest.generation + 1
+            data = fx.write_index(index, self.gallery_dir / index_file_name(generation))
+            fingerprint = combine_fingerprint(self.manifest.items_fingerprint, self.items.rows(staged_ids), self.items.rows(removed))
+            count, identities = self.items.publish(generation, removed)
+            manifest = self.manifest.next(
+                index_type=new_type, faiss_factory=fx.faiss_factory(new_type), index_file=index_file_name(generation),
+                index_sha256=sha256_bytes(data), index_bytes=len(data), items_fingerprint=fingerprint,
+                count=count, identities=identities, search_params=params, recall=measured,
+            )
+            manifest.write(self.gallery_dir)  # the commit point
         except BaseException:
-            self._index = None  # may have been changed in place: reload before the next publish
+            self._index = None  # may have been changed in place: reload the published one if needed again
             raise
-        generation = self.manifest.generation + 1
-        data = fx.write_index(index, self.gallery_dir / index_file_name(generation))
-        fingerprint = combine_fingerprint(self.manifest.items_fingerprint, self.items.rows(staged_ids), self.items.rows(removed))
-        count, identities = self.items.publish(generation, removed)
-        manifest = self.manifest.next(
-            index_type=new_type, faiss_factory=fx.faiss_factory(new_type), index_file=index_file_name(generation),
-            index_sha256=sha256_bytes(data), index_bytes=len(data), items_fingerprint=fingerprint,
-            count=count, identities=identities, search_params=params, recall=measured,
-        )
-        manifest.write(self.gallery_dir)
         self.manifest, self._index = manifest, index
         remove_debris(self.gallery_dir, manifest)
         self.items.drop_removed_vectors(generation)
@@ -239,7 +239,7 @@ class GalleryWriter:
         params = dict(search_params if search_params is not None else self.manifest.search_params if index_type == self.manifest.index_type else {})
         previous = self.manifest.recall if index_type == self.manifest.index_type else None
         if fx.is_exact(index_type) or index.ntotal < 2:
-            return params, {"at1": 1.0, "at10": 1.0, "queries": 0, "params": {}, "count": int(index.ntotal), "exact": True}
+            return params, {"at1": 1.0, "at10": 1.0, "queries": 0, "params": {}, "count": int(index.ntotal), "exact": fx.is_exact(index_type)}
         stale = previous is None or abs(index.ntotal - previous["count"]) > _RECALL_STALE_AFTER * max(previous["count"], 1)
         if not (policy.measure and (rebuilt or stale or search_params is not None or policy.minimum is not None)):
             return params, previous
