@@ -1,8 +1,11 @@
 """Recall of an approximate index against exact search, and tuning its search parameter to a target.
 
-Queries are a sample of the gallery's own vectors, scored leave-one-out (the query's own item is
-dropped from both result lists): a stand-in for real queries, which are new photos of gallery
-identities, that does not flatter an index by counting the trivial self-match.
+Real queries are new photos of gallery identities: near gallery items, but not in the index. The
+probe imitates them: a sample of gallery vectors, each moved in a random direction by its distance
+to its nearest neighbour, with exact neighbours computed by brute force. (Leave-one-out queries,
+gallery vectors themselves, flatter graph indexes: on 100k vectors HNSW32 at efSearch 16 scored
+0.97 that way against 0.93 on held-out queries; the moved queries score 0.89–0.99 where held-out
+queries score 0.93–0.98.)
 """
 
 from __future__ import annotations
@@ -34,43 +37,36 @@ class Recall:
         return asdict(self)
 
 
-def _drop_self(rows: NDArray[np.int64], own: NDArray[np.int64], k: int) -> NDArray[np.int64]:
-    """Each row without the query's own id, cut to k columns."""
-    kept = np.full((len(rows), k), -1, dtype=np.int64)
-    for i, (row, me) in enumerate(zip(rows, own)):
-        others = row[row != me][:k]
-        kept[i, : len(others)] = others
-    return kept
-
-
 class RecallProbe:
-    """Exact neighbours of a sample of gallery vectors, computed once, to score any index over them.
+    """Query-like vectors near a sample of the gallery and their exact neighbours, to score any index over it.
 
     Args:
         vectors: every vector the index holds, N×D float32.
         ids: their ids, aligned with ``vectors``.
-        queries: how many of them to use as queries.
-        seed: which sample (fixed, so figures are reproducible).
+        queries: how many queries to make.
+        seed: which sample and directions (fixed, so figures are reproducible).
     """
 
     def __init__(self, vectors: NDArray[np.float32], ids: NDArray[np.int64], *, queries: int = DEFAULT_QUERIES, seed: int = 0) -> None:
-        count = len(ids)
-        self.k = min(10, count - 1)
-        picked = np.sort(np.random.default_rng(seed).choice(count, size=min(queries, count), replace=False))
-        self.queries = np.ascontiguousarray(vectors[picked], dtype=np.float32)
-        self.own_ids = np.asarray(ids, dtype=np.int64)[picked]
-        if self.k < 1:
-            self.truth = np.zeros((len(picked), 0), np.int64)
-            return
-        _, positions = faiss.knn(self.queries, np.ascontiguousarray(vectors, dtype=np.float32), self.k + 1)
-        self.truth = _drop_self(np.asarray(ids, dtype=np.int64)[positions], self.own_ids, self.k)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids = np.asarray(ids, dtype=np.int64)
+        self.k = min(10, len(ids))
+        rng = np.random.default_rng(seed)
+        base = vectors[np.sort(rng.choice(len(ids), size=min(queries, len(ids)), replace=False))]
+        if len(ids) > 1:
+            squared, _ = faiss.knn(base, vectors, 2)  # column 0 is the vector itself
+            step = np.sqrt(np.maximum(squared[:, 1], 0.0))
+            directions = rng.normal(size=base.shape).astype(np.float32)
+            directions /= np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-12)
+            base = base + directions * step[:, None]
+        self.queries = np.ascontiguousarray(base, dtype=np.float32)
+        self.truth = ids[faiss.knn(self.queries, vectors, self.k)[1]] if self.k else np.zeros((len(base), 0), np.int64)
 
     def score(self, index: faiss.Index, params: dict[str, int] | None = None) -> Recall:
         """recall@1 and recall@10 of ``index`` searched with ``params``."""
         if self.k < 1:
             return Recall(1.0, 1.0, 0, dict(params or {}))
-        _, found = index.search(self.queries, self.k + 1, params=search_parameters(index, params))
-        found = _drop_self(found, self.own_ids, self.k)
+        _, found = index.search(self.queries, self.k, params=search_parameters(index, params))
         at1 = float(np.mean(found[:, 0] == self.truth[:, 0]))
         hits = [len(np.intersect1d(a[a >= 0], b)) for a, b in zip(found, self.truth)]
         return Recall(round(at1, 4), round(float(np.mean(hits)) / self.k, 4), len(self.queries), dict(params or {}))

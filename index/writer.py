@@ -189,11 +189,11 @@ class GalleryWriter:
         new_type = index_type or self.manifest.index_type
         staged_ids, staged_vectors = self.items.staged(self.dimension)
         try:
-            index, rebuilt = self._next_index(new_type, removed, staged_ids, staged_vectors)
+            index, source = self._next_index(new_type, removed, staged_ids, staged_vectors)
             expected = self.manifest.count - len(removed) + len(staged_ids)
             if index.ntotal != expected:
                 raise GalleryError(f"{self.gallery_dir}: index would hold {index.ntotal} vectors, items {expected}; nothing published")
-            params, measured = self._check_recall(index, new_type, rebuilt, search_params, recall)
+            params, measured = self._check_recall(index, new_type, source, search_params, recall)
             generation = self.manifest.generation + 1
             data = fx.write_index(index, self.gallery_dir / index_file_name(generation))
             fingerprint = combine_fingerprint(self.manifest.items_fingerprint, self.items.rows(staged_ids), self.items.rows(removed))
@@ -212,17 +212,20 @@ class GalleryWriter:
         self.items.drop_removed_vectors(generation)
         return manifest
 
-    def _next_index(self, index_type: str, removed: NDArray[np.int64], staged_ids: NDArray[np.int64], staged_vectors: NDArray[np.float32]) -> tuple[faiss.Index, bool]:
-        """The current index changed in place, or a new one built from stored vectors; and whether it was rebuilt."""
+    def _next_index(
+        self, index_type: str, removed: NDArray[np.int64], staged_ids: NDArray[np.int64], staged_vectors: NDArray[np.float32]
+    ) -> tuple[faiss.Index, tuple[NDArray[np.int64], NDArray[np.float32]] | None]:
+        """The current index changed in place, or a new one built from the stored vectors (then also returned)."""
         if index_type == self.manifest.index_type and self.index.is_trained:
             index = self.index
             if not len(removed) or fx.remove_ids(index, removed):
                 fx.add_vectors(index, staged_vectors, staged_ids)
-                return index, False
+                return index, None
         live_ids, live_vectors = self.items.published_vectors(self.dimension)
         keep = ~np.isin(live_ids, removed)
         ids = np.concatenate([live_ids[keep], staged_ids])
         vectors = np.concatenate([live_vectors[keep], staged_vectors])
+        del live_ids, live_vectors  # large galleries: hold one copy of the vectors, not two
         index = fx.new_index(self.dimension, index_type)
         if not index.is_trained:
             needed = fx.min_training_vectors(index)
@@ -231,9 +234,12 @@ class GalleryWriter:
             sample = np.random.default_rng(0).choice(len(ids), size=fx.training_sample_size(index, len(ids)), replace=False)
             fx.train(index, vectors[np.sort(sample)])
         fx.add_vectors(index, vectors, ids)
-        return index, True
+        return index, (ids, vectors)
 
-    def _check_recall(self, index: faiss.Index, index_type: str, rebuilt: bool, search_params: dict[str, int] | None, policy: RecallPolicy) -> tuple[dict[str, int], dict[str, Any] | None]:
+    def _check_recall(
+        self, index: faiss.Index, index_type: str, source: tuple[NDArray[np.int64], NDArray[np.float32]] | None,
+        search_params: dict[str, int] | None, policy: RecallPolicy,
+    ) -> tuple[dict[str, int], dict[str, Any] | None]:
         """The search parameters to store and the recall figure, measured when due; refuse below the minimum."""
         fx.search_parameters(index, search_params)  # refuse a parameter this type lacks
         params = dict(search_params if search_params is not None else self.manifest.search_params if index_type == self.manifest.index_type else {})
@@ -241,10 +247,10 @@ class GalleryWriter:
         if fx.is_exact(index_type) or index.ntotal < 2:
             return params, {"at1": 1.0, "at10": 1.0, "queries": 0, "params": {}, "count": int(index.ntotal), "exact": fx.is_exact(index_type)}
         stale = previous is None or abs(index.ntotal - previous["count"]) > _RECALL_STALE_AFTER * max(previous["count"], 1)
-        if not (policy.measure and (rebuilt or stale or search_params is not None or policy.minimum is not None)):
+        if not (policy.measure and (source is not None or stale or search_params is not None or policy.minimum is not None)):
             return params, previous
         ids = fx.index_ids(index)
-        probe = RecallProbe(self._vectors_of(ids), ids, queries=policy.queries)
+        probe = RecallProbe(self._vectors_of(ids, source), ids, queries=policy.queries)
         measured = probe.score(index, params) if search_params is not None else tune(index, probe, max(policy.target, policy.minimum or 0.0))
         self.last_recall = measured
         if policy.minimum is not None and measured.at10 < policy.minimum:
@@ -255,11 +261,14 @@ class GalleryWriter:
             )
         return measured.params, {**measured.to_dict(), "count": int(index.ntotal), "exact": False}
 
-    def _vectors_of(self, ids: NDArray[np.int64]) -> NDArray[np.float32]:
-        """Stored embeddings (published and staged) aligned with ``ids``."""
-        live_ids, live_vectors = self.items.published_vectors(self.dimension)
-        staged_ids, staged_vectors = self.items.staged(self.dimension)
-        all_ids, all_vectors = np.concatenate([live_ids, staged_ids]), np.concatenate([live_vectors, staged_vectors])
+    def _vectors_of(self, ids: NDArray[np.int64], source: tuple[NDArray[np.int64], NDArray[np.float32]] | None) -> NDArray[np.float32]:
+        """Stored embeddings aligned with ``ids``: from ``source`` (ids, vectors) when given, else from the database."""
+        if source is None:
+            live_ids, live_vectors = self.items.published_vectors(self.dimension)
+            staged_ids, staged_vectors = self.items.staged(self.dimension)
+            source = np.concatenate([live_ids, staged_ids]), np.concatenate([live_vectors, staged_vectors])
+            del live_vectors, staged_vectors
+        all_ids, all_vectors = source
         order = np.argsort(all_ids)
         positions = order[np.searchsorted(all_ids[order], ids)]
         return all_vectors[positions]
