@@ -6,6 +6,7 @@ ids natively; Flat, HNSW, SQ and PQ are wrapped in ``IDMap2``.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamese.errors import GalleryError
-from siamese.io import write_bytes_atomic
+from siamese.io import atomic_path, sha256_handle
 
 #: Exact search: the default index type for new galleries.
 DEFAULT_INDEX = "Flat"
@@ -182,16 +183,12 @@ def search_parameters(index: faiss.Index, params: dict[str, Any] | None) -> fais
     return faiss.SearchParametersIVF(nprobe=value) if knob == "nprobe" else faiss.SearchParametersHNSW(efSearch=value)
 
 
-def serialize(index: faiss.Index) -> bytes:
-    """The index as bytes (what is written to disk and checksummed)."""
-    return faiss.serialize_index(index).tobytes()
-
-
-def write_index(index: faiss.Index, path: Path) -> bytes:
-    """Serialise the index, publish it atomically at ``path``, and return the bytes written."""
-    data = serialize(index)
-    write_bytes_atomic(path, data)
-    return data
+def write_index(index: faiss.Index, path: Path) -> tuple[str, int]:
+    """Write the index straight to a file published atomically at ``path``; return its sha256 and size."""
+    with atomic_path(path) as temporary:
+        faiss.write_index(index, str(temporary))
+        with open(temporary, "rb") as handle:
+            return sha256_handle(handle), os.fstat(handle.fileno()).st_size
 
 
 def read_index(path: Path, *, mmap: bool = False, name: Path | None = None) -> faiss.Index:

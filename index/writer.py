@@ -28,7 +28,7 @@ from siamese.index.item_writer import ItemWriter, NewItem
 from siamese.index.lock import WriterLock, is_locked
 from siamese.index.manifest import ITEMS_FILE, MANIFEST_FILE, Manifest, now_iso
 from siamese.index.recall import DEFAULT_TARGET, Recall, RecallProbe, tune
-from siamese.io import fsync_dir, sha256_bytes
+from siamese.io import fsync_dir
 
 #: Recall is measured again when the gallery has grown or shrunk by this share since the last figure.
 _RECALL_STALE_AFTER = 0.10
@@ -107,11 +107,11 @@ class GalleryWriter:
         try:
             gallery_id = uuid.uuid4().hex
             ItemWriter.create(staging / ITEMS_FILE, gallery_id, dimension).close()
-            data = fx.write_index(index, staging / index_file_name(0))
+            digest, size = fx.write_index(index, staging / index_file_name(0))
             manifest = Manifest(
                 gallery_id=gallery_id, generation=0, model_fingerprint=model_fingerprint, model_path=model_path,
                 dimension=dimension, metric=fx.METRIC, index_type=index_type, faiss_factory=fx.faiss_factory(index_type),
-                index_file=index_file_name(0), index_sha256=sha256_bytes(data), index_bytes=len(data),
+                index_file=index_file_name(0), index_sha256=digest, index_bytes=size,
                 items_fingerprint=EMPTY_FINGERPRINT, count=0, identities=0, created=now_iso(),
                 search_params=dict(search_params or {}),
             )
@@ -195,12 +195,12 @@ class GalleryWriter:
                 raise GalleryError(f"{self.gallery_dir}: index would hold {index.ntotal} vectors, items {expected}; nothing published")
             params, measured = self._check_recall(index, new_type, source, search_params, recall)
             generation = self.manifest.generation + 1
-            data = fx.write_index(index, self.gallery_dir / index_file_name(generation))
+            digest, size = fx.write_index(index, self.gallery_dir / index_file_name(generation))
             fingerprint = combine_fingerprint(self.manifest.items_fingerprint, self.items.rows(staged_ids), self.items.rows(removed))
             count, identities = self.items.publish(generation, removed)
             manifest = self.manifest.next(
                 index_type=new_type, faiss_factory=fx.faiss_factory(new_type), index_file=index_file_name(generation),
-                index_sha256=sha256_bytes(data), index_bytes=len(data), items_fingerprint=fingerprint,
+                index_sha256=digest, index_bytes=size, items_fingerprint=fingerprint,
                 count=count, identities=identities, search_params=params, recall=measured,
             )
             manifest.write(self.gallery_dir)  # the commit point
