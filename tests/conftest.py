@@ -14,16 +14,6 @@ from siamese.synthetic import SyntheticSpec, generate_identities
 TINY = SyntheticSpec(identities=8, images_per_identity=6, size=40)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Long `fuzz` runs are skipped unless asked for with `-m fuzz` (the default run keeps a short version)."""
-    if "fuzz" in (config.getoption("markexpr", "") or "").replace("not fuzz", ""):
-        return
-    skip = pytest.mark.skip(reason="long fuzzing run: select it with `pytest -m fuzz`")
-    for item in items:
-        if "fuzz" in item.keywords:
-            item.add_marker(skip)
-
-
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """8 identities × 6 images (PNG and JPEG), 40×40 grey."""
