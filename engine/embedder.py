@@ -25,6 +25,7 @@ from PIL import Image
 from siamese.engine import model_cache
 from siamese.engine.image import normalize, preprocess_images
 from siamese.engine.model_info import INPUT_NAME, ModelInfo
+from siamese.engine.model_safety import check_external_data
 from siamese.engine.pipeline import DEFAULT_PREFETCH, DecodePipeline, PreparedBatch
 from siamese.engine.providers import create_session, gpu_present
 from siamese.engine.runner import make_runner
@@ -87,6 +88,7 @@ class Embedder:
             raise ModelError(f"{self.model_path}: model file not found (export one with `siamese export`)")
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, got {batch_size}")
+        check_external_data(self.model_path)  # an untrusted model must not read files outside its folder
         self.batch_size = batch_size
         self.runtime = runtime or RuntimeOptions()
         self.decode_threads = decode_threads or available_cores()

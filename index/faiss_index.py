@@ -1,31 +1,135 @@
-"""FAISS index helpers: exact L2 search inside an id map, persisted atomically."""
+"""FAISS index helpers: index types by factory string, training, ids, search parameters, (mmap) I/O.
+
+Every index searches by L2 distance and holds our own stable 64-bit item ids: IVF indexes store
+ids natively; Flat, HNSW, SQ and PQ are wrapped in ``IDMap2``.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 from numpy.typing import NDArray
 
 from siamese.errors import GalleryError
-from siamese.io import write_bytes_atomic
+from siamese.io import atomic_path, sha256_handle
 
-#: Exact L2 search over vectors with our own stable 64-bit ids.
-DEFAULT_FACTORY = "IDMap2,Flat"
+#: Exact search: the default index type for new galleries.
+DEFAULT_INDEX = "Flat"
 METRIC = "l2"
 #: Fewer queries than this search on one OpenMP thread: FAISS splits a single query's scan into
 #: threads whose start and barrier cost more than they save, and on busy cores far more (one
 #: query over 100k vectors: 1.3 ms on one thread, 6-23 ms on two shared cores; benchmarks/speed.py).
 SINGLE_THREAD_BELOW = 20
+#: The search parameter each family understands, and the values tried when tuning it (cheapest first).
+TUNING_LADDERS = {
+    "nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+    "efSearch": (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024),
+}
+_MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC  # maps flat codes and IVF lists alike (IO_FLAG_MMAP would add nothing)
+#: Training sample: this many points per centroid (FAISS warns below 39), and at least _MIN_TRAINING_SAMPLE.
+_TRAINING_POINTS_PER_CENTROID = 64
+_MIN_TRAINING_SAMPLE = 20_000
+_PQ_TRAINING_ITERATIONS = 10
 
 
-def new_index(dim: int, factory: str = DEFAULT_FACTORY) -> faiss.Index:
-    """An empty index of ``dim``-dimensional vectors built from a FAISS factory string."""
+def faiss_reason(exc: BaseException) -> str:
+    """The useful part of a FAISS error ("could not parse index string X"), without the C++ location."""
+    line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^Error in .*? at \S+:\d+: ", "", line)
+
+
+def faiss_factory(index_type: str) -> str:
+    """The factory string actually built for a user's index type ("HNSW32" -> "IDMap2,HNSW32")."""
+    index_type = index_type.replace(" ", "")
+    return index_type if index_type.startswith(("IVF", "IDMap")) else f"IDMap2,{index_type}"
+
+
+def new_index(dim: int, index_type: str = DEFAULT_INDEX) -> faiss.Index:
+    """An empty index of ``dim``-dimensional vectors for an index type such as "HNSW32" or "IVF1024,PQ16".
+
+    Raises:
+        GalleryError: FAISS does not understand the type, or it does not fit the dimension.
+    """
     try:
-        return faiss.index_factory(dim, factory, faiss.METRIC_L2)
+        return faiss.index_factory(dim, faiss_factory(index_type), faiss.METRIC_L2)
     except RuntimeError as exc:
-        raise GalleryError(f"invalid FAISS factory string {factory!r} ({exc})") from exc
+        reason = faiss_reason(exc)
+        raise GalleryError(
+            f"invalid index type {index_type!r} for dimension {dim} ({reason}); try Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16 or SQ8"
+        ) from exc
+
+
+def is_exact(index_type: str) -> bool:
+    """Whether the type searches exhaustively over uncompressed vectors (recall is 1 by construction)."""
+    return index_type.replace(" ", "").removeprefix("IDMap2,").removeprefix("IDMap,") == "Flat"
+
+
+def _inner(index: faiss.Index) -> faiss.Index:
+    """The index inside an IDMap wrapper (or the index itself), as its concrete class."""
+    index = faiss.downcast_index(index)
+    return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+
+
+def _is_hnsw(index: faiss.Index) -> bool:
+    return isinstance(_inner(index), faiss.IndexHNSW)
+
+
+def _parts(index: faiss.Index) -> list[faiss.Index]:
+    """The index without its IDMap wrapper, and its IVF or HNSW storage part, as concrete classes."""
+    inner = _inner(index)
+    ivf = faiss.try_extract_index_ivf(inner)
+    storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else None
+    return [part for part in (inner, faiss.downcast_index(ivf) if ivf is not None else None, storage) if part is not None]
+
+
+def _centroids_to_learn(index: faiss.Index) -> int:
+    """The largest number of centroids training must fit (IVF lists, PQ codebook size); 1 for none."""
+    largest = 1
+    for part in _parts(index):
+        if isinstance(part, faiss.IndexIVF):
+            largest = max(largest, part.nlist)
+        pq = getattr(part, "pq", None)
+        if pq is not None:
+            largest = max(largest, pq.ksub)
+    return largest
+
+
+def min_training_vectors(index: faiss.Index) -> int:
+    """How many vectors training needs at the very least (0 when the index needs no training)."""
+    return 0 if index.is_trained else max(_centroids_to_learn(index), 1)
+
+
+def training_sample_size(index: faiss.Index, available: int) -> int:
+    """How many vectors to train on: plenty per centroid, bounded so k-means stays quick."""
+    return min(available, max(_MIN_TRAINING_SAMPLE, _centroids_to_learn(index) * _TRAINING_POINTS_PER_CENTROID))
+
+
+def train(index: faiss.Index, vectors: NDArray[np.float32]) -> None:
+    """Train the index on ``vectors`` (a sample of the gallery).
+
+    FAISS prints a warning on stdout (which would corrupt ``--json`` output) when a centroid gets
+    fewer than 39 points; small galleries legitimately do, and recall is measured after training.
+    Polysemous training (codes ordered for Hamming pre-filtering, which we never search with)
+    is skipped: it costs more than the rest of PQ training. PQ codebooks learn from at most
+    64 points per centroid in 10 k-means iterations: k-means in a few dimensions is slow in FAISS,
+    and more points or iterations gained no recall on our benchmark (0.883 against 0.884).
+    """
+    for part in _parts(index):
+        if hasattr(part, "do_polysemous_training"):
+            part.do_polysemous_training = False
+        for holder in (part, getattr(part, "pq", None)):
+            if holder is not None and hasattr(holder, "cp"):
+                holder.cp.min_points_per_centroid = 1
+        pq = getattr(part, "pq", None)
+        if pq is not None:
+            pq.cp.max_points_per_centroid = _TRAINING_POINTS_PER_CENTROID
+            pq.cp.niter = _PQ_TRAINING_ITERATIONS
+    index.train(np.ascontiguousarray(vectors, dtype=np.float32))
 
 
 def add_vectors(index: faiss.Index, vectors: NDArray[np.float32], ids: NDArray[np.int64]) -> None:
@@ -34,24 +138,79 @@ def add_vectors(index: faiss.Index, vectors: NDArray[np.float32], ids: NDArray[n
         index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
 
 
-def write_index(index: faiss.Index, path: Path) -> None:
-    """Serialise the index and publish it atomically at ``path``."""
-    write_bytes_atomic(path, faiss.serialize_index(index).tobytes())
+def remove_ids(index: faiss.Index, ids: NDArray[np.int64]) -> bool:
+    """Remove ids in place; False when this index type cannot remove (HNSW), so it must be rebuilt."""
+    if _is_hnsw(index):
+        return False
+    index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+    return True
 
 
-def read_index(path: Path) -> faiss.Index:
-    """Load an index file, naming the file when FAISS cannot read it."""
+def index_ids(index: faiss.Index) -> NDArray[np.int64]:
+    """Every id the index holds, in storage order (duplicates included, so they can be detected)."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexIDMap):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return np.arange(index.ntotal, dtype=np.int64)
+    lists = ivf.invlists
+    chunks = [
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist) if lists.list_size(i)
+    ]
+    return np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
+
+
+def tunable_parameter(index: faiss.Index) -> str | None:
+    """The search-time knob of this index: "nprobe" (IVF), "efSearch" (HNSW) or None (exhaustive)."""
+    if faiss.try_extract_index_ivf(index) is not None:
+        return "nprobe"
+    return "efSearch" if _is_hnsw(index) else None
+
+
+def search_parameters(index: faiss.Index, params: dict[str, Any] | None) -> faiss.SearchParameters | None:
+    """FAISS search parameters for ``params`` such as {"nprobe": 16}; None when there are none.
+
+    Raises:
+        GalleryError: a parameter this index type does not have.
+    """
+    if not params:
+        return None
+    knob = tunable_parameter(index)
+    unknown = sorted(set(params) - ({knob} if knob else set()))
+    if unknown:
+        has = f"only {knob}" if knob else "no search parameters"
+        raise GalleryError(f"search parameter {', '.join(unknown)} does not apply to this index ({has})")
+    value = int(params[knob])
+    if value < 1:
+        raise GalleryError(f"{knob} must be at least 1, got {value}")
+    return faiss.SearchParametersIVF(nprobe=value) if knob == "nprobe" else faiss.SearchParametersHNSW(efSearch=value)
+
+
+def write_index(index: faiss.Index, path: Path) -> tuple[str, int]:
+    """Write the index straight to a file published atomically at ``path``; return its sha256 and size."""
+    with atomic_path(path) as temporary:
+        faiss.write_index(index, str(temporary))
+        with open(temporary, "rb") as handle:
+            return sha256_handle(handle), os.fstat(handle.fileno()).st_size
+
+
+def read_index(path: Path, *, mmap: bool = False, name: Path | None = None) -> faiss.Index:
+    """Load an index file (memory-mapped where FAISS supports it), naming it (``name``, else ``path``) when FAISS cannot."""
     try:
-        return faiss.read_index(str(path))
+        return faiss.read_index(str(path), _MMAP_FLAGS if mmap else 0)
     except RuntimeError as exc:
-        raise GalleryError(f"{path}: unreadable FAISS index ({str(exc).strip().splitlines()[-1]})") from exc
+        raise GalleryError(f"{name or path}: unreadable FAISS index ({faiss_reason(exc)})") from exc
 
 
-def search(index: faiss.Index, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+def search(
+    index: faiss.Index, queries: NDArray[np.float32], k: int, params: faiss.SearchParameters | None = None
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """k nearest neighbours by L2 distance (not squared); k is capped at the index size.
 
     Returns:
-        (distances, ids), each Q×min(k, ntotal); FAISS's -1 placeholders never appear.
+        (distances, ids), each Q×min(k, ntotal). Approximate indexes may find fewer than k:
+        those slots hold id -1 and distance inf.
     """
     k = min(k, index.ntotal)
     if k <= 0 or len(queries) == 0:
@@ -60,7 +219,9 @@ def search(index: faiss.Index, queries: NDArray[np.float32], k: int) -> tuple[ND
     if len(queries) < SINGLE_THREAD_BELOW:
         faiss.omp_set_num_threads(1)  # OpenMP's setting is per calling thread: other searches are unaffected
     try:
-        squared, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        squared, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
     finally:
         faiss.omp_set_num_threads(previous)
-    return np.sqrt(np.maximum(squared, 0.0)), ids
+    distances = np.sqrt(np.maximum(squared, 0.0, out=squared), out=squared)
+    distances[ids < 0] = np.inf
+    return distances, ids

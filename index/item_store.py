@@ -1,49 +1,85 @@
-"""The gallery's item metadata in SQLite: id, path, identity, content hash, time added."""
+"""The gallery's items in SQLite (WAL mode), read as of one generation.
+
+One row per item: id (stable, never reused), path, identity, content hash, file size and mtime,
+time added, the generation that published it (NULL while staged by a build still running) and
+the one that removed it, and its embedding. A reader at generation G sees exactly the rows with
+``added_gen <= G`` and not removed by G, whatever a writer is doing meanwhile; removed rows keep
+their metadata, so a reader still holding an older generation can resolve its ids.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
 from siamese.errors import GalleryError
 from siamese.index.results import Item
 
-_SCHEMA = """
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE items (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     path TEXT NOT NULL,
     identity TEXT NOT NULL,
     sha256 TEXT NOT NULL,
-    added TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime_ns INTEGER NOT NULL DEFAULT 0,
+    added TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    added_gen INTEGER,
+    removed_gen INTEGER,
+    vector BLOB
 );
+CREATE INDEX items_path ON items(path);
 CREATE INDEX items_identity ON items(identity);
+CREATE INDEX items_added_gen ON items(added_gen);
+CREATE INDEX items_removed_gen ON items(removed_gen);
 """
-_MAX_SQL_PARAMS = 900
+VISIBLE = "added_gen <= :gen AND (removed_gen IS NULL OR removed_gen > :gen)"
+MAX_SQL_PARAMS = 900
+_FINGERPRINT_MODULUS = 2**256
 
 
-def write_items(path: Path, items: Iterable[Item]) -> None:
-    """Create a new item database at ``path`` holding ``items`` (path must not exist)."""
-    connection = sqlite3.connect(path)
-    try:
-        with connection:
-            connection.executescript(_SCHEMA)
-            connection.executemany(
-                "INSERT INTO items (id, path, identity, sha256) VALUES (?, ?, ?, ?)",
-                ((item.id, item.path, item.identity, item.sha256) for item in items),
-            )
-    finally:
-        connection.close()
+def select_by_ids(db: sqlite3.Connection, columns: str, ids: Iterable[int], condition: str = "", params: Sequence[object] = ()) -> list[tuple]:
+    """``SELECT columns FROM items WHERE id IN ids [AND condition]``, in chunks SQLite accepts."""
+    unique = list(dict.fromkeys(int(i) for i in ids))
+    rows: list[tuple] = []
+    for start in range(0, len(unique), MAX_SQL_PARAMS):
+        chunk = unique[start : start + MAX_SQL_PARAMS]
+        where = f"id IN ({','.join('?' * len(chunk))})" + (f" AND {condition}" if condition else "")
+        rows += db.execute(f"SELECT {columns} FROM items WHERE {where}", [*chunk, *params]).fetchall()
+    return rows
+
+
+def item_hash(item_id: int, path: str, identity: str, sha256: str) -> int:
+    """One item's contribution to the items fingerprint."""
+    return int.from_bytes(hashlib.sha256(f"{item_id}\0{path}\0{identity}\0{sha256}".encode()).digest(), "big")
+
+
+def combine_fingerprint(base: str, added: Iterable[tuple[int, str, str, str]] = (), removed: Iterable[tuple[int, str, str, str]] = ()) -> str:
+    """Update an order-free fingerprint of a set of items (sum of item hashes mod 2^256) by a change."""
+    total = int(base, 16)
+    total += sum(item_hash(*row) for row in added)
+    total -= sum(item_hash(*row) for row in removed)
+    return f"{total % _FINGERPRINT_MODULUS:064x}"
+
+
+EMPTY_FINGERPRINT = f"{0:064x}"
 
 
 class ItemStore:
-    """Read access to an item database (thread-safe for readers)."""
+    """Read access to the items visible at one generation (thread-safe for readers)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, generation: int) -> None:
         self.path = path
+        self.generation = generation
         try:
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            self._db.execute("SELECT id, path, identity, sha256 FROM items LIMIT 1").fetchall()
+            self._db.execute("SELECT id, path, identity, sha256, added_gen, removed_gen FROM items LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{path}: unreadable item database ({exc})") from exc
 
@@ -51,22 +87,62 @@ class ItemStore:
         """Release the database connection."""
         self._db.close()
 
+    def _query(self, sql: str, params: Sequence[object] | dict[str, object] = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path}: unreadable item database ({exc})") from exc
+
+    def meta(self, key: str) -> str | None:
+        """A value of the meta table (gallery_id, dimension)."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
     def count(self) -> int:
         """Number of items."""
-        return int(self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+        return int(self._query(f"SELECT COUNT(*) FROM items WHERE {VISIBLE}", {"gen": self.generation})[0][0])
 
     def get(self, ids: Sequence[int]) -> dict[int, Item]:
-        """Items by id (ids not present are absent from the result)."""
-        found: dict[int, Item] = {}
-        unique = list(dict.fromkeys(int(i) for i in ids))
-        for start in range(0, len(unique), _MAX_SQL_PARAMS):
-            chunk = unique[start : start + _MAX_SQL_PARAMS]
-            marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(f"SELECT id, path, identity, sha256 FROM items WHERE id IN ({marks})", chunk):
-                found[row[0]] = Item(*row)
-        return found
+        """Items by id (ids not present at this generation are absent from the result)."""
+        visible = "added_gen <= ? AND (removed_gen IS NULL OR removed_gen > ?)"
+        try:
+            rows = select_by_ids(self._db, "id, path, identity, sha256", ids, visible, (self.generation, self.generation))
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path}: unreadable item database ({exc})") from exc
+        return {row[0]: Item(*row) for row in rows}
+
+    def all_items(self) -> list[Item]:
+        """Every item, by id."""
+        return [Item(*row) for row in self._query(f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE} ORDER BY id", {"gen": self.generation})]
+
+    def ids(self) -> NDArray[np.int64]:
+        """Every item id, ascending."""
+        rows = self._query(f"SELECT id FROM items WHERE {VISIBLE} ORDER BY id", {"gen": self.generation})
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def identity_counts(self) -> dict[str, int]:
         """Number of items per identity."""
-        rows = self._db.execute("SELECT identity, COUNT(*) FROM items GROUP BY identity ORDER BY identity")
+        rows = self._query(f"SELECT identity, COUNT(*) FROM items WHERE {VISIBLE} GROUP BY identity ORDER BY identity", {"gen": self.generation})
         return {identity: count for identity, count in rows}
+
+    def staged_count(self) -> int:
+        """Items embedded by an unfinished build, not yet published (invisible to searches)."""
+        return int(self._query("SELECT COUNT(*) FROM items WHERE added_gen IS NULL")[0][0])
+
+    def fingerprint(self) -> str:
+        """The items fingerprint recomputed from every row (what the manifest must record)."""
+        rows = self._query(f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE}", {"gen": self.generation})
+        return combine_fingerprint(EMPTY_FINGERPRINT, rows)
+
+    def vectors(self, ids: NDArray[np.int64], dim: int) -> NDArray[np.float32]:
+        """The stored embeddings of ``ids``, in that order."""
+        out = np.zeros((len(ids), dim), np.float32)
+        position = {int(i): n for n, i in enumerate(ids)}
+        for item_id, blob in select_by_ids(self._db, "id, vector", ids, "vector IS NOT NULL"):
+            out[position[item_id]] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own page-level check ("ok" is reported as no problem)."""
+        rows = self._query("PRAGMA integrity_check")
+        return [] if [r[0] for r in rows] == ["ok"] else [f"{self.path}: {r[0]}" for r in rows]

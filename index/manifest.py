@@ -1,56 +1,70 @@
-"""manifest.json: the gallery's commit point, naming its files, their checksums and the model it needs.
+"""manifest.json: the gallery's commit point, naming its index file, checksums and the model it needs.
 
-Gallery files are written under generation-numbered names; publishing a new manifest (atomic
-rename) switches readers from one complete generation to the next, so a crash mid-build leaves
-the previous gallery loadable.
+A writer publishes generation G+1 by writing ``index.<G+1>.faiss``, marking its items in the
+SQLite database as belonging to G+1, and then atomically replacing this manifest: readers see
+generation G or G+1, never a mix. The manifest carries its own checksum, so a hand-edited or
+damaged manifest is refused rather than trusted.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from siamese.errors import GalleryError
-from siamese.io import read_json, write_json_atomic
+from siamese.io import read_json, sha256_bytes, write_json_atomic
 
 MANIFEST_FILE = "manifest.json"
-GALLERY_FORMAT_VERSION = 1
+ITEMS_FILE = "items.sqlite"
+GALLERY_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """What a gallery directory holds."""
+    """What one generation of a gallery directory holds."""
 
+    gallery_id: str
+    generation: int
     model_fingerprint: str
     model_path: str
     dimension: int
     metric: str
+    index_type: str
     faiss_factory: str
-    count: int
-    identities: int
-    generation: int
     index_file: str
     index_sha256: str
-    items_file: str
+    index_bytes: int
+    items_fingerprint: str
+    count: int
+    identities: int
     created: str
+    search_params: dict[str, int] = field(default_factory=dict)
+    recall: dict[str, Any] | None = None
+    items_file: str = ITEMS_FILE
     format_version: int = GALLERY_FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
 
+    def next(self, **changes: Any) -> Manifest:
+        """The manifest of the following generation, with ``changes``."""
+        return replace(self, generation=self.generation + 1, created=now_iso(), **changes)
+
     def write(self, gallery_dir: Path) -> None:
-        """Atomically publish this manifest: the gallery switches to its files."""
-        write_json_atomic(gallery_dir / MANIFEST_FILE, self.to_dict())
+        """Atomically publish this manifest (with its checksum): the gallery switches to this generation."""
+        payload = self.to_dict()
+        write_json_atomic(gallery_dir / MANIFEST_FILE, {**payload, "checksum": _checksum(payload)})
 
     @classmethod
     def read(cls, gallery_dir: Path) -> Manifest:
         """Read and validate a gallery's manifest.
 
         Raises:
-            GalleryError: missing, malformed, or from a newer siamese.
+            GalleryError: missing, malformed, damaged (checksum), or from another siamese version.
         """
         path = gallery_dir / MANIFEST_FILE
         if not gallery_dir.is_dir():
@@ -59,17 +73,26 @@ class Manifest:
             raise GalleryError(f"{path}: missing; {gallery_dir} is not a siamese gallery")
         try:
             data = read_json(path)
-        except ValueError as exc:
-            raise GalleryError(str(exc)) from exc
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise GalleryError(f"{path}: damaged manifest ({exc})") from exc
         if not isinstance(data, dict):
             raise GalleryError(f"{path}: not a gallery manifest")
         version = data.get("format_version")
         if isinstance(version, int) and version > GALLERY_FORMAT_VERSION:
             raise GalleryError(f"{path}: gallery format {version} is newer than this siamese supports; upgrade siamese")
+        if version != GALLERY_FORMAT_VERSION:
+            raise GalleryError(f"{path}: gallery format {version} predates incremental galleries; build it again into a new folder")
+        stored = data.pop("checksum", None)
+        if stored != _checksum(data):
+            raise GalleryError(f"{path}: checksum does not match its content; the manifest is damaged or was edited")
         try:
             return cls(**data)
         except TypeError as exc:
             raise GalleryError(f"{path}: malformed manifest ({exc})") from exc
+
+
+def _checksum(payload: dict[str, Any]) -> str:
+    return sha256_bytes(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8"))
 
 
 def now_iso() -> str:

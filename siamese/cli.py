@@ -6,23 +6,24 @@ mistakes surface as one line on stderr and a non-zero exit code, never a traceba
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from siamese import __version__
+from siamese.cli_index import index_app
+from siamese.cli_support import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, Device, err, out, print_facts, search_params
+from siamese.cli_support import friendly_errors as _friendly_errors
+from siamese.cli_support import gallery_model as _gallery_model
+from siamese.cli_support import print_json as _print_json
+from siamese.cli_support import report_skipped as _report_skipped
 from siamese.errors import SiameseError
 
-#: Exit codes: success, failure, and "finished but some input files were skipped".
-EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 1, 3
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_SKIPPED", "app"]
 
 app = typer.Typer(
     name="siamese",
@@ -31,51 +32,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-index_app = typer.Typer(help="Build and inspect galleries (FAISS index + identity metadata).", no_args_is_help=True)
 app.add_typer(index_app, name="index")
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Precision(str, Enum):
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    tensorrt = "tensorrt"
-
-
-def _friendly_errors(command: F) -> F:
-    """Turn expected errors into one stderr line and exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except SiameseError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(EXIT_ERROR) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _print_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-
-
-def _report_skipped(failures: list[tuple[str, str]]) -> None:
-    for path, reason in failures:
-        err.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False, soft_wrap=True)
 
 
 def _version_callback(value: bool) -> None:
@@ -178,35 +141,6 @@ def export(
     out.print(f"wrote [bold]{report.path}[/bold] ({report.size_bytes / 1e6:.1f} MB, sha256 {report.fingerprint[:16]})")
 
 
-# ---------------------------------------------------------------------- index build
-@index_app.command("build")
-@_friendly_errors
-def index_build(
-    image_dir: Annotated[Path, typer.Argument(help="Gallery images: one sub-folder per identity (or loose files, one identity each).")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="model.onnx from `siamese export`.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Gallery directory to write.")],
-    device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-) -> None:
-    """Embed IMAGE_DIR with MODEL into a new FAISS gallery. Exit code 3: built, but some files were skipped."""
-    from siamese.engine import Embedder
-    from siamese.index import Gallery
-
-    embedder = Embedder(model, device=device.value, batch_size=batch_size)
-    report = Gallery.build(image_dir, embedder, out_dir, progress=not as_json)
-    _report_skipped(report.failures)
-    if as_json:
-        _print_json({**report.to_dict(), "device": embedder.device})
-    else:
-        out.print(
-            f"gallery [bold]{report.gallery_dir}[/bold]: {report.count} images of {report.identities} identities "
-            f"in {report.seconds:.1f}s on {embedder.device}" + (f", {len(report.failures)} skipped" if report.failures else "")
-        )
-    if report.failures:
-        raise typer.Exit(EXIT_SKIPPED)
-
-
 # ---------------------------------------------------------------------------- query
 @app.command()
 @_friendly_errors
@@ -217,19 +151,20 @@ def query(
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="Results per query.")] = 5,
     device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
     show: Annotated[Optional[Path], typer.Option(help="Also write a PNG of each query beside its matches.")] = None,
+    nprobe: Annotated[Optional[int], typer.Option(min=1, help="IVF lists searched per query (default: the gallery's).")] = None,
+    ef_search: Annotated[Optional[int], typer.Option(min=1, help="HNSW search breadth (default: the gallery's).")] = None,
+    mmap: Annotated[bool, typer.Option(help="Memory-map the index instead of reading it into memory.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Find the nearest gallery identities of each query image. Exit code 3: some queries were unreadable."""
     from siamese.engine import Embedder
     from siamese.image_folder import list_image_paths
     from siamese.index import Gallery
-    from siamese.index.manifest import Manifest
 
-    model_path = model or Path(Manifest.read(gallery_dir).model_path)
-    if model is None and not model_path.is_file():
-        raise SiameseError(f"{gallery_dir}: was built with {model_path}, which is no longer there; pass --model PATH")
+    model_path = _gallery_model(gallery_dir, model)
     embedder = Embedder(model_path, device=device.value)
-    with Gallery.open(gallery_dir, model_fingerprint=embedder.fingerprint, model_name=str(model_path)) as gallery:
+    params = search_params(nprobe, ef_search)
+    with Gallery.open(gallery_dir, model_fingerprint=embedder.fingerprint, model_name=str(model_path), mmap=mmap, search_params=params) as gallery:
         embedded = embedder.embed_paths(list_image_paths(images))
         results = gallery.search(embedded.embeddings, k=k) if embedded.paths else []
     _report_skipped(embedded.failures)
@@ -297,17 +232,7 @@ def info(
         facts = _model_info(path)
     else:
         raise SiameseError(f"{path}: no such file or folder (expected a model.onnx or a gallery directory)")
-    if as_json:
-        _print_json(facts)
-        return
-    table = Table(show_header=False, show_edge=False)
-    for key, value in facts.items():
-        if key == "identity_counts":
-            value = f"{len(value)} identities: " + ", ".join(f"{k} ({v})" for k, v in list(value.items())[:10]) + (" …" if len(value) > 10 else "")
-        elif isinstance(value, dict):
-            value = json.dumps(value)
-        table.add_row(key, str(value))
-    out.print(table)
+    print_facts(facts, as_json)
 
 
 # ----------------------------------------------------------------------------- eval

@@ -46,3 +46,11 @@ class GalleryError(SiameseError):
 
 class ModelMismatchError(GalleryError):
     """A gallery was built with a different model than the one offered to search it."""
+
+
+class GalleryLockedError(GalleryError):
+    """Another process is writing the gallery; writers take turns."""
+
+
+class RecallTooLowError(GalleryError):
+    """An approximate index does not reach the recall the user asked for; nothing was published."""

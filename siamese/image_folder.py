@@ -1,13 +1,15 @@
 """Scanning ImageFolder-style datasets: one sub-folder per identity, images inside.
 
 Shared by training (which needs identities with several images) and gallery building (which
-also accepts loose files in the root, each its own identity named after the file stem).
+also accepts loose files in the root, each its own identity named after the file stem). Only
+extensions of the decoder's allowed formats count as images; files named like another image
+format (.psd, .eps, .ico…) are listed as refused so a gallery build can report them.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,24 +26,58 @@ class LabelledImage:
     identity: str
 
 
+@dataclass
+class FolderScan:
+    """The images of a folder, and the files named like images of a format that is not allowed."""
+
+    images: list[LabelledImage] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+@lru_cache(maxsize=1)
+def _extension_formats() -> dict[str, str]:
+    Image.init()
+    return {ext.lower(): fmt for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
 @lru_cache(maxsize=1)
 def image_extensions() -> frozenset[str]:
-    """Lower-case file extensions Pillow can open on this installation (".png", ".pgm", …)."""
-    Image.init()
-    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+    """Lower-case extensions of the formats the decoder allows (".png", ".jpg", ".pgm", …)."""
+    from siamese.engine.image import ALLOWED_FORMATS
+
+    return frozenset(ext for ext, fmt in _extension_formats().items() if fmt in ALLOWED_FORMATS)
 
 
 def is_image_file(path: Path) -> bool:
-    """True for non-hidden files whose extension Pillow can open."""
+    """True for non-hidden files with the extension of an allowed image format."""
     return not path.name.startswith(".") and path.suffix.lower() in image_extensions()
 
 
-def _images_under(folder: Path) -> list[Path]:
+def _refusal(path: Path) -> str | None:
+    """Why a file named like an image of a format outside the allow-list is refused (None otherwise)."""
+    fmt = _extension_formats().get(path.suffix.lower())
+    if path.name.startswith(".") or fmt is None or path.suffix.lower() in image_extensions():
+        return None
+    return f"format {fmt} ({path.suffix}) is not allowed"
+
+
+def _scan_files(folder: Path, scan: FolderScan, identity: str | None) -> list[Path]:
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / name for name in sorted(filenames) if is_image_file(Path(name)))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if is_image_file(path):
+                found.append(path)
+            elif (reason := _refusal(path)) is not None:
+                scan.refused.append((str(path), reason))
+    if identity is not None:
+        scan.images.extend(LabelledImage(path, identity) for path in found)
     return found
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return _scan_files(folder, FolderScan(), None)
 
 
 def _require_folder(root: Path) -> None:
@@ -49,6 +85,24 @@ def _require_folder(root: Path) -> None:
         raise DataError(f"{root}: folder not found")
     if not root.is_dir():
         raise DataError(f"{root}: expected a folder of images, got a file")
+
+
+def scan_gallery_folder(root: str | os.PathLike[str], *, loose_files: bool = True) -> FolderScan:
+    """Like :func:`scan_image_folder`, also listing refused files; an empty folder is not an error here."""
+    root = Path(root)
+    _require_folder(root)
+    scan = FolderScan()
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            _scan_files(entry, scan, entry.name)
+        elif loose_files and is_image_file(entry):
+            scan.images.append(LabelledImage(entry, entry.stem))
+        elif loose_files and (reason := _refusal(entry)) is not None:
+            scan.refused.append((str(entry), reason))
+    scan.images.sort(key=lambda item: (item.identity, str(item.path)))
+    return scan
 
 
 def scan_image_folder(root: str | os.PathLike[str], *, loose_files: bool = False) -> list[LabelledImage]:
@@ -65,23 +119,14 @@ def scan_image_folder(root: str | os.PathLike[str], *, loose_files: bool = False
     Raises:
         DataError: the folder is missing, is a file, or holds no readable image files.
     """
-    root = Path(root)
-    _require_folder(root)
-    items: list[LabelledImage] = []
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            items.extend(LabelledImage(path, entry.name) for path in _images_under(entry))
-        elif loose_files and is_image_file(entry):
-            items.append(LabelledImage(entry, entry.stem))
+    items = scan_gallery_folder(root, loose_files=loose_files).images
     if not items:
         layout = "one sub-folder per identity" + (" or image files" if loose_files else "")
         raise DataError(
             f"{root}: no images found (expected {layout} holding "
             f"{', '.join(sorted(ext for ext in image_extensions() if ext in _COMMON))} files)"
         )
-    return sorted(items, key=lambda item: (item.identity, str(item.path)))
+    return items
 
 
 _COMMON = {".png", ".jpg", ".jpeg", ".pgm", ".bmp", ".webp", ".tif", ".tiff"}

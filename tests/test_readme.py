@@ -30,6 +30,6 @@ def test_readme_commands_exist() -> None:
     from siamese.cli import app
 
     text = README.read_text()
-    for command in re.findall(r"^siamese ([a-z]+(?: build)?)", text, flags=re.M):
+    for command in re.findall(r"^siamese ((?:index )?[a-z]+)", text, flags=re.M):
         result = CliRunner().invoke(app, [*command.split(), "--help"])
         assert result.exit_code == 0, command

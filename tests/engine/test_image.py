@@ -52,7 +52,7 @@ def _save(path: Path, image: Image.Image) -> Path:
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(b"", "not an image"), (b"hello world", "not an image"), (None, "file not found")],
+    [(b"", "empty file"), (b"hello world", "not an image"), (None, "file not found")],
 )
 def test_decode_errors_name_the_file(tmp_path: Path, content: bytes | None, reason: str) -> None:
     path = tmp_path / "x.png"

@@ -20,8 +20,9 @@ def test_gallery_files_and_manifest(gallery_dir: Path, model_path: Path) -> None
     assert manifest["count"] == 24 and manifest["identities"] == 4
     assert manifest["dimension"] == 16 and manifest["metric"] == "l2"
     assert manifest["model_fingerprint"] == Embedder(model_path).fingerprint
-    assert manifest["faiss_factory"] == "IDMap2,Flat"
+    assert manifest["index_type"] == "Flat" and manifest["faiss_factory"] == "IDMap2,Flat"
     assert (gallery_dir / manifest["index_file"]).is_file() and (gallery_dir / manifest["items_file"]).is_file()
+    assert manifest["recall"]["exact"] and manifest["recall"]["at10"] == 1.0
     assert not list(gallery_dir.glob("*.tmp"))
 
 
@@ -40,7 +41,7 @@ def test_each_image_finds_itself_first(gallery_dir: Path, model_path: Path, unse
 
 def test_search_matches_brute_force(gallery_dir: Path) -> None:
     with Gallery.open(gallery_dir) as gallery:
-        vectors = np.stack([gallery.index.reconstruct(i) for i in range(len(gallery))])
+        vectors = np.stack([gallery.index.reconstruct(int(i)) for i in gallery.items.ids()])
         queries = np.random.default_rng(0).normal(size=(5, 16)).astype(np.float32)
         results = gallery.search(queries, k=4)
     distances = np.linalg.norm(queries[:, None, :] - vectors[None], axis=2)
@@ -55,15 +56,17 @@ def test_k_larger_than_gallery_returns_what_exists(gallery_dir: Path) -> None:
     assert len(result.identities) == 4
 
 
-def test_rebuild_replaces_atomically_and_reloads(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_rebuild_without_changes_publishes_nothing(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "g"
     embedder = Embedder(model_path)
     Gallery.build(unseen_dataset, embedder, out)
     first = json.loads((out / "manifest.json").read_text())
-    Gallery.build(unseen_dataset, embedder, out)
-    second = json.loads((out / "manifest.json").read_text())
-    assert second["generation"] == first["generation"] + 1
-    assert sorted(p.name for p in out.iterdir()) == sorted(["manifest.json", second["index_file"], second["items_file"]])
+    report = Gallery.build(unseen_dataset, embedder, out)
+    assert (report.embedded, report.unchanged, report.added, report.removed) == (0, 24, 0, 0)
+    assert json.loads((out / "manifest.json").read_text()) == first
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        ["manifest.json", first["index_file"], "items.sqlite", "rejected.json"]
+    )
     with Gallery.open(out) as gallery:
         assert len(gallery) == 24 and gallery.info()["identity_counts"] == {f"id_{i:03d}": 6 for i in range(4)}
 

@@ -1,0 +1,182 @@
+"""Writing the item database: staging embedded files in durable chunks, publishing, rolling back.
+
+Only the writer holding the gallery lock uses this. Every method is one SQLite transaction,
+committed with ``synchronous=FULL`` in WAL mode, so a kill -9 loses at most the chunk being
+written. Staged rows (``added_gen`` NULL) are invisible to readers until a publish marks them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from siamese.errors import GalleryError
+from siamese.index.item_store import SCHEMA, select_by_ids
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """A file embedded and ready to stage."""
+
+    path: str
+    identity: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    vector: NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """A file the gallery holds (published) or has staged, as the last build saw it."""
+
+    id: int
+    identity: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    staged: bool
+
+
+class ItemWriter:
+    """Read-write access to items.sqlite for the gallery's single writer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("SELECT id FROM items LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{path}: unreadable item database ({exc})") from exc
+
+    @classmethod
+    def create(cls, path: Path, gallery_id: str, dimension: int) -> ItemWriter:
+        """A new, empty item database at ``path``."""
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(f"BEGIN; {SCHEMA}; COMMIT;")
+            db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [("gallery_id", gallery_id), ("dimension", str(dimension))])
+        finally:
+            db.close()
+        return cls(path)
+
+    def close(self) -> None:
+        """Fold the WAL into the database and release it."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._db.close()
+
+    def _transaction(self, statements: Iterable[tuple[str, Sequence[object]]]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                self._db.execute(sql, params)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def meta(self, key: str) -> str | None:
+        """A value of the meta table."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def roll_back_after(self, generation: int) -> None:
+        """Undo the marks of a publish that never reached its manifest: its items go back to staged."""
+        self._transaction([
+            ("UPDATE items SET added_gen = NULL WHERE added_gen > ?", (generation,)),
+            ("UPDATE items SET removed_gen = NULL WHERE removed_gen > ?", (generation,)),
+        ])
+
+    def drop_removed_vectors(self, generation: int) -> None:
+        """Free the embeddings of items removed by ``generation`` or earlier (their metadata stays)."""
+        self._transaction([("UPDATE items SET vector = NULL WHERE removed_gen <= ? AND vector IS NOT NULL", (generation,))])
+
+    def known_files(self) -> dict[str, KnownFile]:
+        """Every file the gallery holds or has staged, by path."""
+        rows = self._db.execute("SELECT path, id, identity, sha256, size, mtime_ns, added_gen IS NULL FROM items WHERE removed_gen IS NULL")
+        return {path: KnownFile(item_id, identity, sha, size, mtime, bool(staged)) for path, item_id, identity, sha, size, mtime, staged in rows}
+
+    def stage(self, items: Sequence[NewItem]) -> None:
+        """Durably record embedded files as staged (one transaction: all of them or none)."""
+        if not items:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT INTO items (path, identity, sha256, size, mtime_ns, vector) VALUES (?, ?, ?, ?, ?, ?)",
+                ((i.path, i.identity, i.sha256, i.size, i.mtime_ns, np.ascontiguousarray(i.vector, dtype=np.float32).tobytes()) for i in items),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def touch(self, updates: Sequence[tuple[int, int, int]]) -> None:
+        """Record new (size, mtime_ns) of files whose content hash did not change: (id, size, mtime_ns)."""
+        if updates:
+            self._transaction([("UPDATE items SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime, item_id)) for item_id, size, mtime in updates])
+
+    def delete_staged(self, ids: Sequence[int]) -> None:
+        """Forget staged rows (never published, so no reader can know them)."""
+        self._transaction([("DELETE FROM items WHERE id = ? AND added_gen IS NULL", (int(i),)) for i in ids])
+
+    def staged(self, dim: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Ids and embeddings of every staged row, by id."""
+        return self._vectors("added_gen IS NULL AND removed_gen IS NULL", dim)
+
+    def published_vectors(self, dim: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Ids and embeddings of every published, not removed row, by id."""
+        return self._vectors("added_gen IS NOT NULL AND removed_gen IS NULL", dim)
+
+    def _vectors(self, where: str, dim: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        count = self._db.execute(f"SELECT COUNT(*) FROM items WHERE {where}").fetchone()[0]
+        ids, vectors = np.zeros(count, np.int64), np.zeros((count, dim), np.float32)
+        cursor = self._db.execute(f"SELECT id, vector FROM items WHERE {where} ORDER BY id")
+        for n, (item_id, blob) in enumerate(cursor):
+            ids[n], vectors[n] = item_id, np.frombuffer(blob, dtype=np.float32)
+        return ids, vectors
+
+    def rows(self, ids: Sequence[int]) -> list[tuple[int, str, str, str]]:
+        """(id, path, identity, sha256) of ``ids`` (for the items fingerprint)."""
+        return select_by_ids(self._db, "id, path, identity, sha256", ids)
+
+    def matching(self, *, identities: Sequence[str] = (), paths: Sequence[str] = ()) -> tuple[list[int], list[int]]:
+        """(published ids, staged ids) of the items of ``identities``, at ``paths`` or under them (folders)."""
+        queries = [("identity = ?", (value,)) for value in identities]
+        for value in paths:
+            folder = value.rstrip(os.sep) + os.sep
+            queries.append(("(path = ? OR substr(path, 1, ?) = ?)", (value, len(folder), folder)))
+        published: set[int] = set()
+        staged: set[int] = set()
+        for condition, params in queries:
+            for item_id, is_staged in self._db.execute(f"SELECT id, added_gen IS NULL FROM items WHERE {condition} AND removed_gen IS NULL", params):
+                (staged if is_staged else published).add(item_id)
+        return sorted(published), sorted(staged)
+
+    def publish(self, generation: int, removed: Sequence[int]) -> tuple[int, int]:
+        """Mark every staged row as added and ``removed`` as removed by ``generation``; return (count, identities) then."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS picked (id INTEGER PRIMARY KEY)")
+            self._db.execute("DELETE FROM picked")
+            self._db.executemany("INSERT OR IGNORE INTO picked (id) VALUES (?)", ((int(i),) for i in removed))
+            self._db.execute("UPDATE items SET removed_gen = ? WHERE id IN (SELECT id FROM picked) AND removed_gen IS NULL", (generation,))
+            self._db.execute("UPDATE items SET added_gen = ? WHERE added_gen IS NULL AND removed_gen IS NULL", (generation,))
+            visible = "added_gen IS NOT NULL AND removed_gen IS NULL"
+            count, identities = self._db.execute(f"SELECT COUNT(*), COUNT(DISTINCT identity) FROM items WHERE {visible}").fetchone()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return int(count), int(identities)

@@ -1,0 +1,150 @@
+"""`siamese index verify`: every invariant of a gallery, checked from scratch.
+
+The manifest and index checksums, index count == item rows, every id in the index exactly once
+and nothing else (no missing, duplicate or phantom ids), the items fingerprint, the stored
+vectors of exact indexes, SQLite's own integrity check, the model file, and (optionally) that
+every indexed file still has the content hash recorded for it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from siamese.errors import GalleryError
+from siamese.index import faiss_index as fx
+from siamese.index.gallery import Gallery
+from siamese.io import sha256_file
+
+_VECTOR_SAMPLE = 1000
+_LISTED = 10
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of a verification: ``ok`` when ``problems`` is empty; warnings do not fail it."""
+
+    gallery_dir: str
+    generation: int | None = None
+    count: int | None = None
+    staged: int = 0
+    checked: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    missing_ids: int = 0
+    duplicate_ids: int = 0
+    phantom_ids: int = 0
+    files_checked: int = 0
+    files_changed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no invariant is broken."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {**asdict(self), "ok": self.ok}
+
+
+def verify_gallery(gallery_dir: str | os.PathLike[str], *, check_files: bool = True) -> VerifyReport:
+    """Check a gallery's published generation; problems are collected, not raised.
+
+    Args:
+        check_files: also hash every indexed image file and compare it with the recorded hash.
+    """
+    report = VerifyReport(str(gallery_dir))
+    try:
+        gallery = Gallery.open(gallery_dir)
+    except GalleryError as exc:
+        report.problems.append(str(exc))
+        return report
+    with gallery:
+        report.generation, report.count = gallery.manifest.generation, gallery.manifest.count
+        report.checked.append("manifest checksum, index checksum, counts (index = items = manifest)")
+        report.staged = gallery.items.staged_count()
+        _check_ids(gallery, report)
+        _check_fingerprint(gallery, report)
+        _check_vectors(gallery, report)
+        report.problems += gallery.items.integrity_problems()
+        report.checked.append("SQLite integrity_check")
+        _check_model(gallery, report)
+        if check_files:
+            _check_files(gallery, report)
+    return report
+
+
+def _check_ids(gallery: Gallery, report: VerifyReport) -> None:
+    in_index = fx.index_ids(gallery.index)
+    unique, counts = np.unique(in_index, return_counts=True)
+    rows = gallery.items.ids()
+    report.duplicate_ids = int((counts > 1).sum())
+    report.missing_ids = int(np.setdiff1d(rows, unique).size)
+    report.phantom_ids = int(np.setdiff1d(unique, rows).size)
+    for name, value in (("duplicate", report.duplicate_ids), ("missing", report.missing_ids), ("phantom", report.phantom_ids)):
+        if value:
+            report.problems.append(f"{gallery.gallery_dir}: {value} {name} ids (index against item rows)")
+    report.checked.append("every item id in the index exactly once")
+
+
+def _check_fingerprint(gallery: Gallery, report: VerifyReport) -> None:
+    if gallery.items.fingerprint() != gallery.manifest.items_fingerprint:
+        report.problems.append(f"{gallery.items.path}: items fingerprint does not match manifest.json; item rows were changed")
+    report.checked.append("items fingerprint")
+
+
+def _check_vectors(gallery: Gallery, report: VerifyReport) -> None:
+    """For indexes that keep vectors exactly (Flat, HNSW over Flat), stored and indexed vectors agree."""
+    inner = faiss.downcast_index(gallery.index)
+    storage = faiss.downcast_index(inner.index) if isinstance(inner, faiss.IndexIDMap2) else None
+    if isinstance(storage, faiss.IndexHNSW):
+        storage = faiss.downcast_index(storage.storage)
+    if not isinstance(storage, faiss.IndexFlat) or not len(gallery):
+        return
+    ids = gallery.items.ids()
+    sample = ids[np.linspace(0, len(ids) - 1, min(_VECTOR_SAMPLE, len(ids))).astype(int)]
+    stored = gallery.items.vectors(sample, gallery.manifest.dimension)
+    indexed = np.stack([inner.reconstruct(int(i)) for i in sample])
+    if not np.array_equal(stored, indexed):
+        report.problems.append(f"{gallery.gallery_dir / gallery.manifest.index_file}: vectors differ from the stored embeddings")
+    report.checked.append(f"stored embeddings = indexed vectors ({len(sample)} sampled)")
+
+
+def _check_model(gallery: Gallery, report: VerifyReport) -> None:
+    model = gallery.model_path
+    if not model.is_file():
+        report.warnings.append(f"{model}: the gallery's model is not there any more; query with --model PATH")
+    elif sha256_file(model) != gallery.manifest.model_fingerprint:
+        report.problems.append(f"{model}: fingerprint differs from the model the gallery was built with; the model file was replaced")
+    else:
+        report.checked.append("model fingerprint")
+
+
+def _check_files(gallery: Gallery, report: VerifyReport) -> None:
+    changed = []
+    for item in gallery.items.all_items():
+        report.files_checked += 1
+        try:
+            same = sha256_file(item.path) == item.sha256
+        except OSError:
+            same = False
+        if not same:
+            changed.append(item.path)
+    report.files_changed = len(changed)
+    if changed:
+        listed = ", ".join(changed[:_LISTED]) + (" …" if len(changed) > _LISTED else "")
+        report.problems.append(f"{len(changed)} indexed files are missing or changed since indexing ({listed}); run `siamese index build` again")
+    report.checked.append("image files' hashes")
+
+
+def verify_summary(report: VerifyReport) -> str:
+    """One line for the terminal."""
+    where = Path(report.gallery_dir)
+    if report.ok:
+        return f"{where}: ok — generation {report.generation}, {report.count} items, {len(report.checked)} checks" + (f", {report.staged} staged" if report.staged else "")
+    return f"{where}: {len(report.problems)} problem(s)"

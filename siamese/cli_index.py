@@ -1,0 +1,165 @@
+"""`siamese index build|add|remove|info|verify`: create, update and check galleries.
+
+Exit codes: 0 success, 1 error (one line on stderr), 3 done but some files were refused (each
+listed on stderr and in the JSON report, ``GALLERY/rejected.json`` by default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from siamese.cli_support import (
+    EXIT_ERROR,
+    EXIT_SKIPPED,
+    Device,
+    err,
+    friendly_errors,
+    gallery_model,
+    out,
+    print_facts,
+    print_json,
+    report_skipped,
+    search_params,
+)
+
+index_app = typer.Typer(help="Build, update and check galleries (FAISS index + identity metadata).", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+DeviceOption = Annotated[Device, typer.Option(help="Execution provider.")]
+BatchOption = Annotated[int, typer.Option(min=1, help="Images per inference call.")]
+CommitOption = Annotated[int, typer.Option(min=1, help="Images embedded between two commits (a killed run resumes from the last).")]
+ReportOption = Annotated[Optional[Path], typer.Option("--report", help="JSON list of refused files (default: GALLERY/rejected.json).")]
+
+
+def _finish(report: Any, device: str, as_json: bool) -> None:
+    """Print an update's outcome; exit 3 when files were refused."""
+    report_skipped(report.failures)
+    if as_json:
+        print_json({**report.to_dict(), "device": device})
+    else:
+        if report.choice:
+            choice = report.choice
+            out.print(f"index auto: {choice['index_type']} ({choice['reason']}; expected recall@10 ≈ {choice['expected_recall_at10']})", highlight=False)
+        recall = report.recall
+        quality = ""
+        if recall and not recall.get("exact"):
+            params = ", ".join(f"{k}={v}" for k, v in recall["params"].items())
+            quality = f", recall@1 {recall['at1']:.3f} recall@10 {recall['at10']:.3f} against exact search" + (f" with {params}" if params else "")
+        out.print(
+            f"gallery [bold]{report.gallery_dir}[/bold]: {report.count} images of {report.identities} identities "
+            f"(generation {report.generation}, {report.index_type}{quality}); embedded {report.embedded}, resumed {report.resumed}, "
+            f"unchanged {report.unchanged}, removed {report.removed} in {report.seconds:.1f}s on {device}"
+            + (f"; {len(report.failures)} refused, listed in {report.report_path}" if report.failures else ""),
+            highlight=False,
+        )
+    if report.failures:
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+@index_app.command("build")
+@friendly_errors
+def index_build(
+    image_dir: Annotated[Path, typer.Argument(help="Gallery images: one sub-folder per identity (or loose files, one identity each).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="model.onnx from `siamese export`.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Gallery directory to create or bring up to date.")],
+    index: Annotated[Optional[str], typer.Option("--index", help="FAISS index type: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16, SQ8… or auto (default: Flat for a new gallery, else its current type).")] = None,
+    max_memory: Annotated[Optional[str], typer.Option(help="Memory budget of --index auto, e.g. 8G (default: half the RAM).")] = None,
+    min_recall: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Refuse an index whose recall@10 against exact search is lower.")] = None,
+    nprobe: Annotated[Optional[int], typer.Option(min=1, help="IVF lists searched per query (default: tuned for recall@10 ≥ 0.95).")] = None,
+    ef_search: Annotated[Optional[int], typer.Option(min=1, help="HNSW search breadth (default: tuned for recall@10 ≥ 0.95).")] = None,
+    commit_every: CommitOption = 1000,
+    report_path: ReportOption = None,
+    device: DeviceOption = Device.auto,
+    batch_size: BatchOption = 32,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a gallery from IMAGE_DIR, or bring one up to date: only new or changed files are embedded, vanished ones removed."""
+    from siamese.engine import Embedder
+    from siamese.index.index_choice import parse_memory
+    from siamese.index.updates import build_gallery
+
+    embedder = Embedder(model, device=device.value, batch_size=batch_size)
+    report = build_gallery(
+        image_dir, embedder, out_dir, index=index, memory_budget=parse_memory(max_memory) if max_memory else None,
+        min_recall=min_recall, search_params=search_params(nprobe, ef_search), commit_every=commit_every,
+        report_path=report_path, progress=not as_json,
+    )
+    _finish(report, embedder.device, as_json)
+
+
+@index_app.command("add")
+@friendly_errors
+def index_add(
+    gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files, or folders read like `index build` reads one.")],
+    identity: Annotated[Optional[str], typer.Option(help="Identity of every added image (default: its folder's name).")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model (default: the one the gallery was built with).")] = None,
+    commit_every: CommitOption = 1000,
+    report_path: ReportOption = None,
+    device: DeviceOption = Device.auto,
+    batch_size: BatchOption = 32,
+    as_json: JsonOption = False,
+) -> None:
+    """Embed images and add them to a gallery; files already there unchanged are skipped."""
+    from siamese.engine import Embedder
+    from siamese.index.updates import add_to_gallery
+
+    embedder = Embedder(gallery_model(gallery_dir, model), device=device.value, batch_size=batch_size)
+    report = add_to_gallery(gallery_dir, paths, embedder, identity=identity, commit_every=commit_every, report_path=report_path, progress=not as_json)
+    _finish(report, embedder.device, as_json)
+
+
+@index_app.command("remove")
+@friendly_errors
+def index_remove(
+    gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
+    identity: Annotated[Optional[list[str]], typer.Option("--identity", help="Remove every image of this identity (repeatable).")] = None,
+    path: Annotated[Optional[list[Path]], typer.Option("--path", help="Remove this image, or every image under this folder (repeatable).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove images from a gallery by identity or path."""
+    from siamese.index.updates import remove_from_gallery
+
+    report = remove_from_gallery(gallery_dir, identities=identity or [], paths=path or [])
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        out.print(f"gallery [bold]{report.gallery_dir}[/bold]: removed {report.removed}; {report.count} images of {report.identities} identities (generation {report.generation})", highlight=False)
+
+
+@index_app.command("info")
+@friendly_errors
+def index_info(gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")], as_json: JsonOption = False) -> None:
+    """Show what a gallery holds: model, index type and search parameters, recall, counts per identity."""
+    from siamese.index import Gallery
+
+    with Gallery.open(gallery_dir) as gallery:
+        print_facts({"kind": "gallery", **gallery.info()}, as_json)
+
+
+@index_app.command("verify")
+@friendly_errors
+def index_verify(
+    gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
+    files: Annotated[bool, typer.Option("--files/--no-files", help="Also check every indexed image's content hash.")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a gallery: checksums, counts, every id present once, fingerprints, image hashes. Exit 1 on any problem."""
+    from siamese.index.verify import verify_gallery, verify_summary
+
+    report = verify_gallery(gallery_dir, check_files=files)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for line in report.checked:
+            out.print(f"checked {line}", highlight=False)
+        for line in report.warnings:
+            err.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
+        for line in report.problems:
+            err.print(f"[red]problem:[/red] {line}", highlight=False)
+        out.print(verify_summary(report), highlight=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_ERROR)

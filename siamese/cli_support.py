@@ -1,0 +1,91 @@
+"""What every `siamese` command shares: consoles, exit codes, one-line errors, JSON output, options."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from siamese.errors import SiameseError
+
+#: Exit codes: success, failure, and "finished but some input files were skipped".
+EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 1, 3
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    tensorrt = "tensorrt"
+
+
+def friendly_errors(command: F) -> F:
+    """Turn expected errors into one stderr line and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SiameseError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(payload: Any) -> None:
+    """Machine-readable output on stdout."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def report_skipped(failures: list[tuple[str, str]]) -> None:
+    """One stderr line per input file that was refused, with its reason."""
+    for path, reason in failures:
+        err.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False, soft_wrap=True)
+
+
+def search_params(nprobe: int | None, ef_search: int | None) -> dict[str, int] | None:
+    """The search parameters given on the command line (None when neither was)."""
+    params = {name: value for name, value in (("nprobe", nprobe), ("efSearch", ef_search)) if value is not None}
+    return params or None
+
+
+def gallery_model(gallery_dir: Path, model: Path | None) -> Path:
+    """The model to embed with: ``model``, or the one the gallery recorded (which must still exist)."""
+    from siamese.index.manifest import Manifest
+
+    model_path = model or Path(Manifest.read(gallery_dir).model_path)
+    if model is None and not model_path.is_file():
+        raise SiameseError(f"{gallery_dir}: was built with {model_path}, which is no longer there; pass --model PATH")
+    return model_path
+
+
+def print_facts(facts: dict[str, Any], as_json: bool) -> None:
+    """Key/value facts (of a model or a gallery) as JSON or as a two-column table."""
+    if as_json:
+        print_json(facts)
+        return
+    from rich.table import Table
+
+    table = Table(show_header=False, show_edge=False)
+    for key, value in facts.items():
+        if key == "identity_counts":
+            value = f"{len(value)} identities: " + ", ".join(f"{k} ({v})" for k, v in list(value.items())[:10]) + (" …" if len(value) > 10 else "")
+        elif isinstance(value, dict):
+            value = json.dumps(value)
+        table.add_row(key, str(value))
+    out.print(table)
