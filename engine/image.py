@@ -6,6 +6,7 @@ Training caches the uint8 stage and normalises with :func:`normalize`, so both s
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Callable, Sequence
@@ -33,53 +34,81 @@ MAX_PIXELS = 64_000_000
 #: Larger files are refused before they are opened.
 MAX_FILE_BYTES = 256 * 2**20
 
+#: What can be decoded: a file path, or the bytes of an upload (named by ``name=`` in errors).
+ImageSource = str | os.PathLike[str] | bytes
 
-def _check_file(name: str) -> None:
+
+def _check_size(name: str, size: int, max_bytes: int) -> None:
+    """Refuse empty and oversized inputs before any decoding."""
+    if size == 0:
+        raise ImageDecodeError(name, "empty file (0 bytes)", kind="empty")
+    if size > max_bytes:
+        raise ImageDecodeError(name, f"file too large ({size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:g} MiB)", kind="too_large")
+
+
+def _check_file(name: str, max_bytes: int) -> None:
     """Refuse what is not worth opening: missing, not a regular file, empty or huge."""
     try:
         info = os.stat(name)
     except FileNotFoundError:
-        raise ImageDecodeError(name, "file not found") from None
+        raise ImageDecodeError(name, "file not found", kind="missing") from None
     except OSError as exc:
-        raise ImageDecodeError(name, f"cannot read ({exc.strerror})") from None
+        raise ImageDecodeError(name, f"cannot read ({exc.strerror})", kind="missing") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ImageDecodeError(name, "is a directory, not an image file")
+        raise ImageDecodeError(name, "is a directory, not an image file", kind="unsupported")
     if not stat.S_ISREG(info.st_mode):
-        raise ImageDecodeError(name, "not a regular file (device, pipe or socket)")
-    if info.st_size == 0:
-        raise ImageDecodeError(name, "empty file (0 bytes)")
-    if info.st_size > MAX_FILE_BYTES:
-        raise ImageDecodeError(name, f"file too large ({info.st_size / 2**20:.0f} MiB; the limit is {MAX_FILE_BYTES // 2**20} MiB)")
+        raise ImageDecodeError(name, "not a regular file (device, pipe or socket)", kind="unsupported")
+    _check_size(name, info.st_size, max_bytes)
 
 
-def _unreadable_reason(name: str) -> str:
+def _open(source: str | bytes, formats: Sequence[str] | None = None) -> Image.Image:
+    """Open a path, or bytes through a fresh in-memory file (header only; nothing decoded yet)."""
+    return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=formats)
+
+
+def _unreadable_reason(source: str | bytes) -> str:
     """Why the allowed formats did not open a file: another format Pillow knows, or not an image."""
     try:
-        with Image.open(name) as image:  # header only: names the format, decodes nothing
+        with _open(source) as image:  # header only: names the format, decodes nothing
             return f"format {image.format} is not allowed (allowed: {', '.join(ALLOWED_FORMATS)})"
     except Exception:  # any failure here just means "not an image we know"
         return "not an image format Pillow can read"
 
 
-def decode_image(path: str | os.PathLike[str], *, before_load: Callable[[Image.Image], None] | None = None) -> Image.Image:
-    """Fully decode an image file (an animation's first frame) and apply its EXIF orientation.
+def decode_image(
+    source: ImageSource, *, before_load: Callable[[Image.Image], None] | None = None, name: str | None = None,
+    max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
+) -> Image.Image:
+    """Fully decode an image file or in-memory bytes (an animation's first frame) and apply its EXIF orientation.
 
     ``before_load`` runs on the opened image before its pixels are decoded (e.g. the JPEG
-    draft request of :func:`siamese.engine.reduced_decode.draft_hook`).
+    draft request of :func:`siamese.engine.reduced_decode.draft_hook`). Uploaded bytes go
+    through exactly the checks a file does, so the service needs no second set of rules.
+
+    Args:
+        source: a path, or the image's bytes.
+        name: how errors name the image (default: the path; "<bytes>" for bytes).
+        max_pixels: refuse images with more pixels than this (before decoding them).
+        max_bytes: refuse larger inputs (before opening them).
 
     Raises:
-        ImageDecodeError: naming the path and the reason (missing, empty, not an image, format
-            not allowed, corrupt, truncated, too many pixels). Callers processing many files
-            report it and go on. A truncated file is refused, never half-decoded.
+        ImageDecodeError: naming the image, the reason and its ``kind`` (missing, empty, too
+            large, not an image or format not allowed, corrupt or truncated). Callers processing
+            many files report it and go on. A truncated file is refused, never half-decoded.
     """
-    name = os.fspath(path)
-    _check_file(name)
+    if isinstance(source, bytes):
+        name = name or "<bytes>"
+        _check_size(name, len(source), max_bytes)
+    else:
+        source = os.fspath(source)
+        name = name or source
+        _check_file(source, max_bytes)
     Image.init()  # registers every plugin once (cached), so the allow-list can name WEBP, TIFF…
     try:
-        with Image.open(name, formats=ALLOWED_FORMATS) as image:
+        with _open(source, ALLOWED_FORMATS) as image:
             width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageDecodeError(name, f"too many pixels ({width}×{height}; the limit is {MAX_PIXELS // 1_000_000} megapixels)")
+            if width * height > max_pixels:
+                raise ImageDecodeError(name, f"too many pixels ({width}×{height}; the limit is {max_pixels / 1_000_000:g} megapixels)", kind="too_large")
             if before_load is not None:
                 before_load(image)
             image.load()  # decode now so a truncated file fails here, not later mid-batch
@@ -90,11 +119,11 @@ def decode_image(path: str | os.PathLike[str], *, before_load: Callable[[Image.I
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError(name, _unreadable_reason(name)) from None
+        raise ImageDecodeError(name, _unreadable_reason(source), kind="unsupported") from None
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(name, f"refused as a decompression bomb ({exc})") from None
+        raise ImageDecodeError(name, f"refused as a decompression bomb ({exc})", kind="too_large") from None
     except MemoryError:
-        raise ImageDecodeError(name, "not enough memory to decode") from None
+        raise ImageDecodeError(name, "not enough memory to decode", kind="too_large") from None
     except Exception as exc:  # OSError, SyntaxError, ValueError, struct.error…: all mean a damaged file
         raise ImageDecodeError(name, f"corrupt or truncated image ({type(exc).__name__}: {exc})") from None
 
@@ -138,20 +167,25 @@ def resize_to_spec(image: Image.Image, spec: InputSpec, *, reduce: bool = True) 
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
-def load_pixels(path: str | os.PathLike[str], spec: InputSpec, *, reduce: bool = True) -> NDArray[np.uint8]:
-    """Decode a file and resize it for the tower: uint8 H×W×C.
+def load_pixels(
+    source: ImageSource, spec: InputSpec, *, reduce: bool = True, name: str | None = None,
+    max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
+) -> NDArray[np.uint8]:
+    """Decode a file (or an upload's bytes) and resize it for the tower: uint8 H×W×C.
 
     ``reduce`` (default) decodes images much larger than the tower's input at reduced scale;
-    training and serving both call this, so they see the same pixels either way.
+    training and serving both call this, so they see the same pixels either way. ``name``,
+    ``max_pixels`` and ``max_bytes`` are passed to :func:`decode_image`.
 
     Raises:
-        ImageDecodeError: the file cannot be decoded, or its colour mode cannot be converted.
+        ImageDecodeError: the input cannot be decoded, or its colour mode cannot be converted.
     """
-    image = decode_image(path, before_load=draft_hook(spec) if reduce else None)
+    image = decode_image(source, before_load=draft_hook(spec) if reduce else None, name=name, max_pixels=max_pixels, max_bytes=max_bytes)
     try:
         return resize_to_spec(image, spec, reduce=reduce)
     except Exception as exc:  # an exotic mode or a resize failure is this file's problem, not the batch's
-        raise ImageDecodeError(os.fspath(path), f"cannot convert {image.mode} image ({type(exc).__name__}: {exc})") from None
+        label = name or ("<bytes>" if isinstance(source, bytes) else os.fspath(source))
+        raise ImageDecodeError(label, f"cannot convert {image.mode} image ({type(exc).__name__}: {exc})") from None
 
 
 def normalize(pixels: NDArray[np.uint8], spec: InputSpec) -> NDArray[np.float32]:

@@ -7,6 +7,7 @@ the device per batch size, copies each batch in place, and binds them once.
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
 import numpy as np
@@ -62,6 +63,9 @@ class BindingRunner:
         self.device = device
         self.device_id = device_id
         self._bound: dict[tuple[int, ...], _Bound] = {}
+        # The bound buffers are shared state: two threads (a service's query batcher and its gallery
+        # writer) running the same shape at once would overwrite each other's input.
+        self._lock = threading.Lock()
 
     def _binding_for(self, shape: tuple[int, ...]) -> _Bound:
         bound = self._bound.get(shape)
@@ -72,11 +76,12 @@ class BindingRunner:
         return bound
 
     def __call__(self, images: NDArray[np.float32]) -> NDArray[np.float32]:
-        bound = self._binding_for(tuple(images.shape))
-        bound.input.update_inplace(np.ascontiguousarray(images))
-        self.session.run_with_iobinding(bound.binding)
-        # The output buffer is reused next call, so hand back our own copy (on CPU numpy() may be a view).
-        return np.array(bound.output.numpy(), copy=True)
+        with self._lock:
+            bound = self._binding_for(tuple(images.shape))
+            bound.input.update_inplace(np.ascontiguousarray(images))
+            self.session.run_with_iobinding(bound.binding)
+            # The output buffer is reused next call, so hand back our own copy (on CPU numpy() may be a view).
+            return np.array(bound.output.numpy(), copy=True)
 
 
 def make_runner(session: ort.InferenceSession, device: str, dim: int) -> Runner:

@@ -48,6 +48,21 @@ def refuse_other_model(gallery_dir: Path, manifest: Manifest, fingerprint: str, 
         )
 
 
+def gallery_model_path(gallery_dir: str | os.PathLike[str], model: str | os.PathLike[str] | None = None) -> Path:
+    """The model to embed queries with: ``model``, or the one the gallery recorded (which must still exist).
+
+    Raises:
+        GalleryError: no model given and the recorded one is gone (or the folder is not a gallery).
+    """
+    if model is not None:
+        return Path(model)
+    gallery_dir = Path(gallery_dir)
+    recorded = Path(Manifest.read(gallery_dir).model_path)
+    if not recorded.is_file():
+        raise GalleryError(f"{gallery_dir}: was built with {recorded}, which is no longer there; pass --model PATH")
+    return recorded
+
+
 class Gallery:
     """An opened gallery: search it with embeddings from the model it was built with."""
 

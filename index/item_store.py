@@ -111,6 +111,17 @@ class ItemStore:
             raise GalleryError(f"{self.path}: unreadable item database ({exc})") from exc
         return {row[0]: Item(*row) for row in rows}
 
+    def by_paths(self, paths: Sequence[str]) -> list[Item]:
+        """Items at these paths (in id order; paths not in this generation are absent)."""
+        rows: list[tuple] = []
+        unique = list(dict.fromkeys(paths))
+        for start in range(0, len(unique), MAX_SQL_PARAMS):
+            chunk = unique[start : start + MAX_SQL_PARAMS]
+            names = {f"p{i}": path for i, path in enumerate(chunk)}
+            sql = f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE} AND path IN ({','.join(':' + n for n in names)}) ORDER BY id"
+            rows += self._query(sql, {"gen": self.generation, **names})
+        return [Item(*row) for row in rows]
+
     def all_items(self) -> list[Item]:
         """Every item, by id."""
         return [Item(*row) for row in self._query(f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE} ORDER BY id", {"gen": self.generation})]

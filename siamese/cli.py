@@ -1,4 +1,4 @@
-"""The `siamese` command line: train, export, index, query, info, demo.
+"""The `siamese` command line: train, export, index, query, serve, info, demo.
 
 Heavy libraries are imported inside commands, so `siamese query` never loads PyTorch. User
 mistakes surface as one line on stderr and a non-zero exit code, never a traceback.
@@ -16,6 +16,7 @@ from rich.table import Table
 
 from siamese import __version__
 from siamese.cli_index import index_app
+from siamese.cli_serve import serve
 from siamese.cli_support import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, Device, err, out, print_facts, search_params
 from siamese.cli_support import friendly_errors as _friendly_errors
 from siamese.cli_support import gallery_model as _gallery_model
@@ -33,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(index_app, name="index")
+app.command()(serve)
 
 
 class Precision(str, Enum):

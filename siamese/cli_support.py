@@ -66,12 +66,9 @@ def search_params(nprobe: int | None, ef_search: int | None) -> dict[str, int] |
 
 def gallery_model(gallery_dir: Path, model: Path | None) -> Path:
     """The model to embed with: ``model``, or the one the gallery recorded (which must still exist)."""
-    from siamese.index.manifest import Manifest
+    from siamese.index.gallery import gallery_model_path
 
-    model_path = model or Path(Manifest.read(gallery_dir).model_path)
-    if model is None and not model_path.is_file():
-        raise SiameseError(f"{gallery_dir}: was built with {model_path}, which is no longer there; pass --model PATH")
-    return model_path
+    return gallery_model_path(gallery_dir, model)
 
 
 def print_facts(facts: dict[str, Any], as_json: bool) -> None:

@@ -12,12 +12,18 @@ class DataError(SiameseError):
 
 
 class ImageDecodeError(DataError):
-    """One image file cannot be decoded; carries the path so batch jobs can report and skip it."""
+    """One image file cannot be decoded; carries the path so batch jobs can report and skip it.
 
-    def __init__(self, path: str, reason: str) -> None:
+    ``kind`` says what class of problem it is, so a caller (the HTTP service) can answer
+    differently without parsing the message: "missing", "empty", "too_large" (bytes or pixels),
+    "unsupported" (not an image, or a format outside the allow-list) or "corrupt".
+    """
+
+    def __init__(self, path: str, reason: str, *, kind: str = "corrupt") -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+        self.kind = kind
 
 
 class ConfigError(SiameseError):

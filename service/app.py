@@ -1,0 +1,49 @@
+"""The FastAPI application: /v1 API, the web page at /, OpenAPI docs at /docs, one JSON error shape."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from siamese import __version__
+from siamese.service.errors import install_error_handlers
+from siamese.service.limits import BodyLimitMiddleware
+from siamese.service.routes import router
+from siamese.service.state import ServiceState
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(state: ServiceState) -> FastAPI:
+    """The app serving ``state`` (already loaded: errors in the model or gallery surface before serving)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(
+        title="siamese search service",
+        version=__version__,
+        summary="Find the nearest gallery identities of an image; add and remove gallery items.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=state.config.max_upload_bytes)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    return app

@@ -1,0 +1,169 @@
+"""Dynamic micro-batching: images from requests arriving together are embedded in one inference call.
+
+A request hands over its preprocessed rows (N×C×H×W) and awaits a future. One loop task takes
+the oldest waiting request, then gathers more until ``max_batch`` rows or until ``max_wait``
+has passed since it started gathering, runs one inference call on a single worker thread (the
+event loop stays free to accept uploads meanwhile), and resolves every request's future with
+its own rows of the result. While inference runs, newcomers queue up and form the next batch at
+once, so under load batches fill without waiting; alone, a request waits at most ``max_wait``.
+``max_batch=1`` turns batching off (one request per call), which the load test compares against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+Rows = NDArray[np.float32]
+
+
+@dataclass
+class _Waiting:
+    rows: Rows
+    future: asyncio.Future[Rows]
+
+
+@dataclass
+class BatchStats:
+    """Counters for gallery info and the load test: how full the batches were."""
+
+    batches: int = 0
+    images: int = 0
+    largest: int = 0
+    inference_seconds: float = 0.0
+    sizes: dict[int, int] = field(default_factory=dict)
+
+    def record(self, size: int, seconds: float) -> None:
+        self.batches += 1
+        self.images += size
+        self.largest = max(self.largest, size)
+        self.inference_seconds += seconds
+        self.sizes[size] = self.sizes.get(size, 0) + 1
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready summary."""
+        mean = self.images / self.batches if self.batches else 0.0
+        return {"batches": self.batches, "images": self.images, "mean_batch": round(mean, 2), "largest_batch": self.largest,
+                "inference_seconds": round(self.inference_seconds, 3)}
+
+
+class MicroBatcher:
+    """Batches concurrent embedding requests; start it inside the running event loop.
+
+    Args:
+        embed: embeds an N×C×H×W float32 batch (called on the batcher's own worker thread).
+        max_batch: rows per inference call at most (a single request larger than this runs alone).
+        max_wait_s: how long to gather companions for the oldest waiting request.
+    """
+
+    def __init__(self, embed: Callable[[Rows], Rows], *, max_batch: int = 32, max_wait_s: float = 0.005) -> None:
+        self._embed = embed
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.stats = BatchStats()
+        self._waiting: deque[_Waiting] = deque()
+        self._arrived: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        # One thread: inference calls never overlap, and onnxruntime's own threads use the cores.
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="siamese-infer")
+
+    def start(self) -> None:
+        """Start the gathering loop in the running event loop."""
+        self._arrived = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="siamese-batcher")
+
+    async def stop(self) -> None:
+        """Stop gathering, fail whatever still waits, and release the worker thread."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        while self._waiting:
+            waiting = self._waiting.popleft()
+            if not waiting.future.done():
+                waiting.future.set_exception(RuntimeError("the service is shutting down"))
+        self._worker.shutdown(wait=True)
+
+    @property
+    def running(self) -> bool:
+        """Whether the loop is alive (readiness)."""
+        return self._task is not None and not self._task.done()
+
+    async def embed(self, rows: Rows) -> Rows:
+        """Embed ``rows`` (N×C×H×W) together with whatever other requests are waiting; return N×D."""
+        if self._arrived is None or not self.running:
+            raise RuntimeError("the batcher is not running")
+        future: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(rows, future))
+        self._arrived.set()
+        return await future  # cancelled (timeout, client gone): the loop skips it
+
+    # ---------------------------------------------------------------- the loop
+    def _take(self, batch: list[_Waiting], size: int) -> int:
+        """Move waiting requests into ``batch`` while they fit; return the new row count."""
+        while self._waiting:
+            head = self._waiting[0]
+            if head.future.done():  # cancelled while waiting
+                self._waiting.popleft()
+                continue
+            if batch and size + len(head.rows) > self.max_batch:
+                break
+            batch.append(self._waiting.popleft())
+            size += len(head.rows)
+        return size
+
+    async def _gather(self) -> list[_Waiting]:
+        """Wait for a first request, then companions until the batch is full or the wait is over."""
+        assert self._arrived is not None
+        batch: list[_Waiting] = []
+        size = 0
+        while not batch:
+            self._arrived.clear()
+            size = self._take(batch, 0)
+            if not batch:
+                await self._arrived.wait()
+        deadline = time.perf_counter() + self.max_wait_s
+        while size < self.max_batch:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+            size = self._take(batch, size)
+            if self._waiting and not self._waiting[0].future.done():
+                break  # the next request does not fit: this batch is as full as it gets
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather()
+            rows = batch[0].rows if len(batch) == 1 else np.concatenate([w.rows for w in batch])
+            started = time.perf_counter()
+            try:
+                embeddings = await loop.run_in_executor(self._worker, self._embed, rows)
+            except Exception as exc:  # the model failed: every request of the batch hears why
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(exc)
+                continue
+            self.stats.record(len(rows), time.perf_counter() - started)
+            offset = 0
+            for waiting in batch:
+                count = len(waiting.rows)
+                if not waiting.future.done():
+                    waiting.future.set_result(embeddings[offset : offset + count])
+                offset += count

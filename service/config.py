@@ -1,0 +1,66 @@
+"""The service's settings: one frozen dataclass, filled by `siamese serve` (the only argument parser)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from siamese.engine.image import MAX_PIXELS
+from siamese.errors import ConfigError
+
+#: Environment variable holding the API key when --api-key is not given.
+API_KEY_ENV = "SIAMESE_API_KEY"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """How the service runs.
+
+    Attributes:
+        gallery_dir: the gallery to search and update.
+        model_path: the model (None: the one the gallery records).
+        device: execution provider ("auto", "cpu", "cuda", "tensorrt").
+        max_batch: images embedded together at most; 1 embeds each request on its own.
+        max_wait_ms: how long the first waiting image waits for others to join its batch.
+        max_upload_bytes: the largest request body accepted (413 beyond).
+        max_pixels: the largest image accepted, in pixels (413 beyond).
+        max_files: images per request at most (batch queries and adds).
+        max_k: the largest k a query may ask for.
+        timeout_s: a query not answered within this many seconds gets 504.
+        api_key: when set, write endpoints need it (X-API-Key or Authorization: Bearer).
+        decode_threads: threads decoding uploads (default: one per core).
+    """
+
+    gallery_dir: Path
+    model_path: Path | None = None
+    device: str = "auto"
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_upload_bytes: int = 20 * 2**20
+    max_pixels: int = 40_000_000
+    max_files: int = 64
+    max_k: int = 100
+    timeout_s: float = 30.0
+    api_key: str | None = None
+    decode_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_batch >= 1, f"max batch must be at least 1, got {self.max_batch}"),
+            (0 <= self.max_wait_ms <= 1000, f"max wait must be 0–1000 ms, got {self.max_wait_ms}"),
+            (self.max_upload_bytes >= 1024, f"max upload must be at least 1 KiB, got {self.max_upload_bytes} bytes"),
+            (1 <= self.max_pixels <= MAX_PIXELS, f"max pixels must be 1–{MAX_PIXELS}, got {self.max_pixels}"),
+            (self.max_files >= 1, f"max files must be at least 1, got {self.max_files}"),
+            (self.max_k >= 1, f"max k must be at least 1, got {self.max_k}"),
+            (self.timeout_s > 0, f"timeout must be positive, got {self.timeout_s}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @classmethod
+    def with_env_key(cls, **fields: object) -> ServiceConfig:
+        """A config whose API key falls back to ``$SIAMESE_API_KEY`` (so the key need not be on the command line)."""
+        key = fields.pop("api_key", None) or os.environ.get(API_KEY_ENV) or None
+        return cls(api_key=key, **fields)  # type: ignore[arg-type]

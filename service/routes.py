@@ -1,0 +1,146 @@
+"""The /v1 endpoints: health, readiness, gallery info, queries, adds, removals, item thumbnails."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from io import BytesIO
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from PIL import Image
+
+from siamese.engine.image import convert_mode, decode_image
+from siamese.errors import ImageDecodeError
+from siamese.service.errors import ApiError
+from siamese.service.state import ServiceState
+from siamese.service.uploads import check_identity, read_uploads
+
+router = APIRouter(prefix="/v1")
+
+_THUMBNAIL_SIZES = (32, 512)
+
+
+def _state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+def _require_key(state: ServiceState, x_api_key: str | None, authorization: str | None) -> None:
+    """Write endpoints need the API key when one is configured (compared in constant time)."""
+    expected = state.config.api_key
+    if expected is None:
+        return
+    offered = x_api_key
+    if offered is None and authorization and authorization.lower().startswith("bearer "):
+        offered = authorization[7:].strip()
+    if offered is None or not hmac.compare_digest(offered.encode(), expected.encode()):
+        reason = "missing" if offered is None else "wrong"
+        raise ApiError(401, "unauthorized", f"{reason} API key; send it as X-API-Key or Authorization: Bearer", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _k(state: ServiceState, k: int) -> int:
+    if k > state.config.max_k:
+        raise ApiError(422, "invalid_request", f"k must be at most {state.config.max_k}, got {k}")
+    return k
+
+
+async def _timed(state: ServiceState, work: Any) -> Any:
+    """Answer 504 when a query takes longer than the configured timeout (the work is abandoned)."""
+    try:
+        return await asyncio.wait_for(work, state.config.timeout_s)
+    except asyncio.TimeoutError:
+        raise ApiError(504, "timeout", f"the query took longer than {state.config.timeout_s:g} s; try again or send fewer images") from None
+
+
+KeyHeader = Annotated[str | None, Header(description="API key for write endpoints (when the service has one).")]
+AuthHeader = Annotated[str | None, Header(description="Alternatively: Bearer API key.")]
+TopK = Annotated[int, Query(ge=1, description="Identities (and nearest items) returned per query.")]
+
+
+@router.get("/health", summary="Liveness: the process answers")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Readiness: model loaded, gallery open, batcher running (503 otherwise)")
+async def ready(request: Request) -> JSONResponse:
+    state = _state(request)
+    if not state.is_ready():
+        return JSONResponse({"error": {"code": "not_ready", "message": "the service is starting or stopping"}}, status_code=503)
+    gallery = state.live.current
+    return JSONResponse({"status": "ready", "generation": gallery.manifest.generation, "count": len(gallery)})
+
+
+@router.get("/gallery", summary="Gallery facts: identities with counts, model, index type, threshold, batching")
+async def gallery_info(request: Request) -> dict[str, Any]:
+    return await asyncio.to_thread(_state(request).info)
+
+
+@router.post("/query", summary="Nearest identities of one uploaded image")
+async def query(request: Request, file: Annotated[UploadFile, File(description="The query image.")], k: TopK = 5) -> dict[str, Any]:
+    state = _state(request)
+    uploads = await read_uploads([file], state.config)
+    generation, results = await _timed(state, state.query(uploads, _k(state, k)))
+    return {"query": uploads[0].name, "generation": generation, **results[0].to_dict()}
+
+
+@router.post("/query/batch", summary="Nearest identities of each of several uploaded images")
+async def query_batch(request: Request, files: Annotated[list[UploadFile], File(description="The query images.")], k: TopK = 5) -> dict[str, Any]:
+    state = _state(request)
+    uploads = await read_uploads(files, state.config)
+    generation, results = await _timed(state, state.query(uploads, _k(state, k)))
+    return {"generation": generation, "results": [{"query": u.name, **r.to_dict()} for u, r in zip(uploads, results)]}
+
+
+@router.post("/items", status_code=201, summary="Add uploaded images to the gallery under one identity")
+async def add_items(
+    request: Request, files: Annotated[list[UploadFile], File(description="Images to add.")],
+    identity: Annotated[str, Form(description="The identity they show.")], x_api_key: KeyHeader = None, authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    state = _state(request)
+    _require_key(state, x_api_key, authorization)
+    name = check_identity(identity)
+    return await state.add(await read_uploads(files, state.config), name)
+
+
+@router.delete("/items", summary="Remove every item of an identity")
+async def remove_identity(
+    request: Request, identity: Annotated[str, Query(min_length=1, description="The identity to remove.")],
+    x_api_key: KeyHeader = None, authorization: AuthHeader = None,
+) -> dict[str, Any]:
+    state = _state(request)
+    _require_key(state, x_api_key, authorization)
+    return await state.remove(identity=identity)
+
+
+@router.delete("/items/{item_id}", summary="Remove one item")
+async def remove_item(request: Request, item_id: int, x_api_key: KeyHeader = None, authorization: AuthHeader = None) -> dict[str, Any]:
+    state = _state(request)
+    _require_key(state, x_api_key, authorization)
+    return await state.remove(item_id=item_id)
+
+
+def _thumbnail(path: str, size: int, max_pixels: int) -> bytes:
+    image = decode_image(path, max_pixels=max_pixels)
+    image.thumbnail((size, size))
+    if image.mode not in ("RGB", "L"):
+        image = convert_mode(image, "RGB")  # 16-bit greys scaled, transparency flattened, as for embedding
+    buffer = BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+@router.get("/items/{item_id}/image", summary="A PNG thumbnail of a gallery item (only files the gallery records)")
+async def item_image(request: Request, item_id: int, size: Annotated[int, Query(ge=_THUMBNAIL_SIZES[0], le=_THUMBNAIL_SIZES[1])] = 160) -> Response:
+    state = _state(request)
+    with state.live.read() as gallery:
+        item = gallery.item(item_id)
+    if item is None:
+        raise ApiError(404, "item_not_found", f"no item {item_id} in the gallery")
+    try:
+        data = await asyncio.to_thread(_thumbnail, item.path, size, state.config.max_pixels)
+    except ImageDecodeError as exc:
+        raise ApiError(404, "image_unavailable", f"item {item_id}: its image cannot be shown ({exc.reason})") from None
+    # An item id always means the same content (changed files get new ids), so browsers may cache it.
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600", "ETag": f'"{item.sha256[:32]}-{size}"'})

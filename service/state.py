@@ -1,0 +1,187 @@
+"""Everything one running service shares: the embedder, the live gallery, the batcher, the write lock.
+
+Reads go decode pool → micro-batcher → search on the leased generation. Writes (add, remove) are
+serialised by one asyncio lock, run on a worker thread through the gallery's own crash-safe
+update path (which also takes the on-disk writer lock, so a concurrent `siamese index add` gets
+"gallery is locked" rather than a torn gallery), then open the new generation and swap it in.
+A background task picks up generations published by other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from siamese.engine import Embedder
+from siamese.engine.runtime import available_cores
+from siamese.errors import GalleryError
+from siamese.index import Gallery, QueryResult
+from siamese.index.gallery import gallery_model_path, short
+from siamese.index.manifest import MANIFEST_FILE, Manifest
+from siamese.service.batcher import MicroBatcher
+from siamese.service.config import ServiceConfig
+from siamese.service.errors import ApiError
+from siamese.service.live_gallery import LiveGallery
+from siamese.service.uploads import Upload, preprocess_all, store_upload
+
+log = logging.getLogger("siamese.service")
+
+#: Seconds between checks for a generation published by another process.
+REFRESH_SECONDS = 2.0
+
+
+class ServiceState:
+    """The loaded model and gallery plus the machinery around them; create with :meth:`open`."""
+
+    def __init__(self, config: ServiceConfig, embedder: Embedder, gallery: Gallery) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.gallery_dir = Path(config.gallery_dir)
+        self.live = LiveGallery(gallery)
+        self.batcher = MicroBatcher(embedder.embed_batch, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000)
+        self.decode_pool = ThreadPoolExecutor(config.decode_threads or available_cores(), thread_name_prefix="siamese-upload")
+        self.ready = False
+        self._write_lock: asyncio.Lock | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._manifest_mtime = self._manifest_stamp()
+
+    @classmethod
+    def open(cls, config: ServiceConfig) -> ServiceState:
+        """Load the model and open the gallery; refuse a model the gallery was not built with.
+
+        Raises:
+            GalleryError, ModelMismatchError, ModelError, DeviceUnavailableError: as the CLI reports them.
+        """
+        model_path = gallery_model_path(config.gallery_dir, config.model_path)
+        embedder = Embedder(model_path, device=config.device, batch_size=max(config.max_batch, 1))
+        gallery = Gallery.open(config.gallery_dir, model_fingerprint=embedder.fingerprint, model_name=str(model_path))
+        return cls(config, embedder, gallery)
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Start the batcher and the refresher inside the server's event loop."""
+        self._write_lock = asyncio.Lock()
+        self.batcher.start()
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop(), name="siamese-refresh")
+        self.ready = True
+
+    async def stop(self) -> None:
+        """Stop taking work, finish the batcher, release threads, close the gallery and model."""
+        self.ready = False
+        if self._refresher is not None:
+            self._refresher.cancel()
+            try:
+                await self._refresher
+            except asyncio.CancelledError:
+                pass
+        await self.batcher.stop()
+        self.decode_pool.shutdown(wait=True, cancel_futures=True)
+        self.live.close()
+        self.embedder.close()
+
+    def is_ready(self) -> bool:
+        """Model loaded, gallery open, batcher running."""
+        return self.ready and self.batcher.running
+
+    # ------------------------------------------------------------------ reading
+    async def query(self, uploads: list[Upload], k: int) -> tuple[int, list[QueryResult]]:
+        """Embed the uploads (batched with other requests) and search; return (generation, results)."""
+        rows = await preprocess_all(uploads, self.embedder.spec, self.config, self.decode_pool)
+        embeddings = await self.batcher.embed(rows)
+        with self.live.read() as gallery:
+            results = await asyncio.to_thread(gallery.search, embeddings, k)
+            return gallery.manifest.generation, results
+
+    def info(self) -> dict[str, Any]:
+        """What the gallery holds, the model, and how the service batches."""
+        with self.live.read() as gallery:
+            facts = gallery.info()
+        manifest = facts
+        return {
+            "gallery": str(self.gallery_dir),
+            "generation": manifest["generation"],
+            "count": manifest["count"],
+            "identities": [{"identity": name, "count": count} for name, count in facts["identity_counts"].items()],
+            "index_type": manifest["index_type"],
+            "metric": manifest["metric"],
+            "dimension": manifest["dimension"],
+            "threshold": manifest.get("threshold"),
+            "model": {"path": str(self.embedder.model_path), "fingerprint": short(self.embedder.fingerprint), "device": self.embedder.device},
+            "writer_active": facts["writer_active"],
+            "batching": {"max_batch": self.config.max_batch, "max_wait_ms": self.config.max_wait_ms, **self.batcher.stats.to_dict()},
+            "limits": {"max_upload_bytes": self.config.max_upload_bytes, "max_pixels": self.config.max_pixels,
+                       "max_files": self.config.max_files, "max_k": self.config.max_k, "write_requires_key": self.config.api_key is not None},
+        }
+
+    # ------------------------------------------------------------------ writing
+    async def add(self, uploads: list[Upload], identity: str) -> dict[str, Any]:
+        """Check, store and add uploads under ``identity``; publish, then swap in the new generation."""
+        await preprocess_all(uploads, self.embedder.spec, self.config, self.decode_pool)  # refuse bad files before storing any
+        async with self._lock():
+            paths = [str(await asyncio.to_thread(store_upload, self.gallery_dir, identity, upload)) for upload in uploads]
+            report = await asyncio.to_thread(Gallery.add, self.gallery_dir, paths, self.embedder, identity=identity)
+            gallery = await self._reopen()
+            items = gallery.items.by_paths(paths)
+        return {**self._summary(report), "items": [{"id": i.id, "identity": i.identity, "path": i.path} for i in items]}
+
+    async def remove(self, *, identity: str | None = None, item_id: int | None = None) -> dict[str, Any]:
+        """Remove one item or every item of an identity; 404 if there is none."""
+        async with self._lock():
+            current = self.live.current
+            if item_id is not None:
+                item = current.item(item_id)
+                if item is None:
+                    raise ApiError(404, "item_not_found", f"no item {item_id} in the gallery (generation {current.manifest.generation})")
+                report = await asyncio.to_thread(Gallery.remove, self.gallery_dir, paths=[item.path])
+            else:
+                assert identity is not None
+                if identity not in current.items.identity_counts():
+                    raise ApiError(404, "identity_not_found", f"no identity {identity!r} in the gallery")
+                report = await asyncio.to_thread(Gallery.remove, self.gallery_dir, identities=[identity])
+            await self._reopen()
+        return self._summary(report)
+
+    def _lock(self) -> asyncio.Lock:
+        if self._write_lock is None:
+            raise ApiError(503, "not_ready", "the service is starting or stopping")
+        return self._write_lock
+
+    @staticmethod
+    def _summary(report: Any) -> dict[str, Any]:
+        return {"generation": report.generation, "count": report.count, "identities": report.identities, "added": report.added,
+                "removed": report.removed, "failures": [{"name": p, "reason": r} for p, r in report.failures]}
+
+    async def _reopen(self) -> Gallery:
+        """Open the newest published generation and make it current."""
+        gallery = await asyncio.to_thread(
+            Gallery.open, self.gallery_dir, model_fingerprint=self.embedder.fingerprint, model_name=str(self.embedder.model_path)
+        )
+        self.live.swap(gallery)
+        self._manifest_mtime = self._manifest_stamp()
+        return gallery
+
+    # --------------------------------------------------- other processes' writes
+    def _manifest_stamp(self) -> int:
+        try:
+            return (self.gallery_dir / MANIFEST_FILE).stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            if self._manifest_stamp() == self._manifest_mtime or self._write_lock is None or self._write_lock.locked():
+                continue
+            async with self._write_lock:
+                try:
+                    manifest = await asyncio.to_thread(Manifest.read, self.gallery_dir)
+                    if manifest.generation != self.live.current.manifest.generation:
+                        await self._reopen()
+                        log.info("gallery generation %d published by another process is now served", manifest.generation)
+                    else:
+                        self._manifest_mtime = self._manifest_stamp()
+                except GalleryError as exc:  # keep serving the generation we have
+                    log.warning("could not open the gallery's new generation: %s", exc)

@@ -1,0 +1,97 @@
+"""Uploaded images: read within limits, decode with the engine's own checks, and store the ones added.
+
+Uploads are decoded by :func:`siamese.engine.image.load_pixels` from bytes, so they meet exactly
+the rules gallery files meet (format allow-list, pixel and size limits, no half-decodes). Images
+added to the gallery are kept at ``GALLERY/uploads/<identity>/<sha256>.<ext>``: the gallery
+records paths and content hashes, so an added image must outlive the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+from fastapi import UploadFile
+from numpy.typing import NDArray
+from PIL import Image
+
+from siamese.engine.image import load_pixels, normalize
+from siamese.io import sha256_bytes, write_bytes_atomic
+from siamese.service.config import ServiceConfig
+from siamese.service.errors import ApiError
+from siamese.spec import InputSpec
+
+#: Folder inside the gallery where added uploads are kept.
+UPLOADS_DIR = "uploads"
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "PPM": "ppm", "TIFF": "tiff", "WEBP": "webp", "MPO": "jpg"}
+#: Identities become folder names: no separators, control characters, or leading dot.
+_IDENTITY = re.compile(r"^(?!\.)[^/\\\x00-\x1f\x7f]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file: a display name for messages and its bytes."""
+
+    name: str
+    data: bytes
+
+
+def _display_name(filename: str | None, position: int) -> str:
+    """The client's file name without any folder part, bounded, for messages (never used as a path)."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    name = "".join(ch for ch in name if ch.isprintable())[:120]
+    return name or f"upload {position + 1}"
+
+
+async def read_uploads(files: list[UploadFile], config: ServiceConfig) -> list[Upload]:
+    """Read the uploaded files (the body limit already bounds their total size).
+
+    Raises:
+        ApiError: no files (422) or more than ``config.max_files`` (413).
+    """
+    if not files:
+        raise ApiError(422, "invalid_request", "no image uploaded; send the image in the multipart field 'file' (or 'files')")
+    if len(files) > config.max_files:
+        raise ApiError(413, "too_many_files", f"{len(files)} images in one request; the limit is {config.max_files}")
+    uploads = []
+    for position, upload in enumerate(files):
+        uploads.append(Upload(_display_name(upload.filename, position), await upload.read()))
+        await upload.close()
+    return uploads
+
+
+def check_identity(identity: str) -> str:
+    """The identity, stripped, if it can name a folder; else 400."""
+    identity = identity.strip()
+    if not _IDENTITY.match(identity) or identity in (".", ".."):
+        raise ApiError(400, "bad_identity", f"identity {identity[:40]!r} cannot be used: 1–128 characters, no '/', '\\\\' or control characters, not starting with '.'")
+    return identity
+
+
+def preprocess(upload: Upload, spec: InputSpec, config: ServiceConfig) -> NDArray[np.float32]:
+    """Decode and preprocess one upload into a 1×C×H×W row (ImageDecodeError names the upload)."""
+    pixels = load_pixels(upload.data, spec, name=upload.name, max_pixels=config.max_pixels, max_bytes=config.max_upload_bytes)
+    return normalize(pixels[None], spec)
+
+
+async def preprocess_all(uploads: list[Upload], spec: InputSpec, config: ServiceConfig, pool: Executor) -> NDArray[np.float32]:
+    """Preprocess uploads in parallel on the decode pool (Pillow releases the GIL); N×C×H×W."""
+    loop = asyncio.get_running_loop()
+    rows = await asyncio.gather(*[loop.run_in_executor(pool, preprocess, upload, spec, config) for upload in uploads])
+    return rows[0] if len(rows) == 1 else np.concatenate(rows)
+
+
+def store_upload(gallery_dir: Path, identity: str, upload: Upload) -> Path:
+    """Keep a decoded-and-checked upload durably inside the gallery; the same content is stored once."""
+    with Image.open(BytesIO(upload.data)) as image:  # already fully decoded once: this reads the header only
+        extension = _EXTENSIONS.get(image.format or "", "img")
+    target = gallery_dir / UPLOADS_DIR / identity / f"{sha256_bytes(upload.data)}.{extension}"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(target, upload.data)
+    return target

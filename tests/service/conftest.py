@@ -1,0 +1,48 @@
+"""Service fixtures: a private copy of the test gallery per test, and a running app on it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from siamese.service import ServiceConfig, ServiceState, create_app
+
+
+@pytest.fixture()
+def service_gallery(gallery_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the session gallery (4 unseen identities × 6 images) this test may change."""
+    return Path(shutil.copytree(gallery_dir, tmp_path / "gallery"))
+
+
+@pytest.fixture()
+def make_client(service_gallery: Path) -> Iterator[Callable[..., TestClient]]:
+    """Factory: a TestClient (lifespan started) of a service on the private gallery with config overrides."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        config = ServiceConfig(gallery_dir=service_gallery, device="cpu", **overrides)
+        client = TestClient(create_app(ServiceState.open(config)), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture()
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    """A service with default settings on a private gallery."""
+    return make_client()
+
+
+@pytest.fixture()
+def image_of() -> Callable[[Path, str, int], Path]:
+    """Factory: the n-th image file (sorted by name) of an identity in an ImageFolder."""
+    return lambda dataset, identity, index=0: sorted((dataset / identity).iterdir())[index]

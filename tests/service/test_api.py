@@ -1,0 +1,78 @@
+"""The /v1 API's happy paths: health, readiness, info, query, batch query, add, remove, thumbnails, docs, page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+ImageOf = Callable[[Path, str, int], Path]
+
+
+def _upload(path: Path, field: str = "file") -> dict:
+    return {field: (path.name, path.read_bytes(), "application/octet-stream")}
+
+
+def test_health_ready_and_info(client: TestClient) -> None:
+    assert client.get("/v1/health").json() == {"status": "ok"}
+    ready = client.get("/v1/ready")
+    assert ready.status_code == 200 and ready.json()["count"] == 24
+    info = client.get("/v1/gallery").json()
+    assert info["count"] == 24 and info["index_type"] == "Flat"
+    assert info["identities"] == [{"identity": f"id_00{i}", "count": 6} for i in range(4)]
+    assert info["batching"]["max_batch"] == 32 and "threshold" in info
+
+
+def test_query_finds_the_identity(client: TestClient, unseen_dataset: Path, image_of: ImageOf) -> None:
+    path = image_of(unseen_dataset, "id_002", 1)
+    response = client.post("/v1/query?k=3", files=_upload(path))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["query"] == path.name and body["generation"] >= 1
+    best = body["identities"][0]
+    assert best["identity"] == "id_002" and best["distance"] < 1e-3 and best["path"] == str(path)
+    assert len(body["identities"]) == 3 and len(body["matches"]) == 3
+    thumbnail = client.get(f"/v1/items/{best['id']}/image?size=64")
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/png" and thumbnail.content[:4] == b"\x89PNG"
+
+
+def test_batch_query(client: TestClient, unseen_dataset: Path, image_of: ImageOf) -> None:
+    paths = [image_of(unseen_dataset, f"id_00{i}", 2) for i in range(4)]
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in paths]
+    body = client.post("/v1/query/batch?k=2", files=files).json()
+    assert [r["identities"][0]["identity"] for r in body["results"]] == ["id_000", "id_001", "id_002", "id_003"]
+    assert [r["query"] for r in body["results"]] == [p.name for p in paths]
+
+
+def test_add_then_query_then_remove(client: TestClient, tiny_dataset: Path, service_gallery: Path, image_of: ImageOf) -> None:
+    newcomer = [image_of(tiny_dataset, "id_005", i) for i in range(2)]
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in newcomer]
+    added = client.post("/v1/items", files=files, data={"identity": "newcomer"})
+    assert added.status_code == 201, added.text
+    report = added.json()
+    assert report["added"] == 2 and report["count"] == 26 and len(report["items"]) == 2
+    for item in report["items"]:
+        stored = Path(item["path"])
+        assert stored.is_relative_to(service_gallery / "uploads" / "newcomer") and stored.is_file()
+    found = client.post("/v1/query", files=_upload(newcomer[0])).json()
+    assert found["identities"][0]["identity"] == "newcomer" and found["generation"] == report["generation"]
+    info = client.get("/v1/gallery").json()
+    assert {"identity": "newcomer", "count": 2} in info["identities"]
+
+    one = client.delete(f"/v1/items/{report['items'][0]['id']}")
+    assert one.status_code == 200 and one.json()["removed"] == 1 and one.json()["count"] == 25
+    rest = client.delete("/v1/items", params={"identity": "newcomer"})
+    assert rest.status_code == 200 and rest.json()["count"] == 24
+    after = client.post("/v1/query", files=_upload(newcomer[0])).json()
+    assert after["identities"][0]["identity"] != "newcomer"
+
+
+def test_docs_and_page(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/query", "/v1/query/batch", "/v1/items", "/v1/gallery", "/v1/health", "/v1/ready"} <= set(schema["paths"])
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="file-input"' in page.text
+    assert client.get("/static/app.js").status_code == 200
