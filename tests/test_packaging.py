@@ -27,7 +27,8 @@ def test_wheel_holds_only_the_siamese_package(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"siamese", next(n for n in top_level if n.endswith(".dist-info"))}
-    for module in ("training/trainer.py", "export/onnx_export.py", "engine/embedder.py", "index/gallery.py", "cli.py"):
+    for module in ("training/trainer.py", "export/onnx_export.py", "engine/embedder.py", "index/gallery.py", "cli.py",
+                   "service/app.py", "service/static/index.html", "service/static/app.js", "service/static/style.css"):
         assert f"siamese/{module}" in names
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
@@ -37,12 +38,12 @@ def test_wheel_holds_only_the_siamese_package(tmp_path: Path) -> None:
 def test_stage_folders_are_not_top_level_modules(tmp_path: Path) -> None:
     code = (
         "import importlib\n"
-        "for name in ('training', 'export', 'engine', 'index'):\n"
+        "for name in ('training', 'export', 'engine', 'index', 'service'):\n"
         "    try:\n"
         "        importlib.import_module(name)\n"
         "    except ModuleNotFoundError:\n"
         "        continue\n"
         "    raise SystemExit(f'{name} is importable at top level')\n"
-        "import siamese.training, siamese.export, siamese.engine, siamese.index\n"
+        "import siamese.training, siamese.export, siamese.engine, siamese.index, siamese.service\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)

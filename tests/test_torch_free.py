@@ -1,4 +1,4 @@
-"""The query path (engine + index + CLI query) never imports PyTorch."""
+"""The query path (engine + index + CLI query + HTTP service) never imports PyTorch."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ from typer.testing import CliRunner
 from siamese.cli import app
 outcome = CliRunner().invoke(app, ["query", {str(query)!r}, "--gallery", {str(gallery_dir)!r}, "--json"])
 assert outcome.exit_code == 0, outcome.output
+from fastapi.testclient import TestClient
+from siamese.service import ServiceConfig, ServiceState, create_app
+with TestClient(create_app(ServiceState.open(ServiceConfig(gallery_dir={str(gallery_dir)!r}, device="cpu")))) as client:
+    with open({str(query)!r}, "rb") as handle:
+        answer = client.post("/v1/query", files={{"file": ("q.png", handle.read(), "image/png")}})
+    assert answer.json()["identities"][0]["identity"] == "id_000", answer.text
 loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
 assert not loaded, loaded
 print("ok")
