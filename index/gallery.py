@@ -21,7 +21,7 @@ from siamese.index.gallery_files import load_published_index
 from siamese.index.item_store import ItemStore
 from siamese.index.lock import is_locked
 from siamese.index.manifest import MANIFEST_FILE, Manifest
-from siamese.index.results import IdentityMatch, Item, Match, QueryResult
+from siamese.index.results import Item, Match, QueryResult
 
 if TYPE_CHECKING:
     from siamese.engine.embedder import Embedder
@@ -73,6 +73,8 @@ class Gallery:
         self.items = items
         self.search_params = search_params
         self._params = fx.search_parameters(index, search_params)
+        #: Distance beyond which a query is "unknown": the stored calibration; set None (or another value) to override.
+        self.threshold: float | None = manifest.threshold["distance"] if manifest.threshold else None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -166,18 +168,15 @@ class Gallery:
     def search(self, embeddings: NDArray[np.float32], k: int = 5, *, params: dict[str, int] | None = None) -> list[QueryResult]:
         """The k nearest items of each query embedding, and the identities ranked by closest item.
 
-        k larger than the gallery returns every item; never a placeholder.
+        k larger than the gallery returns every item; never a placeholder. Each result is marked
+        ``unknown`` when its nearest identity lies beyond :attr:`threshold`.
         """
         distances, ids = self.nearest(embeddings, k * _IDENTITY_WIDEN, params=params)
         items = self.items.get(ids[ids >= 0].tolist())
         results = []
         for row_distances, row_ids in zip(distances, ids):
             neighbours = [Match(int(i), items[i].identity, items[i].path, float(d)) for d, i in zip(row_distances, row_ids) if i in items]
-            ranked: dict[str, IdentityMatch] = {}
-            for match in neighbours:
-                if match.identity not in ranked:
-                    ranked[match.identity] = IdentityMatch(match.identity, match.distance, match.id, match.path)
-            results.append(QueryResult(neighbours[:k], list(ranked.values())[:k]))
+            results.append(QueryResult.ranked(neighbours, k, self.threshold))
         return results
 
     def item(self, item_id: int) -> Item | None:
@@ -220,3 +219,10 @@ class Gallery:
         from siamese.index.verify import verify_gallery
 
         return verify_gallery(gallery_dir, check_files=check_files)
+
+    @classmethod
+    def set_threshold(cls, gallery_dir: str | os.PathLike[str], distance: float | None, **options: Any) -> Manifest:
+        """Store (or clear) the "unknown" distance threshold; see :func:`siamese.index.threshold.set_threshold`."""
+        from siamese.index.threshold import set_threshold
+
+        return set_threshold(gallery_dir, distance, **options)

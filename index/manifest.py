@@ -43,6 +43,8 @@ class Manifest:
     created: str
     search_params: dict[str, int] = field(default_factory=dict)
     recall: dict[str, Any] | None = None
+    #: {distance, far, source, set}: beyond ``distance`` a query is "unknown" (see siamese.index.threshold).
+    threshold: dict[str, Any] | None = None
     items_file: str = ITEMS_FILE
     format_version: int = GALLERY_FORMAT_VERSION
 

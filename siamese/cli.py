@@ -156,6 +156,8 @@ def query(
     nprobe: Annotated[Optional[int], typer.Option(min=1, help="IVF lists searched per query (default: the gallery's).")] = None,
     ef_search: Annotated[Optional[int], typer.Option(min=1, help="HNSW search breadth (default: the gallery's).")] = None,
     mmap: Annotated[bool, typer.Option(help="Memory-map the index instead of reading it into memory.")] = False,
+    threshold: Annotated[Optional[float], typer.Option(min=0.0, help="Answer \"unknown\" beyond this distance (default: the gallery's calibrated threshold).")] = None,
+    no_threshold: Annotated[bool, typer.Option("--no-threshold", help="Ignore the gallery's threshold: always answer the nearest identity.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Find the nearest gallery identities of each query image. Exit code 3: some queries were unreadable."""
@@ -167,6 +169,8 @@ def query(
     embedder = Embedder(model_path, device=device.value)
     params = search_params(nprobe, ef_search)
     with Gallery.open(gallery_dir, model_fingerprint=embedder.fingerprint, model_name=str(model_path), mmap=mmap, search_params=params) as gallery:
+        if no_threshold or threshold is not None:
+            gallery.threshold = None if no_threshold else threshold
         embedded = embedder.embed_paths(list_image_paths(images))
         results = gallery.search(embedded.embeddings, k=k) if embedded.paths else []
     _report_skipped(embedded.failures)
@@ -186,6 +190,8 @@ def query(
             for rank, match in enumerate(result.identities, start=1):
                 table.add_row(str(rank), match.identity, f"{match.distance:.4f}", match.path)
             out.print(table)
+            if result.unknown:
+                out.print(f"[yellow]unknown[/yellow]: nothing within the threshold {result.threshold:.4f}; the nearest identities are listed above", highlight=False)
     if show is not None and results:
         from siamese.visualize import plot_query_results
 
@@ -251,18 +257,25 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Random seed for the split and pair sampling.")] = 0,
     device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write eval.json, roc.png and distances.png here.")] = None,
+    save_threshold: Annotated[Optional[Path], typer.Option(help="Store the threshold at --at-far in this gallery (built with MODEL): its queries then answer \"unknown\" beyond it.")] = None,
+    at_far: Annotated[float, typer.Option(min=0.0, max=1.0, help="False-accept rate of the threshold --save-threshold stores.")] = 1e-3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Measure identification (recall@k, mAP@R) and verification (ROC-AUC, EER, TAR@FAR) of MODEL on your data."""
-    from siamese.evaluate import EvalConfig, evaluate
+    from siamese.evaluate import EvalConfig, evaluate, save_threshold_to
 
+    fars = list(far) if far else [1e-2, 1e-3]
+    if save_threshold is not None and at_far not in fars:
+        fars.append(at_far)
     config = EvalConfig(
         model=str(model), data_dir=str(data_dir) if data_dir else None, gallery_dir=str(gallery_dir) if gallery_dir else None,
         queries_dir=str(queries_dir) if queries_dir else None, gallery_per_identity=gallery_per_identity, split=split,
-        seed=seed, fars=tuple(far) if far else (1e-2, 1e-3), device=device.value, out_dir=str(out_dir) if out_dir else None,
+        seed=seed, fars=tuple(fars), device=device.value, out_dir=str(out_dir) if out_dir else None,
     )
     report = evaluate(config, progress=not as_json)
     _report_skipped([(s["path"], s["reason"]) for s in report["skipped"]])
+    if save_threshold is not None:
+        report["saved_threshold"] = save_threshold_to(save_threshold, report, at_far)
     if as_json:
         _print_json(report)
         return
@@ -278,6 +291,8 @@ def eval_command(
     out.print(table)
     if "files" in report:
         out.print(f"wrote {', '.join(report['files'].values())}")
+    if save_threshold is not None:
+        out.print(f"gallery [bold]{save_threshold}[/bold]: queries farther than {report['saved_threshold']['distance']:.4f} now answer unknown (FAR {at_far:g})", highlight=False)
 
 
 # ---------------------------------------------------------------------------- bench

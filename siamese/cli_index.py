@@ -1,4 +1,4 @@
-"""`siamese index build|add|remove|info|verify`: create, update and check galleries.
+"""`siamese index build|add|remove|info|verify|threshold`: create, update and check galleries.
 
 Exit codes: 0 success, 1 error (one line on stderr), 3 done but some files were refused (each
 listed on stderr and in the JSON report, ``GALLERY/rejected.json`` by default).
@@ -138,6 +138,33 @@ def index_info(gallery_dir: Annotated[Path, typer.Argument(help="Gallery directo
 
     with Gallery.open(gallery_dir) as gallery:
         print_facts({"kind": "gallery", **gallery.info()}, as_json)
+
+
+@index_app.command("threshold")
+@friendly_errors
+def index_threshold(
+    gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
+    distance: Annotated[Optional[float], typer.Argument(help="L2 distance beyond which queries answer \"unknown\" (omit to show it).")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the threshold: every query answers its nearest identity.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show, set or clear the "unknown" threshold (calibrate one with `siamese eval --save-threshold`)."""
+    from siamese.index import Gallery, Manifest
+
+    if clear and distance is not None:
+        raise typer.BadParameter("give a DISTANCE or --clear, not both")
+    if clear or distance is not None:
+        manifest = Gallery.set_threshold(gallery_dir, None if clear else distance, source="set by hand")
+    else:
+        manifest = Manifest.read(gallery_dir)
+    if as_json:
+        print_json({"gallery": str(gallery_dir), "threshold": manifest.threshold})
+    elif manifest.threshold is None:
+        out.print(f"gallery [bold]{gallery_dir}[/bold]: no threshold; every query answers its nearest identity", highlight=False)
+    else:
+        t = manifest.threshold
+        far = f" (false-accept rate {t['far']:g})" if t.get("far") else ""
+        out.print(f"gallery [bold]{gallery_dir}[/bold]: queries farther than {t['distance']:.4f}{far} answer unknown; {t['source']}, {t['set']}", highlight=False)
 
 
 @index_app.command("verify")

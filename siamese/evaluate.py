@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from siamese.errors import DataError
+from siamese.errors import DataError, SiameseError
 from siamese.image_folder import LabelledImage, scan_image_folder
 from siamese.io import write_json_atomic
 from siamese.metrics import retrieval_metrics, roc_curve, sample_pair_distances, verification_metrics
@@ -139,6 +139,8 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> dict[str, Any]:
     verification = measured["verification"]
     report = {
         "model": str(config.model),
+        "model_fingerprint": embedder.fingerprint,
+        "data": config.data_dir or f"{config.gallery_dir} + {config.queries_dir}",
         "device": embedder.device,
         **measured,
         "settings": {k: v for k, v in config.__dict__.items() if k != "out_dir"},
@@ -156,3 +158,22 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> dict[str, Any]:
         }
         write_json_atomic(out / "eval.json", report)
     return report
+
+
+def save_threshold_to(gallery_dir: str | os.PathLike[str], report: dict[str, Any], far: float) -> dict[str, Any]:
+    """Store the report's distance threshold at ``far`` in a gallery built with the evaluated model.
+
+    The threshold is a per-pair false-accept rate: with N identities in the gallery, an unknown
+    query is wrongly accepted with probability up to about N × ``far``; choose ``far`` accordingly.
+
+    Raises:
+        GalleryError: the gallery was built with another model, or is locked by a writer.
+    """
+    from siamese.index import Gallery
+
+    distance = report["verification"][f"threshold_at_far_{far:g}"]
+    if not distance > 0:
+        raise SiameseError(f"the evaluation found no positive distance threshold at FAR {far:g} (too few different-identity pairs?); not stored")
+    source = f"siamese eval of {report['model']} on {report['data']}"
+    manifest = Gallery.set_threshold(gallery_dir, distance, far=far, source=source, model_fingerprint=report["model_fingerprint"])
+    return manifest.threshold or {}

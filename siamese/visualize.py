@@ -46,7 +46,9 @@ def plot_query_results(
     for row, (query, result) in enumerate(zip(queries, results)):
         want = expected[row] if expected else None
         axes[row][0].imshow(_thumbnail(query), cmap="gray")
-        axes[row][0].set_title(f"query\n{Path(query).name}" + (f" ({want})" if want else ""), fontsize=9)
+        verdict = "\nunknown (beyond threshold)" if result.unknown else ""
+        axes[row][0].set_title(f"query\n{Path(query).name}" + (f" ({want})" if want else "") + verdict, fontsize=9,
+                               color="darkorange" if result.unknown else "black")
         for col, match in enumerate(result.matches[:k], start=1):
             axes[row][col].imshow(_thumbnail(match.path), cmap="gray")
             colour = "black" if want is None else ("green" if match.identity == want else "red")
