@@ -30,6 +30,7 @@ class ServiceConfig:
         timeout_s: a query not answered within this many seconds gets 504.
         api_key: when set, write endpoints need it (X-API-Key or Authorization: Bearer).
         decode_threads: threads decoding uploads (default: one per core).
+        refresh_s: how often to look for a generation or threshold published by another process.
     """
 
     gallery_dir: Path
@@ -44,6 +45,7 @@ class ServiceConfig:
     timeout_s: float = 30.0
     api_key: str | None = None
     decode_threads: int | None = None
+    refresh_s: float = 2.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -54,6 +56,7 @@ class ServiceConfig:
             (self.max_files >= 1, f"max files must be at least 1, got {self.max_files}"),
             (self.max_k >= 1, f"max k must be at least 1, got {self.max_k}"),
             (self.timeout_s > 0, f"timeout must be positive, got {self.timeout_s}"),
+            (self.refresh_s > 0, f"refresh interval must be positive, got {self.refresh_s}"),
         ]
         for ok, message in checks:
             if not ok:

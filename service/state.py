@@ -4,7 +4,7 @@ Reads go decode pool → micro-batcher → search on the leased generation. Writ
 serialised by one asyncio lock, run on a worker thread through the gallery's own crash-safe
 update path (which also takes the on-disk writer lock, so a concurrent `siamese index add` gets
 "gallery is locked" rather than a torn gallery), then open the new generation and swap it in.
-A background task picks up generations published by other processes.
+A background task picks up generations (and thresholds) published by other processes.
 """
 
 from __future__ import annotations
@@ -28,10 +28,6 @@ from siamese.service.live_gallery import LiveGallery
 from siamese.service.uploads import Upload, preprocess_all, store_upload
 
 log = logging.getLogger("siamese.service")
-
-#: Seconds between checks for a generation published by another process.
-REFRESH_SECONDS = 2.0
-
 
 class ServiceState:
     """The loaded model and gallery plus the machinery around them; create with :meth:`open`."""
@@ -99,7 +95,7 @@ class ServiceState:
         """What the gallery holds, the model, and how the service batches."""
         with self.live.read() as gallery:
             facts = gallery.info()
-        manifest = facts
+        manifest = facts  # the manifest's fields, plus identity counts and writer state
         return {
             "gallery": str(self.gallery_dir),
             "generation": manifest["generation"],
@@ -108,7 +104,8 @@ class ServiceState:
             "index_type": manifest["index_type"],
             "metric": manifest["metric"],
             "dimension": manifest["dimension"],
-            "threshold": manifest.get("threshold"),
+            "threshold": gallery.threshold,
+            "threshold_calibration": manifest.get("threshold"),
             "model": {"path": str(self.embedder.model_path), "fingerprint": short(self.embedder.fingerprint), "device": self.embedder.device},
             "writer_active": facts["writer_active"],
             "batching": {"max_batch": self.config.max_batch, "max_wait_ms": self.config.max_wait_ms, **self.batcher.stats.to_dict()},
@@ -172,15 +169,15 @@ class ServiceState:
 
     async def _refresh_loop(self) -> None:
         while True:
-            await asyncio.sleep(REFRESH_SECONDS)
+            await asyncio.sleep(self.config.refresh_s)
             if self._manifest_stamp() == self._manifest_mtime or self._write_lock is None or self._write_lock.locked():
                 continue
             async with self._write_lock:
                 try:
                     manifest = await asyncio.to_thread(Manifest.read, self.gallery_dir)
-                    if manifest.generation != self.live.current.manifest.generation:
+                    if manifest != self.live.current.manifest:  # a new generation, or a new threshold
                         await self._reopen()
-                        log.info("gallery generation %d published by another process is now served", manifest.generation)
+                        log.info("gallery generation %d (changed by another process) is now served", manifest.generation)
                     else:
                         self._manifest_mtime = self._manifest_stamp()
                 except GalleryError as exc:  # keep serving the generation we have

@@ -76,3 +76,24 @@ def test_docs_and_page(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and 'id="file-input"' in page.text
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_unknown_beyond_the_threshold(make_client, service_gallery: Path, tiny_dataset: Path, unseen_dataset: Path, image_of: ImageOf) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from siamese.index import Gallery
+
+    client = make_client(refresh_s=0.05)
+    stranger = image_of(tiny_dataset, "id_007", 0)  # an identity the gallery does not hold
+    before = client.post("/v1/query", files=_upload(stranger)).json()
+    assert before["unknown"] is False and before["threshold"] is None
+    known = client.post("/v1/query", files=_upload(image_of(unseen_dataset, "id_001", 0))).json()
+    threshold = (known["identities"][0]["distance"] + before["identities"][0]["distance"]) / 2
+    Gallery.set_threshold(service_gallery, max(threshold, 1e-6))  # as `siamese index threshold` would, while serving
+    deadline = time.monotonic() + 10
+    while client.get("/v1/gallery").json()["threshold"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = client.post("/v1/query", files=_upload(stranger)).json()
+    assert after["unknown"] is True and after["answer"] is None and after["threshold"] == max(threshold, 1e-6)
+    again = client.post("/v1/query", files=_upload(image_of(unseen_dataset, "id_001", 0))).json()
+    assert again["unknown"] is False and again["answer"] == "id_001"
