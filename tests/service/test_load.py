@@ -1,0 +1,28 @@
+"""A bounded load test through `siamese bench service --quick`: concurrent clients on 127.0.0.1, no errors, every answer right.
+
+Timing ratios are not asserted here (the machine is shared); the full suite's JSON records them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from siamese.cli import app
+
+
+def test_service_load_quick(model_path: Path, service_gallery: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "bench", "service", "--quick", "-O", f"model={model_path}", "-O", f"gallery={service_gallery}", "-O", "clients=8",
+        "-O", "requests=6", "--work-dir", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"), "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(Path(json.loads(result.stdout)["path"]).read_text())["results"]
+    for mode in ("batched", "one_at_a_time"):
+        stats = figures["modes"][mode]
+        assert stats["requests"] == 8 * 6 and stats["errors"] == 0 and stats["wrong_answers"] == 0, stats
+        assert stats["requests_per_s"] > 0 and stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
+    assert figures["modes"]["one_at_a_time"]["mean_batch"] == 1.0
+    assert figures["throughput_ratio"]["median"] > 0 and figures["settings"]["host"] == "127.0.0.1"
