@@ -7,15 +7,19 @@ round sends ``clients`` × ``requests`` queries (gallery images, PNG, one per re
 concurrent HTTP clients in this process and checks every answer. Reported per mode: requests/s
 (median of the rounds), p50/p95/p99 latency (all rounds pooled), errors and wrong answers (both
 must be 0), and the mean batch the server formed; and the throughput ratio batched / one-at-a-time
-per round. The model is the default conv tower trained briefly on generated identities (its
-speed, not its accuracy, matters here), or ``-O model=PATH -O gallery=DIR``.
+per round. Two scenarios (towers trained briefly on generated identities: their speed matters
+here, not their accuracy): ``default``, the default conv tower at 96 px over 1000 images plus
+99 000 generated unit vectors (distractors without image files, so each search costs what a
+100k-item exact gallery's does); ``small``, a small conv tower at 32 px over 1000 images, where
+per-request costs dominate. ``-O model=PATH -O gallery=DIR`` serves your own instead.
 
-Options (-O key=value): clients=16 requests=40 rounds=3 max_batch=32 max_wait_ms=5 identities=200
-per_identity=5 size=96 model= gallery=
+Options (-O key=value): clients=32 requests=40 rounds=3 max_batch=32 max_wait_ms=5
+scenarios=default,small model= gallery=
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -24,59 +28,95 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the suite's private helpers (_*.py) beside it
 
 from _service_load import Query, RoundResult, batching_stats, run_load  # noqa: E402
 
 from siamese.benchmarking import BenchSettings, latency_stats  # noqa: E402
-from siamese.index import Gallery  # noqa: E402
+from siamese.errors import SiameseError  # noqa: E402
+from siamese.index import Gallery, GalleryWriter  # noqa: E402
 
 _HOST = "127.0.0.1"  # never anything else: the load test must not leave the machine
 
 
-def _prepare(settings: BenchSettings) -> tuple[Path, Path]:
-    """The model and gallery to serve: given, or a briefly trained default tower and a generated gallery."""
-    model, gallery = settings.option("model", None), settings.option("gallery", None)
-    if model and gallery:
-        return Path(model), Path(gallery)
-    if gallery:
-        with Gallery.open(gallery) as opened:
-            return opened.model_path, Path(gallery)
+@dataclass(frozen=True)
+class Scenario:
+    """A model and gallery to serve: the conv tower at some size, generated identities, optional distractors."""
+
+    name: str
+    size: int
+    identities: int
+    per_identity: int
+    distractors: int = 0
+    widths: tuple[int, ...] | None = None  # None: the conv tower's default widths
+    embedding_dim: int | None = None
+
+    def about(self) -> str:
+        tower = "default conv tower" if self.widths is None else f"small conv tower (widths {self.widths}, {self.embedding_dim}-d)"
+        extra = f" + {self.distractors} generated distractor vectors" if self.distractors else ""
+        return f"{tower} at {self.size}×{self.size} grey; gallery of {self.identities * self.per_identity} images{extra}"
+
+
+SCENARIOS = {
+    # The product's default tower over a 100k-item exact gallery: inference and search both cost.
+    "default": Scenario("default", 96, 200, 5, distractors=99_000),
+    # A small tower over a small gallery (thumbnails, signatures): per-request overheads dominate.
+    "small": Scenario("small", 32, 200, 5, widths=(8, 16), embedding_dim=16),
+}
+QUICK = Scenario("quick", 32, 20, 3, distractors=500, widths=(8, 16), embedding_dim=16)
+
+
+def _prepare(scenario: Scenario, work_dir: Path) -> tuple[Path, Path]:
+    """A briefly trained tower (its speed matters here, not its accuracy), its export, and a gallery; reused."""
     from siamese.engine import Embedder
     from siamese.export import export_onnx
     from siamese.synthetic import SyntheticSpec, generate_identities
     from siamese.training import TrainConfig, train
 
-    quick = settings.quick
-    root = settings.work_dir / "service"
-    identities = settings.option("identities", 20 if quick else 200, int)
-    per_identity = settings.option("per_identity", 3 if quick else 5, int)
-    size = settings.option("size", 48 if quick else 96, int)
-    stamp = root / f"ready-{identities}x{per_identity}-{size}"
+    root = work_dir / "service" / scenario.name
+    stamp = root / "ready.json"
     data, gallery_dir, model_path = root / "identities", root / "gallery", root / "model.onnx"
-    if not stamp.exists():
+    if not stamp.is_file() or json.loads(stamp.read_text()) != asdict(scenario):
         shutil.rmtree(root, ignore_errors=True)
-        spec = SyntheticSpec(identities=identities, images_per_identity=per_identity, size=size, formats=("png",))
+        spec = SyntheticSpec(identities=scenario.identities, images_per_identity=scenario.per_identity, size=scenario.size, formats=("png",))
         generate_identities(data, spec, seed=7)
-        train(TrainConfig(data_dir=str(data), out_dir=str(root / "run"), tower="conv", image_size=size, epochs=1,
-                          steps_per_epoch=3, val_fraction=0.2, seed=0), progress=False)
+        shape = {"widths": scenario.widths, "embedding_dim": scenario.embedding_dim} if scenario.widths else {}
+        train(TrainConfig(data_dir=str(data), out_dir=str(root / "run"), tower="conv", image_size=scenario.size, epochs=1,
+                          steps_per_epoch=3, val_fraction=0.2, seed=0, **shape), progress=False)
         export_onnx(root / "run", model_path)
-        Gallery.build(data, Embedder(model_path, device="cpu"), gallery_dir)
-        stamp.touch()
+        embedder = Embedder(model_path, device="cpu")
+        Gallery.build(data, embedder, gallery_dir)
+        _add_distractors(gallery_dir, scenario.distractors, embedder.dim)
+        stamp.write_text(json.dumps(asdict(scenario)))
     return model_path, gallery_dir
+
+
+def _add_distractors(gallery_dir: Path, count: int, dim: int) -> None:
+    """Generated unit vectors (identities "distractor-N", no image files) so search costs what a large gallery's does."""
+    if count <= 0:
+        return
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(count, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with GalleryWriter.open(gallery_dir) as writer:
+        writer.stage_embeddings(vectors, [f"generated/{n}" for n in range(count)], [f"distractor-{n // 5}" for n in range(count)])
+        writer.publish()
 
 
 def _queries(gallery_dir: Path, limit: int = 400) -> list[Query]:
     """Gallery images as queries, spread over identities, with the identity each must return."""
     with Gallery.open(gallery_dir) as gallery:
         items = gallery.items.all_items()
-    step = max(1, len(items) // limit)
-    return [Query(Path(item.path).name, Path(item.path).read_bytes(), item.identity) for item in items[::step][:limit]]
+    images = [item for item in items if not item.path.startswith("generated/")]
+    step = max(1, len(images) // limit)
+    return [Query(Path(item.path).name, Path(item.path).read_bytes(), item.identity) for item in images[::step][:limit]]
 
 
 def _free_port() -> int:
@@ -96,6 +136,11 @@ class _Server:
                    "--log-level", "warning"]
         self.log = log.open("w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (user + system), from /proc."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -125,6 +170,7 @@ def _summary(rounds: list[RoundResult], batches: list[dict[str, Any]]) -> dict[s
     latencies = [s for r in rounds for s in r.latencies_s]
     images = sum(b["images"] for b in batches)
     calls = sum(b["batches"] for b in batches)
+    cpu = {side: sum(b[side] for b in batches) for side in ("server_cpu_s", "client_cpu_s")}
     return {
         "requests_per_s": round(statistics.median(r.requests / r.wall_s for r in rounds), 1),
         "rounds_requests_per_s": [round(r.requests / r.wall_s, 1) for r in rounds],
@@ -135,6 +181,8 @@ def _summary(rounds: list[RoundResult], batches: list[dict[str, Any]]) -> dict[s
         "first_errors": [e for r in rounds for e in r.first_errors][:5],
         "mean_batch": round(images / calls, 2) if calls else 0.0,
         "inference_calls": calls,
+        "server_cpu_ms_per_request": round(1000 * cpu["server_cpu_s"] / max(len(latencies), 1), 3),
+        "client_cpu_ms_per_request": round(1000 * cpu["client_cpu_s"] / max(len(latencies), 1), 3),
     }
 
 
@@ -142,40 +190,85 @@ def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     return {key: after[key] - before[key] for key in ("batches", "images")}
 
 
-def run(settings: BenchSettings) -> dict[str, Any]:
-    """Measure both modes in alternating rounds and return the figures."""
-    quick = settings.quick
-    clients = settings.option("clients", 8 if quick else 16, int)
-    per_client = settings.option("requests", 10 if quick else 40, int)
-    rounds = settings.option("rounds", 1 if quick else 3, int)
-    max_batch = settings.option("max_batch", 32, int)
-    max_wait_ms = settings.option("max_wait_ms", 5.0, float)
-    model, gallery = _prepare(settings)
+@dataclass(frozen=True)
+class _Load:
+    clients: int
+    per_client: int
+    rounds: int
+    max_batch: int
+    max_wait_ms: float
+
+
+def _measure(model: Path, gallery: Path, load: _Load, logs: Path) -> dict[str, Any]:
+    """Both servers on one model and gallery, alternating rounds; figures per mode and the throughput ratio."""
     queries = _queries(gallery)
-    logs = settings.work_dir / "service-logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    modes = {"batched": max_batch, "one_at_a_time": 1}
-    servers = {name: _Server(model, gallery, size, max_wait_ms, logs / f"{name}.log") for name, size in modes.items()}
+    modes = {"batched": load.max_batch, "one_at_a_time": 1}
+    servers = {name: _Server(model, gallery, size, load.max_wait_ms, logs / f"{name}.log") for name, size in modes.items()}
     results: dict[str, list[RoundResult]] = {name: [] for name in modes}
     batches: dict[str, list[dict[str, Any]]] = {name: [] for name in modes}
     load_before = os.getloadavg()
     try:
         for server in servers.values():
             server.wait_ready()
-        for round_number in range(rounds):
+        for round_number in range(load.rounds):
             order = list(modes) if round_number % 2 == 0 else list(reversed(modes))  # alternate who goes first
             for name in order:
                 url = servers[name].url
-                before = batching_stats(url)
-                results[name].append(run_load(url, queries, clients=clients, per_client=per_client))
-                batches[name].append(_delta(batching_stats(url), before))
+                before, server_cpu, client_cpu = batching_stats(url), servers[name].cpu_seconds(), time.process_time()
+                results[name].append(run_load(url, queries, clients=load.clients, per_client=load.per_client))
+                batches[name].append({**_delta(batching_stats(url), before), "server_cpu_s": servers[name].cpu_seconds() - server_cpu,
+                                      "client_cpu_s": time.process_time() - client_cpu})
     finally:
         for server in servers.values():
             server.stop()
-    figures = {name: _summary(results[name], batches[name]) for name in modes}
     ratios = [b.requests / b.wall_s / (s.requests / s.wall_s) for b, s in zip(results["batched"], results["one_at_a_time"])]
     with Gallery.open(gallery) as opened:
         gallery_items = len(opened)
+    return {
+        "gallery_items": gallery_items, "model": str(model),
+        "modes": {name: _summary(results[name], batches[name]) for name in modes},
+        "throughput_ratio": {"median": round(statistics.median(ratios), 2), "per_round": [round(r, 2) for r in ratios]},
+        "machine_load": {"loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+    }
+
+
+def _table(name: str, figures: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{name} / {mode}: {f['requests_per_s']} req/s, p50 {f['p50_ms']:.1f} ms, p95 {f['p95_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, "
+        f"errors {f['errors']}, wrong {f['wrong_answers']}, mean batch {f['mean_batch']}"
+        for mode, f in figures["modes"].items()
+    ]
+    ratio = figures["throughput_ratio"]
+    return [*lines, f"{name}: micro-batched / one at a time = {ratio['median']:.2f}× (per round: {', '.join(map(str, ratio['per_round']))})"]
+
+
+def run(settings: BenchSettings) -> dict[str, Any]:
+    """Measure each scenario (or the given model and gallery) in both modes and return the figures."""
+    quick = settings.quick
+    load = _Load(
+        clients=settings.option("clients", 8 if quick else 32, int), per_client=settings.option("requests", 10 if quick else 40, int),
+        rounds=settings.option("rounds", 1 if quick else 3, int), max_batch=settings.option("max_batch", 32, int),
+        max_wait_ms=settings.option("max_wait_ms", 5.0, float),
+    )
+    logs = settings.work_dir / "service-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    given_model, given_gallery = settings.option("model", None), settings.option("gallery", None)
+    targets: dict[str, tuple[Path, Path, str]] = {}
+    if given_gallery:
+        with Gallery.open(given_gallery) as opened:
+            model = Path(given_model) if given_model else opened.model_path
+        targets["given"] = (model, Path(given_gallery), f"{model} serving {given_gallery}")
+    else:
+        names = ["quick"] if quick else settings.option("scenarios", "default,small").split(",")
+        unknown = [n for n in names if n not in SCENARIOS and n != "quick"]
+        if unknown:
+            raise SiameseError(f"unknown service scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+        for name in names:
+            scenario = QUICK if name == "quick" else SCENARIOS[name]
+            targets[name] = (*_prepare(scenario, settings.work_dir), scenario.about())
+    scenarios = {}
+    for name, (model, gallery, about) in targets.items():
+        scenarios[name] = {"about": about, **_measure(model, gallery, load, logs)}
     return {
         "about": {
             "requests_per_s": "queries answered per second of wall time with all clients sending (median over rounds)",
@@ -184,15 +277,9 @@ def run(settings: BenchSettings) -> dict[str, Any]:
             "wrong_answers": "answers whose first identity is not the query image's own (must be 0)",
             "mean_batch": "images per inference call the server formed during the rounds",
             "throughput_ratio": "batched / one-at-a-time requests/s, per round (rounds alternate between the servers)",
+            "cpu_ms_per_request": "CPU time of the server process / of the load generator per request (includes warm-up requests)",
         },
-        "settings": {"clients": clients, "requests_per_client": per_client, "rounds": rounds, "max_batch": max_batch,
-                     "max_wait_ms": max_wait_ms, "gallery_items": gallery_items, "model": str(model), "host": _HOST},
-        "modes": figures,
-        "throughput_ratio": {"median": round(statistics.median(ratios), 2), "per_round": [round(r, 2) for r in ratios]},
-        "machine_load": {"loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
-        "table": [
-            f"{name}: {f['requests_per_s']} req/s, p50 {f['p50_ms']:.1f} ms, p95 {f['p95_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, "
-            f"errors {f['errors']}, wrong {f['wrong_answers']}, mean batch {f['mean_batch']}"
-            for name, f in figures.items()
-        ] + [f"micro-batching raises throughput {statistics.median(ratios):.2f}× (per round: {', '.join(f'{r:.2f}' for r in ratios)})"],
+        "settings": {**asdict(load), "host": _HOST},
+        "scenarios": scenarios,
+        "table": [line for name, figures in scenarios.items() for line in _table(name, figures)],
     }

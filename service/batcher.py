@@ -1,11 +1,16 @@
 """Dynamic micro-batching: images from requests arriving together are embedded in one inference call.
 
-A request hands over its preprocessed rows (N×C×H×W) and awaits a future. One loop task takes
-the oldest waiting request, then gathers more until ``max_batch`` rows or until ``max_wait``
-has passed since it started gathering, runs one inference call on a single worker thread (the
-event loop stays free to accept uploads meanwhile), and resolves every request's future with
-its own rows of the result. While inference runs, newcomers queue up and form the next batch at
-once, so under load batches fill without waiting; alone, a request waits at most ``max_wait``.
+A request hands over its preprocessed rows (N×C×H×W) with a context (the service's: its k) and
+awaits a future. One loop task takes the oldest waiting request, then gathers more until
+``max_batch`` rows or until ``max_wait`` has passed since it started gathering, runs the batch
+function once on a single worker thread (the event loop stays free to accept uploads meanwhile)
+— the service's embeds the rows and searches them in one FAISS call — and resolves every
+request's future with its own result.
+
+The batcher waits for companions only while more requests are known to be on their way (their
+uploads are being decoded, see :meth:`incoming`): waiting for requests that are not coming would
+only leave the cores idle. While inference runs, newcomers queue up and form the next batch at
+once, so under load batches fill by themselves; alone, a request is embedded without delay.
 ``max_batch=1`` turns batching off (one request per call), which the load test compares against.
 """
 
@@ -14,20 +19,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 Rows = NDArray[np.float32]
+T = TypeVar("T")
+#: The batch function: all rows of the batch, and (row count, context) per request, in order → one result per request.
+BatchFunction = Callable[[Rows, Sequence[tuple[int, Any]]], Sequence[T]]
 
 
 @dataclass
-class _Waiting:
+class _Waiting(Generic[T]):
     rows: Rows
-    future: asyncio.Future[Rows]
+    context: Any
+    future: asyncio.Future[T]
 
 
 @dataclass
@@ -54,21 +65,33 @@ class BatchStats:
                 "inference_seconds": round(self.inference_seconds, 3)}
 
 
-class MicroBatcher:
-    """Batches concurrent embedding requests; start it inside the running event loop.
+def split_rows(embed: Callable[[Rows], Rows]) -> BatchFunction[Rows]:
+    """A batch function that embeds the rows and gives each request its own rows of the result."""
+
+    def run(rows: Rows, requests: Sequence[tuple[int, Any]]) -> list[Rows]:
+        embeddings = embed(rows)
+        bounds = np.cumsum([0, *(count for count, _ in requests)])
+        return [embeddings[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+
+    return run
+
+
+class MicroBatcher(Generic[T]):
+    """Batches concurrent requests into one call of a batch function; start it inside the running event loop.
 
     Args:
-        embed: embeds an N×C×H×W float32 batch (called on the batcher's own worker thread).
-        max_batch: rows per inference call at most (a single request larger than this runs alone).
-        max_wait_s: how long to gather companions for the oldest waiting request.
+        run: the batch function (called on the batcher's own worker thread).
+        max_batch: rows per call at most (a single request larger than this runs alone).
+        max_wait_s: how long the oldest waiting request may wait for requests still being decoded.
     """
 
-    def __init__(self, embed: Callable[[Rows], Rows], *, max_batch: int = 32, max_wait_s: float = 0.005) -> None:
-        self._embed = embed
+    def __init__(self, run: BatchFunction[T], *, max_batch: int = 32, max_wait_s: float = 0.005) -> None:
+        self._incoming = 0
+        self._run = run
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.stats = BatchStats()
-        self._waiting: deque[_Waiting] = deque()
+        self._waiting: deque[_Waiting[T]] = deque()
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         # One thread: inference calls never overlap, and onnxruntime's own threads use the cores.
@@ -99,17 +122,28 @@ class MicroBatcher:
         """Whether the loop is alive (readiness)."""
         return self._task is not None and not self._task.done()
 
-    async def embed(self, rows: Rows) -> Rows:
-        """Embed ``rows`` (N×C×H×W) together with whatever other requests are waiting; return N×D."""
+    @contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Announce a request that will be submitted soon (wrap its decoding), so a gathering batch waits for it."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
+            if self._arrived is not None:
+                self._arrived.set()  # a gathering batch re-checks whether anyone is still coming
+
+    async def submit(self, rows: Rows, context: Any = None) -> T:
+        """Run ``rows`` (N×C×H×W) together with whatever other requests are waiting; return this request's result."""
         if self._arrived is None or not self.running:
             raise RuntimeError("the batcher is not running")
-        future: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(rows, future))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(rows, context, future))
         self._arrived.set()
         return await future  # cancelled (timeout, client gone): the loop skips it
 
     # ---------------------------------------------------------------- the loop
-    def _take(self, batch: list[_Waiting], size: int) -> int:
+    def _take(self, batch: list[_Waiting[T]], size: int) -> int:
         """Move waiting requests into ``batch`` while they fit; return the new row count."""
         while self._waiting:
             head = self._waiting[0]
@@ -122,10 +156,10 @@ class MicroBatcher:
             size += len(head.rows)
         return size
 
-    async def _gather(self) -> list[_Waiting]:
-        """Wait for a first request, then companions until the batch is full or the wait is over."""
+    async def _gather(self) -> list[_Waiting[T]]:
+        """Wait for a first request, then for announced companions until the batch is full or the wait is over."""
         assert self._arrived is not None
-        batch: list[_Waiting] = []
+        batch: list[_Waiting[T]] = []
         size = 0
         while not batch:
             self._arrived.clear()
@@ -133,7 +167,7 @@ class MicroBatcher:
             if not batch:
                 await self._arrived.wait()
         deadline = time.perf_counter() + self.max_wait_s
-        while size < self.max_batch:
+        while size < self.max_batch and self._incoming > 0:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
@@ -152,18 +186,16 @@ class MicroBatcher:
         while True:
             batch = await self._gather()
             rows = batch[0].rows if len(batch) == 1 else np.concatenate([w.rows for w in batch])
+            requests = [(len(w.rows), w.context) for w in batch]
             started = time.perf_counter()
             try:
-                embeddings = await loop.run_in_executor(self._worker, self._embed, rows)
-            except Exception as exc:  # the model failed: every request of the batch hears why
+                results = await loop.run_in_executor(self._worker, self._run, rows, requests)
+            except Exception as exc:  # the model or search failed: every request of the batch hears why
                 for waiting in batch:
                     if not waiting.future.done():
                         waiting.future.set_exception(exc)
                 continue
             self.stats.record(len(rows), time.perf_counter() - started)
-            offset = 0
-            for waiting in batch:
-                count = len(waiting.rows)
+            for waiting, result in zip(batch, results):
                 if not waiting.future.done():
-                    waiting.future.set_result(embeddings[offset : offset + count])
-                offset += count
+                    waiting.future.set_result(result)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from siamese.service.batcher import MicroBatcher
+from siamese.service.batcher import MicroBatcher, split_rows
 
 
 class _Model:
@@ -31,7 +31,7 @@ def _rows(value: float, count: int = 1) -> np.ndarray:
 async def _run(batcher: MicroBatcher, requests: list[np.ndarray]) -> list[np.ndarray]:
     batcher.start()
     try:
-        return await asyncio.gather(*[batcher.embed(rows) for rows in requests])
+        return await asyncio.gather(*[batcher.submit(rows) for rows in requests])
     finally:
         await batcher.stop()
 
@@ -40,7 +40,7 @@ async def _run(batcher: MicroBatcher, requests: list[np.ndarray]) -> list[np.nda
 def test_concurrent_requests_share_batches(max_batch: int) -> None:
     model = _Model()
     requests = [_rows(n, 1 + n % 3) for n in range(24)]  # 48 rows in requests of 1–3
-    results = asyncio.run(_run(MicroBatcher(model, max_batch=max_batch, max_wait_s=0.02), requests))
+    results = asyncio.run(_run(MicroBatcher(split_rows(model), max_batch=max_batch, max_wait_s=0.02), requests))
     for n, (rows, result) in enumerate(zip(requests, results)):
         assert result.shape == (len(rows), 2) and np.all(result[:, 0] == n)
     assert sum(model.calls) == 48
@@ -52,8 +52,23 @@ def test_concurrent_requests_share_batches(max_batch: int) -> None:
 
 def test_a_request_larger_than_the_batch_runs_alone() -> None:
     model = _Model(0)
-    (result,) = asyncio.run(_run(MicroBatcher(model, max_batch=4, max_wait_s=0), [_rows(7, 10)]))
+    (result,) = asyncio.run(_run(MicroBatcher(split_rows(model), max_batch=4, max_wait_s=0), [_rows(7, 10)]))
     assert model.calls == [10] and result.shape == (10, 2)
+
+
+def test_each_request_gets_its_context_back() -> None:
+    def run(rows: np.ndarray, requests: list) -> list:
+        return [f"{count} rows, k={k}" for count, k in requests]
+
+    async def scenario() -> list[str]:
+        batcher = MicroBatcher(run, max_batch=16, max_wait_s=0.01)
+        batcher.start()
+        try:
+            return await asyncio.gather(batcher.submit(_rows(1, 2), 3), batcher.submit(_rows(2), 7))
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()) == ["2 rows, k=3", "1 rows, k=7"]
 
 
 def test_model_failure_reaches_every_request_and_cancelled_ones_are_skipped() -> None:
@@ -61,19 +76,45 @@ def test_model_failure_reaches_every_request_and_cancelled_ones_are_skipped() ->
         raise ValueError("model exploded")
 
     async def scenario() -> None:
-        batcher = MicroBatcher(broken, max_batch=8, max_wait_s=0.01)
+        batcher = MicroBatcher(split_rows(broken), max_batch=8, max_wait_s=0.01)
         batcher.start()
         try:
-            outcomes = await asyncio.gather(batcher.embed(_rows(1)), batcher.embed(_rows(2)), return_exceptions=True)
+            outcomes = await asyncio.gather(batcher.submit(_rows(1)), batcher.submit(_rows(2)), return_exceptions=True)
             assert all(isinstance(o, ValueError) for o in outcomes)
             model = _Model()
-            batcher._embed = model  # the loop survives a failed batch
-            abandoned = asyncio.ensure_future(batcher.embed(_rows(3)))
+            batcher._run = split_rows(model)  # the loop survives a failed batch
+            abandoned = asyncio.ensure_future(batcher.submit(_rows(3)))
             await asyncio.sleep(0)
             abandoned.cancel()
-            assert (await batcher.embed(_rows(4)))[0, 0] == 4
+            assert (await batcher.submit(_rows(4)))[0, 0] == 4
             assert sum(model.calls) == 1  # the cancelled request was never run
         finally:
             await batcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_waits_only_for_announced_requests() -> None:
+    async def scenario() -> tuple[list[int], float]:
+        model = _Model(0)
+        batcher = MicroBatcher(split_rows(model), max_batch=8, max_wait_s=0.5)
+        batcher.start()
+        try:
+            started = time.perf_counter()
+            await batcher.submit(_rows(1))  # nobody else is coming: no waiting
+            alone = time.perf_counter() - started
+
+            async def late() -> np.ndarray:
+                with batcher.incoming():  # decoding…
+                    await asyncio.sleep(0.05)
+                return await batcher.submit(_rows(3))
+
+            first = asyncio.ensure_future(late())
+            await asyncio.sleep(0.01)
+            await asyncio.gather(batcher.submit(_rows(2)), first)
+            return model.calls, alone
+        finally:
+            await batcher.stop()
+
+    calls, alone = asyncio.run(scenario())
+    assert alone < 0.25 and calls == [1, 2]  # the second batch waited for the announced request
