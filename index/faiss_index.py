@@ -204,9 +204,14 @@ def read_index(path: Path, *, mmap: bool = False, name: Path | None = None) -> f
 
 
 def search(
-    index: faiss.Index, queries: NDArray[np.float32], k: int, params: faiss.SearchParameters | None = None
+    index: faiss.Index, queries: NDArray[np.float32], k: int, params: faiss.SearchParameters | None = None, *, threads: int | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """k nearest neighbours by L2 distance (not squared); k is capped at the index size.
+
+    ``threads`` caps FAISS's OpenMP threads for this call (default: one below SINGLE_THREAD_BELOW
+    queries, else all). A server running searches beside other work passes 1: on shared cores the
+    OpenMP split can cost far more than it saves (32 queries over 100k vectors: 12 ms on one
+    thread, 1.6 s on two busy cores; benchmarks/service.py).
 
     Returns:
         (distances, ids), each Q×min(k, ntotal). Approximate indexes may find fewer than k:
@@ -216,8 +221,10 @@ def search(
     if k <= 0 or len(queries) == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     previous = faiss.omp_get_max_threads()
-    if len(queries) < SINGLE_THREAD_BELOW:
-        faiss.omp_set_num_threads(1)  # OpenMP's setting is per calling thread: other searches are unaffected
+    if threads is None and len(queries) < SINGLE_THREAD_BELOW:
+        threads = 1
+    if threads is not None:
+        faiss.omp_set_num_threads(max(1, threads))  # OpenMP's setting is per calling thread: other searches are unaffected
     try:
         squared, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
     finally:

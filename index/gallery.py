@@ -158,20 +158,25 @@ class Gallery:
             raise ModelMismatchError(f"query embeddings have dimension {queries.shape[1]}, gallery {self.gallery_dir} holds {self.manifest.dimension}")
         return queries
 
-    def nearest(self, embeddings: NDArray[np.float32], k: int = 5, *, params: dict[str, int] | None = None) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    def nearest(
+        self, embeddings: NDArray[np.float32], k: int = 5, *, params: dict[str, int] | None = None, threads: int | None = None,
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """The k nearest item ids of each query and their L2 distances (Q×min(k, len)); -1 and inf where an
-        approximate index found fewer. ``params`` overrides search parameters for this call."""
+        approximate index found fewer. ``params`` overrides search parameters for this call; ``threads``
+        caps FAISS's threads (see :func:`siamese.index.faiss_index.search`)."""
         queries = self._queries(embeddings, k)
         search_params = self._params if params is None else fx.search_parameters(self.index, {**self.search_params, **params})
-        return fx.search(self.index, queries, k, search_params)
+        return fx.search(self.index, queries, k, search_params, threads=threads)
 
-    def search(self, embeddings: NDArray[np.float32], k: int = 5, *, params: dict[str, int] | None = None) -> list[QueryResult]:
+    def search(
+        self, embeddings: NDArray[np.float32], k: int = 5, *, params: dict[str, int] | None = None, threads: int | None = None,
+    ) -> list[QueryResult]:
         """The k nearest items of each query embedding, and the identities ranked by closest item.
 
         k larger than the gallery returns every item; never a placeholder. Each result is marked
         ``unknown`` when its nearest identity lies beyond :attr:`threshold`.
         """
-        distances, ids = self.nearest(embeddings, k * _IDENTITY_WIDEN, params=params)
+        distances, ids = self.nearest(embeddings, k * _IDENTITY_WIDEN, params=params, threads=threads)
         items = self.items.get(ids[ids >= 0].tolist())
         results = []
         for row_distances, row_ids in zip(distances, ids):

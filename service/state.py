@@ -98,7 +98,9 @@ class ServiceState:
         """The batch function (on the batcher's thread): one inference call, one search at the largest k, split per request."""
         embeddings = self.embedder.embed_batch(rows)
         with self.live.read() as gallery:
-            results = gallery.search(embeddings, max(k for _, k in requests))
+            # One FAISS thread: a batch of queries shares each pass over the gallery (8 queries over 100k vectors
+            # cost little more than one), and OpenMP threads fighting the server's other threads cost far more.
+            results = gallery.search(embeddings, max(k for _, k in requests), threads=1)
             generation = gallery.manifest.generation
         answers, offset = [], 0
         for count, k in requests:

@@ -96,3 +96,21 @@ def test_api_key_guards_writes(make_client: Callable[..., TestClient], unseen_da
     assert client.post("/v1/items", files=upload, data={"identity": "x"}, headers={"X-API-Key": "s3cret"}).status_code == 201
     assert client.delete("/v1/items", params={"identity": "x"}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert _query(client, "q.png", image).status_code == 200  # reads need no key
+
+
+def test_slow_query_times_out_with_504(make_client: Callable[..., TestClient]) -> None:
+    import time
+
+    client = make_client(timeout_s=0.2)
+    state = client.app.state.service  # type: ignore[attr-defined]
+    embed = state.embedder.embed_batch
+
+    def slow(rows):  # type: ignore[no-untyped-def]
+        time.sleep(0.6)
+        return embed(rows)
+
+    state.embedder.embed_batch = slow
+    assert "longer than 0.2 s" in _error(_query(client, "slow.png", _png()), 504, "timeout")
+    state.embedder.embed_batch = embed
+    time.sleep(0.6)  # the abandoned batch finishes on the inference thread
+    assert _query(client, "fast.png", _png()).status_code == 200  # the service recovers
