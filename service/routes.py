@@ -73,8 +73,10 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/gallery", summary="Gallery facts: identities with counts, model, index type, threshold, batching")
-async def gallery_info(request: Request) -> dict[str, Any]:
-    return await asyncio.to_thread(_state(request).info)
+async def gallery_info(
+    request: Request, limit: Annotated[int, Query(ge=0, le=1_000_000, description="Identities listed at most (by name).")] = 1000,
+) -> dict[str, Any]:
+    return await asyncio.to_thread(_state(request).info, limit)
 
 
 @router.post("/query", summary="Nearest identities of one uploaded image")

@@ -110,16 +110,19 @@ class ServiceState:
             offset += count
         return answers
 
-    def info(self) -> dict[str, Any]:
-        """What the gallery holds, the model, and how the service batches."""
+    def info(self, identities_limit: int | None = None) -> dict[str, Any]:
+        """What the gallery holds (the first ``identities_limit`` identities by name), the model, and how the service batches."""
         with self.live.read() as gallery:
             facts = gallery.info()
         manifest = facts  # the manifest's fields, plus identity counts and writer state
+        counts = list(facts["identity_counts"].items())
         return {
             "gallery": str(self.gallery_dir),
             "generation": manifest["generation"],
             "count": manifest["count"],
-            "identities": [{"identity": name, "count": count} for name, count in facts["identity_counts"].items()],
+            "identity_count": len(counts),
+            "identities": [{"identity": name, "count": count} for name, count in counts[:identities_limit]],
+            "identities_truncated": identities_limit is not None and len(counts) > identities_limit,
             "index_type": manifest["index_type"],
             "metric": manifest["metric"],
             "dimension": manifest["dimension"],

@@ -25,9 +25,12 @@ async function loadGallery() {
   const info = await call("/v1/gallery");
   const threshold = info.threshold == null ? "no threshold calibrated" : `unknown beyond distance ${info.threshold.toFixed(3)}`;
   $("#summary").textContent =
-    `${info.count} images of ${info.identities.length} identities · generation ${info.generation} · ` +
+    `${info.count} images of ${info.identity_count} identities · generation ${info.generation} · ` +
     `${info.index_type} index · model ${info.model.fingerprint} on ${info.model.device} · ${threshold}`;
   const rows = info.identities.map((row) => el("tr", {}, el("td", {}, row.identity), el("td", {}, String(row.count))));
+  if (info.identities_truncated) {
+    rows.push(el("tr", {}, el("td", { colspan: "2", class: "muted" }, `… the first ${info.identities.length} of ${info.identity_count}`)));
+  }
   $("#gallery-table tbody").replaceChildren(...rows);
 }
 

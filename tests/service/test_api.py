@@ -22,7 +22,9 @@ def test_health_ready_and_info(client: TestClient) -> None:
     info = client.get("/v1/gallery").json()
     assert info["count"] == 24 and info["index_type"] == "Flat"
     assert info["identities"] == [{"identity": f"id_00{i}", "count": 6} for i in range(4)]
-    assert info["batching"]["max_batch"] == 32 and "threshold" in info
+    assert info["batching"]["max_batch"] == 32 and "threshold" in info and info["identity_count"] == 4
+    few = client.get("/v1/gallery?limit=2").json()
+    assert [row["identity"] for row in few["identities"]] == ["id_000", "id_001"] and few["identities_truncated"] is True
 
 
 def test_query_finds_the_identity(client: TestClient, unseen_dataset: Path, image_of: ImageOf) -> None:
