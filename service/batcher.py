@@ -20,9 +20,9 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -49,14 +49,13 @@ class BatchStats:
     images: int = 0
     largest: int = 0
     inference_seconds: float = 0.0
-    sizes: dict[int, int] = field(default_factory=dict)
 
     def record(self, size: int, seconds: float) -> None:
+        """Count one batch function call of ``size`` rows that took ``seconds``."""
         self.batches += 1
         self.images += size
         self.largest = max(self.largest, size)
         self.inference_seconds += seconds
-        self.sizes[size] = self.sizes.get(size, 0) + 1
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready summary."""

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from PIL import Image
 
 from siamese.engine.image import convert_mode, decode_image
 from siamese.errors import ImageDecodeError

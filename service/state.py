@@ -32,6 +32,7 @@ from siamese.service.uploads import Upload, preprocess_all, store_upload
 
 log = logging.getLogger("siamese.service")
 
+
 class ServiceState:
     """The loaded model and gallery plus the machinery around them; create with :meth:`open`."""
 
@@ -113,26 +114,27 @@ class ServiceState:
     def info(self, identities_limit: int | None = None) -> dict[str, Any]:
         """What the gallery holds (the first ``identities_limit`` identities by name), the model, and how the service batches."""
         with self.live.read() as gallery:
-            facts = gallery.info()
-        manifest = facts  # the manifest's fields, plus identity counts and writer state
+            facts = gallery.info()  # the manifest's fields, identity counts, writer state
+            threshold = gallery.threshold
         counts = list(facts["identity_counts"].items())
+        config = self.config
         return {
             "gallery": str(self.gallery_dir),
-            "generation": manifest["generation"],
-            "count": manifest["count"],
+            "generation": facts["generation"],
+            "count": facts["count"],
             "identity_count": len(counts),
             "identities": [{"identity": name, "count": count} for name, count in counts[:identities_limit]],
             "identities_truncated": identities_limit is not None and len(counts) > identities_limit,
-            "index_type": manifest["index_type"],
-            "metric": manifest["metric"],
-            "dimension": manifest["dimension"],
-            "threshold": gallery.threshold,
-            "threshold_calibration": manifest.get("threshold"),
+            "index_type": facts["index_type"],
+            "metric": facts["metric"],
+            "dimension": facts["dimension"],
+            "threshold": threshold,
+            "threshold_calibration": facts.get("threshold"),
             "model": {"path": str(self.embedder.model_path), "fingerprint": short(self.embedder.fingerprint), "device": self.embedder.device},
             "writer_active": facts["writer_active"],
-            "batching": {"max_batch": self.config.max_batch, "max_wait_ms": self.config.max_wait_ms, **self.batcher.stats.to_dict()},
-            "limits": {"max_upload_bytes": self.config.max_upload_bytes, "max_pixels": self.config.max_pixels,
-                       "max_files": self.config.max_files, "max_k": self.config.max_k, "write_requires_key": self.config.api_key is not None},
+            "batching": {"max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms, **self.batcher.stats.to_dict()},
+            "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels, "max_files": config.max_files,
+                       "max_k": config.max_k, "write_requires_key": config.api_key is not None},
         }
 
     # ------------------------------------------------------------------ writing
