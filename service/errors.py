@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from siamese.errors import DataError, GalleryError, GalleryLockedError, ImageDecodeError, ModelMismatchError, SiameseError
+from siamese.errors import GalleryLockedError, ImageDecodeError, ModelMismatchError, SiameseError
 
 log = logging.getLogger("siamese.service")
 
@@ -55,9 +55,7 @@ def from_product_error(exc: SiameseError) -> ApiError:
         return ApiError(409, "gallery_locked", str(exc))
     if isinstance(exc, ModelMismatchError):
         return ApiError(409, "model_mismatch", str(exc))
-    if isinstance(exc, (GalleryError, DataError)):
-        return ApiError(400, "bad_request", str(exc))
-    return ApiError(400, "bad_request", str(exc))
+    return ApiError(400, "bad_request", str(exc))  # other data and gallery errors: the request cannot be done as asked
 
 
 def _respond(error: ApiError) -> JSONResponse:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from siamese.engine.image import convert_mode, decode_image
 from siamese.errors import ImageDecodeError
-from siamese.service.errors import ApiError
+from siamese.service.errors import ApiError, error_body
 from siamese.service.state import ServiceState
 from siamese.service.uploads import check_identity, read_uploads
 
@@ -66,7 +66,7 @@ async def health() -> dict[str, str]:
 async def ready(request: Request) -> JSONResponse:
     state = _state(request)
     if not state.is_ready():
-        return JSONResponse({"error": {"code": "not_ready", "message": "the service is starting or stopping"}}, status_code=503)
+        return JSONResponse(error_body("not_ready", "the service is starting or stopping"), status_code=503)
     gallery = state.live.current
     return JSONResponse({"status": "ready", "generation": gallery.manifest.generation, "count": len(gallery)})
 
