@@ -91,6 +91,8 @@ class ServiceState:
     # ------------------------------------------------------------------ reading
     async def query(self, uploads: list[Upload], k: int) -> tuple[int, list[QueryResult]]:
         """Embed the uploads (batched with other requests) and search; return (generation, results)."""
+        if not self.is_ready():
+            raise ApiError(503, "not_ready", "the service is starting or stopping")
         with self.batcher.incoming():
             rows = await preprocess_all(uploads, self.embedder.spec, self.config, self.decode_pool)
         return await self.batcher.submit(rows, k)

@@ -99,3 +99,17 @@ def test_unknown_beyond_the_threshold(make_client, service_gallery: Path, tiny_d
     assert after["unknown"] is True and after["answer"] is None and after["threshold"] == max(threshold, 1e-6)
     again = client.post("/v1/query", files=_upload(image_of(unseen_dataset, "id_001", 0))).json()
     assert again["unknown"] is False and again["answer"] == "id_001"
+
+
+def test_not_ready_until_started(service_gallery: Path, unseen_dataset: Path, image_of: ImageOf) -> None:
+    from siamese.service import ServiceConfig, ServiceState, create_app
+
+    state = ServiceState.open(ServiceConfig(gallery_dir=service_gallery, device="cpu"))
+    client = TestClient(create_app(state))  # used without `with`: the lifespan (batcher, write lock) never starts
+    assert client.get("/v1/health").status_code == 200
+    ready = client.get("/v1/ready")
+    assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
+    query = client.post("/v1/query", files=_upload(image_of(unseen_dataset, "id_000", 0)))
+    assert query.status_code == 503 and query.json()["error"]["code"] == "not_ready"
+    state.live.close()
+    state.decode_pool.shutdown()
