@@ -28,7 +28,7 @@ from siamese.service.batcher import MicroBatcher, Rows
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
 from siamese.service.live_gallery import LiveGallery
-from siamese.service.uploads import Upload, preprocess_all, store_upload
+from siamese.service.uploads import Upload, forget_uploads, preprocess_all, store_upload, stored_uploads
 
 log = logging.getLogger("siamese.service")
 
@@ -144,7 +144,7 @@ class ServiceState:
         """Check, store and add uploads under ``identity``; publish, then swap in the new generation."""
         await preprocess_all(uploads, self.embedder.spec, self.config, self.decode_pool)  # refuse bad files before storing any
         async with self._lock():
-            paths = [str(await asyncio.to_thread(store_upload, self.gallery_dir, identity, upload)) for upload in uploads]
+            paths = [await asyncio.to_thread(store_upload, self.gallery_dir, identity, upload) for upload in uploads]
             report = await asyncio.to_thread(Gallery.add, self.gallery_dir, paths, self.embedder, identity=identity)
             gallery = await self._reopen()
             items = gallery.items.by_paths(paths)
@@ -158,14 +158,18 @@ class ServiceState:
                 item = current.item(item_id)
                 if item is None:
                     raise ApiError(404, "item_not_found", f"no item {item_id} in the gallery (generation {current.manifest.generation})")
+                uploaded = stored_uploads(self.gallery_dir, paths=[item.path])
                 report = await asyncio.to_thread(Gallery.remove, self.gallery_dir, paths=[item.path])
             else:
                 assert identity is not None
                 if identity not in current.items.identity_counts():
                     raise ApiError(404, "identity_not_found", f"no identity {identity!r} in the gallery")
+                uploaded = stored_uploads(self.gallery_dir, identity=identity)
                 report = await asyncio.to_thread(Gallery.remove, self.gallery_dir, identities=[identity])
-            await self._reopen()
-        return self._summary(report)
+            gallery = await self._reopen()
+            referenced = {i.path for i in gallery.items.by_paths([str(p) for p in uploaded])}
+            deleted = await asyncio.to_thread(forget_uploads, uploaded, referenced)
+        return {**self._summary(report), "deleted_uploads": deleted}
 
     def _lock(self) -> asyncio.Lock:
         if self._write_lock is None:

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from siamese.engine.image import load_pixels, normalize
+from siamese.index.sync import canonical_path
 from siamese.io import sha256_bytes, write_bytes_atomic
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
@@ -86,12 +87,45 @@ async def preprocess_all(uploads: list[Upload], spec: InputSpec, config: Service
     return rows[0] if len(rows) == 1 else np.concatenate(rows)
 
 
-def store_upload(gallery_dir: Path, identity: str, upload: Upload) -> Path:
-    """Keep a decoded-and-checked upload durably inside the gallery; the same content is stored once."""
+def store_upload(gallery_dir: Path, identity: str, upload: Upload) -> str:
+    """Keep a decoded-and-checked upload durably inside the gallery; return its canonical path (as the gallery records it).
+
+    The same content under the same identity is stored once.
+    """
     with Image.open(BytesIO(upload.data)) as image:  # already fully decoded once: this reads the header only
         extension = _EXTENSIONS.get(image.format or "", "img")
     target = gallery_dir / UPLOADS_DIR / identity / f"{sha256_bytes(upload.data)}.{extension}"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(target, upload.data)
-    return target
+    return canonical_path(target)
+
+
+def stored_uploads(gallery_dir: Path, *, identity: str | None = None, paths: list[str] = ()) -> list[Path]:
+    """Upload files that are ``paths`` or lie in ``identity``'s upload folder (nothing outside uploads/ ever)."""
+    root = Path(canonical_path(gallery_dir / UPLOADS_DIR))
+    found = [Path(p) for p in paths]
+    if identity is not None:
+        folder = root / identity
+        if folder.parent == root and folder.is_dir():  # an identity like "../x" names no upload folder
+            found += sorted(folder.iterdir())
+    return [p for p in found if p.parent.parent == root and p.is_file()]
+
+
+def forget_uploads(candidates: list[Path], still_referenced: set[str]) -> int:
+    """Delete upload files no published item refers to any more (after a removal); return how many.
+
+    Removing an item must not leave its picture behind. Files are deleted only after the removal
+    is published, so the current generation never points at a missing file.
+    """
+    deleted = 0
+    for path in candidates:
+        if str(path) not in still_referenced:
+            path.unlink(missing_ok=True)
+            deleted += 1
+    for folder in {p.parent for p in candidates}:
+        try:
+            folder.rmdir()  # only if now empty
+        except OSError:
+            pass
+    return deleted

@@ -48,7 +48,7 @@ def test_batch_query(client: TestClient, unseen_dataset: Path, image_of: ImageOf
     assert [r["query"] for r in body["results"]] == [p.name for p in paths]
 
 
-def test_add_then_query_then_remove(client: TestClient, tiny_dataset: Path, service_gallery: Path, image_of: ImageOf) -> None:
+def test_add_then_query_then_remove(client: TestClient, tiny_dataset: Path, unseen_dataset: Path, service_gallery: Path, image_of: ImageOf) -> None:
     newcomer = [image_of(tiny_dataset, "id_005", i) for i in range(2)]
     files = [("files", (p.name, p.read_bytes(), "image/png")) for p in newcomer]
     added = client.post("/v1/items", files=files, data={"identity": "newcomer"})
@@ -65,10 +65,15 @@ def test_add_then_query_then_remove(client: TestClient, tiny_dataset: Path, serv
 
     one = client.delete(f"/v1/items/{report['items'][0]['id']}")
     assert one.status_code == 200 and one.json()["removed"] == 1 and one.json()["count"] == 25
+    assert one.json()["deleted_uploads"] == 1 and not Path(report["items"][0]["path"]).exists()  # the picture goes too
+    assert Path(report["items"][1]["path"]).is_file()
     rest = client.delete("/v1/items", params={"identity": "newcomer"})
-    assert rest.status_code == 200 and rest.json()["count"] == 24
+    assert rest.status_code == 200 and rest.json()["count"] == 24 and rest.json()["deleted_uploads"] == 1
+    assert not (service_gallery / "uploads" / "newcomer").exists()
+    kept = client.delete("/v1/items", params={"identity": "id_000"})  # gallery files outside uploads/ are never deleted
+    assert kept.json()["deleted_uploads"] == 0 and image_of(unseen_dataset, "id_000", 0).is_file()
     after = client.post("/v1/query", files=_upload(newcomer[0])).json()
-    assert after["identities"][0]["identity"] != "newcomer"
+    assert after["identities"][0]["identity"] not in ("newcomer", "id_000")
 
 
 def test_docs_and_page(client: TestClient) -> None:
@@ -113,3 +118,13 @@ def test_not_ready_until_started(service_gallery: Path, unseen_dataset: Path, im
     assert query.status_code == 503 and query.json()["error"]["code"] == "not_ready"
     state.live.close()
     state.decode_pool.shutdown()
+
+
+def test_relative_gallery_dir(service_gallery: Path, tiny_dataset: Path, image_of: ImageOf, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from siamese.service import ServiceConfig, ServiceState, create_app
+
+    monkeypatch.chdir(service_gallery.parent)
+    with TestClient(create_app(ServiceState.open(ServiceConfig(gallery_dir=Path(service_gallery.name), device="cpu")))) as client:
+        added = client.post("/v1/items", files=_upload(image_of(tiny_dataset, "id_001", 0), "files"), data={"identity": "rel"}).json()
+        assert [item["identity"] for item in added["items"]] == ["rel"] and Path(added["items"][0]["path"]).is_absolute()
+        assert client.delete(f"/v1/items/{added['items'][0]['id']}").json()["deleted_uploads"] == 1
