@@ -14,7 +14,7 @@ here, not their accuracy): ``default``, the default conv tower at 96 px over 100
 per-request costs dominate. ``-O model=PATH -O gallery=DIR`` serves your own instead.
 
 Options (-O key=value): clients=32 requests=40 rounds=3 max_batch=32 max_wait_ms=5
-scenarios=default,small model= gallery=
+scenarios=default,small model= gallery=. ``--plot`` draws requests/s per mode with p50/p95.
 """
 
 from __future__ import annotations
@@ -242,6 +242,33 @@ def _table(name: str, figures: dict[str, Any]) -> list[str]:
     return [*lines, f"{name}: micro-batched / one at a time = {ratio['median']:.2f}× (per round: {', '.join(map(str, ratio['per_round']))})"]
 
 
+def _plot(scenarios: dict[str, Any], path: Path) -> Path:
+    """Requests/s per scenario, micro-batched beside one at a time, with p50/p95 latency on each bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(scenarios)
+    figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4.2), squeeze=False)
+    for axis, name in zip(axes[0], names):
+        modes = scenarios[name]["modes"]
+        labels = {"batched": "micro-batched", "one_at_a_time": "one at a time"}
+        bars = axis.bar([labels[m] for m in modes], [f["requests_per_s"] for f in modes.values()], color=["#2a7", "#9ab"])
+        for bar, figures in zip(bars, modes.values()):
+            axis.annotate(f"p50 {figures['p50_ms']:.0f} ms\np95 {figures['p95_ms']:.0f} ms", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                          ha="center", va="bottom", fontsize=8)
+        axis.set_title(f"{name}: {scenarios[name]['throughput_ratio']['median']:.2f}×", fontsize=10)
+        axis.set_ylabel("requests / s")
+        axis.margins(y=0.2)
+    figure.suptitle("siamese serve under 32 concurrent clients (127.0.0.1)", fontsize=11)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Measure each scenario (or the given model and gallery) in both modes and return the figures."""
     quick = settings.quick
@@ -269,7 +296,9 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     scenarios = {}
     for name, (model, gallery, about) in targets.items():
         scenarios[name] = {"about": about, **_measure(model, gallery, load, logs)}
+    plot = str(_plot(scenarios, settings.work_dir / "service-throughput.png")) if settings.plot else None
     return {
+        "plot": plot,
         "about": {
             "requests_per_s": "queries answered per second of wall time with all clients sending (median over rounds)",
             "latency": "per request, client side: send multipart upload → parsed JSON answer (all rounds pooled), ms",
