@@ -23,7 +23,7 @@ function el(tag, attributes = {}, ...children) {
 
 async function loadGallery() {
   const info = await call("/v1/gallery");
-  const threshold = info.threshold == null ? "no threshold calibrated" : `unknown beyond distance ${info.threshold.toFixed(3)}`;
+  const threshold = info.threshold == null ? "no threshold calibrated" : `unknown beyond distance ${info.threshold.toPrecision(3)}`;
   $("#summary").textContent =
     `${info.count} images of ${info.identity_count} identities · generation ${info.generation} · ` +
     `${info.index_type} index · model ${info.model.fingerprint} on ${info.model.device} · ${threshold}`;
@@ -42,9 +42,10 @@ function showMatches(result) {
       el("span", { class: "distance" }, `distance ${match.distance.toFixed(3)}`),
       rank === 0 && result.unknown ? el("span", { class: "badge" }, "beyond threshold") : ""));
   $("#results").replaceChildren(...items);
+  $("#results").classList.toggle("unknown", result.unknown);
   const verdict = $("#verdict");
   if (!result.identities.length) verdict.textContent = "The gallery is empty.";
-  else if (result.unknown) verdict.textContent = `Unknown: the nearest identity is farther than the threshold (${result.threshold.toFixed(3)}).`;
+  else if (result.unknown) verdict.textContent = `Unknown: the nearest identity is farther than the threshold (${result.threshold.toPrecision(3)}).`;
   else verdict.textContent = `Best match: ${result.identities[0].identity}`;
   verdict.className = result.unknown ? "unknown" : "known";
 }
@@ -59,6 +60,7 @@ async function search(file) {
   form.append("file", file);
   try {
     showMatches(await call(`/v1/query?k=${$("#k").value}`, { method: "POST", body: form }));
+    loadGallery().catch(() => {});  // keep the overview current: other writers may have changed the gallery
   } catch (error) {
     $("#results").replaceChildren();
     $("#search-error").textContent = error.message;

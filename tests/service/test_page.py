@@ -7,9 +7,11 @@ machine without it (and without $CI) the test is skipped with the reason.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from siamese.service import ServiceConfig, ServiceState, create_app
@@ -33,7 +35,7 @@ def test_search_and_add_in_the_browser(service_gallery: Path, unseen_dataset: Pa
     _require_browser()
     from playwright.sync_api import expect, sync_playwright
 
-    state = ServiceState.open(ServiceConfig(gallery_dir=service_gallery, device="cpu"))
+    state = ServiceState.open(ServiceConfig(gallery_dir=service_gallery, device="cpu", refresh_s=0.1))
     query = image_of(unseen_dataset, "id_003", 4)
     with background_server(create_app(state)) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -58,5 +60,17 @@ def test_search_and_add_in_the_browser(service_gallery: Path, unseen_dataset: Pa
             expect(page.locator("#add-status")).to_contain_text("added 2 image(s)")
             expect(page.locator("#gallery-table tbody tr")).to_have_count(5)
             expect(page.locator("#gallery-table")).to_contain_text("visitor")
+
+            from siamese.index import Gallery
+
+            Gallery.set_threshold(service_gallery, 1e-6)  # calibrated elsewhere while serving: picked up by the service
+            deadline = time.monotonic() + 10
+            while httpx.get(f"{url}/v1/gallery").json()["threshold"] is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            page.set_input_files("#file-input", str(image_of(tiny_dataset, "id_007", 0)))  # nobody in the gallery
+            expect(page.locator("#verdict")).to_contain_text("Unknown")
+            expect(page.locator("#summary")).to_contain_text("unknown beyond distance")
+            expect(page.locator("#results .match .badge").first).to_have_text("beyond threshold")
+            page.screenshot(path=str(tmp_path / "unknown.png"), full_page=True)
         finally:
             browser.close()
