@@ -42,7 +42,7 @@ function showMatches(result) {
       el("span", { class: "distance" }, `distance ${match.distance.toFixed(3)}`),
       rank === 0 && result.unknown ? el("span", { class: "badge" }, "beyond threshold") : ""));
   $("#results").replaceChildren(...items);
-  $("#results").classList.toggle("unknown", result.unknown);
+  $("#results").classList.toggle("beyond", result.unknown);
   const verdict = $("#verdict");
   if (!result.identities.length) verdict.textContent = "The gallery is empty.";
   else if (result.unknown) verdict.textContent = `Unknown: the nearest identity is farther than the threshold (${result.threshold.toPrecision(3)}).`;
