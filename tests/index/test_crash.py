@@ -73,7 +73,7 @@ def check_complete(gallery: Path, expected: set[str], tally: Counter) -> None:
     tally["completed_builds"] += 1
 
 
-def kill_builds(images: Path, model: Path, gallery: Path, kills: int, seed: int) -> Counter:
+def kill_builds(images: Path, model: Path, gallery: Path, kills: int, seed: int, min_resumable: int = 0) -> Counter:
     """SIGKILL builds at random moments until `kills` kills, starting over once a build completes."""
     expected = {str(p) for p in images.rglob("*") if p.is_file()}
     calibration = gallery.parent / "calibration"
@@ -86,25 +86,25 @@ def kill_builds(images: Path, model: Path, gallery: Path, kills: int, seed: int)
     rng = np.random.default_rng(seed)
     tally: Counter = Counter()
     progress = 0
-    while tally["kills"] < kills:
-        remaining = 1.0 - progress / len(expected)
+    # Until `kills` kills, and (up to four times as many) until `min_resumable` kills have landed mid-build.
+    while tally["kills"] < kills or (tally["resumable_states"] < min_resumable and tally["kills"] < 4 * kills):
         process = subprocess.Popen(build_command(images, model, gallery), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # Start-up takes most of a small build: aim most kills at the part where work is committed.
-        time.sleep(float(rng.uniform(0.6 * idle, idle + (full - idle) * remaining)))
+        time.sleep(float(rng.uniform(0.6 * idle, full)))
         killed = process.poll() is None
         if killed:
             os.kill(process.pid, signal.SIGKILL)
             tally["kills"] += 1
         process.wait()
-        if not killed:  # it finished first: check it, then start a new gallery
+        if killed:
+            now = inspect(gallery, expected, tally)
+            assert now >= progress, "committed work was lost"
+            tally["resumable_states"] += 0 < now < len(expected)
+            progress = now
+        if not killed or progress == len(expected):  # it finished (or died after its last commit): check it, start anew
             check_complete(gallery, expected, tally)
             shutil.rmtree(gallery)
             progress = 0
-            continue
-        now = inspect(gallery, expected, tally)
-        assert now >= progress, "committed work was lost"
-        tally["resumable_states"] += 0 < now < len(expected)
-        progress = now
     final = subprocess.run(build_command(images, model, gallery), capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
     check_complete(gallery, expected, tally)
@@ -120,5 +120,6 @@ def kill_builds(images: Path, model: Path, gallery: Path, kills: int, seed: int)
 
 def test_builds_killed_at_random_moments(crash_images: Path, model_path: Path, tmp_path: Path) -> None:
     kills = 10 * FUZZ_SCALE
-    tally = kill_builds(crash_images, model_path, tmp_path / "g", kills=kills, seed=FUZZ_SCALE - 1)
-    assert tally["resumable_states"] >= max(1, kills // 5)  # some kills must land mid-build, not only at start-up
+    minimum = max(1, kills // 5)  # some kills must land mid-build, not only at start-up or after the last commit
+    tally = kill_builds(crash_images, model_path, tmp_path / "g", kills=kills, seed=FUZZ_SCALE - 1, min_resumable=minimum)
+    assert tally["resumable_states"] >= minimum
