@@ -56,8 +56,8 @@ class BatchHardMiner:
         return Triplets(anchors, hardest_positive[anchors], hardest_negative[anchors])
 
 
-class SemiHardMiner:
-    """For each (anchor, positive), the nearest negative that is farther than the positive but within the margin (FaceNet)."""
+class _MarginTripletMiner:
+    """Shared by the miners that pick triplets relative to a margin: the margin, the distance, the batch's masks."""
 
     produces = "triplets"
 
@@ -65,9 +65,15 @@ class SemiHardMiner:
         self.margin = margin
         self.distance = distance or EuclideanDistance()
 
+    def _distances_and_masks(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (self.distance.matrix(embeddings.detach()), *_masks(labels))
+
+
+class SemiHardMiner(_MarginTripletMiner):
+    """For each (anchor, positive), the nearest negative that is farther than the positive but within the margin (FaceNet)."""
+
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
-        d = self.distance.matrix(embeddings.detach())
-        positive, negative = _masks(labels)
+        d, positive, negative = self._distances_and_masks(embeddings, labels)
         a, p = torch.nonzero(positive, as_tuple=True)
         d_ap = d[a, p][:, None]
         d_an = d[a]
@@ -78,18 +84,11 @@ class SemiHardMiner:
         return Triplets(a[found], p[found], n[found])
 
 
-class BatchAllMiner:
+class BatchAllMiner(_MarginTripletMiner):
     """Every valid triplet that still violates the margin (pair with a non-zero-mean reducer)."""
 
-    produces = "triplets"
-
-    def __init__(self, margin: float, distance: EuclideanDistance | None = None) -> None:
-        self.margin = margin
-        self.distance = distance or EuclideanDistance()
-
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
-        d = self.distance.matrix(embeddings.detach())
-        positive, negative = _masks(labels)
+        d, positive, negative = self._distances_and_masks(embeddings, labels)
         violating = positive[:, :, None] & negative[:, None, :] & (d[:, :, None] - d[:, None, :] + self.margin > 0)
         a, p, n = torch.nonzero(violating, as_tuple=True)
         return Triplets(a, p, n)
