@@ -64,6 +64,15 @@ class BatchStats:
                 "inference_seconds": round(self.inference_seconds, 3)}
 
 
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel a background task and wait until it has really stopped (its cancellation is expected)."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
 def split_rows(embed: Callable[[Rows], Rows]) -> BatchFunction[Rows]:
     """A batch function that embeds the rows and gives each request its own rows of the result."""
 
@@ -104,11 +113,7 @@ class MicroBatcher(Generic[T]):
     async def stop(self) -> None:
         """Stop gathering, fail whatever still waits, and release the worker thread."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
             self._task = None
         while self._waiting:
             waiting = self._waiting.popleft()

@@ -24,7 +24,7 @@ from siamese.errors import GalleryError
 from siamese.index import Gallery, QueryResult
 from siamese.index.gallery import gallery_model_path, short
 from siamese.index.manifest import MANIFEST_FILE, Manifest
-from siamese.service.batcher import MicroBatcher, Rows
+from siamese.service.batcher import MicroBatcher, Rows, cancel_and_wait
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
 from siamese.service.live_gallery import LiveGallery
@@ -74,11 +74,7 @@ class ServiceState:
         """Stop taking work, finish the batcher, release threads, close the gallery and model."""
         self.ready = False
         if self._refresher is not None:
-            self._refresher.cancel()
-            try:
-                await self._refresher
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._refresher)
         await self.batcher.stop()
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
         self.live.close()
