@@ -41,11 +41,11 @@ def build_command(images: Path, model: Path, gallery: Path) -> list[str]:
             "--commit-every", str(COMMIT_EVERY), "--batch-size", "3", "--json"]
 
 
-def inspect(gallery: Path, expected: set[str], tally: Counter) -> int:
-    """Check a gallery after a kill; return its committed progress (published + staged items)."""
+def inspect(gallery: Path, expected: set[str], tally: Counter) -> tuple[int, int]:
+    """Check a gallery after a kill; return its committed progress (published + staged items) and its published items."""
     if not gallery.exists():
         tally["absent"] += 1  # killed before the first commit: nothing to load, nothing lost
-        return 0
+        return 0, 0
     try:
         Gallery.open(gallery).close()
     except GalleryError as exc:
@@ -63,7 +63,7 @@ def inspect(gallery: Path, expected: set[str], tally: Counter) -> int:
     tally["phantom_paths"] += len(set(paths) - expected)
     tally["staged_after_kill"] += report.staged
     tally["published_after_kill"] += report.count or 0
-    return len(paths)
+    return len(paths), report.count or 0
 
 
 def check_complete(gallery: Path, expected: set[str], tally: Counter) -> None:
@@ -85,7 +85,7 @@ def kill_builds(images: Path, model: Path, gallery: Path, kills: int, seed: int,
     idle = time.perf_counter() - started  # a run with nothing to do: start-up and checks
     rng = np.random.default_rng(seed)
     tally: Counter = Counter()
-    progress = 0
+    progress = published = 0
     # Until `kills` kills, and (up to four times as many) until `min_resumable` kills have landed mid-build.
     while tally["kills"] < kills or (tally["resumable_states"] < min_resumable and tally["kills"] < 4 * kills):
         process = subprocess.Popen(build_command(images, model, gallery), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -95,16 +95,20 @@ def kill_builds(images: Path, model: Path, gallery: Path, kills: int, seed: int,
         if killed:
             os.kill(process.pid, signal.SIGKILL)
             tally["kills"] += 1
-        process.wait()
-        if killed:
-            now = inspect(gallery, expected, tally)
+        _, stderr = process.communicate()
+        if not killed:
+            assert process.returncode == 0, f"a build that was not killed failed (exit {process.returncode}):\n{stderr.decode(errors='replace')}"
+        else:
+            now, published = inspect(gallery, expected, tally)
             assert now >= progress, "committed work was lost"
             tally["resumable_states"] += 0 < now < len(expected)
             progress = now
-        if not killed or progress == len(expected):  # it finished (or died after its last commit): check it, start anew
+        # It finished, or died after publishing everything: check it and start anew. (Killed with every
+        # file staged but not yet published, it is not finished: the next run must publish them.)
+        if not killed or published == len(expected):
             check_complete(gallery, expected, tally)
             shutil.rmtree(gallery)
-            progress = 0
+            progress = published = 0
     final = subprocess.run(build_command(images, model, gallery), capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
     check_complete(gallery, expected, tally)
