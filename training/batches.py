@@ -17,21 +17,42 @@ from siamese.training.samplers import PKSampler, sample_pairs, sample_triplets
 
 
 class TrainingImages(Dataset):
-    """Decoded uint8 images served as C×H×W tensors, augmented when an augmentation is given."""
+    """Decoded uint8 images served as C×H×W tensors, augmented when an augmentation is given.
 
-    def __init__(self, data: ImageDataset, augmentation: Augmentation | None) -> None:
+    With ``views=2`` each item is two independently augmented views stacked as 2×C×H×W (for the
+    instance-discrimination term).
+    """
+
+    def __init__(self, data: ImageDataset, augmentation: Augmentation | None, views: int = 1) -> None:
+        if views not in (1, 2) or (views == 2 and augmentation is None):
+            raise ValueError("two views need an augmentation; otherwise use one view")
         self.pixels = torch.from_numpy(data.pixels).permute(0, 3, 1, 2)  # a view: no copy
         self.labels = torch.from_numpy(data.labels)
         self.augmentation = augmentation
+        self.views = views
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.pixels[index]
+        if self.views == 2:
+            return torch.stack([self.augmentation(image), self.augmentation(image)]), self.labels[index]  # type: ignore[misc]
         if self.augmentation is not None:
             image = self.augmentation(image)
         return image, self.labels[index]
+
+
+def flatten_views(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A batch of N×V×C×H×W views → (N·V)×C×H×W images, their labels, and which image each view shows.
+
+    A plain N×C×H×W batch passes through with ``None`` for the instances.
+    """
+    if images.dim() == 4:
+        return images, labels, None
+    count, views = images.shape[:2]
+    instances = torch.arange(count, device=labels.device).repeat_interleave(views)
+    return images.flatten(0, 1), labels.repeat_interleave(views), instances
 
 
 class RandomTupleSampler:
@@ -59,11 +80,11 @@ def make_sampler(labels: np.ndarray, sampler: str, kind: str, batch_size: int, p
     return RandomTupleSampler(labels, kind, batch_size, steps, seed)
 
 
-def make_loader(data: ImageDataset, augmentation: Augmentation | None, batch_sampler, workers: int, seed: int, pin: bool) -> DataLoader:
+def make_loader(data: ImageDataset, augmentation: Augmentation | None, batch_sampler, workers: int, seed: int, pin: bool, views: int = 1) -> DataLoader:
     """A DataLoader whose augmentation randomness is reproducible from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        TrainingImages(data, augmentation),
+        TrainingImages(data, augmentation, views),
         batch_sampler=batch_sampler,
         num_workers=workers,
         generator=generator,

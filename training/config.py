@@ -19,6 +19,9 @@ class TrainConfig:
     multi-similarity loss, Adam with warm-up and cosine decay, light augmentation, and the
     checkpoint with the best mAP@R on held-out identities (benchmarks/accuracy.py compares it).
 
+    ``instance_weight > 0`` adds instance discrimination (:mod:`siamese.training.losses.instance`):
+    every image is augmented twice and each view must find the other, which costs twice the compute.
+
     ``image_size=None`` takes the tower's default (or the images' size when smaller, in steps of 8 px,
     at least 32); ``steps_per_epoch=None`` makes one epoch about one
     pass over the training images (at least ``min_steps_per_epoch`` steps).
@@ -45,6 +48,7 @@ class TrainConfig:
     identities_per_batch: int = 16
     images_per_identity: int = 4
     batch_size: int = 64
+    instance_weight: float = 0.0
     # optimisation
     epochs: int = 30
     steps_per_epoch: int | None = None
@@ -81,6 +85,9 @@ class TrainConfig:
             (self.patience is None or self.patience >= 1, "patience must be at least 1 epoch"),
             (self.workers >= 0, "workers cannot be negative"),
             (self.warmup_epochs >= 0, "warm-up cannot be negative"),
+            (self.instance_weight >= 0, f"instance weight cannot be negative, got {self.instance_weight}"),
+            (self.instance_weight == 0 or self.sampler == "pk", "the instance term needs P×K batches (--sampler pk)"),
+            (self.instance_weight == 0 or self.augment != "none", "the instance term compares two augmented views: it needs --augment light or strong"),
         ]
         for ok, message in checks:
             if not ok:

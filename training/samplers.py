@@ -77,7 +77,10 @@ class PKSampler:
     """Batches of P identities × K images each: what online miners need to find hard tuples.
 
     Identities with fewer than two images are never drawn (they have no positives); identities
-    with fewer than K images repeat some. Usable as a DataLoader ``batch_sampler``.
+    with fewer than K images repeat some. With fewer than P identities (ten clothing classes, not
+    thousands of faces) K grows so the batch keeps its P×K images, up to the largest identity's
+    size: a batch of 4 images × 10 classes would waste most of the negatives a miner could use.
+    Usable as a DataLoader ``batch_sampler``.
     """
 
     def __init__(self, labels: IntArray, p: int, k: int, steps: int, seed: int = 0) -> None:
@@ -87,7 +90,9 @@ class PKSampler:
         self.members = [groups.order[s : s + n] for s, n in zip(groups.start, groups.size) if n >= 2]
         if len(self.members) < 2:
             raise ValueError("P×K batches need at least two identities with two or more images")
-        self.p, self.k, self.steps = min(p, len(self.members)), k, steps
+        self.p = min(p, len(self.members))
+        self.k = max(k, min((p * k) // self.p, max(len(m) for m in self.members)))
+        self.steps = steps
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:

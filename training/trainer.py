@@ -26,11 +26,12 @@ from siamese.io import read_json, write_json_atomic
 from siamese.progress import progress_bar
 from siamese.spec import InputSpec
 from siamese.training.augment import build_augmentation
-from siamese.training.batches import make_loader, make_sampler, normalize_batch
+from siamese.training.batches import flatten_views, make_loader, make_sampler, normalize_batch
 from siamese.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from siamese.training.config import TrainConfig
 from siamese.training.data import load_image_folder, split_identities, typical_image_size
 from siamese.training.losses import Criterion, create_criterion
+from siamese.training.losses.instance import InstanceLoss
 from siamese.training.plots import plot_history
 from siamese.training.run_dir import BEST_WEIGHTS, CONFIG_FILE, HISTORY_FILE, LAST_WEIGHTS, LOSS_PLOT, save_weights, write_config
 from siamese.training.towers import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_INPUT_SIZE, count_parameters, create_tower, load_pretrained
@@ -188,7 +189,9 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     images_per_step = {"pairs": 2 * config.batch_size, "triplets": 3 * config.batch_size}.get(kind, config.identities_per_batch * config.images_per_identity)
     steps = config.steps_per_epoch or max(config.min_steps_per_epoch, math.ceil(len(train_set) / images_per_step))
     sampler = make_sampler(train_set.labels, config.sampler, kind, config.batch_size, config.identities_per_batch, config.images_per_identity, steps, config.seed)
-    loader = make_loader(train_set, augmentation, sampler, config.workers, config.seed, device.type == "cuda")
+    views = 2 if config.instance_weight > 0 else 1
+    loader = make_loader(train_set, augmentation, sampler, config.workers, config.seed, device.type == "cuda", views)
+    instance_term = (InstanceLoss(), config.instance_weight) if views == 2 else None
 
     optimizer = torch.optim.Adam(tower.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps))
@@ -227,7 +230,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
         for epoch in range(start_epoch, config.epochs + 1):
             started = time.perf_counter()
             ticker.reset(steps, f"epoch {epoch}/{config.epochs}")
-            loss = _train_epoch(tower, criterion, loader, optimizer, scheduler, scaler, autocast, spec, device, channels_last, ticker)
+            loss = _train_epoch(tower, criterion, instance_term, loader, optimizer, scheduler, scaler, autocast, spec, device, channels_last, ticker)
             row: dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0]}
             if val_set is not None:
                 embeddings = embed_dataset(tower, val_set, device, channels_last)
@@ -257,18 +260,22 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     return TrainResult(run_dir, history, best_epoch, metric, reported, data.skipped, stopped_early)
 
 
-def _train_epoch(tower: nn.Module, criterion: Criterion, loader, optimizer, scheduler, scaler, autocast, spec: InputSpec,
-                 device: torch.device, channels_last: bool, ticker) -> float:
+def _train_epoch(tower: nn.Module, criterion: Criterion, instance_term: tuple[InstanceLoss, float] | None, loader, optimizer,
+                 scheduler, scaler, autocast, spec: InputSpec, device: torch.device, channels_last: bool, ticker) -> float:
     """One pass over the epoch's batches; returns the mean loss."""
     tower.train()
     losses = []
     for images, labels in loader:
+        images, labels, instances = flatten_views(images, labels)
         batch = normalize_batch(images.to(device, non_blocking=True), spec)
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast():
             embeddings = tower(batch)
         loss = criterion(embeddings.float(), labels.to(device))
+        if instance_term is not None and instances is not None:
+            instance_loss, weight = instance_term
+            loss = loss + weight * instance_loss(embeddings.float(), instances.to(device))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -20,6 +20,7 @@ from siamese.training.losses import (
     Triplets,
     create_criterion,
 )
+from siamese.training.losses.instance import InstanceLoss
 
 EPS = 1e-6  # pairwise_distance adds eps to the difference, as in the seed
 
@@ -124,3 +125,17 @@ def test_random_pairs_criterion_matches_seed_formula() -> None:
     labels = torch.tensor([5, 5, 5, 6])
     d0, d1 = math.dist((0, 0), (-3 + EPS, -4 + EPS)), 1 - EPS
     assert criterion(emb, labels).item() == pytest.approx((d0**2 + (2 - d1) ** 2) / 2, rel=1e-5)
+
+
+def test_instance_loss_by_hand() -> None:
+    # Two images, two views each, on the unit circle: each view's other view is at cosine c, the other image's at 0.
+    c = math.cos(0.3)
+    emb = torch.tensor([[1.0, 0.0], [c, math.sin(0.3)], [0.0, 1.0], [-math.sin(0.3), c]])
+    instances = torch.tensor([0, 0, 1, 1])
+    sims = emb.double() @ emb.double().T / 0.1
+    expected = sum(
+        -sims[i, j] + torch.logsumexp(torch.cat([sims[i, :i], sims[i, i + 1 :]]), 0) for i, j in ((0, 1), (1, 0), (2, 3), (3, 2))
+    ) / 4
+    assert InstanceLoss()(emb, instances).item() == pytest.approx(expected.item(), rel=1e-3)
+    swapped = torch.tensor([0, 1, 0, 1])  # views paired with the wrong image cost more
+    assert InstanceLoss()(emb, swapped).item() > InstanceLoss()(emb, instances).item()

@@ -15,7 +15,7 @@ from siamese.errors import ConfigError, RunError
 from siamese.spec import InputSpec
 from siamese.training import TrainConfig, load_run, train
 from siamese.training.augment import build_augmentation
-from siamese.training.batches import normalize_batch
+from siamese.training.batches import flatten_views, normalize_batch
 from siamese.training.samplers import PKSampler
 
 
@@ -72,6 +72,22 @@ def test_augmentation_in_worker_processes_is_deterministic(tiny_dataset: Path, t
 def test_every_loss_trains(tiny_dataset: Path, tmp_path: Path, loss: str, miner: str | None, sampler: str) -> None:
     result = train(tiny(tiny_dataset, tmp_path / "run", loss=loss, miner=miner, sampler=sampler, epochs=1, batch_size=4))
     assert np.isfinite(result.history[0]["loss"])
+
+
+def test_instance_term_trains_on_two_views(tiny_dataset: Path, tmp_path: Path) -> None:
+    plain = train(tiny(tiny_dataset, tmp_path / "plain", epochs=1))
+    both = train(tiny(tiny_dataset, tmp_path / "views", epochs=1, instance_weight=1.0))
+    assert np.isfinite(both.history[0]["loss"]) and both.history[0]["loss"] > plain.history[0]["loss"]  # the view term adds to the loss
+    assert json.loads((tmp_path / "views" / "config.json").read_text())["train"]["instance_weight"] == 1.0
+
+
+def test_flatten_views_keeps_labels_and_names_instances() -> None:
+    images = torch.arange(3 * 2 * 1 * 2 * 2).reshape(3, 2, 1, 2, 2)
+    flat, labels, instances = flatten_views(images, torch.tensor([7, 7, 9]))
+    assert flat.shape == (6, 1, 2, 2) and torch.equal(flat[1], images[0, 1])
+    assert labels.tolist() == [7, 7, 7, 7, 9, 9] and instances.tolist() == [0, 0, 1, 1, 2, 2]
+    same, same_labels, none = flatten_views(images[:, 0], torch.tensor([7, 7, 9]))
+    assert same is not None and same_labels.tolist() == [7, 7, 9] and none is None
 
 
 def test_seed_tower_with_the_seed_recipe(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -135,6 +151,14 @@ def test_pk_sampler_batches() -> None:
         assert sorted(c for c in counts if c) == [4, 4, 4] and counts[3] == 0
 
 
+def test_pk_sampler_keeps_batch_size_with_few_identities() -> None:
+    labels = np.array([0] * 5 + [1] * 3 + [2] * 2)
+    grown = list(PKSampler(labels, p=4, k=3, steps=5, seed=1))  # 3 identities: K grows 3 → 4, the batch keeps 12 images
+    assert all(sorted(np.bincount(labels[batch])) == [4, 4, 4] for batch in grown)
+    capped = PKSampler(labels, p=8, k=4, steps=5, seed=1)  # 32 // 3 = 10 images each, capped at the largest identity
+    assert (capped.p, capped.k) == (3, 5)
+
+
 def test_training_normalisation_equals_engine_normalisation() -> None:
     spec = InputSpec.create(8, 3, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
     pixels = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
@@ -161,5 +185,9 @@ def test_bad_config_values() -> None:
         TrainConfig(data_dir="d", out_dir="o", device="tpu")
     with pytest.raises(ConfigError, match="select-by"):
         TrainConfig(data_dir="d", out_dir="o", select_by="accuracy")
+    with pytest.raises(ConfigError, match="two augmented views"):
+        TrainConfig(data_dir="d", out_dir="o", instance_weight=1.0, augment="none")
+    with pytest.raises(ConfigError, match="P×K"):
+        TrainConfig(data_dir="d", out_dir="o", instance_weight=1.0, sampler="random", loss="contrastive")
     with pytest.raises(RunError, match="not found"):
         load_run("/nonexistent/run")
