@@ -149,7 +149,7 @@ METHODS: dict[str, Callable] = {
     "conv-triplet-batch-hard": trained("conv-triplet-batch-hard", {"loss": "triplet"}),
     "conv-contrastive-hard-pairs": trained("conv-contrastive-hard-pairs", {"loss": "contrastive"}),
     "conv-no-augmentation": trained("conv-no-augmentation", {"augment": "none"}),
-    "conv-instance": trained("conv-instance", {"instance_weight": 1.0}),
+    "conv-instance": trained("conv-instance", {"instance_weight": 0.2}),
     "resnet18": trained("resnet18", {"tower": "resnet18"}),
     "mobilenet_v3_small": trained("mobilenet_v3_small", {"tower": "mobilenet_v3_small"}),
 }

@@ -72,7 +72,7 @@ def train(
     identities_per_batch: Annotated[int, typer.Option("--p", help="P: identities per batch.")] = 16,
     images_per_identity: Annotated[int, typer.Option("--k", help="K: images per identity in a batch.")] = 4,
     batch_size: Annotated[int, typer.Option(min=2, help="Pairs or triplets per step with --sampler random.")] = 64,
-    instance_weight: Annotated[float, typer.Option(min=0.0, help="Weight of instance discrimination (two augmented views per image must match; twice the compute). Helps with few training identities.")] = 0.0,
+    instance_weight: Annotated[float, typer.Option(min=0.0, help="Weight of an instance-discrimination term (two augmented views of each image must match; twice the compute per step).")] = 0.0,
     steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Steps per epoch (default: about one pass over the images, at least 20).")] = None,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 0.0,
