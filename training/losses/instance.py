@@ -3,6 +3,8 @@
 Labels alone teach a tower only what separates the training identities; with few of them (six
 clothing classes, not thousands of people) it learns little that tells new identities apart.
 Asking every image to recognise its own other view keeps the detail that labels do not ask for.
+Measured on Fashion-MNIST's held-out classes (README, Accuracy) it recovers part of what training
+on six classes loses, not all of it, so it is an option (``--instance-weight``), not the default.
 """
 
 from __future__ import annotations
