@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from siamese.cli import app
 from siamese.errors import DataError
 from siamese.evaluate import EvalConfig, evaluate, split_per_identity
-from siamese.image_folder import LabelledImage, scan_image_folder
+from siamese.image_folder import LabelledImage
 
 
 def test_split_per_identity() -> None:
