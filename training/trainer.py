@@ -191,7 +191,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     sampler = make_sampler(train_set.labels, config.sampler, kind, config.batch_size, config.identities_per_batch, config.images_per_identity, steps, config.seed)
     views = 2 if config.instance_weight > 0 else 1
     loader = make_loader(train_set, augmentation, sampler, config.workers, config.seed, device.type == "cuda", views)
-    instance_term = (InstanceLoss(), config.instance_weight) if views == 2 else None
+    instance_loss = InstanceLoss(config.instance_weight) if views == 2 else None
 
     optimizer = torch.optim.Adam(tower.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps))
@@ -230,7 +230,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
         for epoch in range(start_epoch, config.epochs + 1):
             started = time.perf_counter()
             ticker.reset(steps, f"epoch {epoch}/{config.epochs}")
-            loss = _train_epoch(tower, criterion, instance_term, loader, optimizer, scheduler, scaler, autocast, spec, device, channels_last, ticker)
+            loss = _train_epoch(tower, criterion, instance_loss, loader, optimizer, scheduler, scaler, autocast, spec, device, channels_last, ticker)
             row: dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0]}
             if val_set is not None:
                 embeddings = embed_dataset(tower, val_set, device, channels_last)
@@ -260,7 +260,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     return TrainResult(run_dir, history, best_epoch, metric, reported, data.skipped, stopped_early)
 
 
-def _train_epoch(tower: nn.Module, criterion: Criterion, instance_term: tuple[InstanceLoss, float] | None, loader, optimizer,
+def _train_epoch(tower: nn.Module, criterion: Criterion, instance_loss: InstanceLoss | None, loader, optimizer,
                  scheduler, scaler, autocast, spec: InputSpec, device: torch.device, channels_last: bool, ticker) -> float:
     """One pass over the epoch's batches; returns the mean loss."""
     tower.train()
@@ -273,9 +273,8 @@ def _train_epoch(tower: nn.Module, criterion: Criterion, instance_term: tuple[In
         with autocast():
             embeddings = tower(batch)
         loss = criterion(embeddings.float(), labels.to(device))
-        if instance_term is not None and instances is not None:
-            instance_loss, weight = instance_term
-            loss = loss + weight * instance_loss(embeddings.float(), instances.to(device))
+        if instance_loss is not None and instances is not None:  # two views per image: instances name them
+            loss = loss + instance_loss(embeddings.float(), instances.to(device))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -17,11 +17,11 @@ TEMPERATURE = 0.1
 
 
 class InstanceLoss(nn.Module):
-    """Cross-entropy of picking an image's other view among every other embedding in the batch."""
+    """Cross-entropy of picking an image's other view among every other embedding in the batch, times ``weight``."""
 
-    def __init__(self, temperature: float = TEMPERATURE) -> None:
+    def __init__(self, weight: float = 1.0, temperature: float = TEMPERATURE) -> None:
         super().__init__()
-        self.temperature = temperature
+        self.weight, self.temperature = weight, temperature
 
     def forward(self, embeddings: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         """``instances[i]`` names the image embedding ``i`` is a view of; each image has exactly two views."""
@@ -30,4 +30,4 @@ class InstanceLoss(nn.Module):
         eye = torch.eye(len(instances), dtype=torch.bool, device=embeddings.device)
         logits = logits.masked_fill(eye, -float("inf"))
         other_view = ((instances[:, None] == instances[None, :]) & ~eye).float().argmax(1)
-        return nn.functional.cross_entropy(logits, other_view)
+        return self.weight * nn.functional.cross_entropy(logits, other_view)
