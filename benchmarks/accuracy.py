@@ -150,6 +150,9 @@ METHODS: dict[str, Callable] = {
     "conv-contrastive-hard-pairs": trained("conv-contrastive-hard-pairs", {"loss": "contrastive"}),
     "conv-no-augmentation": trained("conv-no-augmentation", {"augment": "none"}),
     "conv-instance": trained("conv-instance", {"instance_weight": 0.2}),
+    "conv-embed-head": trained("conv-embed-head", {"embed_from": "head"}),
+    # The default before the feature projection: global pooling, plain head, light augmentation.
+    "previous-default": trained("previous-default", {"embed_from": "head", "grid": 1, "head_batch_norm": False, "augment": "light"}),
     "resnet18": trained("resnet18", {"tower": "resnet18"}),
     "mobilenet_v3_small": trained("mobilenet_v3_small", {"tower": "mobilenet_v3_small"}),
 }

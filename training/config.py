@@ -15,9 +15,11 @@ SELECT_BY = ("map_at_r", "recall_at_1", "recall_at_5", "roc_auc")
 class TrainConfig:
     """Options of ``siamese train``; the CLI maps its flags one-to-one onto these fields.
 
-    The defaults are the recipe: conv tower at up to 96 px, P×K batches (16 identities × 4 images),
-    multi-similarity loss, Adam with warm-up and cosine decay, light augmentation, and the
-    checkpoint with the best mAP@R on held-out identities (benchmarks/accuracy.py compares it).
+    The defaults are the recipe: conv tower at up to 96 px pooled to a 4 × 4 grid, P×K batches
+    (16 identities × 4 images), multi-similarity loss on the trained head, the served embedding
+    projected from the backbone's features (``embed_from``, see towers.FeatureProjection), Adam with
+    warm-up and cosine decay, light augmentation, and the checkpoint with the best mAP@R on held-out
+    identities (benchmarks/accuracy.py compares it).
 
     ``instance_weight > 0`` adds instance discrimination (:mod:`siamese.training.losses.instance`):
     every image is augmented twice and each view must find the other, which costs twice the compute.
@@ -33,8 +35,10 @@ class TrainConfig:
     tower: str = "conv"
     embedding_dim: int | None = None
     normalize: bool = True
-    head_batch_norm: bool = False
+    head_batch_norm: bool = True
+    embed_from: str = "features"
     widths: tuple[int, ...] | None = None
+    grid: int | None = None
     weights: str | None = None
     # input
     image_size: int | None = None
@@ -57,7 +61,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_epochs: float = 1.0
     schedule: str = "cosine"
-    augment: str = "light"
+    augment: str = "strong"
     flip: str = "none"
     # validation and checkpoints
     val_fraction: float = 0.2
@@ -79,6 +83,8 @@ class TrainConfig:
             (self.resize in RESIZE_RULES, f"resize must be one of {', '.join(RESIZE_RULES)}"),
             (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
             (self.embedding_dim is None or self.embedding_dim >= 1, "embedding dim must be positive"),
+            (self.embed_from in ("features", "head"), f"embed-from must be features or head, got {self.embed_from!r}"),
+            (self.grid is None or self.grid >= 1, f"grid must be at least 1, got {self.grid}"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps per epoch must be positive"),
             (self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}"),
             (self.select_by in SELECT_BY, f"select-by must be one of {', '.join(SELECT_BY)}"),

@@ -26,7 +26,10 @@ BEST_WEIGHTS = "tower.safetensors"
 LAST_WEIGHTS = "last.safetensors"
 HISTORY_FILE = "history.json"
 LOSS_PLOT = "loss.png"
-RUN_FORMAT_VERSION = 1
+RUN_FORMAT_VERSION = 2
+#: Tower options that runs of format 1 did not record, at the values those runs used.
+_FORMAT_1_TOWER_OPTIONS = {"embed_from": "head"}
+_FORMAT_1_CONV_OPTIONS = {"grid": 1}
 
 
 @dataclass
@@ -67,7 +70,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     try:
         config = read_json(config_path)
         spec = InputSpec.from_dict(config["input_spec"])
-        tower = create_tower(config["tower"]["name"], spec, config["tower"]["options"])
+        tower = create_tower(config["tower"]["name"], spec, _tower_options(config))
     except (ValueError, KeyError, TypeError) as exc:
         raise RunError(f"{config_path}: not a valid run config ({exc})") from exc
     try:
@@ -80,3 +83,11 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
         raise RunError(f"{weights_path}: weights do not match the tower in config.json ({exc})") from exc
     tower.eval()
     return LoadedRun(run_dir, config, spec, tower, sha256_file(weights_path))
+
+
+def _tower_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's tower options, with what format-1 runs left unsaid filled in as they trained."""
+    name, options = config["tower"]["name"], dict(config["tower"]["options"])
+    if config.get("format_version", 1) < 2 and name != "seed":
+        options = {**_FORMAT_1_TOWER_OPTIONS, **({**_FORMAT_1_CONV_OPTIONS} if name == "conv" else {}), **options}
+    return options

@@ -35,7 +35,7 @@ from siamese.training.losses.instance import InstanceLoss
 from siamese.training.plots import plot_history
 from siamese.training.run_dir import BEST_WEIGHTS, CONFIG_FILE, HISTORY_FILE, LAST_WEIGHTS, LOSS_PLOT, save_weights, write_config
 from siamese.training.towers import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_INPUT_SIZE, count_parameters, create_tower, load_pretrained
-from siamese.training.validation import embed_dataset, validation_metrics
+from siamese.training.validation import embed_dataset, fit_projection, validation_metrics
 
 #: Config fields that may change when resuming a run (everything else must match).
 _RESUMABLE_CHANGES = {"out_dir", "epochs", "resume", "device", "workers", "patience", "amp"}
@@ -92,10 +92,13 @@ def tower_options(config: TrainConfig) -> dict[str, Any]:
         options["embedding_dim"] = config.embedding_dim
     if config.tower != "seed":
         options["normalize"] = config.normalize
+        options["embed_from"] = config.embed_from
         if config.head_batch_norm:
             options["batch_norm"] = True
         if config.widths is not None and config.tower == "conv":
             options["widths"] = list(config.widths)
+        if config.grid is not None and config.tower == "conv":
+            options["grid"] = config.grid
     return options
 
 
@@ -172,8 +175,8 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     channels_last = device.type == "cuda"
     if channels_last:
         tower.to(memory_format=torch.channels_last)
-    normalized = bool(getattr(tower, "normalized", False))
-    criterion = create_criterion(config.loss, margin=config.margin, normalized=normalized, sampler=config.sampler, miner=config.miner)
+    normalized = bool(tower.normalized)
+    criterion = create_criterion(config.loss, margin=config.margin, normalized=bool(tower.training_normalized), sampler=config.sampler, miner=config.miner)
     config = replace(config, margin=criterion.margin, miner=criterion.miner_name)
     augmentation = build_augmentation(config.augment, config.flip, spec)
     if config.resume:
@@ -231,6 +234,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
             started = time.perf_counter()
             ticker.reset(steps, f"epoch {epoch}/{config.epochs}")
             loss = _train_epoch(tower, criterion, instance_loss, loader, optimizer, scheduler, scaler, autocast, spec, device, channels_last, ticker)
+            fit_projection(tower, train_set, device, channels_last, config.seed)
             row: dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0]}
             if val_set is not None:
                 embeddings = embed_dataset(tower, val_set, device, channels_last)
@@ -271,7 +275,7 @@ def _train_epoch(tower: nn.Module, criterion: Criterion, instance_loss: Instance
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast():
-            embeddings = tower(batch)
+            embeddings = tower.training_embedding(batch)
         loss = criterion(embeddings.float(), labels.to(device))
         if instance_loss is not None and instances is not None:  # two views per image: instances name them
             loss = loss + instance_loss(embeddings.float(), instances.to(device))

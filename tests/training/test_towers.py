@@ -10,7 +10,7 @@ from torch import nn
 
 from siamese.errors import ConfigError
 from siamese.spec import InputSpec
-from siamese.training.towers import SeedTower, count_parameters, create_tower, load_pretrained
+from siamese.training.towers import FeatureProjection, SeedTower, count_parameters, create_tower, load_pretrained
 
 
 def test_seed_tower_matches_the_seed() -> None:
@@ -35,9 +35,51 @@ def test_conv_tower_any_size_and_normalised() -> None:
 
 
 def test_head_options() -> None:
-    tower = create_tower("conv", InputSpec.create(32, 1), {"embedding_dim": 8, "widths": [8], "normalize": False, "batch_norm": True}).eval()
+    options = {"embedding_dim": 8, "widths": [8], "normalize": False, "batch_norm": True, "embed_from": "head"}
+    tower = create_tower("conv", InputSpec.create(32, 1), options).eval()
     assert isinstance(tower.head.bn, nn.BatchNorm1d)
+    assert tower.projection is None and not tower.normalized
     assert not torch.allclose(tower(torch.randn(4, 1, 32, 32)).norm(dim=1), torch.ones(4))
+
+
+def test_grid_pooling_keeps_where_features_are() -> None:
+    spec = InputSpec.create(32, 1)
+    assert create_tower("conv", spec, {"widths": [8], "grid": 1}).backbone(torch.randn(2, 1, 32, 32)).shape == (2, 8)
+    assert create_tower("conv", spec, {"widths": [8]}).backbone(torch.randn(2, 1, 32, 32)).shape == (2, 8 * 4 * 4)
+    with pytest.raises(ConfigError, match="grid must be at least 1"):
+        create_tower("conv", spec, {"grid": 0})
+
+
+def test_feature_projection_is_the_principal_components() -> None:
+    projection = FeatureProjection(in_features=5, dim=3)
+    generator = torch.Generator().manual_seed(0)
+    # Variance 25, 9, 4, 1, 0.01 along five orthonormal directions, shifted by a mean.
+    rotation, _ = torch.linalg.qr(torch.randn(5, 5, generator=generator))
+    latent = torch.randn(2000, 5, generator=generator) * torch.tensor([5.0, 3.0, 2.0, 1.0, 0.1])
+    mean = torch.tensor([1.0, -2.0, 3.0, 0.0, 5.0])
+    projection.fit(latent @ rotation.T + mean)
+    assert torch.allclose(projection.mean, mean, atol=0.3)
+    alignment = (projection.basis.T @ rotation).abs()  # |cos| between fitted and true directions
+    assert torch.allclose(alignment[:, :3].diagonal(), torch.ones(3), atol=0.02)
+    out = projection(torch.randn(7, 5))
+    assert out.shape == (7, 3) and torch.allclose(out.norm(dim=1), torch.ones(7), atol=1e-5)
+
+
+def test_feature_projection_with_fewer_images_than_dimensions() -> None:
+    projection = FeatureProjection(in_features=6, dim=4)
+    projection.fit(torch.randn(3, 6))  # rank 2 after centring: the remaining directions stay zero
+    assert projection.basis.shape == (6, 4) and torch.count_nonzero(projection.basis[:, 3]) == 0
+    assert torch.isfinite(projection(torch.randn(2, 6))).all()
+
+
+def test_served_embedding_comes_from_the_features_by_default() -> None:
+    tower = create_tower("conv", InputSpec.create(32, 1), {"embedding_dim": 8, "widths": [8], "normalize": False}).eval()
+    assert isinstance(tower.projection, FeatureProjection) and tower.normalized and not tower.training_normalized
+    images = torch.randn(4, 1, 32, 32)
+    assert torch.allclose(tower(images), tower.projection(tower.backbone(images)))
+    assert torch.allclose(tower.training_embedding(images), tower.head(tower.backbone(images)))
+    with pytest.raises(ConfigError, match="embed-from must be one of"):
+        create_tower("conv", InputSpec.create(32, 1), {"embed_from": "pixels"})
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_b0"])
