@@ -15,11 +15,13 @@ SELECT_BY = ("map_at_r", "recall_at_1", "recall_at_5", "roc_auc")
 class TrainConfig:
     """Options of ``siamese train``; the CLI maps its flags one-to-one onto these fields.
 
-    The defaults are the recipe: conv tower at up to 96 px pooled to a 4 × 4 grid, P×K batches
-    (16 identities × 4 images), multi-similarity loss on the trained head, the served embedding
-    projected from the backbone's features (``embed_from``, see towers.FeatureProjection), Adam with
-    warm-up and cosine decay, light augmentation, and the checkpoint with the best mAP@R on held-out
-    identities (benchmarks/accuracy.py compares it).
+    The defaults are the recipe: conv tower at up to 96 px, P×K batches (16 identities × 4 images),
+    multi-similarity loss, Adam with warm-up and cosine decay, light augmentation, and the
+    checkpoint with the best mAP@R on held-out identities (benchmarks/accuracy.py compares it).
+
+    ``embed_from="features"`` serves the principal components of the backbone's features instead of
+    the trained head (towers.FeatureProjection); with ``grid=4``, ``head_batch_norm`` and strong
+    augmentation it is the recipe for training on few identities and searching others (README).
 
     ``instance_weight > 0`` adds instance discrimination (:mod:`siamese.training.losses.instance`):
     every image is augmented twice and each view must find the other, which costs twice the compute.
@@ -35,8 +37,8 @@ class TrainConfig:
     tower: str = "conv"
     embedding_dim: int | None = None
     normalize: bool = True
-    head_batch_norm: bool = True
-    embed_from: str = "features"
+    head_batch_norm: bool = False
+    embed_from: str = "head"
     widths: tuple[int, ...] | None = None
     grid: int | None = None
     weights: str | None = None
@@ -61,7 +63,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_epochs: float = 1.0
     schedule: str = "cosine"
-    augment: str = "strong"
+    augment: str = "light"
     flip: str = "none"
     # validation and checkpoints
     val_fraction: float = 0.2

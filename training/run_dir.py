@@ -26,10 +26,7 @@ BEST_WEIGHTS = "tower.safetensors"
 LAST_WEIGHTS = "last.safetensors"
 HISTORY_FILE = "history.json"
 LOSS_PLOT = "loss.png"
-RUN_FORMAT_VERSION = 2
-#: Tower options that runs of format 1 did not record, at the values those runs used.
-_FORMAT_1_TOWER_OPTIONS = {"embed_from": "head"}
-_FORMAT_1_CONV_OPTIONS = {"grid": 1}
+RUN_FORMAT_VERSION = 1
 
 
 @dataclass
@@ -70,7 +67,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     try:
         config = read_json(config_path)
         spec = InputSpec.from_dict(config["input_spec"])
-        tower = create_tower(config["tower"]["name"], spec, _tower_options(config))
+        tower = create_tower(config["tower"]["name"], spec, config["tower"]["options"])
     except (ValueError, KeyError, TypeError) as exc:
         raise RunError(f"{config_path}: not a valid run config ({exc})") from exc
     try:
@@ -84,10 +81,3 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     tower.eval()
     return LoadedRun(run_dir, config, spec, tower, sha256_file(weights_path))
 
-
-def _tower_options(config: dict[str, Any]) -> dict[str, Any]:
-    """The run's tower options, with what format-1 runs left unsaid filled in as they trained."""
-    name, options = config["tower"]["name"], dict(config["tower"]["options"])
-    if config.get("format_version", 1) < 2 and name != "seed":
-        options = {**_FORMAT_1_TOWER_OPTIONS, **({**_FORMAT_1_CONV_OPTIONS} if name == "conv" else {}), **options}
-    return options

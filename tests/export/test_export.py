@@ -48,6 +48,23 @@ def test_parity_within_tolerance(model_path: Path, trained_run: Path) -> None:
     assert "parity ok" in report.summary()
 
 
+def test_feature_projection_exports_with_parity(tiny_dataset: Path, tmp_path: Path) -> None:
+    from siamese.training import TrainConfig, train
+
+    config = TrainConfig(data_dir=str(tiny_dataset), out_dir=str(tmp_path / "run"), image_size=32, widths=(8, 16), embedding_dim=16,
+                         epochs=1, steps_per_epoch=2, identities_per_batch=4, images_per_identity=3, embed_from="features", grid=2)
+    train(config)
+    report = export_onnx(tmp_path / "run", tmp_path / "model.onnx")
+    assert report.parity.passed and report.info.normalized
+    run = load_run(tmp_path / "run")
+    images = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
+    session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    served = session.run(None, {"images": images})[0]
+    with torch.no_grad():
+        expected = run.tower.projection(run.tower.backbone(torch.from_numpy(images))).numpy()
+    assert np.allclose(served, expected, atol=1e-4) and np.allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
+
+
 def test_parity_detects_a_different_tower(model_path: Path, trained_run: Path) -> None:
     run = load_run(trained_run)
     with torch.no_grad():

@@ -35,7 +35,7 @@ def test_conv_tower_any_size_and_normalised() -> None:
 
 
 def test_head_options() -> None:
-    options = {"embedding_dim": 8, "widths": [8], "normalize": False, "batch_norm": True, "embed_from": "head"}
+    options = {"embedding_dim": 8, "widths": [8], "normalize": False, "batch_norm": True}
     tower = create_tower("conv", InputSpec.create(32, 1), options).eval()
     assert isinstance(tower.head.bn, nn.BatchNorm1d)
     assert tower.projection is None and not tower.normalized
@@ -44,8 +44,8 @@ def test_head_options() -> None:
 
 def test_grid_pooling_keeps_where_features_are() -> None:
     spec = InputSpec.create(32, 1)
-    assert create_tower("conv", spec, {"widths": [8], "grid": 1}).backbone(torch.randn(2, 1, 32, 32)).shape == (2, 8)
-    assert create_tower("conv", spec, {"widths": [8]}).backbone(torch.randn(2, 1, 32, 32)).shape == (2, 8 * 4 * 4)
+    assert create_tower("conv", spec, {"widths": [8]}).backbone(torch.randn(2, 1, 32, 32)).shape == (2, 8)
+    assert create_tower("conv", spec, {"widths": [8], "grid": 4}).backbone(torch.randn(2, 1, 32, 32)).shape == (2, 8 * 4 * 4)
     with pytest.raises(ConfigError, match="grid must be at least 1"):
         create_tower("conv", spec, {"grid": 0})
 
@@ -72,8 +72,9 @@ def test_feature_projection_with_fewer_images_than_dimensions() -> None:
     assert torch.isfinite(projection(torch.randn(2, 6))).all()
 
 
-def test_served_embedding_comes_from_the_features_by_default() -> None:
-    tower = create_tower("conv", InputSpec.create(32, 1), {"embedding_dim": 8, "widths": [8], "normalize": False}).eval()
+def test_served_embedding_from_the_features() -> None:
+    options = {"embedding_dim": 8, "widths": [8], "normalize": False, "embed_from": "features"}
+    tower = create_tower("conv", InputSpec.create(32, 1), options).eval()
     assert isinstance(tower.projection, FeatureProjection) and tower.normalized and not tower.training_normalized
     images = torch.randn(4, 1, 32, 32)
     assert torch.allclose(tower(images), tower.projection(tower.backbone(images)))

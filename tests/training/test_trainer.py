@@ -49,25 +49,27 @@ def test_load_run_rebuilds_the_tower(trained_run: Path) -> None:
     assert run.tower(torch.zeros(2, *run.spec.shape)).shape == (2, 16)
 
 
-def test_the_kept_weights_carry_the_fitted_projection(trained_run: Path) -> None:
+def test_the_kept_weights_carry_the_fitted_projection(tiny_dataset: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    saved = load_file(trained_run / "tower.safetensors")
-    run = load_run(trained_run)
+    run_dir = train(tiny(tiny_dataset, tmp_path / "features", embed_from="features", grid=2)).run_dir
+    saved = load_file(run_dir / "tower.safetensors")
+    run = load_run(run_dir)
     assert torch.count_nonzero(saved["projection.mean"]) > 0  # fitted to the training images, not the initial zeros
     assert torch.equal(run.tower.projection.basis, saved["projection.basis"])
     basis = saved["projection.basis"]
     assert torch.allclose(basis.T @ basis, torch.eye(basis.shape[1]), atol=1e-4)  # orthonormal principal directions
-    config = json.loads((trained_run / "config.json").read_text())
-    assert config["tower"]["options"]["embed_from"] == "features" and config["tower"]["normalized"]
+    assert run.tower.backbone(torch.zeros(1, *run.spec.shape)).shape == (1, 8 * 2 * 2)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["tower"]["options"]["embed_from"] == "features" and config["tower"]["options"]["grid"] == 2
+    assert config["tower"]["normalized"]
 
 
-def test_runs_of_format_1_load_as_they_trained(tiny_dataset: Path, tmp_path: Path) -> None:
-    """Format-1 runs served the head's output and pooled globally; their config.json says neither."""
-    result = train(tiny(tiny_dataset, tmp_path / "old", embed_from="head", grid=1, epochs=1))
+def test_runs_that_predate_the_projection_load_as_they_trained(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Older runs served the head's output and pooled globally; their config.json names neither option."""
+    result = train(tiny(tiny_dataset, tmp_path / "old", epochs=1))
     config_path = result.run_dir / "config.json"
     config = json.loads(config_path.read_text())
-    config["format_version"] = 1
     config["tower"]["options"] = {k: v for k, v in config["tower"]["options"].items() if k not in ("embed_from", "grid")}
     config_path.write_text(json.dumps(config))
     run = load_run(result.run_dir)
