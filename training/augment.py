@@ -32,10 +32,9 @@ def _flips(flip: str) -> list[v2.Transform]:
 def build_augmentation(preset: str, flip: str, spec: InputSpec) -> Augmentation | None:
     """The training-time augmentation for a preset, or None for "none" without flips.
 
-    light: mild crop, rotation and lighting changes. strong (the default): also larger crops and
-    rotations, blur and random erasing; it keeps small datasets from overfitting, and it teaches the
-    backbone features that the served projection (towers.FeatureProjection) relies on for identities
-    never seen.
+    light (the default): mild crop, rotation and lighting changes. strong: also larger crops and
+    rotations, blur and random erasing, for small datasets that overfit; part of the recipe that
+    serves backbone features (towers.FeatureProjection), which it teaches to keep more detail.
     """
     if preset not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation {preset!r}; choose one of: {', '.join(AUGMENTATIONS)}")

@@ -85,8 +85,6 @@ class TrainConfig:
             (self.resize in RESIZE_RULES, f"resize must be one of {', '.join(RESIZE_RULES)}"),
             (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
             (self.embedding_dim is None or self.embedding_dim >= 1, "embedding dim must be positive"),
-            (self.embed_from in ("features", "head"), f"embed-from must be features or head, got {self.embed_from!r}"),
-            (self.grid is None or self.grid >= 1, f"grid must be at least 1, got {self.grid}"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps per epoch must be positive"),
             (self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}"),
             (self.select_by in SELECT_BY, f"select-by must be one of {', '.join(SELECT_BY)}"),

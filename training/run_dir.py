@@ -80,4 +80,3 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
         raise RunError(f"{weights_path}: weights do not match the tower in config.json ({exc})") from exc
     tower.eval()
     return LoadedRun(run_dir, config, spec, tower, sha256_file(weights_path))
-
