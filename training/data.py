@@ -40,13 +40,13 @@ class ImageDataset:
         wanted = {name: new for new, name in enumerate(identities)}
         old_to_new = np.array([wanted.get(name, -1) for name in self.identities], dtype=np.int64)
         keep = np.flatnonzero(old_to_new[self.labels] >= 0)
-        return ImageDataset(
-            pixels=self.pixels[keep],
-            labels=old_to_new[self.labels[keep]],
-            identities=list(identities),
-            paths=[self.paths[i] for i in keep],
-            spec=self.spec,
-        )
+        rows = self.rows(keep)
+        rows.labels, rows.identities = old_to_new[rows.labels], list(identities)
+        return rows
+
+    def rows(self, indices: NDArray[np.int64]) -> ImageDataset:
+        """The images at ``indices``, labels unchanged."""
+        return ImageDataset(self.pixels[indices], self.labels[indices], self.identities, [self.paths[i] for i in indices], self.spec)
 
 
 def _decode_threads() -> int:

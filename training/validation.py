@@ -44,7 +44,7 @@ def fit_projection(tower: nn.Module, data: ImageDataset, device: torch.device, c
         return
     if len(data) > PROJECTION_SAMPLE:
         keep = np.sort(np.random.default_rng(seed).choice(len(data), PROJECTION_SAMPLE, replace=False))
-        data = ImageDataset(data.pixels[keep], data.labels[keep], data.identities, [data.paths[i] for i in keep], data.spec)
+        data = data.rows(keep)
     tower.projection.fit(_forward_all(tower, tower.backbone, data, device, channels_last))
 
 
