@@ -141,8 +141,11 @@ def trained(name: str, overrides: dict[str, Any]) -> Callable[[Task, Path, int, 
 SEED_RECIPE = {"tower": "seed", "image_size": 100, "loss": "contrastive", "sampler": "random", "margin": 2.0,
                "lr": 5e-4, "batch_size": 64, "augment": "none", "val_fraction": 0.0, "warmup_epochs": 0, "schedule": "constant"}
 
-#: The recipe for training on few identities and searching others (README, Training recipes).
-CONV_FEATURES = {"embed_from": "features", "grid": 4, "head_batch_norm": True, "augment": "strong"}
+#: Serve the backbone's principal components alone, with strong augmentation (few training identities).
+CONV_FEATURES = {"embed_from": "features", "augment": "strong"}
+
+#: The default recipe before it served features beside the head: global pooling, plain head, light augmentation.
+CONV_HEAD = {"embed_from": "head", "grid": 1, "head_batch_norm": False, "augment": "light"}
 
 METHODS: dict[str, Callable] = {
     "raw": raw_pixels,
@@ -153,8 +156,8 @@ METHODS: dict[str, Callable] = {
     "conv-contrastive-hard-pairs": trained("conv-contrastive-hard-pairs", {"loss": "contrastive"}),
     "conv-no-augmentation": trained("conv-no-augmentation", {"augment": "none"}),
     "conv-instance": trained("conv-instance", {"instance_weight": 0.2}),
-    # Serve the principal components of 4×4-pooled backbone features; batch-norm head; strong augmentation.
     "conv-features": trained("conv-features", CONV_FEATURES),
+    "conv-head": trained("conv-head", CONV_HEAD),
     "resnet18": trained("resnet18", {"tower": "resnet18"}),
     "mobilenet_v3_small": trained("mobilenet_v3_small", {"tower": "mobilenet_v3_small"}),
 }

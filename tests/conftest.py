@@ -29,12 +29,12 @@ def unseen_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A conv tower trained for two short epochs at 32×32 (fast, not accurate)."""
+    """A conv tower trained for two short epochs at 32×32 (fast, not accurate); it serves 16 numbers, 8 from its head and 8 components."""
     from siamese.training import TrainConfig, train
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     config = TrainConfig(
-        data_dir=str(tiny_dataset), out_dir=str(run_dir), image_size=32, widths=(8, 16), embedding_dim=16,
+        data_dir=str(tiny_dataset), out_dir=str(run_dir), image_size=32, widths=(8, 16), embedding_dim=8,
         epochs=2, steps_per_epoch=4, identities_per_batch=4, images_per_identity=3, val_fraction=0.25, seed=0,
     )
     train(config)

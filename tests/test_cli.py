@@ -55,7 +55,7 @@ def test_train_export_index_query_info(tiny_dataset: Path, unseen_dataset: Path,
     assert "id_002" in result.stdout and (tmp_path / "show.png").stat().st_size > 1000
 
     result = invoke("info", model, "--json")
-    assert result.exit_code == 0 and json.loads(result.stdout)["embedding_dim"] == 128
+    assert result.exit_code == 0 and json.loads(result.stdout)["embedding_dim"] == 256  # 128 from the head, 128 components
     result = invoke("info", gallery, "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["count"] == 24
     assert invoke("info", gallery).exit_code == 0

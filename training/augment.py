@@ -14,7 +14,7 @@ from torchvision.transforms import v2
 from siamese.errors import ConfigError
 from siamese.spec import InputSpec
 
-AUGMENTATIONS = ("none", "light", "strong")
+AUGMENTATIONS = ("none", "light", "medium", "strong")
 FLIPS = ("none", "horizontal", "vertical", "both")
 
 Augmentation = Callable[[torch.Tensor], torch.Tensor]
@@ -32,9 +32,10 @@ def _flips(flip: str) -> list[v2.Transform]:
 def build_augmentation(preset: str, flip: str, spec: InputSpec) -> Augmentation | None:
     """The training-time augmentation for a preset, or None for "none" without flips.
 
-    light (the default): mild crop, rotation and lighting changes. strong: also larger crops and
-    rotations, blur and random erasing, for small datasets that overfit; part of the recipe that
-    serves backbone features (towers.FeatureProjection), which it teaches to keep more detail.
+    light: mild crop, rotation and lighting changes. medium (the default): light plus random erasing
+    of a patch in half the images (as person re-identification trains), which makes the tower
+    use every part of an image rather than the few that separate its training identities. strong:
+    larger crops and rotations, blur and erasing, for small datasets that overfit.
     """
     if preset not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation {preset!r}; choose one of: {', '.join(AUGMENTATIONS)}")
@@ -43,12 +44,14 @@ def build_augmentation(preset: str, flip: str, spec: InputSpec) -> Augmentation 
     size = (spec.height, spec.width)
     colour = {"saturation": 0.2} if spec.channels == 3 else {}
     steps: list[v2.Transform] = []
-    if preset == "light":
+    if preset in ("light", "medium"):
         steps = [
             v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
             v2.RandomRotation(10),
             v2.ColorJitter(brightness=0.2, contrast=0.2, **colour),
         ]
+        if preset == "medium":
+            steps.append(v2.RandomErasing(p=0.5, scale=(0.02, 0.2)))
     elif preset == "strong":
         steps = [
             v2.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.8, 1.25), antialias=True),

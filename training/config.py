@@ -10,18 +10,21 @@ from siamese.spec import RESIZE_RULES
 
 SELECT_BY = ("map_at_r", "recall_at_1", "recall_at_5", "roc_auc")
 
+#: What runs written before a field existed (or with it unset) trained with.
+_BEFORE_THE_FIELD = {"embed_from": "head", "grid": 1}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Options of ``siamese train``; the CLI maps its flags one-to-one onto these fields.
 
-    The defaults are the recipe: conv tower at up to 96 px, P×K batches (16 identities × 4 images),
-    multi-similarity loss, Adam with warm-up and cosine decay, light augmentation, and the
-    checkpoint with the best mAP@R on held-out identities (benchmarks/accuracy.py compares it).
-
-    ``embed_from="features"`` serves the principal components of the backbone's features instead of
-    the trained head (towers.FeatureProjection); with ``grid=4``, ``head_batch_norm`` and strong
-    augmentation it is the recipe for training on few identities and searching others (README).
+    The defaults are the recipe: conv tower at up to 96 px pooled to a 4 × 4 grid, a batch-norm
+    head, P×K batches (16 identities × 4 images), multi-similarity loss, Adam with warm-up and
+    cosine decay, medium augmentation (light plus random erasing), the checkpoint with the best
+    mAP@R on held-out identities, and a served embedding that puts the trained head's output beside
+    the principal components of the backbone's features (``embed_from="both"``,
+    towers.FeatureProjection): the head is what separates the training identities, the components
+    keep what it collapses, which new identities need (benchmarks/accuracy.py compares recipes).
 
     ``instance_weight > 0`` adds instance discrimination (:mod:`siamese.training.losses.instance`):
     every image is augmented twice and each view must find the other, which costs twice the compute.
@@ -37,10 +40,10 @@ class TrainConfig:
     tower: str = "conv"
     embedding_dim: int | None = None
     normalize: bool = True
-    head_batch_norm: bool = False
-    embed_from: str = "head"
+    head_batch_norm: bool = True
+    embed_from: str = "both"
     widths: tuple[int, ...] | None = None
-    grid: int | None = None
+    grid: int = 4  # conv tower only
     weights: str | None = None
     # input
     image_size: int | None = None
@@ -63,7 +66,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_epochs: float = 1.0
     schedule: str = "cosine"
-    augment: str = "light"
+    augment: str = "medium"
     flip: str = "none"
     # validation and checkpoints
     val_fraction: float = 0.2
@@ -110,6 +113,9 @@ class TrainConfig:
         """Rebuild a config from :meth:`to_dict` output (ignoring keys of other versions)."""
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
+        for name, former in _BEFORE_THE_FIELD.items():  # runs older than the field trained as this
+            if values.get(name) is None:
+                values[name] = former
         if values.get("widths") is not None:
             values["widths"] = tuple(values["widths"])
         return cls(**values)

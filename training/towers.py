@@ -1,8 +1,9 @@
 """Tower networks: the shared-weight encoder of a Siamese network, chosen by name from TOWERS.
 
 Every tower but the seed's is a backbone (image → pooled features) and an EmbeddingHead that the
-loss trains (linear, optional batch-norm, optional L2 normalisation); optionally (``embed_from="features"``)
-a FeatureProjection fitted to the training images' features gives the embedding a gallery stores.
+loss trains (linear, optional batch-norm, optional L2 normalisation). What a gallery stores is the
+head's output, a FeatureProjection fitted to the training images' features, or (the recipe's
+default, ``embed_from="both"``) the two side by side.
 """
 
 from __future__ import annotations
@@ -111,14 +112,18 @@ class FeatureProjection(nn.Module):
         return F.normalize((features - self.mean) @ self.basis, dim=1)
 
 
-EMBED_FROM = ("features", "head")
+EMBED_FROM = ("both", "features", "head")
 
 
 class EmbeddingTower(nn.Module):
     """A backbone producing pooled features, an embedding head the loss trains, and the embedding it serves.
 
-    ``embed_from="head"`` (default): the served embedding is the trained head's output. ``"features"``:
-    the FeatureProjection of the backbone's features, refitted by the trainer after every epoch.
+    ``embed_from="head"`` (the class default, which older runs load with): the served embedding is
+    the trained head's output. ``"features"``: the FeatureProjection of the backbone's features,
+    refitted by the trainer after every epoch. ``"both"`` (the training recipe's default): the two,
+    each unit length, side by side and scaled to unit length (twice ``embedding_dim`` numbers). The
+    head separates the training identities best; the components keep what it collapsed, which
+    identities it never saw need. A distance is then the mean of the two parts' squared distances.
     """
 
     def __init__(self, backbone: nn.Module, features: int, embedding_dim: int = 128, batch_norm: bool = False,
@@ -128,8 +133,9 @@ class EmbeddingTower(nn.Module):
             raise ConfigError(f"embed-from must be one of {', '.join(EMBED_FROM)}, got {embed_from!r}")
         self.backbone = backbone
         self.head = EmbeddingHead(features, embedding_dim, batch_norm, normalize)
-        self.projection = FeatureProjection(features, embedding_dim) if embed_from == "features" else None
-        self.embedding_dim = embedding_dim
+        self.projection = FeatureProjection(features, embedding_dim) if embed_from != "head" else None
+        self.embed_from = embed_from
+        self.embedding_dim = 2 * embedding_dim if embed_from == "both" else embedding_dim  # served
         self.training_normalized = normalize  # the head's output, which the loss's margins assume
         self.normalized = normalize or self.projection is not None  # the served embedding
 
@@ -139,7 +145,12 @@ class EmbeddingTower(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.backbone(images)
-        return self.projection(features) if self.projection is not None else self.head(features)
+        if self.embed_from == "head":
+            return self.head(features)
+        if self.embed_from == "features":
+            return self.projection(features)
+        head = F.normalize(self.head(features), dim=1)
+        return torch.cat([head, self.projection(features)], dim=1) * (0.5 ** 0.5)
 
 
 def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
@@ -218,7 +229,7 @@ def create_tower(name: str, spec: InputSpec, options: dict[str, Any] | None = No
     Args:
         name: "seed", "conv" or a torchvision backbone (resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0).
         spec: the input spec (channels, and for the seed tower the exact size).
-        options: embedding_dim, normalize, batch_norm (head), embed_from ("features" or "head"),
+        options: embedding_dim, normalize, batch_norm (head), embed_from ("both", "features" or "head"),
             widths and grid (conv only).
 
     Raises:

@@ -93,12 +93,11 @@ def tower_options(config: TrainConfig) -> dict[str, Any]:
     if config.tower != "seed":
         options["normalize"] = config.normalize
         options["embed_from"] = config.embed_from
-        if config.head_batch_norm:
-            options["batch_norm"] = True
-        if config.widths is not None and config.tower == "conv":
-            options["widths"] = list(config.widths)
-        if config.grid is not None and config.tower == "conv":
+        options["batch_norm"] = config.head_batch_norm
+        if config.tower == "conv":
             options["grid"] = config.grid
+            if config.widths is not None:
+                options["widths"] = list(config.widths)
     return options
 
 

@@ -72,6 +72,17 @@ def test_feature_projection_with_fewer_images_than_dimensions() -> None:
     assert torch.isfinite(projection(torch.randn(2, 6))).all()
 
 
+def test_served_embedding_from_head_and_features_side_by_side() -> None:
+    options = {"embedding_dim": 8, "widths": [8], "normalize": False, "embed_from": "both"}
+    tower = create_tower("conv", InputSpec.create(32, 1), options).eval()
+    images = torch.randn(4, 1, 32, 32)
+    served, features = tower(images), tower.backbone(images)
+    assert tower.embedding_dim == 16 and served.shape == (4, 16) and tower.normalized
+    assert torch.allclose(served.norm(dim=1), torch.ones(4), atol=1e-6)
+    head = torch.nn.functional.normalize(tower.head(features), dim=1)  # unit length even without --normalize
+    assert torch.allclose(served * 2**0.5, torch.cat([head, tower.projection(features)], dim=1), atol=1e-6)
+
+
 def test_served_embedding_from_the_features() -> None:
     options = {"embedding_dim": 8, "widths": [8], "normalize": False, "embed_from": "features"}
     tower = create_tower("conv", InputSpec.create(32, 1), options).eval()

@@ -66,14 +66,18 @@ def test_the_kept_weights_carry_the_fitted_projection(tiny_dataset: Path, tmp_pa
 
 
 def test_runs_that_predate_the_projection_load_as_they_trained(tiny_dataset: Path, tmp_path: Path) -> None:
-    """Older runs served the head's output and pooled globally; their config.json names neither option."""
-    result = train(tiny(tiny_dataset, tmp_path / "old", epochs=1))
+    """Older runs served the head's output, pooled globally and had no head batch-norm; their config.json names none of it."""
+    result = train(tiny(tiny_dataset, tmp_path / "old", epochs=1, embed_from="head", grid=1, head_batch_norm=False))
     config_path = result.run_dir / "config.json"
     config = json.loads(config_path.read_text())
-    config["tower"]["options"] = {k: v for k, v in config["tower"]["options"].items() if k not in ("embed_from", "grid")}
+    config["tower"]["options"] = {k: v for k, v in config["tower"]["options"].items() if k not in ("embed_from", "grid", "batch_norm")}
+    for name in ("embed_from", "grid"):
+        del config["train"][name]
     config_path.write_text(json.dumps(config))
     run = load_run(result.run_dir)
     assert run.tower.projection is None and run.tower.backbone(torch.zeros(1, *run.spec.shape)).shape == (1, 8)
+    old = TrainConfig.from_dict(config["train"])
+    assert (old.embed_from, old.grid) == ("head", 1)  # what it trained with, not today's defaults
 
 
 def test_training_is_deterministic(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -193,7 +197,7 @@ def test_training_normalisation_equals_engine_normalisation() -> None:
     np.testing.assert_array_equal(ours, normalize(pixels, spec))
 
 
-@pytest.mark.parametrize("preset", ["light", "strong"])
+@pytest.mark.parametrize("preset", ["light", "medium", "strong"])
 def test_augmentations_keep_shape_and_dtype(preset: str) -> None:
     spec = InputSpec.create(20, 1)
     augment = build_augmentation(preset, "horizontal", spec)
@@ -203,6 +207,19 @@ def test_augmentations_keep_shape_and_dtype(preset: str) -> None:
     assert build_augmentation("none", "none", spec) is None
     with pytest.raises(ConfigError, match="unknown flip"):
         build_augmentation("light", "sideways", spec)
+
+
+def test_medium_augmentation_erases_patches_light_does_not() -> None:
+    """Crops, small rotations and lighting keep the centre of a white image; random erasing blacks out patches."""
+    torch.manual_seed(0)
+    spec = InputSpec.create(40, 1)
+    white = torch.full((1, 40, 40), 255, dtype=torch.uint8)
+
+    def centre_erased(preset: str) -> int:
+        augment = build_augmentation(preset, "none", spec)
+        return sum(int((augment(white)[:, 17:23, 17:23] == 0).any()) for _ in range(100))
+
+    assert centre_erased("light") == 0 and centre_erased("medium") > 0
 
 
 def test_bad_config_values() -> None:
