@@ -149,7 +149,7 @@ class EmbeddingTower(nn.Module):
             return self.head(features)
         if self.embed_from == "features":
             return self.projection(features)
-        head = F.normalize(self.head(features), dim=1)
+        head = F.normalize(self.head(features), dim=1)  # both halves unit length, so each weighs the same
         return torch.cat([head, self.projection(features)], dim=1) * (0.5 ** 0.5)
 
 
