@@ -33,7 +33,7 @@ class SpeedConfig:
     gallery: int = 100_000
     queries: int = 200
     epochs: int = 5
-    samples_per_epoch: int = 1024
+    steps_per_epoch: int = 16  # of 64 images
     train_identities: int = 200
     unseen_identities: int = 40
     size: int | None = None
@@ -45,7 +45,7 @@ class SpeedConfig:
     @classmethod
     def quick(cls) -> SpeedConfig:
         """Seconds, not minutes: for tests and a first look (figures are not meaningful)."""
-        return cls(images=24, batch_sizes=(1, 8), rounds=1, pipeline_batch=8, gallery=600, queries=8, epochs=1, samples_per_epoch=32,
+        return cls(images=24, batch_sizes=(1, 8), rounds=1, pipeline_batch=8, gallery=600, queries=8, epochs=1, steps_per_epoch=1,
                    train_identities=6, unseen_identities=4, size=32, photo_width=160, photo_height=120)
 
 
@@ -112,10 +112,10 @@ def _train(root: Path, config: SpeedConfig, train_dir: Path, size: int) -> Path:
     from siamese.training import TrainConfig, train
 
     run_dir = root / "run"
-    stamp = {"epochs": config.epochs, "samples": config.samples_per_epoch, "size": size, "train": config.train_identities}
+    stamp = {"epochs": config.epochs, "steps": config.steps_per_epoch, "size": size, "train": config.train_identities}
     if not (_fresh(run_dir, stamp) and (run_dir / "tower.safetensors").is_file()):
         train(TrainConfig(data_dir=str(train_dir), out_dir=str(run_dir), tower="conv", image_size=size, epochs=config.epochs,
-                          samples_per_epoch=config.samples_per_epoch, seed=0), progress=False)
+                          steps_per_epoch=config.steps_per_epoch, seed=0), progress=False)
         _mark(run_dir, stamp)
     return run_dir
 

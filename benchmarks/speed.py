@@ -2,7 +2,7 @@
 
     siamese bench speed [--quick] [--plot] [-O key=value ...]
 
-Options (-O): images, batch_sizes (comma list), rounds, gallery, queries, epochs, samples_per_epoch,
+Options (-O): images, batch_sizes (comma list), rounds, gallery, queries, epochs, steps_per_epoch,
 size, run (reuse a trained run dir instead of training one), peer_workers, plus the other
 SpeedConfig fields in _speed_setup.py. Inputs and models are generated into the work dir
 and reused while the options match, so a rerun measures without regenerating.

@@ -32,3 +32,17 @@ def test_speed_suite_quick(trained_run: Path, tmp_path: Path) -> None:
     assert figures["identification"]["int8"]["top1"] >= 0 and "about" in figures and figures["table"]
     assert Path(figures["plot"]).is_file()
     assert saved["machine"]["cores"] >= 1 and saved["settings"]["quick"] is True
+
+
+def test_speed_suite_trains_its_own_tower(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Without -O run=..., the suite trains the default tower briefly; its run must be a loadable run."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _speed_setup import SpeedConfig, _train
+
+    from siamese.training.run_dir import load_run
+
+    run_dir = _train(tmp_path, SpeedConfig.quick(), tiny_dataset, 32)
+    assert load_run(run_dir).tower.embedding_dim == 256  # the default recipe serves head and components
+    assert _train(tmp_path, SpeedConfig.quick(), tiny_dataset, 32) == run_dir  # reused while the options match
