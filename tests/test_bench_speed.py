@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from siamese.benchmarking import benchmarks_dir
 from siamese.cli import app
 
 
@@ -34,11 +36,9 @@ def test_speed_suite_quick(trained_run: Path, tmp_path: Path) -> None:
     assert saved["machine"]["cores"] >= 1 and saved["settings"]["quick"] is True
 
 
-def test_speed_suite_trains_its_own_tower(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_speed_suite_trains_its_own_tower(tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without -O run=..., the suite trains the default tower briefly; its run must be a loadable run."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(benchmarks_dir()))
     from _speed_setup import SpeedConfig, _train
 
     from siamese.training.run_dir import load_run
