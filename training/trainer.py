@@ -34,7 +34,7 @@ from siamese.training.losses import Criterion, create_criterion
 from siamese.training.losses.instance import InstanceLoss
 from siamese.training.plots import plot_history
 from siamese.training.run_dir import BEST_WEIGHTS, CONFIG_FILE, HISTORY_FILE, LAST_WEIGHTS, LOSS_PLOT, save_weights, write_config
-from siamese.training.towers import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_INPUT_SIZE, count_parameters, create_tower, load_pretrained
+from siamese.training.towers import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_INPUT_SIZE, EmbeddingTower, count_parameters, create_tower, load_pretrained
 from siamese.training.validation import embed_dataset, fit_projection, validation_metrics
 
 #: Config fields that may change when resuming a run (everything else must match).
@@ -193,9 +193,10 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     sampler = make_sampler(train_set.labels, config.sampler, kind, config.batch_size, config.identities_per_batch, config.images_per_identity, steps, config.seed)
     views = 2 if config.instance_weight > 0 else 1
     loader = make_loader(train_set, augmentation, sampler, config.workers, config.seed, device.type == "cuda", views)
-    instance_loss = InstanceLoss(config.instance_weight) if views == 2 else None
+    instance_loss = _instance_loss(tower, config.instance_weight).to(device) if views == 2 else None
+    trained = [*tower.parameters(), *(instance_loss.parameters() if instance_loss is not None else [])]
 
-    optimizer = torch.optim.Adam(tower.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(trained, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps))
     autocast = _autocast(device, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported())
@@ -206,6 +207,8 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     if config.resume:
         state = load_checkpoint(run_dir)
         tower.load_state_dict(state["model"])
+        if instance_loss is not None and "instance" in state:
+            instance_loss.load_state_dict(state["instance"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         sampler.rng.bit_generator.state = state["sampler_rng"]
@@ -250,7 +253,8 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
             save_weights(tower, run_dir / LAST_WEIGHTS)
             write_json_atomic(run_dir / HISTORY_FILE, {"metric": metric, "best_epoch": best_epoch, "epochs": history})
             save_checkpoint(run_dir, {
-                "epoch": epoch, "model": tower.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "epoch": epoch, "model": tower.state_dict(), **({"instance": instance_loss.state_dict()} if instance_loss is not None else {}),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "history": history, "best_epoch": best_epoch, "best_value": best_value, "since_best": since_best,
             })
@@ -261,6 +265,12 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     plot_history(history, run_dir / LOSS_PLOT)
     reported = best_value if val_set is not None else -best_value
     return TrainResult(run_dir, history, best_epoch, metric, reported, data.skipped, stopped_early)
+
+
+def _instance_loss(tower: nn.Module, weight: float) -> InstanceLoss:
+    """The instance term: on the backbone's features through its own projector where the tower has a backbone."""
+    in_features = tower.head.linear.in_features if isinstance(tower, EmbeddingTower) else None
+    return InstanceLoss(weight, in_features=in_features)
 
 
 def _train_epoch(tower: nn.Module, criterion: Criterion, instance_loss: InstanceLoss | None, loader, optimizer,
@@ -274,10 +284,14 @@ def _train_epoch(tower: nn.Module, criterion: Criterion, instance_loss: Instance
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast():
-            embeddings = tower.training_embedding(batch)
+            if instance_loss is not None and isinstance(tower, EmbeddingTower):  # the term's projector takes the features
+                features = tower.backbone(batch)
+                embeddings, compared = tower.head(features), features
+            else:
+                embeddings = compared = tower.training_embedding(batch)
         loss = criterion(embeddings.float(), labels.to(device))
         if instance_loss is not None and instances is not None:  # two views per image: instances name them
-            loss = loss + instance_loss(embeddings.float(), instances.to(device))
+            loss = loss + instance_loss(compared.float(), instances.to(device))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

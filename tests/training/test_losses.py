@@ -139,3 +139,14 @@ def test_instance_loss_by_hand() -> None:
     assert InstanceLoss()(emb, instances).item() == pytest.approx(expected.item(), rel=1e-3)
     swapped = torch.tensor([0, 1, 0, 1])  # views paired with the wrong image cost more
     assert InstanceLoss()(emb, swapped).item() > InstanceLoss()(emb, instances).item()
+
+
+def test_instance_loss_with_its_own_projector_trains_the_features() -> None:
+    torch.manual_seed(0)
+    loss = InstanceLoss(in_features=6)
+    features = torch.randn(8, 6, requires_grad=True)
+    value = loss(features, torch.arange(4).repeat_interleave(2))
+    value.backward()
+    assert value.ndim == 0 and torch.isfinite(value)
+    assert features.grad is not None and features.grad.abs().sum() > 0  # reaches the backbone
+    assert all(p.grad is not None for p in loss.parameters()) and len(list(loss.parameters())) == 4  # two linear layers

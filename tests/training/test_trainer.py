@@ -130,8 +130,12 @@ def test_seed_tower_with_the_seed_recipe(tiny_dataset: Path, tmp_path: Path) -> 
     assert load_run(result.run_dir).tower.fc1[-1].out_features == 5
 
 
-def test_resume_continues_where_it_stopped(tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    straight = train(tiny(tiny_dataset, tmp_path / "straight", epochs=3)).history
+@pytest.mark.parametrize("instance_weight", [0.0, 0.5])  # with the instance term, its projector resumes too
+def test_resume_continues_where_it_stopped(tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance_weight: float) -> None:
+    def tiny_run(out: Path, **options):
+        return tiny(tiny_dataset, out, instance_weight=instance_weight, **options)
+
+    straight = train(tiny_run(tmp_path / "straight", epochs=3)).history
 
     import siamese.training.trainer as trainer
 
@@ -144,14 +148,14 @@ def test_resume_continues_where_it_stopped(tiny_dataset: Path, tmp_path: Path, m
 
     monkeypatch.setattr(trainer, "save_checkpoint", interrupt_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny(tiny_dataset, tmp_path / "resumed", epochs=3))
+        train(tiny_run(tmp_path / "resumed", epochs=3))
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
 
     with pytest.raises(ConfigError, match="--resume"):
-        train(tiny(tiny_dataset, tmp_path / "resumed", epochs=3))
+        train(tiny_run(tmp_path / "resumed", epochs=3))
     with pytest.raises(ConfigError, match="different settings.*lr"):
-        train(tiny(tiny_dataset, tmp_path / "resumed", epochs=3, lr=0.5, resume=True))
-    resumed = train(tiny(tiny_dataset, tmp_path / "resumed", epochs=3, resume=True)).history
+        train(tiny_run(tmp_path / "resumed", epochs=3, lr=0.5, resume=True))
+    resumed = train(tiny_run(tmp_path / "resumed", epochs=3, resume=True)).history
     assert [row["epoch"] for row in resumed] == [1, 2, 3]
     assert [row["loss"] for row in resumed] == pytest.approx([row["loss"] for row in straight], rel=1e-6)
 
