@@ -284,7 +284,7 @@ def _train_epoch(tower: nn.Module, criterion: Criterion, instance_loss: Instance
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast():
-            if instance_loss is not None and isinstance(tower, EmbeddingTower):  # the term's projector takes the features
+            if instance_loss is not None and instance_loss.on_features:  # its projector takes the backbone's features
                 features = tower.backbone(batch)
                 embeddings, compared = tower.head(features), features
             else:
