@@ -96,7 +96,7 @@ class TrainConfig:
             (self.warmup_epochs >= 0, "warm-up cannot be negative"),
             (self.instance_weight >= 0, f"instance weight cannot be negative, got {self.instance_weight}"),
             (self.instance_weight == 0 or self.sampler == "pk", "the instance term needs P×K batches (--sampler pk)"),
-            (self.instance_weight == 0 or self.augment != "none", "the instance term compares two augmented views: it needs --augment light or strong"),
+            (self.instance_weight == 0 or self.augment != "none", "the instance term compares two augmented views: it needs --augment light, medium or strong"),
         ]
         for ok, message in checks:
             if not ok:
