@@ -22,7 +22,7 @@ from siamese.cli_support import friendly_errors as _friendly_errors
 from siamese.cli_support import gallery_model as _gallery_model
 from siamese.cli_support import print_json as _print_json
 from siamese.cli_support import report_skipped as _report_skipped
-from siamese.errors import SiameseError
+from siamese.errors import ConfigError, SiameseError
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_SKIPPED", "app"]
 
@@ -87,6 +87,7 @@ def train(
     normalize: Annotated[bool, typer.Option(help="L2-normalise embeddings.")] = True,
     head_batch_norm: Annotated[bool, typer.Option(help="Batch-norm in the embedding head.")] = True,
     embed_from: Annotated[str, typer.Option(help="both: serve the trained head's output and principal components of the backbone's features, side by side (twice --embedding-dim numbers); head: the head alone; features: the components alone.")] = "both",
+    widths: Annotated[str, typer.Option(help="conv tower: channels of each stage, comma-separated (each stage halves the resolution; narrower is faster, e.g. 16,32,64,128).")] = "24,48,96,192",
     grid: Annotated[int, typer.Option(min=1, help="conv tower: average-pool the last feature map to GRID × GRID (4 keeps where features are; 1 is one global average, for images where identities move around).")] = 4,
     val_fraction: Annotated[float, typer.Option(help="Share of identities held out for validation.")] = 0.2,
     select_by: Annotated[str, typer.Option(help="Validation metric that picks the kept epoch: map_at_r, recall_at_1, recall_at_5, roc_auc.")] = "map_at_r",
@@ -110,7 +111,7 @@ def train(
         steps_per_epoch=steps_per_epoch, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
         schedule=schedule, augment=augment, flip=flip, image_size=size, channels=channels, resize=resize,
         embedding_dim=embedding_dim, normalize=normalize, head_batch_norm=head_batch_norm, embed_from=embed_from, grid=grid,
-        val_fraction=val_fraction,
+        widths=_parse_widths(widths), val_fraction=val_fraction,
         select_by=select_by, patience=patience, seed=seed, device=device, workers=workers, amp=amp, resume=resume,
     )
     result = run_training(config, progress=not as_json)
@@ -210,6 +211,14 @@ def query(
 
 
 # ----------------------------------------------------------------------------- info
+def _parse_widths(text: str) -> tuple[int, ...]:
+    """``"24,48,96,192"`` → (24, 48, 96, 192); anything else is a clear error, not a traceback."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--widths takes comma-separated whole numbers such as 24,48,96,192, got {text!r}") from None
+
+
 def _model_info(path: Path) -> dict[str, Any]:
     from siamese.engine import Embedder
 

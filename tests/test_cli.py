@@ -28,9 +28,10 @@ def assert_clean_error(result, *fragments: str) -> None:
 
 def test_train_export_index_query_info(tiny_dataset: Path, unseen_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "runs" / "r1"
-    result = invoke("train", tiny_dataset, "--out", run, "--epochs", "1", "--size", "32", "--steps-per-epoch", "2", "--json")
+    result = invoke("train", tiny_dataset, "--out", run, "--epochs", "1", "--size", "32", "--steps-per-epoch", "2", "--widths", "8,16", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["best_epoch"] == 1
+    assert json.loads((run / "config.json").read_text())["tower"]["options"]["widths"] == [8, 16]
 
     model = tmp_path / "model.onnx"
     result = invoke("export", run, "--out", model)
@@ -88,6 +89,7 @@ def test_user_mistakes_are_one_line(tmp_path: Path, model_path: Path, gallery_di
     assert_clean_error(invoke("train", tmp_path / "missing", "--out", tmp_path / "r"), "missing: folder not found")
     (tmp_path / "empty").mkdir()
     assert_clean_error(invoke("train", tmp_path / "empty", "--out", tmp_path / "r"), "no images found")
+    assert_clean_error(invoke("train", tmp_path / "empty", "--out", tmp_path / "r", "--widths", "24;48"), "--widths", "'24;48'")
     assert_clean_error(invoke("export", tmp_path / "norun", "--out", tmp_path / "m.onnx"), "run directory not found")
     text = tmp_path / "notes.onnx"
     text.write_text("hello")

@@ -11,15 +11,15 @@ from siamese.spec import RESIZE_RULES
 SELECT_BY = ("map_at_r", "recall_at_1", "recall_at_5", "roc_auc")
 
 #: What runs written before a field existed (or with it unset) trained with.
-_BEFORE_THE_FIELD = {"embed_from": "head", "grid": 1}
+_BEFORE_THE_FIELD = {"embed_from": "head", "grid": 1, "widths": (16, 32, 64, 128)}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Options of ``siamese train``; the CLI maps its flags one-to-one onto these fields.
 
-    The defaults are the recipe: conv tower at up to 96 px pooled to a 4 × 4 grid, a batch-norm
-    head, P×K batches (16 identities × 4 images), multi-similarity loss, Adam with warm-up and
+    The defaults are the recipe: conv tower with stage widths 24-48-96-192 at up to 96 px, pooled
+    to a 4 × 4 grid, a batch-norm head, P×K batches (16 identities × 4 images), multi-similarity loss, Adam with warm-up and
     cosine decay, medium augmentation (light plus random erasing), the checkpoint with the best
     mAP@R on held-out identities, and a served embedding that puts the trained head's output beside
     the principal components of the backbone's features (``embed_from="both"``,
@@ -42,7 +42,7 @@ class TrainConfig:
     normalize: bool = True
     head_batch_norm: bool = True
     embed_from: str = "both"
-    widths: tuple[int, ...] | None = None
+    widths: tuple[int, ...] | None = (24, 48, 96, 192)  # conv tower only
     grid: int = 4  # conv tower only
     weights: str | None = None
     # input
@@ -88,6 +88,7 @@ class TrainConfig:
             (self.resize in RESIZE_RULES, f"resize must be one of {', '.join(RESIZE_RULES)}"),
             (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
             (self.embedding_dim is None or self.embedding_dim >= 1, "embedding dim must be positive"),
+            (self.tower != "conv" or bool(self.widths) and min(self.widths) >= 1, f"conv tower widths must be one or more positive numbers, got {self.widths}"),
             (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps per epoch must be positive"),
             (self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}"),
             (self.select_by in SELECT_BY, f"select-by must be one of {', '.join(SELECT_BY)}"),

@@ -66,18 +66,35 @@ def test_the_kept_weights_carry_the_fitted_projection(tiny_dataset: Path, tmp_pa
 
 
 def test_runs_that_predate_the_projection_load_as_they_trained(tiny_dataset: Path, tmp_path: Path) -> None:
-    """Older runs served the head's output, pooled globally and had no head batch-norm; their config.json names none of it."""
-    result = train(tiny(tiny_dataset, tmp_path / "old", epochs=1, embed_from="head", grid=1, head_batch_norm=False))
+    """Older runs served the head's output, pooled globally, had no head batch-norm and the narrower
+    conv tower; their config.json names none of it (widths was null: "the tower's default")."""
+    result = train(tiny(tiny_dataset, tmp_path / "old", epochs=1, embed_from="head", grid=1, head_batch_norm=False, widths=(16, 32, 64, 128)))
     config_path = result.run_dir / "config.json"
     config = json.loads(config_path.read_text())
-    config["tower"]["options"] = {k: v for k, v in config["tower"]["options"].items() if k not in ("embed_from", "grid", "batch_norm")}
+    config["tower"]["options"] = {k: v for k, v in config["tower"]["options"].items() if k not in ("embed_from", "grid", "batch_norm", "widths")}
     for name in ("embed_from", "grid"):
         del config["train"][name]
+    config["train"]["widths"] = None
     config_path.write_text(json.dumps(config))
     run = load_run(result.run_dir)
-    assert run.tower.projection is None and run.tower.backbone(torch.zeros(1, *run.spec.shape)).shape == (1, 8)
+    assert run.tower.projection is None and run.tower.backbone(torch.zeros(1, *run.spec.shape)).shape == (1, 128)
     old = TrainConfig.from_dict(config["train"])
-    assert (old.embed_from, old.grid) == ("head", 1)  # what it trained with, not today's defaults
+    assert (old.embed_from, old.grid, old.widths) == ("head", 1, (16, 32, 64, 128))  # what it trained with, not today's defaults
+
+
+def test_new_runs_record_the_conv_widths(tiny_dataset: Path, tmp_path: Path) -> None:
+    default = TrainConfig(data_dir=str(tiny_dataset), out_dir=str(tmp_path / "unused"))
+    assert default.widths == (24, 48, 96, 192)
+    run_dir = train(tiny(tiny_dataset, tmp_path / "run", epochs=1, widths=(4, 6))).run_dir
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["tower"]["options"]["widths"] == [4, 6] and config["train"]["widths"] == [4, 6]
+    assert load_run(run_dir).tower.backbone(torch.zeros(1, 1, 24, 24)).shape == (1, 6 * 4 * 4)
+
+
+@pytest.mark.parametrize("widths", [(), (8, 0)])
+def test_conv_widths_must_be_positive(tiny_dataset: Path, tmp_path: Path, widths: tuple[int, ...]) -> None:
+    with pytest.raises(ConfigError, match="conv tower widths must be one or more positive numbers"):
+        tiny(tiny_dataset, tmp_path / "run", widths=widths)
 
 
 def test_training_is_deterministic(tiny_dataset: Path, tmp_path: Path) -> None:
