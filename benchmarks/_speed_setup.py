@@ -112,10 +112,11 @@ def _train(root: Path, config: SpeedConfig, train_dir: Path, size: int) -> Path:
     from siamese.training import TrainConfig, train
 
     run_dir = root / "run"
-    stamp = {"epochs": config.epochs, "steps": config.steps_per_epoch, "size": size, "train": config.train_identities}
+    recipe = TrainConfig(data_dir=str(train_dir), out_dir=str(run_dir), tower="conv", image_size=size, epochs=config.epochs,
+                         steps_per_epoch=config.steps_per_epoch, seed=0)
+    stamp = {"recipe": recipe.to_dict(), "train": config.train_identities}  # a changed default recipe retrains
     if not (_fresh(run_dir, stamp) and (run_dir / "tower.safetensors").is_file()):
-        train(TrainConfig(data_dir=str(train_dir), out_dir=str(run_dir), tower="conv", image_size=size, epochs=config.epochs,
-                          steps_per_epoch=config.steps_per_epoch, seed=0), progress=False)
+        train(recipe, progress=False)
         _mark(run_dir, stamp)
     return run_dir
 

@@ -83,18 +83,20 @@ def _prepare(scenario: Scenario, work_dir: Path) -> tuple[Path, Path]:
     root = work_dir / "service" / scenario.name
     stamp = root / "ready.json"
     data, gallery_dir, model_path = root / "identities", root / "gallery", root / "model.onnx"
-    if not stamp.is_file() or json.loads(stamp.read_text()) != asdict(scenario):
+    shape = {"widths": scenario.widths, "embedding_dim": scenario.embedding_dim} if scenario.widths else {}
+    recipe = TrainConfig(data_dir=str(data), out_dir=str(root / "run"), tower="conv", image_size=scenario.size, epochs=1,
+                         steps_per_epoch=3, val_fraction=0.2, seed=0, **shape)
+    ready = {"scenario": asdict(scenario), "recipe": recipe.to_dict()}  # a changed default recipe rebuilds
+    if not stamp.is_file() or json.loads(stamp.read_text()) != ready:
         shutil.rmtree(root, ignore_errors=True)
         spec = SyntheticSpec(identities=scenario.identities, images_per_identity=scenario.per_identity, size=scenario.size, formats=("png",))
         generate_identities(data, spec, seed=7)
-        shape = {"widths": scenario.widths, "embedding_dim": scenario.embedding_dim} if scenario.widths else {}
-        train(TrainConfig(data_dir=str(data), out_dir=str(root / "run"), tower="conv", image_size=scenario.size, epochs=1,
-                          steps_per_epoch=3, val_fraction=0.2, seed=0, **shape), progress=False)
+        train(recipe, progress=False)
         export_onnx(root / "run", model_path)
         embedder = Embedder(model_path, device="cpu")
         Gallery.build(data, embedder, gallery_dir)
         _add_distractors(gallery_dir, scenario.distractors, embedder.dim)
-        stamp.write_text(json.dumps(asdict(scenario)))
+        stamp.write_text(json.dumps(ready))
     return model_path, gallery_dir
 
 

@@ -46,3 +46,10 @@ def test_speed_suite_trains_its_own_tower(tiny_dataset: Path, tmp_path: Path, mo
     run_dir = _train(tmp_path, SpeedConfig.quick(), tiny_dataset, 32)
     assert load_run(run_dir).tower.embedding_dim == 256  # the default recipe serves head and components
     assert _train(tmp_path, SpeedConfig.quick(), tiny_dataset, 32) == run_dir  # reused while the options match
+    marker = run_dir / ".stamp.json"
+    stamp = json.loads(marker.read_text())
+    stamp["recipe"]["widths"] = [16, 32, 64, 128]  # as if trained before the default recipe changed
+    marker.write_text(json.dumps(stamp))
+    before = (run_dir / "tower.safetensors").stat().st_mtime_ns
+    _train(tmp_path, SpeedConfig.quick(), tiny_dataset, 32)
+    assert (run_dir / "tower.safetensors").stat().st_mtime_ns != before and json.loads(marker.read_text())["recipe"]["widths"] == [24, 48, 96, 192]
