@@ -1,0 +1,60 @@
+"""The accuracy suite in --quick mode: every method trained/embedded and measured, targets computed, JSON written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from siamese.benchmarking import benchmarks_dir
+from siamese.cli import app
+
+
+def test_accuracy_suite_quick(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "bench", "accuracy", "--quick", "-O", "datasets=synthetic", "-O", "methods=raw,pca,default", "-O", "epochs=1",
+        "--work-dir", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    rows = record["results"]["results"]["synthetic"]
+    assert set(rows) == {"raw", "pca", "default"}
+    for row in rows.values():
+        assert 0.0 <= row["recall_at_1"] <= 1.0 and 0.0 <= row["map_at_r"] <= 1.0 and row["queries"] == 12 * 8
+    assert rows["pca"]["dimension"] == 128 and rows["default"]["dimension"] == 256 and rows["default"]["epochs_run"] == 1
+    assert (tmp_path / "work" / "accuracy" / "runs" / "synthetic-default" / "model.onnx").is_file()
+    gap = record["results"]["targets"]["synthetic: default - pca recall_at_1"]
+    assert gap == pytest.approx(rows["default"]["recall_at_1"] - rows["pca"]["recall_at_1"], abs=1e-4)
+    assert json.loads(Path(record["path"]).read_text())["suite"] == "accuracy"
+
+
+def test_accuracy_suite_names_unknown_methods(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "accuracy", "--quick", "-O", "methods=raw,nope", "--work-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "unknown dataset or method: nope" in result.stderr
+
+
+def test_enrolment_draws(unseen_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several random enrolments of the same embeddings: the first draw is the main split, the spread is reported."""
+    monkeypatch.syspath_prepend(str(benchmarks_dir()))
+    import accuracy
+
+    from siamese.evaluate import measure, split_per_identity
+    from siamese.image_folder import scan_image_folder
+
+    task = accuracy.Task("tiny", unseen_dataset, unseen_dataset, 1, 32, "tiny", enrol_draws=4)
+    embed, _ = accuracy.raw_pixels(task, Path("unused"), 1, True)
+    calls: list[int] = []
+
+    def counting(paths: list[str]):
+        calls.append(len(paths))
+        return embed(paths)
+
+    summary = accuracy._over_draws(counting, task)
+    assert calls == [24]  # every image embedded once, whatever the number of draws
+    assert summary["draws"] == 4 and summary["recall_at_1_std"] >= 0.0
+    one = accuracy._over_draws(embed, accuracy.Task("tiny", unseen_dataset, unseen_dataset, 1, 32, "tiny", enrol_draws=1))
+    gallery, queries = split_per_identity(scan_image_folder(unseen_dataset), 1, "random", seed=0)
+    assert one["recall_at_1_mean"] == round(measure(embed, gallery, queries)["identification"]["recall_at_1"], 4)
+    assert one["recall_at_1_std"] == 0.0
