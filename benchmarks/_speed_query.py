@@ -10,6 +10,7 @@ stand-in embedder, so a 100k-item exact index exists without decoding 100k pictu
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def build_gallery(root: Path, embedder: Embedder, real: list[Path], filler_targe
         manifest = Manifest.read(gallery_dir)
         if manifest.count == size and manifest.model_fingerprint == embedder.fingerprint:
             return gallery_dir
+        shutil.rmtree(gallery_dir)  # another model's or size's gallery: a gallery refuses a second model
     if not images_dir.is_dir():
         for path in real:
             link = images_dir / path.parent.name / path.name

@@ -53,3 +53,25 @@ def test_speed_suite_trains_its_own_tower(tiny_dataset: Path, tmp_path: Path, mo
     before = (run_dir / "tower.safetensors").stat().st_mtime_ns
     _train(tmp_path, SpeedConfig.quick(), tiny_dataset, 32)
     assert (run_dir / "tower.safetensors").stat().st_mtime_ns != before and json.loads(marker.read_text())["recipe"]["widths"] == [24, 48, 96, 192]
+
+
+def test_the_query_gallery_follows_the_model(model_path: Path, unseen_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached gallery of another model is rebuilt, not refused (a gallery never takes a second model)."""
+    import onnx
+
+    monkeypatch.syspath_prepend(str(benchmarks_dir()))
+    from _speed_query import build_gallery
+
+    from siamese.engine import Embedder
+    from siamese.index import Manifest
+
+    other = tmp_path / "other.onnx"
+    model = onnx.load(model_path)
+    model.metadata_props.add(key="note", value="another model")
+    onnx.save(model, other)
+    first, second = Embedder(model_path), Embedder(other)
+    real = sorted(unseen_dataset.rglob("*.png"))[:4]
+    gallery = build_gallery(tmp_path, first, real, real[0], 30)
+    assert Manifest.read(gallery).model_fingerprint == first.fingerprint != second.fingerprint
+    assert build_gallery(tmp_path, second, real, real[0], 30) == gallery
+    assert Manifest.read(gallery).model_fingerprint == second.fingerprint and Manifest.read(gallery).count == 30
