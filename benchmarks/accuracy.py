@@ -149,11 +149,11 @@ SEED_RECIPE = {"tower": "seed", "image_size": 100, "loss": "contrastive", "sampl
 #: Serve the backbone's principal components alone, with strong augmentation (few training identities).
 CONV_FEATURES = {"embed_from": "features", "augment": "strong"}
 
-#: The default conv tower before it widened to 24-48-96-192 (about 2.3× the multiply-adds).
-NARROW = {"widths": (16, 32, 64, 128)}
+#: The default recipe on a wider conv tower: 2.24× the multiply-adds of 16-32-64-128.
+WIDE = {"widths": (24, 48, 96, 192)}
 
-#: The default recipe before it served features beside the head: narrow tower, global pooling, plain head, light augmentation.
-CONV_HEAD = {**NARROW, "embed_from": "head", "grid": 1, "head_batch_norm": False, "augment": "light"}
+#: The default recipe before it served features beside the head: global pooling, plain head, light augmentation.
+CONV_HEAD = {"embed_from": "head", "grid": 1, "head_batch_norm": False, "augment": "light"}
 
 METHODS: dict[str, Callable] = {
     "raw": raw_pixels,
@@ -166,7 +166,7 @@ METHODS: dict[str, Callable] = {
     "conv-instance": trained("conv-instance", {"instance_weight": 0.2}),
     "conv-features": trained("conv-features", CONV_FEATURES),
     "conv-head": trained("conv-head", CONV_HEAD),
-    "conv-narrow": trained("conv-narrow", NARROW),
+    "conv-wide": trained("conv-wide", WIDE),
     "resnet18": trained("resnet18", {"tower": "resnet18"}),
     "mobilenet_v3_small": trained("mobilenet_v3_small", {"tower": "mobilenet_v3_small"}),
 }

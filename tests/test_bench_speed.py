@@ -48,11 +48,11 @@ def test_speed_suite_trains_its_own_tower(tiny_dataset: Path, tmp_path: Path, mo
     assert _train(tmp_path, SpeedConfig.quick(), tiny_dataset, 32) == run_dir  # reused while the options match
     marker = run_dir / ".stamp.json"
     stamp = json.loads(marker.read_text())
-    stamp["recipe"]["widths"] = [16, 32, 64, 128]  # as if trained before the default recipe changed
+    stamp["recipe"]["widths"] = [24, 48, 96, 192]  # as if trained before the default recipe changed
     marker.write_text(json.dumps(stamp))
     before = (run_dir / "tower.safetensors").stat().st_mtime_ns
     _train(tmp_path, SpeedConfig.quick(), tiny_dataset, 32)
-    assert (run_dir / "tower.safetensors").stat().st_mtime_ns != before and json.loads(marker.read_text())["recipe"]["widths"] == [24, 48, 96, 192]
+    assert (run_dir / "tower.safetensors").stat().st_mtime_ns != before and json.loads(marker.read_text())["recipe"]["widths"] == [16, 32, 64, 128]
 
 
 def test_the_query_gallery_follows_the_model(model_path: Path, unseen_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ _BEFORE_THE_FIELD = {"embed_from": "head", "grid": 1, "widths": (16, 32, 64, 128
 class TrainConfig:
     """Options of ``siamese train``; the CLI maps its flags one-to-one onto these fields.
 
-    The defaults are the recipe: conv tower with stage widths 24-48-96-192 at up to 96 px, pooled
+    The defaults are the recipe: conv tower with stage widths 16-32-64-128 at up to 96 px, pooled
     to a 4 × 4 grid, a batch-norm head, P×K batches (16 identities × 4 images), multi-similarity loss, Adam with warm-up and
     cosine decay, medium augmentation (light plus random erasing), the checkpoint with the best
     mAP@R on held-out identities, and a served embedding that puts the trained head's output beside
@@ -42,7 +42,7 @@ class TrainConfig:
     normalize: bool = True
     head_batch_norm: bool = True
     embed_from: str = "both"
-    widths: tuple[int, ...] | None = (24, 48, 96, 192)  # conv tower only
+    widths: tuple[int, ...] | None = (16, 32, 64, 128)  # conv tower only
     grid: int = 4  # conv tower only
     weights: str | None = None
     # input

@@ -96,7 +96,7 @@ def tower_options(config: TrainConfig) -> dict[str, Any]:
         options["batch_norm"] = config.head_batch_norm
         if config.tower == "conv":
             options["grid"] = config.grid
-            options["widths"] = list(config.widths)  # always recorded: the tower's own default is the former, narrower one
+            options["widths"] = list(config.widths)  # always recorded, so a changed default cannot change old runs
     return options
 
 

@@ -84,7 +84,7 @@ def test_runs_that_predate_the_projection_load_as_they_trained(tiny_dataset: Pat
 
 def test_new_runs_record_the_conv_widths(tiny_dataset: Path, tmp_path: Path) -> None:
     default = TrainConfig(data_dir=str(tiny_dataset), out_dir=str(tmp_path / "unused"))
-    assert default.widths == (24, 48, 96, 192)
+    assert default.widths == (16, 32, 64, 128)
     run_dir = train(tiny(tiny_dataset, tmp_path / "run", epochs=1, widths=(4, 6))).run_dir
     config = json.loads((run_dir / "config.json").read_text())
     assert config["tower"]["options"]["widths"] == [4, 6] and config["train"]["widths"] == [4, 6]
