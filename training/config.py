@@ -19,8 +19,8 @@ class TrainConfig:
     """Options of ``siamese train``; the CLI maps its flags one-to-one onto these fields.
 
     The defaults are the recipe: conv tower with stage widths 16-32-64-128 at up to 96 px, pooled
-    to a 4 × 4 grid, a batch-norm head, P×K batches (16 identities × 4 images), multi-similarity loss, Adam with warm-up and
-    cosine decay, medium augmentation (light plus random erasing), the checkpoint with the best
+    to a 4 × 4 grid, a batch-norm head, P×K batches (16 identities × 4 images), multi-similarity
+    loss, Adam with warm-up and cosine decay, medium augmentation (light plus random erasing), the checkpoint with the best
     mAP@R on held-out identities, and a served embedding that puts the trained head's output beside
     the principal components of the backbone's features (``embed_from="both"``,
     towers.FeatureProjection): the head is what separates the training identities, the components
