@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -53,8 +54,18 @@ def test_enrolment_draws(unseen_dataset: Path, monkeypatch: pytest.MonkeyPatch) 
 
     summary = accuracy._over_draws(counting, task)
     assert calls == [24]  # every image embedded once, whatever the number of draws
-    assert summary["draws"] == 4 and summary["recall_at_1_std"] >= 0.0
+    assert summary["draws"] == 4 and summary["recall_at_1_std"] >= 0.0 and len(summary["recall_at_1_per_draw"]) == 4
+    assert summary["recall_at_1_mean"] == pytest.approx(np.mean(summary["recall_at_1_per_draw"]), abs=1e-4)
     one = accuracy._over_draws(embed, accuracy.Task("tiny", unseen_dataset, unseen_dataset, 1, 32, "tiny", enrol_draws=1))
     gallery, queries = split_per_identity(scan_image_folder(unseen_dataset), 1, "random", seed=0)
     assert one["recall_at_1_mean"] == round(measure(embed, gallery, queries)["identification"]["recall_at_1"], 4)
     assert one["recall_at_1_std"] == 0.0
+
+
+def test_paired_gap_counts_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(benchmarks_dir()))
+    import accuracy
+
+    ours, rival = {"recall_at_1_per_draw": [0.9, 0.8, 0.7, 0.6]}, {"recall_at_1_per_draw": [0.8, 0.8, 0.8, 0.5]}
+    assert accuracy._paired_gap(ours, rival, "recall_at_1") == {"mean": 0.025, "std": pytest.approx(0.0829, abs=1e-4),
+                                                                "ahead": 2, "tied": 1, "behind": 1}
