@@ -29,6 +29,7 @@ from siamese.engine.image import load_pixels, normalize  # noqa: E402
 from siamese.errors import ConfigError  # noqa: E402
 from siamese.evaluate import engine_embedding, measure, split_per_identity  # noqa: E402
 from siamese.image_folder import scan_image_folder  # noqa: E402
+from siamese.metrics import retrieval_metrics  # noqa: E402
 from siamese.spec import InputSpec  # noqa: E402
 
 
@@ -187,27 +188,23 @@ def _summary(measured: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _cached(embed: Callable, items: list[Any]) -> Callable:
-    """Embed every image once; answer later calls from the stored rows (files that failed stay failed)."""
-    vectors, kept, failures = embed([str(item.path) for item in items])
-    row = dict(zip(kept, vectors))
-    failed = dict(failures)
-
-    def lookup(paths: list[str]) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
-        found = [p for p in paths if p in row]
-        return np.stack([row[p] for p in found]), found, [(p, failed[p]) for p in paths if p in failed]
-
-    return lookup
-
-
 def _over_draws(embed: Callable, task: Task) -> dict[str, Any]:
-    """Mean and spread of recall@1 and mAP@R over the task's random enrolments (seed 0 is the main figure's)."""
+    """Mean and spread of recall@1 and mAP@R over the task's random enrolments (seed 0 is the main figure's).
+
+    Every image is embedded once; each draw only re-splits the rows (files that failed stay out).
+    """
     items = scan_image_folder(task.eval_dir)
-    lookup = _cached(embed, items)
+    vectors, kept, _ = embed([str(item.path) for item in items])
+    row_of = {path: row for row, path in enumerate(kept)}
+
+    def rows(chosen: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        found = [(row_of[str(item.path)], item.identity) for item in chosen if str(item.path) in row_of]
+        return vectors[[r for r, _ in found]], np.array([identity for _, identity in found])
+
     scores: dict[str, list[float]] = {"recall_at_1": [], "map_at_r": []}
     for seed in range(task.enrol_draws):
         gallery, queries = split_per_identity(items, task.gallery_per_identity, "random", seed=seed)
-        identification = measure(lookup, gallery, queries)["identification"]
+        identification = retrieval_metrics(*rows(queries), *rows(gallery), ks=(1,))
         for metric, values in scores.items():
             values.append(identification[metric])
     summary: dict[str, Any] = {"draws": task.enrol_draws}
