@@ -75,14 +75,20 @@ def synthetic(root: Path, identities: int, per_identity: int, seed: int, size: i
 ATT_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "att_faces"
 
 
-def att_faces(root: Path, source: Path = ATT_FACES, train_identities: int = 30) -> tuple[Path, Path]:
-    """The ORL/AT&T faces (40 people × 10 grey 92×112 photos) re-split by person: train on 30, test on 10 unseen."""
+def att_faces(root: Path, source: Path = ATT_FACES, unseen_fold: int = 3, folds: int = 4) -> tuple[Path, Path]:
+    """The ORL/AT&T faces (40 people × 10 grey 92×112 photos) re-split by person into ``folds`` blocks of
+    people (in the order s1, s2, …): block ``unseen_fold`` is tested, the others train. Fold 3 of 4 (s31–s40
+    unseen) is the suite's fixed split."""
     import shutil
 
     people = sorted((p for part in ("training", "testing") for p in (source / part).iterdir() if p.is_dir()), key=lambda p: int(p.name[1:]))
-    train, unseen = root / "att-train", root / "att-unseen"
-    if not (root / ".att-complete").exists():
+    block = len(people) // folds
+    unseen_people = set(range(unseen_fold * block, (unseen_fold + 1) * block))
+    tag = "att" if unseen_fold == folds - 1 else f"att-fold-{unseen_fold + 1}"
+    train, unseen = root / f"{tag}-train", root / f"{tag}-unseen"
+    done = root / f".{tag}-complete"
+    if not done.exists():
         for index, person in enumerate(people):
-            shutil.copytree(person, (train if index < train_identities else unseen) / person.name, dirs_exist_ok=True)
-        (root / ".att-complete").write_text("ok")
+            shutil.copytree(person, (unseen if index in unseen_people else train) / person.name, dirs_exist_ok=True)
+        done.write_text("ok")
     return train, unseen

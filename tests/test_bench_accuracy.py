@@ -69,3 +69,42 @@ def test_paired_gap_counts_draws(monkeypatch: pytest.MonkeyPatch) -> None:
     ours, rival = {"recall_at_1_per_draw": [0.9, 0.8, 0.7, 0.6]}, {"recall_at_1_per_draw": [0.8, 0.8, 0.8, 0.5]}
     assert accuracy._paired_gap(ours, rival, "recall_at_1") == {"mean": 0.025, "std": pytest.approx(0.0829, abs=1e-4),
                                                                 "ahead": 2, "tied": 1, "behind": 1}
+
+
+def test_att_faces_folds_split_people(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each fold tests a different block of people and trains on all the others; no person is in both."""
+    monkeypatch.syspath_prepend(str(benchmarks_dir()))
+    from _datasets import att_faces
+
+    source = tmp_path / "att_faces"
+    for number in range(1, 9):
+        person = source / ("training" if number <= 6 else "testing") / f"s{number}"
+        person.mkdir(parents=True)
+        (person / "1.pgm").write_bytes(b"P5 1 1 255\n\x00")
+    tested = []
+    for fold in range(4):
+        train, unseen = att_faces(tmp_path / "data", source, unseen_fold=fold, folds=4)
+        people = sorted(p.name for p in unseen.iterdir())
+        assert people == [f"s{2 * fold + 1}", f"s{2 * fold + 2}"]
+        assert not set(people) & {p.name for p in train.iterdir()} and len(list(train.iterdir())) == 6
+        tested += people
+    assert sorted(tested) == sorted(f"s{n}" for n in range(1, 9))
+    assert (tmp_path / "data" / "att-unseen").is_dir()  # the last fold keeps the fixed split's folder names
+
+
+def test_fold_gaps_pool_folds_and_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(benchmarks_dir()))
+    import accuracy
+
+    def row(r1: float, draws: list[float]) -> dict:
+        return {"recall_at_1": r1, "enrolments": {"recall_at_1_per_draw": draws}}
+
+    folds = [{"default": row(0.9, [0.9, 0.8]), "pca": row(0.8, [0.8, 0.8])},
+             {"default": row(0.7, [0.7, 0.6]), "pca": row(0.75, [0.6, 0.7])}]
+    checks = accuracy._pooled_fold_gaps(folds)
+    assert set(checks) == {"att-faces, 2 identity folds: default - pca recall_at_1"}  # no seed rows: no seed check
+    pooled = checks["att-faces, 2 identity folds: default - pca recall_at_1"]
+    assert pooled["per_fold"] == [0.1, -0.05] and pooled["mean"] == 0.025 and pooled["unseen_people"] == 20
+    assert pooled["over_enrolments"]["ahead"] == 2 and pooled["over_enrolments"]["tied"] == 1
+    assert pooled["over_enrolments"]["behind"] == 1
+    assert accuracy._pooled_fold_gaps(folds[:1]) == {}
