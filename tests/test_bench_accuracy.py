@@ -99,12 +99,13 @@ def test_fold_gaps_pool_folds_and_draws(monkeypatch: pytest.MonkeyPatch) -> None
     def row(r1: float, draws: list[float]) -> dict:
         return {"recall_at_1": r1, "enrolments": {"recall_at_1_per_draw": draws}}
 
-    folds = [{"default": row(0.9, [0.9, 0.8]), "pca": row(0.8, [0.8, 0.8])},
-             {"default": row(0.7, [0.7, 0.6]), "pca": row(0.75, [0.6, 0.7])}]
+    folds = {"a": {"default": row(0.9, [0.9, 0.8]), "pca": row(0.8, [0.8, 0.8])},
+             "b": {"default": row(0.7, [0.7, 0.6]), "pca": row(0.75, [0.6, 0.7])}}
     checks = accuracy._pooled_fold_gaps(folds)
     assert set(checks) == {"att-faces, 2 identity folds: default - pca recall_at_1"}  # no seed rows: no seed check
     pooled = checks["att-faces, 2 identity folds: default - pca recall_at_1"]
-    assert pooled["per_fold"] == [0.1, -0.05] and pooled["mean"] == 0.025 and pooled["unseen_people"] == 20
-    assert pooled["over_enrolments"]["ahead"] == 2 and pooled["over_enrolments"]["tied"] == 1
-    assert pooled["over_enrolments"]["behind"] == 1
-    assert accuracy._pooled_fold_gaps(folds[:1]) == {}
+    assert pooled["per_fold"] == {"a": 0.1, "b": -0.05} and pooled["mean"] == 0.025 and pooled["unseen_people"] == 20
+    draws = pooled["over_enrolments"]
+    assert (draws["default_mean"], draws["pca_mean"]) == (0.75, 0.725)
+    assert (draws["ahead"], draws["tied"], draws["behind"]) == (2, 1, 1) and draws["mean"] == 0.025
+    assert accuracy._pooled_fold_gaps({"a": folds["a"]}) == {}
