@@ -51,6 +51,12 @@ class Task:
     #: Also measure over this many random enrolments (split seeds 0..N-1): with one photo per person, which
     #: photo enrols moves recall@1 by several points, more than many recipes differ.
     enrol_draws: int = 1
+    #: Also measure with this many images enrolled per identity (``SWEEP_DRAWS`` random draws each): a dense
+    #: gallery lets nearest-neighbour search in pixel space find near-duplicates, a sparse one does not.
+    enrol_sweep: tuple[int, ...] = ()
+
+
+SWEEP_DRAWS = 5
 
 
 #: AT&T's 40 people in four folds of ten unseen: "att-faces" (s31-s40) is the fixed split quoted since the
@@ -76,7 +82,7 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
             trained, tested = (f"{c[0]}-{c[-1]}" for c in (train_classes, held_out_classes))
             return Task(name, train, held_out, enrol, 28,
                         f"train classes {trained} (train split); test on unseen classes {tested} (test split), {enrol} enrol per class",
-                        seed_budget=None if quick else FASHION_SEED_BUDGET)
+                        seed_budget=None if quick else FASHION_SEED_BUDGET, enrol_sweep=(1, 5, 20))
 
         return task
 
@@ -203,31 +209,53 @@ def _summary(measured: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _over_draws(embed: Callable, task: Task) -> dict[str, Any]:
-    """Mean and spread of recall@1 and mAP@R over the task's random enrolments (seed 0 is the main figure's).
+@dataclass(frozen=True)
+class _EmbeddedSet:
+    """The evaluation folder embedded once, so that any number of gallery/query splits only re-select rows."""
 
-    Every image is embedded once; each draw only re-splits the rows (files that failed stay out).
-    """
+    items: list[Any]
+    vectors: np.ndarray
+    row_of: dict[str, int]  # files that failed to embed have no row and stay out of every split
+
+    def rows(self, chosen: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        found = [(self.row_of[str(item.path)], item.identity) for item in chosen if str(item.path) in self.row_of]
+        return self.vectors[[r for r, _ in found]], np.array([identity for _, identity in found])
+
+
+def _embed_eval_set(embed: Callable, task: Task) -> _EmbeddedSet:
     items = scan_image_folder(task.eval_dir)
     vectors, kept, _ = embed([str(item.path) for item in items])
-    row_of = {path: row for row, path in enumerate(kept)}
+    return _EmbeddedSet(items, vectors, {path: row for row, path in enumerate(kept)})
 
-    def rows(chosen: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        found = [(row_of[str(item.path)], item.identity) for item in chosen if str(item.path) in row_of]
-        return vectors[[r for r, _ in found]], np.array([identity for _, identity in found])
 
+def _over_draws(embedded: _EmbeddedSet, per_identity: int, draws: int) -> dict[str, Any]:
+    """Mean and spread of recall@1 and mAP@R over random enrolments of ``per_identity`` images (split seeds
+    0..draws-1; seed 0 with the task's own enrolment count is the main figure's split)."""
     scores: dict[str, list[float]] = {"recall_at_1": [], "map_at_r": []}
-    for seed in range(task.enrol_draws):
-        gallery, queries = split_per_identity(items, task.gallery_per_identity, "random", seed=seed)
-        identification = retrieval_metrics(*rows(queries), *rows(gallery), ks=(1,))
+    for seed in range(draws):
+        gallery, queries = split_per_identity(embedded.items, per_identity, "random", seed=seed)
+        identification = retrieval_metrics(*embedded.rows(queries), *embedded.rows(gallery), ks=(1,))
         for metric, values in scores.items():
             values.append(identification[metric])
-    summary: dict[str, Any] = {"draws": task.enrol_draws}
+    summary: dict[str, Any] = {"draws": draws}
     for metric, values in scores.items():
         summary[f"{metric}_mean"] = round(float(np.mean(values)), 4)
         summary[f"{metric}_std"] = round(float(np.std(values)), 4)
         summary[f"{metric}_per_draw"] = [round(v, 4) for v in values]
     return summary
+
+
+def _enrolment_figures(embed: Callable, task: Task) -> dict[str, Any]:
+    """The task's repeated enrolments and its sweep over how many images each identity enrols."""
+    if task.enrol_draws <= 1 and not task.enrol_sweep:
+        return {}
+    embedded = _embed_eval_set(embed, task)
+    figures: dict[str, Any] = {}
+    if task.enrol_draws > 1:
+        figures["enrolments"] = _over_draws(embedded, task.gallery_per_identity, task.enrol_draws)
+    if task.enrol_sweep:
+        figures["enrolment_sweep"] = {str(k): _over_draws(embedded, k, SWEEP_DRAWS) for k in task.enrol_sweep}
+    return figures
 
 
 def _paired_gap(ours: dict[str, Any], rival: dict[str, Any], metric: str) -> dict[str, Any]:
@@ -270,6 +298,10 @@ def _targets(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
                     if "enrolments" in default and "enrolments" in methods[rival]:
                         paired = _paired_gap(default["enrolments"], methods[rival]["enrolments"], metric)
                         checks[f"{task}: default - {rival} {metric}, over {default['enrolments']['draws']} enrolments"] = paired
+                    for k, figures in default.get("enrolment_sweep", {}).items():
+                        if k in methods[rival].get("enrolment_sweep", {}):
+                            paired = _paired_gap(figures, methods[rival]["enrolment_sweep"][k], metric)
+                            checks[f"{task}: default - {rival} {metric}, {k} enrolled per identity ({figures['draws']} draws)"] = paired
     folds = {name: results[name] for name in ATT_FOLDS if name in results}
     if len(folds) > 1:
         checks.update(_pooled_fold_gaps(folds))
@@ -299,8 +331,7 @@ def run(settings: BenchSettings) -> dict[str, Any]:
             started = time.perf_counter()
             embed, extra = METHODS[method_name](task, work, epochs, settings.quick)
             measured = measure(embed, gallery, queries, fars=(1e-2, 1e-3))
-            if task.enrol_draws > 1:
-                extra = {**extra, "enrolments": _over_draws(embed, task)}
+            extra = {**extra, **_enrolment_figures(embed, task)}
             results.setdefault(task_name, {})[method_name] = {**_summary(measured), **extra, "seconds": round(time.perf_counter() - started, 1)}
             print(f"{task_name:15s} {method_name:22s} {results[task_name][method_name]}", file=sys.stderr, flush=True)
     return {"datasets": descriptions, "epochs": epochs, "results": results, "targets": _targets(results)}

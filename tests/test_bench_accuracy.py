@@ -36,15 +36,16 @@ def test_accuracy_suite_names_unknown_methods(tmp_path: Path) -> None:
     assert "unknown dataset or method: nope" in result.stderr
 
 
-def test_enrolment_draws(unseen_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Several random enrolments of the same embeddings: the first draw is the main split, the spread is reported."""
+def test_enrolment_draws_and_sweep(unseen_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several random enrolments of the same embeddings: the first draw is the main split, the spread is reported,
+    and the sweep over images enrolled per identity re-splits the same rows."""
     monkeypatch.syspath_prepend(str(benchmarks_dir()))
     import accuracy
 
     from siamese.evaluate import measure, split_per_identity
     from siamese.image_folder import scan_image_folder
 
-    task = accuracy.Task("tiny", unseen_dataset, unseen_dataset, 1, 32, "tiny", enrol_draws=4)
+    task = accuracy.Task("tiny", unseen_dataset, unseen_dataset, 1, 32, "tiny", enrol_draws=4, enrol_sweep=(2, 3))
     embed, _ = accuracy.raw_pixels(task, Path("unused"), 1, True)
     calls: list[int] = []
 
@@ -52,14 +53,22 @@ def test_enrolment_draws(unseen_dataset: Path, monkeypatch: pytest.MonkeyPatch) 
         calls.append(len(paths))
         return embed(paths)
 
-    summary = accuracy._over_draws(counting, task)
-    assert calls == [24]  # every image embedded once, whatever the number of draws
+    figures = accuracy._enrolment_figures(counting, task)
+    assert calls == [24]  # every image embedded once, whatever the number of draws and sweep points
+    summary = figures["enrolments"]
     assert summary["draws"] == 4 and summary["recall_at_1_std"] >= 0.0 and len(summary["recall_at_1_per_draw"]) == 4
     assert summary["recall_at_1_mean"] == pytest.approx(np.mean(summary["recall_at_1_per_draw"]), abs=1e-4)
-    one = accuracy._over_draws(embed, accuracy.Task("tiny", unseen_dataset, unseen_dataset, 1, 32, "tiny", enrol_draws=1))
-    gallery, queries = split_per_identity(scan_image_folder(unseen_dataset), 1, "random", seed=0)
-    assert one["recall_at_1_mean"] == round(measure(embed, gallery, queries)["identification"]["recall_at_1"], 4)
-    assert one["recall_at_1_std"] == 0.0
+    assert set(figures["enrolment_sweep"]) == {"2", "3"}
+    assert len(figures["enrolment_sweep"]["3"]["map_at_r_per_draw"]) == accuracy.SWEEP_DRAWS
+    items = scan_image_folder(unseen_dataset)
+    for k in (2, 3):
+        gallery, queries = split_per_identity(items, k, "random", seed=0)
+        expected = measure(embed, gallery, queries)["identification"]
+        assert figures["enrolment_sweep"][str(k)]["map_at_r_per_draw"][0] == round(expected["map_at_r"], 4)
+    gallery, queries = split_per_identity(items, 1, "random", seed=0)
+    assert summary["recall_at_1_per_draw"][0] == round(measure(embed, gallery, queries)["identification"]["recall_at_1"], 4)
+    assert accuracy._enrolment_figures(counting, accuracy.Task("tiny", unseen_dataset, unseen_dataset, 1, 32, "tiny")) == {}
+    assert calls == [24]  # nothing to re-split: nothing embedded
 
 
 def test_paired_gap_counts_draws(monkeypatch: pytest.MonkeyPatch) -> None:
