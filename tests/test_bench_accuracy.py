@@ -118,3 +118,18 @@ def test_fold_gaps_pool_folds_and_draws(monkeypatch: pytest.MonkeyPatch) -> None
     assert (draws["default_mean"], draws["pca_mean"]) == (0.75, 0.725)
     assert (draws["ahead"], draws["tied"], draws["behind"]) == (2, 1, 1) and draws["mean"] == 0.025
     assert accuracy._pooled_fold_gaps({"a": folds["a"]}) == {}
+
+
+def test_targets_pair_the_enrolment_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(benchmarks_dir()))
+    import accuracy
+
+    def row(r1: float, maps: list[float]) -> dict:
+        sweep = {"5": {"draws": 2, "recall_at_1_per_draw": [r1, r1], "map_at_r_per_draw": maps}}
+        return {"recall_at_1": r1, "map_at_r": maps[0], "enrolment_sweep": sweep}
+
+    targets = accuracy._targets({"fashion-x": {"default": row(0.9, [0.6, 0.5]), "pca": row(0.8, [0.4, 0.5])}})
+    assert targets["fashion-x: default - pca recall_at_1"] == 0.1
+    assert targets["fashion-x: default - pca map_at_r, 5 enrolled per identity (2 draws)"] == {
+        "mean": 0.1, "std": 0.1, "ahead": 1, "tied": 1, "behind": 0}
+    assert targets["fashion-x: default - pca recall_at_1, 5 enrolled per identity (2 draws)"]["ahead"] == 2
