@@ -97,7 +97,8 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
     def att(fold: int) -> Callable[[], Task]:
         def task() -> Task:
             train, unseen = att_faces(work, unseen_fold=fold)
-            people = f"s{fold * 10 + 1}-s{fold * 10 + 10}"
+            names = sorted((p.name for p in unseen.iterdir()), key=lambda name: int(name[1:]))
+            people = f"{names[0]}-{names[-1]}"
             return Task(ATT_FOLDS[fold], train, unseen, 1, 112,
                         f"AT&T faces: 30 people × 10 photos train; 10 unseen people ({people}), 1 photo enrols each", enrol_draws=20)
 

@@ -10,21 +10,25 @@ from siamese.spec import RESIZE_RULES
 
 SELECT_BY = ("map_at_r", "recall_at_1", "recall_at_5", "roc_auc")
 
+#: The conv tower's stage widths before runs recorded them; still the recipe's default.
+FIRST_CONV_WIDTHS = (16, 32, 64, 128)
+
 #: What runs written before a field existed (or with it unset) trained with.
-_BEFORE_THE_FIELD = {"embed_from": "head", "grid": 1, "widths": (16, 32, 64, 128)}
+_BEFORE_THE_FIELD = {"embed_from": "head", "grid": 1, "widths": FIRST_CONV_WIDTHS}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Options of ``siamese train``; the CLI maps its flags one-to-one onto these fields.
 
-    The defaults are the recipe: conv tower with stage widths 16-32-64-128 at up to 96 px, pooled
-    to a 4 × 4 grid, a batch-norm head, P×K batches (16 identities × 4 images), multi-similarity
-    loss, Adam with warm-up and cosine decay, medium augmentation (light plus random erasing), the checkpoint with the best
-    mAP@R on held-out identities, and a served embedding that puts the trained head's output beside
-    the principal components of the backbone's features (``embed_from="both"``,
-    towers.FeatureProjection): the head is what separates the training identities, the components
-    keep what it collapses, which new identities need (benchmarks/accuracy.py compares recipes).
+    The defaults are the recipe: conv tower with stage widths 16-32-64-128 at up to 96 px, pooled to
+    a 4 × 4 grid, a batch-norm head, P×K batches (16 identities × 4 images), multi-similarity loss,
+    Adam with warm-up and cosine decay, medium augmentation (light plus random erasing), the
+    checkpoint with the best mAP@R on held-out identities, and a served embedding that puts the
+    trained head's output beside the principal components of the backbone's features
+    (``embed_from="both"``, towers.FeatureProjection): the head is what separates the training
+    identities, the components keep what it collapses, which new identities need
+    (benchmarks/accuracy.py compares recipes).
 
     ``instance_weight > 0`` adds instance discrimination (:mod:`siamese.training.losses.instance`):
     every image is augmented twice and each view must find the other, which costs twice the compute.
@@ -42,7 +46,7 @@ class TrainConfig:
     normalize: bool = True
     head_batch_norm: bool = True
     embed_from: str = "both"
-    widths: tuple[int, ...] | None = (16, 32, 64, 128)  # conv tower only
+    widths: tuple[int, ...] | None = FIRST_CONV_WIDTHS  # conv tower only
     grid: int = 4  # conv tower only
     weights: str | None = None
     # input

@@ -19,6 +19,7 @@ from torch import nn
 
 from siamese.errors import ConfigError
 from siamese.spec import InputSpec
+from siamese.training.config import FIRST_CONV_WIDTHS
 
 
 class SeedTower(nn.Module):
@@ -157,7 +158,7 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-def conv_backbone(in_channels: int = 1, widths: tuple[int, ...] = (16, 32, 64, 128), grid: int = 1) -> tuple[nn.Module, int]:
+def conv_backbone(in_channels: int = 1, widths: tuple[int, ...] = FIRST_CONV_WIDTHS, grid: int = 1) -> tuple[nn.Module, int]:
     """Compact VGG-style stages (two 3×3 convs, then 2×2 max-pool), average-pooled to a grid × grid map: any input size.
 
     ``grid=1`` is global average pooling. A larger grid keeps where a feature sits, which is part of
