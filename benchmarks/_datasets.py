@@ -16,12 +16,26 @@ from PIL import Image
 from siamese.synthetic import SyntheticSpec, generate_identities
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot")
+FASHION_CLASSES = (
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+)
 
 
 def fashion_mnist_available() -> bool:
     """Whether Debian's dataset-fashion-mnist package is installed."""
-    return all((FASHION_MNIST / f"{name}.gz").is_file() for name in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    return all(
+        (FASHION_MNIST / f"{name}.gz").is_file()
+        for name in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    )
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -35,7 +49,9 @@ def read_idx(path: Path) -> np.ndarray:
         return np.frombuffer(handle.read(), dtype=np.uint8).reshape(shape)
 
 
-def write_image_folder(images: np.ndarray, labels: np.ndarray, out: Path, names: tuple[str, ...]) -> Path:
+def write_image_folder(
+    images: np.ndarray, labels: np.ndarray, out: Path, names: tuple[str, ...]
+) -> Path:
     """Write grey images as PNGs into one folder per label; skipped when already complete."""
     marker = out / ".complete"
     if marker.exists():
@@ -48,7 +64,9 @@ def write_image_folder(images: np.ndarray, labels: np.ndarray, out: Path, names:
     return out
 
 
-def fashion_mnist(root: Path, split: str, classes: tuple[int, ...] | None = None, per_class: int | None = None) -> Path:
+def fashion_mnist(
+    root: Path, split: str, classes: tuple[int, ...] | None = None, per_class: int | None = None
+) -> Path:
     """Fashion-MNIST's ``split`` ("train" or "t10k") as an ImageFolder, optionally some classes / images per class."""
     images = read_idx(FASHION_MNIST / f"{split}-images-idx3-ubyte.gz")
     labels = read_idx(FASHION_MNIST / f"{split}-labels-idx1-ubyte.gz")
@@ -67,7 +85,11 @@ def synthetic(root: Path, identities: int, per_identity: int, seed: int, size: i
     """Generated identities (siamese.synthetic); a different seed gives different identities."""
     out = root / f"synthetic-{identities}x{per_identity}-s{seed}"
     if not (out / ".complete").exists():
-        generate_identities(out, SyntheticSpec(identities=identities, images_per_identity=per_identity, size=size), seed=seed)
+        generate_identities(
+            out,
+            SyntheticSpec(identities=identities, images_per_identity=per_identity, size=size),
+            seed=seed,
+        )
         (out / ".complete").write_text("ok")
     return out
 
@@ -75,13 +97,18 @@ def synthetic(root: Path, identities: int, per_identity: int, seed: int, size: i
 ATT_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "att_faces"
 
 
-def att_faces(root: Path, source: Path = ATT_FACES, unseen_fold: int = 3, folds: int = 4) -> tuple[Path, Path]:
+def att_faces(
+    root: Path, source: Path = ATT_FACES, unseen_fold: int = 3, folds: int = 4
+) -> tuple[Path, Path]:
     """The ORL/AT&T faces (40 people × 10 grey 92×112 photos) re-split by person into ``folds`` blocks of
     people (in the order s1, s2, …): block ``unseen_fold`` is tested, the others train. Fold 3 of 4 (s31–s40
     unseen) is the suite's fixed split."""
     import shutil
 
-    people = sorted((p for part in ("training", "testing") for p in (source / part).iterdir() if p.is_dir()), key=lambda p: int(p.name[1:]))
+    people = sorted(
+        (p for part in ("training", "testing") for p in (source / part).iterdir() if p.is_dir()),
+        key=lambda p: int(p.name[1:]),
+    )
     block = len(people) // folds
     unseen_people = set(range(unseen_fold * block, (unseen_fold + 1) * block))
     tag = "att" if unseen_fold == folds - 1 else f"att-fold-{unseen_fold + 1}"
@@ -89,6 +116,10 @@ def att_faces(root: Path, source: Path = ATT_FACES, unseen_fold: int = 3, folds:
     done = root / f".{tag}-complete"
     if not done.exists():
         for index, person in enumerate(people):
-            shutil.copytree(person, (unseen if index in unseen_people else train) / person.name, dirs_exist_ok=True)
+            shutil.copytree(
+                person,
+                (unseen if index in unseen_people else train) / person.name,
+                dirs_exist_ok=True,
+            )
         done.write_text("ok")
     return train, unseen

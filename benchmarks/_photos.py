@@ -18,14 +18,18 @@ def _scene(rng: np.random.Generator, width: int, height: int) -> Image.Image:
     field = np.zeros((height, width, 3), np.float32)
     for cells, weight in ((4, 0.6), (16, 0.25), (64, 0.1)):
         coarse = (rng.random((max(2, cells * height // width), cells, 3)) * 255).astype(np.uint8)
-        field += weight * np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), np.float32)
+        field += weight * np.asarray(
+            Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), np.float32
+        )
     scene = Image.fromarray(np.clip(field / 0.95, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(scene)
     for _ in range(12):
         x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
         w, h = rng.uniform(0.03, 0.3, 2) * width
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x0 + w, y0 + h), fill=colour)
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(
+            (x0, y0, x0 + w, y0 + h), fill=colour
+        )
     return scene.filter(ImageFilter.GaussianBlur(1.0))
 
 
@@ -36,7 +40,15 @@ def _view(scene: Image.Image, rng: np.random.Generator, width: int, height: int)
     return Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8))
 
 
-def generate_photos(out_dir: Path, count: int, *, width: int = 640, height: int = 480, per_identity: int = 4, seed: int = 0) -> list[Path]:
+def generate_photos(
+    out_dir: Path,
+    count: int,
+    *,
+    width: int = 640,
+    height: int = 480,
+    per_identity: int = 4,
+    seed: int = 0,
+) -> list[Path]:
     """Write ``count`` RGB JPEGs as an ImageFolder (``per_identity`` views per scene); return their paths."""
     rng = np.random.default_rng(seed)
     paths: list[Path] = []
@@ -52,7 +64,9 @@ def generate_photos(out_dir: Path, count: int, *, width: int = 640, height: int 
     return paths
 
 
-def resized_copies(paths: list[Path], src_root: Path, out_root: Path, size: tuple[int, int]) -> list[Path]:
+def resized_copies(
+    paths: list[Path], src_root: Path, out_root: Path, size: tuple[int, int]
+) -> list[Path]:
     """The same pictures saved at another size (the tower's native input size), same layout."""
     copies = []
     for path in paths:

@@ -31,9 +31,13 @@ class Query:
     def request(self, host: str, port: int, boundary: str = "siamese-load-boundary") -> bytes:
         """The whole HTTP request (POST /v1/query?k=1, multipart field "file"), ready to write."""
         body = (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{self.name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + self.data + f"\r\n--{boundary}--\r\n".encode()
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{self.name}"\r\n'
+                f"Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + self.data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         head = (
             f"POST /v1/query?k=1 HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
@@ -67,7 +71,9 @@ def _check_local(url: str) -> None:
         raise ValueError(f"the load test only targets this machine (127.0.0.1), not {host}")
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, Any]:
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, Any]:
     """Send one request on a keep-alive connection; return (status, parsed JSON body)."""
     writer.write(request)
     await writer.drain()
@@ -95,7 +101,13 @@ class _Client:
                 if self.stream is None:
                     self.stream = await asyncio.open_connection(self.host, self.port)
                 status, body = await asyncio.wait_for(_exchange(*self.stream, request), timeout)
-            except (OSError, ValueError, IndexError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            except (
+                OSError,
+                ValueError,
+                IndexError,
+                asyncio.IncompleteReadError,
+                asyncio.TimeoutError,
+            ) as exc:
                 result.latencies_s.append(time.perf_counter() - started)
                 result.note_error(f"{type(exc).__name__}: {exc}")
                 self.close()
@@ -112,14 +124,20 @@ class _Client:
             self.stream = None
 
 
-async def _load(host: str, port: int, queries: list[Query], clients: int, per_client: int, warmup: int) -> RoundResult:
+async def _load(
+    host: str, port: int, queries: list[Query], clients: int, per_client: int, warmup: int
+) -> RoundResult:
     requests = [(q, q.request(host, port)) for q in queries]
     pool = [_Client(host, port, requests) for _ in range(clients)]
     try:
-        await asyncio.gather(*[c.run(warmup, n, RoundResult()) for n, c in enumerate(pool)])  # connections open
+        await asyncio.gather(
+            *[c.run(warmup, n, RoundResult()) for n, c in enumerate(pool)]
+        )  # connections open
         result = RoundResult()
         started = time.perf_counter()
-        await asyncio.gather(*[c.run(per_client, n * per_client, result) for n, c in enumerate(pool)])
+        await asyncio.gather(
+            *[c.run(per_client, n * per_client, result) for n, c in enumerate(pool)]
+        )
         result.wall_s = time.perf_counter() - started
     finally:
         for client in pool:
@@ -127,7 +145,9 @@ async def _load(host: str, port: int, queries: list[Query], clients: int, per_cl
     return result
 
 
-def run_load(url: str, queries: list[Query], *, clients: int, per_client: int, warmup: int = 1) -> RoundResult:
+def run_load(
+    url: str, queries: list[Query], *, clients: int, per_client: int, warmup: int = 1
+) -> RoundResult:
     """Run ``clients`` concurrent clients of ``per_client`` queries each against the service at ``url``."""
     _check_local(url)
     parsed = httpx.URL(url)

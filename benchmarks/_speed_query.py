@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from siamese.engine import EmbeddedBatch, Embedder
 
 from siamese.benchmarking import latency_stats
-from siamese.engine import EmbeddedBatch, Embedder
 
 _FILLER_PER_IDENTITY = 10
 
@@ -47,7 +47,9 @@ class _StandInEmbedder:
             yield EmbeddedBatch(vectors, chunk, [])
 
 
-def build_gallery(root: Path, embedder: Embedder, real: list[Path], filler_target: Path, size: int) -> Path:
+def build_gallery(
+    root: Path, embedder: Embedder, real: list[Path], filler_target: Path, size: int
+) -> Path:
     """A gallery of ``size`` items (real photos plus filler), reused while model and size match."""
     from siamese.index import Gallery, Manifest
 
@@ -56,23 +58,34 @@ def build_gallery(root: Path, embedder: Embedder, real: list[Path], filler_targe
         manifest = Manifest.read(gallery_dir)
         if manifest.count == size and manifest.model_fingerprint == embedder.fingerprint:
             return gallery_dir
-        shutil.rmtree(gallery_dir)  # another model's or size's gallery: a gallery refuses a second model
+        shutil.rmtree(
+            gallery_dir
+        )  # another model's or size's gallery: a gallery refuses a second model
     if not images_dir.is_dir():
         for path in real:
             link = images_dir / path.parent.name / path.name
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(path.resolve())
         for index in range(max(0, size - len(real))):
-            link = images_dir / f"filler_{index // _FILLER_PER_IDENTITY:06d}" / f"{index % _FILLER_PER_IDENTITY}.jpg"
+            link = (
+                images_dir
+                / f"filler_{index // _FILLER_PER_IDENTITY:06d}"
+                / f"{index % _FILLER_PER_IDENTITY}.jpg"
+            )
             link.parent.mkdir(exist_ok=True)
             link.symlink_to(filler_target.resolve())
     result = embedder.embed_paths(real)
-    known = {os.fspath(images_dir / Path(p).parent.name / Path(p).name): v for p, v in zip(result.paths, result.embeddings)}
+    known = {
+        os.fspath(images_dir / Path(p).parent.name / Path(p).name): v
+        for p, v in zip(result.paths, result.embeddings)
+    }
     Gallery.build(images_dir, _StandInEmbedder(embedder, known), gallery_dir)
     return gallery_dir
 
 
-def query_latency(gallery_dir: Path, model: Path, queries: list[Path], k: int = 5) -> dict[str, Any]:
+def query_latency(
+    gallery_dir: Path, model: Path, queries: list[Path], k: int = 5
+) -> dict[str, Any]:
     """Per-query wall time of embed + search + identity lookup, after the engine and gallery are open."""
     from siamese.index import Gallery
 
@@ -109,12 +122,25 @@ def query_latency(gallery_dir: Path, model: Path, queries: list[Path], k: int = 
 
 def cold_query_ms(gallery_dir: Path, query: Path, runs: int = 3) -> dict[str, Any]:
     """Wall time of a fresh `siamese query --json` process (imports, model and gallery opening, one query)."""
-    command = [sys.executable, "-c", "from siamese.cli import app; app()", "query", str(query), "--gallery", str(gallery_dir), "--json"]
+    command = [
+        sys.executable,
+        "-c",
+        "from siamese.cli import app; app()",
+        "query",
+        str(query),
+        "--gallery",
+        str(gallery_dir),
+        "--json",
+    ]
     times = []
     for _ in range(runs):
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         times.append(time.perf_counter() - started)
         if done.returncode != 0:
-            return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+            return {
+                "error": done.stderr.strip().splitlines()[-1]
+                if done.stderr.strip()
+                else f"exit {done.returncode}"
+            }
     return {"process_ms_median": round(statistics.median(times) * 1000, 1), "runs": runs}

@@ -28,28 +28,44 @@ DEFINITIONS = {
 
 
 def _target(value: float, threshold: float, met: bool, definition: str) -> dict[str, Any]:
-    return {"value": round(value, 3), "threshold": threshold, "met": bool(met), "definition": definition}
+    return {
+        "value": round(value, 3),
+        "threshold": threshold,
+        "met": bool(met),
+        "definition": definition,
+    }
 
 
-def targets(figures: dict[str, Any], torch_best: dict[str, Any], ort_best: dict[str, Any]) -> dict[str, Any]:
+def targets(
+    figures: dict[str, Any], torch_best: dict[str, Any], ort_best: dict[str, Any]
+) -> dict[str, Any]:
     """The issue's targets from the figures of one run."""
     photos = figures["pipelines"]["photos_640x480"]
     p50 = figures["single_query"]["end_to_end"]["p50_ms"]
     return {
         "onnxruntime_vs_pytorch_eager": _target(
-            ort_best["images_per_s"] / torch_best["images_per_s"], 1.3, ort_best["images_per_s"] >= 1.3 * torch_best["images_per_s"],
+            ort_best["images_per_s"] / torch_best["images_per_s"],
+            1.3,
+            ort_best["images_per_s"] >= 1.3 * torch_best["images_per_s"],
             f"onnxruntime fp32 at its best batch ({ort_best['batch_size']}) / PyTorch eager at its best batch ({torch_best['batch_size']}), CPU",
         ),
         "end_to_end_vs_peer_640x480": _target(
-            photos["end_to_end_fp32_vs_peer"], 3.0, photos["end_to_end_fp32_vs_peer"] >= 3.0,
+            photos["end_to_end_fp32_vs_peer"],
+            3.0,
+            photos["end_to_end_fp32_vs_peer"] >= 3.0,
             "Embedder.embed_paths (fp32) / torchvision DataLoader peer, same 640x480 JPEGs, median of per-round ratios",
         ),
         "end_to_end_fraction_of_limit_640x480": _target(
-            photos["end_to_end_fp32_fraction_of_limit"], 0.8, photos["end_to_end_fp32_fraction_of_limit"] >= 0.8,
+            photos["end_to_end_fp32_fraction_of_limit"],
+            0.8,
+            photos["end_to_end_fp32_fraction_of_limit"] >= 0.8,
             "Embedder.embed_paths (fp32) / (1 / (1/decode + 1/inference)), ceilings measured in the same rounds",
         ),
         "single_query_p50_ms": _target(
-            p50, 20.0, p50 < 20.0, f"single-query end-to-end p50 against a {figures['single_query']['gallery_items']}-item exact gallery",
+            p50,
+            20.0,
+            p50 < 20.0,
+            f"single-query end-to-end p50 against a {figures['single_query']['gallery_items']}-item exact gallery",
         ),
     }
 
@@ -61,23 +77,46 @@ def table(figures: dict[str, Any]) -> list[str]:
         sizes = [key for key in rows if key != "best"]
         best = rows["best"]
         cells = "  ".join(f"b{size}={rows[size]['images_per_s']:.0f}" for size in sizes)
-        lines.append(f"  {name:28s} {cells}  best b{best['batch_size']} p50 {rows[str(best['batch_size'])]['p50_ms']:.2f} ms")
+        lines.append(
+            f"  {name:28s} {cells}  best b{best['batch_size']} p50 {rows[str(best['batch_size'])]['p50_ms']:.2f} ms"
+        )
     for label, block in figures["pipelines"].items():
         rates = block["images_per_s"]
         lines.append(f"{label} ({block['images']} JPEGs, images/s):")
-        for key in ("decode_preprocess", "decode_preprocess_full_scale", "inference_fp32", "inference_int8", "end_to_end_fp32",
-                    "end_to_end_int8", "end_to_end_fp32-full-decode", "peer_dataloader", "peer_dataloader_no_workers"):
+        for key in (
+            "decode_preprocess",
+            "decode_preprocess_full_scale",
+            "inference_fp32",
+            "inference_int8",
+            "end_to_end_fp32",
+            "end_to_end_int8",
+            "end_to_end_fp32-full-decode",
+            "peer_dataloader",
+            "peer_dataloader_no_workers",
+        ):
             lines.append(f"  {key:32s} {rates[key]:8.1f}")
-        lines.append(f"  combined limit fp32 {block['combined_limit_fp32']:.1f}; end-to-end fp32 = {block['end_to_end_fp32_fraction_of_limit']:.2f} of it, "
-                     f"{block['end_to_end_fp32_vs_peer']:.2f}x the peer; int8 {block['end_to_end_int8_vs_peer']:.2f}x the peer; "
-                     f"CPU efficiency fp32 {block['end_to_end_fp32_cpu_efficiency']:.2f}")
+        lines.append(
+            f"  combined limit fp32 {block['combined_limit_fp32']:.1f}; end-to-end fp32 = {block['end_to_end_fp32_fraction_of_limit']:.2f} of it, "
+            f"{block['end_to_end_fp32_vs_peer']:.2f}x the peer; int8 {block['end_to_end_int8_vs_peer']:.2f}x the peer; "
+            f"CPU efficiency fp32 {block['end_to_end_fp32_cpu_efficiency']:.2f}"
+        )
     ident = figures["identification"]
-    lines.append("identification top-1: " + ", ".join(f"{p} {ident[p]['top1']:.3f} (cos to fp32 {ident[p]['cosine_to_fp32_mean']:.4f})" for p in ("fp32", "int8", "fp16")))
+    lines.append(
+        "identification top-1: "
+        + ", ".join(
+            f"{p} {ident[p]['top1']:.3f} (cos to fp32 {ident[p]['cosine_to_fp32_mean']:.4f})"
+            for p in ("fp32", "int8", "fp16")
+        )
+    )
     query = figures["single_query"]
-    lines.append(f"single query vs {query['gallery_items']} items: p50 {query['end_to_end']['p50_ms']:.2f} ms, p95 {query['end_to_end']['p95_ms']:.2f} ms, "
-                 f"p99 {query['end_to_end']['p99_ms']:.2f} ms (embed {query['embed_p50_ms']:.2f} + search {query['search_p50_ms']:.2f})")
+    lines.append(
+        f"single query vs {query['gallery_items']} items: p50 {query['end_to_end']['p50_ms']:.2f} ms, p95 {query['end_to_end']['p95_ms']:.2f} ms, "
+        f"p99 {query['end_to_end']['p99_ms']:.2f} ms (embed {query['embed_p50_ms']:.2f} + search {query['search_p50_ms']:.2f})"
+    )
     for name, target in figures["targets"].items():
-        lines.append(f"target {name}: {target['value']} (threshold {target['threshold']}) {'MET' if target['met'] else 'MISSED'}")
+        lines.append(
+            f"target {name}: {target['value']} (threshold {target['threshold']}) {'MET' if target['met'] else 'MISSED'}"
+        )
     return lines
 
 

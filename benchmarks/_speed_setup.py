@@ -45,8 +45,21 @@ class SpeedConfig:
     @classmethod
     def quick(cls) -> SpeedConfig:
         """Seconds, not minutes: for tests and a first look (figures are not meaningful)."""
-        return cls(images=24, batch_sizes=(1, 8), rounds=1, pipeline_batch=8, gallery=600, queries=8, epochs=1, steps_per_epoch=1,
-                   train_identities=6, unseen_identities=4, size=32, photo_width=160, photo_height=120)
+        return cls(
+            images=24,
+            batch_sizes=(1, 8),
+            rounds=1,
+            pipeline_batch=8,
+            gallery=600,
+            queries=8,
+            epochs=1,
+            steps_per_epoch=1,
+            train_identities=6,
+            unseen_identities=4,
+            size=32,
+            photo_width=160,
+            photo_height=120,
+        )
 
 
 @dataclass
@@ -80,23 +93,42 @@ def _mark(folder: Path, stamp: dict[str, Any]) -> None:
 
 
 def _photos(root: Path, config: SpeedConfig, native_size: int) -> tuple[list[Path], list[Path]]:
-    stamp = {"images": config.images, "w": config.photo_width, "h": config.photo_height, "native": native_size}
+    stamp = {
+        "images": config.images,
+        "w": config.photo_width,
+        "h": config.photo_height,
+        "native": native_size,
+    }
     photos_dir, native_dir = root / "photos", root / "native"
     if not (_fresh(photos_dir, stamp) and native_dir.is_dir()):
         shutil.rmtree(native_dir, ignore_errors=True)
-        photos = generate_photos(photos_dir, config.images, width=config.photo_width, height=config.photo_height)
+        photos = generate_photos(
+            photos_dir, config.images, width=config.photo_width, height=config.photo_height
+        )
         resized_copies(photos, photos_dir, native_dir, (native_size, native_size))
         _mark(photos_dir, stamp)
     photos = [item.path for item in scan_image_folder(photos_dir)]
     return photos, [native_dir / p.relative_to(photos_dir) for p in photos]
 
 
-def _identities(root: Path, config: SpeedConfig, size: int) -> tuple[Path, Path, list[tuple[str, str]]]:
+def _identities(
+    root: Path, config: SpeedConfig, size: int
+) -> tuple[Path, Path, list[tuple[str, str]]]:
     folder = root / "identities"
     stamp = {"train": config.train_identities, "unseen": config.unseen_identities, "size": size}
     if not _fresh(folder, stamp):
-        generate_identities(folder / "train", SyntheticSpec(identities=config.train_identities, images_per_identity=8, size=size + 8), seed=0)
-        unseen = generate_identities(folder / "unseen", SyntheticSpec(identities=config.unseen_identities, images_per_identity=6, size=size + 8), seed=10_000)
+        generate_identities(
+            folder / "train",
+            SyntheticSpec(identities=config.train_identities, images_per_identity=8, size=size + 8),
+            seed=0,
+        )
+        unseen = generate_identities(
+            folder / "unseen",
+            SyntheticSpec(
+                identities=config.unseen_identities, images_per_identity=6, size=size + 8
+            ),
+            seed=10_000,
+        )
         for identity in sorted(p for p in unseen.iterdir() if p.is_dir()):
             images = sorted(identity.iterdir())
             for target, chosen in (("gallery", images[:3]), ("queries", images[3:])):
@@ -112,9 +144,19 @@ def _train(root: Path, config: SpeedConfig, train_dir: Path, size: int) -> Path:
     from siamese.training import TrainConfig, train
 
     run_dir = root / "run"
-    recipe = TrainConfig(data_dir=str(train_dir), out_dir=str(run_dir), tower="conv", image_size=size, epochs=config.epochs,
-                         steps_per_epoch=config.steps_per_epoch, seed=0)
-    stamp = {"recipe": recipe.to_dict(), "train": config.train_identities}  # a changed default recipe retrains
+    recipe = TrainConfig(
+        data_dir=str(train_dir),
+        out_dir=str(run_dir),
+        tower="conv",
+        image_size=size,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        seed=0,
+    )
+    stamp = {
+        "recipe": recipe.to_dict(),
+        "train": config.train_identities,
+    }  # a changed default recipe retrains
     if not (_fresh(run_dir, stamp) and (run_dir / "tower.safetensors").is_file()):
         train(recipe, progress=False)
         _mark(run_dir, stamp)
@@ -136,12 +178,22 @@ def prepare(work_dir: Path, config: SpeedConfig) -> Workspace:
     photos, native = _photos(root, config, size)
     train_dir, gallery_dir, queries = _identities(root, config, size)
     run_dir = Path(config.run) if config.run else _train(root, config, train_dir, size)
-    space = Workspace(root, root / "photos", photos, root / "native", native, gallery_dir, queries, run_dir)
+    space = Workspace(
+        root, root / "photos", photos, root / "native", native, gallery_dir, queries, run_dir
+    )
     for precision in ("fp32", "int8", "fp16"):
         target = root / f"model-{precision}.onnx"
-        report = export_onnx(run_dir, target, precision=precision, calibration=gallery_dir if precision != "fp32" else None)
+        report = export_onnx(
+            run_dir,
+            target,
+            precision=precision,
+            calibration=gallery_dir if precision != "fp32" else None,
+        )
         space.models[precision] = target
-        space.exports[precision] = {"bytes": report.size_bytes, "parity": report.parity.to_dict(),
-                                    "variant_check": report.variant.to_dict() if report.variant else None}
+        space.exports[precision] = {
+            "bytes": report.size_bytes,
+            "parity": report.parity.to_dict(),
+            "variant_check": report.variant.to_dict() if report.variant else None,
+        }
     space.exports["config"] = asdict(config)
     return space

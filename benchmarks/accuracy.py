@@ -23,15 +23,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _datasets import ATT_FACES, att_faces, fashion_mnist, fashion_mnist_available, synthetic  # noqa: E402
+from _datasets import ATT_FACES, att_faces, fashion_mnist, fashion_mnist_available, synthetic
+from siamese.engine.image import load_pixels, normalize
 
-from siamese.benchmarking import BenchSettings  # noqa: E402
-from siamese.engine.image import load_pixels, normalize  # noqa: E402
-from siamese.errors import ConfigError  # noqa: E402
-from siamese.evaluate import engine_embedding, measure, split_per_identity  # noqa: E402
-from siamese.image_folder import scan_image_folder  # noqa: E402
-from siamese.metrics import retrieval_metrics  # noqa: E402
-from siamese.spec import InputSpec  # noqa: E402
+from siamese.benchmarking import BenchSettings
+from siamese.errors import ConfigError
+from siamese.evaluate import engine_embedding, measure, split_per_identity
+from siamese.image_folder import scan_image_folder
+from siamese.metrics import retrieval_metrics
+from siamese.spec import InputSpec
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ class Task:
     gallery_per_identity: int
     native_size: int
     description: str
-    protocol: dict[str, Any] | None = None  # training settings the evaluation protocol imposes on every recipe
+    protocol: dict[str, Any] | None = (
+        None  # training settings the evaluation protocol imposes on every recipe
+    )
     #: The seed recipe's 40M-parameter MLP trains at about one step of 64 pairs per second on 2 cores: on
     #: large datasets it is capped (``epochs``, ``steps_per_epoch``) to about one pass over the training set.
     seed_budget: dict[str, int] | None = None
@@ -70,19 +72,36 @@ FASHION_SEED_BUDGET = {"epochs": 2, "steps_per_epoch": 250}
 def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
     def synthetic_task() -> Task:
         train_ids, unseen_ids = (40, 12) if quick else (200, 50)
-        return Task("synthetic", synthetic(work, train_ids, 8, seed=1), synthetic(work, unseen_ids, 10, seed=2), 2, 72,
-                    f"{train_ids} generated identities × 8 train; {unseen_ids} unseen identities × 10, 2 enrol each")
+        return Task(
+            "synthetic",
+            synthetic(work, train_ids, 8, seed=1),
+            synthetic(work, unseen_ids, 10, seed=2),
+            2,
+            72,
+            f"{train_ids} generated identities × 8 train; {unseen_ids} unseen identities × 10, 2 enrol each",
+        )
 
-    def fashion_unseen(name: str, train_classes: tuple[int, ...], held_out_classes: tuple[int, ...]) -> Callable[[], Task]:
+    def fashion_unseen(
+        name: str, train_classes: tuple[int, ...], held_out_classes: tuple[int, ...]
+    ) -> Callable[[], Task]:
         def task() -> Task:
             per_class = 300 if quick else None
             train = fashion_mnist(work, "train", classes=train_classes, per_class=per_class)
-            held_out = fashion_mnist(work, "t10k", classes=held_out_classes, per_class=100 if quick else None)
+            held_out = fashion_mnist(
+                work, "t10k", classes=held_out_classes, per_class=100 if quick else None
+            )
             enrol = 50 if quick else 500
             trained, tested = (f"{c[0]}-{c[-1]}" for c in (train_classes, held_out_classes))
-            return Task(name, train, held_out, enrol, 28,
-                        f"train classes {trained} (train split); test on unseen classes {tested} (test split), {enrol} enrol per class",
-                        seed_budget=None if quick else FASHION_SEED_BUDGET, enrol_sweep=(1, 5, 20))
+            return Task(
+                name,
+                train,
+                held_out,
+                enrol,
+                28,
+                f"train classes {trained} (train split); test on unseen classes {tested} (test split), {enrol} enrol per class",
+                seed_budget=None if quick else FASHION_SEED_BUDGET,
+                enrol_sweep=(1, 5, 20),
+            )
 
         return task
 
@@ -90,17 +109,31 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
         train = fashion_mnist(work, "train", per_class=300 if quick else None)
         test = fashion_mnist(work, "t10k", per_class=100 if quick else None)
         enrol = 50 if quick else 500
-        return Task("fashion-closed", train, test, enrol, 28,
-                    f"train split trains (all 10 classes, so no held-out validation classes); test split is gallery ({enrol}/class) + queries",
-                    protocol={"val_fraction": 0.0}, seed_budget=None if quick else FASHION_SEED_BUDGET)
+        return Task(
+            "fashion-closed",
+            train,
+            test,
+            enrol,
+            28,
+            f"train split trains (all 10 classes, so no held-out validation classes); test split is gallery ({enrol}/class) + queries",
+            protocol={"val_fraction": 0.0},
+            seed_budget=None if quick else FASHION_SEED_BUDGET,
+        )
 
     def att(fold: int) -> Callable[[], Task]:
         def task() -> Task:
             train, unseen = att_faces(work, unseen_fold=fold)
             names = sorted((p.name for p in unseen.iterdir()), key=lambda name: int(name[1:]))
             people = f"{names[0]}-{names[-1]}"
-            return Task(ATT_FOLDS[fold], train, unseen, 1, 112,
-                        f"AT&T faces: 30 people × 10 photos train; 10 unseen people ({people}), 1 photo enrols each", enrol_draws=20)
+            return Task(
+                ATT_FOLDS[fold],
+                train,
+                unseen,
+                1,
+                112,
+                f"AT&T faces: 30 people × 10 photos train; 10 unseen people ({people}), 1 photo enrols each",
+                enrol_draws=20,
+            )
 
         return task
 
@@ -108,9 +141,17 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
     if ATT_FACES.is_dir():
         tasks.update({name: att(fold) for fold, name in enumerate(ATT_FOLDS)})
     if fashion_mnist_available():
-        tasks.update({"fashion-unseen": fashion_unseen("fashion-unseen", (0, 1, 2, 3, 4, 5), (6, 7, 8, 9)),
-                      "fashion-unseen-first": fashion_unseen("fashion-unseen-first", (4, 5, 6, 7, 8, 9), (0, 1, 2, 3)),
-                      "fashion-closed": fashion_closed})
+        tasks.update(
+            {
+                "fashion-unseen": fashion_unseen(
+                    "fashion-unseen", (0, 1, 2, 3, 4, 5), (6, 7, 8, 9)
+                ),
+                "fashion-unseen-first": fashion_unseen(
+                    "fashion-unseen-first", (4, 5, 6, 7, 8, 9), (0, 1, 2, 3)
+                ),
+                "fashion-closed": fashion_closed,
+            }
+        )
     return tasks
 
 
@@ -134,10 +175,14 @@ def pca(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dic
     mean = train.mean(axis=0)
     _, _, components = np.linalg.svd(train - mean, full_matrices=False)
     basis = components[:128].T.astype(np.float32)
-    return (lambda paths: ((_pixels(paths, spec) - mean) @ basis, paths, [])), {"dimension": int(basis.shape[1])}
+    return (lambda paths: ((_pixels(paths, spec) - mean) @ basis, paths, [])), {
+        "dimension": int(basis.shape[1])
+    }
 
 
-def trained(name: str, overrides: dict[str, Any]) -> Callable[[Task, Path, int, bool], tuple[Callable, dict[str, Any]]]:
+def trained(
+    name: str, overrides: dict[str, Any]
+) -> Callable[[Task, Path, int, bool], tuple[Callable, dict[str, Any]]]:
     """A training recipe: train on the task's train folder, export, embed with the ONNX engine."""
 
     def method(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dict[str, Any]]:
@@ -156,9 +201,14 @@ def trained(name: str, overrides: dict[str, Any]) -> Callable[[Task, Path, int, 
         result = train(TrainConfig(data_dir=str(task.train_dir), out_dir=str(run_dir), **settings))
         seconds = time.perf_counter() - started
         report = export_onnx(run_dir, run_dir / "model.onnx")
-        extra = {"train_seconds": round(seconds, 1), "epochs_run": len(result.history), "kept_epoch": result.best_epoch,
-                 "input": f"{report.info.input_spec.height}px", "dimension": report.info.embedding_dim,
-                 "recipe": {k: v for k, v in settings.items()}}
+        extra = {
+            "train_seconds": round(seconds, 1),
+            "epochs_run": len(result.history),
+            "kept_epoch": result.best_epoch,
+            "input": f"{report.info.input_spec.height}px",
+            "dimension": report.info.embedding_dim,
+            "recipe": {k: v for k, v in settings.items()},
+        }
         return engine_embedding(Embedder(report.path)), extra
 
     return method
@@ -166,8 +216,19 @@ def trained(name: str, overrides: dict[str, Any]) -> Callable[[Task, Path, int, 
 
 #: The seed's recipe, as its notebook trains: 100×100 grey, random pairs, contrastive margin 2.0,
 #: Adam 5e-4, batch 64, no augmentation and no validation (it keeps the last epoch).
-SEED_RECIPE = {"tower": "seed", "image_size": 100, "loss": "contrastive", "sampler": "random", "margin": 2.0,
-               "lr": 5e-4, "batch_size": 64, "augment": "none", "val_fraction": 0.0, "warmup_epochs": 0, "schedule": "constant"}
+SEED_RECIPE = {
+    "tower": "seed",
+    "image_size": 100,
+    "loss": "contrastive",
+    "sampler": "random",
+    "margin": 2.0,
+    "lr": 5e-4,
+    "batch_size": 64,
+    "augment": "none",
+    "val_fraction": 0.0,
+    "warmup_epochs": 0,
+    "schedule": "constant",
+}
 
 #: Serve the backbone's principal components alone, with strong augmentation (few training identities).
 CONV_FEATURES = {"embed_from": "features", "augment": "strong"}
@@ -193,7 +254,15 @@ METHODS: dict[str, Callable] = {
     "resnet18": trained("resnet18", {"tower": "resnet18"}),
     "mobilenet_v3_small": trained("mobilenet_v3_small", {"tower": "mobilenet_v3_small"}),
 }
-DEFAULT_METHODS = ("raw", "pca", "seed", "default", "conv-triplet-batch-hard", "conv-contrastive-hard-pairs", "resnet18")
+DEFAULT_METHODS = (
+    "raw",
+    "pca",
+    "seed",
+    "default",
+    "conv-triplet-batch-hard",
+    "conv-contrastive-hard-pairs",
+    "resnet18",
+)
 
 
 def _summary(measured: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +288,11 @@ class _EmbeddedSet:
     row_of: dict[str, int]  # files that failed to embed have no row and stay out of every split
 
     def rows(self, chosen: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        found = [(self.row_of[str(item.path)], item.identity) for item in chosen if str(item.path) in self.row_of]
+        found = [
+            (self.row_of[str(item.path)], item.identity)
+            for item in chosen
+            if str(item.path) in self.row_of
+        ]
         return self.vectors[[r for r, _ in found]], np.array([identity for _, identity in found])
 
 
@@ -235,7 +308,9 @@ def _over_draws(embedded: _EmbeddedSet, per_identity: int, draws: int) -> dict[s
     scores: dict[str, list[float]] = {"recall_at_1": [], "map_at_r": []}
     for seed in range(draws):
         gallery, queries = split_per_identity(embedded.items, per_identity, "random", seed=seed)
-        identification = retrieval_metrics(*embedded.rows(queries), *embedded.rows(gallery), ks=(1,))
+        identification = retrieval_metrics(
+            *embedded.rows(queries), *embedded.rows(gallery), ks=(1,)
+        )
         for metric, values in scores.items():
             values.append(identification[metric])
     summary: dict[str, Any] = {"draws": draws}
@@ -255,33 +330,64 @@ def _enrolment_figures(embed: Callable, task: Task) -> dict[str, Any]:
     if task.enrol_draws > 1:
         figures["enrolments"] = _over_draws(embedded, task.gallery_per_identity, task.enrol_draws)
     if task.enrol_sweep:
-        figures["enrolment_sweep"] = {str(k): _over_draws(embedded, k, SWEEP_DRAWS) for k in task.enrol_sweep}
+        figures["enrolment_sweep"] = {
+            str(k): _over_draws(embedded, k, SWEEP_DRAWS) for k in task.enrol_sweep
+        }
     return figures
 
 
 def _paired_gap(ours: dict[str, Any], rival: dict[str, Any], metric: str) -> dict[str, Any]:
     """Draw-by-draw difference on the same enrolments: steadier than comparing two means, each with its own spread."""
     gaps = np.subtract(ours[f"{metric}_per_draw"], rival[f"{metric}_per_draw"])
-    return {"mean": round(float(gaps.mean()), 4), "std": round(float(gaps.std()), 4),
-            "ahead": int((gaps > 0).sum()), "tied": int((gaps == 0).sum()), "behind": int((gaps < 0).sum())}
+    return {
+        "mean": round(float(gaps.mean()), 4),
+        "std": round(float(gaps.std()), 4),
+        "ahead": int((gaps > 0).sum()),
+        "tied": int((gaps == 0).sum()),
+        "behind": int((gaps < 0).sum()),
+    }
 
 
 def _pooled_fold_gaps(folds: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Default's gap to PCA and the seed recipe over AT&T's identity folds: per fold, and draw by draw on all of them."""
     checks: dict[str, Any] = {}
     for rival in ("pca", "seed"):
-        measured = {name: fold for name, fold in folds.items() if "default" in fold and rival in fold}
+        measured = {
+            name: fold for name, fold in folds.items() if "default" in fold and rival in fold
+        }
         if len(measured) < 2:
             continue
-        per_fold = {name: round(fold["default"]["recall_at_1"] - fold[rival]["recall_at_1"], 4) for name, fold in measured.items()}
-        pooled: dict[str, Any] = {"folds": len(measured), "unseen_people": 10 * len(measured), "per_fold": per_fold,
-                                  "mean": round(float(np.mean(list(per_fold.values()))), 4)}
-        draws = [fold for fold in measured.values() if "enrolments" in fold["default"] and "enrolments" in fold[rival]]
+        per_fold = {
+            name: round(fold["default"]["recall_at_1"] - fold[rival]["recall_at_1"], 4)
+            for name, fold in measured.items()
+        }
+        pooled: dict[str, Any] = {
+            "folds": len(measured),
+            "unseen_people": 10 * len(measured),
+            "per_fold": per_fold,
+            "mean": round(float(np.mean(list(per_fold.values()))), 4),
+        }
+        draws = [
+            fold
+            for fold in measured.values()
+            if "enrolments" in fold["default"] and "enrolments" in fold[rival]
+        ]
         if draws:
-            joined = {method: [v for fold in draws for v in fold[method]["enrolments"]["recall_at_1_per_draw"]] for method in ("default", rival)}
+            joined = {
+                method: [
+                    v for fold in draws for v in fold[method]["enrolments"]["recall_at_1_per_draw"]
+                ]
+                for method in ("default", rival)
+            }
             pooled["over_enrolments"] = {
-                "default_mean": round(float(np.mean(joined["default"])), 4), f"{rival}_mean": round(float(np.mean(joined[rival])), 4),
-                **_paired_gap({"recall_at_1_per_draw": joined["default"]}, {"recall_at_1_per_draw": joined[rival]}, "recall_at_1")}
+                "default_mean": round(float(np.mean(joined["default"])), 4),
+                f"{rival}_mean": round(float(np.mean(joined[rival])), 4),
+                **_paired_gap(
+                    {"recall_at_1_per_draw": joined["default"]},
+                    {"recall_at_1_per_draw": joined[rival]},
+                    "recall_at_1",
+                ),
+            }
         checks[f"att-faces, {len(measured)} identity folds: default - {rival} recall_at_1"] = pooled
     return checks
 
@@ -297,12 +403,20 @@ def _targets(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
                     gap = default[metric] - methods[rival][metric]
                     checks[f"{task}: default - {rival} {metric}"] = round(gap, 4)
                     if "enrolments" in default and "enrolments" in methods[rival]:
-                        paired = _paired_gap(default["enrolments"], methods[rival]["enrolments"], metric)
-                        checks[f"{task}: default - {rival} {metric}, over {default['enrolments']['draws']} enrolments"] = paired
+                        paired = _paired_gap(
+                            default["enrolments"], methods[rival]["enrolments"], metric
+                        )
+                        checks[
+                            f"{task}: default - {rival} {metric}, over {default['enrolments']['draws']} enrolments"
+                        ] = paired
                     for k, figures in default.get("enrolment_sweep", {}).items():
                         if k in methods[rival].get("enrolment_sweep", {}):
-                            paired = _paired_gap(figures, methods[rival]["enrolment_sweep"][k], metric)
-                            checks[f"{task}: default - {rival} {metric}, {k} enrolled per identity ({figures['draws']} draws)"] = paired
+                            paired = _paired_gap(
+                                figures, methods[rival]["enrolment_sweep"][k], metric
+                            )
+                            checks[
+                                f"{task}: default - {rival} {metric}, {k} enrolled per identity ({figures['draws']} draws)"
+                            ] = paired
     folds = {name: results[name] for name in ATT_FOLDS if name in results}
     if len(folds) > 1:
         checks.update(_pooled_fold_gaps(folds))
@@ -319,20 +433,39 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     wanted_tasks = settings.option("datasets", ",".join(tasks), str).split(",")
     wanted_methods = settings.option("methods", ",".join(DEFAULT_METHODS), str).split(",")
     epochs = settings.option("epochs", 2 if settings.quick else 30, int)
-    unknown = [t for t in wanted_tasks if t not in tasks] + [m for m in wanted_methods if m not in METHODS]
+    unknown = [t for t in wanted_tasks if t not in tasks] + [
+        m for m in wanted_methods if m not in METHODS
+    ]
     if unknown:
-        raise ConfigError(f"unknown dataset or method: {', '.join(unknown)} (datasets: {', '.join(tasks)}; methods: {', '.join(METHODS)})")
+        raise ConfigError(
+            f"unknown dataset or method: {', '.join(unknown)} (datasets: {', '.join(tasks)}; methods: {', '.join(METHODS)})"
+        )
     results: dict[str, dict[str, Any]] = {}
     descriptions = {}
     for task_name in wanted_tasks:
         task = tasks[task_name]()
         descriptions[task_name] = task.description
-        gallery, queries = split_per_identity(scan_image_folder(task.eval_dir), task.gallery_per_identity, "random", seed=0)
+        gallery, queries = split_per_identity(
+            scan_image_folder(task.eval_dir), task.gallery_per_identity, "random", seed=0
+        )
         for method_name in wanted_methods:
             started = time.perf_counter()
             embed, extra = METHODS[method_name](task, work, epochs, settings.quick)
             measured = measure(embed, gallery, queries, fars=(1e-2, 1e-3))
             extra = {**extra, **_enrolment_figures(embed, task)}
-            results.setdefault(task_name, {})[method_name] = {**_summary(measured), **extra, "seconds": round(time.perf_counter() - started, 1)}
-            print(f"{task_name:15s} {method_name:22s} {results[task_name][method_name]}", file=sys.stderr, flush=True)
-    return {"datasets": descriptions, "epochs": epochs, "results": results, "targets": _targets(results)}
+            results.setdefault(task_name, {})[method_name] = {
+                **_summary(measured),
+                **extra,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+            print(
+                f"{task_name:15s} {method_name:22s} {results[task_name][method_name]}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return {
+        "datasets": descriptions,
+        "epochs": epochs,
+        "results": results,
+        "targets": _targets(results),
+    }

@@ -25,11 +25,11 @@ from typing import Any
 
 import faiss
 import numpy as np
-
-from siamese.benchmarking import BenchSettings
 from siamese.index import Gallery, GalleryWriter
 from siamese.index.index_choice import bytes_per_vector, ivf_lists
 from siamese.index.writer import RecallPolicy
+
+from siamese.benchmarking import BenchSettings
 
 _DEFAULT_TYPES = "Flat;HNSW32;IVF{n},Flat;IVF{n},SQ8;IVF{n},PQ32"
 _STAGE_CHUNK = 50_000
@@ -80,17 +80,25 @@ def _ingest(folder: Path, vectors: np.ndarray) -> float:
     """Create a Flat gallery of ``vectors`` (ids 1..n); return the seconds it took."""
     shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()
-    with GalleryWriter.create(folder, dimension=vectors.shape[1], model_fingerprint="0" * 64, model_path="generated") as writer:
+    with GalleryWriter.create(
+        folder, dimension=vectors.shape[1], model_fingerprint="0" * 64, model_path="generated"
+    ) as writer:
         for start in range(0, len(vectors), _STAGE_CHUNK):
             chunk = range(start, min(start + _STAGE_CHUNK, len(vectors)))
-            writer.stage_embeddings(vectors[chunk.start : chunk.stop], [f"vec/{i}" for i in chunk], [f"id{i % 1000}" for i in chunk])
+            writer.stage_embeddings(
+                vectors[chunk.start : chunk.stop],
+                [f"vec/{i}" for i in chunk],
+                [f"id{i % 1000}" for i in chunk],
+            )
         writer.publish()
     return time.perf_counter() - started
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     at1 = float(np.mean(found[:, 0] == truth[:, 0]))
-    at10 = float(np.mean([len(np.intersect1d(a, b)) / truth.shape[1] for a, b in zip(found, truth)]))
+    at10 = float(
+        np.mean([len(np.intersect1d(a, b)) / truth.shape[1] for a, b in zip(found, truth)])
+    )
     return round(at1, 4), round(at10, 4)
 
 
@@ -119,7 +127,15 @@ def _side_by_side(ours, raw, pairs: int) -> tuple[float, float, float]:
     return min(mine), min(theirs), statistics.median(ratios) - 1
 
 
-def _measure(folder: Path, index_type: str, queries: np.ndarray, truth: np.ndarray, single: int, pairs: int, threads: int) -> dict[str, Any]:
+def _measure(
+    folder: Path,
+    index_type: str,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    single: int,
+    pairs: int,
+    threads: int,
+) -> dict[str, Any]:
     """Build ``index_type`` from the stored embeddings, then time and score searches on it."""
     with _PeakMemory() as memory:
         started = time.perf_counter()
@@ -133,7 +149,11 @@ def _measure(folder: Path, index_type: str, queries: np.ndarray, truth: np.ndarr
         index, params = gallery.index, gallery._params
         found = gallery.nearest(queries, 10)[1]
         at1, at10 = _recall(found, truth)
-        batched, raw_batched, overhead = _side_by_side(lambda: gallery.nearest(queries, 10), lambda: index.search(queries, 10, params=params), pairs)
+        batched, raw_batched, overhead = _side_by_side(
+            lambda: gallery.nearest(queries, 10),
+            lambda: index.search(queries, 10, params=params),
+            pairs,
+        )
         one = queries[:single]
 
         def ours_single() -> None:
@@ -144,14 +164,18 @@ def _measure(folder: Path, index_type: str, queries: np.ndarray, truth: np.ndarr
             for row in range(len(one)):
                 index.search(one[row : row + 1], 10, params=params)
 
-        single_s, raw_single_s, single_overhead = _side_by_side(ours_single, raw_single, max(3, pairs // 3))
+        single_s, raw_single_s, single_overhead = _side_by_side(
+            ours_single, raw_single, max(3, pairs // 3)
+        )
     faiss.omp_set_num_threads(build_threads)
     return {
         "index_type": index_type,
         "build_seconds": round(build_seconds, 2),
         "build_peak_memory_mb": memory.delta_mb,
         "index_mb": round(manifest.index_bytes / 2**20, 1),
-        "estimated_mb": round(bytes_per_vector(index_type, queries.shape[1]) * manifest.count / 2**20, 1),
+        "estimated_mb": round(
+            bytes_per_vector(index_type, queries.shape[1]) * manifest.count / 2**20, 1
+        ),
         "search_memory_mb": round(opened_mb, 1),
         "search_params": manifest.search_params,
         "build_recall": manifest.recall,
@@ -168,7 +192,11 @@ def _measure(folder: Path, index_type: str, queries: np.ndarray, truth: np.ndarr
 
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Every (size, index type): build time and memory, QPS batched and single, recall@10, overhead over FAISS."""
-    sizes = settings.option("sizes", [2_000, 20_000] if settings.quick else [10_000, 100_000, 1_000_000], lambda s: [int(x) for x in s.split(",")])
+    sizes = settings.option(
+        "sizes",
+        [2_000, 20_000] if settings.quick else [10_000, 100_000, 1_000_000],
+        lambda s: [int(x) for x in s.split(",")],
+    )
     dim = settings.option("dim", 128, int)
     query_count = settings.option("queries", 1000, int)
     single = settings.option("single", 100 if settings.quick else 200, int)
@@ -183,7 +211,15 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         folder = settings.work_dir / f"gallery-{size}"
         ingest_seconds = _ingest(folder, vectors)
         for template in types:
-            row = _measure(folder, template.format(n=ivf_lists(size)), queries, truth, single, pairs, search_threads)
+            row = _measure(
+                folder,
+                template.format(n=ivf_lists(size)),
+                queries,
+                truth,
+                single,
+                pairs,
+                search_threads,
+            )
             rows.append({"size": size, "ingest_seconds": round(ingest_seconds, 2), **row})
         shutil.rmtree(folder, ignore_errors=True)
     worst = max(row["overhead_batched"] for row in rows)

@@ -35,13 +35,15 @@ from typing import Any
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the suite's private helpers (_*.py) beside it
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent)
+)  # the suite's private helpers (_*.py) beside it
 
-from _service_load import Query, RoundResult, batching_stats, run_load  # noqa: E402
+from _service_load import Query, RoundResult, batching_stats, run_load
+from siamese.index import Gallery, GalleryWriter
 
-from siamese.benchmarking import BenchSettings, latency_stats  # noqa: E402
-from siamese.errors import SiameseError  # noqa: E402
-from siamese.index import Gallery, GalleryWriter  # noqa: E402
+from siamese.benchmarking import BenchSettings, latency_stats
+from siamese.errors import SiameseError
 
 _HOST = "127.0.0.1"  # never anything else: the load test must not leave the machine
 
@@ -59,7 +61,11 @@ class Scenario:
     embedding_dim: int | None = None
 
     def about(self) -> str:
-        tower = "default conv tower" if self.widths is None else f"small conv tower (widths {self.widths}, {self.embedding_dim}-d)"
+        tower = (
+            "default conv tower"
+            if self.widths is None
+            else f"small conv tower (widths {self.widths}, {self.embedding_dim}-d)"
+        )
         extra = f" + {self.distractors} generated distractor vectors" if self.distractors else ""
         return f"{tower} at {self.size}×{self.size} grey; gallery of {self.identities * self.per_identity} images{extra}"
 
@@ -77,19 +83,41 @@ def _prepare(scenario: Scenario, work_dir: Path) -> tuple[Path, Path]:
     """A briefly trained tower (its speed matters here, not its accuracy), its export, and a gallery; reused."""
     from siamese.engine import Embedder
     from siamese.export import export_onnx
-    from siamese.synthetic import SyntheticSpec, generate_identities
     from siamese.training import TrainConfig, train
+
+    from siamese.synthetic import SyntheticSpec, generate_identities
 
     root = work_dir / "service" / scenario.name
     stamp = root / "ready.json"
     data, gallery_dir, model_path = root / "identities", root / "gallery", root / "model.onnx"
-    shape = {"widths": scenario.widths, "embedding_dim": scenario.embedding_dim} if scenario.widths else {}
-    recipe = TrainConfig(data_dir=str(data), out_dir=str(root / "run"), tower="conv", image_size=scenario.size, epochs=1,
-                         steps_per_epoch=3, val_fraction=0.2, seed=0, **shape)
-    ready = {"scenario": asdict(scenario), "recipe": recipe.to_dict()}  # a changed default recipe rebuilds
+    shape = (
+        {"widths": scenario.widths, "embedding_dim": scenario.embedding_dim}
+        if scenario.widths
+        else {}
+    )
+    recipe = TrainConfig(
+        data_dir=str(data),
+        out_dir=str(root / "run"),
+        tower="conv",
+        image_size=scenario.size,
+        epochs=1,
+        steps_per_epoch=3,
+        val_fraction=0.2,
+        seed=0,
+        **shape,
+    )
+    ready = {
+        "scenario": asdict(scenario),
+        "recipe": recipe.to_dict(),
+    }  # a changed default recipe rebuilds
     if not stamp.is_file() or json.loads(stamp.read_text()) != ready:
         shutil.rmtree(root, ignore_errors=True)
-        spec = SyntheticSpec(identities=scenario.identities, images_per_identity=scenario.per_identity, size=scenario.size, formats=("png",))
+        spec = SyntheticSpec(
+            identities=scenario.identities,
+            images_per_identity=scenario.per_identity,
+            size=scenario.size,
+            formats=("png",),
+        )
         generate_identities(data, spec, seed=7)
         train(recipe, progress=False)
         export_onnx(root / "run", model_path)
@@ -108,7 +136,11 @@ def _add_distractors(gallery_dir: Path, count: int, dim: int) -> None:
     vectors = rng.normal(size=(count, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with GalleryWriter.open(gallery_dir) as writer:
-        writer.stage_embeddings(vectors, [f"generated/{n}" for n in range(count)], [f"distractor-{n // 5}" for n in range(count)])
+        writer.stage_embeddings(
+            vectors,
+            [f"generated/{n}" for n in range(count)],
+            [f"distractor-{n // 5}" for n in range(count)],
+        )
         writer.publish()
 
 
@@ -118,7 +150,10 @@ def _queries(gallery_dir: Path, limit: int = 400) -> list[Query]:
         items = gallery.items.all_items()
     images = [item for item in items if not item.path.startswith("generated/")]
     step = max(1, len(images) // limit)
-    return [Query(Path(item.path).name, Path(item.path).read_bytes(), item.identity) for item in images[::step][:limit]]
+    return [
+        Query(Path(item.path).name, Path(item.path).read_bytes(), item.identity)
+        for item in images[::step][:limit]
+    ]
 
 
 def _free_port() -> int:
@@ -130,12 +165,33 @@ def _free_port() -> int:
 class _Server:
     """`siamese serve` in a subprocess on a free 127.0.0.1 port."""
 
-    def __init__(self, model: Path, gallery: Path, max_batch: int, max_wait_ms: float, log: Path) -> None:
+    def __init__(
+        self, model: Path, gallery: Path, max_batch: int, max_wait_ms: float, log: Path
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://{_HOST}:{self.port}"
-        command = [sys.executable, "-m", "siamese.cli", "serve", "--gallery", str(gallery), "--model", str(model), "--host", _HOST,
-                   "--port", str(self.port), "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--device", "cpu",
-                   "--log-level", "warning"]
+        command = [
+            sys.executable,
+            "-m",
+            "siamese.cli",
+            "serve",
+            "--gallery",
+            str(gallery),
+            "--model",
+            str(model),
+            "--host",
+            _HOST,
+            "--port",
+            str(self.port),
+            "--max-batch",
+            str(max_batch),
+            "--max-wait-ms",
+            str(max_wait_ms),
+            "--device",
+            "cpu",
+            "--log-level",
+            "warning",
+        ]
         self.log = log.open("w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -148,7 +204,9 @@ class _Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}; see {self.log.name}")
+                raise RuntimeError(
+                    f"server exited with {self.process.returncode}; see {self.log.name}"
+                )
             try:
                 if httpx.get(f"{self.url}/v1/ready", timeout=2).status_code == 200:
                     return
@@ -205,7 +263,10 @@ def _measure(model: Path, gallery: Path, load: _Load, logs: Path) -> dict[str, A
     """Both servers on one model and gallery, alternating rounds; figures per mode and the throughput ratio."""
     queries = _queries(gallery)
     modes = {"batched": load.max_batch, "one_at_a_time": 1}
-    servers = {name: _Server(model, gallery, size, load.max_wait_ms, logs / f"{name}.log") for name, size in modes.items()}
+    servers = {
+        name: _Server(model, gallery, size, load.max_wait_ms, logs / f"{name}.log")
+        for name, size in modes.items()
+    }
     results: dict[str, list[RoundResult]] = {name: [] for name in modes}
     batches: dict[str, list[dict[str, Any]]] = {name: [] for name in modes}
     load_before = os.getloadavg()
@@ -213,24 +274,47 @@ def _measure(model: Path, gallery: Path, load: _Load, logs: Path) -> dict[str, A
         for server in servers.values():
             server.wait_ready()
         for round_number in range(load.rounds):
-            order = list(modes) if round_number % 2 == 0 else list(reversed(modes))  # alternate who goes first
+            order = (
+                list(modes) if round_number % 2 == 0 else list(reversed(modes))
+            )  # alternate who goes first
             for name in order:
                 url = servers[name].url
-                before, server_cpu, client_cpu = batching_stats(url), servers[name].cpu_seconds(), time.process_time()
-                results[name].append(run_load(url, queries, clients=load.clients, per_client=load.per_client))
-                batches[name].append({**_delta(batching_stats(url), before), "server_cpu_s": servers[name].cpu_seconds() - server_cpu,
-                                      "client_cpu_s": time.process_time() - client_cpu})
+                before, server_cpu, client_cpu = (
+                    batching_stats(url),
+                    servers[name].cpu_seconds(),
+                    time.process_time(),
+                )
+                results[name].append(
+                    run_load(url, queries, clients=load.clients, per_client=load.per_client)
+                )
+                batches[name].append(
+                    {
+                        **_delta(batching_stats(url), before),
+                        "server_cpu_s": servers[name].cpu_seconds() - server_cpu,
+                        "client_cpu_s": time.process_time() - client_cpu,
+                    }
+                )
     finally:
         for server in servers.values():
             server.stop()
-    ratios = [b.requests / b.wall_s / (s.requests / s.wall_s) for b, s in zip(results["batched"], results["one_at_a_time"])]
+    ratios = [
+        b.requests / b.wall_s / (s.requests / s.wall_s)
+        for b, s in zip(results["batched"], results["one_at_a_time"])
+    ]
     with Gallery.open(gallery) as opened:
         gallery_items = len(opened)
     return {
-        "gallery_items": gallery_items, "model": str(model),
+        "gallery_items": gallery_items,
+        "model": str(model),
         "modes": {name: _summary(results[name], batches[name]) for name in modes},
-        "throughput_ratio": {"median": round(statistics.median(ratios), 2), "per_round": [round(r, 2) for r in ratios]},
-        "machine_load": {"loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+        "throughput_ratio": {
+            "median": round(statistics.median(ratios), 2),
+            "per_round": [round(r, 2) for r in ratios],
+        },
+        "machine_load": {
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        },
     }
 
 
@@ -241,7 +325,10 @@ def _table(name: str, figures: dict[str, Any]) -> list[str]:
         for mode, f in figures["modes"].items()
     ]
     ratio = figures["throughput_ratio"]
-    return [*lines, f"{name}: micro-batched / one at a time = {ratio['median']:.2f}× (per round: {', '.join(map(str, ratio['per_round']))})"]
+    return [
+        *lines,
+        f"{name}: micro-batched / one at a time = {ratio['median']:.2f}× (per round: {', '.join(map(str, ratio['per_round']))})",
+    ]
 
 
 def _plot(scenarios: dict[str, Any], path: Path) -> Path:
@@ -256,10 +343,19 @@ def _plot(scenarios: dict[str, Any], path: Path) -> Path:
     for axis, name in zip(axes[0], names):
         modes = scenarios[name]["modes"]
         labels = {"batched": "micro-batched", "one_at_a_time": "one at a time"}
-        bars = axis.bar([labels[m] for m in modes], [f["requests_per_s"] for f in modes.values()], color=["#2a7", "#9ab"])
+        bars = axis.bar(
+            [labels[m] for m in modes],
+            [f["requests_per_s"] for f in modes.values()],
+            color=["#2a7", "#9ab"],
+        )
         for bar, figures in zip(bars, modes.values()):
-            axis.annotate(f"p50 {figures['p50_ms']:.0f} ms\np95 {figures['p95_ms']:.0f} ms", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                          ha="center", va="bottom", fontsize=8)
+            axis.annotate(
+                f"p50 {figures['p50_ms']:.0f} ms\np95 {figures['p95_ms']:.0f} ms",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
         axis.set_title(f"{name}: {scenarios[name]['throughput_ratio']['median']:.2f}×", fontsize=10)
         axis.set_ylabel("requests / s")
         axis.margins(y=0.2)
@@ -275,8 +371,10 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     """Measure each scenario (or the given model and gallery) in both modes and return the figures."""
     quick = settings.quick
     load = _Load(
-        clients=settings.option("clients", 8 if quick else 32, int), per_client=settings.option("requests", 10 if quick else 40, int),
-        rounds=settings.option("rounds", 1 if quick else 3, int), max_batch=settings.option("max_batch", 32, int),
+        clients=settings.option("clients", 8 if quick else 32, int),
+        per_client=settings.option("requests", 10 if quick else 40, int),
+        rounds=settings.option("rounds", 1 if quick else 3, int),
+        max_batch=settings.option("max_batch", 32, int),
         max_wait_ms=settings.option("max_wait_ms", 5.0, float),
     )
     logs = settings.work_dir / "service-logs"
@@ -291,14 +389,20 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         names = ["quick"] if quick else settings.option("scenarios", "default,small").split(",")
         unknown = [n for n in names if n not in SCENARIOS and n != "quick"]
         if unknown:
-            raise SiameseError(f"unknown service scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+            raise SiameseError(
+                f"unknown service scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}"
+            )
         for name in names:
             scenario = QUICK if name == "quick" else SCENARIOS[name]
             targets[name] = (*_prepare(scenario, settings.work_dir), scenario.about())
     scenarios = {}
     for name, (model, gallery, about) in targets.items():
         scenarios[name] = {"about": about, **_measure(model, gallery, load, logs)}
-    plot = str(_plot(scenarios, settings.work_dir / "service-throughput.png")) if settings.plot else None
+    plot = (
+        str(_plot(scenarios, settings.work_dir / "service-throughput.png"))
+        if settings.plot
+        else None
+    )
     return {
         "plot": plot,
         "about": {

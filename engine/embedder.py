@@ -21,7 +21,6 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
-
 from siamese.engine import model_cache
 from siamese.engine.image import normalize, preprocess_images
 from siamese.engine.model_info import INPUT_NAME, ModelInfo
@@ -29,7 +28,13 @@ from siamese.engine.model_safety import check_external_data
 from siamese.engine.pipeline import DEFAULT_PREFETCH, DecodePipeline, PreparedBatch
 from siamese.engine.providers import create_session, gpu_present
 from siamese.engine.runner import make_runner
-from siamese.engine.runtime import RuntimeOptions, available_cores, provider_options, session_options
+from siamese.engine.runtime import (
+    RuntimeOptions,
+    available_cores,
+    provider_options,
+    session_options,
+)
+
 from siamese.errors import ModelError
 from siamese.io import sha256_file
 from siamese.progress import progress_bar
@@ -85,10 +90,14 @@ class Embedder:
     ) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
-            raise ModelError(f"{self.model_path}: model file not found (export one with `siamese export`)")
+            raise ModelError(
+                f"{self.model_path}: model file not found (export one with `siamese export`)"
+            )
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, got {batch_size}")
-        check_external_data(self.model_path)  # an untrusted model must not read files outside its folder
+        check_external_data(
+            self.model_path
+        )  # an untrusted model must not read files outside its folder
         self.batch_size = batch_size
         self.runtime = runtime or RuntimeOptions()
         self.decode_threads = decode_threads or available_cores()
@@ -122,21 +131,35 @@ class Embedder:
                 return cached[0], "cpu", cached[1]
             options, tmp = model_cache.optimizing_options(entry, self.runtime)
             session, _ = create_session(str(self.model_path), "cpu", options)
-            self._pending_cache = (entry, tmp)  # published once the metadata proves it a siamese model
+            self._pending_cache = (
+                entry,
+                tmp,
+            )  # published once the metadata proves it a siamese model
             return session, "cpu", dict(session.get_modelmeta().custom_metadata_map)
         extra: dict[str, dict[str, Any]] = {}
         if not cpu_only:
             # GPU provider options need the input shape, which the model's metadata holds.
-            probe, _ = create_session(str(self.model_path), "cpu", session_options(self.runtime, "disable"))  # ModelError if unloadable
-            spec = ModelInfo.from_metadata(probe.get_modelmeta().custom_metadata_map, str(self.model_path)).input_spec
-            extra = {name: provider_options(name, self.runtime, spec, self.batch_size) for name in ("cuda", "tensorrt")}
-        session, actual = create_session(str(self.model_path), device, session_options(self.runtime), extra)
+            probe, _ = create_session(
+                str(self.model_path), "cpu", session_options(self.runtime, "disable")
+            )  # ModelError if unloadable
+            spec = ModelInfo.from_metadata(
+                probe.get_modelmeta().custom_metadata_map, str(self.model_path)
+            ).input_spec
+            extra = {
+                name: provider_options(name, self.runtime, spec, self.batch_size)
+                for name in ("cuda", "tensorrt")
+            }
+        session, actual = create_session(
+            str(self.model_path), device, session_options(self.runtime), extra
+        )
         return session, actual, dict(session.get_modelmeta().custom_metadata_map)
 
     def _check_signature(self) -> None:
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME or len(inputs[0].shape) != 4:
-            raise ModelError(f"{self.model_path}: expected one input '{INPUT_NAME}' shaped [N, C, H, W]")
+            raise ModelError(
+                f"{self.model_path}: expected one input '{INPUT_NAME}' shaped [N, C, H, W]"
+            )
 
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run zero batches so allocation, weight packing and (TensorRT) engine builds happen now."""
@@ -162,7 +185,9 @@ class Embedder:
         if self.decode_threads <= 1:
             return None
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="siamese-decode")
+            self._pool = ThreadPoolExecutor(
+                self.decode_threads, thread_name_prefix="siamese-decode"
+            )
         return self._pool
 
     def close(self) -> None:
@@ -200,21 +225,34 @@ class Embedder:
         images = np.ascontiguousarray(images, dtype=np.float32)
         if len(images) <= self.batch_size:
             return self._run(images)
-        return np.concatenate([self._run(images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)])
+        return np.concatenate(
+            [
+                self._run(images[i : i + self.batch_size])
+                for i in range(0, len(images), self.batch_size)
+            ]
+        )
 
     def embed_pixels(self, pixels: NDArray[np.uint8]) -> Embeddings:
         """Embed resized uint8 pixels (N×H×W×C, as :func:`load_pixels` returns), in batches."""
-        chunks = [self.embed_batch(normalize(pixels[i : i + self.batch_size], self.spec)) for i in range(0, len(pixels), self.batch_size)]
+        chunks = [
+            self.embed_batch(normalize(pixels[i : i + self.batch_size], self.spec))
+            for i in range(0, len(pixels), self.batch_size)
+        ]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
 
     def embed_images(self, images: Sequence[Image.Image]) -> Embeddings:
         """Embed decoded Pillow images."""
-        chunks = [self.embed_batch(preprocess_images(images[i : i + self.batch_size], self.spec)) for i in range(0, len(images), self.batch_size)]
+        chunks = [
+            self.embed_batch(preprocess_images(images[i : i + self.batch_size], self.spec))
+            for i in range(0, len(images), self.batch_size)
+        ]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
 
     def pipeline(self) -> DecodePipeline:
         """The decode pipeline this embedder feeds inference with."""
-        return DecodePipeline(self.spec, self.batch_size, self._executor(), prefetch=self.prefetch, reduce=self.reduce)
+        return DecodePipeline(
+            self.spec, self.batch_size, self._executor(), prefetch=self.prefetch, reduce=self.reduce
+        )
 
     def iter_preprocessed(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[PreparedBatch]:
         """Decode and preprocess files batch by batch, without inference (each batch valid until the next)."""
@@ -225,7 +263,9 @@ class Embedder:
         for batch in self.iter_preprocessed(paths):
             yield EmbeddedBatch(self.embed_batch(batch.images), batch.paths, batch.failures)
 
-    def embed_paths(self, paths: Iterable[str | os.PathLike[str]], *, progress: bool = False) -> EmbedResult:
+    def embed_paths(
+        self, paths: Iterable[str | os.PathLike[str]], *, progress: bool = False
+    ) -> EmbedResult:
         """Embed image files; files that cannot be decoded are skipped and listed in ``failures``."""
         names = [os.fspath(p) for p in paths]
         embedded: list[Embeddings] = []

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
-
 from siamese.engine.reduced_decode import draft_hook, pre_reduce
+
 from siamese.errors import ImageDecodeError
 from siamese.spec import InputSpec
 
@@ -28,7 +28,15 @@ _RESAMPLE = {
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 
 #: Pillow formats we decode; anything else (EPS, PSD, PDF, ICO, …) is refused even under an image name.
-ALLOWED_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "PPM", "TIFF", "WEBP")  # JPEG includes multi-picture (MPO)
+ALLOWED_FORMATS = (
+    "BMP",
+    "GIF",
+    "JPEG",
+    "PNG",
+    "PPM",
+    "TIFF",
+    "WEBP",
+)  # JPEG includes multi-picture (MPO)
 #: Larger images are refused before their pixels are decoded (an 8000×8000 photo is 64 megapixels).
 MAX_PIXELS = 64_000_000
 #: Larger files are refused before they are opened.
@@ -43,7 +51,11 @@ def _check_size(name: str, size: int, max_bytes: int) -> None:
     if size == 0:
         raise ImageDecodeError(name, "empty file (0 bytes)", kind="empty")
     if size > max_bytes:
-        raise ImageDecodeError(name, f"file too large ({size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:g} MiB)", kind="too_large")
+        raise ImageDecodeError(
+            name,
+            f"file too large ({size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:g} MiB)",
+            kind="too_large",
+        )
 
 
 def _check_file(name: str, max_bytes: int) -> None:
@@ -57,7 +69,9 @@ def _check_file(name: str, max_bytes: int) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise ImageDecodeError(name, "is a directory, not an image file", kind="unsupported")
     if not stat.S_ISREG(info.st_mode):
-        raise ImageDecodeError(name, "not a regular file (device, pipe or socket)", kind="unsupported")
+        raise ImageDecodeError(
+            name, "not a regular file (device, pipe or socket)", kind="unsupported"
+        )
     _check_size(name, info.st_size, max_bytes)
 
 
@@ -76,8 +90,12 @@ def _unreadable_reason(source: str | bytes) -> str:
 
 
 def decode_image(
-    source: ImageSource, *, before_load: Callable[[Image.Image], None] | None = None, name: str | None = None,
-    max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
+    source: ImageSource,
+    *,
+    before_load: Callable[[Image.Image], None] | None = None,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> Image.Image:
     """Fully decode an image file or in-memory bytes (an animation's first frame) and apply its EXIF orientation.
 
@@ -108,7 +126,11 @@ def decode_image(
         with _open(source, ALLOWED_FORMATS) as image:
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageDecodeError(name, f"too many pixels ({width}×{height}; the limit is {max_pixels / 1_000_000:g} megapixels)", kind="too_large")
+                raise ImageDecodeError(
+                    name,
+                    f"too many pixels ({width}×{height}; the limit is {max_pixels / 1_000_000:g} megapixels)",
+                    kind="too_large",
+                )
             if before_load is not None:
                 before_load(image)
             image.load()  # decode now so a truncated file fails here, not later mid-batch
@@ -121,11 +143,17 @@ def decode_image(
     except UnidentifiedImageError:
         raise ImageDecodeError(name, _unreadable_reason(source), kind="unsupported") from None
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(name, f"refused as a decompression bomb ({exc})", kind="too_large") from None
+        raise ImageDecodeError(
+            name, f"refused as a decompression bomb ({exc})", kind="too_large"
+        ) from None
     except MemoryError:
         raise ImageDecodeError(name, "not enough memory to decode", kind="too_large") from None
-    except Exception as exc:  # OSError, SyntaxError, ValueError, struct.error…: all mean a damaged file
-        raise ImageDecodeError(name, f"corrupt or truncated image ({type(exc).__name__}: {exc})") from None
+    except (
+        Exception
+    ) as exc:  # OSError, SyntaxError, ValueError, struct.error…: all mean a damaged file
+        raise ImageDecodeError(
+            name, f"corrupt or truncated image ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def convert_mode(image: Image.Image, mode: str) -> Image.Image:
@@ -142,14 +170,18 @@ def convert_mode(image: Image.Image, mode: str) -> Image.Image:
             top = 65535.0 if values.max(initial=0) > 255 else 255.0
         grey = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), "L")
         return grey if mode == "L" else grey.convert(mode)
-    if image.mode in ("RGBA", "LA", "PA", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA", "RGBa") or (
+        image.mode == "P" and "transparency" in image.info
+    ):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert(mode)
 
 
-def resize_to_spec(image: Image.Image, spec: InputSpec, *, reduce: bool = True) -> NDArray[np.uint8]:
+def resize_to_spec(
+    image: Image.Image, spec: InputSpec, *, reduce: bool = True
+) -> NDArray[np.uint8]:
     """Convert and resize an image by the spec's rule; return uint8 pixels shaped H×W×C.
 
     ``reduce`` first box-shrinks images much larger than the target (see reduced_decode).
@@ -168,8 +200,13 @@ def resize_to_spec(image: Image.Image, spec: InputSpec, *, reduce: bool = True) 
 
 
 def load_pixels(
-    source: ImageSource, spec: InputSpec, *, reduce: bool = True, name: str | None = None,
-    max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
+    source: ImageSource,
+    spec: InputSpec,
+    *,
+    reduce: bool = True,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> NDArray[np.uint8]:
     """Decode a file (or an upload's bytes) and resize it for the tower: uint8 H×W×C.
 
@@ -180,12 +217,22 @@ def load_pixels(
     Raises:
         ImageDecodeError: the input cannot be decoded, or its colour mode cannot be converted.
     """
-    image = decode_image(source, before_load=draft_hook(spec) if reduce else None, name=name, max_pixels=max_pixels, max_bytes=max_bytes)
+    image = decode_image(
+        source,
+        before_load=draft_hook(spec) if reduce else None,
+        name=name,
+        max_pixels=max_pixels,
+        max_bytes=max_bytes,
+    )
     try:
         return resize_to_spec(image, spec, reduce=reduce)
-    except Exception as exc:  # an exotic mode or a resize failure is this file's problem, not the batch's
+    except (
+        Exception
+    ) as exc:  # an exotic mode or a resize failure is this file's problem, not the batch's
         label = name or ("<bytes>" if isinstance(source, bytes) else os.fspath(source))
-        raise ImageDecodeError(label, f"cannot convert {image.mode} image ({type(exc).__name__}: {exc})") from None
+        raise ImageDecodeError(
+            label, f"cannot convert {image.mode} image ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def normalize(pixels: NDArray[np.uint8], spec: InputSpec) -> NDArray[np.float32]:

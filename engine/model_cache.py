@@ -19,8 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import onnxruntime as ort
-
 from siamese.engine.runtime import RuntimeOptions, session_options
+
 from siamese.io import write_json_atomic
 
 
@@ -60,14 +60,18 @@ class CacheEntry:
             path.unlink(missing_ok=True)
 
 
-def load_cached(entry: CacheEntry, runtime: RuntimeOptions) -> tuple[ort.InferenceSession, dict[str, str]] | None:
+def load_cached(
+    entry: CacheEntry, runtime: RuntimeOptions
+) -> tuple[ort.InferenceSession, dict[str, str]] | None:
     """Open the cached optimised graph on the CPU, or None (and discard it) when it is unusable."""
     if not entry.exists():
         return None
     try:
         metadata = json.loads(entry.metadata.read_text(encoding="utf-8"))
         options = session_options(runtime, level="disable")  # already optimised
-        session = ort.InferenceSession(str(entry.model), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(entry.model), options, providers=["CPUExecutionProvider"]
+        )
         if not isinstance(metadata, dict):
             raise ValueError("metadata is not an object")
         return session, {str(k): str(v) for k, v in metadata.items()}
@@ -76,7 +80,9 @@ def load_cached(entry: CacheEntry, runtime: RuntimeOptions) -> tuple[ort.Inferen
         return None
 
 
-def optimizing_options(entry: CacheEntry, runtime: RuntimeOptions) -> tuple[ort.SessionOptions, Path]:
+def optimizing_options(
+    entry: CacheEntry, runtime: RuntimeOptions
+) -> tuple[ort.SessionOptions, Path]:
     """Session options that also write the optimised graph to a temporary file beside the entry."""
     entry.model.parent.mkdir(parents=True, exist_ok=True)
     tmp = entry.model.with_name(f".{entry.model.name}.{os.getpid()}.tmp")

@@ -51,14 +51,27 @@ class ModelInfo:
         Raises:
             ModelError: the model lacks siamese metadata or it is malformed or too new.
         """
-        values = {k[len(_PREFIX):]: v for k, v in metadata.items() if k.startswith(_PREFIX)}
+        values = {k[len(_PREFIX) :]: v for k, v in metadata.items() if k.startswith(_PREFIX)}
         if "input_spec" not in values:
-            raise ModelError(f"{source}: not a siamese model (no siamese.input_spec metadata); export it with `siamese export`")
+            raise ModelError(
+                f"{source}: not a siamese model (no siamese.input_spec metadata); export it with `siamese export`"
+            )
         try:
             version = int(values.get("format_version", "1"))
             if version > MODEL_FORMAT_VERSION:
-                raise ModelError(f"{source}: model format {version} is newer than this siamese supports ({MODEL_FORMAT_VERSION}); upgrade siamese")
-            known = {"format_version", "input_spec", "tower", "embedding_dim", "normalized", "run_fingerprint", "version", "precision"}
+                raise ModelError(
+                    f"{source}: model format {version} is newer than this siamese supports ({MODEL_FORMAT_VERSION}); upgrade siamese"
+                )
+            known = {
+                "format_version",
+                "input_spec",
+                "tower",
+                "embedding_dim",
+                "normalized",
+                "run_fingerprint",
+                "version",
+                "precision",
+            }
             return cls(
                 input_spec=InputSpec.from_dict(json.loads(values["input_spec"])),
                 tower=json.loads(values.get("tower", "{}")),

@@ -49,9 +49,16 @@ def check_external_data(model_path: str | os.PathLike[str]) -> None:
     for tensor in _tensors(model.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
-        location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
+        location = next(
+            (entry.value for entry in tensor.external_data if entry.key == "location"), ""
+        )
         target = (folder / location).resolve()
-        if not location or "\0" in location or os.path.isabs(location) or not target.is_relative_to(folder):
+        if (
+            not location
+            or "\0" in location
+            or os.path.isabs(location)
+            or not target.is_relative_to(folder)
+        ):
             raise ModelError(
                 f"{path}: refused: tensor {tensor.name!r} takes its data from {location!r}, outside the model's folder {folder}; "
                 "only models whose external data sits beside them are loaded"

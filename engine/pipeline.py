@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-
 from siamese.engine.image import load_pixels
+
 from siamese.errors import ImageDecodeError
 from siamese.spec import InputSpec
 
@@ -53,7 +53,13 @@ class Normalizer:
         np.multiply(row, self.scale, out=row)
 
 
-def _decode_into(paths: Sequence[str], rows: NDArray[np.float32], spec: InputSpec, normalizer: Normalizer, reduce: bool) -> list[tuple[int, ImageDecodeError]]:
+def _decode_into(
+    paths: Sequence[str],
+    rows: NDArray[np.float32],
+    spec: InputSpec,
+    normalizer: Normalizer,
+    reduce: bool,
+) -> list[tuple[int, ImageDecodeError]]:
     """Decode ``paths`` into consecutive rows; return (position, error) for the files that failed."""
     failed = []
     for position, path in enumerate(paths):
@@ -75,7 +81,15 @@ class DecodePipeline:
         reduce: decode large images at reduced scale (see reduced_decode).
     """
 
-    def __init__(self, spec: InputSpec, batch_size: int, executor: Executor | None, *, prefetch: int = DEFAULT_PREFETCH, reduce: bool = True) -> None:
+    def __init__(
+        self,
+        spec: InputSpec,
+        batch_size: int,
+        executor: Executor | None,
+        *,
+        prefetch: int = DEFAULT_PREFETCH,
+        reduce: bool = True,
+    ) -> None:
         self.spec = spec
         self.batch_size = batch_size
         self.executor = executor
@@ -109,7 +123,14 @@ class DecodePipeline:
             chunk = names[starts[batch] : starts[batch] + self.batch_size]
             buffer = ring[batch % len(ring)]
             tasks = [
-                self.executor.submit(_decode_into, chunk[i : i + _TASK_IMAGES], buffer[i : i + _TASK_IMAGES], self.spec, self.normalizer, self.reduce)
+                self.executor.submit(
+                    _decode_into,
+                    chunk[i : i + _TASK_IMAGES],
+                    buffer[i : i + _TASK_IMAGES],
+                    self.spec,
+                    self.normalizer,
+                    self.reduce,
+                )
                 for i in range(0, len(chunk), _TASK_IMAGES)
             ]
             pending.append((chunk, buffer, tasks))
@@ -121,16 +142,27 @@ class DecodePipeline:
                 chunk, buffer, tasks = pending.popleft()
                 # The buffer this submits into was last yielded prefetch+1 batches ago: free by now.
                 submit(batch + self.prefetch)
-                failed = [(offset + position, exc) for offset, task in zip(range(0, len(chunk), _TASK_IMAGES), tasks) for position, exc in task.result()]
+                failed = [
+                    (offset + position, exc)
+                    for offset, task in zip(range(0, len(chunk), _TASK_IMAGES), tasks)
+                    for position, exc in task.result()
+                ]
                 yield self._finish(chunk, buffer, failed)
         finally:
             for _, _, tasks in pending:  # consumer stopped early: do not leave work queued
                 for task in tasks:
                     task.cancel()
 
-    def _finish(self, chunk: list[str], buffer: NDArray[np.float32], failed: list[tuple[int, ImageDecodeError]]) -> PreparedBatch:
+    def _finish(
+        self,
+        chunk: list[str],
+        buffer: NDArray[np.float32],
+        failed: list[tuple[int, ImageDecodeError]],
+    ) -> PreparedBatch:
         if not failed:
             return PreparedBatch(buffer[: len(chunk)], chunk, [])
         bad = {position for position, _ in failed}
         keep = [i for i in range(len(chunk)) if i not in bad]
-        return PreparedBatch(buffer[keep], [chunk[i] for i in keep], [(exc.path, exc.reason) for _, exc in failed])
+        return PreparedBatch(
+            buffer[keep], [chunk[i] for i in keep], [(exc.path, exc.reason) for _, exc in failed]
+        )

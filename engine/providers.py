@@ -51,7 +51,12 @@ def _first_line(exc: BaseException) -> str:
 ProviderOptions = dict[str, dict[str, Any]]
 
 
-def _try_session(model_path: str, device: str, options: ort.SessionOptions, provider_options: ProviderOptions | None = None) -> tuple[ort.InferenceSession | None, str]:
+def _try_session(
+    model_path: str,
+    device: str,
+    options: ort.SessionOptions,
+    provider_options: ProviderOptions | None = None,
+) -> tuple[ort.InferenceSession | None, str]:
     """Create a session on ``device``; return (session or None, reason it failed)."""
     provider = PROVIDERS[device]
     if provider not in ort.get_available_providers():
@@ -64,18 +69,28 @@ def _try_session(model_path: str, device: str, options: ort.SessionOptions, prov
             ort.preload_dlls()  # CUDA/cuDNN from pip wheels (e.g. PyTorch's), where present
     try:
         with _quiet_onnxruntime():
-            session = ort.InferenceSession(model_path, options, providers=providers, enable_fallback=0)
+            session = ort.InferenceSession(
+                model_path, options, providers=providers, enable_fallback=0
+            )
     except Exception as exc:  # provider libraries missing or failing to initialise
         if device == "cpu":
-            raise ModelError(f"{model_path}: onnxruntime cannot load this model ({_first_line(exc)})") from exc
+            raise ModelError(
+                f"{model_path}: onnxruntime cannot load this model ({_first_line(exc)})"
+            ) from exc
         return None, f"{provider} failed to start ({_first_line(exc)})"
     if session.get_providers()[0] != provider:
-        return None, f"{provider} is installed but could not start (no usable GPU, driver or CUDA libraries)"
+        return (
+            None,
+            f"{provider} is installed but could not start (no usable GPU, driver or CUDA libraries)",
+        )
     return session, ""
 
 
 def create_session(
-    model_path: str, device: str = "auto", options: ort.SessionOptions | None = None, provider_options: ProviderOptions | None = None
+    model_path: str,
+    device: str = "auto",
+    options: ort.SessionOptions | None = None,
+    provider_options: ProviderOptions | None = None,
 ) -> tuple[ort.InferenceSession, str]:
     """Open ``model_path`` on the best provider for ``device``.
 
@@ -93,7 +108,9 @@ def create_session(
         ModelError: the file is not a loadable ONNX model.
     """
     if device not in DEVICES:
-        raise DeviceUnavailableError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+        raise DeviceUnavailableError(
+            f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}"
+        )
     options = options or ort.SessionOptions()
     if device != "auto":
         session, reason = _try_session(model_path, device, options, provider_options)

@@ -13,7 +13,6 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
-
 from siamese.engine.model_info import INPUT_NAME, OUTPUT_NAME
 
 #: Batch sizes whose device buffers are kept (a gallery uses one, its last partial batch another).
@@ -39,9 +38,20 @@ class SessionRunner:
 class _Bound:
     """Preallocated input and output OrtValues for one batch size, bound to one IOBinding."""
 
-    def __init__(self, session: ort.InferenceSession, shape: tuple[int, ...], dim: int, device: str, device_id: int) -> None:
-        self.input = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.float32, device, device_id)
-        self.output = ort.OrtValue.ortvalue_from_shape_and_type([shape[0], dim], np.float32, device, device_id)
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        shape: tuple[int, ...],
+        dim: int,
+        device: str,
+        device_id: int,
+    ) -> None:
+        self.input = ort.OrtValue.ortvalue_from_shape_and_type(
+            list(shape), np.float32, device, device_id
+        )
+        self.output = ort.OrtValue.ortvalue_from_shape_and_type(
+            [shape[0], dim], np.float32, device, device_id
+        )
         self.binding = session.io_binding()
         self.binding.bind_ortvalue_input(INPUT_NAME, self.input)
         self.binding.bind_ortvalue_output(OUTPUT_NAME, self.output)
@@ -57,7 +67,9 @@ class BindingRunner:
         device_id: GPU ordinal.
     """
 
-    def __init__(self, session: ort.InferenceSession, dim: int, device: str = "cuda", device_id: int = 0) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, dim: int, device: str = "cuda", device_id: int = 0
+    ) -> None:
         self.session = session
         self.dim = dim
         self.device = device
@@ -72,7 +84,9 @@ class BindingRunner:
         if bound is None:
             if len(self._bound) >= _MAX_BOUND_SHAPES:
                 self._bound.pop(next(iter(self._bound)))  # forget the oldest shape's buffers
-            bound = self._bound[shape] = _Bound(self.session, shape, self.dim, self.device, self.device_id)
+            bound = self._bound[shape] = _Bound(
+                self.session, shape, self.dim, self.device, self.device_id
+            )
         return bound
 
     def __call__(self, images: NDArray[np.float32]) -> NDArray[np.float32]:

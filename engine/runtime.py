@@ -80,7 +80,9 @@ def session_options(runtime: RuntimeOptions, level: str | None = None) -> ort.Se
     """SessionOptions with the thread, spinning and optimisation settings of ``runtime``."""
     options = ort.SessionOptions()
     options.graph_optimization_level = OPTIMIZATION_LEVELS[level or runtime.optimization]
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a chain of convs: nothing to run in parallel
+    options.execution_mode = (
+        ort.ExecutionMode.ORT_SEQUENTIAL
+    )  # a chain of convs: nothing to run in parallel
     options.intra_op_num_threads = runtime.threads
     options.inter_op_num_threads = 1
     spin = "1" if runtime.spinning else "0"
@@ -94,10 +96,20 @@ def _shape(spec: InputSpec, batch: int, input_name: str) -> str:
     return f"{input_name}:{batch}x{spec.channels}x{spec.height}x{spec.width}"
 
 
-def provider_options(device: str, runtime: RuntimeOptions, spec: InputSpec, max_batch: int, input_name: str = "images") -> dict[str, Any]:
+def provider_options(
+    device: str,
+    runtime: RuntimeOptions,
+    spec: InputSpec,
+    max_batch: int,
+    input_name: str = "images",
+) -> dict[str, Any]:
     """Options for the provider of ``device`` ("cpu", "cuda" or "tensorrt")."""
     if device == "cuda":
-        return {"device_id": 0, "cudnn_conv_algo_search": "EXHAUSTIVE", "do_copy_in_default_stream": True}
+        return {
+            "device_id": 0,
+            "cudnn_conv_algo_search": "EXHAUSTIVE",
+            "do_copy_in_default_stream": True,
+        }
     if device != "tensorrt":
         return {}
     folder = runtime.cache_root / "tensorrt"

@@ -4,4 +4,12 @@ from siamese.export.onnx_export import ExportReport, export_onnx, tower_to_onnx
 from siamese.export.parity import ParityReport, check_parity
 from siamese.export.variants import PRECISIONS, VariantReport
 
-__all__ = ["PRECISIONS", "ExportReport", "ParityReport", "VariantReport", "check_parity", "export_onnx", "tower_to_onnx"]
+__all__ = [
+    "PRECISIONS",
+    "ExportReport",
+    "ParityReport",
+    "VariantReport",
+    "check_parity",
+    "export_onnx",
+    "tower_to_onnx",
+]

@@ -20,17 +20,25 @@ from typing import Any
 
 import onnx
 import torch
+from siamese.engine.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo
+from siamese.export.parity import ParityReport, check_parity
+from siamese.export.variants import (
+    PRECISIONS,
+    VariantReport,
+    compare_variant,
+    load_calibration,
+    quantize_int8,
+    random_set,
+    to_fp16,
+)
+from siamese.training.run_dir import load_run
 from torch import nn
 
 from siamese import __version__
-from siamese.engine.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo
 from siamese.errors import ConfigError, ModelError, ParityError
-from siamese.export.parity import ParityReport, check_parity
-from siamese.export.variants import PRECISIONS, VariantReport, compare_variant, load_calibration, quantize_int8, random_set, to_fp16
 from siamese.io import atomic_path, sha256_file
 from siamese.progress import progress_bar
 from siamese.spec import InputSpec
-from siamese.training.run_dir import load_run
 
 DEFAULT_OPSET = 18
 
@@ -59,7 +67,9 @@ class ExportReport:
         }
 
 
-def _write_variant(fp32_path: Path, target: Path, info: ModelInfo, calibration: str | os.PathLike[str] | None) -> VariantReport:
+def _write_variant(
+    fp32_path: Path, target: Path, info: ModelInfo, calibration: str | os.PathLike[str] | None
+) -> VariantReport:
     """Derive the ``info.precision`` variant of a verified fp32 model into ``target`` and check it."""
     spec = info.input_spec
     with tempfile.TemporaryDirectory(prefix="siamese-variant-") as scratch:
@@ -77,7 +87,9 @@ def _write_variant(fp32_path: Path, target: Path, info: ModelInfo, calibration: 
         try:
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as exc:
-            raise ModelError(f"{target}: the {info.precision} variant fails onnx.checker ({exc})") from exc
+            raise ModelError(
+                f"{target}: the {info.precision} variant fails onnx.checker ({exc})"
+            ) from exc
         onnx.save_model(model, str(variant_path))
         report = compare_variant(fp32_path, variant_path, info.precision, check)
         if report.passed:
@@ -142,7 +154,9 @@ def export_onnx(
     """
     out_path = Path(out_path)
     if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        raise ConfigError(
+            f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}"
+        )
     if precision == "int8" and calibration is None:
         raise ConfigError("int8 export needs calibration images: pass --calibration GALLERY_DIR")
     with progress_bar("exporting", 4 if precision == "fp32" else 5, progress) as ticker:
@@ -170,13 +184,19 @@ def export_onnx(
             ticker.advance()
             parity = check_parity(run.tower, tmp, run.spec, batch_sizes)
             if not parity.passed:
-                raise ParityError(f"{out_path}: not written, ONNX output differs from PyTorch; {parity.summary()}")
+                raise ParityError(
+                    f"{out_path}: not written, ONNX output differs from PyTorch; {parity.summary()}"
+                )
             ticker.advance()
             variant = None
             if precision != "fp32":
                 info = replace(info, precision=precision)
                 variant = _write_variant(tmp, tmp, info, calibration)
                 if not variant.passed:
-                    raise ParityError(f"{out_path}: not written, the {precision} variant drifts too far from fp32; {variant.summary()}")
+                    raise ParityError(
+                        f"{out_path}: not written, the {precision} variant drifts too far from fp32; {variant.summary()}"
+                    )
                 ticker.advance()
-    return ExportReport(out_path, sha256_file(out_path), out_path.stat().st_size, info, parity, variant)
+    return ExportReport(
+        out_path, sha256_file(out_path), out_path.stat().st_size, info, parity, variant
+    )

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
-from torch import nn
-
 from siamese.engine.image import normalize
 from siamese.engine.model_info import INPUT_NAME
+from torch import nn
+
 from siamese.spec import InputSpec
 
 #: Default tolerances: float32 kernels differ in summation order, nothing more.
@@ -65,7 +65,9 @@ def check_parity(
     rng = np.random.default_rng(seed)
     max_diff, min_cos, scale = 0.0, 1.0, 0.0
     for size in batch_sizes:
-        pixels = rng.integers(0, 256, size=(size, spec.height, spec.width, spec.channels), dtype=np.uint8)
+        pixels = rng.integers(
+            0, 256, size=(size, spec.height, spec.width, spec.channels), dtype=np.uint8
+        )
         images = normalize(pixels, spec)
         expected = tower(torch.from_numpy(images)).numpy()
         actual = session.run(None, {INPUT_NAME: images})[0]

@@ -21,9 +21,9 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
-
 from siamese.engine.image import load_pixels, normalize
 from siamese.engine.model_info import INPUT_NAME
+
 from siamese.errors import DataError, ImageDecodeError
 from siamese.image_folder import scan_image_folder
 from siamese.spec import InputSpec
@@ -75,7 +75,9 @@ class VariantReport:
         return text
 
 
-def load_calibration(folder: str | os.PathLike[str], spec: InputSpec, max_images: int = 512, seed: int = 0) -> CalibrationSet:
+def load_calibration(
+    folder: str | os.PathLike[str], spec: InputSpec, max_images: int = 512, seed: int = 0
+) -> CalibrationSet:
     """Decode up to ``max_images`` images of an ImageFolder (a random, reproducible sample).
 
     Raises:
@@ -99,7 +101,9 @@ def load_calibration(folder: str | os.PathLike[str], spec: InputSpec, max_images
 
 def random_set(spec: InputSpec, count: int = 32, seed: int = 0) -> CalibrationSet:
     """Random pixel images, for checks when no real images are given."""
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(count, spec.height, spec.width, spec.channels), dtype=np.uint8)
+    pixels = np.random.default_rng(seed).integers(
+        0, 256, size=(count, spec.height, spec.width, spec.channels), dtype=np.uint8
+    )
     return CalibrationSet(normalize(pixels, spec), [])
 
 
@@ -108,7 +112,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
-    _sort_nodes(converted.graph)  # the converter appends its input casts last; onnx.checker wants order
+    _sort_nodes(
+        converted.graph
+    )  # the converter appends its input casts last; onnx.checker wants order
     return converted
 
 
@@ -132,7 +138,9 @@ class _Reader(CalibrationDataReader):
     """onnxruntime's calibration reader over preprocessed images."""
 
     def __init__(self, images: NDArray[np.float32]) -> None:
-        self._batches = iter([images[i : i + _CALIBRATION_BATCH] for i in range(0, len(images), _CALIBRATION_BATCH)])
+        self._batches = iter(
+            [images[i : i + _CALIBRATION_BATCH] for i in range(0, len(images), _CALIBRATION_BATCH)]
+        )
 
     def get_next(self) -> dict[str, NDArray[np.float32]] | None:
         batch = next(self._batches, None)
@@ -160,7 +168,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: CalibrationSet) 
 
 def _embed(path: Path, images: NDArray[np.float32]) -> NDArray[np.float32]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, {INPUT_NAME: images[i : i + 64]})[0] for i in range(0, len(images), 64)])
+    return np.concatenate(
+        [session.run(None, {INPUT_NAME: images[i : i + 64]})[0] for i in range(0, len(images), 64)]
+    )
 
 
 def leave_one_out_top1(embeddings: NDArray[np.float32], identities: list[str]) -> float | None:
@@ -177,7 +187,9 @@ def leave_one_out_top1(embeddings: NDArray[np.float32], identities: list[str]) -
     return float((labels[nearest] == labels)[probes].mean())
 
 
-def compare_variant(fp32_path: Path, variant_path: Path, precision: str, check: CalibrationSet) -> VariantReport:
+def compare_variant(
+    fp32_path: Path, variant_path: Path, precision: str, check: CalibrationSet
+) -> VariantReport:
     """Embed the same images with both models and judge the variant (CPU, deterministic)."""
     reference, variant = _embed(fp32_path, check.images), _embed(variant_path, check.images)
     norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(variant, axis=1)
@@ -192,6 +204,12 @@ def compare_variant(fp32_path: Path, variant_path: Path, precision: str, check: 
         allowed = max(MAX_TOP1_DROP, _NOISE_PROBES / len(check.images))
         passed = passed and top1_var >= top1_ref - allowed - 1e-9
     return VariantReport(
-        precision, len(check.images), float(cosines.min()), float(cosines.mean()),
-        float(np.abs(reference - variant).max()), top1_ref, top1_var, bool(passed),
+        precision,
+        len(check.images),
+        float(cosines.min()),
+        float(cosines.mean()),
+        float(np.abs(reference - variant).max()),
+        top1_ref,
+        top1_var,
+        bool(passed),
     )

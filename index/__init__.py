@@ -7,4 +7,14 @@ from siamese.index.results import IdentityMatch, Item, Match, QueryResult
 from siamese.index.verify import VerifyReport
 from siamese.index.writer import GalleryWriter
 
-__all__ = ["Gallery", "GalleryWriter", "IdentityMatch", "Item", "Manifest", "Match", "QueryResult", "UpdateReport", "VerifyReport"]
+__all__ = [
+    "Gallery",
+    "GalleryWriter",
+    "IdentityMatch",
+    "Item",
+    "Manifest",
+    "Match",
+    "QueryResult",
+    "UpdateReport",
+    "VerifyReport",
+]

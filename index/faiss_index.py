@@ -30,7 +30,9 @@ TUNING_LADDERS = {
     "nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
     "efSearch": (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024),
 }
-_MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC  # maps flat codes and IVF lists alike (IO_FLAG_MMAP would add nothing)
+_MMAP_FLAGS = (
+    faiss.IO_FLAG_MMAP_IFC
+)  # maps flat codes and IVF lists alike (IO_FLAG_MMAP would add nothing)
 #: Training sample: this many points per centroid (FAISS warns below 39), and at least _MIN_TRAINING_SAMPLE.
 _TRAINING_POINTS_PER_CENTROID = 64
 _MIN_TRAINING_SAMPLE = 20_000
@@ -84,7 +86,11 @@ def _parts(index: faiss.Index) -> list[faiss.Index]:
     inner = _inner(index)
     ivf = faiss.try_extract_index_ivf(inner)
     storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else None
-    return [part for part in (inner, faiss.downcast_index(ivf) if ivf is not None else None, storage) if part is not None]
+    return [
+        part
+        for part in (inner, faiss.downcast_index(ivf) if ivf is not None else None, storage)
+        if part is not None
+    ]
 
 
 def _centroids_to_learn(index: faiss.Index) -> int:
@@ -106,7 +112,10 @@ def min_training_vectors(index: faiss.Index) -> int:
 
 def training_sample_size(index: faiss.Index, available: int) -> int:
     """How many vectors to train on: plenty per centroid, bounded so k-means stays quick."""
-    return min(available, max(_MIN_TRAINING_SAMPLE, _centroids_to_learn(index) * _TRAINING_POINTS_PER_CENTROID))
+    return min(
+        available,
+        max(_MIN_TRAINING_SAMPLE, _centroids_to_learn(index) * _TRAINING_POINTS_PER_CENTROID),
+    )
 
 
 def train(index: faiss.Index, vectors: NDArray[np.float32]) -> None:
@@ -135,7 +144,10 @@ def train(index: faiss.Index, vectors: NDArray[np.float32]) -> None:
 def add_vectors(index: faiss.Index, vectors: NDArray[np.float32], ids: NDArray[np.int64]) -> None:
     """Add vectors with explicit ids."""
     if len(vectors):
-        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
+        index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32),
+            np.ascontiguousarray(ids, dtype=np.int64),
+        )
 
 
 def remove_ids(index: faiss.Index, ids: NDArray[np.int64]) -> bool:
@@ -156,7 +168,9 @@ def index_ids(index: faiss.Index) -> NDArray[np.int64]:
         return np.arange(index.ntotal, dtype=np.int64)
     lists = ivf.invlists
     chunks = [
-        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist) if lists.list_size(i)
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+        for i in range(ivf.nlist)
+        if lists.list_size(i)
     ]
     return np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
 
@@ -168,7 +182,9 @@ def tunable_parameter(index: faiss.Index) -> str | None:
     return "efSearch" if _is_hnsw(index) else None
 
 
-def search_parameters(index: faiss.Index, params: dict[str, Any] | None) -> faiss.SearchParameters | None:
+def search_parameters(
+    index: faiss.Index, params: dict[str, Any] | None
+) -> faiss.SearchParameters | None:
     """FAISS search parameters for ``params`` such as {"nprobe": 16}; None when there are none.
 
     Raises:
@@ -180,11 +196,17 @@ def search_parameters(index: faiss.Index, params: dict[str, Any] | None) -> fais
     unknown = sorted(set(params) - ({knob} if knob else set()))
     if unknown:
         has = f"only {knob}" if knob else "no search parameters"
-        raise GalleryError(f"search parameter {', '.join(unknown)} does not apply to this index ({has})")
+        raise GalleryError(
+            f"search parameter {', '.join(unknown)} does not apply to this index ({has})"
+        )
     value = int(params[knob])
     if value < 1:
         raise GalleryError(f"{knob} must be at least 1, got {value}")
-    return faiss.SearchParametersIVF(nprobe=value) if knob == "nprobe" else faiss.SearchParametersHNSW(efSearch=value)
+    return (
+        faiss.SearchParametersIVF(nprobe=value)
+        if knob == "nprobe"
+        else faiss.SearchParametersHNSW(efSearch=value)
+    )
 
 
 def write_index(index: faiss.Index, path: Path) -> tuple[str, int]:
@@ -204,7 +226,12 @@ def read_index(path: Path, *, mmap: bool = False, name: Path | None = None) -> f
 
 
 def search(
-    index: faiss.Index, queries: NDArray[np.float32], k: int, params: faiss.SearchParameters | None = None, *, threads: int | None = None,
+    index: faiss.Index,
+    queries: NDArray[np.float32],
+    k: int,
+    params: faiss.SearchParameters | None = None,
+    *,
+    threads: int | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """k nearest neighbours by L2 distance (not squared); k is capped at the index size.
 
@@ -224,9 +251,13 @@ def search(
     if threads is None and len(queries) < SINGLE_THREAD_BELOW:
         threads = 1
     if threads is not None:
-        faiss.omp_set_num_threads(max(1, threads))  # OpenMP's setting is per calling thread: other searches are unaffected
+        faiss.omp_set_num_threads(
+            max(1, threads)
+        )  # OpenMP's setting is per calling thread: other searches are unaffected
     try:
-        squared, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
+        squared, ids = index.search(
+            np.ascontiguousarray(queries, dtype=np.float32), k, params=params
+        )
     finally:
         faiss.omp_set_num_threads(previous)
     distances = np.sqrt(np.maximum(squared, 0.0, out=squared), out=squared)

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 import faiss
 import numpy as np
 from numpy.typing import NDArray
-
-from siamese.errors import GalleryError, ModelMismatchError
 from siamese.index import faiss_index as fx
 from siamese.index.gallery_files import load_published_index
 from siamese.index.item_store import ItemStore
 from siamese.index.lock import is_locked
 from siamese.index.manifest import MANIFEST_FILE, Manifest
 from siamese.index.results import Item, Match, QueryResult
+
+from siamese.errors import GalleryError, ModelMismatchError
 
 if TYPE_CHECKING:
     from siamese.engine.embedder import Embedder
@@ -39,7 +39,9 @@ def short(fingerprint: str) -> str:
     return fingerprint[:16]
 
 
-def refuse_other_model(gallery_dir: Path, manifest: Manifest, fingerprint: str, model_name: str) -> None:
+def refuse_other_model(
+    gallery_dir: Path, manifest: Manifest, fingerprint: str, model_name: str
+) -> None:
     """Raise ModelMismatchError, naming both models, unless ``fingerprint`` is the gallery's model."""
     if fingerprint != manifest.model_fingerprint:
         raise ModelMismatchError(
@@ -48,7 +50,9 @@ def refuse_other_model(gallery_dir: Path, manifest: Manifest, fingerprint: str, 
         )
 
 
-def gallery_model_path(gallery_dir: str | os.PathLike[str], model: str | os.PathLike[str] | None = None) -> Path:
+def gallery_model_path(
+    gallery_dir: str | os.PathLike[str], model: str | os.PathLike[str] | None = None
+) -> Path:
     """The model to embed queries with: ``model``, or the one the gallery recorded (which must still exist).
 
     Raises:
@@ -59,14 +63,23 @@ def gallery_model_path(gallery_dir: str | os.PathLike[str], model: str | os.Path
     gallery_dir = Path(gallery_dir)
     recorded = Path(Manifest.read(gallery_dir).model_path)
     if not recorded.is_file():
-        raise GalleryError(f"{gallery_dir}: was built with {recorded}, which is no longer there; pass --model PATH")
+        raise GalleryError(
+            f"{gallery_dir}: was built with {recorded}, which is no longer there; pass --model PATH"
+        )
     return recorded
 
 
 class Gallery:
     """An opened gallery: search it with embeddings from the model it was built with."""
 
-    def __init__(self, gallery_dir: Path, manifest: Manifest, index: faiss.Index, items: ItemStore, search_params: dict[str, int]) -> None:
+    def __init__(
+        self,
+        gallery_dir: Path,
+        manifest: Manifest,
+        index: faiss.Index,
+        items: ItemStore,
+        search_params: dict[str, int],
+    ) -> None:
         self.gallery_dir = gallery_dir
         self.manifest = manifest
         self.index = index
@@ -74,13 +87,20 @@ class Gallery:
         self.search_params = search_params
         self._params = fx.search_parameters(index, search_params)
         #: Distance beyond which a query is "unknown": the stored calibration; set None (or another value) to override.
-        self.threshold: float | None = manifest.threshold["distance"] if manifest.threshold else None
+        self.threshold: float | None = (
+            manifest.threshold["distance"] if manifest.threshold else None
+        )
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(
-        cls, gallery_dir: str | os.PathLike[str], *, model_fingerprint: str | None = None, model_name: str = "the model",
-        mmap: bool = False, search_params: dict[str, int] | None = None,
+        cls,
+        gallery_dir: str | os.PathLike[str],
+        *,
+        model_fingerprint: str | None = None,
+        model_name: str = "the model",
+        mmap: bool = False,
+        search_params: dict[str, int] | None = None,
     ) -> Gallery:
         """Open the gallery's published generation, verifying its files and (when given) the model.
 
@@ -104,12 +124,23 @@ class Gallery:
                 index = load_published_index(gallery_dir, manifest, mmap=mmap)
                 break
             except FileNotFoundError:
-                if attempt + 1 < _OPEN_ATTEMPTS and Manifest.read(gallery_dir).generation != manifest.generation:
+                if (
+                    attempt + 1 < _OPEN_ATTEMPTS
+                    and Manifest.read(gallery_dir).generation != manifest.generation
+                ):
                     continue  # a writer published a newer generation meanwhile: open that one
-                raise GalleryError(f"{gallery_dir / manifest.index_file}: missing; the gallery is incomplete") from None
+                raise GalleryError(
+                    f"{gallery_dir / manifest.index_file}: missing; the gallery is incomplete"
+                ) from None
         items = cls._open_items(gallery_dir, manifest, index)
         try:
-            return cls(gallery_dir, manifest, index, items, {**manifest.search_params, **(search_params or {})})
+            return cls(
+                gallery_dir,
+                manifest,
+                index,
+                items,
+                {**manifest.search_params, **(search_params or {})},
+            )
         except BaseException:
             items.close()
             raise
@@ -122,10 +153,14 @@ class Gallery:
         items = ItemStore(items_path, manifest.generation)
         try:
             if items.meta("gallery_id") != manifest.gallery_id:
-                raise GalleryError(f"{items_path}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}; the manifest does not match this folder")
+                raise GalleryError(
+                    f"{items_path}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}; the manifest does not match this folder"
+                )
             count = items.count()
             if count != manifest.count or count != index.ntotal:
-                raise GalleryError(f"{items_path}: holds {count} items at generation {manifest.generation}, manifest says {manifest.count}, index {index.ntotal}")
+                raise GalleryError(
+                    f"{items_path}: holds {count} items at generation {manifest.generation}, manifest says {manifest.count}, index {index.ntotal}"
+                )
         except BaseException:
             items.close()
             raise
@@ -155,32 +190,54 @@ class Gallery:
             raise GalleryError(f"k must be at least 1, got {k}")
         queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         if queries.shape[1] != self.manifest.dimension:
-            raise ModelMismatchError(f"query embeddings have dimension {queries.shape[1]}, gallery {self.gallery_dir} holds {self.manifest.dimension}")
+            raise ModelMismatchError(
+                f"query embeddings have dimension {queries.shape[1]}, gallery {self.gallery_dir} holds {self.manifest.dimension}"
+            )
         return queries
 
     def nearest(
-        self, embeddings: NDArray[np.float32], k: int = 5, *, params: dict[str, int] | None = None, threads: int | None = None,
+        self,
+        embeddings: NDArray[np.float32],
+        k: int = 5,
+        *,
+        params: dict[str, int] | None = None,
+        threads: int | None = None,
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """The k nearest item ids of each query and their L2 distances (Q×min(k, len)); -1 and inf where an
         approximate index found fewer. ``params`` overrides search parameters for this call; ``threads``
         caps FAISS's threads (see :func:`siamese.index.faiss_index.search`)."""
         queries = self._queries(embeddings, k)
-        search_params = self._params if params is None else fx.search_parameters(self.index, {**self.search_params, **params})
+        search_params = (
+            self._params
+            if params is None
+            else fx.search_parameters(self.index, {**self.search_params, **params})
+        )
         return fx.search(self.index, queries, k, search_params, threads=threads)
 
     def search(
-        self, embeddings: NDArray[np.float32], k: int = 5, *, params: dict[str, int] | None = None, threads: int | None = None,
+        self,
+        embeddings: NDArray[np.float32],
+        k: int = 5,
+        *,
+        params: dict[str, int] | None = None,
+        threads: int | None = None,
     ) -> list[QueryResult]:
         """The k nearest items of each query embedding, and the identities ranked by closest item.
 
         k larger than the gallery returns every item; never a placeholder. Each result is marked
         ``unknown`` when its nearest identity lies beyond :attr:`threshold`.
         """
-        distances, ids = self.nearest(embeddings, k * _IDENTITY_WIDEN, params=params, threads=threads)
+        distances, ids = self.nearest(
+            embeddings, k * _IDENTITY_WIDEN, params=params, threads=threads
+        )
         items = self.items.get(ids[ids >= 0].tolist())
         results = []
         for row_distances, row_ids in zip(distances, ids):
-            neighbours = [Match(int(i), items[i].identity, items[i].path, float(d)) for d, i in zip(row_distances, row_ids) if i in items]
+            neighbours = [
+                Match(int(i), items[i].identity, items[i].path, float(d))
+                for d, i in zip(row_distances, row_ids)
+                if i in items
+            ]
             results.append(QueryResult.ranked(neighbours, k, self.threshold))
         return results
 
@@ -192,41 +249,66 @@ class Gallery:
         """Manifest facts plus per-identity counts, staged items and whether a writer is at work."""
         counts = self.items.identity_counts()
         return {
-            "gallery": str(self.gallery_dir), **self.manifest.to_dict(), "staged": self.items.staged_count(),
-            "writer_active": is_locked(self.gallery_dir), "identity_counts": counts,
+            "gallery": str(self.gallery_dir),
+            **self.manifest.to_dict(),
+            "staged": self.items.staged_count(),
+            "writer_active": is_locked(self.gallery_dir),
+            "identity_counts": counts,
         }
 
     # -------------------------------------------------- writing (see siamese.index.updates)
     @classmethod
-    def build(cls, image_dir: str | os.PathLike[str], embedder: Embedder, gallery_dir: str | os.PathLike[str], **options: Any) -> UpdateReport:
+    def build(
+        cls,
+        image_dir: str | os.PathLike[str],
+        embedder: Embedder,
+        gallery_dir: str | os.PathLike[str],
+        **options: Any,
+    ) -> UpdateReport:
         """Create or update ``gallery_dir`` to hold the images of ``image_dir``; see :func:`siamese.index.updates.build_gallery`."""
         from siamese.index.updates import build_gallery
 
         return build_gallery(image_dir, embedder, gallery_dir, **options)
 
     @classmethod
-    def add(cls, gallery_dir: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]], embedder: Embedder, **options: Any) -> UpdateReport:
+    def add(
+        cls,
+        gallery_dir: str | os.PathLike[str],
+        paths: Sequence[str | os.PathLike[str]],
+        embedder: Embedder,
+        **options: Any,
+    ) -> UpdateReport:
         """Embed and add files or folders; see :func:`siamese.index.updates.add_to_gallery`."""
         from siamese.index.updates import add_to_gallery
 
         return add_to_gallery(gallery_dir, paths, embedder, **options)
 
     @classmethod
-    def remove(cls, gallery_dir: str | os.PathLike[str], *, identities: Sequence[str] = (), paths: Sequence[str | os.PathLike[str]] = ()) -> UpdateReport:
+    def remove(
+        cls,
+        gallery_dir: str | os.PathLike[str],
+        *,
+        identities: Sequence[str] = (),
+        paths: Sequence[str | os.PathLike[str]] = (),
+    ) -> UpdateReport:
         """Remove items by identity or path (a folder removes everything under it)."""
         from siamese.index.updates import remove_from_gallery
 
         return remove_from_gallery(gallery_dir, identities=identities, paths=paths)
 
     @classmethod
-    def verify(cls, gallery_dir: str | os.PathLike[str], *, check_files: bool = True) -> VerifyReport:
+    def verify(
+        cls, gallery_dir: str | os.PathLike[str], *, check_files: bool = True
+    ) -> VerifyReport:
         """Check every invariant of a gallery; see :func:`siamese.index.verify.verify_gallery`."""
         from siamese.index.verify import verify_gallery
 
         return verify_gallery(gallery_dir, check_files=check_files)
 
     @classmethod
-    def set_threshold(cls, gallery_dir: str | os.PathLike[str], distance: float | None, **options: Any) -> Manifest:
+    def set_threshold(
+        cls, gallery_dir: str | os.PathLike[str], distance: float | None, **options: Any
+    ) -> Manifest:
         """Store (or clear) the "unknown" distance threshold; see :func:`siamese.index.threshold.set_threshold`."""
         from siamese.index.threshold import set_threshold
 

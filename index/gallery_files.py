@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 
 import faiss
-
-from siamese.errors import GalleryError
 from siamese.index.faiss_index import read_index
 from siamese.index.manifest import Manifest
+
+from siamese.errors import GalleryError
 from siamese.io import sha256_handle
 
 REJECTED_FILE = "rejected.json"
@@ -28,7 +28,9 @@ def index_file_name(generation: int) -> str:
     return f"index.{generation:06d}.faiss"
 
 
-def load_published_index(gallery_dir: Path, manifest: Manifest, *, mmap: bool = False) -> faiss.Index:
+def load_published_index(
+    gallery_dir: Path, manifest: Manifest, *, mmap: bool = False
+) -> faiss.Index:
     """The manifest's index, after checking its size and checksum, so FAISS never reads a damaged file.
 
     Raises:
@@ -36,16 +38,24 @@ def load_published_index(gallery_dir: Path, manifest: Manifest, *, mmap: bool = 
         GalleryError: damaged (size or checksum differs from the manifest) or of the wrong shape.
     """
     path = gallery_dir / manifest.index_file
-    with open(path, "rb") as handle:  # one open file for checking and reading: a writer may unlink the name meanwhile
+    with open(
+        path, "rb"
+    ) as handle:  # one open file for checking and reading: a writer may unlink the name meanwhile
         size = os.fstat(handle.fileno()).st_size
         if size != manifest.index_bytes:
-            raise GalleryError(f"{path}: {size} bytes, manifest.json says {manifest.index_bytes}; the index file is truncated or damaged")
+            raise GalleryError(
+                f"{path}: {size} bytes, manifest.json says {manifest.index_bytes}; the index file is truncated or damaged"
+            )
         if sha256_handle(handle) != manifest.index_sha256:
-            raise GalleryError(f"{path}: checksum does not match manifest.json; the index file is damaged")
+            raise GalleryError(
+                f"{path}: checksum does not match manifest.json; the index file is damaged"
+            )
         same_file = Path(f"/proc/self/fd/{handle.fileno()}")
         index = read_index(same_file if same_file.exists() else path, mmap=mmap, name=path)
     if index.d != manifest.dimension or index.ntotal != manifest.count:
-        raise GalleryError(f"{path}: holds {index.ntotal} vectors of dimension {index.d}, manifest.json says {manifest.count} of {manifest.dimension}")
+        raise GalleryError(
+            f"{path}: holds {index.ntotal} vectors of dimension {index.d}, manifest.json says {manifest.count} of {manifest.dimension}"
+        )
     return index
 
 

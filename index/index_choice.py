@@ -76,7 +76,9 @@ def expected_recall(index_type: str, dim: int) -> float:
         return _EXPECTED_RECALL["HNSW"]
     if match := re.search(r"PQ(\d+)", kind):
         dims_per_byte = dim / int(match.group(1))
-        estimate = _PQ_RECALL_AT_4_DIMS_PER_BYTE - _PQ_RECALL_LOSS_PER_HALVING * math.log2(dims_per_byte / 4)
+        estimate = _PQ_RECALL_AT_4_DIMS_PER_BYTE - _PQ_RECALL_LOSS_PER_HALVING * math.log2(
+            dims_per_byte / 4
+        )
         return round(min(0.95, max(0.2, estimate)), 2)
     return _EXPECTED_RECALL["IVF,SQ8"] if "SQ" in kind else _EXPECTED_RECALL["IVF,Flat"]
 
@@ -96,16 +98,23 @@ def choose_index(count: int, dim: int, memory_budget: int) -> IndexChoice:
     if count <= EXACT_UP_TO and bytes_per_vector("Flat", dim) * count <= memory_budget:
         return choice("Flat", f"{count} vectors: exhaustive search is fast at this size and exact")
     if count <= HNSW_UP_TO and bytes_per_vector("HNSW32", dim) * count <= memory_budget:
-        return choice("HNSW32", f"{count} vectors: an HNSW graph fits {budget} and searches fastest")
+        return choice(
+            "HNSW32", f"{count} vectors: an HNSW graph fits {budget} and searches fastest"
+        )
     lists = ivf_lists(count)
     candidates = [f"IVF{lists},Flat", f"IVF{lists},SQ8"]
     candidates += [f"IVF{lists},PQ{m}" for m in _PQ_SUBQUANTIZERS if m < dim and dim % m == 0]
     for index_type in candidates:
         if bytes_per_vector(index_type, dim) * count <= memory_budget:
-            return choice(index_type, f"{count} vectors: the most accurate inverted-file index that fits {budget}")
+            return choice(
+                index_type,
+                f"{count} vectors: the most accurate inverted-file index that fits {budget}",
+            )
     smallest = candidates[-1]
     need = _format_bytes(int(bytes_per_vector(smallest, dim) * count))
-    raise GalleryError(f"no index type fits the memory budget {budget}: even {smallest} needs about {need}; raise --max-memory")
+    raise GalleryError(
+        f"no index type fits the memory budget {budget}: even {smallest} needs about {need}; raise --max-memory"
+    )
 
 
 def parse_memory(text: str) -> int:
@@ -114,7 +123,7 @@ def parse_memory(text: str) -> int:
     Raises:
         GalleryError: not a size.
     """
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, flags=re.I)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, flags=re.IGNORECASE)
     if not match:
         raise GalleryError(f"memory size {text!r}: expected a number with K, M, G or T (e.g. 4G)")
     scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2).upper()]

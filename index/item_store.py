@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+from siamese.index.results import Item
 
 from siamese.errors import GalleryError
-from siamese.index.results import Item
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,23 +44,37 @@ MAX_SQL_PARAMS = 900
 _FINGERPRINT_MODULUS = 2**256
 
 
-def select_by_ids(db: sqlite3.Connection, columns: str, ids: Iterable[int], condition: str = "", params: Sequence[object] = ()) -> list[tuple]:
+def select_by_ids(
+    db: sqlite3.Connection,
+    columns: str,
+    ids: Iterable[int],
+    condition: str = "",
+    params: Sequence[object] = (),
+) -> list[tuple]:
     """``SELECT columns FROM items WHERE id IN ids [AND condition]``, in chunks SQLite accepts."""
     unique = list(dict.fromkeys(int(i) for i in ids))
     rows: list[tuple] = []
     for start in range(0, len(unique), MAX_SQL_PARAMS):
         chunk = unique[start : start + MAX_SQL_PARAMS]
         where = f"id IN ({','.join('?' * len(chunk))})" + (f" AND {condition}" if condition else "")
-        rows += db.execute(f"SELECT {columns} FROM items WHERE {where}", [*chunk, *params]).fetchall()
+        rows += db.execute(
+            f"SELECT {columns} FROM items WHERE {where}", [*chunk, *params]
+        ).fetchall()
     return rows
 
 
 def item_hash(item_id: int, path: str, identity: str, sha256: str) -> int:
     """One item's contribution to the items fingerprint."""
-    return int.from_bytes(hashlib.sha256(f"{item_id}\0{path}\0{identity}\0{sha256}".encode()).digest(), "big")
+    return int.from_bytes(
+        hashlib.sha256(f"{item_id}\0{path}\0{identity}\0{sha256}".encode()).digest(), "big"
+    )
 
 
-def combine_fingerprint(base: str, added: Iterable[tuple[int, str, str, str]] = (), removed: Iterable[tuple[int, str, str, str]] = ()) -> str:
+def combine_fingerprint(
+    base: str,
+    added: Iterable[tuple[int, str, str, str]] = (),
+    removed: Iterable[tuple[int, str, str, str]] = (),
+) -> str:
     """Update an order-free fingerprint of a set of items (sum of item hashes mod 2^256) by a change."""
     total = int(base, 16)
     total += sum(item_hash(*row) for row in added)
@@ -79,7 +93,9 @@ class ItemStore:
         self.generation = generation
         try:
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            self._db.execute("SELECT id, path, identity, sha256, added_gen, removed_gen FROM items LIMIT 1").fetchall()
+            self._db.execute(
+                "SELECT id, path, identity, sha256, added_gen, removed_gen FROM items LIMIT 1"
+            ).fetchall()
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{path}: unreadable item database ({exc})") from exc
 
@@ -100,13 +116,23 @@ class ItemStore:
 
     def count(self) -> int:
         """Number of items."""
-        return int(self._query(f"SELECT COUNT(*) FROM items WHERE {VISIBLE}", {"gen": self.generation})[0][0])
+        return int(
+            self._query(f"SELECT COUNT(*) FROM items WHERE {VISIBLE}", {"gen": self.generation})[0][
+                0
+            ]
+        )
 
     def get(self, ids: Sequence[int]) -> dict[int, Item]:
         """Items by id (ids not present at this generation are absent from the result)."""
         visible = "added_gen <= ? AND (removed_gen IS NULL OR removed_gen > ?)"
         try:
-            rows = select_by_ids(self._db, "id, path, identity, sha256", ids, visible, (self.generation, self.generation))
+            rows = select_by_ids(
+                self._db,
+                "id, path, identity, sha256",
+                ids,
+                visible,
+                (self.generation, self.generation),
+            )
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path}: unreadable item database ({exc})") from exc
         return {row[0]: Item(*row) for row in rows}
@@ -124,16 +150,27 @@ class ItemStore:
 
     def all_items(self) -> list[Item]:
         """Every item, by id."""
-        return [Item(*row) for row in self._query(f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE} ORDER BY id", {"gen": self.generation})]
+        return [
+            Item(*row)
+            for row in self._query(
+                f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE} ORDER BY id",
+                {"gen": self.generation},
+            )
+        ]
 
     def ids(self) -> NDArray[np.int64]:
         """Every item id, ascending."""
-        rows = self._query(f"SELECT id FROM items WHERE {VISIBLE} ORDER BY id", {"gen": self.generation})
+        rows = self._query(
+            f"SELECT id FROM items WHERE {VISIBLE} ORDER BY id", {"gen": self.generation}
+        )
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def identity_counts(self) -> dict[str, int]:
         """Number of items per identity."""
-        rows = self._query(f"SELECT identity, COUNT(*) FROM items WHERE {VISIBLE} GROUP BY identity ORDER BY identity", {"gen": self.generation})
+        rows = self._query(
+            f"SELECT identity, COUNT(*) FROM items WHERE {VISIBLE} GROUP BY identity ORDER BY identity",
+            {"gen": self.generation},
+        )
         return {identity: count for identity, count in rows}
 
     def staged_count(self) -> int:
@@ -142,7 +179,10 @@ class ItemStore:
 
     def fingerprint(self) -> str:
         """The items fingerprint recomputed from every row (what the manifest must record)."""
-        rows = self._query(f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE}", {"gen": self.generation})
+        rows = self._query(
+            f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE}",
+            {"gen": self.generation},
+        )
         return combine_fingerprint(EMPTY_FINGERPRINT, rows)
 
     def vectors(self, ids: NDArray[np.int64], dim: int) -> NDArray[np.float32]:

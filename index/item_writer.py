@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+from siamese.index.item_store import SCHEMA, select_by_ids
 
 from siamese.errors import GalleryError
-from siamese.index.item_store import SCHEMA, select_by_ids
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,10 @@ class ItemWriter:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(f"BEGIN; {SCHEMA}; COMMIT;")
-            db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [("gallery_id", gallery_id), ("dimension", str(dimension))])
+            db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("gallery_id", gallery_id), ("dimension", str(dimension))],
+            )
         finally:
             db.close()
         return cls(path)
@@ -93,19 +96,33 @@ class ItemWriter:
 
     def roll_back_after(self, generation: int) -> None:
         """Undo the marks of a publish that never reached its manifest: its items go back to staged."""
-        self._transaction([
-            ("UPDATE items SET added_gen = NULL WHERE added_gen > ?", (generation,)),
-            ("UPDATE items SET removed_gen = NULL WHERE removed_gen > ?", (generation,)),
-        ])
+        self._transaction(
+            [
+                ("UPDATE items SET added_gen = NULL WHERE added_gen > ?", (generation,)),
+                ("UPDATE items SET removed_gen = NULL WHERE removed_gen > ?", (generation,)),
+            ]
+        )
 
     def drop_removed_vectors(self, generation: int) -> None:
         """Free the embeddings of items removed by ``generation`` or earlier (their metadata stays)."""
-        self._transaction([("UPDATE items SET vector = NULL WHERE removed_gen <= ? AND vector IS NOT NULL", (generation,))])
+        self._transaction(
+            [
+                (
+                    "UPDATE items SET vector = NULL WHERE removed_gen <= ? AND vector IS NOT NULL",
+                    (generation,),
+                )
+            ]
+        )
 
     def known_files(self) -> dict[str, KnownFile]:
         """Every file the gallery holds or has staged, by path."""
-        rows = self._db.execute("SELECT path, id, identity, sha256, size, mtime_ns, added_gen IS NULL FROM items WHERE removed_gen IS NULL")
-        return {path: KnownFile(item_id, identity, sha, size, mtime, bool(staged)) for path, item_id, identity, sha, size, mtime, staged in rows}
+        rows = self._db.execute(
+            "SELECT path, id, identity, sha256, size, mtime_ns, added_gen IS NULL FROM items WHERE removed_gen IS NULL"
+        )
+        return {
+            path: KnownFile(item_id, identity, sha, size, mtime, bool(staged))
+            for path, item_id, identity, sha, size, mtime, staged in rows
+        }
 
     def stage(self, items: Sequence[NewItem]) -> None:
         """Durably record embedded files as staged (one transaction: all of them or none)."""
@@ -115,7 +132,17 @@ class ItemWriter:
         try:
             self._db.executemany(
                 "INSERT INTO items (path, identity, sha256, size, mtime_ns, vector) VALUES (?, ?, ?, ?, ?, ?)",
-                ((i.path, i.identity, i.sha256, i.size, i.mtime_ns, np.ascontiguousarray(i.vector, dtype=np.float32).tobytes()) for i in items),
+                (
+                    (
+                        i.path,
+                        i.identity,
+                        i.sha256,
+                        i.size,
+                        i.mtime_ns,
+                        np.ascontiguousarray(i.vector, dtype=np.float32).tobytes(),
+                    )
+                    for i in items
+                ),
             )
             self._db.execute("COMMIT")
         except BaseException:
@@ -125,11 +152,18 @@ class ItemWriter:
     def touch(self, updates: Sequence[tuple[int, int, int]]) -> None:
         """Record new (size, mtime_ns) of files whose content hash did not change: (id, size, mtime_ns)."""
         if updates:
-            self._transaction([("UPDATE items SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime, item_id)) for item_id, size, mtime in updates])
+            self._transaction(
+                [
+                    ("UPDATE items SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime, item_id))
+                    for item_id, size, mtime in updates
+                ]
+            )
 
     def delete_staged(self, ids: Sequence[int]) -> None:
         """Forget staged rows (never published, so no reader can know them)."""
-        self._transaction([("DELETE FROM items WHERE id = ? AND added_gen IS NULL", (int(i),)) for i in ids])
+        self._transaction(
+            [("DELETE FROM items WHERE id = ? AND added_gen IS NULL", (int(i),)) for i in ids]
+        )
 
     def staged(self, dim: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Ids and embeddings of every staged row, by id."""
@@ -151,7 +185,9 @@ class ItemWriter:
         """(id, path, identity, sha256) of ``ids`` (for the items fingerprint)."""
         return select_by_ids(self._db, "id, path, identity, sha256", ids)
 
-    def matching(self, *, identities: Sequence[str] = (), paths: Sequence[str] = ()) -> tuple[list[int], list[int]]:
+    def matching(
+        self, *, identities: Sequence[str] = (), paths: Sequence[str] = ()
+    ) -> tuple[list[int], list[int]]:
         """(published ids, staged ids) of the items of ``identities``, at ``paths`` or under them (folders)."""
         queries = [("identity = ?", (value,)) for value in identities]
         for value in paths:
@@ -160,7 +196,10 @@ class ItemWriter:
         published: set[int] = set()
         staged: set[int] = set()
         for condition, params in queries:
-            for item_id, is_staged in self._db.execute(f"SELECT id, added_gen IS NULL FROM items WHERE {condition} AND removed_gen IS NULL", params):
+            for item_id, is_staged in self._db.execute(
+                f"SELECT id, added_gen IS NULL FROM items WHERE {condition} AND removed_gen IS NULL",
+                params,
+            ):
                 (staged if is_staged else published).add(item_id)
         return sorted(published), sorted(staged)
 
@@ -170,11 +209,21 @@ class ItemWriter:
         try:
             self._db.execute("CREATE TEMP TABLE IF NOT EXISTS picked (id INTEGER PRIMARY KEY)")
             self._db.execute("DELETE FROM picked")
-            self._db.executemany("INSERT OR IGNORE INTO picked (id) VALUES (?)", ((int(i),) for i in removed))
-            self._db.execute("UPDATE items SET removed_gen = ? WHERE id IN (SELECT id FROM picked) AND removed_gen IS NULL", (generation,))
-            self._db.execute("UPDATE items SET added_gen = ? WHERE added_gen IS NULL AND removed_gen IS NULL", (generation,))
+            self._db.executemany(
+                "INSERT OR IGNORE INTO picked (id) VALUES (?)", ((int(i),) for i in removed)
+            )
+            self._db.execute(
+                "UPDATE items SET removed_gen = ? WHERE id IN (SELECT id FROM picked) AND removed_gen IS NULL",
+                (generation,),
+            )
+            self._db.execute(
+                "UPDATE items SET added_gen = ? WHERE added_gen IS NULL AND removed_gen IS NULL",
+                (generation,),
+            )
             visible = "added_gen IS NOT NULL AND removed_gen IS NULL"
-            count, identities = self._db.execute(f"SELECT COUNT(*), COUNT(DISTINCT identity) FROM items WHERE {visible}").fetchone()
+            count, identities = self._db.execute(
+                f"SELECT COUNT(*), COUNT(DISTINCT identity) FROM items WHERE {visible}"
+            ).fetchone()
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

@@ -39,7 +39,11 @@ class WriterLock:
                 f"{self.path.parent}: gallery is locked by another writer ({holder}); wait for it to finish and try again"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}: {' '.join(os.path.basename(a) for a in sys.argv[:3])}".encode(), 0)
+        os.pwrite(
+            fd,
+            f"pid {os.getpid()}: {' '.join(os.path.basename(a) for a in sys.argv[:3])}".encode(),
+            0,
+        )
         self._fd = fd
         return self
 

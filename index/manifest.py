@@ -70,7 +70,9 @@ class Manifest:
         """
         path = gallery_dir / MANIFEST_FILE
         if not gallery_dir.is_dir():
-            raise GalleryError(f"{gallery_dir}: gallery folder not found (build one with `siamese index build`)")
+            raise GalleryError(
+                f"{gallery_dir}: gallery folder not found (build one with `siamese index build`)"
+            )
         if not path.is_file():
             raise GalleryError(f"{path}: missing; {gallery_dir} is not a siamese gallery")
         try:
@@ -81,12 +83,18 @@ class Manifest:
             raise GalleryError(f"{path}: not a gallery manifest")
         version = data.get("format_version")
         if isinstance(version, int) and version > GALLERY_FORMAT_VERSION:
-            raise GalleryError(f"{path}: gallery format {version} is newer than this siamese supports; upgrade siamese")
+            raise GalleryError(
+                f"{path}: gallery format {version} is newer than this siamese supports; upgrade siamese"
+            )
         if version != GALLERY_FORMAT_VERSION:
-            raise GalleryError(f"{path}: gallery format {version} predates incremental galleries; build it again into a new folder")
+            raise GalleryError(
+                f"{path}: gallery format {version} predates incremental galleries; build it again into a new folder"
+            )
         stored = data.pop("checksum", None)
         if stored != _checksum(data):
-            raise GalleryError(f"{path}: checksum does not match its content; the manifest is damaged or was edited")
+            raise GalleryError(
+                f"{path}: checksum does not match its content; the manifest is damaged or was edited"
+            )
         try:
             return cls(**data)
         except TypeError as exc:

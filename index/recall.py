@@ -16,7 +16,6 @@ from typing import Any
 import faiss
 import numpy as np
 from numpy.typing import NDArray
-
 from siamese.index.faiss_index import TUNING_LADDERS, search_parameters, tunable_parameter
 
 DEFAULT_QUERIES = 1000
@@ -47,7 +46,14 @@ class RecallProbe:
         seed: which sample and directions (fixed, so figures are reproducible).
     """
 
-    def __init__(self, vectors: NDArray[np.float32], ids: NDArray[np.int64], *, queries: int = DEFAULT_QUERIES, seed: int = 0) -> None:
+    def __init__(
+        self,
+        vectors: NDArray[np.float32],
+        ids: NDArray[np.int64],
+        *,
+        queries: int = DEFAULT_QUERIES,
+        seed: int = 0,
+    ) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         ids = np.asarray(ids, dtype=np.int64)
         self.k = min(10, len(ids))
@@ -60,7 +66,11 @@ class RecallProbe:
             directions /= np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-12)
             base = base + directions * step[:, None]
         self.queries = np.ascontiguousarray(base, dtype=np.float32)
-        self.truth = ids[faiss.knn(self.queries, vectors, self.k)[1]] if self.k else np.zeros((len(base), 0), np.int64)
+        self.truth = (
+            ids[faiss.knn(self.queries, vectors, self.k)[1]]
+            if self.k
+            else np.zeros((len(base), 0), np.int64)
+        )
 
     def score(self, index: faiss.Index, params: dict[str, int] | None = None) -> Recall:
         """recall@1 and recall@10 of ``index`` searched with ``params``."""
@@ -69,7 +79,12 @@ class RecallProbe:
         _, found = index.search(self.queries, self.k, params=search_parameters(index, params))
         at1 = float(np.mean(found[:, 0] == self.truth[:, 0]))
         hits = [len(np.intersect1d(a[a >= 0], b)) for a, b in zip(found, self.truth)]
-        return Recall(round(at1, 4), round(float(np.mean(hits)) / self.k, 4), len(self.queries), dict(params or {}))
+        return Recall(
+            round(at1, 4),
+            round(float(np.mean(hits)) / self.k, 4),
+            len(self.queries),
+            dict(params or {}),
+        )
 
 
 #: Tuning stops where doubling the search effort gains less recall@10 than this (PQ codes plateau).

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from siamese.index.manifest import now_iso
+
 from siamese.io import write_json_atomic
 
 
@@ -57,17 +58,24 @@ class UpdateReport:
             "recall": self.recall,
             "choice": self.choice,
             "seconds": round(self.seconds, 3),
-            "images_per_second": round(self.embedded / self.seconds, 1) if self.seconds and self.embedded else None,
+            "images_per_second": round(self.embedded / self.seconds, 1)
+            if self.seconds and self.embedded
+            else None,
             "report": str(self.report_path) if self.report_path else None,
         }
 
 
-def write_rejected_report(path: Path, command: str, source: str, failures: list[tuple[str, str]]) -> None:
+def write_rejected_report(
+    path: Path, command: str, source: str, failures: list[tuple[str, str]]
+) -> None:
     """Write the refused files of an update as JSON (an empty list when none were refused)."""
-    write_json_atomic(path, {
-        "command": command,
-        "source": source,
-        "finished": now_iso(),
-        "rejected_count": len(failures),
-        "rejected": [{"path": p, "reason": r} for p, r in failures],
-    })
+    write_json_atomic(
+        path,
+        {
+            "command": command,
+            "source": source,
+            "finished": now_iso(),
+            "rejected_count": len(failures),
+            "rejected": [{"path": p, "reason": r} for p, r in failures],
+        },
+    )

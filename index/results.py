@@ -55,7 +55,9 @@ class QueryResult:
         ranked: dict[str, IdentityMatch] = {}
         for match in neighbours:
             if match.identity not in ranked:
-                ranked[match.identity] = IdentityMatch(match.identity, match.distance, match.id, match.path)
+                ranked[match.identity] = IdentityMatch(
+                    match.identity, match.distance, match.id, match.path
+                )
         identities = list(ranked.values())[:k]
         unknown = threshold is not None and (not identities or identities[0].distance > threshold)
         return cls(neighbours[:k], identities, threshold, unknown)
@@ -68,6 +70,9 @@ class QueryResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {
-            "answer": self.answer, "unknown": self.unknown, "threshold": self.threshold,
-            "matches": [asdict(m) for m in self.matches], "identities": [asdict(i) for i in self.identities],
+            "answer": self.answer,
+            "unknown": self.unknown,
+            "threshold": self.threshold,
+            "matches": [asdict(m) for m in self.matches],
+            "identities": [asdict(i) for i in self.identities],
         }

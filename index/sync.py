@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from siamese.index.item_writer import KnownFile
+
 from siamese.io import sha256_file
 
 _HASH_THREADS = 4
@@ -47,7 +48,12 @@ def canonical_path(path: str | os.PathLike[str]) -> str:
     return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
 
 
-def plan_sync(files: Iterable[tuple[str, str]], known: dict[str, KnownFile], *, vanish_under: str | None = None) -> SyncPlan:
+def plan_sync(
+    files: Iterable[tuple[str, str]],
+    known: dict[str, KnownFile],
+    *,
+    vanish_under: str | None = None,
+) -> SyncPlan:
     """Plan an update of the gallery to ``files`` ((canonical path, identity) pairs).
 
     Args:
@@ -67,7 +73,11 @@ def plan_sync(files: Iterable[tuple[str, str]], known: dict[str, KnownFile], *, 
             plan.failures.append((path, f"cannot read ({exc.strerror})"))
             continue
         entry = known.get(path)
-        if entry and (entry.size, entry.mtime_ns, entry.identity) == (info.st_size, info.st_mtime_ns, identity):
+        if entry and (entry.size, entry.mtime_ns, entry.identity) == (
+            info.st_size,
+            info.st_mtime_ns,
+            identity,
+        ):
             if entry.staged:
                 plan.resumed += 1
             else:
@@ -88,7 +98,9 @@ def chunks(candidates: Sequence[Candidate], size: int) -> Iterator[Sequence[Cand
         yield candidates[start : start + size]
 
 
-def hash_files(candidates: Sequence[Candidate]) -> tuple[list[tuple[Candidate, str]], list[tuple[str, str]]]:
+def hash_files(
+    candidates: Sequence[Candidate],
+) -> tuple[list[tuple[Candidate, str]], list[tuple[str, str]]]:
     """Content hashes of candidates (in threads: hashing releases the GIL); unreadable ones as failures."""
 
     def digest(candidate: Candidate) -> str | OSError:

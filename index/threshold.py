@@ -15,12 +15,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from siamese.errors import GalleryError
 from siamese.index.lock import WriterLock
 from siamese.index.manifest import Manifest, now_iso
 
+from siamese.errors import GalleryError
 
-def threshold_record(distance: float, *, far: float | None = None, source: str = "set by hand") -> dict[str, Any]:
+
+def threshold_record(
+    distance: float, *, far: float | None = None, source: str = "set by hand"
+) -> dict[str, Any]:
     """The manifest's ``threshold`` entry; refuses distances that cannot be a threshold."""
     if not math.isfinite(distance) or distance <= 0:
         raise GalleryError(f"a threshold must be a positive finite L2 distance, got {distance}")
@@ -30,8 +33,12 @@ def threshold_record(distance: float, *, far: float | None = None, source: str =
 
 
 def set_threshold(
-    gallery_dir: str | os.PathLike[str], distance: float | None, *, far: float | None = None,
-    source: str = "set by hand", model_fingerprint: str | None = None,
+    gallery_dir: str | os.PathLike[str],
+    distance: float | None,
+    *,
+    far: float | None = None,
+    source: str = "set by hand",
+    model_fingerprint: str | None = None,
 ) -> Manifest:
     """Store (or with ``distance=None`` clear) the gallery's threshold, under the writer lock.
 

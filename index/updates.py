@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from siamese.errors import DataError, GalleryError
-from siamese.image_folder import scan_gallery_folder
 from siamese.index import faiss_index as fx
 from siamese.index.gallery import refuse_other_model
 from siamese.index.gallery_files import REJECTED_FILE
@@ -27,6 +25,9 @@ from siamese.index.recall import DEFAULT_TARGET
 from siamese.index.reports import UpdateReport, write_rejected_report
 from siamese.index.sync import SyncPlan, canonical_path, chunks, hash_files, plan_sync
 from siamese.index.writer import GalleryWriter, RecallPolicy
+
+from siamese.errors import DataError, GalleryError
+from siamese.image_folder import scan_gallery_folder
 from siamese.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -47,10 +48,20 @@ class _Ingested:
 
 
 def _check_model(writer: GalleryWriter, embedder: Embedder) -> None:
-    refuse_other_model(writer.gallery_dir, writer.manifest, embedder.fingerprint, str(embedder.model_path))
+    refuse_other_model(
+        writer.gallery_dir, writer.manifest, embedder.fingerprint, str(embedder.model_path)
+    )
 
 
-def _ingest(writer: GalleryWriter, embedder: Embedder, plan: SyncPlan, *, commit_every: int, incremental: bool, progress: bool) -> _Ingested:
+def _ingest(
+    writer: GalleryWriter,
+    embedder: Embedder,
+    plan: SyncPlan,
+    *,
+    commit_every: int,
+    incremental: bool,
+    progress: bool,
+) -> _Ingested:
     """Hash, embed and stage the plan's candidates chunk by chunk, publishing as chunks accumulate."""
     done = _Ingested(failures=list(plan.failures))
     pending = plan.resumed
@@ -62,7 +73,9 @@ def _ingest(writer: GalleryWriter, embedder: Embedder, plan: SyncPlan, *, commit
             for candidate, sha in hashed:
                 known = candidate.known
                 if known and (known.sha256, known.identity) == (sha, candidate.identity):
-                    touched.append((known.id, candidate.size, candidate.mtime_ns))  # same content, new mtime
+                    touched.append(
+                        (known.id, candidate.size, candidate.mtime_ns)
+                    )  # same content, new mtime
                     continue
                 if known:
                     (dropped_staged if known.staged else done.replaced).append(known.id)
@@ -72,34 +85,75 @@ def _ingest(writer: GalleryWriter, embedder: Embedder, plan: SyncPlan, *, commit
                 done.failures += batch.failures
                 for path, vector in zip(batch.paths, batch.embeddings):
                     candidate, sha = to_embed[path]
-                    rows.append(NewItem(path, candidate.identity, sha, candidate.size, candidate.mtime_ns, vector))
+                    rows.append(
+                        NewItem(
+                            path,
+                            candidate.identity,
+                            sha,
+                            candidate.size,
+                            candidate.mtime_ns,
+                            vector,
+                        )
+                    )
             writer.items.delete_staged(dropped_staged)
             writer.items.touch(touched)
             writer.items.stage(rows)
             done.embedded += len(rows)
             pending += len(rows)
             ticker.advance(len(chunk))
-            if incremental and pending >= max(commit_every, writer.manifest.count // _PUBLISH_GROWTH) and writer.can_publish_incrementally():
+            if (
+                incremental
+                and pending >= max(commit_every, writer.manifest.count // _PUBLISH_GROWTH)
+                and writer.can_publish_incrementally()
+            ):
                 writer.publish(removed=done.replaced, recall=RecallPolicy(measure=False))
                 done.withdrawn += len(done.replaced)
                 done.replaced, pending = [], 0
     return done
 
 
-def _report(writer: GalleryWriter, before: int, started: float, plan: SyncPlan, done: _Ingested, removed: int, report_path: Path) -> UpdateReport:
+def _report(
+    writer: GalleryWriter,
+    before: int,
+    started: float,
+    plan: SyncPlan,
+    done: _Ingested,
+    removed: int,
+    report_path: Path,
+) -> UpdateReport:
     manifest = writer.manifest
     return UpdateReport(
-        gallery_dir=writer.gallery_dir, generation=manifest.generation, count=manifest.count, identities=manifest.identities,
-        index_type=manifest.index_type, added=manifest.count - before + removed, removed=removed, embedded=done.embedded,
-        resumed=plan.resumed, unchanged=plan.unchanged, failures=done.failures, search_params=manifest.search_params,
-        recall=manifest.recall, seconds=time.perf_counter() - started, report_path=report_path,
+        gallery_dir=writer.gallery_dir,
+        generation=manifest.generation,
+        count=manifest.count,
+        identities=manifest.identities,
+        index_type=manifest.index_type,
+        added=manifest.count - before + removed,
+        removed=removed,
+        embedded=done.embedded,
+        resumed=plan.resumed,
+        unchanged=plan.unchanged,
+        failures=done.failures,
+        search_params=manifest.search_params,
+        recall=manifest.recall,
+        seconds=time.perf_counter() - started,
+        report_path=report_path,
     )
 
 
 def _update(
-    writer: GalleryWriter, embedder: Embedder, plan: SyncPlan, *, command: str, source: str, index_type: str | None = None,
-    search_params: dict[str, int] | None = None, recall: RecallPolicy = RecallPolicy(), commit_every: int = DEFAULT_COMMIT_EVERY,
-    report_path: Path | None = None, progress: bool = False,
+    writer: GalleryWriter,
+    embedder: Embedder,
+    plan: SyncPlan,
+    *,
+    command: str,
+    source: str,
+    index_type: str | None = None,
+    search_params: dict[str, int] | None = None,
+    recall: RecallPolicy = RecallPolicy(),
+    commit_every: int = DEFAULT_COMMIT_EVERY,
+    report_path: Path | None = None,
+    progress: bool = False,
 ) -> UpdateReport:
     """Apply a plan with an open writer: embed, stage, publish, report."""
     started, before = time.perf_counter(), writer.manifest.count
@@ -107,22 +161,41 @@ def _update(
         raise GalleryError(f"commit_every must be at least 1, got {commit_every}")
     writer.items.delete_staged(plan.vanished_staged)
     same_type = index_type is None or index_type == writer.manifest.index_type
-    done = _ingest(writer, embedder, plan, commit_every=commit_every, incremental=same_type, progress=progress)
+    done = _ingest(
+        writer, embedder, plan, commit_every=commit_every, incremental=same_type, progress=progress
+    )
     removed = sorted(set(done.replaced) | set(plan.vanished_published))
     staged = writer.items.staged(writer.dimension)[0]
-    changed = len(staged) or removed or not same_type or search_params is not None or recall.minimum is not None
+    changed = (
+        len(staged)
+        or removed
+        or not same_type
+        or search_params is not None
+        or recall.minimum is not None
+    )
     if changed or writer.manifest.generation == 0:
-        writer.publish(removed=removed, index_type=index_type, search_params=search_params, recall=recall)
+        writer.publish(
+            removed=removed, index_type=index_type, search_params=search_params, recall=recall
+        )
     report_path = report_path or writer.gallery_dir / REJECTED_FILE
     write_rejected_report(report_path, command, source, done.failures)
     return _report(writer, before, started, plan, done, done.withdrawn + len(removed), report_path)
 
 
 def build_gallery(
-    image_dir: str | os.PathLike[str], embedder: Embedder, gallery_dir: str | os.PathLike[str], *, index: str | None = None,
-    memory_budget: int | None = None, min_recall: float | None = None, target_recall: float = DEFAULT_TARGET,
-    search_params: dict[str, int] | None = None, commit_every: int = DEFAULT_COMMIT_EVERY, recall_queries: int = 1000,
-    report_path: str | os.PathLike[str] | None = None, progress: bool = False,
+    image_dir: str | os.PathLike[str],
+    embedder: Embedder,
+    gallery_dir: str | os.PathLike[str],
+    *,
+    index: str | None = None,
+    memory_budget: int | None = None,
+    min_recall: float | None = None,
+    target_recall: float = DEFAULT_TARGET,
+    search_params: dict[str, int] | None = None,
+    commit_every: int = DEFAULT_COMMIT_EVERY,
+    recall_queries: int = 1000,
+    report_path: str | os.PathLike[str] | None = None,
+    progress: bool = False,
 ) -> UpdateReport:
     """Create ``gallery_dir`` from an ImageFolder (or loose files), or bring an existing one up to date with it.
 
@@ -150,10 +223,16 @@ def build_gallery(
     root = canonical_path(Path(image_dir))
     scan = scan_gallery_folder(root)
     if not scan.images:
-        raise DataError(f"{image_dir}: no images found (expected one sub-folder per identity or image files)")
+        raise DataError(
+            f"{image_dir}: no images found (expected one sub-folder per identity or image files)"
+        )
     files = [(canonical_path(item.path), item.identity) for item in scan.images]
     gallery_dir = Path(gallery_dir)
-    choice = choose_index(len(files), embedder.dim, memory_budget or default_memory_budget()) if index == "auto" else None
+    choice = (
+        choose_index(len(files), embedder.dim, memory_budget or default_memory_budget())
+        if index == "auto"
+        else None
+    )
     index_type = choice.index_type if choice else index
     if (gallery_dir / MANIFEST_FILE).exists():
         writer = GalleryWriter.open(gallery_dir)
@@ -167,21 +246,40 @@ def build_gallery(
         index_type = index_type or fx.DEFAULT_INDEX
         needed = fx.min_training_vectors(fx.new_index(embedder.dim, index_type))
         if len(files) < needed:
-            raise GalleryError(f"index type {index_type} needs at least {needed} vectors to train, {image_dir} has {len(files)} images; choose a smaller index or --index auto")
+            raise GalleryError(
+                f"index type {index_type} needs at least {needed} vectors to train, {image_dir} has {len(files)} images; choose a smaller index or --index auto"
+            )
         writer = GalleryWriter.create(
-            gallery_dir, dimension=embedder.dim, model_fingerprint=embedder.fingerprint,
-            model_path=str(embedder.model_path.resolve()), index_type=index_type, search_params=search_params,
+            gallery_dir,
+            dimension=embedder.dim,
+            model_fingerprint=embedder.fingerprint,
+            model_path=str(embedder.model_path.resolve()),
+            index_type=index_type,
+            search_params=search_params,
         )
     with writer:
         plan = plan_sync(files, writer.items.known_files(), vanish_under=root)
         plan.failures += scan.refused
         report = _update(
-            writer, embedder, plan, command="build", source=root, index_type=index_type, search_params=search_params,
-            recall=RecallPolicy(True, target_recall, min_recall, recall_queries), commit_every=commit_every,
-            report_path=Path(report_path) if report_path else None, progress=progress,
+            writer,
+            embedder,
+            plan,
+            command="build",
+            source=root,
+            index_type=index_type,
+            search_params=search_params,
+            recall=RecallPolicy(True, target_recall, min_recall, recall_queries),
+            commit_every=commit_every,
+            report_path=Path(report_path) if report_path else None,
+            progress=progress,
         )
     if choice is not None:
-        report.choice = {"index_type": choice.index_type, "expected_recall_at10": choice.expected_recall_at10, "estimated_bytes": choice.estimated_bytes, "reason": choice.reason}
+        report.choice = {
+            "index_type": choice.index_type,
+            "expected_recall_at10": choice.expected_recall_at10,
+            "estimated_bytes": choice.estimated_bytes,
+            "reason": choice.reason,
+        }
     return report
 
 
@@ -189,13 +287,21 @@ def _refuse_foreign_folder(gallery_dir: Path) -> None:
     if gallery_dir.exists() and not gallery_dir.is_dir():
         raise GalleryError(f"{gallery_dir}: exists and is a file; choose another --out folder")
     if gallery_dir.is_dir() and any(not p.name.startswith(".") for p in gallery_dir.iterdir()):
-        raise GalleryError(f"{gallery_dir}: folder holds other files and is not a gallery; choose an empty or new --out folder")
+        raise GalleryError(
+            f"{gallery_dir}: folder holds other files and is not a gallery; choose an empty or new --out folder"
+        )
 
 
 def add_to_gallery(
-    gallery_dir: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]], embedder: Embedder, *,
-    identity: str | None = None, commit_every: int = DEFAULT_COMMIT_EVERY, min_recall: float | None = None,
-    report_path: str | os.PathLike[str] | None = None, progress: bool = False,
+    gallery_dir: str | os.PathLike[str],
+    paths: Sequence[str | os.PathLike[str]],
+    embedder: Embedder,
+    *,
+    identity: str | None = None,
+    commit_every: int = DEFAULT_COMMIT_EVERY,
+    min_recall: float | None = None,
+    report_path: str | os.PathLike[str] | None = None,
+    progress: bool = False,
 ) -> UpdateReport:
     """Embed and add image files and folders to an existing gallery; files already there unchanged are skipped.
 
@@ -212,7 +318,9 @@ def add_to_gallery(
         path = Path(raw)
         if path.is_dir():
             scan = scan_gallery_folder(path)
-            files += [(canonical_path(item.path), identity or item.identity) for item in scan.images]
+            files += [
+                (canonical_path(item.path), identity or item.identity) for item in scan.images
+            ]
             refused += scan.refused
         else:
             canonical = canonical_path(path)
@@ -224,12 +332,24 @@ def add_to_gallery(
         plan = plan_sync(files, writer.items.known_files())
         plan.failures += refused
         return _update(
-            writer, embedder, plan, command="add", source=" ".join(map(str, paths)), commit_every=commit_every,
-            recall=RecallPolicy(minimum=min_recall), report_path=Path(report_path) if report_path else None, progress=progress,
+            writer,
+            embedder,
+            plan,
+            command="add",
+            source=" ".join(map(str, paths)),
+            commit_every=commit_every,
+            recall=RecallPolicy(minimum=min_recall),
+            report_path=Path(report_path) if report_path else None,
+            progress=progress,
         )
 
 
-def remove_from_gallery(gallery_dir: str | os.PathLike[str], *, identities: Sequence[str] = (), paths: Sequence[str | os.PathLike[str]] = ()) -> UpdateReport:
+def remove_from_gallery(
+    gallery_dir: str | os.PathLike[str],
+    *,
+    identities: Sequence[str] = (),
+    paths: Sequence[str | os.PathLike[str]] = (),
+) -> UpdateReport:
     """Remove the items of ``identities`` and at ``paths`` (a folder path removes every item under it).
 
     Raises:
@@ -240,10 +360,16 @@ def remove_from_gallery(gallery_dir: str | os.PathLike[str], *, identities: Sequ
     started = time.perf_counter()
     with GalleryWriter.open(gallery_dir) as writer:
         before = writer.manifest.count
-        published, staged = writer.items.matching(identities=list(identities), paths=[canonical_path(p) for p in paths])
+        published, staged = writer.items.matching(
+            identities=list(identities), paths=[canonical_path(p) for p in paths]
+        )
         if not published and not staged:
-            wanted = ", ".join([f"identity {i!r}" for i in identities] + [f"path {str(p)!r}" for p in paths])
-            raise GalleryError(f"{gallery_dir}: no items match {wanted}; see `siamese index info {gallery_dir}`")
+            wanted = ", ".join(
+                [f"identity {i!r}" for i in identities] + [f"path {str(p)!r}" for p in paths]
+            )
+            raise GalleryError(
+                f"{gallery_dir}: no items match {wanted}; see `siamese index info {gallery_dir}`"
+            )
         writer.items.delete_staged(staged)
         if published:
             writer.publish(removed=published)

@@ -15,10 +15,10 @@ from typing import Any
 
 import faiss
 import numpy as np
-
-from siamese.errors import GalleryError
 from siamese.index import faiss_index as fx
 from siamese.index.gallery import Gallery
+
+from siamese.errors import GalleryError
 from siamese.io import sha256_file
 
 _VECTOR_SAMPLE = 1000
@@ -52,7 +52,9 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def verify_gallery(gallery_dir: str | os.PathLike[str], *, check_files: bool = True) -> VerifyReport:
+def verify_gallery(
+    gallery_dir: str | os.PathLike[str], *, check_files: bool = True
+) -> VerifyReport:
     """Check a gallery's published generation; problems are collected, not raised.
 
     Args:
@@ -66,7 +68,9 @@ def verify_gallery(gallery_dir: str | os.PathLike[str], *, check_files: bool = T
         return report
     with gallery:
         report.generation, report.count = gallery.manifest.generation, gallery.manifest.count
-        report.checked.append("manifest checksum, index checksum, counts (index = items = manifest)")
+        report.checked.append(
+            "manifest checksum, index checksum, counts (index = items = manifest)"
+        )
         report.staged = gallery.items.staged_count()
         _check_ids(gallery, report)
         _check_fingerprint(gallery, report)
@@ -86,15 +90,23 @@ def _check_ids(gallery: Gallery, report: VerifyReport) -> None:
     report.duplicate_ids = int((counts > 1).sum())
     report.missing_ids = int(np.setdiff1d(rows, unique).size)
     report.phantom_ids = int(np.setdiff1d(unique, rows).size)
-    for name, value in (("duplicate", report.duplicate_ids), ("missing", report.missing_ids), ("phantom", report.phantom_ids)):
+    for name, value in (
+        ("duplicate", report.duplicate_ids),
+        ("missing", report.missing_ids),
+        ("phantom", report.phantom_ids),
+    ):
         if value:
-            report.problems.append(f"{gallery.gallery_dir}: {value} {name} ids (index against item rows)")
+            report.problems.append(
+                f"{gallery.gallery_dir}: {value} {name} ids (index against item rows)"
+            )
     report.checked.append("every item id in the index exactly once")
 
 
 def _check_fingerprint(gallery: Gallery, report: VerifyReport) -> None:
     if gallery.items.fingerprint() != gallery.manifest.items_fingerprint:
-        report.problems.append(f"{gallery.items.path}: items fingerprint does not match manifest.json; item rows were changed")
+        report.problems.append(
+            f"{gallery.items.path}: items fingerprint does not match manifest.json; item rows were changed"
+        )
     report.checked.append("items fingerprint")
 
 
@@ -111,16 +123,22 @@ def _check_vectors(gallery: Gallery, report: VerifyReport) -> None:
     stored = gallery.items.vectors(sample, gallery.manifest.dimension)
     indexed = np.stack([inner.reconstruct(int(i)) for i in sample])
     if not np.array_equal(stored, indexed):
-        report.problems.append(f"{gallery.gallery_dir / gallery.manifest.index_file}: vectors differ from the stored embeddings")
+        report.problems.append(
+            f"{gallery.gallery_dir / gallery.manifest.index_file}: vectors differ from the stored embeddings"
+        )
     report.checked.append(f"stored embeddings = indexed vectors ({len(sample)} sampled)")
 
 
 def _check_model(gallery: Gallery, report: VerifyReport) -> None:
     model = gallery.model_path
     if not model.is_file():
-        report.warnings.append(f"{model}: the gallery's model is not there any more; query with --model PATH")
+        report.warnings.append(
+            f"{model}: the gallery's model is not there any more; query with --model PATH"
+        )
     elif sha256_file(model) != gallery.manifest.model_fingerprint:
-        report.problems.append(f"{model}: fingerprint differs from the model the gallery was built with; the model file was replaced")
+        report.problems.append(
+            f"{model}: fingerprint differs from the model the gallery was built with; the model file was replaced"
+        )
     else:
         report.checked.append("model fingerprint")
 
@@ -138,7 +156,9 @@ def _check_files(gallery: Gallery, report: VerifyReport) -> None:
     report.files_changed = len(changed)
     if changed:
         listed = ", ".join(changed[:_LISTED]) + (" …" if len(changed) > _LISTED else "")
-        report.problems.append(f"{len(changed)} indexed files are missing or changed since indexing ({listed}); run `siamese index build` again")
+        report.problems.append(
+            f"{len(changed)} indexed files are missing or changed since indexing ({listed}); run `siamese index build` again"
+        )
     report.checked.append("image files' hashes")
 
 
@@ -146,5 +166,8 @@ def verify_summary(report: VerifyReport) -> str:
     """One line for the terminal."""
     where = Path(report.gallery_dir)
     if report.ok:
-        return f"{where}: ok — generation {report.generation}, {report.count} items, {len(report.checked)} checks" + (f", {report.staged} staged" if report.staged else "")
+        return (
+            f"{where}: ok — generation {report.generation}, {report.count} items, {len(report.checked)} checks"
+            + (f", {report.staged} staged" if report.staged else "")
+        )
     return f"{where}: {len(report.problems)} problem(s)"

@@ -19,8 +19,6 @@ from typing import Any
 import faiss
 import numpy as np
 from numpy.typing import NDArray
-
-from siamese.errors import GalleryError, RecallTooLowError
 from siamese.index import faiss_index as fx
 from siamese.index.gallery_files import index_file_name, load_published_index, remove_debris
 from siamese.index.item_store import EMPTY_FINGERPRINT, combine_fingerprint
@@ -28,6 +26,8 @@ from siamese.index.item_writer import ItemWriter, NewItem
 from siamese.index.lock import WriterLock, is_locked
 from siamese.index.manifest import ITEMS_FILE, MANIFEST_FILE, Manifest, now_iso
 from siamese.index.recall import DEFAULT_TARGET, Recall, RecallProbe, tune
+
+from siamese.errors import GalleryError, RecallTooLowError
 from siamese.io import fsync_dir
 
 #: Recall is measured again when the gallery has grown or shrunk by this share since the last figure.
@@ -47,7 +47,9 @@ class RecallPolicy:
 class GalleryWriter:
     """Writes one gallery; use :meth:`open` or :meth:`create`, then :meth:`close` (or ``with``)."""
 
-    def __init__(self, gallery_dir: Path, lock: WriterLock, manifest: Manifest, items: ItemWriter) -> None:
+    def __init__(
+        self, gallery_dir: Path, lock: WriterLock, manifest: Manifest, items: ItemWriter
+    ) -> None:
         self.gallery_dir = gallery_dir
         self.lock = lock
         self.manifest = manifest
@@ -65,14 +67,18 @@ class GalleryWriter:
             GalleryError: the gallery is damaged (it is then left untouched).
         """
         gallery_dir = Path(gallery_dir)
-        Manifest.read(gallery_dir)  # a clear error for a missing or foreign folder, before locking it
+        Manifest.read(
+            gallery_dir
+        )  # a clear error for a missing or foreign folder, before locking it
         lock = WriterLock(gallery_dir).acquire()
         try:
             manifest = Manifest.read(gallery_dir)
             items = ItemWriter(gallery_dir / manifest.items_file)
             if items.meta("gallery_id") != manifest.gallery_id:
                 items.close()
-                raise GalleryError(f"{gallery_dir / manifest.items_file}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}")
+                raise GalleryError(
+                    f"{gallery_dir / manifest.items_file}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}"
+                )
             writer = cls(gallery_dir, lock, manifest, items)
             writer._index = writer._load_index()  # checks the checksum before anything is changed
             items.roll_back_after(manifest.generation)
@@ -85,8 +91,14 @@ class GalleryWriter:
 
     @classmethod
     def create(
-        cls, gallery_dir: str | os.PathLike[str], *, dimension: int, model_fingerprint: str, model_path: str,
-        index_type: str = fx.DEFAULT_INDEX, search_params: dict[str, int] | None = None,
+        cls,
+        gallery_dir: str | os.PathLike[str],
+        *,
+        dimension: int,
+        model_fingerprint: str,
+        model_path: str,
+        index_type: str = fx.DEFAULT_INDEX,
+        search_params: dict[str, int] | None = None,
     ) -> GalleryWriter:
         """Create an empty gallery (generation 0) and lock it for writing.
 
@@ -98,7 +110,9 @@ class GalleryWriter:
         """
         gallery_dir = Path(gallery_dir)
         index = fx.new_index(dimension, index_type)
-        fx.search_parameters(index, search_params)  # refuse a parameter the type lacks before creating anything
+        fx.search_parameters(
+            index, search_params
+        )  # refuse a parameter the type lacks before creating anything
         gallery_dir.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_creations(gallery_dir)
         staging = gallery_dir.parent / f".{gallery_dir.name}.creating-{uuid.uuid4().hex[:12]}"
@@ -109,17 +123,32 @@ class GalleryWriter:
             ItemWriter.create(staging / ITEMS_FILE, gallery_id, dimension).close()
             digest, size = fx.write_index(index, staging / index_file_name(0))
             manifest = Manifest(
-                gallery_id=gallery_id, generation=0, model_fingerprint=model_fingerprint, model_path=model_path,
-                dimension=dimension, metric=fx.METRIC, index_type=index_type, faiss_factory=fx.faiss_factory(index_type),
-                index_file=index_file_name(0), index_sha256=digest, index_bytes=size,
-                items_fingerprint=EMPTY_FINGERPRINT, count=0, identities=0, created=now_iso(),
+                gallery_id=gallery_id,
+                generation=0,
+                model_fingerprint=model_fingerprint,
+                model_path=model_path,
+                dimension=dimension,
+                metric=fx.METRIC,
+                index_type=index_type,
+                faiss_factory=fx.faiss_factory(index_type),
+                index_file=index_file_name(0),
+                index_sha256=digest,
+                index_bytes=size,
+                items_fingerprint=EMPTY_FINGERPRINT,
+                count=0,
+                identities=0,
+                created=now_iso(),
                 search_params=dict(search_params or {}),
             )
             manifest.write(staging)
             try:
-                os.rename(staging, gallery_dir)  # replaces an empty folder; fails on a non-empty one
+                os.rename(
+                    staging, gallery_dir
+                )  # replaces an empty folder; fails on a non-empty one
             except OSError:
-                raise GalleryError(f"{gallery_dir}: folder holds other files and is not a gallery; choose an empty or new folder") from None
+                raise GalleryError(
+                    f"{gallery_dir}: folder holds other files and is not a gallery; choose an empty or new folder"
+                ) from None
             fsync_dir(gallery_dir.parent)
         except BaseException:
             lock.release()
@@ -153,7 +182,9 @@ class GalleryWriter:
         try:
             return load_published_index(self.gallery_dir, self.manifest)
         except FileNotFoundError:
-            raise GalleryError(f"{self.gallery_dir / self.manifest.index_file}: missing; the gallery is incomplete") from None
+            raise GalleryError(
+                f"{self.gallery_dir / self.manifest.index_file}: missing; the gallery is incomplete"
+            ) from None
 
     @property
     def index(self) -> faiss.Index:
@@ -162,13 +193,30 @@ class GalleryWriter:
             self._index = self._load_index()
         return self._index
 
-    def stage_embeddings(self, vectors: NDArray[np.float32], paths: Sequence[str], identities: Sequence[str], sha256s: Sequence[str] | None = None) -> None:
+    def stage_embeddings(
+        self,
+        vectors: NDArray[np.float32],
+        paths: Sequence[str],
+        identities: Sequence[str],
+        sha256s: Sequence[str] | None = None,
+    ) -> None:
         """Stage embeddings computed elsewhere (a distributed job, a benchmark); :meth:`publish` makes them visible."""
         vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dimension or not len(vectors) == len(paths) == len(identities):
-            raise GalleryError(f"expected {len(paths)} vectors of dimension {self.dimension} for {len(paths)} paths, got shape {vectors.shape}")
+        if (
+            vectors.ndim != 2
+            or vectors.shape[1] != self.dimension
+            or not len(vectors) == len(paths) == len(identities)
+        ):
+            raise GalleryError(
+                f"expected {len(paths)} vectors of dimension {self.dimension} for {len(paths)} paths, got shape {vectors.shape}"
+            )
         hashes = sha256s or [""] * len(paths)
-        self.items.stage([NewItem(str(p), str(i), h, 0, 0, v) for p, i, h, v in zip(paths, identities, hashes, vectors)])
+        self.items.stage(
+            [
+                NewItem(str(p), str(i), h, 0, 0, v)
+                for p, i, h, v in zip(paths, identities, hashes, vectors)
+            ]
+        )
 
     def can_publish_incrementally(self) -> bool:
         """Whether staged items can be published now without training (the index is trained)."""
@@ -176,8 +224,12 @@ class GalleryWriter:
 
     # ---------------------------------------------------------------- publishing
     def publish(
-        self, *, removed: NDArray[np.int64] | list[int] = (), index_type: str | None = None,
-        search_params: dict[str, int] | None = None, recall: RecallPolicy = RecallPolicy(),
+        self,
+        *,
+        removed: NDArray[np.int64] | list[int] = (),
+        index_type: str | None = None,
+        search_params: dict[str, int] | None = None,
+        recall: RecallPolicy = RecallPolicy(),
     ) -> Manifest:
         """Publish the next generation: staged items added, ``removed`` ids gone, optionally a new index type.
 
@@ -192,20 +244,35 @@ class GalleryWriter:
             index, source = self._next_index(new_type, removed, staged_ids, staged_vectors)
             expected = self.manifest.count - len(removed) + len(staged_ids)
             if index.ntotal != expected:
-                raise GalleryError(f"{self.gallery_dir}: index would hold {index.ntotal} vectors, items {expected}; nothing published")
+                raise GalleryError(
+                    f"{self.gallery_dir}: index would hold {index.ntotal} vectors, items {expected}; nothing published"
+                )
             params, measured = self._check_recall(index, new_type, source, search_params, recall)
             generation = self.manifest.generation + 1
             digest, size = fx.write_index(index, self.gallery_dir / index_file_name(generation))
-            fingerprint = combine_fingerprint(self.manifest.items_fingerprint, self.items.rows(staged_ids), self.items.rows(removed))
+            fingerprint = combine_fingerprint(
+                self.manifest.items_fingerprint,
+                self.items.rows(staged_ids),
+                self.items.rows(removed),
+            )
             count, identities = self.items.publish(generation, removed)
             manifest = self.manifest.next(
-                index_type=new_type, faiss_factory=fx.faiss_factory(new_type), index_file=index_file_name(generation),
-                index_sha256=digest, index_bytes=size, items_fingerprint=fingerprint,
-                count=count, identities=identities, search_params=params, recall=measured,
+                index_type=new_type,
+                faiss_factory=fx.faiss_factory(new_type),
+                index_file=index_file_name(generation),
+                index_sha256=digest,
+                index_bytes=size,
+                items_fingerprint=fingerprint,
+                count=count,
+                identities=identities,
+                search_params=params,
+                recall=measured,
             )
             manifest.write(self.gallery_dir)  # the commit point
         except BaseException:
-            self._index = None  # may have been changed in place: reload the published one if needed again
+            self._index = (
+                None  # may have been changed in place: reload the published one if needed again
+            )
             raise
         self.manifest, self._index = manifest, index
         remove_debris(self.gallery_dir, manifest)
@@ -213,7 +280,11 @@ class GalleryWriter:
         return manifest
 
     def _next_index(
-        self, index_type: str, removed: NDArray[np.int64], staged_ids: NDArray[np.int64], staged_vectors: NDArray[np.float32]
+        self,
+        index_type: str,
+        removed: NDArray[np.int64],
+        staged_ids: NDArray[np.int64],
+        staged_vectors: NDArray[np.float32],
     ) -> tuple[faiss.Index, tuple[NDArray[np.int64], NDArray[np.float32]] | None]:
         """The current index changed in place, or a new one built from the stored vectors (then also returned)."""
         if index_type == self.manifest.index_type and self.index.is_trained:
@@ -230,28 +301,63 @@ class GalleryWriter:
         if not index.is_trained:
             needed = fx.min_training_vectors(index)
             if len(ids) < needed:
-                raise GalleryError(f"index type {index_type} needs at least {needed} vectors to train, the gallery has {len(ids)}; choose a smaller index (or --index auto)")
-            sample = np.random.default_rng(0).choice(len(ids), size=fx.training_sample_size(index, len(ids)), replace=False)
+                raise GalleryError(
+                    f"index type {index_type} needs at least {needed} vectors to train, the gallery has {len(ids)}; choose a smaller index (or --index auto)"
+                )
+            sample = np.random.default_rng(0).choice(
+                len(ids), size=fx.training_sample_size(index, len(ids)), replace=False
+            )
             fx.train(index, vectors[np.sort(sample)])
         fx.add_vectors(index, vectors, ids)
         return index, (ids, vectors)
 
     def _check_recall(
-        self, index: faiss.Index, index_type: str, source: tuple[NDArray[np.int64], NDArray[np.float32]] | None,
-        search_params: dict[str, int] | None, policy: RecallPolicy,
+        self,
+        index: faiss.Index,
+        index_type: str,
+        source: tuple[NDArray[np.int64], NDArray[np.float32]] | None,
+        search_params: dict[str, int] | None,
+        policy: RecallPolicy,
     ) -> tuple[dict[str, int], dict[str, Any] | None]:
         """The search parameters to store and the recall figure, measured when due; refuse below the minimum."""
         fx.search_parameters(index, search_params)  # refuse a parameter this type lacks
-        params = dict(search_params if search_params is not None else self.manifest.search_params if index_type == self.manifest.index_type else {})
+        params = dict(
+            search_params
+            if search_params is not None
+            else self.manifest.search_params
+            if index_type == self.manifest.index_type
+            else {}
+        )
         previous = self.manifest.recall if index_type == self.manifest.index_type else None
         if fx.is_exact(index_type) or index.ntotal < 2:
-            return params, {"at1": 1.0, "at10": 1.0, "queries": 0, "params": {}, "count": int(index.ntotal), "exact": fx.is_exact(index_type)}
-        stale = previous is None or abs(index.ntotal - previous["count"]) > _RECALL_STALE_AFTER * max(previous["count"], 1)
-        if not (policy.measure and (source is not None or stale or search_params is not None or policy.minimum is not None)):
+            return params, {
+                "at1": 1.0,
+                "at10": 1.0,
+                "queries": 0,
+                "params": {},
+                "count": int(index.ntotal),
+                "exact": fx.is_exact(index_type),
+            }
+        stale = previous is None or abs(
+            index.ntotal - previous["count"]
+        ) > _RECALL_STALE_AFTER * max(previous["count"], 1)
+        if not (
+            policy.measure
+            and (
+                source is not None
+                or stale
+                or search_params is not None
+                or policy.minimum is not None
+            )
+        ):
             return params, previous
         ids = fx.index_ids(index)
         probe = RecallProbe(self._vectors_of(ids, source), ids, queries=policy.queries)
-        measured = probe.score(index, params) if search_params is not None else tune(index, probe, max(policy.target, policy.minimum or 0.0))
+        measured = (
+            probe.score(index, params)
+            if search_params is not None
+            else tune(index, probe, max(policy.target, policy.minimum or 0.0))
+        )
         self.last_recall = measured
         if policy.minimum is not None and measured.at10 < policy.minimum:
             knob = f" even with {measured.params}" if measured.params else ""
@@ -261,12 +367,17 @@ class GalleryWriter:
             )
         return measured.params, {**measured.to_dict(), "count": int(index.ntotal), "exact": False}
 
-    def _vectors_of(self, ids: NDArray[np.int64], source: tuple[NDArray[np.int64], NDArray[np.float32]] | None) -> NDArray[np.float32]:
+    def _vectors_of(
+        self, ids: NDArray[np.int64], source: tuple[NDArray[np.int64], NDArray[np.float32]] | None
+    ) -> NDArray[np.float32]:
         """Stored embeddings aligned with ``ids``: from ``source`` (ids, vectors) when given, else from the database."""
         if source is None:
             live_ids, live_vectors = self.items.published_vectors(self.dimension)
             staged_ids, staged_vectors = self.items.staged(self.dimension)
-            source = np.concatenate([live_ids, staged_ids]), np.concatenate([live_vectors, staged_vectors])
+            source = (
+                np.concatenate([live_ids, staged_ids]),
+                np.concatenate([live_vectors, staged_vectors]),
+            )
             del live_vectors, staged_vectors
         all_ids, all_vectors = source
         order = np.argsort(all_ids)

@@ -9,12 +9,12 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-
-from siamese import __version__
 from siamese.service.errors import install_error_handlers
 from siamese.service.limits import BodyLimitMiddleware
 from siamese.service.routes import router
 from siamese.service.state import ServiceState
+
+from siamese import __version__
 
 STATIC_DIR = Path(__file__).parent / "static"
 

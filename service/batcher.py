@@ -60,8 +60,13 @@ class BatchStats:
     def to_dict(self) -> dict[str, object]:
         """JSON-ready summary."""
         mean = self.images / self.batches if self.batches else 0.0
-        return {"batches": self.batches, "images": self.images, "mean_batch": round(mean, 2), "largest_batch": self.largest,
-                "inference_seconds": round(self.inference_seconds, 3)}
+        return {
+            "batches": self.batches,
+            "images": self.images,
+            "mean_batch": round(mean, 2),
+            "largest_batch": self.largest,
+            "inference_seconds": round(self.inference_seconds, 3),
+        }
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
@@ -93,7 +98,9 @@ class MicroBatcher(Generic[T]):
         max_wait_s: how long the oldest waiting request may wait for requests still being decoded.
     """
 
-    def __init__(self, run: BatchFunction[T], *, max_batch: int = 32, max_wait_s: float = 0.005) -> None:
+    def __init__(
+        self, run: BatchFunction[T], *, max_batch: int = 32, max_wait_s: float = 0.005
+    ) -> None:
         self._incoming = 0
         self._run = run
         self.max_batch = max_batch
@@ -194,7 +201,9 @@ class MicroBatcher(Generic[T]):
             started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._worker, self._run, rows, requests)
-            except Exception as exc:  # the model or search failed: every request of the batch hears why
+            except (
+                Exception
+            ) as exc:  # the model or search failed: every request of the batch hears why
                 for waiting in batch:
                     if not waiting.future.done():
                         waiting.future.set_exception(exc)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from siamese.engine.image import MAX_PIXELS
+
 from siamese.errors import ConfigError
 
 #: Environment variable holding the API key when --api-key is not given.
@@ -51,8 +52,14 @@ class ServiceConfig:
         checks = [
             (self.max_batch >= 1, f"max batch must be at least 1, got {self.max_batch}"),
             (0 <= self.max_wait_ms <= 1000, f"max wait must be 0–1000 ms, got {self.max_wait_ms}"),
-            (self.max_upload_bytes >= 1024, f"max upload must be at least 1 KiB, got {self.max_upload_bytes} bytes"),
-            (1 <= self.max_pixels <= MAX_PIXELS, f"max pixels must be 1–{MAX_PIXELS}, got {self.max_pixels}"),
+            (
+                self.max_upload_bytes >= 1024,
+                f"max upload must be at least 1 KiB, got {self.max_upload_bytes} bytes",
+            ),
+            (
+                1 <= self.max_pixels <= MAX_PIXELS,
+                f"max pixels must be 1–{MAX_PIXELS}, got {self.max_pixels}",
+            ),
             (self.max_files >= 1, f"max files must be at least 1, got {self.max_files}"),
             (self.max_k >= 1, f"max k must be at least 1, got {self.max_k}"),
             (self.timeout_s > 0, f"timeout must be positive, got {self.timeout_s}"),

@@ -27,13 +27,22 @@ _DECODE_STATUS = {
     "missing": (400, "missing_file"),
     "corrupt": (400, "corrupt_image"),
 }
-_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large", 503: "unavailable"}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    503: "unavailable",
+}
 
 
 class ApiError(Exception):
     """An error the service answers on purpose, with its status, a stable code and a message."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -55,11 +64,15 @@ def from_product_error(exc: SiameseError) -> ApiError:
         return ApiError(409, "gallery_locked", str(exc))
     if isinstance(exc, ModelMismatchError):
         return ApiError(409, "model_mismatch", str(exc))
-    return ApiError(400, "bad_request", str(exc))  # other data and gallery errors: the request cannot be done as asked
+    return ApiError(
+        400, "bad_request", str(exc)
+    )  # other data and gallery errors: the request cannot be done as asked
 
 
 def _respond(error: ApiError) -> JSONResponse:
-    return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=error.headers)
+    return JSONResponse(
+        error_body(error.code, error.message), status_code=error.status, headers=error.headers
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -75,16 +88,30 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        ]
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
-        return JSONResponse(error_body("invalid_request", "; ".join(problems) or "invalid request", details=details), status_code=422)
+        return JSONResponse(
+            error_body(
+                "invalid_request", "; ".join(problems) or "invalid request", details=details
+            ),
+            status_code=422,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal", "internal error; see the server log"), status_code=500)
+        return JSONResponse(
+            error_body("internal", "internal error; see the server log"), status_code=500
+        )

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from siamese.service.errors import error_body
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class _TooLarge(Exception):
@@ -30,7 +29,16 @@ class BodyLimitMiddleware:
         size = f" of {declared / 2**20:.1f} MiB" if declared is not None else ""
         message = f"request body{size} exceeds the {self.max_bytes / 2**20:g} MiB limit; send smaller or fewer images"
         body = json.dumps(error_body("upload_too_large", message)).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -9,12 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-
 from siamese.engine.image import convert_mode, decode_image
-from siamese.errors import ImageDecodeError
 from siamese.service.errors import ApiError, error_body
 from siamese.service.state import ServiceState
 from siamese.service.uploads import check_identity, read_uploads
+
+from siamese.errors import ImageDecodeError
 
 router = APIRouter(prefix="/v1")
 
@@ -35,7 +35,12 @@ def _require_key(state: ServiceState, x_api_key: str | None, authorization: str 
         offered = authorization[7:].strip()
     if offered is None or not hmac.compare_digest(offered.encode(), expected.encode()):
         reason = "missing" if offered is None else "wrong"
-        raise ApiError(401, "unauthorized", f"{reason} API key; send it as X-API-Key or Authorization: Bearer", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"{reason} API key; send it as X-API-Key or Authorization: Bearer",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 def _k(state: ServiceState, k: int) -> int:
@@ -49,10 +54,16 @@ async def _timed(state: ServiceState, work: Any) -> Any:
     try:
         return await asyncio.wait_for(work, state.config.timeout_s)
     except asyncio.TimeoutError:
-        raise ApiError(504, "timeout", f"the query took longer than {state.config.timeout_s:g} s; try again or send fewer images") from None
+        raise ApiError(
+            504,
+            "timeout",
+            f"the query took longer than {state.config.timeout_s:g} s; try again or send fewer images",
+        ) from None
 
 
-KeyHeader = Annotated[str | None, Header(description="API key for write endpoints (when the service has one).")]
+KeyHeader = Annotated[
+    str | None, Header(description="API key for write endpoints (when the service has one).")
+]
 AuthHeader = Annotated[str | None, Header(description="Alternatively: Bearer API key.")]
 TopK = Annotated[int, Query(ge=1, description="Identities (and nearest items) returned per query.")]
 
@@ -62,24 +73,38 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="Readiness: model loaded, gallery open, batcher running (503 otherwise)")
+@router.get(
+    "/ready", summary="Readiness: model loaded, gallery open, batcher running (503 otherwise)"
+)
 async def ready(request: Request) -> JSONResponse:
     state = _state(request)
     if not state.is_ready():
-        return JSONResponse(error_body("not_ready", "the service is starting or stopping"), status_code=503)
+        return JSONResponse(
+            error_body("not_ready", "the service is starting or stopping"), status_code=503
+        )
     gallery = state.live.current
-    return JSONResponse({"status": "ready", "generation": gallery.manifest.generation, "count": len(gallery)})
+    return JSONResponse(
+        {"status": "ready", "generation": gallery.manifest.generation, "count": len(gallery)}
+    )
 
 
-@router.get("/gallery", summary="Gallery facts: identities with counts, model, index type, threshold, batching")
+@router.get(
+    "/gallery",
+    summary="Gallery facts: identities with counts, model, index type, threshold, batching",
+)
 async def gallery_info(
-    request: Request, limit: Annotated[int, Query(ge=0, le=1_000_000, description="Identities listed at most (by name).")] = 1000,
+    request: Request,
+    limit: Annotated[
+        int, Query(ge=0, le=1_000_000, description="Identities listed at most (by name).")
+    ] = 1000,
 ) -> dict[str, Any]:
     return await asyncio.to_thread(_state(request).info, limit)
 
 
 @router.post("/query", summary="Nearest identities of one uploaded image")
-async def query(request: Request, file: Annotated[UploadFile, File(description="The query image.")], k: TopK = 5) -> dict[str, Any]:
+async def query(
+    request: Request, file: Annotated[UploadFile, File(description="The query image.")], k: TopK = 5
+) -> dict[str, Any]:
     state = _state(request)
     uploads = await read_uploads([file], state.config)
     generation, results = await _timed(state, state.query(uploads, _k(state, k)))
@@ -87,17 +112,29 @@ async def query(request: Request, file: Annotated[UploadFile, File(description="
 
 
 @router.post("/query/batch", summary="Nearest identities of each of several uploaded images")
-async def query_batch(request: Request, files: Annotated[list[UploadFile], File(description="The query images.")], k: TopK = 5) -> dict[str, Any]:
+async def query_batch(
+    request: Request,
+    files: Annotated[list[UploadFile], File(description="The query images.")],
+    k: TopK = 5,
+) -> dict[str, Any]:
     state = _state(request)
     uploads = await read_uploads(files, state.config)
     generation, results = await _timed(state, state.query(uploads, _k(state, k)))
-    return {"generation": generation, "results": [{"query": u.name, **r.to_dict()} for u, r in zip(uploads, results)]}
+    return {
+        "generation": generation,
+        "results": [{"query": u.name, **r.to_dict()} for u, r in zip(uploads, results)],
+    }
 
 
-@router.post("/items", status_code=201, summary="Add uploaded images to the gallery under one identity")
+@router.post(
+    "/items", status_code=201, summary="Add uploaded images to the gallery under one identity"
+)
 async def add_items(
-    request: Request, files: Annotated[list[UploadFile], File(description="Images to add.")],
-    identity: Annotated[str, Form(description="The identity they show.")], x_api_key: KeyHeader = None, authorization: AuthHeader = None,
+    request: Request,
+    files: Annotated[list[UploadFile], File(description="Images to add.")],
+    identity: Annotated[str, Form(description="The identity they show.")],
+    x_api_key: KeyHeader = None,
+    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     state = _state(request)
     _require_key(state, x_api_key, authorization)
@@ -107,8 +144,10 @@ async def add_items(
 
 @router.delete("/items", summary="Remove every item of an identity")
 async def remove_identity(
-    request: Request, identity: Annotated[str, Query(min_length=1, description="The identity to remove.")],
-    x_api_key: KeyHeader = None, authorization: AuthHeader = None,
+    request: Request,
+    identity: Annotated[str, Query(min_length=1, description="The identity to remove.")],
+    x_api_key: KeyHeader = None,
+    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     state = _state(request)
     _require_key(state, x_api_key, authorization)
@@ -116,7 +155,9 @@ async def remove_identity(
 
 
 @router.delete("/items/{item_id}", summary="Remove one item")
-async def remove_item(request: Request, item_id: int, x_api_key: KeyHeader = None, authorization: AuthHeader = None) -> dict[str, Any]:
+async def remove_item(
+    request: Request, item_id: int, x_api_key: KeyHeader = None, authorization: AuthHeader = None
+) -> dict[str, Any]:
     state = _state(request)
     _require_key(state, x_api_key, authorization)
     return await state.remove(item_id=item_id)
@@ -126,14 +167,23 @@ def _thumbnail(path: str, size: int, max_pixels: int) -> bytes:
     image = decode_image(path, max_pixels=max_pixels)
     image.thumbnail((size, size))
     if image.mode not in ("RGB", "L"):
-        image = convert_mode(image, "RGB")  # 16-bit greys scaled, transparency flattened, as for embedding
+        image = convert_mode(
+            image, "RGB"
+        )  # 16-bit greys scaled, transparency flattened, as for embedding
     buffer = BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
 
 
-@router.get("/items/{item_id}/image", summary="A PNG thumbnail of a gallery item (only files the gallery records)")
-async def item_image(request: Request, item_id: int, size: Annotated[int, Query(ge=_THUMBNAIL_SIZES[0], le=_THUMBNAIL_SIZES[1])] = 160) -> Response:
+@router.get(
+    "/items/{item_id}/image",
+    summary="A PNG thumbnail of a gallery item (only files the gallery records)",
+)
+async def item_image(
+    request: Request,
+    item_id: int,
+    size: Annotated[int, Query(ge=_THUMBNAIL_SIZES[0], le=_THUMBNAIL_SIZES[1])] = 160,
+) -> Response:
     state = _state(request)
     with state.live.read() as gallery:
         item = gallery.item(item_id)
@@ -142,6 +192,12 @@ async def item_image(request: Request, item_id: int, size: Annotated[int, Query(
     try:
         data = await asyncio.to_thread(_thumbnail, item.path, size, state.config.max_pixels)
     except ImageDecodeError as exc:
-        raise ApiError(404, "image_unavailable", f"item {item_id}: its image cannot be shown ({exc.reason})") from None
+        raise ApiError(
+            404, "image_unavailable", f"item {item_id}: its image cannot be shown ({exc.reason})"
+        ) from None
     # An item id always means the same content (changed files get new ids), so browsers may cache it.
-    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600", "ETag": f'"{item.sha256[:32]}-{size}"'})
+    return Response(
+        data,
+        media_type="image/png",
+        headers={"Cache-Control": "private, max-age=3600", "ETag": f'"{item.sha256[:32]}-{size}"'},
+    )

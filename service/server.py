@@ -19,8 +19,14 @@ MAX_CONNECTIONS = 256
 
 def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=MAX_CONNECTIONS,
-        timeout_graceful_shutdown=10, server_header=False,
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_graceful_shutdown=10,
+        server_header=False,
     )
 
 
@@ -30,14 +36,18 @@ def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: st
 
 
 @contextmanager
-def background_server(app: FastAPI, host: str = "127.0.0.1", log_level: str = "warning") -> Iterator[str]:
+def background_server(
+    app: FastAPI, host: str = "127.0.0.1", log_level: str = "warning"
+) -> Iterator[str]:
     """Serve ``app`` on a free port of ``host`` from a thread; yield its base URL, stop it on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(_config(app, host, port, log_level))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="siamese-server", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="siamese-server", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:

@@ -20,7 +20,6 @@ from typing import Any
 
 from siamese.engine import Embedder
 from siamese.engine.runtime import available_cores
-from siamese.errors import GalleryError
 from siamese.index import Gallery, QueryResult
 from siamese.index.gallery import gallery_model_path, short
 from siamese.index.manifest import MANIFEST_FILE, Manifest
@@ -28,7 +27,15 @@ from siamese.service.batcher import MicroBatcher, Rows, cancel_and_wait
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
 from siamese.service.live_gallery import LiveGallery
-from siamese.service.uploads import Upload, forget_uploads, preprocess_all, store_upload, stored_uploads
+from siamese.service.uploads import (
+    Upload,
+    forget_uploads,
+    preprocess_all,
+    store_upload,
+    stored_uploads,
+)
+
+from siamese.errors import GalleryError
 
 log = logging.getLogger("siamese.service")
 
@@ -44,7 +51,9 @@ class ServiceState:
         self.batcher: MicroBatcher[tuple[int, list[QueryResult]]] = MicroBatcher(
             self._embed_and_search, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000
         )
-        self.decode_pool = ThreadPoolExecutor(config.decode_threads or available_cores(), thread_name_prefix="siamese-upload")
+        self.decode_pool = ThreadPoolExecutor(
+            config.decode_threads or available_cores(), thread_name_prefix="siamese-upload"
+        )
         self.ready = False
         self._write_lock: asyncio.Lock | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -59,7 +68,9 @@ class ServiceState:
         """
         model_path = gallery_model_path(config.gallery_dir, config.model_path)
         embedder = Embedder(model_path, device=config.device, batch_size=max(config.max_batch, 1))
-        gallery = Gallery.open(config.gallery_dir, model_fingerprint=embedder.fingerprint, model_name=str(model_path))
+        gallery = Gallery.open(
+            config.gallery_dir, model_fingerprint=embedder.fingerprint, model_name=str(model_path)
+        )
         return cls(config, embedder, gallery)
 
     # ---------------------------------------------------------------- lifecycle
@@ -67,7 +78,9 @@ class ServiceState:
         """Start the batcher and the refresher inside the server's event loop."""
         self._write_lock = asyncio.Lock()
         self.batcher.start()
-        self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop(), name="siamese-refresh")
+        self._refresher = asyncio.get_running_loop().create_task(
+            self._refresh_loop(), name="siamese-refresh"
+        )
         self.ready = True
 
     async def stop(self) -> None:
@@ -93,7 +106,9 @@ class ServiceState:
             rows = await preprocess_all(uploads, self.embedder.spec, self.config, self.decode_pool)
         return await self.batcher.submit(rows, k)
 
-    def _embed_and_search(self, rows: Rows, requests: Sequence[tuple[int, int]]) -> list[tuple[int, list[QueryResult]]]:
+    def _embed_and_search(
+        self, rows: Rows, requests: Sequence[tuple[int, int]]
+    ) -> list[tuple[int, list[QueryResult]]]:
         """The batch function (on the batcher's thread): one inference call, one search at the largest k, split per request."""
         embeddings = self.embedder.embed_batch(rows)
         with self.live.read() as gallery:
@@ -105,7 +120,15 @@ class ServiceState:
         for count, k in requests:
             # Trimming the largest k's answer gives the same nearest items as searching at k, and the same
             # identities (more, where k·10 neighbours held fewer than k distinct ones).
-            answers.append((generation, [replace(r, matches=r.matches[:k], identities=r.identities[:k]) for r in results[offset : offset + count]]))
+            answers.append(
+                (
+                    generation,
+                    [
+                        replace(r, matches=r.matches[:k], identities=r.identities[:k])
+                        for r in results[offset : offset + count]
+                    ],
+                )
+            )
             offset += count
         return answers
 
@@ -121,47 +144,84 @@ class ServiceState:
             "generation": facts["generation"],
             "count": facts["count"],
             "identity_count": len(counts),
-            "identities": [{"identity": name, "count": count} for name, count in counts[:identities_limit]],
+            "identities": [
+                {"identity": name, "count": count} for name, count in counts[:identities_limit]
+            ],
             "identities_truncated": identities_limit is not None and len(counts) > identities_limit,
             "index_type": facts["index_type"],
             "metric": facts["metric"],
             "dimension": facts["dimension"],
             "threshold": threshold,
             "threshold_calibration": facts.get("threshold"),
-            "model": {"path": str(self.embedder.model_path), "fingerprint": short(self.embedder.fingerprint), "device": self.embedder.device},
+            "model": {
+                "path": str(self.embedder.model_path),
+                "fingerprint": short(self.embedder.fingerprint),
+                "device": self.embedder.device,
+            },
             "writer_active": facts["writer_active"],
-            "batching": {"max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms, **self.batcher.stats.to_dict()},
-            "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels, "max_files": config.max_files,
-                       "max_k": config.max_k, "write_requires_key": config.api_key is not None},
+            "batching": {
+                "max_batch": config.max_batch,
+                "max_wait_ms": config.max_wait_ms,
+                **self.batcher.stats.to_dict(),
+            },
+            "limits": {
+                "max_upload_bytes": config.max_upload_bytes,
+                "max_pixels": config.max_pixels,
+                "max_files": config.max_files,
+                "max_k": config.max_k,
+                "write_requires_key": config.api_key is not None,
+            },
         }
 
     # ------------------------------------------------------------------ writing
     async def add(self, uploads: list[Upload], identity: str) -> dict[str, Any]:
         """Check, store and add uploads under ``identity``; publish, then swap in the new generation."""
-        await preprocess_all(uploads, self.embedder.spec, self.config, self.decode_pool)  # refuse bad files before storing any
+        await preprocess_all(
+            uploads, self.embedder.spec, self.config, self.decode_pool
+        )  # refuse bad files before storing any
         async with self._lock():
-            paths = [await asyncio.to_thread(store_upload, self.gallery_dir, identity, upload) for upload in uploads]
-            report = await asyncio.to_thread(Gallery.add, self.gallery_dir, paths, self.embedder, identity=identity)
+            paths = [
+                await asyncio.to_thread(store_upload, self.gallery_dir, identity, upload)
+                for upload in uploads
+            ]
+            report = await asyncio.to_thread(
+                Gallery.add, self.gallery_dir, paths, self.embedder, identity=identity
+            )
             gallery = await self._reopen()
             items = gallery.items.by_paths(paths)
-        return {**self._summary(report), "items": [{"id": i.id, "identity": i.identity, "path": i.path} for i in items]}
+        return {
+            **self._summary(report),
+            "items": [{"id": i.id, "identity": i.identity, "path": i.path} for i in items],
+        }
 
-    async def remove(self, *, identity: str | None = None, item_id: int | None = None) -> dict[str, Any]:
+    async def remove(
+        self, *, identity: str | None = None, item_id: int | None = None
+    ) -> dict[str, Any]:
         """Remove one item or every item of an identity; 404 if there is none."""
         async with self._lock():
             current = self.live.current
             if item_id is not None:
                 item = current.item(item_id)
                 if item is None:
-                    raise ApiError(404, "item_not_found", f"no item {item_id} in the gallery (generation {current.manifest.generation})")
+                    raise ApiError(
+                        404,
+                        "item_not_found",
+                        f"no item {item_id} in the gallery (generation {current.manifest.generation})",
+                    )
                 uploaded = stored_uploads(self.gallery_dir, paths=[item.path])
-                report = await asyncio.to_thread(Gallery.remove, self.gallery_dir, paths=[item.path])
+                report = await asyncio.to_thread(
+                    Gallery.remove, self.gallery_dir, paths=[item.path]
+                )
             else:
                 assert identity is not None
                 if identity not in current.items.identity_counts():
-                    raise ApiError(404, "identity_not_found", f"no identity {identity!r} in the gallery")
+                    raise ApiError(
+                        404, "identity_not_found", f"no identity {identity!r} in the gallery"
+                    )
                 uploaded = stored_uploads(self.gallery_dir, identity=identity)
-                report = await asyncio.to_thread(Gallery.remove, self.gallery_dir, identities=[identity])
+                report = await asyncio.to_thread(
+                    Gallery.remove, self.gallery_dir, identities=[identity]
+                )
             gallery = await self._reopen()
             referenced = {i.path for i in gallery.items.by_paths([str(p) for p in uploaded])}
             deleted = await asyncio.to_thread(forget_uploads, uploaded, referenced)
@@ -174,13 +234,22 @@ class ServiceState:
 
     @staticmethod
     def _summary(report: Any) -> dict[str, Any]:
-        return {"generation": report.generation, "count": report.count, "identities": report.identities, "added": report.added,
-                "removed": report.removed, "failures": [{"name": p, "reason": r} for p, r in report.failures]}
+        return {
+            "generation": report.generation,
+            "count": report.count,
+            "identities": report.identities,
+            "added": report.added,
+            "removed": report.removed,
+            "failures": [{"name": p, "reason": r} for p, r in report.failures],
+        }
 
     async def _reopen(self) -> Gallery:
         """Open the newest published generation and make it current."""
         gallery = await asyncio.to_thread(
-            Gallery.open, self.gallery_dir, model_fingerprint=self.embedder.fingerprint, model_name=str(self.embedder.model_path)
+            Gallery.open,
+            self.gallery_dir,
+            model_fingerprint=self.embedder.fingerprint,
+            model_name=str(self.embedder.model_path),
         )
         self.live.swap(gallery)
         self._manifest_mtime = self._manifest_stamp()
@@ -196,14 +265,23 @@ class ServiceState:
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.refresh_s)
-            if self._manifest_stamp() == self._manifest_mtime or self._write_lock is None or self._write_lock.locked():
+            if (
+                self._manifest_stamp() == self._manifest_mtime
+                or self._write_lock is None
+                or self._write_lock.locked()
+            ):
                 continue
             async with self._write_lock:
                 try:
                     manifest = await asyncio.to_thread(Manifest.read, self.gallery_dir)
-                    if manifest != self.live.current.manifest:  # a new generation, or a new threshold
+                    if (
+                        manifest != self.live.current.manifest
+                    ):  # a new generation, or a new threshold
                         await self._reopen()
-                        log.info("gallery generation %d (changed by another process) is now served", manifest.generation)
+                        log.info(
+                            "gallery generation %d (changed by another process) is now served",
+                            manifest.generation,
+                        )
                     else:
                         self._manifest_mtime = self._manifest_stamp()
                 except GalleryError as exc:  # keep serving the generation we have

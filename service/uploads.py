@@ -19,17 +19,26 @@ import numpy as np
 from fastapi import UploadFile
 from numpy.typing import NDArray
 from PIL import Image
-
 from siamese.engine.image import load_pixels, normalize
 from siamese.index.sync import canonical_path
-from siamese.io import sha256_bytes, write_bytes_atomic
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
+
+from siamese.io import sha256_bytes, write_bytes_atomic
 from siamese.spec import InputSpec
 
 #: Folder inside the gallery where added uploads are kept.
 UPLOADS_DIR = "uploads"
-_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "PPM": "ppm", "TIFF": "tiff", "WEBP": "webp", "MPO": "jpg"}
+_EXTENSIONS = {
+    "JPEG": "jpg",
+    "PNG": "png",
+    "BMP": "bmp",
+    "GIF": "gif",
+    "PPM": "ppm",
+    "TIFF": "tiff",
+    "WEBP": "webp",
+    "MPO": "jpg",
+}
 #: Identities become folder names: no separators, control characters, or leading dot.
 _IDENTITY = re.compile(r"^(?!\.)[^/\\\x00-\x1f\x7f]{1,128}$")
 
@@ -56,9 +65,17 @@ async def read_uploads(files: list[UploadFile], config: ServiceConfig) -> list[U
         ApiError: no files (422) or more than ``config.max_files`` (413).
     """
     if not files:
-        raise ApiError(422, "invalid_request", "no image uploaded; send the image in the multipart field 'file' (or 'files')")
+        raise ApiError(
+            422,
+            "invalid_request",
+            "no image uploaded; send the image in the multipart field 'file' (or 'files')",
+        )
     if len(files) > config.max_files:
-        raise ApiError(413, "too_many_files", f"{len(files)} images in one request; the limit is {config.max_files}")
+        raise ApiError(
+            413,
+            "too_many_files",
+            f"{len(files)} images in one request; the limit is {config.max_files}",
+        )
     uploads = []
     for position, upload in enumerate(files):
         uploads.append(Upload(_display_name(upload.filename, position), await upload.read()))
@@ -70,20 +87,34 @@ def check_identity(identity: str) -> str:
     """The identity, stripped, if it can name a folder; else 400."""
     identity = identity.strip()
     if not _IDENTITY.match(identity) or identity in (".", ".."):
-        raise ApiError(400, "bad_identity", f"identity {identity[:40]!r} cannot be used: 1–128 characters, no '/', '\\\\' or control characters, not starting with '.'")
+        raise ApiError(
+            400,
+            "bad_identity",
+            f"identity {identity[:40]!r} cannot be used: 1–128 characters, no '/', '\\\\' or control characters, not starting with '.'",
+        )
     return identity
 
 
 def preprocess(upload: Upload, spec: InputSpec, config: ServiceConfig) -> NDArray[np.float32]:
     """Decode and preprocess one upload into a 1×C×H×W row (ImageDecodeError names the upload)."""
-    pixels = load_pixels(upload.data, spec, name=upload.name, max_pixels=config.max_pixels, max_bytes=config.max_upload_bytes)
+    pixels = load_pixels(
+        upload.data,
+        spec,
+        name=upload.name,
+        max_pixels=config.max_pixels,
+        max_bytes=config.max_upload_bytes,
+    )
     return normalize(pixels[None], spec)
 
 
-async def preprocess_all(uploads: list[Upload], spec: InputSpec, config: ServiceConfig, pool: Executor) -> NDArray[np.float32]:
+async def preprocess_all(
+    uploads: list[Upload], spec: InputSpec, config: ServiceConfig, pool: Executor
+) -> NDArray[np.float32]:
     """Preprocess uploads in parallel on the decode pool (Pillow releases the GIL); N×C×H×W."""
     loop = asyncio.get_running_loop()
-    rows = await asyncio.gather(*[loop.run_in_executor(pool, preprocess, upload, spec, config) for upload in uploads])
+    rows = await asyncio.gather(
+        *[loop.run_in_executor(pool, preprocess, upload, spec, config) for upload in uploads]
+    )
     return rows[0] if len(rows) == 1 else np.concatenate(rows)
 
 
@@ -92,7 +123,9 @@ def store_upload(gallery_dir: Path, identity: str, upload: Upload) -> str:
 
     The same content under the same identity is stored once.
     """
-    with Image.open(BytesIO(upload.data)) as image:  # already fully decoded once: this reads the header only
+    with Image.open(
+        BytesIO(upload.data)
+    ) as image:  # already fully decoded once: this reads the header only
         extension = _EXTENSIONS.get(image.format or "", "img")
     target = gallery_dir / UPLOADS_DIR / identity / f"{sha256_bytes(upload.data)}.{extension}"
     if not target.is_file():
@@ -101,13 +134,17 @@ def store_upload(gallery_dir: Path, identity: str, upload: Upload) -> str:
     return canonical_path(target)
 
 
-def stored_uploads(gallery_dir: Path, *, identity: str | None = None, paths: list[str] = ()) -> list[Path]:
+def stored_uploads(
+    gallery_dir: Path, *, identity: str | None = None, paths: list[str] = ()
+) -> list[Path]:
     """Upload files that are ``paths`` or lie in ``identity``'s upload folder (nothing outside uploads/ ever)."""
     root = Path(canonical_path(gallery_dir / UPLOADS_DIR))
     found = [Path(p) for p in paths]
     if identity is not None:
         folder = root / identity
-        if folder.parent == root and folder.is_dir():  # an identity like "../x" names no upload folder
+        if (
+            folder.parent == root and folder.is_dir()
+        ):  # an identity like "../x" names no upload folder
             found += sorted(folder.iterdir())
     return [p for p in found if p.parent.parent == root and p.is_file()]
 

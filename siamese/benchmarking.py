@@ -25,7 +25,17 @@ import numpy as np
 from siamese.errors import SiameseError
 from siamese.io import write_json_atomic
 
-_VERSIONED = ("siamese", "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "faiss-cpu", "numpy", "Pillow")
+_VERSIONED = (
+    "siamese",
+    "torch",
+    "torchvision",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "faiss-cpu",
+    "numpy",
+    "Pillow",
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,11 @@ def benchmarks_dir() -> Path:
 def available_suites(folder: Path | None = None) -> list[str]:
     """Names of the suites found in the benchmarks folder."""
     folder = folder or benchmarks_dir()
-    return sorted(p.stem for p in folder.glob("*.py") if not p.name.startswith("_")) if folder.is_dir() else []
+    return (
+        sorted(p.stem for p in folder.glob("*.py") if not p.name.startswith("_"))
+        if folder.is_dir()
+        else []
+    )
 
 
 def load_suite(name: str, folder: Path | None = None) -> ModuleType:
@@ -72,7 +86,9 @@ def load_suite(name: str, folder: Path | None = None) -> ModuleType:
     path = folder / f"{name}.py"
     if not path.is_file():
         known = ", ".join(available_suites(folder)) or "none found"
-        raise SiameseError(f"{path}: no such benchmark suite (available: {known}); benchmarks run from a source checkout")
+        raise SiameseError(
+            f"{path}: no such benchmark suite (available: {known}); benchmarks run from a source checkout"
+        )
     spec = importlib.util.spec_from_file_location(f"siamese_bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
@@ -118,7 +134,16 @@ def machine_info() -> dict[str, Any]:
 
 def _gpu_name() -> str | None:
     try:
-        return Path("/proc/driver/nvidia/gpus").iterdir().__next__().joinpath("information").read_text().splitlines()[0].split(":", 1)[1].strip()
+        return (
+            Path("/proc/driver/nvidia/gpus")
+            .iterdir()
+            .__next__()
+            .joinpath("information")
+            .read_text()
+            .splitlines()[0]
+            .split(":", 1)[1]
+            .strip()
+        )
     except (OSError, StopIteration, IndexError):
         return None
 
@@ -147,7 +172,9 @@ def time_calls(call: Callable[[], Any], *, repeat: int, warmup: int = 2) -> list
     return durations
 
 
-def run_suite(name: str, settings: BenchSettings, results_dir: Path | None = None) -> tuple[dict[str, Any], Path]:
+def run_suite(
+    name: str, settings: BenchSettings, results_dir: Path | None = None
+) -> tuple[dict[str, Any], Path]:
     """Run a suite and write ``results/<name>-<timestamp>.json``; return (record, path)."""
     module = load_suite(name)
     settings.work_dir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,7 +17,16 @@ from rich.table import Table
 from siamese import __version__
 from siamese.cli_index import index_app
 from siamese.cli_serve import serve
-from siamese.cli_support import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, Device, err, out, print_facts, search_params
+from siamese.cli_support import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_SKIPPED,
+    Device,
+    err,
+    out,
+    print_facts,
+    search_params,
+)
 from siamese.cli_support import friendly_errors as _friendly_errors
 from siamese.cli_support import gallery_model as _gallery_model
 from siamese.cli_support import print_json as _print_json
@@ -51,7 +60,15 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Train Siamese towers, export them to ONNX, and search image galleries by identity."""
 
@@ -60,43 +77,127 @@ def main(
 @app.command()
 @_friendly_errors
 def train(
-    data_dir: Annotated[Path, typer.Argument(help="ImageFolder: one sub-folder of images per identity.")],
+    data_dir: Annotated[
+        Path, typer.Argument(help="ImageFolder: one sub-folder of images per identity.")
+    ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
-    tower: Annotated[str, typer.Option(help="seed, conv, resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0.")] = "conv",
-    weights: Annotated[Optional[Path], typer.Option(help="Initialise a torchvision backbone from this local state-dict file.")] = None,
-    loss: Annotated[str, typer.Option(help="multi-similarity, contrastive or triplet.")] = "multi-similarity",
-    miner: Annotated[Optional[str], typer.Option(help="Mining in P×K batches: hard-pairs/all-pairs (contrastive), batch-hard/semi-hard/batch-all (triplet).")] = None,
-    sampler: Annotated[str, typer.Option(help="pk: P identities × K images per batch; random: the seed's random pairs/triplets.")] = "pk",
-    margin: Annotated[Optional[float], typer.Option(help="Loss margin (default depends on loss and normalisation).")] = None,
+    tower: Annotated[
+        str,
+        typer.Option(help="seed, conv, resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0."),
+    ] = "conv",
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Initialise a torchvision backbone from this local state-dict file."),
+    ] = None,
+    loss: Annotated[
+        str, typer.Option(help="multi-similarity, contrastive or triplet.")
+    ] = "multi-similarity",
+    miner: Annotated[
+        str | None,
+        typer.Option(
+            help="Mining in P×K batches: hard-pairs/all-pairs (contrastive), batch-hard/semi-hard/batch-all (triplet)."
+        ),
+    ] = None,
+    sampler: Annotated[
+        str,
+        typer.Option(
+            help="pk: P identities × K images per batch; random: the seed's random pairs/triplets."
+        ),
+    ] = "pk",
+    margin: Annotated[
+        float | None,
+        typer.Option(help="Loss margin (default depends on loss and normalisation)."),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 30,
     identities_per_batch: Annotated[int, typer.Option("--p", help="P: identities per batch.")] = 16,
-    images_per_identity: Annotated[int, typer.Option("--k", help="K: images per identity in a batch.")] = 4,
-    batch_size: Annotated[int, typer.Option(min=2, help="Pairs or triplets per step with --sampler random.")] = 64,
-    instance_weight: Annotated[float, typer.Option(min=0.0, help="Weight of an instance-discrimination term (two augmented views of each image must match; twice the compute per step).")] = 0.0,
-    steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Steps per epoch (default: about one pass over the images, at least 20).")] = None,
+    images_per_identity: Annotated[
+        int, typer.Option("--k", help="K: images per identity in a batch.")
+    ] = 4,
+    batch_size: Annotated[
+        int, typer.Option(min=2, help="Pairs or triplets per step with --sampler random.")
+    ] = 64,
+    instance_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of an instance-discrimination term (two augmented views of each image must match; twice the compute per step).",
+        ),
+    ] = 0.0,
+    steps_per_epoch: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Steps per epoch (default: about one pass over the images, at least 20)."
+        ),
+    ] = None,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 0.0,
     warmup_epochs: Annotated[float, typer.Option(help="Linear learning-rate warm-up.")] = 1.0,
     schedule: Annotated[str, typer.Option(help="cosine or constant.")] = "cosine",
-    augment: Annotated[str, typer.Option(help="none, light, medium (light plus random erasing) or strong.")] = "medium",
-    flip: Annotated[str, typer.Option(help="none, horizontal, vertical or both (flips change identity for text and signatures).")] = "none",
-    size: Annotated[Optional[int], typer.Option(help="Input size in pixels (default: 100 for seed, 96 for conv, 112 for torchvision backbones).")] = None,
+    augment: Annotated[
+        str, typer.Option(help="none, light, medium (light plus random erasing) or strong.")
+    ] = "medium",
+    flip: Annotated[
+        str,
+        typer.Option(
+            help="none, horizontal, vertical or both (flips change identity for text and signatures)."
+        ),
+    ] = "none",
+    size: Annotated[
+        int | None,
+        typer.Option(
+            help="Input size in pixels (default: 100 for seed, 96 for conv, 112 for torchvision backbones)."
+        ),
+    ] = None,
     channels: Annotated[int, typer.Option(help="1 = grey, 3 = RGB.")] = 1,
-    resize: Annotated[str, typer.Option(help="stretch, or fit-crop (keep aspect ratio, crop the centre).")] = "stretch",
-    embedding_dim: Annotated[Optional[int], typer.Option(help="Embedding size (default: 5 for seed, 128 otherwise).")] = None,
+    resize: Annotated[
+        str, typer.Option(help="stretch, or fit-crop (keep aspect ratio, crop the centre).")
+    ] = "stretch",
+    embedding_dim: Annotated[
+        int | None, typer.Option(help="Embedding size (default: 5 for seed, 128 otherwise).")
+    ] = None,
     normalize: Annotated[bool, typer.Option(help="L2-normalise embeddings.")] = True,
     head_batch_norm: Annotated[bool, typer.Option(help="Batch-norm in the embedding head.")] = True,
-    embed_from: Annotated[str, typer.Option(help="both: serve the trained head's output and principal components of the backbone's features, side by side (twice --embedding-dim numbers); head: the head alone; features: the components alone.")] = "both",
-    widths: Annotated[str, typer.Option(help="conv tower: channels of each stage, comma-separated (each stage halves the resolution). 24,48,96,192 transfers better from few classes at 2.24× the compute.")] = "16,32,64,128",
-    grid: Annotated[int, typer.Option(min=1, help="conv tower: average-pool the last feature map to GRID × GRID (4 keeps where features are; 1 is one global average, for images where identities move around).")] = 4,
-    val_fraction: Annotated[float, typer.Option(help="Share of identities held out for validation.")] = 0.2,
-    select_by: Annotated[str, typer.Option(help="Validation metric that picks the kept epoch: map_at_r, recall_at_1, recall_at_5, roc_auc.")] = "map_at_r",
-    patience: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without validation improvement.")] = 10,
+    embed_from: Annotated[
+        str,
+        typer.Option(
+            help="both: serve the trained head's output and principal components of the backbone's features, side by side (twice --embedding-dim numbers); head: the head alone; features: the components alone."
+        ),
+    ] = "both",
+    widths: Annotated[
+        str,
+        typer.Option(
+            help="conv tower: channels of each stage, comma-separated (each stage halves the resolution). 24,48,96,192 transfers better from few classes at 2.24× the compute."
+        ),
+    ] = "16,32,64,128",
+    grid: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="conv tower: average-pool the last feature map to GRID × GRID (4 keeps where features are; 1 is one global average, for images where identities move around).",
+        ),
+    ] = 4,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of identities held out for validation.")
+    ] = 0.2,
+    select_by: Annotated[
+        str,
+        typer.Option(
+            help="Validation metric that picks the kept epoch: map_at_r, recall_at_1, recall_at_5, roc_auc."
+        ),
+    ] = "map_at_r",
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Stop after this many epochs without validation improvement."),
+    ] = 10,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes for augmentation.")] = 0,
+    workers: Annotated[
+        int, typer.Option(min=0, help="DataLoader worker processes for augmentation.")
+    ] = 0,
     amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = True,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its last checkpoint.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train a tower on DATA_DIR and write a run directory (config, weights, history, curves)."""
@@ -104,25 +205,61 @@ def train(
     from siamese.training import train as run_training
 
     config = TrainConfig(
-        data_dir=str(data_dir), out_dir=str(out_dir), tower=tower, weights=str(weights) if weights else None,
-        loss=loss, miner=miner, sampler=sampler, margin=margin, epochs=epochs,
-        identities_per_batch=identities_per_batch, images_per_identity=images_per_identity, batch_size=batch_size,
+        data_dir=str(data_dir),
+        out_dir=str(out_dir),
+        tower=tower,
+        weights=str(weights) if weights else None,
+        loss=loss,
+        miner=miner,
+        sampler=sampler,
+        margin=margin,
+        epochs=epochs,
+        identities_per_batch=identities_per_batch,
+        images_per_identity=images_per_identity,
+        batch_size=batch_size,
         instance_weight=instance_weight,
-        steps_per_epoch=steps_per_epoch, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-        schedule=schedule, augment=augment, flip=flip, image_size=size, channels=channels, resize=resize,
-        embedding_dim=embedding_dim, normalize=normalize, head_batch_norm=head_batch_norm, embed_from=embed_from, grid=grid,
-        widths=_parse_widths(widths), val_fraction=val_fraction,
-        select_by=select_by, patience=patience, seed=seed, device=device, workers=workers, amp=amp, resume=resume,
+        steps_per_epoch=steps_per_epoch,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+        schedule=schedule,
+        augment=augment,
+        flip=flip,
+        image_size=size,
+        channels=channels,
+        resize=resize,
+        embedding_dim=embedding_dim,
+        normalize=normalize,
+        head_batch_norm=head_batch_norm,
+        embed_from=embed_from,
+        grid=grid,
+        widths=_parse_widths(widths),
+        val_fraction=val_fraction,
+        select_by=select_by,
+        patience=patience,
+        seed=seed,
+        device=device,
+        workers=workers,
+        amp=amp,
+        resume=resume,
     )
     result = run_training(config, progress=not as_json)
     _report_skipped(result.skipped)
-    summary = {"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "metric": result.best_metric,
-               "value": result.best_value, "stopped_early": result.stopped_early, "history": result.history}
+    summary = {
+        "run_dir": str(result.run_dir),
+        "best_epoch": result.best_epoch,
+        "metric": result.best_metric,
+        "value": result.best_value,
+        "stopped_early": result.stopped_early,
+        "history": result.history,
+    }
     if as_json:
         _print_json(summary)
     else:
         early = " (stopped early)" if result.stopped_early else ""
-        out.print(f"run written to [bold]{result.run_dir}[/bold]; kept epoch {result.best_epoch} ({result.best_metric} = {result.best_value:.4f}){early}")
+        out.print(
+            f"run written to [bold]{result.run_dir}[/bold]; kept epoch {result.best_epoch} ({result.best_metric} = {result.best_value:.4f}){early}"
+        )
 
 
 # -------------------------------------------------------------------------- export
@@ -130,23 +267,44 @@ def train(
 @_friendly_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by `siamese train`.")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")] = Path("model.onnx"),
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")] = Path(
+        "model.onnx"
+    ),
     opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 18,
-    precision: Annotated[Precision, typer.Option(help="fp32; fp16 for GPU providers; int8 (static quantisation, needs --calibration).")] = Precision.fp32,
-    calibration: Annotated[Optional[Path], typer.Option(help="Gallery images (ImageFolder) to calibrate int8 on and check the variant with.")] = None,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            help="fp32; fp16 for GPU providers; int8 (static quantisation, needs --calibration)."
+        ),
+    ] = Precision.fp32,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="Gallery images (ImageFolder) to calibrate int8 on and check the variant with."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Export the run's tower to ONNX (dynamic batch), verified against PyTorch (and variants against fp32)."""
     from siamese.export import export_onnx
 
-    report = export_onnx(run_dir, out_path, opset=opset, progress=not as_json, precision=precision.value, calibration=calibration)
+    report = export_onnx(
+        run_dir,
+        out_path,
+        opset=opset,
+        progress=not as_json,
+        precision=precision.value,
+        calibration=calibration,
+    )
     if as_json:
         _print_json(report.to_dict())
         return
     out.print(report.parity.summary(), highlight=False)
     if report.variant is not None:
         out.print(report.variant.summary(), highlight=False)
-    out.print(f"wrote [bold]{report.path}[/bold] ({report.size_bytes / 1e6:.1f} MB, sha256 {report.fingerprint[:16]})")
+    out.print(
+        f"wrote [bold]{report.path}[/bold] ({report.size_bytes / 1e6:.1f} MB, sha256 {report.fingerprint[:16]})"
+    )
 
 
 # ---------------------------------------------------------------------------- query
@@ -155,15 +313,39 @@ def export(
 def query(
     images: Annotated[list[Path], typer.Argument(help="Query images (files or folders).")],
     gallery_dir: Annotated[Path, typer.Option("--gallery", "-g", help="Gallery directory.")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model (default: the one the gallery was built with).")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Model (default: the one the gallery was built with)."),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="Results per query.")] = 5,
     device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
-    show: Annotated[Optional[Path], typer.Option(help="Also write a PNG of each query beside its matches.")] = None,
-    nprobe: Annotated[Optional[int], typer.Option(min=1, help="IVF lists searched per query (default: the gallery's).")] = None,
-    ef_search: Annotated[Optional[int], typer.Option(min=1, help="HNSW search breadth (default: the gallery's).")] = None,
-    mmap: Annotated[bool, typer.Option(help="Memory-map the index instead of reading it into memory.")] = False,
-    threshold: Annotated[Optional[float], typer.Option(min=0.0, help="Answer \"unknown\" beyond this distance (default: the gallery's calibrated threshold).")] = None,
-    no_threshold: Annotated[bool, typer.Option("--no-threshold", help="Ignore the gallery's threshold: always answer the nearest identity.")] = False,
+    show: Annotated[
+        Path | None, typer.Option(help="Also write a PNG of each query beside its matches.")
+    ] = None,
+    nprobe: Annotated[
+        int | None,
+        typer.Option(min=1, help="IVF lists searched per query (default: the gallery's)."),
+    ] = None,
+    ef_search: Annotated[
+        int | None, typer.Option(min=1, help="HNSW search breadth (default: the gallery's).")
+    ] = None,
+    mmap: Annotated[
+        bool, typer.Option(help="Memory-map the index instead of reading it into memory.")
+    ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help='Answer "unknown" beyond this distance (default: the gallery\'s calibrated threshold).',
+        ),
+    ] = None,
+    no_threshold: Annotated[
+        bool,
+        typer.Option(
+            "--no-threshold",
+            help="Ignore the gallery's threshold: always answer the nearest identity.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Find the nearest gallery identities of each query image. Exit code 3: some queries were unreadable."""
@@ -174,20 +356,28 @@ def query(
     model_path = _gallery_model(gallery_dir, model)
     embedder = Embedder(model_path, device=device.value)
     params = search_params(nprobe, ef_search)
-    with Gallery.open(gallery_dir, model_fingerprint=embedder.fingerprint, model_name=str(model_path), mmap=mmap, search_params=params) as gallery:
+    with Gallery.open(
+        gallery_dir,
+        model_fingerprint=embedder.fingerprint,
+        model_name=str(model_path),
+        mmap=mmap,
+        search_params=params,
+    ) as gallery:
         if no_threshold or threshold is not None:
             gallery.threshold = None if no_threshold else threshold
         embedded = embedder.embed_paths(list_image_paths(images))
         results = gallery.search(embedded.embeddings, k=k) if embedded.paths else []
     _report_skipped(embedded.failures)
     if as_json:
-        _print_json({
-            "gallery": str(gallery_dir),
-            "model": str(model_path),
-            "device": embedder.device,
-            "results": [{"query": p, **r.to_dict()} for p, r in zip(embedded.paths, results)],
-            "failures": [{"path": p, "reason": r} for p, r in embedded.failures],
-        })
+        _print_json(
+            {
+                "gallery": str(gallery_dir),
+                "model": str(model_path),
+                "device": embedder.device,
+                "results": [{"query": p, **r.to_dict()} for p, r in zip(embedded.paths, results)],
+                "failures": [{"path": p, "reason": r} for p, r in embedded.failures],
+            }
+        )
     else:
         for path, result in zip(embedded.paths, results):
             table = Table(title=path, title_justify="left", show_edge=False)
@@ -197,7 +387,10 @@ def query(
                 table.add_row(str(rank), match.identity, f"{match.distance:.4f}", match.path)
             out.print(table)
             if result.unknown:
-                out.print(f"[yellow]unknown[/yellow]: nothing within the threshold {result.threshold:.4f}; the nearest identities are listed above", highlight=False)
+                out.print(
+                    f"[yellow]unknown[/yellow]: nothing within the threshold {result.threshold:.4f}; the nearest identities are listed above",
+                    highlight=False,
+                )
     if show is not None and results:
         from siamese.visualize import plot_query_results
 
@@ -216,7 +409,9 @@ def _parse_widths(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise ConfigError(f"--widths takes comma-separated whole numbers such as 16,32,64,128, got {text!r}") from None
+        raise ConfigError(
+            f"--widths takes comma-separated whole numbers such as 16,32,64,128, got {text!r}"
+        ) from None
 
 
 def _model_info(path: Path) -> dict[str, Any]:
@@ -253,7 +448,9 @@ def info(
     elif path.is_file():
         facts = _model_info(path)
     else:
-        raise SiameseError(f"{path}: no such file or folder (expected a model.onnx or a gallery directory)")
+        raise SiameseError(
+            f"{path}: no such file or folder (expected a model.onnx or a gallery directory)"
+        )
     print_facts(facts, as_json)
 
 
@@ -262,17 +459,47 @@ def info(
 @_friendly_errors
 def eval_command(
     model: Annotated[Path, typer.Argument(help="model.onnx from `siamese export`.")],
-    data_dir: Annotated[Optional[Path], typer.Argument(help="ImageFolder to split per identity into gallery and queries.")] = None,
-    gallery_dir: Annotated[Optional[Path], typer.Option("--gallery", help="Gallery ImageFolder (instead of DATA_DIR).")] = None,
-    queries_dir: Annotated[Optional[Path], typer.Option("--queries", help="Query ImageFolder (with --gallery).")] = None,
-    gallery_per_identity: Annotated[int, typer.Option(min=1, help="Images per identity that enrol it in the gallery; the rest are queries.")] = 1,
-    split: Annotated[str, typer.Option(help="random (seeded) or first (by file name): which images enrol.")] = "random",
-    far: Annotated[Optional[list[float]], typer.Option(help="Target false-accept rate(s) for TAR and thresholds (repeatable).")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Argument(help="ImageFolder to split per identity into gallery and queries."),
+    ] = None,
+    gallery_dir: Annotated[
+        Path | None, typer.Option("--gallery", help="Gallery ImageFolder (instead of DATA_DIR).")
+    ] = None,
+    queries_dir: Annotated[
+        Path | None, typer.Option("--queries", help="Query ImageFolder (with --gallery).")
+    ] = None,
+    gallery_per_identity: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Images per identity that enrol it in the gallery; the rest are queries."
+        ),
+    ] = 1,
+    split: Annotated[
+        str, typer.Option(help="random (seeded) or first (by file name): which images enrol.")
+    ] = "random",
+    far: Annotated[
+        list[float] | None,
+        typer.Option(help="Target false-accept rate(s) for TAR and thresholds (repeatable)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for the split and pair sampling.")] = 0,
     device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write eval.json, roc.png and distances.png here.")] = None,
-    save_threshold: Annotated[Optional[Path], typer.Option(help="Store the threshold at --at-far in this gallery (built with MODEL): its queries then answer \"unknown\" beyond it.")] = None,
-    at_far: Annotated[float, typer.Option(min=0.0, max=1.0, help="False-accept rate of the threshold --save-threshold stores.")] = 1e-3,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write eval.json, roc.png and distances.png here."),
+    ] = None,
+    save_threshold: Annotated[
+        Path | None,
+        typer.Option(
+            help='Store the threshold at --at-far in this gallery (built with MODEL): its queries then answer "unknown" beyond it.'
+        ),
+    ] = None,
+    at_far: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="False-accept rate of the threshold --save-threshold stores."
+        ),
+    ] = 1e-3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Measure identification (recall@k, mAP@R) and verification (ROC-AUC, EER, TAR@FAR) of MODEL on your data."""
@@ -282,9 +509,16 @@ def eval_command(
     if save_threshold is not None and at_far not in fars:
         fars.append(at_far)
     config = EvalConfig(
-        model=str(model), data_dir=str(data_dir) if data_dir else None, gallery_dir=str(gallery_dir) if gallery_dir else None,
-        queries_dir=str(queries_dir) if queries_dir else None, gallery_per_identity=gallery_per_identity, split=split,
-        seed=seed, fars=tuple(fars), device=device.value, out_dir=str(out_dir) if out_dir else None,
+        model=str(model),
+        data_dir=str(data_dir) if data_dir else None,
+        gallery_dir=str(gallery_dir) if gallery_dir else None,
+        queries_dir=str(queries_dir) if queries_dir else None,
+        gallery_per_identity=gallery_per_identity,
+        split=split,
+        seed=seed,
+        fars=tuple(fars),
+        device=device.value,
+        out_dir=str(out_dir) if out_dir else None,
     )
     report = evaluate(config, progress=not as_json)
     _report_skipped([(s["path"], s["reason"]) for s in report["skipped"]])
@@ -295,31 +529,56 @@ def eval_command(
         return
     ident, verif = report["identification"], report["verification"]
     table = Table(show_header=False, show_edge=False)
-    table.add_row("gallery / queries", f"{report['gallery_images']} images of {report['identities']} identities / {report['query_images']} queries")
+    table.add_row(
+        "gallery / queries",
+        f"{report['gallery_images']} images of {report['identities']} identities / {report['query_images']} queries",
+    )
     for key in ("recall_at_1", "recall_at_5", "recall_at_10", "map_at_r"):
-        table.add_row(key.replace("_at_", "@").replace("map", "mAP").replace("@r", "@R"), f"{ident[key]:.4f}")
+        table.add_row(
+            key.replace("_at_", "@").replace("map", "mAP").replace("@r", "@R"), f"{ident[key]:.4f}"
+        )
     table.add_row("ROC-AUC", f"{verif['roc_auc']:.4f}")
     table.add_row("EER", f"{verif['eer']:.4f}")
     for value in config.fars:
-        table.add_row(f"TAR @ FAR {value:g}", f"{verif[f'tar_at_far_{value:g}']:.4f} (accept distance ≤ {verif[f'threshold_at_far_{value:g}']:.4f})")
+        table.add_row(
+            f"TAR @ FAR {value:g}",
+            f"{verif[f'tar_at_far_{value:g}']:.4f} (accept distance ≤ {verif[f'threshold_at_far_{value:g}']:.4f})",
+        )
     out.print(table)
     if "files" in report:
         out.print(f"wrote {', '.join(report['files'].values())}")
     if save_threshold is not None:
-        out.print(f"gallery [bold]{save_threshold}[/bold]: queries farther than {report['saved_threshold']['distance']:.4f} now answer unknown (FAR {at_far:g})", highlight=False)
+        out.print(
+            f"gallery [bold]{save_threshold}[/bold]: queries farther than {report['saved_threshold']['distance']:.4f} now answer unknown (FAR {at_far:g})",
+            highlight=False,
+        )
 
 
 # ---------------------------------------------------------------------------- bench
 @app.command()
 @_friendly_errors
 def bench(
-    suite: Annotated[str, typer.Argument(help="Benchmark suite: a file benchmarks/SUITE.py (run `siamese bench list`).")],
+    suite: Annotated[
+        str,
+        typer.Argument(
+            help="Benchmark suite: a file benchmarks/SUITE.py (run `siamese bench list`)."
+        ),
+    ],
     quick: Annotated[bool, typer.Option(help="Small, fast configuration.")] = False,
     plot: Annotated[bool, typer.Option(help="Also write plots next to the JSON result.")] = False,
-    option: Annotated[Optional[list[str]], typer.Option("--option", "-O", help="Suite option KEY=VALUE (repeatable).")] = None,
-    work_dir: Annotated[Path, typer.Option(help="Scratch folder for generated inputs.")] = Path(".bench-work"),
-    results_dir: Annotated[Optional[Path], typer.Option(help="Where the JSON goes (default: benchmarks/results).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole record as JSON.")] = False,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-O", help="Suite option KEY=VALUE (repeatable)."),
+    ] = None,
+    work_dir: Annotated[Path, typer.Option(help="Scratch folder for generated inputs.")] = Path(
+        ".bench-work"
+    ),
+    results_dir: Annotated[
+        Path | None, typer.Option(help="Where the JSON goes (default: benchmarks/results).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole record as JSON.")
+    ] = False,
 ) -> None:
     """Run a benchmark suite and record its figures (machine, versions, settings) as JSON."""
     from siamese.benchmarking import BenchSettings, available_suites, run_suite
@@ -347,8 +606,13 @@ def bench(
 @app.command()
 @_friendly_errors
 def demo(
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to keep the demo's files (default: a temporary folder).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs.")] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Where to keep the demo's files (default: a temporary folder)."
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
@@ -360,7 +624,11 @@ def demo(
     config = DemoConfig(out_dir=str(out_dir) if out_dir else None, seed=seed)
     if epochs is not None:
         config = replace(config, epochs=epochs)
-    report = run_demo(config, progress=not as_json, log=(lambda _: None) if as_json else (lambda line: out.print(line, highlight=False)))
+    report = run_demo(
+        config,
+        progress=not as_json,
+        log=(lambda _: None) if as_json else (lambda line: out.print(line, highlight=False)),
+    )
     if as_json:
         _print_json(report.to_dict())
         return

@@ -7,7 +7,7 @@ listed on stderr and in the JSON report, ``GALLERY/rejected.json`` by default).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -25,13 +25,24 @@ from siamese.cli_support import (
     search_params,
 )
 
-index_app = typer.Typer(help="Build, update and check galleries (FAISS index + identity metadata).", no_args_is_help=True)
+index_app = typer.Typer(
+    help="Build, update and check galleries (FAISS index + identity metadata).",
+    no_args_is_help=True,
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 DeviceOption = Annotated[Device, typer.Option(help="Execution provider.")]
 BatchOption = Annotated[int, typer.Option(min=1, help="Images per inference call.")]
-CommitOption = Annotated[int, typer.Option(min=1, help="Images embedded between two commits (a killed run resumes from the last).")]
-ReportOption = Annotated[Optional[Path], typer.Option("--report", help="JSON list of refused files (default: GALLERY/rejected.json).")]
+CommitOption = Annotated[
+    int,
+    typer.Option(
+        min=1, help="Images embedded between two commits (a killed run resumes from the last)."
+    ),
+]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option("--report", help="JSON list of refused files (default: GALLERY/rejected.json)."),
+]
 
 
 def _finish(report: Any, device: str, as_json: bool) -> None:
@@ -42,17 +53,27 @@ def _finish(report: Any, device: str, as_json: bool) -> None:
     else:
         if report.choice:
             choice = report.choice
-            out.print(f"index auto: {choice['index_type']} ({choice['reason']}; expected recall@10 ≈ {choice['expected_recall_at10']})", highlight=False)
+            out.print(
+                f"index auto: {choice['index_type']} ({choice['reason']}; expected recall@10 ≈ {choice['expected_recall_at10']})",
+                highlight=False,
+            )
         recall = report.recall
         quality = ""
         if recall and not recall.get("exact"):
             params = ", ".join(f"{k}={v}" for k, v in recall["params"].items())
-            quality = f", recall@1 {recall['at1']:.3f} recall@10 {recall['at10']:.3f} against exact search" + (f" with {params}" if params else "")
+            quality = (
+                f", recall@1 {recall['at1']:.3f} recall@10 {recall['at10']:.3f} against exact search"
+                + (f" with {params}" if params else "")
+            )
         out.print(
             f"gallery [bold]{report.gallery_dir}[/bold]: {report.count} images of {report.identities} identities "
             f"(generation {report.generation}, {report.index_type}{quality}); embedded {report.embedded}, resumed {report.resumed}, "
             f"unchanged {report.unchanged}, removed {report.removed} in {report.seconds:.1f}s on {device}"
-            + (f"; {len(report.failures)} refused, listed in {report.report_path}" if report.failures else ""),
+            + (
+                f"; {len(report.failures)} refused, listed in {report.report_path}"
+                if report.failures
+                else ""
+            ),
             highlight=False,
         )
     if report.failures:
@@ -62,14 +83,43 @@ def _finish(report: Any, device: str, as_json: bool) -> None:
 @index_app.command("build")
 @friendly_errors
 def index_build(
-    image_dir: Annotated[Path, typer.Argument(help="Gallery images: one sub-folder per identity (or loose files, one identity each).")],
+    image_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Gallery images: one sub-folder per identity (or loose files, one identity each)."
+        ),
+    ],
     model: Annotated[Path, typer.Option("--model", "-m", help="model.onnx from `siamese export`.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Gallery directory to create or bring up to date.")],
-    index: Annotated[Optional[str], typer.Option("--index", help="FAISS index type: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16, SQ8… or auto (default: Flat for a new gallery, else its current type).")] = None,
-    max_memory: Annotated[Optional[str], typer.Option(help="Memory budget of --index auto, e.g. 8G (default: half the RAM).")] = None,
-    min_recall: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Refuse an index whose recall@10 against exact search is lower.")] = None,
-    nprobe: Annotated[Optional[int], typer.Option(min=1, help="IVF lists searched per query (default: tuned for recall@10 ≥ 0.95).")] = None,
-    ef_search: Annotated[Optional[int], typer.Option(min=1, help="HNSW search breadth (default: tuned for recall@10 ≥ 0.95).")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Gallery directory to create or bring up to date.")
+    ],
+    index: Annotated[
+        str | None,
+        typer.Option(
+            "--index",
+            help="FAISS index type: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16, SQ8… or auto (default: Flat for a new gallery, else its current type).",
+        ),
+    ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(help="Memory budget of --index auto, e.g. 8G (default: half the RAM)."),
+    ] = None,
+    min_recall: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Refuse an index whose recall@10 against exact search is lower."
+        ),
+    ] = None,
+    nprobe: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="IVF lists searched per query (default: tuned for recall@10 ≥ 0.95)."
+        ),
+    ] = None,
+    ef_search: Annotated[
+        int | None,
+        typer.Option(min=1, help="HNSW search breadth (default: tuned for recall@10 ≥ 0.95)."),
+    ] = None,
     commit_every: CommitOption = 1000,
     report_path: ReportOption = None,
     device: DeviceOption = Device.auto,
@@ -83,9 +133,16 @@ def index_build(
 
     embedder = Embedder(model, device=device.value, batch_size=batch_size)
     report = build_gallery(
-        image_dir, embedder, out_dir, index=index, memory_budget=parse_memory(max_memory) if max_memory else None,
-        min_recall=min_recall, search_params=search_params(nprobe, ef_search), commit_every=commit_every,
-        report_path=report_path, progress=not as_json,
+        image_dir,
+        embedder,
+        out_dir,
+        index=index,
+        memory_budget=parse_memory(max_memory) if max_memory else None,
+        min_recall=min_recall,
+        search_params=search_params(nprobe, ef_search),
+        commit_every=commit_every,
+        report_path=report_path,
+        progress=not as_json,
     )
     _finish(report, embedder.device, as_json)
 
@@ -94,9 +151,18 @@ def index_build(
 @friendly_errors
 def index_add(
     gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
-    paths: Annotated[list[Path], typer.Argument(help="Image files, or folders read like `index build` reads one.")],
-    identity: Annotated[Optional[str], typer.Option(help="Identity of every added image (default: its folder's name).")] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model (default: the one the gallery was built with).")] = None,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Image files, or folders read like `index build` reads one."),
+    ],
+    identity: Annotated[
+        str | None,
+        typer.Option(help="Identity of every added image (default: its folder's name)."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Model (default: the one the gallery was built with)."),
+    ] = None,
     commit_every: CommitOption = 1000,
     report_path: ReportOption = None,
     device: DeviceOption = Device.auto,
@@ -107,8 +173,18 @@ def index_add(
     from siamese.engine import Embedder
     from siamese.index.updates import add_to_gallery
 
-    embedder = Embedder(gallery_model(gallery_dir, model), device=device.value, batch_size=batch_size)
-    report = add_to_gallery(gallery_dir, paths, embedder, identity=identity, commit_every=commit_every, report_path=report_path, progress=not as_json)
+    embedder = Embedder(
+        gallery_model(gallery_dir, model), device=device.value, batch_size=batch_size
+    )
+    report = add_to_gallery(
+        gallery_dir,
+        paths,
+        embedder,
+        identity=identity,
+        commit_every=commit_every,
+        report_path=report_path,
+        progress=not as_json,
+    )
     _finish(report, embedder.device, as_json)
 
 
@@ -116,8 +192,16 @@ def index_add(
 @friendly_errors
 def index_remove(
     gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
-    identity: Annotated[Optional[list[str]], typer.Option("--identity", help="Remove every image of this identity (repeatable).")] = None,
-    path: Annotated[Optional[list[Path]], typer.Option("--path", help="Remove this image, or every image under this folder (repeatable).")] = None,
+    identity: Annotated[
+        list[str] | None,
+        typer.Option("--identity", help="Remove every image of this identity (repeatable)."),
+    ] = None,
+    path: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--path", help="Remove this image, or every image under this folder (repeatable)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Remove images from a gallery by identity or path."""
@@ -127,12 +211,18 @@ def index_remove(
     if as_json:
         print_json(report.to_dict())
     else:
-        out.print(f"gallery [bold]{report.gallery_dir}[/bold]: removed {report.removed}; {report.count} images of {report.identities} identities (generation {report.generation})", highlight=False)
+        out.print(
+            f"gallery [bold]{report.gallery_dir}[/bold]: removed {report.removed}; {report.count} images of {report.identities} identities (generation {report.generation})",
+            highlight=False,
+        )
 
 
 @index_app.command("info")
 @friendly_errors
-def index_info(gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")], as_json: JsonOption = False) -> None:
+def index_info(
+    gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
+    as_json: JsonOption = False,
+) -> None:
     """Show what a gallery holds: model, index type and search parameters, recall, counts per identity."""
     from siamese.index import Gallery
 
@@ -144,8 +234,16 @@ def index_info(gallery_dir: Annotated[Path, typer.Argument(help="Gallery directo
 @friendly_errors
 def index_threshold(
     gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
-    distance: Annotated[Optional[float], typer.Argument(help="L2 distance beyond which queries answer \"unknown\" (omit to show it).")] = None,
-    clear: Annotated[bool, typer.Option("--clear", help="Remove the threshold: every query answers its nearest identity.")] = False,
+    distance: Annotated[
+        float | None,
+        typer.Argument(help='L2 distance beyond which queries answer "unknown" (omit to show it).'),
+    ] = None,
+    clear: Annotated[
+        bool,
+        typer.Option(
+            "--clear", help="Remove the threshold: every query answers its nearest identity."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show, set or clear the "unknown" threshold (calibrate one with `siamese eval --save-threshold`)."""
@@ -154,24 +252,35 @@ def index_threshold(
     if clear and distance is not None:
         raise typer.BadParameter("give a DISTANCE or --clear, not both")
     if clear or distance is not None:
-        manifest = Gallery.set_threshold(gallery_dir, None if clear else distance, source="set by hand")
+        manifest = Gallery.set_threshold(
+            gallery_dir, None if clear else distance, source="set by hand"
+        )
     else:
         manifest = Manifest.read(gallery_dir)
     if as_json:
         print_json({"gallery": str(gallery_dir), "threshold": manifest.threshold})
     elif manifest.threshold is None:
-        out.print(f"gallery [bold]{gallery_dir}[/bold]: no threshold; every query answers its nearest identity", highlight=False)
+        out.print(
+            f"gallery [bold]{gallery_dir}[/bold]: no threshold; every query answers its nearest identity",
+            highlight=False,
+        )
     else:
         t = manifest.threshold
         far = f" (false-accept rate {t['far']:g})" if t.get("far") else ""
-        out.print(f"gallery [bold]{gallery_dir}[/bold]: queries farther than {t['distance']:.4f}{far} answer unknown; {t['source']}, {t['set']}", highlight=False)
+        out.print(
+            f"gallery [bold]{gallery_dir}[/bold]: queries farther than {t['distance']:.4f}{far} answer unknown; {t['source']}, {t['set']}",
+            highlight=False,
+        )
 
 
 @index_app.command("verify")
 @friendly_errors
 def index_verify(
     gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
-    files: Annotated[bool, typer.Option("--files/--no-files", help="Also check every indexed image's content hash.")] = True,
+    files: Annotated[
+        bool,
+        typer.Option("--files/--no-files", help="Also check every indexed image's content hash."),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Check a gallery: checksums, counts, every id present once, fingerprints, image hashes. Exit 1 on any problem."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,31 +14,71 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 @friendly_errors
 def serve(
-    gallery_dir: Annotated[Path, typer.Option("--gallery", "-g", help="Gallery directory to search and update.")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model (default: the one the gallery was built with).")] = None,
-    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 unless you mean to expose it.")] = "127.0.0.1",
+    gallery_dir: Annotated[
+        Path, typer.Option("--gallery", "-g", help="Gallery directory to search and update.")
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Model (default: the one the gallery was built with)."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 127.0.0.1 unless you mean to expose it.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
-    api_key: Annotated[Optional[str], typer.Option(help="Key required by write endpoints (default: $SIAMESE_API_KEY; none: writes are open).")] = None,
-    max_batch: Annotated[int, typer.Option(min=1, help="Images embedded together at most (1: one request at a time).")] = 32,
-    max_wait_ms: Annotated[float, typer.Option(min=0, max=1000, help="How long a query waits for others to share its batch.")] = 5.0,
-    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest request body, in MiB (413 beyond).")] = 20.0,
-    max_megapixels: Annotated[float, typer.Option(min=0.000001, max=64, help="Largest image, in megapixels (413 beyond).")] = 40.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Key required by write endpoints (default: $SIAMESE_API_KEY; none: writes are open)."
+        ),
+    ] = None,
+    max_batch: Annotated[
+        int,
+        typer.Option(min=1, help="Images embedded together at most (1: one request at a time)."),
+    ] = 32,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(min=0, max=1000, help="How long a query waits for others to share its batch."),
+    ] = 5.0,
+    max_upload_mb: Annotated[
+        float, typer.Option(min=0.01, help="Largest request body, in MiB (413 beyond).")
+    ] = 20.0,
+    max_megapixels: Annotated[
+        float, typer.Option(min=0.000001, max=64, help="Largest image, in megapixels (413 beyond).")
+    ] = 40.0,
     max_files: Annotated[int, typer.Option(min=1, help="Images per request at most.")] = 64,
-    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a query is answered 504.")] = 30.0,
+    timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds before a query is answered 504.")
+    ] = 30.0,
     device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
+    log_level: Annotated[
+        str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")
+    ] = "info",
 ) -> None:
     """Serve the gallery over HTTP: /v1 API, a web page at /, OpenAPI docs at /docs."""
     from siamese.service import ServiceConfig, ServiceState, create_app
     from siamese.service.server import serve as run_server
 
     config = ServiceConfig.with_env_key(
-        gallery_dir=gallery_dir, model_path=model, device=device.value, max_batch=max_batch, max_wait_ms=max_wait_ms,
-        max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=int(max_megapixels * 1_000_000), max_files=max_files,
-        timeout_s=timeout, api_key=api_key,
+        gallery_dir=gallery_dir,
+        model_path=model,
+        device=device.value,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_pixels=int(max_megapixels * 1_000_000),
+        max_files=max_files,
+        timeout_s=timeout,
+        api_key=api_key,
     )
-    state = ServiceState.open(config)  # a wrong model or damaged gallery is refused here, as one line
+    state = ServiceState.open(
+        config
+    )  # a wrong model or damaged gallery is refused here, as one line
     if host not in _LOOPBACK and config.api_key is None:
-        err.print(f"[yellow]warning:[/yellow] serving on {host} with no API key: anyone who can reach it can change the gallery")
-    err.print(f"serving {gallery_dir} ({len(state.live.current)} items) on http://{host}:{port}/ — API docs at /docs", highlight=False)
+        err.print(
+            f"[yellow]warning:[/yellow] serving on {host} with no API key: anyone who can reach it can change the gallery"
+        )
+    err.print(
+        f"serving {gallery_dir} ({len(state.live.current)} items) on http://{host}:{port}/ — API docs at /docs",
+        highlight=False,
+    )
     run_server(create_app(state), host=host, port=port, log_level=log_level)

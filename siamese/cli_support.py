@@ -60,7 +60,11 @@ def report_skipped(failures: list[tuple[str, str]]) -> None:
 
 def search_params(nprobe: int | None, ef_search: int | None) -> dict[str, int] | None:
     """The search parameters given on the command line (None when neither was)."""
-    params = {name: value for name, value in (("nprobe", nprobe), ("efSearch", ef_search)) if value is not None}
+    params = {
+        name: value
+        for name, value in (("nprobe", nprobe), ("efSearch", ef_search))
+        if value is not None
+    }
     return params or None
 
 
@@ -81,7 +85,11 @@ def print_facts(facts: dict[str, Any], as_json: bool) -> None:
     table = Table(show_header=False, show_edge=False)
     for key, value in facts.items():
         if key == "identity_counts":
-            value = f"{len(value)} identities: " + ", ".join(f"{k} ({v})" for k, v in list(value.items())[:10]) + (" …" if len(value) > 10 else "")
+            value = (
+                f"{len(value)} identities: "
+                + ", ".join(f"{k} ({v})" for k, v in list(value.items())[:10])
+                + (" …" if len(value) > 10 else "")
+            )
         elif isinstance(value, dict):
             value = json.dumps(value)
         table.add_row(key, str(value))

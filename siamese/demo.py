@@ -83,7 +83,9 @@ def raw_pixel_top1(gallery_dir: Path, queries: list[tuple[str, str]], spec) -> f
     return float(np.mean(hits))
 
 
-def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True, log: Callable[[str], None] = print) -> DemoReport:
+def run_demo(
+    config: DemoConfig = DemoConfig(), *, progress: bool = True, log: Callable[[str], None] = print
+) -> DemoReport:
     """Run the whole pipeline and return its figures; artefacts go to ``config.out_dir`` (or a temp dir)."""
     from siamese.engine import Embedder
     from siamese.export import export_onnx
@@ -106,14 +108,24 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True, log: C
     if data.exists():
         shutil.rmtree(data)
     size = config.image_size + 8  # a little larger than the tower's input, so resizing is exercised
-    train_spec = SyntheticSpec(identities=config.train_identities, images_per_identity=config.train_images_per_identity, size=size)
-    unseen_spec = SyntheticSpec(identities=config.unseen_identities, images_per_identity=config.unseen_images_per_identity, size=size)
+    train_spec = SyntheticSpec(
+        identities=config.train_identities,
+        images_per_identity=config.train_images_per_identity,
+        size=size,
+    )
+    unseen_spec = SyntheticSpec(
+        identities=config.unseen_identities,
+        images_per_identity=config.unseen_images_per_identity,
+        size=size,
+    )
     generate_identities(data / "train", train_spec, seed=config.seed)
     # A different seed draws different patterns: these identities never appear in training.
     generate_identities(data / "unseen", unseen_spec, seed=config.seed + 10_000)
     queries = _split_unseen(data / "unseen", data / "gallery", config.gallery_per_identity)
     lap("generate")
-    log(f"generated {config.train_identities} training identities and {config.unseen_identities} unseen ones in {data}")
+    log(
+        f"generated {config.train_identities} training identities and {config.unseen_identities} unseen ones in {data}"
+    )
 
     result = train(
         TrainConfig(
@@ -126,7 +138,9 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True, log: C
         progress=progress,
     )
     lap("train")
-    log(f"trained the conv tower: kept epoch {result.best_epoch}, validation {result.best_metric} {result.best_value:.3f} ({seconds['train']:.0f}s)")
+    log(
+        f"trained the conv tower: kept epoch {result.best_epoch}, validation {result.best_metric} {result.best_value:.3f} ({seconds['train']:.0f}s)"
+    )
 
     report = export_onnx(out / "run", out / "model.onnx", progress=progress)
     lap("export")
@@ -135,7 +149,9 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True, log: C
     embedder = Embedder(report.path)
     built = Gallery.build(data / "gallery", embedder, out / "gallery", progress=progress)
     lap("index")
-    log(f"indexed {built.count} images of {built.identities} unseen identities into {out / 'gallery'} ({embedder.device})")
+    log(
+        f"indexed {built.count} images of {built.identities} unseen identities into {out / 'gallery'} ({embedder.device})"
+    )
 
     started = time.perf_counter()
     embedded = embedder.embed_paths([path for path, _ in queries])
@@ -143,12 +159,20 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True, log: C
     with Gallery.open(out / "gallery", model_fingerprint=embedder.fingerprint) as gallery:
         results = gallery.search(embedded.embeddings, k=config.k)
     want = dict(queries)
-    tower_top1 = float(np.mean([r.identities[0].identity == want[p] for p, r in zip(embedded.paths, results)]))
+    tower_top1 = float(
+        np.mean([r.identities[0].identity == want[p] for p, r in zip(embedded.paths, results)])
+    )
     pixel_top1 = raw_pixel_top1(data / "gallery", queries, embedder.spec)
     lap("query")
 
     shown = list(range(0, len(embedded.paths), max(1, len(embedded.paths) // 6)))[:6]
-    png = plot_query_results([embedded.paths[i] for i in shown], [results[i] for i in shown], out / "matches.png", expected=[want[embedded.paths[i]] for i in shown], k=config.k)
+    png = plot_query_results(
+        [embedded.paths[i] for i in shown],
+        [results[i] for i in shown],
+        out / "matches.png",
+        expected=[want[embedded.paths[i]] for i in shown],
+        k=config.k,
+    )
     demo = DemoReport(
         out_dir=str(out),
         queries=len(embedded.paths),

@@ -8,9 +8,9 @@ folders) with the engine, then reports identification (recall@k, mAP@R) and veri
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,12 @@ import numpy as np
 from siamese.errors import DataError, SiameseError
 from siamese.image_folder import LabelledImage, scan_image_folder
 from siamese.io import write_json_atomic
-from siamese.metrics import retrieval_metrics, roc_curve, sample_pair_distances, verification_metrics
+from siamese.metrics import (
+    retrieval_metrics,
+    roc_curve,
+    sample_pair_distances,
+    verification_metrics,
+)
 
 SPLITS = ("random", "first")
 
@@ -45,7 +50,9 @@ class EvalConfig:
     out_dir: str | None = None
 
 
-def split_per_identity(items: list[LabelledImage], per_identity: int, rule: str, seed: int) -> tuple[list[LabelledImage], list[LabelledImage]]:
+def split_per_identity(
+    items: list[LabelledImage], per_identity: int, rule: str, seed: int
+) -> tuple[list[LabelledImage], list[LabelledImage]]:
     """Gallery and queries: ``per_identity`` images of each identity enrol it, the rest query it.
 
     Identities with no image left over stay in the gallery as distractors.
@@ -81,13 +88,19 @@ def engine_embedding(embedder, progress: bool = False) -> EmbedFunction:
     return embed
 
 
-def measure(embed: EmbedFunction, gallery_items: list[LabelledImage], query_items: list[LabelledImage],
-            fars: tuple[float, ...] = (1e-2, 1e-3), seed: int = 0) -> dict[str, Any]:
+def measure(
+    embed: EmbedFunction,
+    gallery_items: list[LabelledImage],
+    query_items: list[LabelledImage],
+    fars: tuple[float, ...] = (1e-2, 1e-3),
+    seed: int = 0,
+) -> dict[str, Any]:
     """Identification and verification of any embedding function on a gallery/query split.
 
     Returns identification and verification dicts, counts, skipped files, and the raw same/different
     pair distances (numpy arrays, for plots).
     """
+
     def run(items: list[LabelledImage]) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         identity_of = {os.fspath(item.path): item.identity for item in items}
         vectors, paths, failures = embed(list(identity_of))
@@ -95,12 +108,16 @@ def measure(embed: EmbedFunction, gallery_items: list[LabelledImage], query_item
 
     gallery, gallery_labels, gallery_failures = run(gallery_items)
     queries, query_labels, query_failures = run(query_items)
-    same, different = sample_pair_distances(queries, query_labels, gallery, gallery_labels, seed=seed)
+    same, different = sample_pair_distances(
+        queries, query_labels, gallery, gallery_labels, seed=seed
+    )
     return {
-        "gallery_images": int(len(gallery)),
-        "query_images": int(len(queries)),
-        "identities": int(len(set(gallery_labels.tolist()))),
-        "identification": retrieval_metrics(queries, query_labels, gallery, gallery_labels, ks=(1, 5, 10)),
+        "gallery_images": len(gallery),
+        "query_images": len(queries),
+        "identities": len(set(gallery_labels.tolist())),
+        "identification": retrieval_metrics(
+            queries, query_labels, gallery, gallery_labels, ks=(1, 5, 10)
+        ),
         "verification": verification_metrics(same, different, fars=fars),
         "skipped": [{"path": p, "reason": r} for p, r in gallery_failures + query_failures],
         "same_distances": same,
@@ -111,15 +128,27 @@ def measure(embed: EmbedFunction, gallery_items: list[LabelledImage], query_item
 def eval_split(config: EvalConfig) -> tuple[list[LabelledImage], list[LabelledImage]]:
     """The gallery and query images an eval config describes."""
     if config.data_dir and (config.gallery_dir or config.queries_dir):
-        raise DataError("give either DATA_DIR (split per identity) or --gallery with --queries, not both")
+        raise DataError(
+            "give either DATA_DIR (split per identity) or --gallery with --queries, not both"
+        )
     if config.data_dir:
-        gallery, queries = split_per_identity(scan_image_folder(config.data_dir), config.gallery_per_identity, config.split, config.seed)
+        gallery, queries = split_per_identity(
+            scan_image_folder(config.data_dir),
+            config.gallery_per_identity,
+            config.split,
+            config.seed,
+        )
     elif config.gallery_dir and config.queries_dir:
-        gallery, queries = scan_image_folder(config.gallery_dir, loose_files=True), scan_image_folder(config.queries_dir)
+        gallery, queries = (
+            scan_image_folder(config.gallery_dir, loose_files=True),
+            scan_image_folder(config.queries_dir),
+        )
     else:
         raise DataError("give DATA_DIR, or both --gallery and --queries")
     if not queries:
-        raise DataError("no query images: every identity has at most --gallery-per-identity images; lower it")
+        raise DataError(
+            "no query images: every identity has at most --gallery-per-identity images; lower it"
+        )
     return gallery, queries
 
 
@@ -134,7 +163,9 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> dict[str, Any]:
 
     gallery_items, query_items = eval_split(config)
     embedder = Embedder(config.model, device=config.device, batch_size=config.batch_size)
-    measured = measure(engine_embedding(embedder, progress), gallery_items, query_items, config.fars, config.seed)
+    measured = measure(
+        engine_embedding(embedder, progress), gallery_items, query_items, config.fars, config.seed
+    )
     same, different = measured.pop("same_distances"), measured.pop("different_distances")
     verification = measured["verification"]
     report = {
@@ -153,14 +184,18 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> dict[str, Any]:
         thresholds = {far: verification[f"threshold_at_far_{far:g}"] for far in config.fars}
         report["files"] = {
             "roc": str(plot_roc(roc_curve(same, different), out / "roc.png", fars=config.fars)),
-            "distances": str(plot_distance_histograms(same, different, thresholds, out / "distances.png")),
+            "distances": str(
+                plot_distance_histograms(same, different, thresholds, out / "distances.png")
+            ),
             "report": str(out / "eval.json"),
         }
         write_json_atomic(out / "eval.json", report)
     return report
 
 
-def save_threshold_to(gallery_dir: str | os.PathLike[str], report: dict[str, Any], far: float) -> dict[str, Any]:
+def save_threshold_to(
+    gallery_dir: str | os.PathLike[str], report: dict[str, Any], far: float
+) -> dict[str, Any]:
     """Store the report's distance threshold at ``far`` in a gallery built with the evaluated model.
 
     The threshold is a per-pair false-accept rate: with N identities in the gallery, an unknown
@@ -173,7 +208,11 @@ def save_threshold_to(gallery_dir: str | os.PathLike[str], report: dict[str, Any
 
     distance = report["verification"][f"threshold_at_far_{far:g}"]
     if not distance > 0:
-        raise SiameseError(f"the evaluation found no positive distance threshold at FAR {far:g} (too few different-identity pairs?); not stored")
+        raise SiameseError(
+            f"the evaluation found no positive distance threshold at FAR {far:g} (too few different-identity pairs?); not stored"
+        )
     source = f"siamese eval of {report['model']} on {report['data']}"
-    manifest = Gallery.set_threshold(gallery_dir, distance, far=far, source=source, model_fingerprint=report["model_fingerprint"])
+    manifest = Gallery.set_threshold(
+        gallery_dir, distance, far=far, source=source, model_fingerprint=report["model_fingerprint"]
+    )
     return manifest.threshold or {}

@@ -37,7 +37,9 @@ class FolderScan:
 @lru_cache(maxsize=1)
 def _extension_formats() -> dict[str, str]:
     Image.init()
-    return {ext.lower(): fmt for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return {
+        ext.lower(): fmt for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN
+    }
 
 
 @lru_cache(maxsize=1)
@@ -105,7 +107,9 @@ def scan_gallery_folder(root: str | os.PathLike[str], *, loose_files: bool = Tru
     return scan
 
 
-def scan_image_folder(root: str | os.PathLike[str], *, loose_files: bool = False) -> list[LabelledImage]:
+def scan_image_folder(
+    root: str | os.PathLike[str], *, loose_files: bool = False
+) -> list[LabelledImage]:
     """List the images of an ImageFolder, labelled by their first-level sub-folder name.
 
     Args:

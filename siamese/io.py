@@ -73,7 +73,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; publish with the permissions open() would give
+    os.fchmod(
+        fd, 0o666 & ~_UMASK
+    )  # mkstemp makes 0600; publish with the permissions open() would give
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -24,7 +24,9 @@ MAX_PAIRS = 200_000
 def _knn(gallery: FloatArray, queries: FloatArray, k: int) -> tuple[FloatArray, NDArray[np.int64]]:
     index = faiss.IndexFlatL2(gallery.shape[1])
     index.add(np.ascontiguousarray(gallery, dtype=np.float32))
-    squared, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(gallery)))
+    squared, ids = index.search(
+        np.ascontiguousarray(queries, dtype=np.float32), min(k, len(gallery))
+    )
     return np.sqrt(np.maximum(squared, 0)), ids
 
 
@@ -47,7 +49,9 @@ def retrieval_metrics(
     query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
     classes, counts = np.unique(gallery_labels, return_counts=True)
     per_class = dict(zip(classes.tolist(), counts.tolist()))
-    relevant = np.array([per_class.get(label, 0) for label in query_labels.tolist()]) - (1 if leave_one_out else 0)
+    relevant = np.array([per_class.get(label, 0) for label in query_labels.tolist()]) - (
+        1 if leave_one_out else 0
+    )
     keep = relevant > 0
     if not keep.any():
         return {**{f"recall_at_{k}": 0.0 for k in ks}, "map_at_r": 0.0, "queries": 0}
@@ -64,7 +68,7 @@ def retrieval_metrics(
     within_r = ranks[None, :] <= r[:, None]
     precision = np.cumsum(hits, axis=1) / ranks[None, :]
     result["map_at_r"] = float(np.mean(np.sum(precision * hits * within_r, axis=1) / r))
-    result["queries"] = int(len(queries))
+    result["queries"] = len(queries)
     return result
 
 
@@ -128,10 +132,16 @@ def threshold_at_far(different: FloatArray, far: float) -> float:
     allowed = int(np.floor(far * len(ordered)))  # this many different pairs may be accepted
     if allowed <= 0:
         return float(np.nextafter(ordered[0], -np.inf)) if len(ordered) else float("inf")
-    return float(np.nextafter(ordered[allowed], -np.inf)) if allowed < len(ordered) else float(ordered[-1])
+    return (
+        float(np.nextafter(ordered[allowed], -np.inf))
+        if allowed < len(ordered)
+        else float(ordered[-1])
+    )
 
 
-def verification_metrics(same: FloatArray, different: FloatArray, fars: Sequence[float] = (1e-2, 1e-3)) -> dict[str, float]:
+def verification_metrics(
+    same: FloatArray, different: FloatArray, fars: Sequence[float] = (1e-2, 1e-3)
+) -> dict[str, float]:
     """ROC-AUC, EER, and TAR with its distance threshold at each target FAR."""
     if len(same) == 0 or len(different) == 0:
         return {"roc_auc": float("nan"), "eer": float("nan")}
@@ -148,5 +158,5 @@ def verification_metrics(same: FloatArray, different: FloatArray, fars: Sequence
         threshold = threshold_at_far(different, far)
         result[f"tar_at_far_{far:g}"] = float(np.mean(same <= threshold))
         result[f"threshold_at_far_{far:g}"] = threshold
-    result["same_pairs"], result["different_pairs"] = int(len(same)), int(len(different))
+    result["same_pairs"], result["different_pairs"] = len(same), len(different)
     return result

@@ -49,7 +49,9 @@ class InputSpec:
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"std values must be positive, got {list(self.std)}")
         if self.resize not in RESIZE_RULES:
-            raise ConfigError(f"resize must be one of {', '.join(RESIZE_RULES)}, got {self.resize!r}")
+            raise ConfigError(
+                f"resize must be one of {', '.join(RESIZE_RULES)}, got {self.resize!r}"
+            )
         if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(
                 f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}"

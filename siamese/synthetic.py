@@ -48,14 +48,21 @@ def _identity_pattern(rng: np.random.Generator, rgb: bool) -> Image.Image:
         fill = colour if rgb else colour[0]
         x0, y0 = rng.uniform(0.1, 0.7, size=2) * _CANVAS
         w, h = rng.uniform(0.12, 0.45, size=2) * _CANVAS
-        box = (float(x0), float(y0), float(min(x0 + w, _CANVAS * 0.95)), float(min(y0 + h, _CANVAS * 0.95)))
+        box = (
+            float(x0),
+            float(y0),
+            float(min(x0 + w, _CANVAS * 0.95)),
+            float(min(y0 + h, _CANVAS * 0.95)),
+        )
         kind = int(rng.integers(0, 4))
         if kind == 0:
             draw.ellipse(box, fill=fill)
         elif kind == 1:
             draw.rectangle(box, fill=fill)
         elif kind == 2:
-            points = [tuple(float(v) for v in rng.uniform(0.1, 0.9, size=2) * _CANVAS) for _ in range(3)]
+            points = [
+                tuple(float(v) for v in rng.uniform(0.1, 0.9, size=2) * _CANVAS) for _ in range(3)
+            ]
             draw.polygon(points, fill=fill)
         else:
             draw.line([box[:2], box[2:]], fill=fill, width=int(rng.integers(4, 12)))
@@ -74,10 +81,14 @@ def _sample(pattern: Image.Image, spec: SyntheticSpec, rng: np.random.Generator)
     cx, cy = centre + shift[0], centre + shift[1]
     coeffs = (cos, sin, centre - cos * cx - sin * cy, -sin, cos, centre + sin * cx - cos * cy)
     border = pattern.getpixel((0, 0))
-    posed = pattern.transform(pattern.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR, fillcolor=border)
+    posed = pattern.transform(
+        pattern.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR, fillcolor=border
+    )
     crop = int(_CANVAS * 0.8)
     offset = (_CANVAS - crop) // 2
-    posed = posed.crop((offset, offset, offset + crop, offset + crop)).resize((spec.size, spec.size), Image.Resampling.BILINEAR)
+    posed = posed.crop((offset, offset, offset + crop, offset + crop)).resize(
+        (spec.size, spec.size), Image.Resampling.BILINEAR
+    )
     blur = float(rng.uniform(0, spec.max_blur))
     if blur > 0.2:
         posed = posed.filter(ImageFilter.GaussianBlur(blur))
@@ -89,7 +100,9 @@ def _sample(pattern: Image.Image, spec: SyntheticSpec, rng: np.random.Generator)
     return Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8), posed.mode)
 
 
-def generate_identities(out_dir: str | os.PathLike[str], spec: SyntheticSpec = SyntheticSpec(), seed: int = 0) -> Path:
+def generate_identities(
+    out_dir: str | os.PathLike[str], spec: SyntheticSpec = SyntheticSpec(), seed: int = 0
+) -> Path:
     """Write an ImageFolder of ``spec.identities`` folders (id_000, id_001, …) to ``out_dir``.
 
     Formats alternate between the ones in ``spec.formats``, so readers are exercised on each.
@@ -105,5 +118,9 @@ def generate_identities(out_dir: str | os.PathLike[str], spec: SyntheticSpec = S
             fmt = spec.formats[index % len(spec.formats)]
             target = folder / f"{index:03d}.{fmt}"
             with atomic_path(target) as tmp:
-                _sample(pattern, spec, rng).save(tmp, format="JPEG" if fmt == "jpg" else fmt.upper(), **({"quality": 92} if fmt == "jpg" else {}))
+                _sample(pattern, spec, rng).save(
+                    tmp,
+                    format="JPEG" if fmt == "jpg" else fmt.upper(),
+                    **({"quality": 92} if fmt == "jpg" else {}),
+                )
     return out_dir

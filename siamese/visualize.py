@@ -40,19 +40,26 @@ def plot_query_results(
     plt = _pyplot()
     rows = max(1, len(queries))
     cols = 1 + max([min(k, len(r.matches)) for r in results] + [1])
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * _THUMB, rows * (_THUMB + 0.4)), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(cols * _THUMB, rows * (_THUMB + 0.4)), squeeze=False
+    )
     for axis in axes.flat:
         axis.axis("off")
     for row, (query, result) in enumerate(zip(queries, results)):
         want = expected[row] if expected else None
         axes[row][0].imshow(_thumbnail(query), cmap="gray")
         verdict = "\nunknown (beyond threshold)" if result.unknown else ""
-        axes[row][0].set_title(f"query\n{Path(query).name}" + (f" ({want})" if want else "") + verdict, fontsize=9,
-                               color="darkorange" if result.unknown else "black")
+        axes[row][0].set_title(
+            f"query\n{Path(query).name}" + (f" ({want})" if want else "") + verdict,
+            fontsize=9,
+            color="darkorange" if result.unknown else "black",
+        )
         for col, match in enumerate(result.matches[:k], start=1):
             axes[row][col].imshow(_thumbnail(match.path), cmap="gray")
             colour = "black" if want is None else ("green" if match.identity == want else "red")
-            axes[row][col].set_title(f"{match.identity}\nDissimilarity: {match.distance:.3f}", fontsize=9, color=colour)
+            axes[row][col].set_title(
+                f"{match.identity}\nDissimilarity: {match.distance:.3f}", fontsize=9, color=colour
+            )
     fig.tight_layout()
     return _save(fig, out_path)
 
@@ -83,23 +90,49 @@ def plot_roc(curve, out_path: str | os.PathLike[str], *, fars: Sequence[float] =
     for far in fars:
         axis.axvline(far, color="grey", linestyle=":", linewidth=1)
         axis.text(far, 0.02, f" FAR {far:g}", fontsize=8, color="grey")
-    axis.set(xscale="log", xlabel="false accept rate", ylabel="true accept rate", ylim=(0, 1.02), title="verification ROC")
+    axis.set(
+        xscale="log",
+        xlabel="false accept rate",
+        ylabel="true accept rate",
+        ylim=(0, 1.02),
+        title="verification ROC",
+    )
     axis.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, out_path)
 
 
-def plot_distance_histograms(same, different, thresholds: dict[float, float], out_path: str | os.PathLike[str]) -> Path:
+def plot_distance_histograms(
+    same, different, thresholds: dict[float, float], out_path: str | os.PathLike[str]
+) -> Path:
     """Histograms of same-identity and different-identity distances, with FAR thresholds marked."""
     plt = _pyplot()
     fig, axis = plt.subplots(figsize=(7, 4.5))
-    bins = np.linspace(0, float(max(np.max(same, initial=0), np.max(different, initial=0))) * 1.02 + 1e-9, 60)
-    axis.hist(different, bins=bins, alpha=0.6, density=True, color="tab:red", label=f"different identity ({len(different)} pairs)")
-    axis.hist(same, bins=bins, alpha=0.6, density=True, color="tab:green", label=f"same identity ({len(same)} pairs)")
+    bins = np.linspace(
+        0, float(max(np.max(same, initial=0), np.max(different, initial=0))) * 1.02 + 1e-9, 60
+    )
+    axis.hist(
+        different,
+        bins=bins,
+        alpha=0.6,
+        density=True,
+        color="tab:red",
+        label=f"different identity ({len(different)} pairs)",
+    )
+    axis.hist(
+        same,
+        bins=bins,
+        alpha=0.6,
+        density=True,
+        color="tab:green",
+        label=f"same identity ({len(same)} pairs)",
+    )
     for far, threshold in thresholds.items():
         axis.axvline(threshold, color="black", linestyle="--", linewidth=1)
         axis.text(threshold, axis.get_ylim()[1] * 0.9, f" FAR {far:g}", fontsize=8)
-    axis.set(xlabel="L2 distance", ylabel="density", title="distances between query and gallery images")
+    axis.set(
+        xlabel="L2 distance", ylabel="density", title="distances between query and gallery images"
+    )
     axis.legend()
     fig.tight_layout()
     return _save(fig, out_path)

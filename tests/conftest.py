@@ -34,8 +34,17 @@ def trained_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     config = TrainConfig(
-        data_dir=str(tiny_dataset), out_dir=str(run_dir), image_size=32, widths=(8, 16), embedding_dim=8,
-        epochs=2, steps_per_epoch=4, identities_per_batch=4, images_per_identity=3, val_fraction=0.25, seed=0,
+        data_dir=str(tiny_dataset),
+        out_dir=str(run_dir),
+        image_size=32,
+        widths=(8, 16),
+        embedding_dim=8,
+        epochs=2,
+        steps_per_epoch=4,
+        identities_per_batch=4,
+        images_per_identity=3,
+        val_fraction=0.25,
+        seed=0,
     )
     train(config)
     return run_dir
@@ -50,7 +59,9 @@ def model_path(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="session")
-def gallery_dir(model_path: Path, unseen_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gallery_dir(
+    model_path: Path, unseen_dataset: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """A gallery of the unseen identities built with the tiny model."""
     from siamese.engine import Embedder
     from siamese.index import Gallery

@@ -26,7 +26,9 @@ def suites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_bench_runs_a_suite_and_records_json(suites: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["bench", "echo", "--quick", "-O", "n=7", "--work-dir", str(tmp_path / "w"), "--json"])
+    result = CliRunner().invoke(
+        app, ["bench", "echo", "--quick", "-O", "n=7", "--work-dir", str(tmp_path / "w"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["results"] == {"quick": True, "n": 7}

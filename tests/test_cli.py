@@ -26,9 +26,25 @@ def assert_clean_error(result, *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
-def test_train_export_index_query_info(tiny_dataset: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_train_export_index_query_info(
+    tiny_dataset: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "runs" / "r1"
-    result = invoke("train", tiny_dataset, "--out", run, "--epochs", "1", "--size", "32", "--steps-per-epoch", "2", "--widths", "8,16", "--json")
+    result = invoke(
+        "train",
+        tiny_dataset,
+        "--out",
+        run,
+        "--epochs",
+        "1",
+        "--size",
+        "32",
+        "--steps-per-epoch",
+        "2",
+        "--widths",
+        "8,16",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["best_epoch"] == 1
     assert json.loads((run / "config.json").read_text())["tower"]["options"]["widths"] == [8, 16]
@@ -51,18 +67,30 @@ def test_train_export_index_query_info(tiny_dataset: Path, unseen_dataset: Path,
     assert first["query"] == str(query) and first["identities"][0]["identity"] == "id_002"
     assert len(first["matches"]) == 3 and first["matches"][0]["distance"] < 1e-3
 
-    result = invoke("query", query, unseen_dataset / "id_001", "--gallery", gallery, "--show", tmp_path / "show.png")
+    result = invoke(
+        "query",
+        query,
+        unseen_dataset / "id_001",
+        "--gallery",
+        gallery,
+        "--show",
+        tmp_path / "show.png",
+    )
     assert result.exit_code == 0, result.output
     assert "id_002" in result.stdout and (tmp_path / "show.png").stat().st_size > 1000
 
     result = invoke("info", model, "--json")
-    assert result.exit_code == 0 and json.loads(result.stdout)["embedding_dim"] == 256  # 128 from the head, 128 components
+    assert (
+        result.exit_code == 0 and json.loads(result.stdout)["embedding_dim"] == 256
+    )  # 128 from the head, 128 components
     result = invoke("info", gallery, "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["count"] == 24
     assert invoke("info", gallery).exit_code == 0
 
 
-def test_query_reports_unreadable_images(gallery_dir: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_query_reports_unreadable_images(
+    gallery_dir: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
     good = next((unseen_dataset / "id_000").iterdir())
@@ -74,59 +102,118 @@ def test_query_reports_unreadable_images(gallery_dir: Path, unseen_dataset: Path
     assert result.exit_code == 1 and "none of the query images" in result.stderr
 
 
-def test_index_build_exit_code_when_files_skipped(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_index_build_exit_code_when_files_skipped(
+    model_path: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     import shutil
 
     images = tmp_path / "images"
     shutil.copytree(unseen_dataset, images)
     (images / "id_000" / "corrupt.png").write_bytes(b"\x89PNG broken")
-    result = invoke("index", "build", images, "--model", model_path, "--out", tmp_path / "g", "--json")
+    result = invoke(
+        "index", "build", images, "--model", model_path, "--out", tmp_path / "g", "--json"
+    )
     assert result.exit_code == 3
     assert json.loads(result.stdout)["failures"][0]["path"].endswith("corrupt.png")
 
 
-def test_user_mistakes_are_one_line(tmp_path: Path, model_path: Path, gallery_dir: Path, unseen_dataset: Path) -> None:
-    assert_clean_error(invoke("train", tmp_path / "missing", "--out", tmp_path / "r"), "missing: folder not found")
+def test_user_mistakes_are_one_line(
+    tmp_path: Path, model_path: Path, gallery_dir: Path, unseen_dataset: Path
+) -> None:
+    assert_clean_error(
+        invoke("train", tmp_path / "missing", "--out", tmp_path / "r"), "missing: folder not found"
+    )
     (tmp_path / "empty").mkdir()
-    assert_clean_error(invoke("train", tmp_path / "empty", "--out", tmp_path / "r"), "no images found")
-    assert_clean_error(invoke("train", tmp_path / "empty", "--out", tmp_path / "r", "--widths", "24;48"), "--widths", "'24;48'")
-    assert_clean_error(invoke("export", tmp_path / "norun", "--out", tmp_path / "m.onnx"), "run directory not found")
+    assert_clean_error(
+        invoke("train", tmp_path / "empty", "--out", tmp_path / "r"), "no images found"
+    )
+    assert_clean_error(
+        invoke("train", tmp_path / "empty", "--out", tmp_path / "r", "--widths", "24;48"),
+        "--widths",
+        "'24;48'",
+    )
+    assert_clean_error(
+        invoke("export", tmp_path / "norun", "--out", tmp_path / "m.onnx"),
+        "run directory not found",
+    )
     text = tmp_path / "notes.onnx"
     text.write_text("hello")
     assert_clean_error(invoke("info", text), "notes.onnx", "cannot load")
     assert_clean_error(invoke("info", tmp_path / "nothing"), "no such file or folder")
-    assert_clean_error(invoke("index", "build", unseen_dataset, "--model", text, "--out", tmp_path / "g"), "notes.onnx")
-    assert_clean_error(invoke("query", next(unseen_dataset.rglob("*.png")), "--gallery", tmp_path / "nogallery"), "gallery folder not found")
+    assert_clean_error(
+        invoke("index", "build", unseen_dataset, "--model", text, "--out", tmp_path / "g"),
+        "notes.onnx",
+    )
+    assert_clean_error(
+        invoke("query", next(unseen_dataset.rglob("*.png")), "--gallery", tmp_path / "nogallery"),
+        "gallery folder not found",
+    )
 
 
-def test_query_when_gallery_model_moved(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_query_when_gallery_model_moved(
+    model_path: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     import shutil
 
     moved = tmp_path / "model.onnx"
     shutil.copy(model_path, moved)
-    assert invoke("index", "build", unseen_dataset, "--model", moved, "--out", tmp_path / "g").exit_code == 0
+    assert (
+        invoke(
+            "index", "build", unseen_dataset, "--model", moved, "--out", tmp_path / "g"
+        ).exit_code
+        == 0
+    )
     moved.rename(tmp_path / "renamed.onnx")
     query = next(unseen_dataset.rglob("*.png"))
-    assert_clean_error(invoke("query", query, "--gallery", tmp_path / "g"), "no longer there", "--model")
-    assert invoke("query", query, "--gallery", tmp_path / "g", "--model", tmp_path / "renamed.onnx").exit_code == 0
+    assert_clean_error(
+        invoke("query", query, "--gallery", tmp_path / "g"), "no longer there", "--model"
+    )
+    assert (
+        invoke(
+            "query", query, "--gallery", tmp_path / "g", "--model", tmp_path / "renamed.onnx"
+        ).exit_code
+        == 0
+    )
 
 
-def test_model_gallery_mismatch_is_refused(tiny_dataset: Path, gallery_dir: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_model_gallery_mismatch_is_refused(
+    tiny_dataset: Path, gallery_dir: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     from siamese.export import export_onnx
     from siamese.training import TrainConfig, train
 
     run = tmp_path / "other"
-    train(TrainConfig(data_dir=str(tiny_dataset), out_dir=str(run), image_size=32, widths=(8, 16), embedding_dim=16,
-                      epochs=1, steps_per_epoch=1, seed=99))
+    train(
+        TrainConfig(
+            data_dir=str(tiny_dataset),
+            out_dir=str(run),
+            image_size=32,
+            widths=(8, 16),
+            embedding_dim=16,
+            epochs=1,
+            steps_per_epoch=1,
+            seed=99,
+        )
+    )
     other = export_onnx(run, tmp_path / "other.onnx").path
     query = next(unseen_dataset.rglob("*.png"))
-    assert_clean_error(invoke("query", query, "--gallery", gallery_dir, "--model", other), "built with model", "other.onnx")
+    assert_clean_error(
+        invoke("query", query, "--gallery", gallery_dir, "--model", other),
+        "built with model",
+        "other.onnx",
+    )
 
 
-@pytest.mark.skipif(__import__("siamese.engine.providers", fromlist=["x"]).gpu_present(), reason="needs a machine without GPU")
+@pytest.mark.skipif(
+    __import__("siamese.engine.providers", fromlist=["x"]).gpu_present(),
+    reason="needs a machine without GPU",
+)
 def test_insisting_on_cuda_without_gpu(gallery_dir: Path, unseen_dataset: Path) -> None:
     query = next(unseen_dataset.rglob("*.png"))
-    assert_clean_error(invoke("query", query, "--gallery", gallery_dir, "--device", "cuda"), "--device cuda cannot run here")
+    assert_clean_error(
+        invoke("query", query, "--gallery", gallery_dir, "--device", "cuda"),
+        "--device cuda cannot run here",
+    )
 
 
 def test_version_and_help() -> None:

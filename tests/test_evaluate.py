@@ -15,22 +15,37 @@ from siamese.image_folder import LabelledImage
 
 
 def test_split_per_identity() -> None:
-    items = [LabelledImage(Path(f"{who}/{i}.png"), who) for who in ("a", "b") for i in range(4)] + [LabelledImage(Path("c/0.png"), "c")]
+    items = [LabelledImage(Path(f"{who}/{i}.png"), who) for who in ("a", "b") for i in range(4)] + [
+        LabelledImage(Path("c/0.png"), "c")
+    ]
     gallery, queries = split_per_identity(items, 2, "first", seed=0)
     assert [str(i.path) for i in gallery] == ["a/0.png", "a/1.png", "b/0.png", "b/1.png", "c/0.png"]
     assert len(queries) == 4 and all(q.identity in ("a", "b") for q in queries)
     random_gallery, _ = split_per_identity(items, 1, "random", seed=1)
     assert sorted(i.identity for i in random_gallery) == ["a", "b", "c"]
-    assert split_per_identity(items, 1, "random", seed=1) == split_per_identity(items, 1, "random", seed=1)
+    assert split_per_identity(items, 1, "random", seed=1) == split_per_identity(
+        items, 1, "random", seed=1
+    )
     with pytest.raises(DataError, match="split must be"):
         split_per_identity(items, 1, "alphabetical", seed=0)
 
 
 def test_evaluate_reports_and_plots(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
-    report = evaluate(EvalConfig(model=str(model_path), data_dir=str(unseen_dataset), gallery_per_identity=2, out_dir=str(tmp_path / "eval")))
-    assert report["gallery_images"] == 8 and report["query_images"] == 16 and report["identities"] == 4
+    report = evaluate(
+        EvalConfig(
+            model=str(model_path),
+            data_dir=str(unseen_dataset),
+            gallery_per_identity=2,
+            out_dir=str(tmp_path / "eval"),
+        )
+    )
+    assert (
+        report["gallery_images"] == 8 and report["query_images"] == 16 and report["identities"] == 4
+    )
     ident, verif = report["identification"], report["verification"]
-    assert 0.25 <= ident["recall_at_1"] <= ident["recall_at_5"] <= ident["recall_at_10"] == 1.0  # only 4 identities
+    assert (
+        0.25 <= ident["recall_at_1"] <= ident["recall_at_5"] <= ident["recall_at_10"] == 1.0
+    )  # only 4 identities
     assert 0 <= ident["map_at_r"] <= 1 and 0 <= verif["roc_auc"] <= 1 and 0 <= verif["eer"] <= 1
     assert verif["same_pairs"] == 16 * 2 and verif["different_pairs"] == 16 * 6
     for name in ("eval.json", "roc.png", "distances.png"):
@@ -39,19 +54,35 @@ def test_evaluate_reports_and_plots(model_path: Path, unseen_dataset: Path, tmp_
 
 
 def test_separate_gallery_and_queries(model_path: Path, unseen_dataset: Path) -> None:
-    report = evaluate(EvalConfig(model=str(model_path), gallery_dir=str(unseen_dataset), queries_dir=str(unseen_dataset)))
+    report = evaluate(
+        EvalConfig(
+            model=str(model_path), gallery_dir=str(unseen_dataset), queries_dir=str(unseen_dataset)
+        )
+    )
     assert report["identification"]["recall_at_1"] == 1.0  # every query is also in the gallery
     with pytest.raises(DataError, match="not both"):
-        evaluate(EvalConfig(model=str(model_path), data_dir=str(unseen_dataset), gallery_dir=str(unseen_dataset)))
+        evaluate(
+            EvalConfig(
+                model=str(model_path), data_dir=str(unseen_dataset), gallery_dir=str(unseen_dataset)
+            )
+        )
 
 
 def test_cli_eval(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["eval", str(model_path), str(unseen_dataset), "--far", "0.1", "--json"])
+    result = runner.invoke(
+        app, ["eval", str(model_path), str(unseen_dataset), "--far", "0.1", "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert "tar_at_far_0.1" in report["verification"] and report["query_images"] == 20
-    result = runner.invoke(app, ["eval", str(model_path), str(unseen_dataset), "--out", str(tmp_path / "e")])
-    assert result.exit_code == 0 and "recall@1" in result.stdout and "TAR @ FAR 0.001" in result.stdout
-    result = runner.invoke(app, ["eval", str(model_path), str(unseen_dataset), "--gallery-per-identity", "6"])
+    result = runner.invoke(
+        app, ["eval", str(model_path), str(unseen_dataset), "--out", str(tmp_path / "e")]
+    )
+    assert (
+        result.exit_code == 0 and "recall@1" in result.stdout and "TAR @ FAR 0.001" in result.stdout
+    )
+    result = runner.invoke(
+        app, ["eval", str(model_path), str(unseen_dataset), "--gallery-per-identity", "6"]
+    )
     assert result.exit_code == 1 and "no query images" in result.stderr

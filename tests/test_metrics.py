@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from siamese.metrics import retrieval_metrics, roc_curve, sample_pair_distances, threshold_at_far, verification_metrics
+from siamese.metrics import (
+    retrieval_metrics,
+    roc_curve,
+    sample_pair_distances,
+    threshold_at_far,
+    verification_metrics,
+)
 
 
 def test_recall_and_map_at_r_by_hand() -> None:
@@ -24,14 +30,22 @@ def test_recall_and_map_at_r_by_hand() -> None:
 
 def test_leave_one_out_excludes_self_and_singletons() -> None:
     points = np.array([[0.0], [0.1], [5.0], [5.2], [9.0]], dtype=np.float32)
-    labels = np.array([0, 0, 1, 1, 2])  # identity 2 has one image: no answer exists, so it is skipped
+    labels = np.array(
+        [0, 0, 1, 1, 2]
+    )  # identity 2 has one image: no answer exists, so it is skipped
     result = retrieval_metrics(points, labels, ks=(1,))
     assert result["recall_at_1"] == 1.0 and result["map_at_r"] == 1.0 and result["queries"] == 4
 
 
 def test_queries_without_gallery_identity_are_ignored() -> None:
     gallery = np.array([[0.0], [1.0]], dtype=np.float32)
-    result = retrieval_metrics(np.array([[0.2], [0.9]], dtype=np.float32), np.array([0, 7]), gallery, np.array([0, 1]), ks=(1,))
+    result = retrieval_metrics(
+        np.array([[0.2], [0.9]], dtype=np.float32),
+        np.array([0, 7]),
+        gallery,
+        np.array([0, 1]),
+        ks=(1,),
+    )
     assert result["queries"] == 1 and result["recall_at_1"] == 1.0
 
 
@@ -42,7 +56,10 @@ def test_verification_by_hand() -> None:
     # Pairs (same, different) where same < different: 3 same × 10 + 0.9 beats 5 of 10 -> 35/40.
     assert result["roc_auc"] == pytest.approx(35 / 40)
     # FAR 0.1 allows one different pair: accept distances below 0.6 -> 3 of 4 same pairs.
-    assert result["threshold_at_far_0.1"] == pytest.approx(0.6, abs=1e-6) and result["threshold_at_far_0.1"] < 0.6
+    assert (
+        result["threshold_at_far_0.1"] == pytest.approx(0.6, abs=1e-6)
+        and result["threshold_at_far_0.1"] < 0.6
+    )
     assert result["tar_at_far_0.1"] == 0.75
     assert 0.0 < result["eer"] <= 0.25
 

@@ -16,10 +16,29 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_wheel_holds_only_the_siamese_package(tmp_path: Path) -> None:
     import shutil
 
-    source = tmp_path / "source"  # build from a copy: setuptools leaves build/ behind in the tree it builds
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".ci", "*venv*", "build", "*.egg-info", "__pycache__", ".bench-work", "results"))
+    source = (
+        tmp_path / "source"
+    )  # build from a copy: setuptools leaves build/ behind in the tree it builds
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".ci", "*venv*", "build", "*.egg-info", "__pycache__", ".bench-work", "results"
+        ),
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(source),
+        ],
         check=True,
         capture_output=True,
     )
@@ -27,11 +46,24 @@ def test_wheel_holds_only_the_siamese_package(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"siamese", next(n for n in top_level if n.endswith(".dist-info"))}
-    for module in ("training/trainer.py", "export/onnx_export.py", "engine/embedder.py", "index/gallery.py", "cli.py",
-                   "service/app.py", "service/static/index.html", "service/static/app.js", "service/static/style.css"):
+    for module in (
+        "training/trainer.py",
+        "export/onnx_export.py",
+        "engine/embedder.py",
+        "index/gallery.py",
+        "cli.py",
+        "service/app.py",
+        "service/static/index.html",
+        "service/static/app.js",
+        "service/static/style.css",
+    ):
         assert f"siamese/{module}" in names
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
-    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    entry_points = (
+        zipfile.ZipFile(wheel)
+        .read(next(n for n in names if n.endswith("entry_points.txt")))
+        .decode()
+    )
     assert "siamese = siamese.cli:app" in entry_points
 
 

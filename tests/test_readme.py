@@ -11,11 +11,17 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_python_api_example(model_path: Path, unseen_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_python_api_example(
+    model_path: Path,
+    unseen_dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from siamese.engine import Embedder
     from siamese.index import Gallery
 
-    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
     shutil.copy(model_path, tmp_path / "model.onnx")
     Gallery.build(unseen_dataset, Embedder(tmp_path / "model.onnx"), tmp_path / "gallery")
     shutil.copy(next((unseen_dataset / "id_003").iterdir()), tmp_path / "photo.jpg")
@@ -30,6 +36,6 @@ def test_readme_commands_exist() -> None:
     from siamese.cli import app
 
     text = README.read_text()
-    for command in re.findall(r"^siamese ((?:index )?[a-z]+)", text, flags=re.M):
+    for command in re.findall(r"^siamese ((?:index )?[a-z]+)", text, flags=re.MULTILINE):
         result = CliRunner().invoke(app, [*command.split(), "--help"])
         assert result.exit_code == 0, command

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 
-def test_query_path_does_not_import_torch(model_path: Path, gallery_dir: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_query_path_does_not_import_torch(
+    model_path: Path, gallery_dir: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     query = next(unseen_dataset.glob("id_000/*"))
     code = f"""
 import sys
@@ -31,6 +33,8 @@ loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")
 assert not loaded, loaded
 print("ok")
 """
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("ok")

@@ -38,7 +38,11 @@ def test_planted_pickle_is_refused_and_never_runs(trained_run: Path, tmp_path: P
     with pytest.raises(RunError, match="unreadable weights"):
         load_run(run)
     result = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "m.onnx")])
-    assert result.exit_code == 1 and "unreadable weights" in result.stderr and "Traceback" not in result.output
+    assert (
+        result.exit_code == 1
+        and "unreadable weights" in result.stderr
+        and "Traceback" not in result.output
+    )
     assert not marker.exists() and not (tmp_path / "m.onnx").exists()
 
 
@@ -48,7 +52,14 @@ def _with_external_data(model_path: Path, folder: Path) -> Path:
     folder.mkdir()
     model = onnx.load(str(model_path))
     target = folder / "model.onnx"
-    onnx.save_model(model, str(target), save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin", size_threshold=256)
+    onnx.save_model(
+        model,
+        str(target),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=256,
+    )
     return target
 
 
@@ -72,12 +83,16 @@ def test_external_data_beside_the_model_loads(model_path: Path, tmp_path: Path) 
 
 
 @pytest.mark.parametrize("escape", ["../secret.bin", "/ABSOLUTE/secret.bin", "symlink"])
-def test_external_data_escaping_the_folder_is_refused(model_path: Path, tmp_path: Path, escape: str) -> None:
+def test_external_data_escaping_the_folder_is_refused(
+    model_path: Path, tmp_path: Path, escape: str
+) -> None:
     from siamese.engine import Embedder
 
     model = _with_external_data(model_path, tmp_path / "m")
     secret = tmp_path / "secret.bin"
-    shutil.copy(tmp_path / "m" / "weights.bin", secret)  # readable bytes: only our check stands in the way
+    shutil.copy(
+        tmp_path / "m" / "weights.bin", secret
+    )  # readable bytes: only our check stands in the way
     if escape == "symlink":
         (tmp_path / "m" / "weights.bin").unlink()
         (tmp_path / "m" / "weights.bin").symlink_to(secret)

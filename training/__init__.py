@@ -5,4 +5,14 @@ from siamese.training.run_dir import LoadedRun, load_run
 from siamese.training.towers import TOWERS, EmbeddingTower, SeedTower, create_tower
 from siamese.training.trainer import TrainResult, train
 
-__all__ = ["TOWERS", "EmbeddingTower", "LoadedRun", "SeedTower", "TrainConfig", "TrainResult", "create_tower", "load_run", "train"]
+__all__ = [
+    "TOWERS",
+    "EmbeddingTower",
+    "LoadedRun",
+    "SeedTower",
+    "TrainConfig",
+    "TrainResult",
+    "create_tower",
+    "load_run",
+    "train",
+]

@@ -38,7 +38,9 @@ def build_augmentation(preset: str, flip: str, spec: InputSpec) -> Augmentation 
     larger crops and rotations, blur and erasing, for small datasets that overfit.
     """
     if preset not in AUGMENTATIONS:
-        raise ConfigError(f"unknown augmentation {preset!r}; choose one of: {', '.join(AUGMENTATIONS)}")
+        raise ConfigError(
+            f"unknown augmentation {preset!r}; choose one of: {', '.join(AUGMENTATIONS)}"
+        )
     if flip not in FLIPS:
         raise ConfigError(f"unknown flip {flip!r}; choose one of: {', '.join(FLIPS)}")
     size = (spec.height, spec.width)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
-
-from siamese.spec import InputSpec
 from siamese.training.augment import Augmentation
 from siamese.training.data import ImageDataset
 from siamese.training.samplers import PKSampler, sample_pairs, sample_triplets
+from torch.utils.data import DataLoader, Dataset
+
+from siamese.spec import InputSpec
 
 
 class TrainingImages(Dataset):
@@ -23,7 +23,9 @@ class TrainingImages(Dataset):
     instance-discrimination term).
     """
 
-    def __init__(self, data: ImageDataset, augmentation: Augmentation | None, views: int = 1) -> None:
+    def __init__(
+        self, data: ImageDataset, augmentation: Augmentation | None, views: int = 1
+    ) -> None:
         if views not in (1, 2) or (views == 2 and augmentation is None):
             raise ValueError("two views need an augmentation; otherwise use one view")
         self.pixels = torch.from_numpy(data.pixels).permute(0, 3, 1, 2)  # a view: no copy
@@ -37,13 +39,17 @@ class TrainingImages(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.pixels[index]
         if self.views == 2:
-            return torch.stack([self.augmentation(image), self.augmentation(image)]), self.labels[index]  # type: ignore[misc]
+            return torch.stack([self.augmentation(image), self.augmentation(image)]), self.labels[
+                index
+            ]  # type: ignore[misc]
         if self.augmentation is not None:
             image = self.augmentation(image)
         return image, self.labels[index]
 
 
-def flatten_views(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def flatten_views(
+    images: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """A batch of N×V×C×H×W views → (N·V)×C×H×W images, their labels, and which image each view shows.
 
     A plain N×C×H×W batch passes through with ``None`` for the instances.
@@ -58,7 +64,9 @@ def flatten_views(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
 class RandomTupleSampler:
     """Seed-style batches: ``batch_size`` random pairs (laid out [firsts, seconds]) or triplets ([a, p, n])."""
 
-    def __init__(self, labels: np.ndarray, kind: str, batch_size: int, steps: int, seed: int = 0) -> None:
+    def __init__(
+        self, labels: np.ndarray, kind: str, batch_size: int, steps: int, seed: int = 0
+    ) -> None:
         self.labels, self.kind, self.batch_size, self.steps = labels, kind, batch_size, steps
         self.rng = np.random.default_rng(seed)
 
@@ -73,14 +81,31 @@ class RandomTupleSampler:
             yield np.concatenate(members).tolist()
 
 
-def make_sampler(labels: np.ndarray, sampler: str, kind: str, batch_size: int, p: int, k: int, steps: int, seed: int) -> PKSampler | RandomTupleSampler:
+def make_sampler(
+    labels: np.ndarray,
+    sampler: str,
+    kind: str,
+    batch_size: int,
+    p: int,
+    k: int,
+    steps: int,
+    seed: int,
+) -> PKSampler | RandomTupleSampler:
     """The batch sampler for a criterion: P×K for mined losses, random tuples for seed-style training."""
     if sampler == "pk":
         return PKSampler(labels, p, k, steps, seed)
     return RandomTupleSampler(labels, kind, batch_size, steps, seed)
 
 
-def make_loader(data: ImageDataset, augmentation: Augmentation | None, batch_sampler, workers: int, seed: int, pin: bool, views: int = 1) -> DataLoader:
+def make_loader(
+    data: ImageDataset,
+    augmentation: Augmentation | None,
+    batch_sampler,
+    workers: int,
+    seed: int,
+    pin: bool,
+    views: int = 1,
+) -> DataLoader:
     """A DataLoader whose augmentation randomness is reproducible from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
@@ -95,6 +120,10 @@ def make_loader(data: ImageDataset, augmentation: Augmentation | None, batch_sam
 
 def normalize_batch(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     """uint8 N×C×H×W → the tower's float input; the same arithmetic as siamese.engine.image.normalize."""
-    mean = torch.tensor(spec.mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255.0
-    scale = 1.0 / (torch.tensor(spec.std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255.0)
+    mean = (
+        torch.tensor(spec.mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255.0
+    )
+    scale = 1.0 / (
+        torch.tensor(spec.std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255.0
+    )
     return (images.float() - mean) * scale

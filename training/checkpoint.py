@@ -35,4 +35,6 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # includes pickles that would need code execution
-        raise RunError(f"{path}: cannot load checkpoint safely ({str(exc).strip().splitlines()[0]})") from exc
+        raise RunError(
+            f"{path}: cannot load checkpoint safely ({str(exc).strip().splitlines()[0]})"
+        ) from exc

@@ -90,18 +90,42 @@ class TrainConfig:
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}"),
             (self.resize in RESIZE_RULES, f"resize must be one of {', '.join(RESIZE_RULES)}"),
-            (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}"),
-            (self.embedding_dim is None or self.embedding_dim >= 1, "embedding dim must be positive"),
-            (self.tower != "conv" or bool(self.widths) and min(self.widths) >= 1, f"conv tower widths must be one or more positive numbers, got {self.widths}"),
-            (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps per epoch must be positive"),
-            (self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}"),
+            (
+                self.device in ("auto", "cpu", "cuda"),
+                f"device must be auto, cpu or cuda, got {self.device!r}",
+            ),
+            (
+                self.embedding_dim is None or self.embedding_dim >= 1,
+                "embedding dim must be positive",
+            ),
+            (
+                self.tower != "conv" or bool(self.widths) and min(self.widths) >= 1,
+                f"conv tower widths must be one or more positive numbers, got {self.widths}",
+            ),
+            (
+                self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+                "steps per epoch must be positive",
+            ),
+            (
+                self.schedule in ("cosine", "constant"),
+                f"schedule must be cosine or constant, got {self.schedule!r}",
+            ),
             (self.select_by in SELECT_BY, f"select-by must be one of {', '.join(SELECT_BY)}"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1 epoch"),
             (self.workers >= 0, "workers cannot be negative"),
             (self.warmup_epochs >= 0, "warm-up cannot be negative"),
-            (self.instance_weight >= 0, f"instance weight cannot be negative, got {self.instance_weight}"),
-            (self.instance_weight == 0 or self.sampler == "pk", "the instance term needs P×K batches (--sampler pk)"),
-            (self.instance_weight == 0 or self.augment != "none", "the instance term compares two augmented views: it needs --augment light, medium or strong"),
+            (
+                self.instance_weight >= 0,
+                f"instance weight cannot be negative, got {self.instance_weight}",
+            ),
+            (
+                self.instance_weight == 0 or self.sampler == "pk",
+                "the instance term needs P×K batches (--sampler pk)",
+            ),
+            (
+                self.instance_weight == 0 or self.augment != "none",
+                "the instance term compares two augmented views: it needs --augment light, medium or strong",
+            ),
         ]
         for ok, message in checks:
             if not ok:

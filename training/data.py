@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-
 from siamese.engine.image import load_pixels
+
 from siamese.errors import DataError, ImageDecodeError
 from siamese.image_folder import scan_image_folder
 from siamese.progress import progress_bar
@@ -46,14 +46,22 @@ class ImageDataset:
 
     def rows(self, indices: NDArray[np.int64]) -> ImageDataset:
         """The images at ``indices``, labels unchanged."""
-        return ImageDataset(self.pixels[indices], self.labels[indices], self.identities, [self.paths[i] for i in indices], self.spec)
+        return ImageDataset(
+            self.pixels[indices],
+            self.labels[indices],
+            self.identities,
+            [self.paths[i] for i in indices],
+            self.spec,
+        )
 
 
 def _decode_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def load_image_folder(root: str | os.PathLike[str], spec: InputSpec, *, progress: bool = False) -> ImageDataset:
+def load_image_folder(
+    root: str | os.PathLike[str], spec: InputSpec, *, progress: bool = False
+) -> ImageDataset:
     """Decode every image of an ImageFolder at the spec's size; unreadable files are skipped.
 
     Raises:
@@ -68,16 +76,23 @@ def load_image_folder(root: str | os.PathLike[str], spec: InputSpec, *, progress
         except ImageDecodeError as exc:
             return exc
 
-    with progress_bar("decoding images", len(items), progress) as ticker, ThreadPoolExecutor(_decode_threads()) as pool:
+    with (
+        progress_bar("decoding images", len(items), progress) as ticker,
+        ThreadPoolExecutor(_decode_threads()) as pool,
+    ):
         for result in pool.map(load, (item.path for item in items)):
             results.append(result)
             ticker.advance()
 
     skipped = [(err.path, err.reason) for err in results if isinstance(err, ImageDecodeError)]
-    good = [(item, pix) for item, pix in zip(items, results) if not isinstance(pix, ImageDecodeError)]
+    good = [
+        (item, pix) for item, pix in zip(items, results) if not isinstance(pix, ImageDecodeError)
+    ]
     identities = sorted({item.identity for item, _ in good})
     if len(identities) < 2:
-        raise DataError(f"{root}: need at least two identities with readable images, found {len(identities)}")
+        raise DataError(
+            f"{root}: need at least two identities with readable images, found {len(identities)}"
+        )
     index = {name: i for i, name in enumerate(identities)}
     return ImageDataset(
         pixels=np.stack([pix for _, pix in good]),
@@ -105,7 +120,9 @@ def typical_image_size(root: str | os.PathLike[str], sample: int = 64) -> int:
     return int(np.median(sides)) if sides else 0
 
 
-def split_identities(identities: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+def split_identities(
+    identities: list[str], val_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
     """Split identities (never images) into training and validation sets, reproducibly.
 
     Validation needs at least two identities and training keeps at least two; with too few

@@ -14,12 +14,12 @@ from typing import Any
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
+from siamese.training.towers import create_tower
 from torch import nn
 
 from siamese.errors import RunError
 from siamese.io import read_json, sha256_file, write_bytes_atomic, write_json_atomic
 from siamese.spec import InputSpec
-from siamese.training.towers import create_tower
 
 CONFIG_FILE = "config.json"
 BEST_WEIGHTS = "tower.safetensors"
@@ -42,7 +42,9 @@ class LoadedRun:
 
 def save_weights(tower: nn.Module, path: Path) -> None:
     """Atomically write the tower's state dict as safetensors."""
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in tower.state_dict().items()}
+    state = {
+        name: tensor.detach().cpu().contiguous() for name, tensor in tower.state_dict().items()
+    }
     write_bytes_atomic(path, save(state))
 
 
@@ -77,6 +79,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     try:
         tower.load_state_dict(state)
     except RuntimeError as exc:
-        raise RunError(f"{weights_path}: weights do not match the tower in config.json ({exc})") from exc
+        raise RunError(
+            f"{weights_path}: weights do not match the tower in config.json ({exc})"
+        ) from exc
     tower.eval()
     return LoadedRun(run_dir, config, spec, tower, sha256_file(weights_path))

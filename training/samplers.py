@@ -42,7 +42,9 @@ class _Groups:
         offset = offset + (offset >= own)
         return self.order[self.start[lab] + offset]
 
-    def any_other_label(self, images: IntArray, rng: np.random.Generator, labels: IntArray) -> IntArray:
+    def any_other_label(
+        self, images: IntArray, rng: np.random.Generator, labels: IntArray
+    ) -> IntArray:
         """For each image, an image drawn uniformly from all images of other labels."""
         lab = labels[images]
         pick = rng.integers(0, len(self.order) - self.size[lab])
@@ -50,7 +52,9 @@ class _Groups:
         return self.order[pick]
 
 
-def sample_pairs(labels: IntArray, count: int, rng: np.random.Generator) -> tuple[IntArray, IntArray, IntArray]:
+def sample_pairs(
+    labels: IntArray, count: int, rng: np.random.Generator
+) -> tuple[IntArray, IntArray, IntArray]:
     """Draw ``count`` pairs; returns (first, second, target) with target 0 = same, 1 = different."""
     groups = _Groups.of(labels)
     first = rng.integers(0, len(labels), size=count)
@@ -63,14 +67,20 @@ def sample_pairs(labels: IntArray, count: int, rng: np.random.Generator) -> tupl
     return first, second, (~want_same).astype(np.int64)
 
 
-def sample_triplets(labels: IntArray, count: int, rng: np.random.Generator) -> tuple[IntArray, IntArray, IntArray]:
+def sample_triplets(
+    labels: IntArray, count: int, rng: np.random.Generator
+) -> tuple[IntArray, IntArray, IntArray]:
     """Draw ``count`` (anchor, positive, negative) triplets; anchors come from identities with ≥ 2 images."""
     groups = _Groups.of(labels)
     eligible = np.flatnonzero(groups.size[labels] >= 2)
     if len(eligible) == 0:
         raise ValueError("triplets need at least one identity with two or more images")
     anchor = eligible[rng.integers(0, len(eligible), size=count)]
-    return anchor, groups.other_same(anchor, rng, labels), groups.any_other_label(anchor, rng, labels)
+    return (
+        anchor,
+        groups.other_same(anchor, rng, labels),
+        groups.any_other_label(anchor, rng, labels),
+    )
 
 
 class PKSampler:
@@ -85,9 +95,13 @@ class PKSampler:
 
     def __init__(self, labels: IntArray, p: int, k: int, steps: int, seed: int = 0) -> None:
         if p < 2 or k < 2:
-            raise ValueError(f"P×K batches need P ≥ 2 identities and K ≥ 2 images each, got P={p}, K={k}")
+            raise ValueError(
+                f"P×K batches need P ≥ 2 identities and K ≥ 2 images each, got P={p}, K={k}"
+            )
         groups = _Groups.of(labels)
-        self.members = [groups.order[s : s + n] for s, n in zip(groups.start, groups.size) if n >= 2]
+        self.members = [
+            groups.order[s : s + n] for s, n in zip(groups.start, groups.size) if n >= 2
+        ]
         if len(self.members) < 2:
             raise ValueError("P×K batches need at least two identities with two or more images")
         self.p = min(p, len(self.members))
@@ -102,6 +116,7 @@ class PKSampler:
         for _ in range(self.steps):
             chosen = self.rng.choice(len(self.members), size=self.p, replace=False)
             batch = [
-                self.rng.choice(self.members[i], size=self.k, replace=len(self.members[i]) < self.k) for i in chosen
+                self.rng.choice(self.members[i], size=self.k, replace=len(self.members[i]) < self.k)
+                for i in chosen
             ]
             yield np.concatenate(batch).tolist()

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from siamese.training.config import FIRST_CONV_WIDTHS
 from torch import nn
 
 from siamese.errors import ConfigError
 from siamese.spec import InputSpec
-from siamese.training.config import FIRST_CONV_WIDTHS
 
 
 class SeedTower(nn.Module):
@@ -31,7 +31,9 @@ class SeedTower(nn.Module):
 
     normalized = training_normalized = False
 
-    def __init__(self, in_channels: int = 1, height: int = 100, width: int = 100, embedding_dim: int = 5) -> None:
+    def __init__(
+        self, in_channels: int = 1, height: int = 100, width: int = 100, embedding_dim: int = 5
+    ) -> None:
         super().__init__()
         self.embedding_dim = embedding_dim
         self.cnn1 = nn.Sequential(
@@ -71,7 +73,13 @@ class EmbeddingHead(nn.Module):
     Unit-length embeddings put every distance in [0, 2], so margins mean the same on any dataset.
     """
 
-    def __init__(self, in_features: int, embedding_dim: int = 128, batch_norm: bool = False, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        embedding_dim: int = 128,
+        batch_norm: bool = False,
+        normalize: bool = True,
+    ) -> None:
         super().__init__()
         self.linear = nn.Linear(in_features, embedding_dim)
         self.bn = nn.BatchNorm1d(embedding_dim) if batch_norm else nn.Identity()
@@ -95,7 +103,9 @@ class FeatureProjection(nn.Module):
     def __init__(self, in_features: int, dim: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(in_features))
-        self.register_buffer("basis", torch.eye(in_features, dim))  # until fitted: the first `dim` features
+        self.register_buffer(
+            "basis", torch.eye(in_features, dim)
+        )  # until fitted: the first `dim` features
 
     @torch.no_grad()
     def fit(self, features: torch.Tensor) -> None:
@@ -127,14 +137,25 @@ class EmbeddingTower(nn.Module):
     identities it never saw need. A distance is then the mean of the two parts' squared distances.
     """
 
-    def __init__(self, backbone: nn.Module, features: int, embedding_dim: int = 128, batch_norm: bool = False,
-                 normalize: bool = True, embed_from: str = "head") -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        features: int,
+        embedding_dim: int = 128,
+        batch_norm: bool = False,
+        normalize: bool = True,
+        embed_from: str = "head",
+    ) -> None:
         super().__init__()
         if embed_from not in EMBED_FROM:
-            raise ConfigError(f"embed-from must be one of {', '.join(EMBED_FROM)}, got {embed_from!r}")
+            raise ConfigError(
+                f"embed-from must be one of {', '.join(EMBED_FROM)}, got {embed_from!r}"
+            )
         self.backbone = backbone
         self.head = EmbeddingHead(features, embedding_dim, batch_norm, normalize)
-        self.projection = FeatureProjection(features, embedding_dim) if embed_from != "head" else None
+        self.projection = (
+            FeatureProjection(features, embedding_dim) if embed_from != "head" else None
+        )
         self.embed_from = embed_from
         self.embedding_dim = 2 * embedding_dim if embed_from == "both" else embedding_dim  # served
         self.training_normalized = normalize  # the head's output, which the loss's margins assume
@@ -150,15 +171,23 @@ class EmbeddingTower(nn.Module):
             return self.head(features)
         if self.embed_from == "features":
             return self.projection(features)
-        head = F.normalize(self.head(features), dim=1)  # both halves unit length, so each weighs the same
-        return torch.cat([head, self.projection(features)], dim=1) * (0.5 ** 0.5)
+        head = F.normalize(
+            self.head(features), dim=1
+        )  # both halves unit length, so each weighs the same
+        return torch.cat([head, self.projection(features)], dim=1) * (0.5**0.5)
 
 
 def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
 
 
-def conv_backbone(in_channels: int = 1, widths: tuple[int, ...] = FIRST_CONV_WIDTHS, grid: int = 1) -> tuple[nn.Module, int]:
+def conv_backbone(
+    in_channels: int = 1, widths: tuple[int, ...] = FIRST_CONV_WIDTHS, grid: int = 1
+) -> tuple[nn.Module, int]:
     """Compact VGG-style stages (two 3×3 convs, then 2×2 max-pool), average-pooled to a grid × grid map: any input size.
 
     ``grid=1`` is global average pooling. A larger grid keeps where a feature sits, which is part of
@@ -213,13 +242,30 @@ def _replace_first_conv(model: nn.Module, path: str, in_channels: int) -> None:
     parent_path, _, attr = path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
     old: nn.Conv2d = getattr(parent, attr)
-    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=old.bias is not None)
+    new = nn.Conv2d(
+        in_channels,
+        old.out_channels,
+        old.kernel_size,
+        old.stride,
+        old.padding,
+        bias=old.bias is not None,
+    )
     setattr(parent, attr, new)
 
 
 BACKBONES: dict[str, Callable[..., tuple[nn.Module, int]]] = {
     "conv": conv_backbone,
-    **{name: _torchvision_backbone(name) for name in ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")},
+    **{
+        name: _torchvision_backbone(name)
+        for name in (
+            "resnet18",
+            "resnet34",
+            "resnet50",
+            "mobilenet_v3_small",
+            "mobilenet_v3_large",
+            "efficientnet_b0",
+        )
+    },
 }
 TOWERS = ("seed", *BACKBONES)
 
@@ -244,13 +290,20 @@ def create_tower(name: str, spec: InputSpec, options: dict[str, Any] | None = No
     if name not in TOWERS:
         raise ConfigError(f"unknown tower {name!r}; choose one of: {', '.join(TOWERS)}")
     options = dict(options or {})
-    allowed = {"embedding_dim"} if name == "seed" else {"embedding_dim", "normalize", "batch_norm", "embed_from"} | ({"widths", "grid"} if name == "conv" else set())
+    allowed = (
+        {"embedding_dim"}
+        if name == "seed"
+        else {"embedding_dim", "normalize", "batch_norm", "embed_from"}
+        | ({"widths", "grid"} if name == "conv" else set())
+    )
     unknown = set(options) - allowed
     if unknown:
         raise ConfigError(f"tower {name!r} does not take option(s): {', '.join(sorted(unknown))}")
     if name == "seed":
         return SeedTower(spec.channels, spec.height, spec.width, **options)
-    backbone_args = {"widths": tuple(int(w) for w in options.pop("widths"))} if "widths" in options else {}
+    backbone_args = (
+        {"widths": tuple(int(w) for w in options.pop("widths"))} if "widths" in options else {}
+    )
     if "grid" in options:
         backbone_args["grid"] = int(options.pop("grid"))
     backbone, features = BACKBONES[name](spec.channels, **backbone_args)
@@ -267,7 +320,9 @@ def load_pretrained(tower: nn.Module, path: str | os.PathLike[str], tower_name: 
         ConfigError: unreadable file, a non-torchvision tower, or weights that do not fit the backbone.
     """
     if tower_name not in BACKBONES or tower_name == "conv" or not isinstance(tower, EmbeddingTower):
-        raise ConfigError(f"--weights initialises torchvision backbones only, not the {tower_name!r} tower")
+        raise ConfigError(
+            f"--weights initialises torchvision backbones only, not the {tower_name!r} tower"
+        )
     path = Path(path)
     state = _read_state_dict(path)
     backbone = tower.backbone
@@ -278,7 +333,9 @@ def load_pretrained(tower: nn.Module, path: str | os.PathLike[str], tower_name: 
     usable = {k: v for k, v in state.items() if k in target}
     mismatched = [k for k, v in usable.items() if v.shape != target[k].shape]
     if mismatched or not usable:
-        raise ConfigError(f"{path}: weights do not fit {tower_name} ({'shape mismatch at ' + mismatched[0] if mismatched else 'no matching keys'})")
+        raise ConfigError(
+            f"{path}: weights do not fit {tower_name} ({'shape mismatch at ' + mismatched[0] if mismatched else 'no matching keys'})"
+        )
     backbone.load_state_dict(usable, strict=False)
     return sorted(set(target) - set(usable))
 
@@ -292,8 +349,12 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             return dict(load_file(path))
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, or a pickle needing code execution (refused by weights_only)
-        raise ConfigError(f"{path}: cannot load weights safely ({str(exc).strip().splitlines()[0]})") from exc
+    except (
+        Exception
+    ) as exc:  # corrupt file, or a pickle needing code execution (refused by weights_only)
+        raise ConfigError(
+            f"{path}: cannot load weights safely ({str(exc).strip().splitlines()[0]})"
+        ) from exc
     state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"{path}: not a state dict of tensors")

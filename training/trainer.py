@@ -18,13 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
-from siamese import __version__
-from siamese.errors import ConfigError, DataError
-from siamese.io import read_json, write_json_atomic
-from siamese.progress import progress_bar
-from siamese.spec import InputSpec
 from siamese.training.augment import build_augmentation
 from siamese.training.batches import flatten_views, make_loader, make_sampler, normalize_batch
 from siamese.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
@@ -33,9 +26,33 @@ from siamese.training.data import load_image_folder, split_identities, typical_i
 from siamese.training.losses import Criterion, create_criterion
 from siamese.training.losses.instance import InstanceLoss
 from siamese.training.plots import plot_history
-from siamese.training.run_dir import BEST_WEIGHTS, CONFIG_FILE, HISTORY_FILE, LAST_WEIGHTS, LOSS_PLOT, save_weights, write_config
-from siamese.training.towers import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_INPUT_SIZE, EmbeddingTower, count_parameters, create_tower, load_pretrained
+from siamese.training.run_dir import (
+    BEST_WEIGHTS,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    LAST_WEIGHTS,
+    LOSS_PLOT,
+    save_weights,
+    write_config,
+)
+from siamese.training.towers import (
+    DEFAULT_INPUT_SIZE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TORCHVISION_INPUT_SIZE,
+    EmbeddingTower,
+    count_parameters,
+    create_tower,
+    load_pretrained,
+)
 from siamese.training.validation import embed_dataset, fit_projection, validation_metrics
+from torch import nn
+
+from siamese import __version__
+from siamese.errors import ConfigError, DataError
+from siamese.io import read_json, write_json_atomic
+from siamese.progress import progress_bar
+from siamese.spec import InputSpec
 
 #: Config fields that may change when resuming a run (everything else must match).
 _RESUMABLE_CHANGES = {"out_dir", "epochs", "resume", "device", "workers", "patience", "amp"}
@@ -57,7 +74,9 @@ class TrainResult:
 def resolve_device(name: str) -> torch.device:
     """Map "auto" to CUDA when present; refuse "cuda" on a machine without it."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA device on this machine")
+        raise ConfigError(
+            "--device cuda was asked for, but PyTorch sees no CUDA device on this machine"
+        )
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -96,7 +115,9 @@ def tower_options(config: TrainConfig) -> dict[str, Any]:
         options["batch_norm"] = config.head_batch_norm
         if config.tower == "conv":
             options["grid"] = config.grid
-            options["widths"] = list(config.widths)  # always recorded, so a changed default cannot change old runs
+            options["widths"] = list(
+                config.widths
+            )  # always recorded, so a changed default cannot change old runs
     return options
 
 
@@ -140,9 +161,13 @@ def _autocast(device: torch.device, enabled: bool) -> Any:
 
 def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
     saved = TrainConfig.from_dict(read_json(run_dir / CONFIG_FILE)["train"]).to_dict()
-    changed = sorted(k for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES and saved.get(k) != v)
+    changed = sorted(
+        k for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES and saved.get(k) != v
+    )
     if changed:
-        raise ConfigError(f"{run_dir}: cannot resume with different settings ({', '.join(changed)}); use the original ones or a new --out")
+        raise ConfigError(
+            f"{run_dir}: cannot resume with different settings ({', '.join(changed)}); use the original ones or a new --out"
+        )
 
 
 def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
@@ -163,7 +188,9 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     device = resolve_device(config.device)
     run_dir = Path(config.out_dir)
     if (run_dir / CHECKPOINT_FILE).exists() and not config.resume:
-        raise ConfigError(f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out")
+        raise ConfigError(
+            f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out"
+        )
     torch.manual_seed(config.seed)
 
     tower = create_tower(config.tower, spec, tower_options(config))
@@ -174,7 +201,13 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     if channels_last:
         tower.to(memory_format=torch.channels_last)
     normalized = bool(tower.normalized)
-    criterion = create_criterion(config.loss, margin=config.margin, normalized=bool(tower.training_normalized), sampler=config.sampler, miner=config.miner)
+    criterion = create_criterion(
+        config.loss,
+        margin=config.margin,
+        normalized=bool(tower.training_normalized),
+        sampler=config.sampler,
+        miner=config.miner,
+    )
     config = replace(config, margin=criterion.margin, miner=criterion.miner_name)
     augmentation = build_augmentation(config.augment, config.flip, spec)
     if config.resume:
@@ -184,21 +217,43 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     train_ids, val_ids = split_identities(data.identities, config.val_fraction, config.seed)
     train_set, val_set = data.subset(train_ids), (data.subset(val_ids) if val_ids else None)
     if np.bincount(train_set.labels).max() < 2:
-        raise DataError(f"{config.data_dir}: every training identity has a single image; need two or more per identity")
+        raise DataError(
+            f"{config.data_dir}: every training identity has a single image; need two or more per identity"
+        )
 
     kind = criterion.loss.consumes if config.sampler == "random" else "batch"
-    images_per_step = {"pairs": 2 * config.batch_size, "triplets": 3 * config.batch_size}.get(kind, config.identities_per_batch * config.images_per_identity)
-    steps = config.steps_per_epoch or max(config.min_steps_per_epoch, math.ceil(len(train_set) / images_per_step))
-    sampler = make_sampler(train_set.labels, config.sampler, kind, config.batch_size, config.identities_per_batch, config.images_per_identity, steps, config.seed)
+    images_per_step = {"pairs": 2 * config.batch_size, "triplets": 3 * config.batch_size}.get(
+        kind, config.identities_per_batch * config.images_per_identity
+    )
+    steps = config.steps_per_epoch or max(
+        config.min_steps_per_epoch, math.ceil(len(train_set) / images_per_step)
+    )
+    sampler = make_sampler(
+        train_set.labels,
+        config.sampler,
+        kind,
+        config.batch_size,
+        config.identities_per_batch,
+        config.images_per_identity,
+        steps,
+        config.seed,
+    )
     views = 2 if config.instance_weight > 0 else 1
-    loader = make_loader(train_set, augmentation, sampler, config.workers, config.seed, device.type == "cuda", views)
+    loader = make_loader(
+        train_set, augmentation, sampler, config.workers, config.seed, device.type == "cuda", views
+    )
     instance_loss = _instance_loss(tower, config.instance_weight).to(device) if views == 2 else None
-    trained = [*tower.parameters(), *(instance_loss.parameters() if instance_loss is not None else [])]
+    trained = [
+        *tower.parameters(),
+        *(instance_loss.parameters() if instance_loss is not None else []),
+    ]
 
     optimizer = torch.optim.Adam(trained, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps))
     autocast = _autocast(device, config.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
+    )
 
     metric = config.select_by if val_set is not None else "loss"
     history: list[dict[str, Any]] = []
@@ -212,34 +267,72 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
         scheduler.load_state_dict(state["scheduler"])
         sampler.rng.bit_generator.state = state["sampler_rng"]
         torch.set_rng_state(state["torch_rng"])
-        history, best_epoch, best_value, since_best = state["history"], state["best_epoch"], state["best_value"], state["since_best"]
+        history, best_epoch, best_value, since_best = (
+            state["history"],
+            state["best_epoch"],
+            state["best_value"],
+            state["since_best"],
+        )
         start_epoch = state["epoch"] + 1
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, {
-            "tower": {"name": config.tower, "options": tower_options(config), "parameters": count_parameters(tower),
-                      "embedding_dim": tower.embedding_dim, "normalized": normalized},
-            "input_spec": spec.to_dict(),
-            "loss": criterion.describe(),
-            "train": config.to_dict(),
-            "data": {"dir": str(Path(config.data_dir).resolve()), "images": len(data), "train_identities": train_ids,
-                     "val_identities": val_ids, "skipped": [{"path": p, "reason": r} for p, r in data.skipped]},
-            "device": str(device),
-            "versions": _library_versions(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        })
+        write_config(
+            run_dir,
+            {
+                "tower": {
+                    "name": config.tower,
+                    "options": tower_options(config),
+                    "parameters": count_parameters(tower),
+                    "embedding_dim": tower.embedding_dim,
+                    "normalized": normalized,
+                },
+                "input_spec": spec.to_dict(),
+                "loss": criterion.describe(),
+                "train": config.to_dict(),
+                "data": {
+                    "dir": str(Path(config.data_dir).resolve()),
+                    "images": len(data),
+                    "train_identities": train_ids,
+                    "val_identities": val_ids,
+                    "skipped": [{"path": p, "reason": r} for p, r in data.skipped],
+                },
+                "device": str(device),
+                "versions": _library_versions(),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
 
     stopped_early = False
     with progress_bar(f"epoch {start_epoch}/{config.epochs}", steps, progress) as ticker:
         for epoch in range(start_epoch, config.epochs + 1):
             started = time.perf_counter()
             ticker.reset(steps, f"epoch {epoch}/{config.epochs}")
-            loss = _train_epoch(tower, criterion, instance_loss, loader, optimizer, scheduler, scaler, autocast, spec, device, channels_last, ticker)
+            loss = _train_epoch(
+                tower,
+                criterion,
+                instance_loss,
+                loader,
+                optimizer,
+                scheduler,
+                scaler,
+                autocast,
+                spec,
+                device,
+                channels_last,
+                ticker,
+            )
             fit_projection(tower, train_set, device, channels_last, config.seed)
             row: dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0]}
             if val_set is not None:
                 embeddings = embed_dataset(tower, val_set, device, channels_last)
-                row.update({f"val_{k}": v for k, v in validation_metrics(embeddings, val_set.labels, seed=config.seed).items()})
+                row.update(
+                    {
+                        f"val_{k}": v
+                        for k, v in validation_metrics(
+                            embeddings, val_set.labels, seed=config.seed
+                        ).items()
+                    }
+                )
             row["seconds"] = round(time.perf_counter() - started, 3)
             history.append(row)
 
@@ -250,14 +343,35 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
             else:
                 since_best += 1
             save_weights(tower, run_dir / LAST_WEIGHTS)
-            write_json_atomic(run_dir / HISTORY_FILE, {"metric": metric, "best_epoch": best_epoch, "epochs": history})
-            save_checkpoint(run_dir, {
-                "epoch": epoch, "model": tower.state_dict(), **({"instance": instance_loss.state_dict()} if instance_loss is not None else {}),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "history": history, "best_epoch": best_epoch, "best_value": best_value, "since_best": since_best,
-            })
-            if config.patience is not None and val_set is not None and since_best >= config.patience:
+            write_json_atomic(
+                run_dir / HISTORY_FILE,
+                {"metric": metric, "best_epoch": best_epoch, "epochs": history},
+            )
+            save_checkpoint(
+                run_dir,
+                {
+                    "epoch": epoch,
+                    "model": tower.state_dict(),
+                    **(
+                        {"instance": instance_loss.state_dict()}
+                        if instance_loss is not None
+                        else {}
+                    ),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "sampler_rng": sampler.rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                    "best_epoch": best_epoch,
+                    "best_value": best_value,
+                    "since_best": since_best,
+                },
+            )
+            if (
+                config.patience is not None
+                and val_set is not None
+                and since_best >= config.patience
+            ):
                 stopped_early = True
                 break
 
@@ -272,8 +386,20 @@ def _instance_loss(tower: nn.Module, weight: float) -> InstanceLoss:
     return InstanceLoss(weight, in_features=in_features)
 
 
-def _train_epoch(tower: nn.Module, criterion: Criterion, instance_loss: InstanceLoss | None, loader, optimizer,
-                 scheduler, scaler, autocast, spec: InputSpec, device: torch.device, channels_last: bool, ticker) -> float:
+def _train_epoch(
+    tower: nn.Module,
+    criterion: Criterion,
+    instance_loss: InstanceLoss | None,
+    loader,
+    optimizer,
+    scheduler,
+    scaler,
+    autocast,
+    spec: InputSpec,
+    device: torch.device,
+    channels_last: bool,
+    ticker,
+) -> float:
     """One pass over the epoch's batches; returns the mean loss."""
     tower.train()
     losses = []
@@ -283,13 +409,17 @@ def _train_epoch(tower: nn.Module, criterion: Criterion, instance_loss: Instance
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast():
-            if instance_loss is not None and instance_loss.on_features:  # its projector takes the backbone's features
+            if (
+                instance_loss is not None and instance_loss.on_features
+            ):  # its projector takes the backbone's features
                 features = tower.backbone(batch)
                 embeddings, compared = tower.head(features), features
             else:
                 embeddings = compared = tower.training_embedding(batch)
         loss = criterion(embeddings.float(), labels.to(device))
-        if instance_loss is not None and instances is not None:  # two views per image: instances name them
+        if (
+            instance_loss is not None and instances is not None
+        ):  # two views per image: instances name them
             loss = loss + instance_loss(compared.float(), instances.to(device))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

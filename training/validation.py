@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from siamese.training.batches import normalize_batch
+from siamese.training.data import ImageDataset
 from torch import nn
 
 from siamese.metrics import retrieval_metrics, sample_pair_distances, verification_metrics
-from siamese.training.batches import normalize_batch
-from siamese.training.data import ImageDataset
 
 _EVAL_BATCH = 256
 
@@ -18,7 +18,13 @@ PROJECTION_SAMPLE = 5000
 
 
 @torch.no_grad()
-def _forward_all(tower: nn.Module, module: nn.Module, data: ImageDataset, device: torch.device, channels_last: bool) -> torch.Tensor:
+def _forward_all(
+    tower: nn.Module,
+    module: nn.Module,
+    data: ImageDataset,
+    device: torch.device,
+    channels_last: bool,
+) -> torch.Tensor:
     """Run ``module`` over every image without augmentation, with the tower in eval mode (restoring its mode)."""
     was_training = tower.training
     tower.eval()
@@ -33,22 +39,34 @@ def _forward_all(tower: nn.Module, module: nn.Module, data: ImageDataset, device
     return torch.cat(chunks)
 
 
-def embed_dataset(tower: nn.Module, data: ImageDataset, device: torch.device, channels_last: bool = False) -> np.ndarray:
+def embed_dataset(
+    tower: nn.Module, data: ImageDataset, device: torch.device, channels_last: bool = False
+) -> np.ndarray:
     """Embed every image as the tower serves it."""
     return _forward_all(tower, tower, data, device, channels_last).cpu().numpy()
 
 
-def fit_projection(tower: nn.Module, data: ImageDataset, device: torch.device, channels_last: bool = False, seed: int = 0) -> None:
+def fit_projection(
+    tower: nn.Module,
+    data: ImageDataset,
+    device: torch.device,
+    channels_last: bool = False,
+    seed: int = 0,
+) -> None:
     """Refit the tower's FeatureProjection (if it has one) to the backbone features of up to PROJECTION_SAMPLE training images."""
     if getattr(tower, "projection", None) is None:
         return
     if len(data) > PROJECTION_SAMPLE:
-        keep = np.sort(np.random.default_rng(seed).choice(len(data), PROJECTION_SAMPLE, replace=False))
+        keep = np.sort(
+            np.random.default_rng(seed).choice(len(data), PROJECTION_SAMPLE, replace=False)
+        )
         data = data.rows(keep)
     tower.projection.fit(_forward_all(tower, tower.backbone, data, device, channels_last))
 
 
-def validation_metrics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, float]:
+def validation_metrics(
+    embeddings: np.ndarray, labels: np.ndarray, seed: int = 0
+) -> dict[str, float]:
     """Leave-one-out recall@1/5 and mAP@R, plus verification ROC-AUC and EER, over held-out identities."""
     retrieval = retrieval_metrics(embeddings, labels, ks=(1, 5))
     same, different = sample_pair_distances(embeddings, labels, max_pairs=50_000, seed=seed)

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from siamese.engine import Embedder
+from siamese.engine.image import normalize
 from siamese.engine.providers import gpu_present
-from siamese.errors import DeviceUnavailableError, ModelError
-from siamese.image_folder import scan_image_folder
 from siamese.training import load_run
 from siamese.training.data import load_image_folder
-from siamese.engine.image import normalize
+
+from siamese.errors import DeviceUnavailableError, ModelError
+from siamese.image_folder import scan_image_folder
 
 
 def test_embeds_files_in_order(model_path: Path, unseen_dataset: Path) -> None:
@@ -29,7 +29,9 @@ def test_embeds_files_in_order(model_path: Path, unseen_dataset: Path) -> None:
     np.testing.assert_allclose(single, result.embeddings[7], atol=1e-5)
 
 
-def test_training_and_engine_preprocessing_agree(model_path: Path, trained_run: Path, tiny_dataset: Path) -> None:
+def test_training_and_engine_preprocessing_agree(
+    model_path: Path, trained_run: Path, tiny_dataset: Path
+) -> None:
     """The same images through the PyTorch tower (training data path) and the engine (ONNX path)."""
     run = load_run(trained_run)
     data = load_image_folder(tiny_dataset, run.spec)
@@ -37,11 +39,15 @@ def test_training_and_engine_preprocessing_agree(model_path: Path, trained_run: 
         expected = run.tower(torch.from_numpy(normalize(data.pixels, run.spec))).numpy()
     actual = Embedder(model_path).embed_paths(data.paths).embeddings
     assert np.abs(actual - expected).max() < 1e-4
-    cosines = np.sum(actual * expected, axis=1) / (np.linalg.norm(actual, axis=1) * np.linalg.norm(expected, axis=1))
+    cosines = np.sum(actual * expected, axis=1) / (
+        np.linalg.norm(actual, axis=1) * np.linalg.norm(expected, axis=1)
+    )
     assert cosines.min() > 0.99999
 
 
-def test_corrupt_file_is_reported_and_batch_goes_on(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_corrupt_file_is_reported_and_batch_goes_on(
+    model_path: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     paths = [item.path for item in scan_image_folder(unseen_dataset)][:6]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(paths[0].read_bytes()[:100])
@@ -59,7 +65,9 @@ def test_embed_images_matches_embed_paths(model_path: Path, unseen_dataset: Path
     paths = [item.path for item in scan_image_folder(unseen_dataset)][:4]
     embedder = Embedder(model_path)
     images = [Image.open(p) for p in paths]
-    np.testing.assert_allclose(embedder.embed_images(images), embedder.embed_paths(paths).embeddings, atol=1e-6)
+    np.testing.assert_allclose(
+        embedder.embed_images(images), embedder.embed_paths(paths).embeddings, atol=1e-6
+    )
 
 
 def test_auto_device_runs_without_gpu(model_path: Path) -> None:
@@ -84,6 +92,12 @@ def test_bad_model_files(tmp_path: Path, model_path: Path) -> None:
     with pytest.raises(ModelError, match="onnxruntime cannot load"):
         Embedder(junk)
     plain = tmp_path / "plain.onnx"
-    torch.onnx.export(torch.nn.Flatten().eval(), (torch.zeros(2, 1, 4, 4),), str(plain), dynamo=True, input_names=["images"])
+    torch.onnx.export(
+        torch.nn.Flatten().eval(),
+        (torch.zeros(2, 1, 4, 4),),
+        str(plain),
+        dynamo=True,
+        input_names=["images"],
+    )
     with pytest.raises(ModelError, match="not a siamese model"):
         Embedder(plain)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
 from siamese.engine.image import load_pixels
+
 from siamese.errors import ImageDecodeError
 from siamese.spec import InputSpec
 
@@ -43,7 +43,7 @@ def _seeds() -> dict[str, bytes]:
         "interlaced.png": (colour, {"format": "PNG", "interlace": 1}),
         "palette.png": (colour.convert("P"), {"format": "PNG"}),
         "rgba.png": (colour.convert("RGBA"), {"format": "PNG"}),
-        "grey16.png": (Image.fromarray((np.asarray(grey, np.uint16) * 257)), {"format": "PNG"}),
+        "grey16.png": (Image.fromarray(np.asarray(grey, np.uint16) * 257), {"format": "PNG"}),
     }
     seeds = {}
     for name, (image, options) in variants.items():
@@ -66,7 +66,11 @@ def _truncate(data: bytes, rng: np.random.Generator) -> bytes:
 
 def _insert(data: bytes, rng: np.random.Generator) -> bytes:
     at = int(rng.integers(0, len(data)))
-    return data[:at] + rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes() + data[at:]
+    return (
+        data[:at]
+        + rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
+        + data[at:]
+    )
 
 
 def _delete(data: bytes, rng: np.random.Generator) -> bytes:
@@ -92,8 +96,13 @@ def _splice(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 MUTATIONS: dict[str, Mutation] = {
-    "flip": _flip, "truncate": _truncate, "insert": _insert, "delete": _delete,
-    "duplicate": _duplicate, "overwrite": _overwrite, "splice": _splice,
+    "flip": _flip,
+    "truncate": _truncate,
+    "insert": _insert,
+    "delete": _delete,
+    "duplicate": _duplicate,
+    "overwrite": _overwrite,
+    "splice": _splice,
 }
 
 
@@ -112,7 +121,9 @@ def fuzz(tmp_path: Path, inputs: int, seed: int) -> Counter:
         name, kind = names[n % len(names)], kinds[int(rng.integers(0, len(kinds)))]
         damaged = MUTATIONS[kind](seeds[name], rng)
         path = tmp_path / f"fuzz{n % 16}{Path(name).suffix}"
-        path.unlink(missing_ok=True)  # a fresh file: rewriting one in place makes ext4 flush on every write
+        path.unlink(
+            missing_ok=True
+        )  # a fresh file: rewriting one in place makes ext4 flush on every write
         path.write_bytes(damaged)
         tally["inputs"] += 1
         try:
@@ -127,9 +138,13 @@ def fuzz(tmp_path: Path, inputs: int, seed: int) -> Counter:
         tally["decoded"] += 1
         if kind == "truncate" and not np.array_equal(pixels, intact[name]):
             tally["half_decoded"] += 1
-            crashes.append(f"truncate of {name} to {len(damaged)}/{len(seeds[name])} bytes decoded different pixels")
-    print(f"\nfuzz: inputs {tally['inputs']}, decoded {tally['decoded']}, rejected {tally['rejected']}, "
-          f"crashes {tally['crashes']}, half-decoded {tally['half_decoded']}")
+            crashes.append(
+                f"truncate of {name} to {len(damaged)}/{len(seeds[name])} bytes decoded different pixels"
+            )
+    print(
+        f"\nfuzz: inputs {tally['inputs']}, decoded {tally['decoded']}, rejected {tally['rejected']}, "
+        f"crashes {tally['crashes']}, half-decoded {tally['half_decoded']}"
+    )
     assert not crashes, crashes[:5]
     return tally
 
@@ -138,4 +153,6 @@ def test_fuzz_damaged_files(tmp_path: Path) -> None:
     inputs = 3000 * FUZZ_SCALE
     tally = fuzz(tmp_path, inputs, seed=FUZZ_SCALE)
     assert tally["inputs"] == inputs and tally["decoded"] + tally["rejected"] == inputs
-    assert tally["rejected"] > inputs // 6 and tally["decoded"] > inputs // 30  # the mutations really do damage, and not everything
+    assert (
+        tally["rejected"] > inputs // 6 and tally["decoded"] > inputs // 30
+    )  # the mutations really do damage, and not everything

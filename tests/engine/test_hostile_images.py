@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from siamese.engine.image import MAX_FILE_BYTES, decode_image, load_pixels
+
 from siamese.errors import ImageDecodeError
 from siamese.image_folder import scan_gallery_folder
 from siamese.spec import InputSpec
@@ -24,10 +24,20 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width×height pixels, with a few bytes of data: a decompression bomb."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def save(path: Path, image: Image.Image, **options: object) -> Path:
@@ -36,7 +46,9 @@ def save(path: Path, image: Image.Image, **options: object) -> Path:
 
 
 def random_rgb(size: int = 24, seed: int = 0) -> Image.Image:
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return Image.fromarray(
+        np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,7 +87,9 @@ def test_wrong_extension_decodes_by_content(tmp_path: Path) -> None:
     image = random_rgb()
     save(tmp_path / "real.png", image)
     (tmp_path / "named.jpg").write_bytes((tmp_path / "real.png").read_bytes())
-    np.testing.assert_array_equal(load_pixels(tmp_path / "named.jpg", RGB), load_pixels(tmp_path / "real.png", RGB))
+    np.testing.assert_array_equal(
+        load_pixels(tmp_path / "named.jpg", RGB), load_pixels(tmp_path / "real.png", RGB)
+    )
 
 
 def test_formats_outside_the_allow_list_are_refused(tmp_path: Path) -> None:
@@ -86,7 +100,9 @@ def test_formats_outside_the_allow_list_are_refused(tmp_path: Path) -> None:
         decode_image(disguised)
     (tmp_path / "layers.psd").write_bytes(b"8BPS whatever")
     scan = scan_gallery_folder(tmp_path)
-    assert {Path(p).name: r for p, r in scan.refused}["layers.psd"] == "format PSD (.psd) is not allowed"
+    assert {Path(p).name: r for p, r in scan.refused}[
+        "layers.psd"
+    ] == "format PSD (.psd) is not allowed"
     assert "icon.ico" in {Path(p).name for p, _ in scan.refused}
 
 
@@ -118,7 +134,9 @@ def test_sixteen_bit_greys_keep_their_range(tmp_path: Path) -> None:
     grey = load_pixels(path, InputSpec.create(16, 1))[:, :, 0]
     assert grey[0, 0] == 0 and grey[0, -1] == 255 and np.all(np.diff(grey[0].astype(int)) >= 0)
     dark = save(tmp_path / "dark16.png", Image.fromarray(np.full((16, 16), 1000, np.uint16)))
-    assert load_pixels(dark, InputSpec.create(16, 1)).max() <= 4  # 1000/65535 of white, not stretched to 8 bits
+    assert (
+        load_pixels(dark, InputSpec.create(16, 1)).max() <= 4
+    )  # 1000/65535 of white, not stretched to 8 bits
 
 
 def test_transparency_is_flattened_onto_white(tmp_path: Path) -> None:
@@ -149,7 +167,10 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     path = save(tmp_path / "rotated.jpg", image, exif=exif.tobytes(), quality=95)
     decoded = decode_image(path)
     assert decoded.size == (10, 20)
-    top, bottom = np.asarray(decoded.convert("L"))[:10].mean(), np.asarray(decoded.convert("L"))[10:].mean()
+    top, bottom = (
+        np.asarray(decoded.convert("L"))[:10].mean(),
+        np.asarray(decoded.convert("L"))[10:].mean(),
+    )
     assert top > 200 and bottom < 50  # the left half went to the top
 
 

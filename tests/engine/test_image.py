@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from siamese.engine.image import convert_mode, decode_image, load_pixels, normalize
+
 from siamese.errors import ImageDecodeError
 from siamese.spec import InputSpec
 
@@ -42,7 +42,9 @@ def test_modes_are_converted(tmp_path: Path) -> None:
     assert np.asarray(convert_mode(rgba, "RGB")).min() == 255  # transparent becomes white
     cmyk = Image.new("CMYK", (4, 4), (0, 0, 0, 0))
     assert convert_mode(cmyk, "RGB").mode == "RGB"
-    assert load_pixels(_save(tmp_path / "p.png", Image.new("P", (5, 5))), InputSpec.create(8, 3)).shape == (8, 8, 3)
+    assert load_pixels(
+        _save(tmp_path / "p.png", Image.new("P", (5, 5))), InputSpec.create(8, 3)
+    ).shape == (8, 8, 3)
 
 
 def _save(path: Path, image: Image.Image) -> Path:
@@ -65,7 +67,9 @@ def test_decode_errors_name_the_file(tmp_path: Path, content: bytes | None, reas
 
 def test_truncated_jpeg_is_rejected(tmp_path: Path) -> None:
     full = tmp_path / "full.jpg"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(full)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        full
+    )
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(full.read_bytes()[:600])
     with pytest.raises(ImageDecodeError, match="corrupt or truncated"):

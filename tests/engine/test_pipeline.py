@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from siamese.engine.image import load_pixels, normalize
 from siamese.engine.pipeline import DecodePipeline
+
 from siamese.image_folder import scan_image_folder
 from siamese.spec import InputSpec
 
@@ -22,13 +22,18 @@ def _paths(folder: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("threads", [0, 2])
-def test_batches_hold_exactly_the_normalised_pixels(unseen_dataset: Path, tmp_path: Path, threads: int) -> None:
+def test_batches_hold_exactly_the_normalised_pixels(
+    unseen_dataset: Path, tmp_path: Path, threads: int
+) -> None:
     paths = _paths(unseen_dataset)[:21]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     mixed = [*paths[:9], broken, *paths[9:]]
     with ThreadPoolExecutor(threads) if threads else nullcontext() as pool:
-        batches = [(b.images.copy(), b.paths, b.failures) for b in DecodePipeline(SPEC, 8, pool, prefetch=2).iter_batches(mixed)]
+        batches = [
+            (b.images.copy(), b.paths, b.failures)
+            for b in DecodePipeline(SPEC, 8, pool, prefetch=2).iter_batches(mixed)
+        ]
     assert [len(p) + len(f) for _, p, f in batches] == [8, 8, 6]
     assert [p for _, paths_, _ in batches for p in paths_] == [str(p) for p in paths]
     assert [f[0] for _, _, failures in batches for f in failures] == [str(broken)]
@@ -49,7 +54,10 @@ def test_buffers_are_reused_between_batches(unseen_dataset: Path) -> None:
     """Preallocated ring: no new batch array per batch once the pipeline runs."""
     paths = _paths(unseen_dataset)
     with ThreadPoolExecutor(2) as pool:
-        bases = {id(batch.images.base) for batch in DecodePipeline(SPEC, 4, pool, prefetch=1).iter_batches(paths)}
+        bases = {
+            id(batch.images.base)
+            for batch in DecodePipeline(SPEC, 4, pool, prefetch=1).iter_batches(paths)
+        }
     assert len(bases) == 2  # prefetch + 1 buffers serve all len(paths)/4 batches
 
 

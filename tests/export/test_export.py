@@ -10,11 +10,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
-from siamese.errors import ParityError, RunError
 from siamese.export import check_parity, export_onnx
 from siamese.export.parity import ParityReport
 from siamese.training import load_run
+
+from siamese.errors import ParityError, RunError
 
 
 def test_signature_and_dynamic_batch(model_path: Path) -> None:
@@ -51,8 +51,19 @@ def test_parity_within_tolerance(model_path: Path, trained_run: Path) -> None:
 def test_feature_projection_exports_with_parity(tiny_dataset: Path, tmp_path: Path) -> None:
     from siamese.training import TrainConfig, train
 
-    config = TrainConfig(data_dir=str(tiny_dataset), out_dir=str(tmp_path / "run"), image_size=32, widths=(8, 16), embedding_dim=16,
-                         epochs=1, steps_per_epoch=2, identities_per_batch=4, images_per_identity=3, embed_from="features", grid=2)
+    config = TrainConfig(
+        data_dir=str(tiny_dataset),
+        out_dir=str(tmp_path / "run"),
+        image_size=32,
+        widths=(8, 16),
+        embedding_dim=16,
+        epochs=1,
+        steps_per_epoch=2,
+        identities_per_batch=4,
+        images_per_identity=3,
+        embed_from="features",
+        grid=2,
+    )
     train(config)
     report = export_onnx(tmp_path / "run", tmp_path / "model.onnx")
     assert report.parity.passed and report.info.normalized
@@ -62,7 +73,9 @@ def test_feature_projection_exports_with_parity(tiny_dataset: Path, tmp_path: Pa
     served = session.run(None, {"images": images})[0]
     with torch.no_grad():
         expected = run.tower.projection(run.tower.backbone(torch.from_numpy(images))).numpy()
-    assert np.allclose(served, expected, atol=1e-4) and np.allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(served, expected, atol=1e-4) and np.allclose(
+        np.linalg.norm(served, axis=1), 1.0, atol=1e-5
+    )
 
 
 def test_parity_detects_a_different_tower(model_path: Path, trained_run: Path) -> None:
@@ -72,7 +85,9 @@ def test_parity_detects_a_different_tower(model_path: Path, trained_run: Path) -
     assert not check_parity(run.tower, model_path, run.spec).passed
 
 
-def test_failed_parity_writes_nothing(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_parity_writes_nothing(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = ParityReport((1,), 0.5, 0.2, 1.0, False)
     monkeypatch.setattr("siamese.export.onnx_export.check_parity", lambda *args, **kwargs: bad)
     target = tmp_path / "model.onnx"

@@ -8,33 +8,48 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from siamese.engine import Embedder
+from siamese.export import export_onnx
+from siamese.export.variants import leave_one_out_top1
 from typer.testing import CliRunner
 
 from siamese.cli import app
-from siamese.engine import Embedder
 from siamese.errors import ConfigError, ParityError
-from siamese.export import export_onnx
-from siamese.export.variants import leave_one_out_top1
 from siamese.image_folder import scan_image_folder
 
 
 @pytest.fixture(scope="module")
-def variants(trained_run: Path, unseen_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def variants(
+    trained_run: Path, unseen_dataset: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("variants")
     return {
-        precision: export_onnx(trained_run, folder / f"{precision}.onnx", precision=precision, calibration=unseen_dataset).path
+        precision: export_onnx(
+            trained_run,
+            folder / f"{precision}.onnx",
+            precision=precision,
+            calibration=unseen_dataset,
+        ).path
         for precision in ("fp16", "int8")
     }
 
 
 @pytest.mark.parametrize(("precision", "min_cosine"), [("fp16", 0.999), ("int8", 0.98)])
-def test_variant_runs_on_cpu_close_to_fp32(variants: dict[str, Path], model_path: Path, unseen_dataset: Path, precision: str, min_cosine: float) -> None:
+def test_variant_runs_on_cpu_close_to_fp32(
+    variants: dict[str, Path],
+    model_path: Path,
+    unseen_dataset: Path,
+    precision: str,
+    min_cosine: float,
+) -> None:
     paths = [item.path for item in scan_image_folder(unseen_dataset)]
     reference = Embedder(model_path, device="cpu").embed_paths(paths).embeddings
     variant = Embedder(variants[precision], device="cpu")
     assert variant.info.precision == precision
     embedded = variant.embed_paths(paths).embeddings
-    cosines = (reference * embedded).sum(1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(embedded, axis=1))
+    cosines = (reference * embedded).sum(1) / (
+        np.linalg.norm(reference, axis=1) * np.linalg.norm(embedded, axis=1)
+    )
     assert embedded.dtype == np.float32 and cosines.min() > min_cosine
 
 
@@ -43,10 +58,14 @@ def test_variants_keep_the_siamese_metadata(variants: dict[str, Path], model_pat
     for precision, path in variants.items():
         props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
         assert props["siamese.precision"] == precision
-        assert {k: v for k, v in props.items() if k != "siamese.precision"} == {k: v for k, v in base.items() if k != "siamese.precision"}
+        assert {k: v for k, v in props.items() if k != "siamese.precision"} == {
+            k: v for k, v in base.items() if k != "siamese.precision"
+        }
 
 
-def test_int8_needs_calibration_and_precision_is_validated(trained_run: Path, tmp_path: Path) -> None:
+def test_int8_needs_calibration_and_precision_is_validated(
+    trained_run: Path, tmp_path: Path
+) -> None:
     with pytest.raises(ConfigError, match="--calibration"):
         export_onnx(trained_run, tmp_path / "m.onnx", precision="int8")
     with pytest.raises(ConfigError, match="unknown precision"):
@@ -54,7 +73,9 @@ def test_int8_needs_calibration_and_precision_is_validated(trained_run: Path, tm
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_drifting_variant_is_not_written(trained_run: Path, unseen_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_drifting_variant_is_not_written(
+    trained_run: Path, unseen_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("siamese.export.variants.INT8_MIN_MEAN_COSINE", 1.01)
     with pytest.raises(ParityError, match="int8 variant drifts"):
         export_onnx(trained_run, tmp_path / "m.onnx", precision="int8", calibration=unseen_dataset)
@@ -70,9 +91,32 @@ def test_leave_one_out_top1() -> None:
 
 def test_cli_export_precision(trained_run: Path, unseen_dataset: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    done = runner.invoke(app, ["export", str(trained_run), "--out", str(tmp_path / "q.onnx"), "--precision", "int8", "--calibration", str(unseen_dataset), "--json"])
+    done = runner.invoke(
+        app,
+        [
+            "export",
+            str(trained_run),
+            "--out",
+            str(tmp_path / "q.onnx"),
+            "--precision",
+            "int8",
+            "--calibration",
+            str(unseen_dataset),
+            "--json",
+        ],
+    )
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
-    assert report["precision"] == "int8" and report["variant"]["passed"] and report["variant"]["top1_fp32"] is not None
-    missing = runner.invoke(app, ["export", str(trained_run), "--out", str(tmp_path / "x.onnx"), "--precision", "int8"])
-    assert missing.exit_code == 1 and "--calibration" in missing.stderr and "Traceback" not in missing.output
+    assert (
+        report["precision"] == "int8"
+        and report["variant"]["passed"]
+        and report["variant"]["top1_fp32"] is not None
+    )
+    missing = runner.invoke(
+        app, ["export", str(trained_run), "--out", str(tmp_path / "x.onnx"), "--precision", "int8"]
+    )
+    assert (
+        missing.exit_code == 1
+        and "--calibration" in missing.stderr
+        and "Traceback" not in missing.output
+    )

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from siamese.index import GalleryWriter
 from siamese.index.writer import RecallPolicy
 
@@ -16,16 +15,32 @@ def clustered_vectors(count: int, dim: int, *, clusters: int = 50, seed: int = 0
     """Vectors around ``clusters`` centres (identities), like embeddings of several photos per person."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, dim)).astype(np.float32)
-    return (centres[rng.integers(0, clusters, count)] + 0.35 * rng.normal(size=(count, dim))).astype(np.float32)
+    return (
+        centres[rng.integers(0, clusters, count)] + 0.35 * rng.normal(size=(count, dim))
+    ).astype(np.float32)
 
 
 def make_vector_gallery(
-    folder: Path, vectors: np.ndarray, index_type: str = "Flat", *, search_params: dict[str, int] | None = None,
+    folder: Path,
+    vectors: np.ndarray,
+    index_type: str = "Flat",
+    *,
+    search_params: dict[str, int] | None = None,
     recall: RecallPolicy = RecallPolicy(queries=300),
 ) -> Path:
     """A gallery holding ``vectors`` as items "vec/<n>" of identity "id<n % 10>", published in one generation."""
-    with GalleryWriter.create(folder, dimension=vectors.shape[1], model_fingerprint="0" * 64, model_path="none.onnx", index_type=index_type) as writer:
-        writer.stage_embeddings(vectors, [f"vec/{n}" for n in range(len(vectors))], [f"id{n % 10}" for n in range(len(vectors))])
+    with GalleryWriter.create(
+        folder,
+        dimension=vectors.shape[1],
+        model_fingerprint="0" * 64,
+        model_path="none.onnx",
+        index_type=index_type,
+    ) as writer:
+        writer.stage_embeddings(
+            vectors,
+            [f"vec/{n}" for n in range(len(vectors))],
+            [f"id{n % 10}" for n in range(len(vectors))],
+        )
         writer.publish(search_params=search_params, recall=recall)
     return folder
 

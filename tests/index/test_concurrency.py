@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from siamese.index import Gallery, GalleryWriter
 
 DIM = 8
@@ -16,7 +15,9 @@ DIM = 8
 
 def vector(n: int) -> np.ndarray:
     """Item n's vector: unique, and recognisable from the item's path "vec/n"."""
-    return np.concatenate([[float(n)], np.random.default_rng(n).normal(size=DIM - 1)]).astype(np.float32)
+    return np.concatenate([[float(n)], np.random.default_rng(n).normal(size=DIM - 1)]).astype(
+        np.float32
+    )
 
 
 WRITER = """
@@ -38,13 +39,21 @@ print("done", flush=True)
 
 def test_readers_see_old_or_new_never_a_mix(tmp_path: Path) -> None:
     gallery = tmp_path / "g"
-    with GalleryWriter.create(gallery, dimension=DIM, model_fingerprint="0" * 64, model_path="m", index_type="Flat") as writer:
-        writer.stage_embeddings(np.stack([vector(n) for n in range(100)]), [f"vec/{n}" for n in range(100)], [f"id{n % 5}" for n in range(100)])
+    with GalleryWriter.create(
+        gallery, dimension=DIM, model_fingerprint="0" * 64, model_path="m", index_type="Flat"
+    ) as writer:
+        writer.stage_embeddings(
+            np.stack([vector(n) for n in range(100)]),
+            [f"vec/{n}" for n in range(100)],
+            [f"id{n % 5}" for n in range(100)],
+        )
         writer.publish()
     long_lived = Gallery.open(gallery)
     held_paths = {item.path for item in long_lived.items.all_items()}
     code = WRITER.format(here=str(Path(__file__).parent), gallery=str(gallery), generations=40)
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     seen, checks = set(), 0
     try:
         deadline = time.monotonic() + 120
@@ -52,7 +61,9 @@ def test_readers_see_old_or_new_never_a_mix(tmp_path: Path) -> None:
             with Gallery.open(gallery) as reader:  # checks count = index = rows at one generation
                 seen.add(reader.manifest.generation)
                 items = reader.items.all_items()
-                picks = [items[i] for i in np.random.default_rng(checks).integers(0, len(items), 20)]
+                picks = [
+                    items[i] for i in np.random.default_rng(checks).integers(0, len(items), 20)
+                ]
                 numbers = [int(item.path.split("/")[1]) for item in picks]
                 distances, ids = reader.nearest(np.stack([vector(n) for n in numbers]), k=1)
                 found = reader.items.get(ids[:, 0].tolist())

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from siamese.index import Gallery
 
 from siamese.errors import GalleryError
-from siamese.index import Gallery
 from siamese.synthetic import SyntheticSpec, generate_identities
 
 # Scale up the run (e.g. SIAMESE_FUZZ_SCALE=20) to hunt longer; the default keeps the suite to minutes.
@@ -33,12 +33,31 @@ COMMIT_EVERY = 6
 
 @pytest.fixture(scope="module")
 def crash_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_identities(tmp_path_factory.mktemp("crash") / "images", SyntheticSpec(identities=24, images_per_identity=8, size=40), seed=5)
+    return generate_identities(
+        tmp_path_factory.mktemp("crash") / "images",
+        SyntheticSpec(identities=24, images_per_identity=8, size=40),
+        seed=5,
+    )
 
 
 def build_command(images: Path, model: Path, gallery: Path) -> list[str]:
-    return [sys.executable, "-m", "siamese.cli", "index", "build", str(images), "--model", str(model), "--out", str(gallery),
-            "--commit-every", str(COMMIT_EVERY), "--batch-size", "3", "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "siamese.cli",
+        "index",
+        "build",
+        str(images),
+        "--model",
+        str(model),
+        "--out",
+        str(gallery),
+        "--commit-every",
+        str(COMMIT_EVERY),
+        "--batch-size",
+        "3",
+        "--json",
+    ]
 
 
 def inspect(gallery: Path, expected: set[str], tally: Counter) -> tuple[int, int]:
@@ -73,7 +92,9 @@ def check_complete(gallery: Path, expected: set[str], tally: Counter) -> None:
     tally["completed_builds"] += 1
 
 
-def kill_builds(images: Path, model: Path, gallery: Path, kills: int, seed: int, min_resumable: int = 0) -> Counter:
+def kill_builds(
+    images: Path, model: Path, gallery: Path, kills: int, seed: int, min_resumable: int = 0
+) -> Counter:
     """SIGKILL builds at random moments until `kills` kills, starting over once a build completes."""
     expected = {str(p) for p in images.rglob("*") if p.is_file()}
     calibration = gallery.parent / "calibration"
@@ -87,8 +108,12 @@ def kill_builds(images: Path, model: Path, gallery: Path, kills: int, seed: int,
     tally: Counter = Counter()
     progress = published = 0
     # Until `kills` kills, and (up to four times as many) until `min_resumable` kills have landed mid-build.
-    while tally["kills"] < kills or (tally["resumable_states"] < min_resumable and tally["kills"] < 4 * kills):
-        process = subprocess.Popen(build_command(images, model, gallery), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while tally["kills"] < kills or (
+        tally["resumable_states"] < min_resumable and tally["kills"] < 4 * kills
+    ):
+        process = subprocess.Popen(
+            build_command(images, model, gallery), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         # Start-up takes most of a small build: aim most kills at the part where work is committed.
         time.sleep(float(rng.uniform(0.6 * idle, full)))
         killed = process.poll() is None
@@ -97,7 +122,9 @@ def kill_builds(images: Path, model: Path, gallery: Path, kills: int, seed: int,
             tally["kills"] += 1
         _, stderr = process.communicate()
         if not killed:
-            assert process.returncode == 0, f"a build that was not killed failed (exit {process.returncode}):\n{stderr.decode(errors='replace')}"
+            assert process.returncode == 0, (
+                f"a build that was not killed failed (exit {process.returncode}):\n{stderr.decode(errors='replace')}"
+            )
         else:
             now, published = inspect(gallery, expected, tally)
             assert now >= progress, "committed work was lost"
@@ -112,18 +139,39 @@ def kill_builds(images: Path, model: Path, gallery: Path, kills: int, seed: int,
     final = subprocess.run(build_command(images, model, gallery), capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
     check_complete(gallery, expected, tally)
-    print(f"\ncrash test: {tally['kills']} kills ({tally['absent']} before the first commit, {tally['resumable_states']} mid-build states "
-          f"resumed by the next run), {tally['completed_builds']} builds completed; unreadable galleries {tally['unreadable']}, "
-          f"verify failures {tally['verify_failures']}, missing ids {tally['missing_ids']}, duplicate ids {tally['duplicate_ids']}, "
-          f"phantom ids {tally['phantom_ids']}, duplicate paths {tally['duplicate_paths']}, phantom paths {tally['phantom_paths']}; "
-          f"full build {full:.1f}s, idle run {idle:.1f}s")
-    for key in ("unreadable", "verify_failures", "missing_ids", "duplicate_ids", "phantom_ids", "duplicate_paths", "phantom_paths"):
+    print(
+        f"\ncrash test: {tally['kills']} kills ({tally['absent']} before the first commit, {tally['resumable_states']} mid-build states "
+        f"resumed by the next run), {tally['completed_builds']} builds completed; unreadable galleries {tally['unreadable']}, "
+        f"verify failures {tally['verify_failures']}, missing ids {tally['missing_ids']}, duplicate ids {tally['duplicate_ids']}, "
+        f"phantom ids {tally['phantom_ids']}, duplicate paths {tally['duplicate_paths']}, phantom paths {tally['phantom_paths']}; "
+        f"full build {full:.1f}s, idle run {idle:.1f}s"
+    )
+    for key in (
+        "unreadable",
+        "verify_failures",
+        "missing_ids",
+        "duplicate_ids",
+        "phantom_ids",
+        "duplicate_paths",
+        "phantom_paths",
+    ):
         assert tally[key] == 0, key
     return tally
 
 
-def test_builds_killed_at_random_moments(crash_images: Path, model_path: Path, tmp_path: Path) -> None:
+def test_builds_killed_at_random_moments(
+    crash_images: Path, model_path: Path, tmp_path: Path
+) -> None:
     kills = 10 * FUZZ_SCALE
-    minimum = max(1, kills // 5)  # some kills must land mid-build, not only at start-up or after the last commit
-    tally = kill_builds(crash_images, model_path, tmp_path / "g", kills=kills, seed=FUZZ_SCALE - 1, min_resumable=minimum)
+    minimum = max(
+        1, kills // 5
+    )  # some kills must land mid-build, not only at start-up or after the last commit
+    tally = kill_builds(
+        crash_images,
+        model_path,
+        tmp_path / "g",
+        kills=kills,
+        seed=FUZZ_SCALE - 1,
+        min_resumable=minimum,
+    )
     assert tally["resumable_states"] >= minimum

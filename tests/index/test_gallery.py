@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from siamese.engine import Embedder
+from siamese.index import Gallery
+
 from siamese.errors import DataError, GalleryError, ModelMismatchError
 from siamese.image_folder import scan_image_folder
-from siamese.index import Gallery
 
 
 def test_gallery_files_and_manifest(gallery_dir: Path, model_path: Path) -> None:
@@ -21,12 +21,16 @@ def test_gallery_files_and_manifest(gallery_dir: Path, model_path: Path) -> None
     assert manifest["dimension"] == 16 and manifest["metric"] == "l2"
     assert manifest["model_fingerprint"] == Embedder(model_path).fingerprint
     assert manifest["index_type"] == "Flat" and manifest["faiss_factory"] == "IDMap2,Flat"
-    assert (gallery_dir / manifest["index_file"]).is_file() and (gallery_dir / manifest["items_file"]).is_file()
+    assert (gallery_dir / manifest["index_file"]).is_file() and (
+        gallery_dir / manifest["items_file"]
+    ).is_file()
     assert manifest["recall"]["exact"] and manifest["recall"]["at10"] == 1.0
     assert not list(gallery_dir.glob("*.tmp"))
 
 
-def test_each_image_finds_itself_first(gallery_dir: Path, model_path: Path, unseen_dataset: Path) -> None:
+def test_each_image_finds_itself_first(
+    gallery_dir: Path, model_path: Path, unseen_dataset: Path
+) -> None:
     items = scan_image_folder(unseen_dataset)
     embedder = Embedder(model_path)
     with Gallery.open(gallery_dir, model_fingerprint=embedder.fingerprint) as gallery:
@@ -46,7 +50,9 @@ def test_search_matches_brute_force(gallery_dir: Path) -> None:
         results = gallery.search(queries, k=4)
     distances = np.linalg.norm(queries[:, None, :] - vectors[None], axis=2)
     for row, result in zip(distances, results):
-        np.testing.assert_allclose([m.distance for m in result.matches], np.sort(row)[:4], rtol=1e-4)
+        np.testing.assert_allclose(
+            [m.distance for m in result.matches], np.sort(row)[:4], rtol=1e-4
+        )
 
 
 def test_k_larger_than_gallery_returns_what_exists(gallery_dir: Path) -> None:
@@ -56,7 +62,9 @@ def test_k_larger_than_gallery_returns_what_exists(gallery_dir: Path) -> None:
     assert len(result.identities) == 4
 
 
-def test_rebuild_without_changes_publishes_nothing(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_rebuild_without_changes_publishes_nothing(
+    model_path: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "g"
     embedder = Embedder(model_path)
     Gallery.build(unseen_dataset, embedder, out)
@@ -68,7 +76,9 @@ def test_rebuild_without_changes_publishes_nothing(model_path: Path, unseen_data
         ["manifest.json", first["index_file"], "items.sqlite", "rejected.json"]
     )
     with Gallery.open(out) as gallery:
-        assert len(gallery) == 24 and gallery.info()["identity_counts"] == {f"id_{i:03d}": 6 for i in range(4)}
+        assert len(gallery) == 24 and gallery.info()["identity_counts"] == {
+            f"id_{i:03d}": 6 for i in range(4)
+        }
 
 
 def test_model_mismatch_is_refused(gallery_dir: Path) -> None:
@@ -76,10 +86,16 @@ def test_model_mismatch_is_refused(gallery_dir: Path) -> None:
         Gallery.open(gallery_dir, model_fingerprint="f" * 64, model_name="other.onnx")
     manifest = json.loads((gallery_dir / "manifest.json").read_text())
     message = str(info.value)
-    assert manifest["model_fingerprint"][:16] in message and "ffffffffffffffff" in message and "other.onnx" in message
+    assert (
+        manifest["model_fingerprint"][:16] in message
+        and "ffffffffffffffff" in message
+        and "other.onnx" in message
+    )
 
 
-def test_corrupt_image_in_gallery_is_skipped(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_corrupt_image_in_gallery_is_skipped(
+    model_path: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     images = tmp_path / "images"
     shutil.copytree(unseen_dataset, images)
     (images / "id_001" / "zzz.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
@@ -106,7 +122,9 @@ def test_damaged_files_are_detected(gallery_dir: Path, tmp_path: Path) -> None:
         Gallery.open(copy)
 
 
-def test_build_refuses_foreign_folder_and_empty_input(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_build_refuses_foreign_folder_and_empty_input(
+    model_path: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     foreign = tmp_path / "docs"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")

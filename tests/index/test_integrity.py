@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from siamese.index import Gallery
+from siamese.index.manifest import Manifest
 from typer.testing import CliRunner
 
 from siamese.cli import app
 from siamese.errors import GalleryError
-from siamese.index import Gallery
-from siamese.index.manifest import Manifest
 
 
 @pytest.fixture()
@@ -32,7 +32,10 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize(("how", "message"), [("truncate", "truncated or damaged"), ("flip", "checksum does not match manifest.json")])
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [("truncate", "truncated or damaged"), ("flip", "checksum does not match manifest.json")],
+)
 def test_damaged_index_file_is_named_and_left_alone(gallery: Path, how: str, message: str) -> None:
     index_file = gallery / Manifest.read(gallery).index_file
     damage(index_file, how)
@@ -41,7 +44,9 @@ def test_damaged_index_file_is_named_and_left_alone(gallery: Path, how: str, mes
         Gallery.open(gallery)
     assert str(index_file) in str(info.value)
     with pytest.raises(GalleryError, match=message):
-        Gallery.remove(gallery, identities=["id1"])  # a writer refuses too, before changing anything
+        Gallery.remove(
+            gallery, identities=["id1"]
+        )  # a writer refuses too, before changing anything
     assert index_file.read_bytes() == damaged and Manifest.read(gallery).count == 500
     report = Gallery.verify(gallery)
     assert not report.ok and message in report.problems[0]
@@ -87,18 +92,28 @@ def test_verify_reports_changed_item_rows(gallery: Path) -> None:
 
 def test_second_writer_fails_fast(gallery: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from siamese.index.lock import WriterLock; import time; WriterLock({str(gallery)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"from siamese.index.lock import WriterLock; import time; WriterLock({str(gallery)!r}).acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
         started = time.perf_counter()
         result = CliRunner().invoke(app, ["index", "remove", str(gallery), "--identity", "id1"])
         assert result.exit_code == 1 and time.perf_counter() - started < 5
-        assert "gallery is locked by another writer (pid" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert (
+            "gallery is locked by another writer (pid" in result.stderr
+            and len(result.stderr.strip().splitlines()) == 1
+        )
         with Gallery.open(gallery) as opened:  # readers never wait for a writer
             assert len(opened) == 500 and opened.info()["writer_active"]
     finally:
         holder.kill()
         holder.wait()
-    assert Gallery.remove(gallery, identities=["id1"]).removed == 50  # the kernel released the killed holder's lock
+    assert (
+        Gallery.remove(gallery, identities=["id1"]).removed == 50
+    )  # the kernel released the killed holder's lock

@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from siamese.engine import Embedder
-from siamese.errors import GalleryError
 from siamese.index import Gallery, GalleryWriter
 from siamese.index.manifest import Manifest
+
+from siamese.errors import GalleryError
 
 
 @pytest.fixture()
@@ -26,7 +26,9 @@ def ids_by_path(gallery_dir: Path) -> dict[str, int]:
         return {item.path: item.id for item in gallery.items.all_items()}
 
 
-def test_rebuild_embeds_only_new_and_changed_files(images: Path, model_path: Path, tmp_path: Path) -> None:
+def test_rebuild_embeds_only_new_and_changed_files(
+    images: Path, model_path: Path, tmp_path: Path
+) -> None:
     embedder = Embedder(model_path)
     gallery = tmp_path / "g"
     first = Gallery.build(images, embedder, gallery, commit_every=5)
@@ -35,14 +37,20 @@ def test_rebuild_embeds_only_new_and_changed_files(images: Path, model_path: Pat
 
     (images / "id_000" / sorted(os.listdir(images / "id_000"))[0]).unlink()  # vanished
     changed = images / "id_001" / sorted(os.listdir(images / "id_001"))[0]
-    shutil.copy(images / "id_002" / sorted(os.listdir(images / "id_002"))[0], changed)  # new content, same name
+    shutil.copy(
+        images / "id_002" / sorted(os.listdir(images / "id_002"))[0], changed
+    )  # new content, same name
     touched = images / "id_003" / sorted(os.listdir(images / "id_003"))[0]
-    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))  # same content, new mtime
+    os.utime(
+        touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9)
+    )  # same content, new mtime
     shutil.copytree(images / "id_002", images / "id_new")  # a new identity: 6 files
 
     second = Gallery.build(images, embedder, gallery, commit_every=5)
     assert (second.embedded, second.removed, second.count, second.identities) == (7, 2, 29, 5)
-    assert second.unchanged == 22 - 1 and second.generation > first.generation  # the touched file is re-hashed, not embedded
+    assert (
+        second.unchanged == 22 - 1 and second.generation > first.generation
+    )  # the touched file is re-hashed, not embedded
     after = ids_by_path(gallery)
     kept = set(before) & set(after) - {str(changed)}
     assert kept and all(before[p] == after[p] for p in kept)  # stable ids
@@ -51,10 +59,14 @@ def test_rebuild_embeds_only_new_and_changed_files(images: Path, model_path: Pat
     assert Gallery.verify(gallery).ok
 
 
-def test_add_and_remove(images: Path, model_path: Path, tmp_path: Path, unseen_dataset: Path) -> None:
+def test_add_and_remove(
+    images: Path, model_path: Path, tmp_path: Path, unseen_dataset: Path
+) -> None:
     embedder = Embedder(model_path)
     gallery = tmp_path / "g"
-    Gallery.build(images / "id_000", embedder, gallery)  # loose files: 6 identities of one image each
+    Gallery.build(
+        images / "id_000", embedder, gallery
+    )  # loose files: 6 identities of one image each
     report = Gallery.add(gallery, [images / "id_001"], embedder, identity="bob")
     assert (report.added, report.count) == (6, 12)
     loose = tmp_path / "more" / "carol"
@@ -63,11 +75,16 @@ def test_add_and_remove(images: Path, model_path: Path, tmp_path: Path, unseen_d
     report = Gallery.add(gallery, [one], embedder)
     assert report.added == 1 and ids_by_path(gallery)[str(Path(one).resolve())] > 0
     with Gallery.open(gallery) as opened:
-        assert opened.items.identity_counts()["bob"] == 6 and opened.items.identity_counts()["carol"] == 1
+        assert (
+            opened.items.identity_counts()["bob"] == 6
+            and opened.items.identity_counts()["carol"] == 1
+        )
     assert Gallery.add(gallery, [one], embedder).added == 0  # already there, unchanged
 
     assert Gallery.remove(gallery, identities=["bob"]).removed == 6
-    assert Gallery.remove(gallery, paths=[tmp_path / "more"]).removed == 1  # a folder removes what is under it
+    assert (
+        Gallery.remove(gallery, paths=[tmp_path / "more"]).removed == 1
+    )  # a folder removes what is under it
     with pytest.raises(GalleryError, match="no items match identity 'bob'"):
         Gallery.remove(gallery, identities=["bob"])
     with Gallery.open(gallery) as opened:
@@ -96,21 +113,27 @@ class _CrashingEmbedder:
             yield batch
 
 
-def test_an_interrupted_build_resumes_from_its_last_commit(images: Path, model_path: Path, tmp_path: Path) -> None:
+def test_an_interrupted_build_resumes_from_its_last_commit(
+    images: Path, model_path: Path, tmp_path: Path
+) -> None:
     embedder = Embedder(model_path, batch_size=2)
     gallery = tmp_path / "g"
     with pytest.raises(_Crash):
         Gallery.build(images, _CrashingEmbedder(embedder, batches=7), gallery, commit_every=4)
     with Gallery.open(gallery) as opened:
         published, staged = len(opened), opened.items.staged_count()
-    assert published + staged == 12 and published > 0  # 3 committed chunks of 4; the 4th died mid-chunk
+    assert (
+        published + staged == 12 and published > 0
+    )  # 3 committed chunks of 4; the 4th died mid-chunk
     assert Gallery.verify(gallery).ok
     report = Gallery.build(images, embedder, gallery, commit_every=4)
     assert report.resumed == staged and report.embedded == 24 - 12 and report.count == 24
     assert Gallery.verify(gallery).ok
 
 
-def test_publish_interrupted_before_its_manifest_is_rolled_back(images: Path, model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_publish_interrupted_before_its_manifest_is_rolled_back(
+    images: Path, model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     embedder = Embedder(model_path)
     gallery = tmp_path / "g"
     Gallery.build(images / "id_000", embedder, gallery)
@@ -132,16 +155,24 @@ def test_publish_interrupted_before_its_manifest_is_rolled_back(images: Path, mo
     assert sorted(p.name for p in gallery.glob("index.*")) == [Manifest.read(gallery).index_file]
 
 
-def test_rejected_files_are_reported_as_json(images: Path, model_path: Path, tmp_path: Path) -> None:
+def test_rejected_files_are_reported_as_json(
+    images: Path, model_path: Path, tmp_path: Path
+) -> None:
     (images / "id_000" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
     (images / "id_000" / "empty.png").write_bytes(b"")
     (images / "id_001" / "scan.psd").write_bytes(b"8BPS")
-    report = Gallery.build(images, Embedder(model_path), tmp_path / "g", report_path=tmp_path / "rejected.json")
+    report = Gallery.build(
+        images, Embedder(model_path), tmp_path / "g", report_path=tmp_path / "rejected.json"
+    )
     assert report.count == 24
     rejected = json.loads((tmp_path / "rejected.json").read_text())
     reasons = {Path(r["path"]).name: r["reason"] for r in rejected["rejected"]}
     assert rejected["command"] == "build" and rejected["rejected_count"] == 3
-    assert "corrupt or truncated" in reasons["broken.jpg"] and "empty file" in reasons["empty.png"] and "not allowed" in reasons["scan.psd"]
+    assert (
+        "corrupt or truncated" in reasons["broken.jpg"]
+        and "empty file" in reasons["empty.png"]
+        and "not allowed" in reasons["scan.psd"]
+    )
 
 
 def test_foreign_and_occupied_folders(images: Path, model_path: Path, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 from siamese.service.batcher import MicroBatcher, split_rows
 
 
@@ -40,7 +39,9 @@ async def _run(batcher: MicroBatcher, requests: list[np.ndarray]) -> list[np.nda
 def test_concurrent_requests_share_batches(max_batch: int) -> None:
     model = _Model()
     requests = [_rows(n, 1 + n % 3) for n in range(24)]  # 48 rows in requests of 1–3
-    results = asyncio.run(_run(MicroBatcher(split_rows(model), max_batch=max_batch, max_wait_s=0.02), requests))
+    results = asyncio.run(
+        _run(MicroBatcher(split_rows(model), max_batch=max_batch, max_wait_s=0.02), requests)
+    )
     for n, (rows, result) in enumerate(zip(requests, results)):
         assert result.shape == (len(rows), 2) and np.all(result[:, 0] == n)
     assert sum(model.calls) == 48
@@ -52,7 +53,9 @@ def test_concurrent_requests_share_batches(max_batch: int) -> None:
 
 def test_a_request_larger_than_the_batch_runs_alone() -> None:
     model = _Model(0)
-    (result,) = asyncio.run(_run(MicroBatcher(split_rows(model), max_batch=4, max_wait_s=0), [_rows(7, 10)]))
+    (result,) = asyncio.run(
+        _run(MicroBatcher(split_rows(model), max_batch=4, max_wait_s=0), [_rows(7, 10)])
+    )
     assert model.calls == [10] and result.shape == (10, 2)
 
 
@@ -79,7 +82,9 @@ def test_model_failure_reaches_every_request_and_cancelled_ones_are_skipped() ->
         batcher = MicroBatcher(split_rows(broken), max_batch=8, max_wait_s=0.01)
         batcher.start()
         try:
-            outcomes = await asyncio.gather(batcher.submit(_rows(1)), batcher.submit(_rows(2)), return_exceptions=True)
+            outcomes = await asyncio.gather(
+                batcher.submit(_rows(1)), batcher.submit(_rows(2)), return_exceptions=True
+            )
             assert all(isinstance(o, ValueError) for o in outcomes)
             model = _Model()
             batcher._run = split_rows(model)  # the loop survives a failed batch
@@ -117,4 +122,7 @@ def test_waits_only_for_announced_requests() -> None:
             await batcher.stop()
 
     calls, alone = asyncio.run(scenario())
-    assert alone < 0.4 and calls == [1, 2]  # alone: no 0.5 s wait; the second batch waited for the announced request
+    assert alone < 0.4 and calls == [
+        1,
+        2,
+    ]  # alone: no 0.5 s wait; the second batch waited for the announced request

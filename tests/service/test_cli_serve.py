@@ -13,11 +13,23 @@ from siamese.cli import app
 def test_help_lists_the_options() -> None:
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0
-    for option in ("--gallery", "--model", "--host", "--port", "--api-key", "--max-batch", "--max-wait-ms", "--max-upload-mb", "--device"):
+    for option in (
+        "--gallery",
+        "--model",
+        "--host",
+        "--port",
+        "--api-key",
+        "--max-batch",
+        "--max-wait-ms",
+        "--max-upload-mb",
+        "--device",
+    ):
         assert option in result.output
 
 
-def test_a_different_model_is_refused(service_gallery: Path, model_path: Path, tmp_path: Path) -> None:
+def test_a_different_model_is_refused(
+    service_gallery: Path, model_path: Path, tmp_path: Path
+) -> None:
     import onnx
 
     model = onnx.load(str(model_path))
@@ -25,13 +37,21 @@ def test_a_different_model_is_refused(service_gallery: Path, model_path: Path, t
     entry.key, entry.value = "note", "another model"
     other = tmp_path / "other.onnx"
     onnx.save(model, str(other))
-    result = CliRunner().invoke(app, ["serve", "--gallery", str(service_gallery), "--model", str(other), "--device", "cpu"])
+    result = CliRunner().invoke(
+        app, ["serve", "--gallery", str(service_gallery), "--model", str(other), "--device", "cpu"]
+    )
     assert result.exit_code == 1
     assert "built with model" in result.output and "other.onnx" in result.output
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize(("args", "says"), [(["--max-batch", "0"], "max-batch"), (["--gallery", "/nonexistent/g"], "gallery folder not found")])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--max-batch", "0"], "max-batch"),
+        (["--gallery", "/nonexistent/g"], "gallery folder not found"),
+    ],
+)
 def test_bad_options(service_gallery: Path, args: list[str], says: str) -> None:
     result = CliRunner().invoke(app, ["serve", "--gallery", str(service_gallery), *args])
     assert result.exit_code != 0 and says in result.output

@@ -7,13 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-
 from siamese.service import ServiceConfig, ServiceState, create_app
 from siamese.service.server import background_server
 
 
-def test_queries_during_an_add_see_old_or_new(service_gallery: Path, tiny_dataset: Path, image_of: Callable[..., Path]) -> None:
-    state = ServiceState.open(ServiceConfig(gallery_dir=service_gallery, device="cpu", max_batch=16, max_wait_ms=5))
+def test_queries_during_an_add_see_old_or_new(
+    service_gallery: Path, tiny_dataset: Path, image_of: Callable[..., Path]
+) -> None:
+    state = ServiceState.open(
+        ServiceConfig(gallery_dir=service_gallery, device="cpu", max_batch=16, max_wait_ms=5)
+    )
     old_generation, old_count = state.live.current.manifest.generation, len(state.live.current)
     newcomer = [image_of(tiny_dataset, "id_004", i) for i in range(3)]
     probe = newcomer[0].read_bytes()
@@ -22,11 +25,18 @@ def test_queries_during_an_add_see_old_or_new(service_gallery: Path, tiny_datase
     done = threading.Event()
 
     with background_server(create_app(state)) as url:
+
         def query_loop() -> None:
             with httpx.Client(base_url=url, timeout=30) as client:
                 while not done.is_set() or len(responses) < 60:
-                    response = client.post("/v1/query?k=2", files={"file": ("probe.png", probe, "image/png")})
-                    (responses.append(response.json()) if response.status_code == 200 else errors.append(response.text))
+                    response = client.post(
+                        "/v1/query?k=2", files={"file": ("probe.png", probe, "image/png")}
+                    )
+                    (
+                        responses.append(response.json())
+                        if response.status_code == 200
+                        else errors.append(response.text)
+                    )
                     if len(responses) > 400:
                         break
 
@@ -34,7 +44,11 @@ def test_queries_during_an_add_see_old_or_new(service_gallery: Path, tiny_datase
         for thread in threads:
             thread.start()
         with httpx.Client(base_url=url, timeout=60) as client:
-            added = client.post("/v1/items", files=[("files", (p.name, p.read_bytes(), "image/png")) for p in newcomer], data={"identity": "newcomer"})
+            added = client.post(
+                "/v1/items",
+                files=[("files", (p.name, p.read_bytes(), "image/png")) for p in newcomer],
+                data={"identity": "newcomer"},
+            )
         done.set()
         for thread in threads:
             thread.join(timeout=60)
@@ -52,4 +66,6 @@ def test_queries_during_an_add_see_old_or_new(service_gallery: Path, tiny_datase
         if body["generation"] == new_generation:
             assert best["identity"] == "newcomer" and best["distance"] < 1e-4, body
         else:
-            assert best["identity"] != "newcomer" and not any(m["identity"] == "newcomer" for m in body["matches"]), body
+            assert best["identity"] != "newcomer" and not any(
+                m["identity"] == "newcomer" for m in body["matches"]
+            ), body

@@ -14,17 +14,43 @@ from siamese.cli import app
 
 
 def test_service_load_quick(model_path: Path, service_gallery: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, [
-        "bench", "service", "--quick", "--plot", "-O", f"model={model_path}", "-O", f"gallery={service_gallery}", "-O", "clients=8",
-        "-O", "requests=6", "--work-dir", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"), "--json",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "service",
+            "--quick",
+            "--plot",
+            "-O",
+            f"model={model_path}",
+            "-O",
+            f"gallery={service_gallery}",
+            "-O",
+            "clients=8",
+            "-O",
+            "requests=6",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads(Path(json.loads(result.stdout)["path"]).read_text())["results"]
     measured = figures["scenarios"]["given"]
     for mode in ("batched", "one_at_a_time"):
         stats = measured["modes"][mode]
-        assert stats["requests"] == 8 * 6 and stats["errors"] == 0 and stats["wrong_answers"] == 0, stats
+        assert (
+            stats["requests"] == 8 * 6 and stats["errors"] == 0 and stats["wrong_answers"] == 0
+        ), stats
         assert stats["requests_per_s"] > 0 and stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
-    assert measured["modes"]["one_at_a_time"]["mean_batch"] == 1.0 and measured["gallery_items"] == 24
-    assert measured["throughput_ratio"]["median"] > 0 and figures["settings"]["host"] == "127.0.0.1" and figures["table"]
+    assert (
+        measured["modes"]["one_at_a_time"]["mean_batch"] == 1.0 and measured["gallery_items"] == 24
+    )
+    assert (
+        measured["throughput_ratio"]["median"] > 0
+        and figures["settings"]["host"] == "127.0.0.1"
+        and figures["table"]
+    )
     assert Path(figures["plot"]).stat().st_size > 0

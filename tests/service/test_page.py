@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from siamese.service import ServiceConfig, ServiceState, create_app
 from siamese.service.server import background_server
 
@@ -30,12 +29,19 @@ def _require_browser() -> None:
     pytest.skip(message)
 
 
-def test_search_and_add_in_the_browser(service_gallery: Path, unseen_dataset: Path, tiny_dataset: Path, tmp_path: Path,
-                                       image_of: Callable[..., Path]) -> None:
+def test_search_and_add_in_the_browser(
+    service_gallery: Path,
+    unseen_dataset: Path,
+    tiny_dataset: Path,
+    tmp_path: Path,
+    image_of: Callable[..., Path],
+) -> None:
     _require_browser()
     from playwright.sync_api import expect, sync_playwright
 
-    state = ServiceState.open(ServiceConfig(gallery_dir=service_gallery, device="cpu", refresh_s=0.1))
+    state = ServiceState.open(
+        ServiceConfig(gallery_dir=service_gallery, device="cpu", refresh_s=0.1)
+    )
     query = image_of(unseen_dataset, "id_003", 4)
     with background_server(create_app(state)) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -55,7 +61,9 @@ def test_search_and_add_in_the_browser(service_gallery: Path, unseen_dataset: Pa
             assert screenshot.is_file() and screenshot.stat().st_size > 0
 
             page.fill("#add-identity", "visitor")
-            page.set_input_files("#add-files", [str(image_of(tiny_dataset, "id_006", i)) for i in range(2)])
+            page.set_input_files(
+                "#add-files", [str(image_of(tiny_dataset, "id_006", i)) for i in range(2)]
+            )
             page.click("#add-form button[type=submit]")
             expect(page.locator("#add-status")).to_contain_text("added 2 image(s)")
             expect(page.locator("#gallery-table tbody tr")).to_have_count(5)
@@ -63,11 +71,18 @@ def test_search_and_add_in_the_browser(service_gallery: Path, unseen_dataset: Pa
 
             from siamese.index import Gallery
 
-            Gallery.set_threshold(service_gallery, 1e-6)  # calibrated elsewhere while serving: picked up by the service
+            Gallery.set_threshold(
+                service_gallery, 1e-6
+            )  # calibrated elsewhere while serving: picked up by the service
             deadline = time.monotonic() + 10
-            while httpx.get(f"{url}/v1/gallery").json()["threshold"] is None and time.monotonic() < deadline:
+            while (
+                httpx.get(f"{url}/v1/gallery").json()["threshold"] is None
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.05)
-            page.set_input_files("#file-input", str(image_of(tiny_dataset, "id_007", 0)))  # nobody in the gallery
+            page.set_input_files(
+                "#file-input", str(image_of(tiny_dataset, "id_007", 0))
+            )  # nobody in the gallery
             expect(page.locator("#verdict")).to_contain_text("Unknown")
             expect(page.locator("#summary")).to_contain_text("unknown beyond distance")
             expect(page.locator("#results .match .badge").first).to_have_text("beyond threshold")

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from siamese.training.data import load_image_folder, split_identities
 
 from siamese.errors import DataError
 from siamese.spec import InputSpec
-from siamese.training.data import load_image_folder, split_identities
 
 
 def test_loads_every_format_with_labels(tmp_path: Path) -> None:
@@ -19,9 +19,9 @@ def test_loads_every_format_with_labels(tmp_path: Path) -> None:
     for identity in ("alice", "bob"):
         (tmp_path / identity).mkdir()
         for fmt in formats:
-            Image.new("RGB", (30, 20), (200, 10, 10) if identity == "alice" else (10, 10, 200)).save(
-                tmp_path / identity / f"img.{fmt}"
-            )
+            Image.new(
+                "RGB", (30, 20), (200, 10, 10) if identity == "alice" else (10, 10, 200)
+            ).save(tmp_path / identity / f"img.{fmt}")
     (tmp_path / "alice" / "notes.txt").write_text("not an image")
     data = load_image_folder(tmp_path, InputSpec.create(16, 1))
     assert data.identities == ["alice", "bob"]

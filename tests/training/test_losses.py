@@ -6,8 +6,6 @@ import math
 
 import pytest
 import torch
-
-from siamese.errors import ConfigError
 from siamese.training.losses import (
     AllPairsMiner,
     BatchAllMiner,
@@ -22,6 +20,8 @@ from siamese.training.losses import (
 )
 from siamese.training.losses.instance import InstanceLoss
 
+from siamese.errors import ConfigError
+
 EPS = 1e-6  # pairwise_distance adds eps to the difference, as in the seed
 
 
@@ -30,14 +30,26 @@ def test_contrastive_by_hand() -> None:
     pairs = Pairs(torch.tensor([0, 0, 0]), torch.tensor([1, 2, 3]), torch.tensor([0, 1, 1]))
     d0 = math.dist((0, 0), (-3 + EPS, -4 + EPS))
     d1 = 1 - EPS
-    expected = (d0**2 + (2.0 - d1) ** 2 + 0.0) / 3  # same; different inside margin; different beyond it
+    expected = (
+        d0**2 + (2.0 - d1) ** 2 + 0.0
+    ) / 3  # same; different inside margin; different beyond it
     assert ContrastiveLoss(margin=2.0)(emb, pairs).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_contrastive_zero_for_far_negatives_and_identical_positives() -> None:
     emb = torch.tensor([[1.0, 1.0], [1.0, 1.0], [11.0, 11.0]])
-    assert ContrastiveLoss()(emb, Pairs(torch.tensor([0]), torch.tensor([1]), torch.tensor([0]))).item() < 1e-10
-    assert ContrastiveLoss()(emb, Pairs(torch.tensor([0]), torch.tensor([2]), torch.tensor([1]))).item() == 0.0
+    assert (
+        ContrastiveLoss()(
+            emb, Pairs(torch.tensor([0]), torch.tensor([1]), torch.tensor([0]))
+        ).item()
+        < 1e-10
+    )
+    assert (
+        ContrastiveLoss()(
+            emb, Pairs(torch.tensor([0]), torch.tensor([2]), torch.tensor([1]))
+        ).item()
+        == 0.0
+    )
 
 
 def test_triplet_by_hand() -> None:
@@ -79,9 +91,20 @@ def test_batch_all_miner_keeps_only_violating() -> None:
 
 def test_pair_miners() -> None:
     first, second, target = AllPairsMiner()(POINTS, LABELS)
-    assert sorted(zip(first.tolist(), second.tolist(), target.tolist())) == [(0, 1, 0), (0, 2, 1), (0, 3, 1), (1, 2, 1), (1, 3, 1), (2, 3, 0)]
+    assert sorted(zip(first.tolist(), second.tolist(), target.tolist())) == [
+        (0, 1, 0),
+        (0, 2, 1),
+        (0, 3, 1),
+        (1, 2, 1),
+        (1, 3, 1),
+        (2, 3, 0),
+    ]
     first, second, target = AllPairsMiner(margin=1.0)(POINTS, LABELS)
-    assert sorted(zip(first.tolist(), second.tolist(), target.tolist())) == [(0, 1, 0), (1, 2, 1), (2, 3, 0)]
+    assert sorted(zip(first.tolist(), second.tolist(), target.tolist())) == [
+        (0, 1, 0),
+        (1, 2, 1),
+        (2, 3, 0),
+    ]
 
 
 def test_multi_similarity_by_hand() -> None:
@@ -105,10 +128,16 @@ def test_multi_similarity_by_hand() -> None:
 
 
 def test_criterion_defaults_and_validation() -> None:
-    assert create_criterion("contrastive", margin=None, normalized=False, sampler="random").margin == 2.0
+    assert (
+        create_criterion("contrastive", margin=None, normalized=False, sampler="random").margin
+        == 2.0
+    )
     triplet = create_criterion("triplet", margin=None, normalized=True)
     assert triplet.margin == 0.2 and triplet.miner_name == "batch-hard"
-    assert create_criterion("triplet", margin=0.3, normalized=False, miner="semi-hard").miner_name == "semi-hard"
+    assert (
+        create_criterion("triplet", margin=0.3, normalized=False, miner="semi-hard").miner_name
+        == "semi-hard"
+    )
     with pytest.raises(ConfigError, match="unknown loss"):
         create_criterion("arcface", margin=None, normalized=True)
     with pytest.raises(ConfigError, match="positive"):
@@ -121,7 +150,9 @@ def test_criterion_defaults_and_validation() -> None:
 
 def test_random_pairs_criterion_matches_seed_formula() -> None:
     criterion = create_criterion("contrastive", margin=2.0, normalized=False, sampler="random")
-    emb = torch.tensor([[0.0, 0.0], [0.0, 0.0], [3.0, 4.0], [1.0, 0.0]])  # pairs (0,2) same, (1,3) different
+    emb = torch.tensor(
+        [[0.0, 0.0], [0.0, 0.0], [3.0, 4.0], [1.0, 0.0]]
+    )  # pairs (0,2) same, (1,3) different
     labels = torch.tensor([5, 5, 5, 6])
     d0, d1 = math.dist((0, 0), (-3 + EPS, -4 + EPS)), 1 - EPS
     assert criterion(emb, labels).item() == pytest.approx((d0**2 + (2 - d1) ** 2) / 2, rel=1e-5)
@@ -133,9 +164,13 @@ def test_instance_loss_by_hand() -> None:
     emb = torch.tensor([[1.0, 0.0], [c, math.sin(0.3)], [0.0, 1.0], [-math.sin(0.3), c]])
     instances = torch.tensor([0, 0, 1, 1])
     sims = emb.double() @ emb.double().T / 0.1
-    expected = sum(
-        -sims[i, j] + torch.logsumexp(torch.cat([sims[i, :i], sims[i, i + 1 :]]), 0) for i, j in ((0, 1), (1, 0), (2, 3), (3, 2))
-    ) / 4
+    expected = (
+        sum(
+            -sims[i, j] + torch.logsumexp(torch.cat([sims[i, :i], sims[i, i + 1 :]]), 0)
+            for i, j in ((0, 1), (1, 0), (2, 3), (3, 2))
+        )
+        / 4
+    )
     assert InstanceLoss()(emb, instances).item() == pytest.approx(expected.item(), rel=1e-3)
     swapped = torch.tensor([0, 1, 0, 1])  # views paired with the wrong image cost more
     assert InstanceLoss()(emb, swapped).item() > InstanceLoss()(emb, instances).item()
@@ -149,4 +184,6 @@ def test_instance_loss_with_its_own_projector_trains_the_features() -> None:
     value.backward()
     assert value.ndim == 0 and torch.isfinite(value)
     assert features.grad is not None and features.grad.abs().sum() > 0  # reaches the backbone
-    assert all(p.grad is not None for p in loss.parameters()) and len(list(loss.parameters())) == 4  # two linear layers
+    assert (
+        all(p.grad is not None for p in loss.parameters()) and len(list(loss.parameters())) == 4
+    )  # two linear layers

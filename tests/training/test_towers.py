@@ -6,20 +6,39 @@ from pathlib import Path
 
 import pytest
 import torch
+from siamese.training.towers import (
+    FeatureProjection,
+    SeedTower,
+    count_parameters,
+    create_tower,
+    load_pretrained,
+)
 from torch import nn
 
 from siamese.errors import ConfigError
 from siamese.spec import InputSpec
-from siamese.training.towers import FeatureProjection, SeedTower, count_parameters, create_tower, load_pretrained
 
 
 def test_seed_tower_matches_the_seed() -> None:
     tower = SeedTower()
     convs = [m for m in tower.cnn1 if isinstance(m, nn.Conv2d)]
-    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 4, (3, 3)), (4, 8, (3, 3)), (8, 8, (3, 3))]
-    assert [type(m).__name__ for m in tower.cnn1[:4]] == ["ReflectionPad2d", "Conv2d", "ReLU", "BatchNorm2d"]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (1, 4, (3, 3)),
+        (4, 8, (3, 3)),
+        (8, 8, (3, 3)),
+    ]
+    assert [type(m).__name__ for m in tower.cnn1[:4]] == [
+        "ReflectionPad2d",
+        "Conv2d",
+        "ReLU",
+        "BatchNorm2d",
+    ]
     linears = [m for m in tower.fc1 if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(80000, 500), (500, 500), (500, 5)]
+    assert [(l.in_features, l.out_features) for l in linears] == [
+        (80000, 500),
+        (500, 500),
+        (500, 5),
+    ]
     conv_params = (1 * 4 * 9 + 4) + (4 * 8 * 9 + 8) + (8 * 8 * 9 + 8) + 2 * (4 + 8 + 8)
     fc_params = (80000 * 500 + 500) + (500 * 500 + 500) + (500 * 5 + 5)
     assert count_parameters(tower) == conv_params + fc_params == 40_254_465
@@ -27,7 +46,9 @@ def test_seed_tower_matches_the_seed() -> None:
 
 
 def test_conv_tower_any_size_and_normalised() -> None:
-    tower = create_tower("conv", InputSpec.create(32, 3), {"embedding_dim": 24, "widths": [8, 16]}).eval()
+    tower = create_tower(
+        "conv", InputSpec.create(32, 3), {"embedding_dim": 24, "widths": [8, 16]}
+    ).eval()
     for size in (32, 57, 100):
         out = tower(torch.randn(2, 3, size, size))
         assert out.shape == (2, 24)
@@ -44,8 +65,12 @@ def test_head_options() -> None:
 
 def test_grid_pooling_keeps_where_features_are() -> None:
     spec = InputSpec.create(32, 1)
-    assert create_tower("conv", spec, {"widths": [8]}).backbone(torch.randn(2, 1, 32, 32)).shape == (2, 8)
-    assert create_tower("conv", spec, {"widths": [8], "grid": 4}).backbone(torch.randn(2, 1, 32, 32)).shape == (2, 8 * 4 * 4)
+    assert create_tower("conv", spec, {"widths": [8]}).backbone(
+        torch.randn(2, 1, 32, 32)
+    ).shape == (2, 8)
+    assert create_tower("conv", spec, {"widths": [8], "grid": 4}).backbone(
+        torch.randn(2, 1, 32, 32)
+    ).shape == (2, 8 * 4 * 4)
     with pytest.raises(ConfigError, match="grid must be at least 1"):
         create_tower("conv", spec, {"grid": 0})
 
@@ -79,14 +104,22 @@ def test_served_embedding_from_head_and_features_side_by_side() -> None:
     served, features = tower(images), tower.backbone(images)
     assert tower.embedding_dim == 16 and served.shape == (4, 16) and tower.normalized
     assert torch.allclose(served.norm(dim=1), torch.ones(4), atol=1e-6)
-    head = torch.nn.functional.normalize(tower.head(features), dim=1)  # unit length even without --normalize
-    assert torch.allclose(served * 2**0.5, torch.cat([head, tower.projection(features)], dim=1), atol=1e-6)
+    head = torch.nn.functional.normalize(
+        tower.head(features), dim=1
+    )  # unit length even without --normalize
+    assert torch.allclose(
+        served * 2**0.5, torch.cat([head, tower.projection(features)], dim=1), atol=1e-6
+    )
 
 
 def test_served_embedding_from_the_features() -> None:
     options = {"embedding_dim": 8, "widths": [8], "normalize": False, "embed_from": "features"}
     tower = create_tower("conv", InputSpec.create(32, 1), options).eval()
-    assert isinstance(tower.projection, FeatureProjection) and tower.normalized and not tower.training_normalized
+    assert (
+        isinstance(tower.projection, FeatureProjection)
+        and tower.normalized
+        and not tower.training_normalized
+    )
     images = torch.randn(4, 1, 32, 32)
     assert torch.allclose(tower(images), tower.projection(tower.backbone(images)))
     assert torch.allclose(tower.training_embedding(images), tower.head(tower.backbone(images)))

@@ -9,29 +9,52 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from siamese.engine.image import normalize
-from siamese.errors import ConfigError, RunError
-from siamese.spec import InputSpec
 from siamese.training import TrainConfig, load_run, train
 from siamese.training.augment import build_augmentation
 from siamese.training.batches import flatten_views, normalize_batch
 from siamese.training.samplers import PKSampler
 
+from siamese.errors import ConfigError, RunError
+from siamese.spec import InputSpec
+
 
 def tiny(data: Path, out: Path, **overrides) -> TrainConfig:
-    base = dict(data_dir=str(data), out_dir=str(out), image_size=24, widths=(4, 8), embedding_dim=8, epochs=2,
-                steps_per_epoch=2, identities_per_batch=3, images_per_identity=2, val_fraction=0.25, seed=3)
+    base = dict(
+        data_dir=str(data),
+        out_dir=str(out),
+        image_size=24,
+        widths=(4, 8),
+        embedding_dim=8,
+        epochs=2,
+        steps_per_epoch=2,
+        identities_per_batch=3,
+        images_per_identity=2,
+        val_fraction=0.25,
+        seed=3,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
 def test_run_directory_contents(trained_run: Path) -> None:
-    for name in ("config.json", "tower.safetensors", "last.safetensors", "checkpoint.pt", "history.json", "loss.png"):
+    for name in (
+        "config.json",
+        "tower.safetensors",
+        "last.safetensors",
+        "checkpoint.pt",
+        "history.json",
+        "loss.png",
+    ):
         assert (trained_run / name).is_file(), name
     config = json.loads((trained_run / "config.json").read_text())
     assert config["tower"]["name"] == "conv" and config["tower"]["embedding_dim"] == 16
     assert config["input_spec"]["height"] == 32 and config["input_spec"]["channels"] == 1
-    assert config["loss"] == {"name": "multi-similarity", "margin": 0.5, "miner": "builtin", "sampler": "pk"}
+    assert config["loss"] == {
+        "name": "multi-similarity",
+        "margin": 0.5,
+        "miner": "builtin",
+        "sampler": "pk",
+    }
     assert set(config["data"]["val_identities"]).isdisjoint(config["data"]["train_identities"])
     assert "torch" in config["versions"]
     history = json.loads((trained_run / "history.json").read_text())
@@ -52,34 +75,65 @@ def test_load_run_rebuilds_the_tower(trained_run: Path) -> None:
 def test_the_kept_weights_carry_the_fitted_projection(tiny_dataset: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    run_dir = train(tiny(tiny_dataset, tmp_path / "features", embed_from="features", grid=2)).run_dir
+    run_dir = train(
+        tiny(tiny_dataset, tmp_path / "features", embed_from="features", grid=2)
+    ).run_dir
     saved = load_file(run_dir / "tower.safetensors")
     run = load_run(run_dir)
-    assert torch.count_nonzero(saved["projection.mean"]) > 0  # fitted to the training images, not the initial zeros
+    assert (
+        torch.count_nonzero(saved["projection.mean"]) > 0
+    )  # fitted to the training images, not the initial zeros
     assert torch.equal(run.tower.projection.basis, saved["projection.basis"])
     basis = saved["projection.basis"]
-    assert torch.allclose(basis.T @ basis, torch.eye(basis.shape[1]), atol=1e-4)  # orthonormal principal directions
+    assert torch.allclose(
+        basis.T @ basis, torch.eye(basis.shape[1]), atol=1e-4
+    )  # orthonormal principal directions
     assert run.tower.backbone(torch.zeros(1, *run.spec.shape)).shape == (1, 8 * 2 * 2)
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["tower"]["options"]["embed_from"] == "features" and config["tower"]["options"]["grid"] == 2
+    assert (
+        config["tower"]["options"]["embed_from"] == "features"
+        and config["tower"]["options"]["grid"] == 2
+    )
     assert config["tower"]["normalized"]
 
 
-def test_runs_that_predate_the_projection_load_as_they_trained(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_runs_that_predate_the_projection_load_as_they_trained(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
     """Older runs served the head's output, pooled globally, had no head batch-norm and the narrower
     conv tower; their config.json names none of it (widths was null: "the tower's default")."""
-    result = train(tiny(tiny_dataset, tmp_path / "old", epochs=1, embed_from="head", grid=1, head_batch_norm=False, widths=(16, 32, 64, 128)))
+    result = train(
+        tiny(
+            tiny_dataset,
+            tmp_path / "old",
+            epochs=1,
+            embed_from="head",
+            grid=1,
+            head_batch_norm=False,
+            widths=(16, 32, 64, 128),
+        )
+    )
     config_path = result.run_dir / "config.json"
     config = json.loads(config_path.read_text())
-    config["tower"]["options"] = {k: v for k, v in config["tower"]["options"].items() if k not in ("embed_from", "grid", "batch_norm", "widths")}
+    config["tower"]["options"] = {
+        k: v
+        for k, v in config["tower"]["options"].items()
+        if k not in ("embed_from", "grid", "batch_norm", "widths")
+    }
     for name in ("embed_from", "grid"):
         del config["train"][name]
     config["train"]["widths"] = None
     config_path.write_text(json.dumps(config))
     run = load_run(result.run_dir)
-    assert run.tower.projection is None and run.tower.backbone(torch.zeros(1, *run.spec.shape)).shape == (1, 128)
+    assert run.tower.projection is None and run.tower.backbone(
+        torch.zeros(1, *run.spec.shape)
+    ).shape == (1, 128)
     old = TrainConfig.from_dict(config["train"])
-    assert (old.embed_from, old.grid, old.widths) == ("head", 1, (16, 32, 64, 128))  # what it trained with, not today's defaults
+    assert (old.embed_from, old.grid, old.widths) == (
+        "head",
+        1,
+        (16, 32, 64, 128),
+    )  # what it trained with, not today's defaults
 
 
 def test_new_runs_record_the_conv_widths(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -92,19 +146,26 @@ def test_new_runs_record_the_conv_widths(tiny_dataset: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("widths", [(), (8, 0)])
-def test_conv_widths_must_be_positive(tiny_dataset: Path, tmp_path: Path, widths: tuple[int, ...]) -> None:
+def test_conv_widths_must_be_positive(
+    tiny_dataset: Path, tmp_path: Path, widths: tuple[int, ...]
+) -> None:
     with pytest.raises(ConfigError, match="conv tower widths must be one or more positive numbers"):
         tiny(tiny_dataset, tmp_path / "run", widths=widths)
 
 
 def test_training_is_deterministic(tiny_dataset: Path, tmp_path: Path) -> None:
     def once(name: str) -> list[float]:
-        return [row["loss"] for row in train(tiny(tiny_dataset, tmp_path / name, augment="strong")).history]
+        return [
+            row["loss"]
+            for row in train(tiny(tiny_dataset, tmp_path / name, augment="strong")).history
+        ]
 
     assert once("a") == once("b")
 
 
-def test_augmentation_in_worker_processes_is_deterministic(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_augmentation_in_worker_processes_is_deterministic(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
     def once(name: str) -> list[float]:
         config = tiny(tiny_dataset, tmp_path / name, augment="light", workers=1, epochs=1)
         return [row["loss"] for row in train(config).history]
@@ -114,19 +175,42 @@ def test_augmentation_in_worker_processes_is_deterministic(tiny_dataset: Path, t
 
 @pytest.mark.parametrize(
     ("loss", "miner", "sampler"),
-    [("contrastive", None, "random"), ("triplet", None, "random"), ("contrastive", "all-pairs", "pk"),
-     ("triplet", "semi-hard", "pk"), ("triplet", "batch-all", "pk"), ("triplet", None, "pk")],
+    [
+        ("contrastive", None, "random"),
+        ("triplet", None, "random"),
+        ("contrastive", "all-pairs", "pk"),
+        ("triplet", "semi-hard", "pk"),
+        ("triplet", "batch-all", "pk"),
+        ("triplet", None, "pk"),
+    ],
 )
-def test_every_loss_trains(tiny_dataset: Path, tmp_path: Path, loss: str, miner: str | None, sampler: str) -> None:
-    result = train(tiny(tiny_dataset, tmp_path / "run", loss=loss, miner=miner, sampler=sampler, epochs=1, batch_size=4))
+def test_every_loss_trains(
+    tiny_dataset: Path, tmp_path: Path, loss: str, miner: str | None, sampler: str
+) -> None:
+    result = train(
+        tiny(
+            tiny_dataset,
+            tmp_path / "run",
+            loss=loss,
+            miner=miner,
+            sampler=sampler,
+            epochs=1,
+            batch_size=4,
+        )
+    )
     assert np.isfinite(result.history[0]["loss"])
 
 
 def test_instance_term_trains_on_two_views(tiny_dataset: Path, tmp_path: Path) -> None:
     plain = train(tiny(tiny_dataset, tmp_path / "plain", epochs=1))
     both = train(tiny(tiny_dataset, tmp_path / "views", epochs=1, instance_weight=1.0))
-    assert np.isfinite(both.history[0]["loss"]) and both.history[0]["loss"] > plain.history[0]["loss"]  # the view term adds to the loss
-    assert json.loads((tmp_path / "views" / "config.json").read_text())["train"]["instance_weight"] == 1.0
+    assert (
+        np.isfinite(both.history[0]["loss"]) and both.history[0]["loss"] > plain.history[0]["loss"]
+    )  # the view term adds to the loss
+    assert (
+        json.loads((tmp_path / "views" / "config.json").read_text())["train"]["instance_weight"]
+        == 1.0
+    )
 
 
 def test_flatten_views_keeps_labels_and_names_instances() -> None:
@@ -139,22 +223,38 @@ def test_flatten_views_keeps_labels_and_names_instances() -> None:
 
 
 def test_seed_tower_with_the_seed_recipe(tiny_dataset: Path, tmp_path: Path) -> None:
-    config = tiny(tiny_dataset, tmp_path / "seed", tower="seed", image_size=32, loss="contrastive", sampler="random",
-                  epochs=1, batch_size=8, lr=5e-4, augment="none", widths=None, embedding_dim=None)
+    config = tiny(
+        tiny_dataset,
+        tmp_path / "seed",
+        tower="seed",
+        image_size=32,
+        loss="contrastive",
+        sampler="random",
+        epochs=1,
+        batch_size=8,
+        lr=5e-4,
+        augment="none",
+        widths=None,
+        embedding_dim=None,
+    )
     result = train(config)
     saved = json.loads((tmp_path / "seed" / "config.json").read_text())
     assert saved["loss"]["margin"] == 2.0 and saved["loss"]["sampler"] == "random"
     assert load_run(result.run_dir).tower.fc1[-1].out_features == 5
 
 
-@pytest.mark.parametrize("instance_weight", [0.0, 0.5])  # with the instance term, its projector resumes too
-def test_resume_continues_where_it_stopped(tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance_weight: float) -> None:
+@pytest.mark.parametrize(
+    "instance_weight", [0.0, 0.5]
+)  # with the instance term, its projector resumes too
+def test_resume_continues_where_it_stopped(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance_weight: float
+) -> None:
     def tiny_run(out: Path, **options):
         return tiny(tiny_dataset, out, instance_weight=instance_weight, **options)
 
     straight = train(tiny_run(tmp_path / "straight", epochs=3)).history
 
-    import siamese.training.trainer as trainer
+    from siamese.training import trainer
 
     real_save = trainer.save_checkpoint
 
@@ -174,11 +274,23 @@ def test_resume_continues_where_it_stopped(tiny_dataset: Path, tmp_path: Path, m
         train(tiny_run(tmp_path / "resumed", epochs=3, lr=0.5, resume=True))
     resumed = train(tiny_run(tmp_path / "resumed", epochs=3, resume=True)).history
     assert [row["epoch"] for row in resumed] == [1, 2, 3]
-    assert [row["loss"] for row in resumed] == pytest.approx([row["loss"] for row in straight], rel=1e-6)
+    assert [row["loss"] for row in resumed] == pytest.approx(
+        [row["loss"] for row in straight], rel=1e-6
+    )
 
 
 def test_early_stopping(tiny_dataset: Path, tmp_path: Path) -> None:
-    result = train(tiny(tiny_dataset, tmp_path / "run", epochs=6, patience=1, lr=1e-9, warmup_epochs=0, select_by="recall_at_1"))
+    result = train(
+        tiny(
+            tiny_dataset,
+            tmp_path / "run",
+            epochs=6,
+            patience=1,
+            lr=1e-9,
+            warmup_epochs=0,
+            select_by="recall_at_1",
+        )
+    )
     assert result.stopped_early and len(result.history) < 6
 
 
@@ -191,7 +303,16 @@ def test_refuses_pickled_weights(trained_run: Path, tmp_path: Path) -> None:
     (copy / "checkpoint.pt").write_bytes(b"\x80\x04\x95 not a checkpoint")
     config = TrainConfig.from_dict(json.loads((copy / "config.json").read_text())["train"])
     with pytest.raises(RunError, match="cannot load checkpoint safely"):
-        train(TrainConfig(**{**config.to_dict(), "out_dir": str(copy), "resume": True, "widths": tuple(config.widths)}))
+        train(
+            TrainConfig(
+                **{
+                    **config.to_dict(),
+                    "out_dir": str(copy),
+                    "resume": True,
+                    "widths": tuple(config.widths),
+                }
+            )
+        )
 
 
 def test_pk_sampler_batches() -> None:
@@ -205,9 +326,13 @@ def test_pk_sampler_batches() -> None:
 
 def test_pk_sampler_keeps_batch_size_with_few_identities() -> None:
     labels = np.array([0] * 5 + [1] * 3 + [2] * 2)
-    grown = list(PKSampler(labels, p=4, k=3, steps=5, seed=1))  # 3 identities: K grows 3 → 4, the batch keeps 12 images
+    grown = list(
+        PKSampler(labels, p=4, k=3, steps=5, seed=1)
+    )  # 3 identities: K grows 3 → 4, the batch keeps 12 images
     assert all(sorted(np.bincount(labels[batch])) == [4, 4, 4] for batch in grown)
-    capped = PKSampler(labels, p=8, k=4, steps=5, seed=1)  # 32 // 3 = 10 images each, capped at the largest identity
+    capped = PKSampler(
+        labels, p=8, k=4, steps=5, seed=1
+    )  # 32 // 3 = 10 images each, capped at the largest identity
     assert (capped.p, capped.k) == (3, 5)
 
 
@@ -253,6 +378,8 @@ def test_bad_config_values() -> None:
     with pytest.raises(ConfigError, match="two augmented views"):
         TrainConfig(data_dir="d", out_dir="o", instance_weight=1.0, augment="none")
     with pytest.raises(ConfigError, match="P×K"):
-        TrainConfig(data_dir="d", out_dir="o", instance_weight=1.0, sampler="random", loss="contrastive")
+        TrainConfig(
+            data_dir="d", out_dir="o", instance_weight=1.0, sampler="random", loss="contrastive"
+        )
     with pytest.raises(RunError, match="not found"):
         load_run("/nonexistent/run")

@@ -10,16 +10,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
-
-from siamese.errors import ConfigError
 from siamese.training.losses.contrastive import ContrastiveLoss
 from siamese.training.losses.distances import EuclideanDistance
-from siamese.training.losses.miners import AllPairsMiner, BatchAllMiner, BatchHardMiner, SemiHardMiner
+from siamese.training.losses.miners import (
+    AllPairsMiner,
+    BatchAllMiner,
+    BatchHardMiner,
+    SemiHardMiner,
+)
 from siamese.training.losses.multi_similarity import MultiSimilarityLoss
 from siamese.training.losses.reducers import MeanReducer, NonZeroMeanReducer
 from siamese.training.losses.triplet import TripletLoss
 from siamese.training.losses.tuples import Pairs, Triplets, explicit_pairs, explicit_triplets
+from torch import nn
+
+from siamese.errors import ConfigError
 
 LOSSES: dict[str, type[nn.Module]] = {
     "contrastive": ContrastiveLoss,
@@ -65,7 +70,9 @@ class Criterion:
         if self.sampler == "random":
             if self.loss.consumes == "pairs":
                 half = len(labels) // 2
-                return self.loss(embeddings, explicit_pairs(half, (labels[:half] != labels[half:]).long()))
+                return self.loss(
+                    embeddings, explicit_pairs(half, (labels[:half] != labels[half:]).long())
+                )
             return self.loss(embeddings, explicit_triplets(len(labels) // 3, embeddings.device))
         if self.miner is None:
             return self.loss(embeddings, labels)
@@ -73,10 +80,22 @@ class Criterion:
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary for config.json."""
-        return {"name": self.loss_name, "margin": self.margin, "miner": self.miner_name, "sampler": self.sampler}
+        return {
+            "name": self.loss_name,
+            "margin": self.margin,
+            "miner": self.miner_name,
+            "sampler": self.sampler,
+        }
 
 
-def create_criterion(name: str, *, margin: float | None, normalized: bool, sampler: str = "pk", miner: str | None = None) -> Criterion:
+def create_criterion(
+    name: str,
+    *,
+    margin: float | None,
+    normalized: bool,
+    sampler: str = "pk",
+    miner: str | None = None,
+) -> Criterion:
     """Build a loss and its miner by name, validating that they fit together.
 
     Raises:
@@ -97,7 +116,9 @@ def create_criterion(name: str, *, margin: float | None, normalized: bool, sampl
         return Criterion(LOSSES[name](margin=margin), None, sampler, name, "none")
     miner = miner or MINERS[name][0]
     if miner not in MINERS[name]:
-        raise ConfigError(f"loss {name!r} works with miners: {', '.join(MINERS[name])}; got {miner!r}")
+        raise ConfigError(
+            f"loss {name!r} works with miners: {', '.join(MINERS[name])}; got {miner!r}"
+        )
     distance = EuclideanDistance()
     reducer = NonZeroMeanReducer() if miner == "batch-all" else MeanReducer()
     if name == "multi-similarity":

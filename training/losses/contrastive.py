@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from siamese.training.losses.distances import EuclideanDistance
 from siamese.training.losses.reducers import MeanReducer
 from siamese.training.losses.tuples import Pairs
+from torch import nn
 
 
 class ContrastiveLoss(nn.Module):
@@ -18,7 +17,9 @@ class ContrastiveLoss(nn.Module):
 
     consumes = "pairs"
 
-    def __init__(self, margin: float = 2.0, distance: EuclideanDistance | None = None, reducer=None) -> None:
+    def __init__(
+        self, margin: float = 2.0, distance: EuclideanDistance | None = None, reducer=None
+    ) -> None:
         super().__init__()
         self.margin = margin
         self.distance = distance or EuclideanDistance()

@@ -18,5 +18,7 @@ class EuclideanDistance:
 
     def matrix(self, embeddings: torch.Tensor) -> torch.Tensor:
         """All-pairs distance matrix of one batch (for mining; differentiable away from zero)."""
-        squared = torch.cdist(embeddings, embeddings, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+        squared = torch.cdist(
+            embeddings, embeddings, compute_mode="donot_use_mm_for_euclid_dist"
+        ).pow(2)
         return squared.clamp_min(0).add(self.eps**2).sqrt()

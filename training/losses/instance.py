@@ -31,12 +31,21 @@ class InstanceLoss(nn.Module):
     the tower serves; the projector is thrown away after training.
     """
 
-    def __init__(self, weight: float = 1.0, temperature: float = TEMPERATURE, in_features: int | None = None) -> None:
+    def __init__(
+        self, weight: float = 1.0, temperature: float = TEMPERATURE, in_features: int | None = None
+    ) -> None:
         super().__init__()
         self.weight, self.temperature = weight, temperature
         self.on_features = bool(in_features)
-        self.projector = (nn.Sequential(nn.Linear(in_features, PROJECTOR_HIDDEN), nn.ReLU(inplace=True),
-                                        nn.Linear(PROJECTOR_HIDDEN, PROJECTOR_OUT)) if self.on_features else nn.Identity())
+        self.projector = (
+            nn.Sequential(
+                nn.Linear(in_features, PROJECTOR_HIDDEN),
+                nn.ReLU(inplace=True),
+                nn.Linear(PROJECTOR_HIDDEN, PROJECTOR_OUT),
+            )
+            if self.on_features
+            else nn.Identity()
+        )
 
     def forward(self, embeddings: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         """``instances[i]`` names the image embedding ``i`` is a view of; each image has exactly two views."""

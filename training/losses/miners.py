@@ -7,7 +7,6 @@ tuples; the loss then recomputes distances for just those tuples with gradients.
 from __future__ import annotations
 
 import torch
-
 from siamese.training.losses.distances import EuclideanDistance
 from siamese.training.losses.tuples import Pairs, Triplets
 
@@ -23,7 +22,9 @@ class AllPairsMiner:
 
     produces = "pairs"
 
-    def __init__(self, distance: EuclideanDistance | None = None, margin: float | None = None) -> None:
+    def __init__(
+        self, distance: EuclideanDistance | None = None, margin: float | None = None
+    ) -> None:
         self.distance = distance or EuclideanDistance()
         self.margin = margin
 
@@ -65,7 +66,9 @@ class _MarginTripletMiner:
         self.margin = margin
         self.distance = distance or EuclideanDistance()
 
-    def _distances_and_masks(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _distances_and_masks(
+        self, embeddings: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return (self.distance.matrix(embeddings.detach()), *_masks(labels))
 
 
@@ -89,6 +92,10 @@ class BatchAllMiner(_MarginTripletMiner):
 
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
         d, positive, negative = self._distances_and_masks(embeddings, labels)
-        violating = positive[:, :, None] & negative[:, None, :] & (d[:, :, None] - d[:, None, :] + self.margin > 0)
+        violating = (
+            positive[:, :, None]
+            & negative[:, None, :]
+            & (d[:, :, None] - d[:, None, :] + self.margin > 0)
+        )
         a, p, n = torch.nonzero(violating, as_tuple=True)
         return Triplets(a, p, n)

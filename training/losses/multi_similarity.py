@@ -15,7 +15,9 @@ class MultiSimilarityLoss(nn.Module):
 
     consumes = "batch"
 
-    def __init__(self, margin: float = 0.5, alpha: float = 2.0, beta: float = 50.0, epsilon: float = 0.1) -> None:
+    def __init__(
+        self, margin: float = 0.5, alpha: float = 2.0, beta: float = 50.0, epsilon: float = 0.1
+    ) -> None:
         super().__init__()
         self.margin, self.alpha, self.beta, self.epsilon = margin, alpha, beta, epsilon
 
@@ -30,8 +32,12 @@ class MultiSimilarityLoss(nn.Module):
         hardest_positive = torch.where(positive, sim, pos_inf).amin(1, keepdim=True)
         keep_positive = positive & (sim - self.epsilon < hardest_negative)
         keep_negative = negative & (sim + self.epsilon > hardest_positive)
-        pos_term = torch.where(keep_positive, torch.exp(-self.alpha * (sim - self.margin)), torch.zeros_like(sim)).sum(1)
-        neg_term = torch.where(keep_negative, torch.exp(self.beta * (sim - self.margin)), torch.zeros_like(sim)).sum(1)
+        pos_term = torch.where(
+            keep_positive, torch.exp(-self.alpha * (sim - self.margin)), torch.zeros_like(sim)
+        ).sum(1)
+        neg_term = torch.where(
+            keep_negative, torch.exp(self.beta * (sim - self.margin)), torch.zeros_like(sim)
+        ).sum(1)
         per_anchor = torch.log1p(pos_term) / self.alpha + torch.log1p(neg_term) / self.beta
         active = keep_positive.any(1) | keep_negative.any(1)
         return per_anchor[active].mean() if active.any() else sim.sum() * 0.0

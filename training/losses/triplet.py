@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from siamese.training.losses.distances import EuclideanDistance
 from siamese.training.losses.reducers import MeanReducer
 from siamese.training.losses.tuples import Triplets
+from torch import nn
 
 
 class TripletLoss(nn.Module):
@@ -15,7 +14,9 @@ class TripletLoss(nn.Module):
 
     consumes = "triplets"
 
-    def __init__(self, margin: float = 1.0, distance: EuclideanDistance | None = None, reducer=None) -> None:
+    def __init__(
+        self, margin: float = 1.0, distance: EuclideanDistance | None = None, reducer=None
+    ) -> None:
         super().__init__()
         self.margin = margin
         self.distance = distance or EuclideanDistance()
