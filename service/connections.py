@@ -158,6 +158,10 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             super().on_response_complete()
             self._follow()
 
+        def send_400_response(self, msg: str) -> None:
+            """A request h11 cannot parse (bad request line, header too large): JSON 400, close."""
+            self._refuse(400, "bad_request", f"{msg.rstrip('.')}: not a valid HTTP/1.1 request")
+
         def shutdown(self) -> None:
             if self._refused:
                 self.transport.close()

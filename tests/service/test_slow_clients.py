@@ -248,3 +248,34 @@ def test_siamese_serve_applies_the_options(service_gallery: Path) -> None:
             server.kill()
             server.wait(timeout=10)
         server.stderr.close()  # type: ignore[union-attr]
+
+
+_MALFORMED = [
+    b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /v1/health?" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"garbage\r\n\r\n",
+    b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX: \xff\xfe\r\n\r\n",
+    b"GET /v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    b"POST /v1/query HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET /v1/health HTTP/1.1\r\n" + b"X-Long: " + b"y" * 70000 + b"\r\n\r\n",
+    b"GET /v1/health HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)),  # a TLS hello
+]
+
+
+def test_malformed_requests_get_json_answers(service_gallery: Path) -> None:
+    statuses: list[int] = []
+    with _server(service_gallery, body_timeout_s=2.0) as (url, port):
+        for raw in _MALFORMED:
+            with _connect(port) as sock:
+                try:
+                    sock.sendall(raw)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # refused mid-send: the answer is still waiting to be read
+                status, body, _ = _read_answer(sock, within_s=5)
+            statuses.append(status)
+            assert status < 500, (raw[:60], status, body)  # a long but valid request may pass
+            assert status == 200 or (body["error"]["code"] and body["error"]["message"]), body
+        with httpx.Client(base_url=url, timeout=10) as client:
+            assert client.get("/v1/health").status_code == 200
+    assert statuses.count(400) >= 5, statuses
