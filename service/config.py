@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from siamese.engine.image import MAX_PIXELS
+from siamese.service.connections import ConnectionLimits
 
 from siamese.errors import ConfigError
 
@@ -32,6 +33,9 @@ class ServiceConfig:
         api_key: when set, write endpoints need it (X-API-Key or Authorization: Bearer).
         decode_threads: threads decoding uploads (default: one per core).
         refresh_s: how often to look for a generation or threshold published by another process.
+        max_connections: open connections at most (503 beyond).
+        max_client_connections: open connections per client address at most (429; 0: no limit).
+        body_timeout_s: seconds a request may take to arrive in full (408 beyond).
     """
 
     gallery_dir: Path
@@ -47,6 +51,9 @@ class ServiceConfig:
     api_key: str | None = None
     decode_threads: int | None = None
     refresh_s: float = 2.0
+    max_connections: int = 256
+    max_client_connections: int = 64
+    body_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -68,6 +75,15 @@ class ServiceConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self.connection_limits()  # refuses bad connection limits now, not when serving starts
+
+    def connection_limits(self) -> ConnectionLimits:
+        """The server's connection guard settings (see :mod:`siamese.service.connections`)."""
+        return ConnectionLimits(
+            max_connections=self.max_connections,
+            max_client_connections=self.max_client_connections,
+            body_timeout_s=self.body_timeout_s,
+        )
 
     @classmethod
     def with_env_key(cls, **fields: object) -> ServiceConfig:

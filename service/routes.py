@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse, Response
 from siamese.engine.image import convert_mode, decode_image
 from siamese.service.errors import ApiError, error_body
 from siamese.service.state import ServiceState
-from siamese.service.uploads import check_identity, read_uploads
+from siamese.service.uploads import read_uploads
+from siamese.service.validation import ItemId, check_identity, check_identity_lookup
 
 from siamese.errors import ImageDecodeError
 
@@ -151,12 +152,12 @@ async def remove_identity(
 ) -> dict[str, Any]:
     state = _state(request)
     _require_key(state, x_api_key, authorization)
-    return await state.remove(identity=identity)
+    return await state.remove(identity=check_identity_lookup(identity))
 
 
 @router.delete("/items/{item_id}", summary="Remove one item")
 async def remove_item(
-    request: Request, item_id: int, x_api_key: KeyHeader = None, authorization: AuthHeader = None
+    request: Request, item_id: ItemId, x_api_key: KeyHeader = None, authorization: AuthHeader = None
 ) -> dict[str, Any]:
     state = _state(request)
     _require_key(state, x_api_key, authorization)
@@ -181,7 +182,7 @@ def _thumbnail(path: str, size: int, max_pixels: int) -> bytes:
 )
 async def item_image(
     request: Request,
-    item_id: int,
+    item_id: ItemId,
     size: Annotated[int, Query(ge=_THUMBNAIL_SIZES[0], le=_THUMBNAIL_SIZES[1])] = 160,
 ) -> Response:
     state = _state(request)

@@ -10,41 +10,60 @@ from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from siamese.service.connections import ConnectionLimits, guarded_protocol
 
-#: Seconds an idle keep-alive connection stays open; uploads must arrive within uvicorn's limits.
+#: Seconds an idle keep-alive connection stays open.
 KEEP_ALIVE_S = 5
-#: Concurrent connections at most; more are refused with 503 rather than queued without bound.
-MAX_CONNECTIONS = 256
 
 
-def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
+def _limits(app: FastAPI) -> ConnectionLimits:
+    """The connection limits of the service's config (defaults for an app without one)."""
+    state = getattr(app.state, "service", None)
+    return state.config.connection_limits() if state is not None else ConnectionLimits()
+
+
+def _config(
+    app: FastAPI, host: str, port: int, log_level: str, limits: ConnectionLimits | None
+) -> uvicorn.Config:
+    # uvicorn's own limit_concurrency answers plain text; the guarded protocol limits connections
+    # (in total and per client) and request arrival time, and answers JSON.
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        http=guarded_protocol(limits or _limits(app)),
         timeout_keep_alive=KEEP_ALIVE_S,
-        limit_concurrency=MAX_CONNECTIONS,
+        limit_concurrency=None,
         timeout_graceful_shutdown=10,
         server_header=False,
     )
 
 
-def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+def serve(
+    app: FastAPI,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    limits: ConnectionLimits | None = None,
+) -> None:
     """Serve until interrupted (Ctrl-C drains open requests, then stops the batcher and closes the gallery)."""
-    uvicorn.Server(_config(app, host, port, log_level)).run()
+    uvicorn.Server(_config(app, host, port, log_level, limits)).run()
 
 
 @contextmanager
 def background_server(
-    app: FastAPI, host: str = "127.0.0.1", log_level: str = "warning"
+    app: FastAPI,
+    host: str = "127.0.0.1",
+    log_level: str = "warning",
+    limits: ConnectionLimits | None = None,
 ) -> Iterator[str]:
     """Serve ``app`` on a free port of ``host`` from a thread; yield its base URL, stop it on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(_config(app, host, port, log_level))
+    server = uvicorn.Server(_config(app, host, port, log_level, limits))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="siamese-server", daemon=True
     )

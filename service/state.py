@@ -169,6 +169,9 @@ class ServiceState:
                 "max_pixels": config.max_pixels,
                 "max_files": config.max_files,
                 "max_k": config.max_k,
+                "max_connections": config.max_connections,
+                "max_client_connections": config.max_client_connections,
+                "body_timeout_s": config.body_timeout_s,
                 "write_requires_key": config.api_key is not None,
             },
         }

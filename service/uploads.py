@@ -2,14 +2,14 @@
 
 Uploads are decoded by :func:`siamese.engine.image.load_pixels` from bytes, so they meet exactly
 the rules gallery files meet (format allow-list, pixel and size limits, no half-decodes). Images
-added to the gallery are kept at ``GALLERY/uploads/<identity>/<sha256>.<ext>``: the gallery
-records paths and content hashes, so an added image must outlive the request.
+added to the gallery are kept at ``GALLERY/uploads/<identity>/<sha256>.<ext>`` (an identity too
+long for a file name gets a hashed folder: :func:`siamese.service.validation.upload_folder_name`):
+the gallery records paths and content hashes, so an added image must outlive the request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from io import BytesIO
@@ -23,6 +23,7 @@ from siamese.engine.image import load_pixels, normalize
 from siamese.index.sync import canonical_path
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
+from siamese.service.validation import name_max, upload_folder_name
 
 from siamese.io import sha256_bytes, write_bytes_atomic
 from siamese.spec import InputSpec
@@ -39,8 +40,6 @@ _EXTENSIONS = {
     "WEBP": "webp",
     "MPO": "jpg",
 }
-#: Identities become folder names: no separators, control characters, or leading dot.
-_IDENTITY = re.compile(r"^(?!\.)[^/\\\x00-\x1f\x7f]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -83,18 +82,6 @@ async def read_uploads(files: list[UploadFile], config: ServiceConfig) -> list[U
     return uploads
 
 
-def check_identity(identity: str) -> str:
-    """The identity, stripped, if it can name a folder; else 400."""
-    identity = identity.strip()
-    if not _IDENTITY.match(identity) or identity in (".", ".."):
-        raise ApiError(
-            400,
-            "bad_identity",
-            f"identity {identity[:40]!r} cannot be used: 1–128 characters, no '/', '\\\\' or control characters, not starting with '.'",
-        )
-    return identity
-
-
 def preprocess(upload: Upload, spec: InputSpec, config: ServiceConfig) -> NDArray[np.float32]:
     """Decode and preprocess one upload into a 1×C×H×W row (ImageDecodeError names the upload)."""
     pixels = load_pixels(
@@ -127,7 +114,10 @@ def store_upload(gallery_dir: Path, identity: str, upload: Upload) -> str:
         BytesIO(upload.data)
     ) as image:  # already fully decoded once: this reads the header only
         extension = _EXTENSIONS.get(image.format or "", "img")
-    target = gallery_dir / UPLOADS_DIR / identity / f"{sha256_bytes(upload.data)}.{extension}"
+    folder = upload_folder_name(identity, name_max(gallery_dir))
+    if folder is None:  # check_identity refuses such names before anything is stored
+        raise ApiError(400, "bad_identity", f"identity {identity[:40]!r} cannot name a folder")
+    target = gallery_dir / UPLOADS_DIR / folder / f"{sha256_bytes(upload.data)}.{extension}"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(target, upload.data)
@@ -140,11 +130,10 @@ def stored_uploads(
     """Upload files that are ``paths`` or lie in ``identity``'s upload folder (nothing outside uploads/ ever)."""
     root = Path(canonical_path(gallery_dir / UPLOADS_DIR))
     found = [Path(p) for p in paths]
-    if identity is not None:
-        folder = root / identity
-        if (
-            folder.parent == root and folder.is_dir()
-        ):  # an identity like "../x" names no upload folder
+    name = None if identity is None else upload_folder_name(identity, name_max(root))
+    if name is not None:  # an identity like "../x" names no upload folder
+        folder = root / name
+        if folder.parent == root and folder.is_dir():
             found += sorted(folder.iterdir())
     return [p for p in found if p.parent.parent == root and p.is_file()]
 

@@ -49,6 +49,21 @@ def serve(
     timeout: Annotated[
         float, typer.Option(min=0.001, help="Seconds before a query is answered 504.")
     ] = 30.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(min=0.001, help="Seconds a request may take to arrive in full (408 beyond)."),
+    ] = 60.0,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections at most (503 beyond).")
+    ] = 256,
+    max_client_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-per-client",
+            min=0,
+            help="Open connections per client address at most (429 beyond; 0: no limit).",
+        ),
+    ] = 64,
     device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
     log_level: Annotated[
         str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")
@@ -69,6 +84,9 @@ def serve(
         max_files=max_files,
         timeout_s=timeout,
         api_key=api_key,
+        body_timeout_s=body_timeout,
+        max_connections=max_connections,
+        max_client_connections=max_client_connections,
     )
     state = ServiceState.open(
         config

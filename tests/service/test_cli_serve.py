@@ -22,6 +22,9 @@ def test_help_lists_the_options() -> None:
         "--max-batch",
         "--max-wait-ms",
         "--max-upload-mb",
+        "--body-timeout",
+        "--max-connections",
+        "--max-per-client",
         "--device",
     ):
         assert option in result.output
@@ -49,6 +52,9 @@ def test_a_different_model_is_refused(
     ("args", "says"),
     [
         (["--max-batch", "0"], "max-batch"),
+        (["--max-connections", "0"], "max-connections"),
+        (["--max-per-client", "-1"], "max-per-client"),
+        (["--body-timeout", "0"], "body-timeout"),
         (["--gallery", "/nonexistent/g"], "gallery folder not found"),
     ],
 )
