@@ -226,7 +226,7 @@ def _prepare_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None
     outcome: tuple[dict[str, Any] | None, SiameseError | None] = (None, None)
     if ranks.is_main:
         try:
-            outcome = (_check_run_dir(config, ranks), None)
+            outcome = (check_run_dir(config, ranks), None)
         except SiameseError as exc:
             outcome = (None, exc)
     state, error = broadcast_object(ranks, outcome)
@@ -237,7 +237,8 @@ def _prepare_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None
     return state
 
 
-def _check_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None:
+def check_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None:
+    """Refuse an existing run without ``resume``, or a resume that cannot continue; return the checkpoint to resume."""
     run_dir = Path(config.out_dir)
     if (run_dir / CHECKPOINT_FILE).exists() and not config.resume:
         raise ConfigError(
