@@ -138,8 +138,7 @@ def equivalence(out: str) -> None:
 
 
 def early_stop(data_dir: str, run_dir: str, out: str) -> None:
-    import siamese.training.trainer as trainer
-    from siamese.training import TrainConfig
+    from siamese.training import TrainConfig, trainer
 
     never_better = {
         "recall_at_1": 0.5,

@@ -121,7 +121,9 @@ def test_ranks_take_disjoint_identities_that_make_up_the_global_batch(
         for a in range(world):
             for b in range(a + 1, world):
                 assert identities[a].isdisjoint(identities[b]), step
-        assert sum(mine, []) == everything, "the ranks' slices are the one-process batch"
+        assert [i for b in mine for i in b] == everything, (
+            "the ranks' slices are the one-process batch"
+        )
         assert len({len(b) for b in mine}) == 1, "equal slices, as the gather needs"
 
 
@@ -169,3 +171,41 @@ def test_a_failed_rank_is_one_clear_line(tmp_path: Path) -> None:
     assert "\n" not in line
     fresh = describe_failure(ChildFailedError("siamese", {1: killed}), tmp_path / "none")
     assert "no checkpoint to resume" in fresh
+
+
+def test_siamese_train_nproc_2_writes_a_run_that_exports_and_embeds(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """`siamese train --nproc 2` through torchrun's elastic agent, then export and embed as usual."""
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "siamese", "train", str(tiny_dataset), "--out", str(run_dir)]
+    options = ["--nproc", "2", "--size", "24", "--widths", "4,8", "--embedding-dim", "8"]
+    options += ["--epochs", "2", "--steps-per-epoch", "2", "--p", "2", "--k", "2", "--json"]
+    done = subprocess.run(
+        command + options, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert [row["epoch"] for row in summary["history"]] == [1, 2]
+    assert all(
+        row["images"] == 2 * 2 * (2 * 2) for row in summary["history"]
+    )  # steps × world × P×K
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["distributed"] == {"world_size": 2, "backend": "gloo"}
+
+    again = subprocess.run(
+        command + options, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert again.returncode == 1
+    refusal = f"error: {run_dir}: already holds a training run; pass --resume to continue it"
+    assert again.stderr.strip().splitlines() == [f"{refusal} or choose another --out"]
+
+    from siamese.engine import Embedder
+    from siamese.export import export_onnx
+
+    from siamese.image_folder import list_image_paths
+
+    model = export_onnx(run_dir, tmp_path / "model.onnx").path
+    embedded = Embedder(model).embed_paths(list_image_paths([tiny_dataset]))
+    assert embedded.embeddings.shape == (48, 16) and not embedded.failures
+    assert np.allclose(np.linalg.norm(embedded.embeddings, axis=1), 1.0, atol=1e-4)
