@@ -49,7 +49,8 @@ def launch(config: TrainConfig, nproc: int, *, progress: bool = False) -> TrainR
             "--nproc starts its own processes; under torchrun leave it out (torchrun's "
             "--nproc-per-node says how many)"
         )
-    check_run_dir(config, Ranks(world=nproc))  # fail before starting processes, not after
+    if not config.resume:  # refuse an existing run before starting processes, not after
+        check_run_dir(config, Ranks(world=nproc))
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     launch_config = LaunchConfig(
@@ -63,15 +64,18 @@ def launch(config: TrainConfig, nproc: int, *, progress: bool = False) -> TrainR
         monitor_interval=0.5,
         start_method="spawn",
     )
-    agent_log = logging.getLogger("torch.distributed.elastic")
-    level = agent_log.level
-    agent_log.setLevel(logging.CRITICAL)  # its failure log is a traceback; ours is one line
+    # the agent logs a failure as a traceback and each process it stops; we report it in one line
+    logs = [logging.getLogger(n) for n in ("torch.distributed.elastic", "torch.multiprocessing")]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.CRITICAL)
     try:
         results = elastic_launch(launch_config, _worker)(config, progress)
     except ChildFailedError as exc:
         raise TrainingFailed(describe_failure(exc, Path(config.out_dir))) from None
     finally:
-        agent_log.setLevel(level)
+        for log, level in zip(logs, levels):
+            log.setLevel(level)
     return results[0]
 
 

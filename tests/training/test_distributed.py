@@ -199,6 +199,12 @@ def test_siamese_train_nproc_2_writes_a_run_that_exports_and_embeds(
     assert again.returncode == 1
     refusal = f"error: {run_dir}: already holds a training run; pass --resume to continue it"
     assert again.stderr.strip().splitlines() == [f"{refusal} or choose another --out"]
+    more = [o if o != "2" or options[i - 1] != "--epochs" else "3" for i, o in enumerate(options)]
+    resumed = subprocess.run(
+        [*command, *more, "--resume"], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [row["epoch"] for row in json.loads(resumed.stdout)["history"]] == [1, 2, 3]
 
     from siamese.engine import Embedder
     from siamese.export import export_onnx
