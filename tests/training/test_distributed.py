@@ -173,6 +173,7 @@ def test_a_failed_rank_is_one_clear_line(tmp_path: Path) -> None:
     assert "no checkpoint to resume" in fresh
 
 
+@pytest.mark.slow  # two launches of two processes: ~25 s idle, over a minute on a busy 2-core box
 def test_siamese_train_nproc_2_writes_a_run_that_exports_and_embeds(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
