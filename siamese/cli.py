@@ -7,6 +7,7 @@ mistakes surface as one line on stderr and a non-zero exit code, never a traceba
 from __future__ import annotations
 
 import json
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -109,9 +110,17 @@ def train(
         typer.Option(help="Loss margin (default depends on loss and normalisation)."),
     ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 30,
-    identities_per_batch: Annotated[int, typer.Option("--p", help="P: identities per batch.")] = 16,
+    identities_per_batch: Annotated[
+        int,
+        typer.Option(
+            "--p",
+            "--identities-per-batch",
+            help="P: identities per batch (per process). Under torchrun write --identities-per-batch.",
+        ),
+    ] = 16,
     images_per_identity: Annotated[
-        int, typer.Option("--k", help="K: images per identity in a batch.")
+        int,
+        typer.Option("--k", "--images-per-identity", help="K: images per identity in a batch."),
     ] = 4,
     batch_size: Annotated[
         int, typer.Option(min=2, help="Pairs or triplets per step with --sampler random.")
@@ -194,6 +203,20 @@ def train(
     workers: Annotated[
         int, typer.Option(min=0, help="DataLoader worker processes for augmentation.")
     ] = 0,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Training processes on this machine (torchrun's elastic agent; one per GPU). --p and --batch-size are per process. Several machines: torchrun (README).",
+        ),
+    ] = 1,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Threads per training process (default: PyTorch's, or an equal share of the cores per process).",
+        ),
+    ] = None,
     amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = True,
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its last checkpoint.")
@@ -202,7 +225,6 @@ def train(
 ) -> None:
     """Train a tower on DATA_DIR and write a run directory (config, weights, history, curves)."""
     from siamese.training import TrainConfig
-    from siamese.training import train as run_training
 
     config = TrainConfig(
         data_dir=str(data_dir),
@@ -240,10 +262,13 @@ def train(
         seed=seed,
         device=device,
         workers=workers,
+        threads=threads,
         amp=amp,
         resume=resume,
     )
-    result = run_training(config, progress=not as_json)
+    result = _run_training(config, nproc, progress=not as_json)
+    if result is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return
     _report_skipped(result.skipped)
     summary = {
         "run_dir": str(result.run_dir),
@@ -260,6 +285,30 @@ def train(
         out.print(
             f"run written to [bold]{result.run_dir}[/bold]; kept epoch {result.best_epoch} ({result.best_metric} = {result.best_value:.4f}){early}"
         )
+
+
+def _run_training(config: Any, nproc: int, *, progress: bool) -> Any:
+    """Train in this process, under torchrun (every rank runs this), or with --nproc processes.
+
+    Returns rank 0's TrainResult; None on the other ranks of a torchrun job, which print nothing.
+    """
+    from siamese.training import train as run_training
+    from siamese.training.distributed import ranks_from_environment
+    from siamese.training.launch import launch
+
+    ranks = ranks_from_environment()
+    if nproc > 1 or not ranks.enabled:
+        return launch(config, nproc, progress=progress)
+    try:
+        result = run_training(config, progress=progress)
+    except SiameseError as exc:
+        if getattr(exc, "reported_by_rank0", False):  # rank 0 prints the same message
+            time.sleep(2.0)  # before torchrun, seeing this rank exit, stops rank 0 mid-print
+            raise typer.Exit(EXIT_ERROR) from None
+        if ranks.is_main:
+            raise
+        raise SiameseError(f"rank {ranks.rank}: {exc}") from None
+    return result if ranks.is_main else None
 
 
 # -------------------------------------------------------------------------- export

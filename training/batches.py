@@ -62,12 +62,25 @@ def flatten_views(
 
 
 class RandomTupleSampler:
-    """Seed-style batches: ``batch_size`` random pairs (laid out [firsts, seconds]) or triplets ([a, p, n])."""
+    """Seed-style batches: ``batch_size`` random pairs (laid out [firsts, seconds]) or triplets ([a, p, n]).
+
+    Distributed (``world`` > 1): every rank draws the same world × ``batch_size`` tuples from the
+    shared seeded generator and keeps tuples ``rank·batch_size …``, so ``batch_size`` is per process.
+    """
 
     def __init__(
-        self, labels: np.ndarray, kind: str, batch_size: int, steps: int, seed: int = 0
+        self,
+        labels: np.ndarray,
+        kind: str,
+        batch_size: int,
+        steps: int,
+        seed: int = 0,
+        *,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.labels, self.kind, self.batch_size, self.steps = labels, kind, batch_size, steps
+        self.rank, self.world = rank, world
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -75,10 +88,11 @@ class RandomTupleSampler:
 
     def __iter__(self):
         draw = sample_pairs if self.kind == "pairs" else sample_triplets
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
         for _ in range(self.steps):
-            parts = draw(self.labels, self.batch_size, self.rng)
+            parts = draw(self.labels, self.world * self.batch_size, self.rng)
             members = parts[:2] if self.kind == "pairs" else parts
-            yield np.concatenate(members).tolist()
+            yield np.concatenate([part[mine] for part in members]).tolist()
 
 
 def make_sampler(
@@ -90,11 +104,17 @@ def make_sampler(
     k: int,
     steps: int,
     seed: int,
+    *,
+    rank: int = 0,
+    world: int = 1,
 ) -> PKSampler | RandomTupleSampler:
-    """The batch sampler for a criterion: P×K for mined losses, random tuples for seed-style training."""
+    """The batch sampler for a criterion: P×K for mined losses, random tuples for seed-style training.
+
+    ``rank`` and ``world`` give each training process its share of one shared global batch.
+    """
     if sampler == "pk":
-        return PKSampler(labels, p, k, steps, seed)
-    return RandomTupleSampler(labels, kind, batch_size, steps, seed)
+        return PKSampler(labels, p, k, steps, seed, rank=rank, world=world)
+    return RandomTupleSampler(labels, kind, batch_size, steps, seed, rank=rank, world=world)
 
 
 def make_loader(

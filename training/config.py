@@ -33,6 +33,10 @@ class TrainConfig:
     ``instance_weight > 0`` adds instance discrimination (:mod:`siamese.training.losses.instance`):
     every image is augmented twice and each view must find the other, which costs twice the compute.
 
+    Several processes (torchrun, or ``siamese train --nproc``; training/distributed.py): P and
+    ``batch_size`` are per process, so a step's global batch is world × P identities × K images;
+    ``threads=None`` gives each process an equal share of the machine's cores.
+
     ``image_size=None`` takes the tower's default (or the images' size when smaller, in steps of 8 px,
     at least 32); ``steps_per_epoch=None`` makes one epoch about one
     pass over the training images (at least ``min_steps_per_epoch`` steps).
@@ -80,6 +84,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 0
+    threads: int | None = (
+        None  # per process; None: PyTorch's default, or a share of the cores per rank
+    )
     amp: bool = True
     resume: bool = False
 
@@ -113,6 +120,7 @@ class TrainConfig:
             (self.select_by in SELECT_BY, f"select-by must be one of {', '.join(SELECT_BY)}"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1 epoch"),
             (self.workers >= 0, "workers cannot be negative"),
+            (self.threads is None or self.threads >= 1, "threads must be at least 1"),
             (self.warmup_epochs >= 0, "warm-up cannot be negative"),
             (
                 self.instance_weight >= 0,

@@ -91,20 +91,43 @@ class PKSampler:
     thousands of faces) K grows so the batch keeps its P×K images, up to the largest identity's
     size: a batch of 4 images × 10 classes would waste most of the negatives a miner could use.
     Usable as a DataLoader ``batch_sampler``.
+
+    Distributed (``world`` > 1): P is per process, so a step's global batch is (world × P) × K.
+    Every rank holds the same seeded generator and draws the whole global batch (one permutation
+    of identities per step, then each identity's K images); rank ``r`` keeps identities
+    ``r·P … (r+1)·P − 1`` of it. The ranks' identities are disjoint, together they are exactly the
+    batch one process with P' = world × P would draw, and the generator state (checkpointed for
+    resume) is the same on every rank.
     """
 
-    def __init__(self, labels: IntArray, p: int, k: int, steps: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        labels: IntArray,
+        p: int,
+        k: int,
+        steps: int,
+        seed: int = 0,
+        *,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         if p < 2 or k < 2:
             raise ValueError(
                 f"P×K batches need P ≥ 2 identities and K ≥ 2 images each, got P={p}, K={k}"
             )
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is outside a world of {world} processes")
         groups = _Groups.of(labels)
         self.members = [
             groups.order[s : s + n] for s, n in zip(groups.start, groups.size) if n >= 2
         ]
-        if len(self.members) < 2:
-            raise ValueError("P×K batches need at least two identities with two or more images")
-        self.p = min(p, len(self.members))
+        if len(self.members) < max(2, world):
+            raise ValueError(
+                "P×K batches need at least two identities with two or more images"
+                + (f", and at least one per process ({world})" if world > 1 else "")
+            )
+        self.rank, self.world = rank, world
+        self.p = min(p, len(self.members) // world)  # per rank
         self.k = max(k, min((p * k) // self.p, max(len(m) for m in self.members)))
         self.steps = steps
         self.rng = np.random.default_rng(seed)
@@ -114,9 +137,10 @@ class PKSampler:
 
     def __iter__(self):
         for _ in range(self.steps):
-            chosen = self.rng.choice(len(self.members), size=self.p, replace=False)
+            chosen = self.rng.choice(len(self.members), size=self.world * self.p, replace=False)
             batch = [
                 self.rng.choice(self.members[i], size=self.k, replace=len(self.members[i]) < self.k)
                 for i in chosen
             ]
-            yield np.concatenate(batch).tolist()
+            mine = batch[self.rank * self.p : (self.rank + 1) * self.p]
+            yield np.concatenate(mine).tolist()

@@ -23,6 +23,14 @@ from siamese.training.batches import flatten_views, make_loader, make_sampler, n
 from siamese.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from siamese.training.config import TrainConfig
 from siamese.training.data import load_image_folder, split_identities, typical_image_size
+from siamese.training.distributed import (
+    Ranks,
+    broadcast_object,
+    gather_objects,
+    ranks_from_environment,
+    setup,
+    teardown,
+)
 from siamese.training.losses import Criterion, create_criterion
 from siamese.training.losses.instance import InstanceLoss
 from siamese.training.plots import plot_history
@@ -35,6 +43,8 @@ from siamese.training.run_dir import (
     save_weights,
     write_config,
 )
+from siamese.training.step import TrainingForward, step_loss
+from siamese.training.sync_batchnorm import synchronise_batch_norm
 from siamese.training.towers import (
     DEFAULT_INPUT_SIZE,
     IMAGENET_MEAN,
@@ -46,16 +56,27 @@ from siamese.training.towers import (
     load_pretrained,
 )
 from siamese.training.validation import embed_dataset, fit_projection, validation_metrics
+from torch import distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from siamese import __version__
-from siamese.errors import ConfigError, DataError
+from siamese.errors import ConfigError, DataError, SiameseError
 from siamese.io import read_json, write_json_atomic
 from siamese.progress import progress_bar
 from siamese.spec import InputSpec
 
 #: Config fields that may change when resuming a run (everything else must match).
-_RESUMABLE_CHANGES = {"out_dir", "epochs", "resume", "device", "workers", "patience", "amp"}
+_RESUMABLE_CHANGES = {
+    "out_dir",
+    "epochs",
+    "resume",
+    "device",
+    "workers",
+    "threads",
+    "patience",
+    "amp",
+}
 
 
 @dataclass
@@ -173,9 +194,13 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
 def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     """Train a tower as configured and write the run directory.
 
+    Under torchrun (RANK/WORLD_SIZE in the environment) every process calls this: they join one
+    process group, train on their share of each global batch, and rank 0 alone validates, fits the
+    served projection and writes the run directory; every rank returns the same result.
+
     Args:
         config: the run's options.
-        progress: show progress bars on stderr.
+        progress: show progress bars on stderr (rank 0 only).
 
     Returns:
         The run directory, per-epoch history and which epoch's weights were kept.
@@ -184,13 +209,58 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
         DataError: unreadable or too small dataset.
         ConfigError: inconsistent options, an existing run without ``resume``, CUDA asked for but absent.
     """
-    spec = input_spec_for(config)
-    device = resolve_device(config.device)
+    ranks = ranks_from_environment()
+    device, joined = setup(ranks, resolve_device(config.device), config.threads)
+    try:
+        return _train(config, ranks, device, progress and ranks.is_main)
+    finally:
+        teardown(joined)
+
+
+def _prepare_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None:
+    """Rank 0 checks the run directory (and reads the checkpoint to resume); every rank gets the outcome.
+
+    Agreeing first means a refused run stops every rank with rank 0's message instead of leaving
+    the others waiting for it.
+    """
+    outcome: tuple[dict[str, Any] | None, SiameseError | None] = (None, None)
+    if ranks.is_main:
+        try:
+            outcome = (check_run_dir(config, ranks), None)
+        except SiameseError as exc:
+            outcome = (None, exc)
+    state, error = broadcast_object(ranks, outcome)
+    if error is not None:
+        if not ranks.is_main:
+            error.reported_by_rank0 = True  # the CLI prints it once, from rank 0
+        raise error
+    return state
+
+
+def check_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None:
+    """Refuse an existing run without ``resume``, or a resume that cannot continue; return the checkpoint to resume."""
     run_dir = Path(config.out_dir)
     if (run_dir / CHECKPOINT_FILE).exists() and not config.resume:
         raise ConfigError(
             f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out"
         )
+    if not config.resume:
+        return None
+    _check_resumable(run_dir, config)
+    state = load_checkpoint(run_dir)
+    written_by = int(state.get("world_size", 1))
+    if written_by != ranks.world:
+        raise ConfigError(
+            f"{run_dir / CHECKPOINT_FILE}: written by {written_by} training process(es); resume it "
+            f"with {written_by} (--nproc {written_by}, or torchrun's --nproc-per-node × --nnodes), "
+            f"not {ranks.world}"
+        )
+    return state
+
+
+def _train(config: TrainConfig, ranks: Ranks, device: torch.device, progress: bool) -> TrainResult:
+    spec = input_spec_for(config)
+    run_dir = Path(config.out_dir)
     torch.manual_seed(config.seed)
 
     tower = create_tower(config.tower, spec, tower_options(config))
@@ -210,8 +280,12 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     )
     config = replace(config, margin=criterion.margin, miner=criterion.miner_name)
     augmentation = build_augmentation(config.augment, config.flip, spec)
-    if config.resume:
-        _check_resumable(run_dir, config)
+    resumed = _prepare_run_dir(config, ranks)
+    if ranks.enabled:  # each rank augments its own images differently, reproducibly
+        torch.manual_seed(
+            int(np.random.SeedSequence([config.seed, ranks.rank]).generate_state(1)[0])
+        )
+        tower = synchronise_batch_norm(tower, device)
 
     data = load_image_folder(config.data_dir, spec, progress=progress)
     train_ids, val_ids = split_identities(data.identities, config.val_fraction, config.seed)
@@ -222,31 +296,41 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
         )
 
     kind = criterion.loss.consumes if config.sampler == "random" else "batch"
-    images_per_step = {"pairs": 2 * config.batch_size, "triplets": 3 * config.batch_size}.get(
-        kind, config.identities_per_batch * config.images_per_identity
-    )
+    images_per_step = ranks.world * {
+        "pairs": 2 * config.batch_size,
+        "triplets": 3 * config.batch_size,
+    }.get(kind, config.identities_per_batch * config.images_per_identity)
     steps = config.steps_per_epoch or max(
         config.min_steps_per_epoch, math.ceil(len(train_set) / images_per_step)
     )
-    sampler = make_sampler(
-        train_set.labels,
-        config.sampler,
-        kind,
-        config.batch_size,
-        config.identities_per_batch,
-        config.images_per_identity,
-        steps,
-        config.seed,
-    )
+    try:
+        sampler = make_sampler(
+            train_set.labels,
+            config.sampler,
+            kind,
+            config.batch_size,
+            config.identities_per_batch,
+            config.images_per_identity,
+            steps,
+            config.seed,
+            rank=ranks.rank,
+            world=ranks.world,
+        )
+    except ValueError as exc:
+        raise DataError(f"{config.data_dir}: {exc}") from None
     views = 2 if config.instance_weight > 0 else 1
     loader = make_loader(
-        train_set, augmentation, sampler, config.workers, config.seed, device.type == "cuda", views
+        train_set,
+        augmentation,
+        sampler,
+        config.workers,
+        config.seed + ranks.rank,
+        device.type == "cuda",
+        views,
     )
     instance_loss = _instance_loss(tower, config.instance_weight).to(device) if views == 2 else None
-    trained = [
-        *tower.parameters(),
-        *(instance_loss.parameters() if instance_loss is not None else []),
-    ]
+    forward: nn.Module = TrainingForward(tower, instance_loss)
+    trained = list(forward.parameters())
 
     optimizer = torch.optim.Adam(trained, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps))
@@ -258,15 +342,15 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     metric = config.select_by if val_set is not None else "loss"
     history: list[dict[str, Any]] = []
     best_epoch, best_value, since_best, start_epoch = 0, -math.inf, 0, 1
-    if config.resume:
-        state = load_checkpoint(run_dir)
+    if resumed is not None:
+        state = resumed
         tower.load_state_dict(state["model"])
         if instance_loss is not None and "instance" in state:
             instance_loss.load_state_dict(state["instance"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         sampler.rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state.get("torch_rng_ranks", [state["torch_rng"]])[ranks.rank])
         history, best_epoch, best_value, since_best = (
             state["history"],
             state["best_epoch"],
@@ -274,7 +358,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
             state["since_best"],
         )
         start_epoch = state["epoch"] + 1
-    else:
+    elif ranks.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(
             run_dir,
@@ -297,9 +381,18 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
                     "skipped": [{"path": p, "reason": r} for p, r in data.skipped],
                 },
                 "device": str(device),
+                **(
+                    {"distributed": {"world_size": ranks.world, "backend": dist.get_backend()}}
+                    if ranks.enabled
+                    else {}
+                ),
                 "versions": _library_versions(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             },
+        )
+    if ranks.enabled:
+        forward = DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None
         )
 
     stopped_early = False
@@ -307,8 +400,8 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
         for epoch in range(start_epoch, config.epochs + 1):
             started = time.perf_counter()
             ticker.reset(steps, f"epoch {epoch}/{config.epochs}")
-            loss = _train_epoch(
-                tower,
+            loss, images = _train_epoch(
+                forward,
                 criterion,
                 instance_loss,
                 loader,
@@ -320,62 +413,78 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
                 device,
                 channels_last,
                 ticker,
+                ranks,
             )
-            fit_projection(tower, train_set, device, channels_last, config.seed)
-            row: dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0]}
-            if val_set is not None:
-                embeddings = embed_dataset(tower, val_set, device, channels_last)
-                row.update(
-                    {
-                        f"val_{k}": v
-                        for k, v in validation_metrics(
-                            embeddings, val_set.labels, seed=config.seed
-                        ).items()
-                    }
-                )
-            row["seconds"] = round(time.perf_counter() - started, 3)
-            history.append(row)
-
-            value = row[f"val_{metric}"] if val_set is not None else -loss
-            if value > best_value + 1e-6:
-                best_epoch, best_value, since_best = epoch, value, 0
-                save_weights(tower, run_dir / BEST_WEIGHTS)
-            else:
-                since_best += 1
-            save_weights(tower, run_dir / LAST_WEIGHTS)
-            write_json_atomic(
-                run_dir / HISTORY_FILE,
-                {"metric": metric, "best_epoch": best_epoch, "epochs": history},
-            )
-            save_checkpoint(
-                run_dir,
-                {
+            train_seconds = time.perf_counter() - started
+            torch_rngs = gather_objects(ranks, torch.get_rng_state())
+            if ranks.is_main:
+                fit_projection(tower, train_set, device, channels_last, config.seed)
+                row: dict[str, Any] = {
                     "epoch": epoch,
-                    "model": tower.state_dict(),
-                    **(
-                        {"instance": instance_loss.state_dict()}
-                        if instance_loss is not None
-                        else {}
-                    ),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "sampler_rng": sampler.rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                    "history": history,
-                    "best_epoch": best_epoch,
-                    "best_value": best_value,
-                    "since_best": since_best,
-                },
-            )
-            if (
-                config.patience is not None
-                and val_set is not None
-                and since_best >= config.patience
-            ):
+                    "loss": loss,
+                    "lr": scheduler.get_last_lr()[0],
+                }
+                if val_set is not None:
+                    embeddings = embed_dataset(tower, val_set, device, channels_last)
+                    row.update(
+                        {
+                            f"val_{k}": v
+                            for k, v in validation_metrics(
+                                embeddings, val_set.labels, seed=config.seed
+                            ).items()
+                        }
+                    )
+                row["seconds"] = round(time.perf_counter() - started, 3)
+                row["train_seconds"] = round(train_seconds, 3)
+                row["images"] = images
+                history.append(row)
+
+                value = row[f"val_{metric}"] if val_set is not None else -loss
+                if value > best_value + 1e-6:
+                    best_epoch, best_value, since_best = epoch, value, 0
+                    save_weights(tower, run_dir / BEST_WEIGHTS)
+                else:
+                    since_best += 1
+                save_weights(tower, run_dir / LAST_WEIGHTS)
+                write_json_atomic(
+                    run_dir / HISTORY_FILE,
+                    {"metric": metric, "best_epoch": best_epoch, "epochs": history},
+                )
+                save_checkpoint(
+                    run_dir,
+                    {
+                        "epoch": epoch,
+                        "model": tower.state_dict(),
+                        **(
+                            {"instance": instance_loss.state_dict()}
+                            if instance_loss is not None
+                            else {}
+                        ),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "sampler_rng": sampler.rng.bit_generator.state,
+                        "torch_rng": torch_rngs[0],
+                        **({"torch_rng_ranks": torch_rngs} if ranks.enabled else {}),
+                        "world_size": ranks.world,
+                        "history": history,
+                        "best_epoch": best_epoch,
+                        "best_value": best_value,
+                        "since_best": since_best,
+                    },
+                )
+                stopped_early = (
+                    config.patience is not None
+                    and val_set is not None
+                    and since_best >= config.patience
+                )
+            # rank 0 decides; every rank must hear it, or the others would wait for a step forever
+            if broadcast_object(ranks, stopped_early):
                 stopped_early = True
                 break
 
-    plot_history(history, run_dir / LOSS_PLOT)
+    if ranks.is_main:
+        plot_history(history, run_dir / LOSS_PLOT)
+    history, best_epoch, best_value = broadcast_object(ranks, (history, best_epoch, best_value))
     reported = best_value if val_set is not None else -best_value
     return TrainResult(run_dir, history, best_epoch, metric, reported, data.skipped, stopped_early)
 
@@ -387,7 +496,7 @@ def _instance_loss(tower: nn.Module, weight: float) -> InstanceLoss:
 
 
 def _train_epoch(
-    tower: nn.Module,
+    forward: nn.Module,
     criterion: Criterion,
     instance_loss: InstanceLoss | None,
     loader,
@@ -399,34 +508,33 @@ def _train_epoch(
     device: torch.device,
     channels_last: bool,
     ticker,
-) -> float:
-    """One pass over the epoch's batches; returns the mean loss."""
-    tower.train()
-    losses = []
+    ranks: Ranks,
+) -> tuple[float, int]:
+    """One pass over the epoch's batches; returns the mean loss and the images trained on (all ranks)."""
+    forward.train()
+    losses, images_seen = [], 0
     for images, labels in loader:
         images, labels, instances = flatten_views(images, labels)
         batch = normalize_batch(images.to(device, non_blocking=True), spec)
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            if (
-                instance_loss is not None and instance_loss.on_features
-            ):  # its projector takes the backbone's features
-                features = tower.backbone(batch)
-                embeddings, compared = tower.head(features), features
-            else:
-                embeddings = compared = tower.training_embedding(batch)
-        loss = criterion(embeddings.float(), labels.to(device))
-        if (
-            instance_loss is not None and instances is not None
-        ):  # two views per image: instances name them
-            loss = loss + instance_loss(compared.float(), instances.to(device))
+        loss = step_loss(
+            forward,
+            criterion,
+            instance_loss,
+            batch,
+            labels.to(device),
+            instances.to(device) if instances is not None else None,
+            ranks,
+            autocast,
+        )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
         losses.append(loss.item())
+        images_seen += len(batch) * ranks.world
         ticker.advance()
         ticker.describe(f"loss {np.mean(losses):.4f}")
-    return float(np.mean(losses))
+    return float(np.mean(losses)), images_seen

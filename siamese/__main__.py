@@ -1,0 +1,6 @@
+"""`python -m siamese`: the command line, so torchrun can start it (`torchrun ... -m siamese train ...`)."""
+
+from siamese.cli import app
+
+if __name__ == "__main__":
+    app(prog_name="siamese")
