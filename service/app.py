@@ -1,4 +1,9 @@
-"""The FastAPI application: /v1 API, the web page at /, OpenAPI docs at /docs, one JSON error shape."""
+"""The FastAPI application: /v1 API, the web page at /, OpenAPI docs at /docs, one JSON error shape.
+
+The documentation pages (Swagger UI at /docs, ReDoc at /redoc) load their scripts from the
+installed ``fastapi-offline`` package rather than a CDN, so they work on a machine without
+internet, as the rest of the service does.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from siamese.service.errors import install_error_handlers
+from siamese.service.identity_routes import router as identity_router
 from siamese.service.limits import BodyLimitMiddleware
 from siamese.service.routes import router
 from siamese.service.state import ServiceState
@@ -17,6 +24,10 @@ from siamese.service.state import ServiceState
 from siamese import __version__
 
 STATIC_DIR = Path(__file__).parent / "static"
+#: The page's icon; also the docs pages' (browsers ask for /favicon.ico whatever the page says).
+FAVICON_URL = "/static/favicon.svg"
+#: Where Swagger UI's and ReDoc's scripts are served from (the installed package's copies).
+DOCS_ASSETS_URL = "/docs-assets"
 
 
 def create_app(state: ServiceState) -> FastAPI:
@@ -30,7 +41,9 @@ def create_app(state: ServiceState) -> FastAPI:
         finally:
             await state.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
+        favicon_url=FAVICON_URL,
+        static_url=DOCS_ASSETS_URL,
         title="siamese search service",
         version=__version__,
         summary="Find the nearest gallery identities of an image; add and remove gallery items.",
@@ -40,10 +53,15 @@ def create_app(state: ServiceState) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.config.max_upload_bytes)
     app.include_router(router)
+    app.include_router(identity_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
     return app

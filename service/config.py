@@ -32,6 +32,8 @@ class ServiceConfig:
         api_key: when set, write endpoints need it (X-API-Key or Authorization: Bearer).
         decode_threads: threads decoding uploads (default: one per core).
         refresh_s: how often to look for a generation or threshold published by another process.
+        expose_paths: answer every client with the server paths of gallery files, the gallery and
+            the model (otherwise only clients sending the API key see them).
     """
 
     gallery_dir: Path
@@ -47,6 +49,7 @@ class ServiceConfig:
     api_key: str | None = None
     decode_threads: int | None = None
     refresh_s: float = 2.0
+    expose_paths: bool = False
 
     def __post_init__(self) -> None:
         checks = [

@@ -50,6 +50,12 @@ def serve(
         float, typer.Option(min=0.001, help="Seconds before a query is answered 504.")
     ] = 30.0,
     device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
+    expose_paths: Annotated[
+        bool,
+        typer.Option(
+            help="Show every client the server paths of gallery files (default: only clients with the API key)."
+        ),
+    ] = False,
     log_level: Annotated[
         str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")
     ] = "info",
@@ -69,6 +75,7 @@ def serve(
         max_files=max_files,
         timeout_s=timeout,
         api_key=api_key,
+        expose_paths=expose_paths,
     )
     state = ServiceState.open(
         config
