@@ -12,7 +12,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_redoc_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from siamese.service.errors import install_error_handlers
@@ -28,6 +29,14 @@ STATIC_DIR = Path(__file__).parent / "static"
 FAVICON_URL = "/static/favicon.svg"
 #: Where Swagger UI's and ReDoc's scripts are served from (the installed package's copies).
 DOCS_ASSETS_URL = "/docs-assets"
+#: ReDoc shows its maker's logo from a CDN; this policy keeps that (and anything else) from
+#: leaving the machine: the docs work offline and never call out.
+REDOC_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+)
+#: The page loads nothing from elsewhere; the query preview is a blob: URL of the chosen file.
+PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'"
 
 
 def create_app(state: ServiceState) -> FastAPI:
@@ -42,6 +51,7 @@ def create_app(state: ServiceState) -> FastAPI:
             await state.stop()
 
     app = FastAPIOffline(
+        redoc_url=None,  # served below, with a content security policy
         favicon_url=FAVICON_URL,
         static_url=DOCS_ASSETS_URL,
         title="siamese search service",
@@ -58,7 +68,23 @@ def create_app(state: ServiceState) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            media_type="text/html",
+            headers={"Content-Security-Policy": PAGE_POLICY},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        page = get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=FAVICON_URL,
+            with_google_fonts=False,
+        )
+        page.headers["Content-Security-Policy"] = REDOC_POLICY
+        return page
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> FileResponse:
