@@ -49,6 +49,10 @@ function say(selector, text) {
   node.hidden = !text;
 }
 
+function images(count) {
+  return `${count} image${count === 1 ? "" : "s"}`;
+}
+
 function identityHref(name) {
   return `#identity=${encodeURIComponent(name)}`;
 }
@@ -198,7 +202,7 @@ async function addImages(event) {
     formNode.reset();
     const who = report.items.length ? report.items[0].identity : "";
     say("#add-status",
-        `Added ${report.added} image(s) to “${who}”; the gallery now holds ${report.count}.`);
+        `Added ${images(report.added)} to “${who}”; the gallery now holds ${report.count}.`);
     if (report.duplicates.length) {
       say("#add-warning", report.duplicates
         .map((d) => `${d.name} is already in the gallery as ${d.identity} (item ${d.id})`)
@@ -234,7 +238,7 @@ async function loadIdentity(name, more = false) {
   }
   if (view.identity !== name) return;
   $("#remove-identity").hidden = false;
-  $("#identity-count").textContent = `${page.count} image(s) in the gallery`;
+  $("#identity-count").textContent = `${images(page.count)} in the gallery`;
   const cards = page.items.map((item) =>
     el("li", { class: "card", "data-id": String(item.id) },
       el("img", { src: `${item.thumbnail}?size=160`, alt: `${name}, item ${item.id}`, loading: "lazy" }),
@@ -268,7 +272,7 @@ async function removeIdentity() {
   try {
     const params = new URLSearchParams({ identity: name });
     const report = await call(`/v1/items?${params}`, { method: "DELETE", headers: keyHeaders() });
-    say("#overview-status", `Removed ${name} (${report.removed} image(s)); the gallery now holds ${report.count}.`);
+    say("#overview-status", `Removed ${name} (${images(report.removed)}); the gallery now holds ${report.count}.`);
     window.location.hash = "";
     await refreshGallery();
   } catch (error) {
@@ -292,22 +296,11 @@ function route() {
   }
 }
 
-function openChooser() {
-  $("#file-input").click();
-}
-
 function setUp() {
   const drop = $("#drop");
   $("#file-input").addEventListener("change", (event) => {
     if (event.target.files[0]) search(event.target.files[0]);
     event.target.value = "";  // choosing the same file again searches again
-  });
-  drop.addEventListener("click", openChooser);
-  drop.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") {
-      event.preventDefault();
-      openChooser();
-    }
   });
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));

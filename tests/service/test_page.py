@@ -281,17 +281,26 @@ def test_drop_zone_by_keyboard(
 
     with _serving(service_gallery) as url:
         page = _page(browser, url)
-        for _ in range(10):  # Tab from the top until the drop zone has focus
+        # Playwright turns on file-chooser interception when the first listener arrives, and asks
+        # the browser asynchronously: listen from the start so no key press beats it.
+        choosers: list[Any] = []
+        page.on("filechooser", lambda chooser: choosers.append(chooser))
+        page.evaluate("1")
+        for _ in range(10):  # Tab from the top until the drop zone's file input has focus
             page.keyboard.press("Tab")
-            if page.evaluate("document.activeElement.id") == "drop":
+            if page.evaluate("document.activeElement.id") == "file-input":
                 break
-        assert page.evaluate("document.activeElement.id") == "drop"
+        assert page.evaluate("document.activeElement.closest('#drop') !== null")
         assert _style(page, "#drop", "outlineStyle") == "solid"  # focus is visible
         assert float(_style(page, "#drop", "outlineWidth").rstrip("px")) >= 2
         for key, identity in (("Enter", "id_002"), ("Space", "id_001")):
-            with page.expect_file_chooser() as chooser:
-                page.keyboard.press(key)
-            chooser.value.set_files(str(image_of(unseen_dataset, identity, 3)))
+            seen = len(choosers)
+            page.keyboard.press(key)
+            deadline = time.monotonic() + 10
+            while len(choosers) == seen:
+                assert time.monotonic() < deadline, f"{key} opened no file chooser"
+                page.wait_for_timeout(20)
+            choosers[-1].set_files(str(image_of(unseen_dataset, identity, 3)))
             expect(page.locator("#verdict")).to_contain_text(f"Best match: {identity}")
         page.close()
 
