@@ -221,7 +221,7 @@ def test_search_states_badges_and_add_form(
         )
         page.click("#add-form button[type=submit]")
         status = page.locator("#add-status")
-        expect(status).to_contain_text("Added 2 image(s) to “visitor”")
+        expect(status).to_contain_text("Added 2 images to “visitor”")
         expect(error).to_be_hidden()
         expect(page.locator("#add-warning")).to_contain_text(
             f"{duplicate.name} is already in the gallery as id_001"
@@ -341,7 +341,7 @@ def test_identity_view_filter_and_removal(
         page.set_input_files("#file-input", str(image_of(unseen_dataset, "id_003", 0)))
         page.locator("#results .match a.open").first.click()  # a match opens its identity
         expect(page.locator("#identity-title")).to_have_text("id_003")
-        expect(page.locator("#identity-count")).to_have_text("6 image(s) in the gallery")
+        expect(page.locator("#identity-count")).to_have_text("6 images in the gallery")
         items = page.locator("#identity-items .card")
         expect(items).to_have_count(6)
         expect(items.locator("img").last).to_have_js_property("complete", True)
@@ -362,18 +362,18 @@ def test_identity_view_filter_and_removal(
         items.first.locator("button").click()
         expect(page.locator("#identity-status")).to_contain_text(f"Removed item {first}")
         expect(items).to_have_count(5)
-        expect(page.locator("#identity-count")).to_have_text("5 image(s) in the gallery")
+        expect(page.locator("#identity-count")).to_have_text("5 images in the gallery")
 
         page.click("#remove-identity")
         expect(page.locator("#identity-view")).to_be_hidden()
-        expect(page.locator("#overview-status")).to_contain_text("Removed id_003 (5 image(s))")
+        expect(page.locator("#overview-status")).to_contain_text("Removed id_003 (5 images)")
         page.fill("#filter", "id_")
         expect(rows).to_have_count(3)
         expect(page.locator("#gallery-table")).not_to_contain_text("id_003")
         assert "id_003" not in httpx.get(f"{url}/v1/identities").text
 
         page.goto(url + "/#identity=guest%2005")  # an identity link opens its view directly
-        expect(page.locator("#identity-count")).to_have_text("1 image(s) in the gallery")
+        expect(page.locator("#identity-count")).to_have_text("1 image in the gallery")
         page.close()
 
 
