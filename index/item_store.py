@@ -114,13 +114,14 @@ class ItemStore:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None
 
-    def count(self) -> int:
-        """Number of items."""
-        return int(
-            self._query(f"SELECT COUNT(*) FROM items WHERE {VISIBLE}", {"gen": self.generation})[0][
-                0
-            ]
-        )
+    def count(self, identity: str | None = None) -> int:
+        """Number of items (of one identity, when given)."""
+        if identity is None:
+            sql, params = f"SELECT COUNT(*) FROM items WHERE {VISIBLE}", {"gen": self.generation}
+        else:
+            sql = f"SELECT COUNT(*) FROM items WHERE {VISIBLE} AND identity = :identity"
+            params = {"gen": self.generation, "identity": identity}
+        return int(self._query(sql, params)[0][0])
 
     def get(self, ids: Sequence[int]) -> dict[int, Item]:
         """Items by id (ids not present at this generation are absent from the result)."""
@@ -157,6 +158,35 @@ class ItemStore:
                 {"gen": self.generation},
             )
         ]
+
+    def of_identity(self, identity: str, offset: int = 0, limit: int | None = None) -> list[Item]:
+        """One identity's items, by id (``offset``/``limit`` page them; the identity index finds them)."""
+        rows = self._query(
+            f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE} AND identity = :identity"
+            " ORDER BY id LIMIT :limit OFFSET :offset",
+            {
+                "gen": self.generation,
+                "identity": identity,
+                "limit": -1 if limit is None else limit,
+                "offset": offset,
+            },
+        )
+        return [Item(*row) for row in rows]
+
+    def by_sha256(self, hashes: Sequence[str]) -> list[Item]:
+        """Items whose content hash is one of ``hashes`` (in id order): the same image under any path."""
+        rows: list[tuple] = []
+        unique = list(dict.fromkeys(hashes))
+        for start in range(0, len(unique), MAX_SQL_PARAMS):
+            chunk = unique[start : start + MAX_SQL_PARAMS]
+            names = {f"h{i}": value for i, value in enumerate(chunk)}
+            marks = ",".join(":" + n for n in names)
+            rows += self._query(
+                f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE} AND sha256 IN ({marks})"
+                " ORDER BY id",
+                {"gen": self.generation, **names},
+            )
+        return sorted((Item(*row) for row in rows), key=lambda item: item.id)
 
     def ids(self) -> NDArray[np.int64]:
         """Every item id, ascending."""

@@ -1,4 +1,9 @@
-"""The FastAPI application: /v1 API, the web page at /, OpenAPI docs at /docs, one JSON error shape."""
+"""The FastAPI application: /v1 API, the web page at /, OpenAPI docs at /docs, one JSON error shape.
+
+The documentation pages (Swagger UI at /docs, ReDoc at /redoc) load their scripts from the
+installed ``fastapi-offline`` package rather than a CDN, so they work on a machine without
+internet, as the rest of the service does.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_redoc_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from siamese.service.errors import install_error_handlers
+from siamese.service.identity_routes import router as identity_router
 from siamese.service.limits import BodyLimitMiddleware
 from siamese.service.routes import router
 from siamese.service.state import ServiceState
@@ -17,6 +25,18 @@ from siamese.service.state import ServiceState
 from siamese import __version__
 
 STATIC_DIR = Path(__file__).parent / "static"
+#: The page's icon; also the docs pages' (browsers ask for /favicon.ico whatever the page says).
+FAVICON_URL = "/static/favicon.svg"
+#: Where Swagger UI's and ReDoc's scripts are served from (the installed package's copies).
+DOCS_ASSETS_URL = "/docs-assets"
+#: ReDoc shows its maker's logo from a CDN; this policy keeps that (and anything else) from
+#: leaving the machine: the docs work offline and never call out.
+REDOC_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+)
+#: The page loads nothing from elsewhere; the query preview is a blob: URL of the chosen file.
+PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'"
 
 
 def create_app(state: ServiceState) -> FastAPI:
@@ -30,7 +50,10 @@ def create_app(state: ServiceState) -> FastAPI:
         finally:
             await state.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
+        redoc_url=None,  # served below, with a content security policy
+        favicon_url=FAVICON_URL,
+        static_url=DOCS_ASSETS_URL,
         title="siamese search service",
         version=__version__,
         summary="Find the nearest gallery identities of an image; add and remove gallery items.",
@@ -40,10 +63,31 @@ def create_app(state: ServiceState) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.config.max_upload_bytes)
     app.include_router(router)
+    app.include_router(identity_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            media_type="text/html",
+            headers={"Content-Security-Policy": PAGE_POLICY},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        page = get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=FAVICON_URL,
+            with_google_fonts=False,
+        )
+        page.headers["Content-Security-Policy"] = REDOC_POLICY
+        return page
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
     return app

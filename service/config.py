@@ -36,6 +36,8 @@ class ServiceConfig:
         max_connections: open connections at most (503 beyond).
         max_client_connections: open connections per client address at most (429; 0: no limit).
         body_timeout_s: seconds a request may take to arrive in full (408 beyond).
+        expose_paths: answer every client with the server paths of gallery files, the gallery and
+            the model (otherwise only clients sending the API key see them).
     """
 
     gallery_dir: Path
@@ -54,6 +56,7 @@ class ServiceConfig:
     max_connections: int = 256
     max_client_connections: int = 64
     body_timeout_s: float = 60.0
+    expose_paths: bool = False
 
     def __post_init__(self) -> None:
         checks = [

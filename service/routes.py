@@ -14,6 +14,13 @@ from siamese.service.errors import ApiError, error_body
 from siamese.service.state import ServiceState
 from siamese.service.uploads import read_uploads
 from siamese.service.validation import ItemId, check_identity, check_identity_lookup
+from siamese.service.visibility import (
+    may_see_paths,
+    present_failures,
+    present_info,
+    present_item,
+    present_result,
+)
 
 from siamese.errors import ImageDecodeError
 
@@ -98,18 +105,29 @@ async def gallery_info(
     limit: Annotated[
         int, Query(ge=0, le=1_000_000, description="Identities listed at most (by name).")
     ] = 1000,
+    x_api_key: KeyHeader = None,
+    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
-    return await asyncio.to_thread(_state(request).info, limit)
+    state = _state(request)
+    info = await asyncio.to_thread(state.info, limit)
+    return present_info(info, may_see_paths(state.config, x_api_key, authorization))
 
 
 @router.post("/query", summary="Nearest identities of one uploaded image")
 async def query(
-    request: Request, file: Annotated[UploadFile, File(description="The query image.")], k: TopK = 5
+    request: Request,
+    file: Annotated[UploadFile, File(description="The query image.")],
+    k: TopK = 5,
+    x_api_key: KeyHeader = None,
+    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     state = _state(request)
     uploads = await read_uploads([file], state.config)
     generation, results = await _timed(state, state.query(uploads, _k(state, k)))
-    return {"query": uploads[0].name, "generation": generation, **results[0].to_dict()}
+    shown = present_result(
+        results[0].to_dict(), may_see_paths(state.config, x_api_key, authorization)
+    )
+    return {"query": uploads[0].name, "generation": generation, **shown}
 
 
 @router.post("/query/batch", summary="Nearest identities of each of several uploaded images")
@@ -117,13 +135,18 @@ async def query_batch(
     request: Request,
     files: Annotated[list[UploadFile], File(description="The query images.")],
     k: TopK = 5,
+    x_api_key: KeyHeader = None,
+    authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     state = _state(request)
     uploads = await read_uploads(files, state.config)
     generation, results = await _timed(state, state.query(uploads, _k(state, k)))
+    show = may_see_paths(state.config, x_api_key, authorization)
     return {
         "generation": generation,
-        "results": [{"query": u.name, **r.to_dict()} for u, r in zip(uploads, results)],
+        "results": [
+            {"query": u.name, **present_result(r.to_dict(), show)} for u, r in zip(uploads, results)
+        ],
     }
 
 
@@ -140,7 +163,13 @@ async def add_items(
     state = _state(request)
     _require_key(state, x_api_key, authorization)
     name = check_identity(identity)
-    return await state.add(await read_uploads(files, state.config), name)
+    report = await state.add(await read_uploads(files, state.config), name)
+    show = may_see_paths(state.config, x_api_key, authorization)
+    return {
+        **report,
+        "items": [present_item(item, show) for item in report["items"]],
+        "failures": present_failures(report["failures"], show),
+    }
 
 
 @router.delete("/items", summary="Remove every item of an identity")
@@ -152,7 +181,9 @@ async def remove_identity(
 ) -> dict[str, Any]:
     state = _state(request)
     _require_key(state, x_api_key, authorization)
-    return await state.remove(identity=check_identity_lookup(identity))
+    report = await state.remove(identity=check_identity_lookup(identity))
+    show = may_see_paths(state.config, x_api_key, authorization)
+    return {**report, "failures": present_failures(report["failures"], show)}
 
 
 @router.delete("/items/{item_id}", summary="Remove one item")
@@ -161,7 +192,9 @@ async def remove_item(
 ) -> dict[str, Any]:
     state = _state(request)
     _require_key(state, x_api_key, authorization)
-    return await state.remove(item_id=item_id)
+    report = await state.remove(item_id=item_id)
+    show = may_see_paths(state.config, x_api_key, authorization)
+    return {**report, "failures": present_failures(report["failures"], show)}
 
 
 def _thumbnail(path: str, size: int, max_pixels: int) -> bytes:

@@ -36,6 +36,7 @@ from siamese.service.uploads import (
 )
 
 from siamese.errors import GalleryError
+from siamese.io import sha256_bytes
 
 log = logging.getLogger("siamese.service")
 
@@ -183,6 +184,7 @@ class ServiceState:
             uploads, self.embedder.spec, self.config, self.decode_pool
         )  # refuse bad files before storing any
         async with self._lock():
+            duplicates = self._duplicates(uploads, identity)
             paths = [
                 await asyncio.to_thread(store_upload, self.gallery_dir, identity, upload)
                 for upload in uploads
@@ -195,7 +197,23 @@ class ServiceState:
         return {
             **self._summary(report),
             "items": [{"id": i.id, "identity": i.identity, "path": i.path} for i in items],
+            "duplicates": duplicates,
         }
+
+    def _duplicates(self, uploads: list[Upload], identity: str) -> list[dict[str, Any]]:
+        """Uploads whose exact content the gallery already holds under another identity.
+
+        The same picture filed under two identities is almost always a mistake; the add goes
+        ahead (the caller asked for it) and the answer says so, for the page to warn.
+        """
+        hashes = {sha256_bytes(upload.data): upload.name for upload in uploads}
+        with self.live.read() as gallery:
+            found = gallery.items.by_sha256(list(hashes))
+        return [
+            {"name": hashes[item.sha256], "id": item.id, "identity": item.identity}
+            for item in found
+            if item.identity != identity
+        ]
 
     async def remove(
         self, *, identity: str | None = None, item_id: int | None = None

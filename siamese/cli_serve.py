@@ -65,6 +65,12 @@ def serve(
         ),
     ] = 64,
     device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
+    expose_paths: Annotated[
+        bool,
+        typer.Option(
+            help="Show every client the server paths of gallery files (default: only clients with the API key)."
+        ),
+    ] = False,
     log_level: Annotated[
         str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")
     ] = "info",
@@ -87,6 +93,7 @@ def serve(
         body_timeout_s=body_timeout,
         max_connections=max_connections,
         max_client_connections=max_client_connections,
+        expose_paths=expose_paths,
     )
     state = ServiceState.open(
         config

@@ -1,15 +1,26 @@
 """The web page in a real browser: Debian's headless Chromium driven by Playwright (no browser download).
 
+Each test starts the service on a private copy of the test gallery and drives the page as a
+person would: searches that succeed and fail, the k selector, threshold badges, the add form's
+states, the identity view with removals, the drop zone by keyboard, phone and desktop widths,
+the API documentation with the network unreachable, and axe-core's accessibility rules.
+
 CI (.ci/run) installs /usr/bin/chromium, so there a missing browser is a failure; on a developer
-machine without it (and without $CI) the test is skipped with the reason.
+machine without it (and without $CI) the tests are skipped with the reason. Set
+$SIAMESE_PAGE_SCREENSHOTS to a folder to keep the screenshots the tests take.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -18,6 +29,12 @@ from siamese.service.server import background_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+AXE = Path(__file__).parent / "assets" / "axe.min.js"  # axe-core 4.14.1 (MPL-2.0), test-only
+DESKTOP = {"width": 1280, "height": 900}
+PHONES = ({"width": 390, "height": 844}, {"width": 320, "height": 640})
+TIMEOUT_MS = 15_000
+
+ImageOf = Callable[..., Path]
 
 
 def _require_browser() -> None:
@@ -29,63 +46,415 @@ def _require_browser() -> None:
     pytest.skip(message)
 
 
-def test_search_and_add_in_the_browser(
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module (each test opens its own pages)."""
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@contextmanager
+def _serving(gallery: Path, **overrides: Any) -> Iterator[str]:
+    config = ServiceConfig(gallery_dir=gallery, device="cpu", refresh_s=0.1, **overrides)
+    with background_server(create_app(ServiceState.open(config))) as url:
+        yield url
+
+
+def _page(browser: Any, url: str, viewport: dict[str, int] = DESKTOP, **options: Any) -> Any:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport=viewport, **options)
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    failures: list[str] = []
+    page.on("response", lambda r: r.status >= 400 and failures.append(f"{r.status} {r.url}"))
+    page.failures = failures  # requests that failed (a favicon 404 would show here)
+    page.on("dialog", lambda dialog: dialog.accept())  # removals ask for confirmation
+    page.goto(url + "/")
+    return page
+
+
+def _screenshot(page: Any, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+    keep = os.environ.get("SIAMESE_PAGE_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(keep) / path.name)
+
+
+def _wait_threshold(url: str, value: float) -> None:
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{url}/v1/gallery").json()["threshold"] != value:
+        assert time.monotonic() < deadline, "the service did not pick up the threshold"
+        time.sleep(0.05)
+
+
+def _query(url: str, path: Path, k: int = 5) -> dict[str, Any]:
+    with path.open("rb") as handle:
+        return httpx.post(f"{url}/v1/query?k={k}", files={"file": handle}).json()
+
+
+def _luminance(rgb: tuple[float, ...]) -> float:
+    def channel(c: float) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(css_a: str, css_b: str) -> float:
+    """WCAG contrast ratio of two opaque CSS rgb() colours."""
+    a, b = (tuple(float(x) for x in re.findall(r"[\d.]+", c)[:3]) for c in (css_a, css_b))
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _style(page: Any, selector: str, prop: str) -> str:
+    return page.eval_on_selector(selector, f"e => getComputedStyle(e).{prop}")
+
+
+def test_search_states_badges_and_add_form(
+    browser: Any,
     service_gallery: Path,
     unseen_dataset: Path,
     tiny_dataset: Path,
     tmp_path: Path,
-    image_of: Callable[..., Path],
+    image_of: ImageOf,
 ) -> None:
-    _require_browser()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    state = ServiceState.open(
-        ServiceConfig(gallery_dir=service_gallery, device="cpu", refresh_s=0.1)
-    )
-    query = image_of(unseen_dataset, "id_003", 4)
-    with background_server(create_app(state)) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(url + "/")
-            expect(page.locator("#gallery-table tbody tr")).to_have_count(4)
-            expect(page.locator("#summary")).to_contain_text("24 images of 4 identities")
+    query = image_of(unseen_dataset, "id_003", 4)  # in the gallery: distance 0 to itself
+    stranger = image_of(tiny_dataset, "id_007", 0)  # nobody in the gallery
+    not_an_image = tmp_path / "notes.txt"
+    not_an_image.write_text("this is not a picture\n")
+    with _serving(service_gallery) as url:
+        page = _page(browser, url)
+        expect(page.locator("#gallery-table tbody tr")).to_have_count(4)
+        expect(page.locator("#summary")).to_contain_text("24 images of 4 identities")
 
-            page.set_input_files("#file-input", str(query))
-            first = page.locator("#results .match").first
-            expect(first.locator(".identity")).to_have_text("id_003")
-            expect(first.locator(".distance")).to_contain_text("distance 0.000")
-            expect(page.locator("#results .match img").first).to_have_js_property("complete", True)
-            screenshot = tmp_path / "search.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-            assert screenshot.is_file() and screenshot.stat().st_size > 0
+        page.set_input_files("#file-input", str(query))
+        cards = page.locator("#results .match")
+        expect(cards).to_have_count(4)  # k=5, but the gallery holds 4 identities
+        expect(page.locator("#verdict")).to_have_text(
+            re.compile(r"^Best match: id_003 \(100% similar")
+        )
+        expect(cards.first.locator(".distance")).to_have_text("distance 0.000")
+        expect(page.locator("#query-image")).to_have_js_property("complete", True)
+        expect(page.locator("#legend")).to_contain_text("Lower distance = more alike")
 
-            page.fill("#add-identity", "visitor")
-            page.set_input_files(
-                "#add-files", [str(image_of(tiny_dataset, "id_006", i)) for i in range(2)]
+        page.select_option("#k", "3")  # re-runs the search
+        expect(cards).to_have_count(3)
+        page.select_option("#k", "5")
+        expect(cards).to_have_count(4)
+
+        page.set_input_files("#file-input", str(not_an_image))  # a failed search after a good one
+        expect(page.locator("#search-error")).to_be_visible()
+        expect(page.locator("#search-error")).to_contain_text("notes.txt")
+        assert page.get_attribute("#search-error", "role") == "alert"
+        expect(page.locator("#verdict")).to_be_hidden()
+        expect(page.locator("#verdict")).to_have_text("")
+        expect(cards).to_have_count(0)
+        expect(page.locator("#query-image")).not_to_have_attribute("src", re.compile("."))
+        expect(page.locator("#query-view")).to_be_hidden()
+
+        # A threshold between the query's own identity and the next: every farther card is badged.
+        near, far = _query(url, query), _query(url, stranger)
+        threshold = 0.99 * min(near["identities"][1]["distance"], far["identities"][0]["distance"])
+        from siamese.index import Gallery
+
+        Gallery.set_threshold(service_gallery, threshold)  # as `siamese index threshold` would
+        _wait_threshold(url, threshold)
+        page.set_input_files("#file-input", str(query))
+        expect(cards).to_have_count(4)
+        expect(page.locator("#verdict")).to_have_class("known")
+        distances = [float(d) for d in cards.evaluate_all("cs => cs.map(c => c.dataset.distance)")]
+        badged = cards.evaluate_all("cs => cs.map(c => !!c.querySelector('.badge'))")
+        assert badged == [d > threshold for d in distances] and badged.count(True) == 3
+        _screenshot(page, tmp_path, "search-desktop")
+        page.set_viewport_size(PHONES[0])
+        _screenshot(page, tmp_path, "search-phone")
+        page.set_viewport_size(DESKTOP)
+
+        page.set_input_files("#file-input", str(stranger))
+        expect(page.locator("#verdict")).to_have_text(re.compile("^Unknown: even the nearest"))
+        expect(page.locator("#verdict")).to_have_class("unknown")
+        expect(cards).to_have_count(4)
+        expect(page.locator("#results .match .badge")).to_have_count(4)
+        expect(page.locator("#results .match .badge").first).to_have_text("beyond threshold")
+        _screenshot(page, tmp_path, "unknown-desktop")
+        page.set_viewport_size(PHONES[0])
+        _screenshot(page, tmp_path, "unknown-phone")
+        page.set_viewport_size(DESKTOP)
+
+        # The add form: an error looks like an error, a success like a success; the button waits.
+        page.evaluate(
+            """() => { window.buttonStates = [];
+            const b = document.querySelector('#add-form button');
+            new MutationObserver(() => window.buttonStates.push(b.disabled))
+              .observe(b, {attributes: true, attributeFilter: ['disabled']}); }"""
+        )
+        page.fill("#add-identity", ".hidden")
+        page.set_input_files("#add-files", str(image_of(tiny_dataset, "id_006", 0)))
+        page.click("#add-form button[type=submit]")
+        error = page.locator("#add-error")
+        expect(error).to_be_visible()
+        expect(error).to_contain_text("cannot be used")
+        expect(error).to_have_attribute("role", "alert")
+        expect(page.locator("#add-status")).to_be_hidden()
+        assert page.input_value("#add-identity") == ".hidden"  # kept, to be corrected
+        error_colour = _style(page, "#add-error", "color")
+
+        page.fill("#add-identity", "visitor")
+        duplicate = image_of(unseen_dataset, "id_001", 0)  # already in the gallery as id_001
+        page.set_input_files(
+            "#add-files", [str(image_of(tiny_dataset, "id_006", 1)), str(duplicate)]
+        )
+        page.click("#add-form button[type=submit]")
+        status = page.locator("#add-status")
+        expect(status).to_contain_text("Added 2 images to “visitor”")
+        expect(error).to_be_hidden()
+        expect(page.locator("#add-warning")).to_contain_text(
+            f"{duplicate.name} is already in the gallery as id_001"
+        )
+        assert _style(page, "#add-status", "color") != error_colour
+        assert "error" in (error.get_attribute("class") or "") and "success" in (
+            status.get_attribute("class") or ""
+        )
+        assert (
+            page.input_value("#add-identity") == ""
+            and page.eval_on_selector("#add-files", "e => e.files.length") == 0
+        )
+        assert page.evaluate("window.buttonStates") == [
+            True,
+            False,
+            True,
+            False,
+        ]  # disabled while adding
+        expect(page.locator("#add-form button")).to_be_enabled()
+        expect(page.locator("#gallery-table")).to_contain_text("visitor")
+        # The failed search and the refused add, and nothing else (no favicon 404, no thumbnail error).
+        statuses = [f"{f.split()[0]} {urlparse(f.split()[1]).path}" for f in page.failures]
+        assert statuses == ["415 /v1/query", "400 /v1/items"], page.failures
+        page.close()
+
+
+def test_phone_and_desktop_widths(
+    browser: Any, service_gallery: Path, unseen_dataset: Path, image_of: ImageOf
+) -> None:
+    from playwright.sync_api import expect
+
+    with _serving(service_gallery) as url:
+        for viewport in (DESKTOP, *PHONES):
+            page = _page(browser, url, viewport)
+            page.set_input_files("#file-input", str(image_of(unseen_dataset, "id_000", 1)))
+            cards = page.locator("#result-grid .card")  # the query, then its 4 matches
+            expect(cards).to_have_count(5)
+            expect(page.locator("#results .match img").last).to_have_js_property("complete", True)
+            widths = page.evaluate(
+                "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
             )
-            page.click("#add-form button[type=submit]")
-            expect(page.locator("#add-status")).to_contain_text("added 2 image(s)")
-            expect(page.locator("#gallery-table tbody tr")).to_have_count(5)
-            expect(page.locator("#gallery-table")).to_contain_text("visitor")
+            assert widths[0] <= widths[1], f"horizontal scroll at {viewport['width']} px: {widths}"
+            boxes = [cards.nth(i).bounding_box() for i in range(5)]
+            assert all(b["x"] >= 0 and b["x"] + b["width"] <= viewport["width"] for b in boxes)
+            per_row = sum(1 for b in boxes if abs(b["y"] - boxes[0]["y"]) < 1)
+            if viewport["width"] <= 390:
+                assert per_row == 2, f"{per_row} cards per row at {viewport['width']} px"
+            else:
+                assert per_row == 5, f"{per_row} cards per row at {viewport['width']} px"
+            page.close()
 
-            from siamese.index import Gallery
 
-            Gallery.set_threshold(
-                service_gallery, 1e-6
-            )  # calibrated elsewhere while serving: picked up by the service
+def test_drop_zone_by_keyboard(
+    browser: Any, service_gallery: Path, unseen_dataset: Path, image_of: ImageOf
+) -> None:
+    from playwright.sync_api import expect
+
+    with _serving(service_gallery) as url:
+        page = _page(browser, url)
+        # Playwright turns on file-chooser interception when the first listener arrives, and asks
+        # the browser asynchronously: listen from the start so no key press beats it.
+        choosers: list[Any] = []
+        page.on("filechooser", lambda chooser: choosers.append(chooser))
+        page.evaluate("1")
+        for _ in range(10):  # Tab from the top until the drop zone's file input has focus
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "file-input":
+                break
+        assert page.evaluate("document.activeElement.closest('#drop') !== null")
+        assert _style(page, "#drop", "outlineStyle") == "solid"  # focus is visible
+        assert float(_style(page, "#drop", "outlineWidth").rstrip("px")) >= 2
+        for key, identity in (("Enter", "id_002"), ("Space", "id_001")):
+            seen = len(choosers)
+            page.keyboard.press(key)
             deadline = time.monotonic() + 10
-            while (
-                httpx.get(f"{url}/v1/gallery").json()["threshold"] is None
-                and time.monotonic() < deadline
-            ):
-                time.sleep(0.05)
-            page.set_input_files(
-                "#file-input", str(image_of(tiny_dataset, "id_007", 0))
-            )  # nobody in the gallery
-            expect(page.locator("#verdict")).to_contain_text("Unknown")
-            expect(page.locator("#summary")).to_contain_text("unknown beyond distance")
-            expect(page.locator("#results .match .badge").first).to_have_text("beyond threshold")
-            page.screenshot(path=str(tmp_path / "unknown.png"), full_page=True)
-        finally:
-            browser.close()
+            while len(choosers) == seen:
+                assert time.monotonic() < deadline, f"{key} opened no file chooser"
+                page.wait_for_timeout(20)
+            choosers[-1].set_files(str(image_of(unseen_dataset, identity, 3)))
+            expect(page.locator("#verdict")).to_contain_text(f"Best match: {identity}")
+        page.close()
+
+
+def test_identity_view_filter_and_removal(
+    browser: Any,
+    service_gallery: Path,
+    unseen_dataset: Path,
+    tiny_dataset: Path,
+    tmp_path: Path,
+    image_of: ImageOf,
+) -> None:
+    from playwright.sync_api import expect
+
+    with _serving(service_gallery, api_key="sesame") as url:
+        for n in range(18):  # 22 identities: more than one page of the list (20)
+            with image_of(tiny_dataset, f"id_00{n % 8}", n // 8).open("rb") as handle:
+                added = httpx.post(
+                    f"{url}/v1/items",
+                    files={"files": handle},
+                    data={"identity": f"guest {n:02d}"},
+                    headers={"X-API-Key": "sesame"},
+                )
+            assert added.status_code == 201, added.text
+        page = _page(browser, url)
+        rows = page.locator("#gallery-table tbody tr")
+        expect(rows).to_have_count(20)
+        expect(page.locator("#page-info")).to_have_text("1–20 of 22")
+        page.click("#next-page")
+        expect(rows).to_have_count(2)
+        expect(page.locator("#page-info")).to_have_text("21–22 of 22")
+        expect(page.locator("#next-page")).to_be_disabled()
+        page.fill("#filter", "ID_00")
+        expect(rows).to_have_count(4)
+        expect(page.locator("#page-info")).to_have_text("1–4 of 4 matching (of 22)")
+        page.fill("#filter", "")
+
+        page.set_input_files("#file-input", str(image_of(unseen_dataset, "id_003", 0)))
+        page.locator("#results .match a.open").first.click()  # a match opens its identity
+        expect(page.locator("#identity-title")).to_have_text("id_003")
+        expect(page.locator("#identity-count")).to_have_text("6 images in the gallery")
+        items = page.locator("#identity-items .card")
+        expect(items).to_have_count(6)
+        expect(items.locator("img").last).to_have_js_property("complete", True)
+        assert page.evaluate(
+            "[...document.querySelectorAll('#identity-items img')].every(i => i.naturalWidth > 0)"
+        )
+        _screenshot(page, tmp_path, "identity-desktop")
+        page.set_viewport_size(PHONES[0])
+        _screenshot(page, tmp_path, "identity-phone")
+        page.set_viewport_size(DESKTOP)
+
+        first = items.first.get_attribute("data-id")
+        items.first.locator("button").click()  # no key yet: refused, shown as an error
+        expect(page.locator("#identity-error")).to_contain_text("missing API key")
+        expect(page.locator("#identity-error")).to_contain_text("Enter the API key at the top")
+        expect(items).to_have_count(6)
+        page.fill("#api-key", "sesame")
+        items.first.locator("button").click()
+        expect(page.locator("#identity-status")).to_contain_text(f"Removed item {first}")
+        expect(items).to_have_count(5)
+        expect(page.locator("#identity-count")).to_have_text("5 images in the gallery")
+
+        page.click("#remove-identity")
+        expect(page.locator("#identity-view")).to_be_hidden()
+        expect(page.locator("#overview-status")).to_contain_text("Removed id_003 (5 images)")
+        page.fill("#filter", "id_")
+        expect(rows).to_have_count(3)
+        expect(page.locator("#gallery-table")).not_to_contain_text("id_003")
+        assert "id_003" not in httpx.get(f"{url}/v1/identities").text
+
+        page.goto(url + "/#identity=guest%2005")  # an identity link opens its view directly
+        expect(page.locator("#identity-count")).to_have_text("1 image in the gallery")
+        page.close()
+
+
+def test_accessibility_and_contrast(
+    browser: Any,
+    service_gallery: Path,
+    unseen_dataset: Path,
+    tiny_dataset: Path,
+    image_of: ImageOf,
+) -> None:
+    from playwright.sync_api import expect
+    from siamese.index import Gallery
+
+    Gallery.set_threshold(service_gallery, 1e-6)  # every answer but an exact copy is unknown
+    with _serving(service_gallery) as url:
+        found: dict[str, list[str]] = {}
+        for viewport in (DESKTOP, PHONES[0]):
+            page = _page(browser, url, viewport, bypass_csp=True)  # axe arrives as an inline script
+            page.add_script_tag(path=str(AXE))
+            states = {
+                "known": image_of(unseen_dataset, "id_002", 0),
+                "unknown": image_of(tiny_dataset, "id_007", 0),
+            }
+            for state, image in states.items():
+                page.set_input_files("#file-input", str(image))
+                expect(page.locator("#verdict")).to_have_class(state)
+                verdict = _contrast(_style(page, "#verdict", "color"), "rgb(255, 255, 255)")
+                assert verdict >= 4.5, f"{state} verdict contrast {verdict:.2f}:1"
+                found[f"{state} at {viewport['width']} px"] = _axe(page)
+            border = _contrast(
+                _style(page, "#drop", "borderTopColor"), _style(page, "#drop", "backgroundColor")
+            )
+            assert border >= 3, f"drop-zone border contrast {border:.2f}:1"
+            page.set_input_files("#add-files", str(image_of(tiny_dataset, "id_006", 0)))
+            page.fill("#add-identity", "x/y")  # refused: an error on screen while axe looks
+            page.click("#add-form button[type=submit]")
+            expect(page.locator("#add-error")).to_be_visible()
+            found[f"add error at {viewport['width']} px"] = _axe(page)
+            page.locator("#results .match a.open").first.click()
+            expect(page.locator("#identity-items .card").first).to_be_visible()
+            found[f"identity view at {viewport['width']} px"] = _axe(page)
+            page.close()
+    assert all(not problems for problems in found.values()), found
+
+
+def _axe(page: Any) -> list[str]:
+    """axe-core's serious and critical violations on the page as it stands."""
+    report = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    assert len(report["passes"]) >= 20, "axe-core checked next to nothing"  # it really ran
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+        for v in report["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_api_docs_render_offline(browser: Any, service_gallery: Path) -> None:
+    from playwright.sync_api import expect
+
+    with _serving(service_gallery) as url:
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(TIMEOUT_MS)
+        outside: list[str] = []
+
+        def offline(route: Any) -> None:  # the network beyond this machine is unreachable
+            if urlparse(route.request.url).hostname == "127.0.0.1":
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort("internetdisconnected")
+
+        page.route("**/*", offline)
+        page.goto(url + "/")
+        page.click("header nav a:text('API docs')")
+        expect(page).to_have_url(url + "/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+            "siamese search service", timeout=TIMEOUT_MS
+        )
+        expect(page.locator(".opblock-summary-path[data-path='/v1/query']")).to_be_visible()
+        page.goto(url + "/redoc")
+        expect(page.locator("h1")).to_contain_text("siamese search service", timeout=TIMEOUT_MS)
+        expect(page.get_by_text("/v1/identities/{identity}").first).to_be_attached()
+        assert outside == [], f"requests beyond 127.0.0.1: {outside}"
+        page.close()
