@@ -11,9 +11,11 @@ from siamese.cli import app
 
 
 def test_help_lists_the_options() -> None:
-    result = CliRunner().invoke(app, ["serve", "--help"])
+    # Wide enough that rich does not cut long option names out of the help table.
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     for option in (
+        "--expose-paths",
         "--gallery",
         "--model",
         "--host",

@@ -344,9 +344,11 @@ def test_identity_view_filter_and_removal(
         expect(page.locator("#identity-count")).to_have_text("6 images in the gallery")
         items = page.locator("#identity-items .card")
         expect(items).to_have_count(6)
-        expect(items.locator("img").last).to_have_js_property("complete", True)
-        assert page.evaluate(
-            "[...document.querySelectorAll('#identity-items img')].every(i => i.naturalWidth > 0)"
+        # Every thumbnail loads (waits for all of them: they arrive in any order under load).
+        page.wait_for_function(
+            "[...document.querySelectorAll('#identity-items img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)",
+            timeout=30_000,
         )
         _screenshot(page, tmp_path, "identity-desktop")
         page.set_viewport_size(PHONES[0])
