@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 from siamese.index.crash_points import reached
-from siamese.index.item_store import SCHEMA, select_by_ids
+from siamese.index.item_store import (
+    EMPTY_FINGERPRINT,
+    FINGERPRINT_ROWS,
+    SCHEMA,
+    combine_fingerprint,
+    select_by_ids,
+)
 
 from siamese.errors import GalleryError
 
@@ -101,6 +107,14 @@ class ItemWriter:
         """A value of the meta table."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    def fingerprint(self, generation: int) -> str:
+        """The items fingerprint of ``generation`` recomputed from its rows."""
+        try:
+            rows = self._db.execute(FINGERPRINT_ROWS, {"gen": generation}).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path}: unreadable item database ({exc})") from exc
+        return combine_fingerprint(EMPTY_FINGERPRINT, rows)
 
     def roll_back_after(self, generation: int) -> None:
         """Undo the marks of a publish that never reached its manifest: its items go back to staged."""

@@ -22,7 +22,11 @@ from numpy.typing import NDArray
 from siamese.index import faiss_index as fx
 from siamese.index.crash_points import reached
 from siamese.index.gallery_files import index_file_name, load_published_index, remove_debris
-from siamese.index.item_store import EMPTY_FINGERPRINT, combine_fingerprint
+from siamese.index.item_store import (
+    EMPTY_FINGERPRINT,
+    combine_fingerprint,
+    refuse_edited_rows,
+)
 from siamese.index.item_writer import ItemWriter, NewItem
 from siamese.index.lock import WriterLock, is_locked
 from siamese.index.manifest import ITEMS_FILE, MANIFEST_FILE, Manifest, now_iso
@@ -74,21 +78,26 @@ class GalleryWriter:
             gallery_dir
         )  # a clear error for a missing or foreign folder, before locking it
         lock = WriterLock(gallery_dir).acquire()
+        items: ItemWriter | None = None
         try:
             manifest = Manifest.read(gallery_dir)
             items = ItemWriter(gallery_dir / manifest.items_file)
             if items.meta("gallery_id") != manifest.gallery_id:
-                items.close()
                 raise GalleryError(
                     f"{gallery_dir / manifest.items_file}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}"
                 )
             writer = cls(gallery_dir, lock, manifest, items)
             writer._index = writer._load_index()  # checks the checksum before anything is changed
+            refuse_edited_rows(
+                items.path, items.fingerprint(manifest.generation), manifest.items_fingerprint
+            )
             items.roll_back_after(manifest.generation)
             items.drop_removed_vectors(manifest.generation)
             remove_debris(gallery_dir, manifest)
             return writer
         except BaseException:
+            if items is not None:
+                items.close()
             lock.release()
             raise
 
