@@ -223,12 +223,16 @@ def kill_builds_while_files_change(
         process = subprocess.Popen(
             build_command(images, model, gallery), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        time.sleep(float(rng.uniform(0.6 * idle, 1.4 * idle)))  # start-up, then the commits
+        if rng.random() < 0.5:
+            time.sleep(float(rng.uniform(0.6 * idle, 1.4 * idle)))  # start-up, then the commits
+        else:
+            wait_until_staged(gallery, process, deadline=time.perf_counter() + 4 * idle)
         killed = process.poll() is None
         if killed:
             os.kill(process.pid, signal.SIGKILL)
             tally["kills"] += 1
-        _, stderr = process.communicate()
+        _, stderr = process.communicate(timeout=300)
+        tally["tracebacks"] += b"Traceback" in stderr
         if killed:
             inspect_after_kill(gallery, ever, tally)
         else:
@@ -242,9 +246,10 @@ def kill_builds_while_files_change(
         f"{tally['rewritten']} rewrites, {tally['deleted']} deletions, {tally['restored']} restores; "
         f"verify failures {tally['verify_failures']}, duplicate paths {tally['duplicate_paths']}, "
         f"phantom paths {tally['phantom_paths']}, duplicate ids {tally['duplicate_ids']}, "
-        f"missing ids {tally['missing_ids']}, phantom ids {tally['phantom_ids']}"
+        f"missing ids {tally['missing_ids']}, phantom ids {tally['phantom_ids']}, tracebacks {tally['tracebacks']}"
     )
     for key in (
+        "tracebacks",
         "verify_failures",
         "duplicate_paths",
         "phantom_paths",
@@ -254,6 +259,20 @@ def kill_builds_while_files_change(
     ):
         assert tally[key] == 0, key
     return tally
+
+
+def wait_until_staged(gallery: Path, process: subprocess.Popen, deadline: float) -> None:
+    """Return once the build has staged embeddings it has not published (the window of issue 21), or ends."""
+    items = gallery / "items.sqlite"
+    while process.poll() is None and time.perf_counter() < deadline:
+        try:
+            with sqlite3.connect(f"file:{items}?mode=ro", uri=True, timeout=0.05) as db:
+                staged = db.execute("SELECT COUNT(*) FROM items WHERE added_gen IS NULL").fetchone()
+            if staged[0]:
+                return
+        except sqlite3.Error:
+            pass  # busy or mid-checkpoint: look again
+        time.sleep(0.01)
 
 
 def inspect_after_kill(gallery: Path, ever: set[str], tally: Counter) -> None:
