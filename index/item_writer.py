@@ -249,8 +249,9 @@ class ItemWriter:
         self, *, identities: Sequence[str] = (), paths: Sequence[str] = ()
     ) -> tuple[list[int], list[int]]:
         """(published ids, staged ids) of the items of ``identities``, at ``paths`` or under them (folders)."""
+        identities = [value for value in identities if _storable(value)]  # others match nothing
         queries = [("identity = ?", (value,)) for value in identities]
-        for value in paths:
+        for value in filter(_storable, paths):
             folder = value.rstrip(os.sep) + os.sep
             queries.append(("(path = ? OR substr(path, 1, ?) = ?)", (value, len(folder), folder)))
         published: set[int] = set()
@@ -290,3 +291,12 @@ class ItemWriter:
             raise
         reached("items-marked")
         return int(count), int(identities)
+
+
+def _storable(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 text, as every stored path and identity is (others are refused)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
