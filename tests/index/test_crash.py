@@ -235,6 +235,13 @@ def kill_builds_while_files_change(
         tally["tracebacks"] += b"Traceback" in stderr
         if killed:
             inspect_after_kill(gallery, ever, tally)
+            if rng.random() < 0.4:  # a finished build right after a kill must repair everything
+                finished = subprocess.run(
+                    build_command(images, model, gallery), capture_output=True, timeout=300
+                )
+                assert finished.returncode == 0, finished.stderr.decode(errors="replace")
+                tally["tracebacks"] += b"Traceback" in finished.stderr
+                check_complete(gallery, expected, tally)
         else:
             assert process.returncode == 0, stderr.decode(errors="replace")
             check_complete(gallery, expected, tally)

@@ -109,6 +109,11 @@ def test_build_refuses_odd_files_without_hanging(tmp_path: Path, model_path: Pat
     assert held_names(gallery) == {b"plain1.png", b"plain2.png", *ODD_BUT_FINE}
     verify = run_cli("index", "verify", str(gallery))
     assert verify.returncode == 0, verify.stderr.decode()
+    indexed = images / "person" / "plain1.png"
+    indexed.unlink()
+    os.mkfifo(indexed)  # an indexed file replaced by a pipe: verify reports it, never blocks on it
+    verify = run_cli("index", "verify", str(gallery))
+    assert verify.returncode == 1 and b"missing or changed" in verify.stderr + verify.stdout
 
 
 def test_add_refuses_odd_files_named_or_in_folders(tmp_path: Path, model_path: Path) -> None:
