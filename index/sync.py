@@ -19,6 +19,8 @@ from siamese.index.item_writer import KnownFile
 from siamese.io import sha256_handle
 
 _HASH_THREADS = 4
+#: Errors that mean a listed name leads to no file (a dangling link, a link loop, deleted meanwhile).
+_GONE = {errno.ENOENT, errno.ELOOP, errno.ENOTDIR}
 
 
 @dataclass(frozen=True)
@@ -65,20 +67,24 @@ def plan_sync(
     """
     plan = SyncPlan()
     wanted: set[str] = set()
+    seen: set[str] = set()
     for path, identity in files:
-        if path in wanted:
+        if path in seen:
             continue
-        wanted.add(path)
+        seen.add(path)
         refusal = unstorable_name(path, identity)
         try:
             info = os.stat(path)
         except OSError as exc:
             plan.failures.append((path, refusal or stat_failure(path, exc)))
+            if exc.errno not in _GONE:
+                wanted.add(path)  # perhaps unreadable for now: its item stays
             continue
         refusal = refusal or not_regular(info.st_mode)
-        if refusal:
+        if refusal:  # no image file any more (a pipe now, say): its item goes like a vanished one
             plan.failures.append((path, refusal))
             continue
+        wanted.add(path)
         entry = known.get(path)
         if entry and (entry.size, entry.mtime_ns, entry.identity) == (
             info.st_size,

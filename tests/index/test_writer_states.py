@@ -12,6 +12,7 @@ Embeddings come from a fake embedder (a vector from each file's bytes) so a run 
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import os
 import shutil
@@ -35,6 +36,8 @@ from siamese.errors import DataError
 from siamese.io import sha256_file
 
 DIM = 8
+#: One example of the state machine taking longer than this is a hang (on a pipe, a link loop).
+HANG_S = 120
 #: Files whose content starts with this are "undecodable": the fake embedder refuses them.
 BAD = b"bad"
 
@@ -109,8 +112,12 @@ class GalleryLifecycle(RuleBasedStateMachine):
         self.embedder = FakeEmbedder(model)
         self.clock = 1_600_000_000 * 10**9
         self.tally: Counter = Counter()
+        faulthandler.dump_traceback_later(
+            HANG_S, exit=True
+        )  # a hang fails the run instead of blocking CI
 
     def teardown(self) -> None:
+        faulthandler.cancel_dump_traceback_later()
         crash_points.install(None)
         shutil.rmtree(self.root, ignore_errors=True)
         self.tally["examples"] += 1
@@ -133,6 +140,8 @@ class GalleryLifecycle(RuleBasedStateMachine):
         self.tally["writes"] += 1
         path = self.images / name
         path.parent.mkdir(exist_ok=True)
+        if path.is_symlink() or path.exists() and not path.is_file():
+            path.unlink()  # writing into a pipe would block this test
         path.write_bytes(content)
         self.clock += 10**9
         os.utime(path, ns=(self.clock, self.clock))
@@ -140,6 +149,21 @@ class GalleryLifecycle(RuleBasedStateMachine):
     @rule(name=NAMES)
     def delete(self, name: str) -> None:
         (self.images / name).unlink(missing_ok=True)
+
+    @rule(name=NAMES, kind=st.sampled_from(["pipe", "dangling", "self-link", "folder-loop"]))
+    def make_odd(self, name: str, kind: str) -> None:
+        """Put something that is no image file where an image was (or next to it): it is refused, never read."""
+        path = self.images / name
+        path.parent.mkdir(exist_ok=True)
+        path.unlink(missing_ok=True)
+        if kind == "pipe":
+            os.mkfifo(path)
+        elif kind == "dangling":
+            path.symlink_to("no-such-file.png")
+        elif kind == "self-link":
+            path.symlink_to(path.name)
+        elif not (path.parent / "loop").exists():
+            (path.parent / "loop").symlink_to("..", target_is_directory=True)
 
     # ------------------------------------------------------------ updates
     def _run(self, kill_at: int | None, update) -> bool:
