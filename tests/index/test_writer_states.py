@@ -313,3 +313,32 @@ def test_kill_while_replacements_are_staged(kill_at: int, delete_after: bool) ->
         machine.opens_and_agrees()
     finally:
         machine.teardown()
+
+
+@pytest.mark.parametrize("delete_before_repair", [False, True])
+def test_any_build_repairs_a_path_held_twice(
+    monkeypatch: pytest.MonkeyPatch, delete_before_repair: bool
+) -> None:
+    """A gallery damaged as siamese before this fix left it (a path published twice) is repaired by the next build."""
+    from siamese.index.item_writer import ItemWriter
+
+    machine = GalleryLifecycle()
+    try:
+        for n in range(3):
+            machine.write(f"a/{n + 1}.png", b"old %d" % n)
+        machine.build(kill=False, kill_at=1, commit_every=1)
+        machine.write("a/1.png", b"new 1")
+        with monkeypatch.context() as old_siamese:  # publishing that ignores staged replacements
+            old_siamese.setattr(ItemWriter, "superseded", lambda self: [])
+            machine.build(kill=True, kill_at=1, commit_every=1)
+            machine._run(
+                None, lambda: build_gallery(machine.images, machine.embedder, machine.gallery)
+            )
+        with Gallery.open(machine.gallery) as damaged:
+            paths = [item.path for item in damaged.items.all_items()]
+        assert len(paths) == 4 and len(set(paths)) == 3  # the damage of issue 21
+        if delete_before_repair:
+            machine.delete("a/1.png")
+        machine.build(kill=False, kill_at=1, commit_every=1)  # checks: exactly the files on disk
+    finally:
+        machine.teardown()
