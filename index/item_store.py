@@ -76,10 +76,16 @@ def combine_fingerprint(
     removed: Iterable[tuple[int, str, str, str]] = (),
 ) -> str:
     """Update an order-free fingerprint of a set of items (sum of item hashes mod 2^256) by a change."""
-    total = int(base, 16)
-    total += sum(item_hash(*row) for row in added)
-    total -= sum(item_hash(*row) for row in removed)
+    total = int(base, 16) + _sum_of_hashes(added) - _sum_of_hashes(removed)
     return f"{total % _FINGERPRINT_MODULUS:064x}"
+
+
+def _sum_of_hashes(rows: Iterable[tuple[int, str, str, str]]) -> int:
+    """The sum of :func:`item_hash` over ``rows``, inlined: galleries are opened through it (0.1 s per 100k rows)."""
+    sha256, from_bytes = hashlib.sha256, int.from_bytes
+    return sum(
+        from_bytes(sha256(f"{i}\0{p}\0{n}\0{h}".encode()).digest(), "big") for i, p, n, h in rows
+    )
 
 
 EMPTY_FINGERPRINT = f"{0:064x}"
