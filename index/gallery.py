@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from siamese.index import faiss_index as fx
 from siamese.index.gallery_files import load_published_index
-from siamese.index.item_store import ItemStore
+from siamese.index.item_store import ItemStore, refuse_edited_rows
 from siamese.index.lock import is_locked
 from siamese.index.manifest import MANIFEST_FILE, Manifest
 from siamese.index.results import Item, Match, QueryResult
@@ -104,6 +104,10 @@ class Gallery:
     ) -> Gallery:
         """Open the gallery's published generation, verifying its files and (when given) the model.
 
+        Checked before anything is served: the manifest's checksum, the index file's size and
+        checksum, the counts, and the items fingerprint over every published row (id, path,
+        identity, content hash), so an edited item row is refused, not served as right.
+
         Args:
             gallery_dir: the gallery folder.
             model_fingerprint: sha256 of the model that will embed queries; refused if it differs.
@@ -161,6 +165,7 @@ class Gallery:
                 raise GalleryError(
                     f"{items_path}: holds {count} items at generation {manifest.generation}, manifest says {manifest.count}, index {index.ntotal}"
                 )
+            refuse_edited_rows(items_path, items.fingerprint(), manifest.items_fingerprint)
         except BaseException:
             items.close()
             raise

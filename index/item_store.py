@@ -76,13 +76,35 @@ def combine_fingerprint(
     removed: Iterable[tuple[int, str, str, str]] = (),
 ) -> str:
     """Update an order-free fingerprint of a set of items (sum of item hashes mod 2^256) by a change."""
-    total = int(base, 16)
-    total += sum(item_hash(*row) for row in added)
-    total -= sum(item_hash(*row) for row in removed)
+    total = int(base, 16) + _sum_of_hashes(added) - _sum_of_hashes(removed)
     return f"{total % _FINGERPRINT_MODULUS:064x}"
 
 
+def _sum_of_hashes(rows: Iterable[tuple[int, str, str, str]]) -> int:
+    """The sum of :func:`item_hash` over ``rows``, inlined: galleries are opened through it (0.1 s per 100k rows)."""
+    sha256, from_bytes = hashlib.sha256, int.from_bytes
+    return sum(
+        from_bytes(sha256(f"{i}\0{p}\0{n}\0{h}".encode()).digest(), "big") for i, p, n, h in rows
+    )
+
+
 EMPTY_FINGERPRINT = f"{0:064x}"
+#: The rows the items fingerprint covers: every item visible at generation ``:gen``.
+FINGERPRINT_ROWS = f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE}"
+
+
+def refuse_edited_rows(path: Path, recomputed: str, recorded: str) -> None:
+    """Raise GalleryError naming the item database when its rows no longer give the manifest's fingerprint.
+
+    The fingerprint (an order-free sum of a sha256 per row over id, path, identity and content
+    hash) is checked whenever a gallery is opened, for searching or writing, so a changed byte
+    in an item row is refused like a damaged index, not served as right.
+    """
+    if recomputed != recorded:
+        raise GalleryError(
+            f"{path}: item rows (paths, identities, hashes) do not match the items fingerprint "
+            "in manifest.json; the item database was edited or damaged"
+        )
 
 
 class ItemStore:
@@ -209,11 +231,9 @@ class ItemStore:
 
     def fingerprint(self) -> str:
         """The items fingerprint recomputed from every row (what the manifest must record)."""
-        rows = self._query(
-            f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE}",
-            {"gen": self.generation},
+        return combine_fingerprint(
+            EMPTY_FINGERPRINT, self._query(FINGERPRINT_ROWS, {"gen": self.generation})
         )
-        return combine_fingerprint(EMPTY_FINGERPRINT, rows)
 
     def vectors(self, ids: NDArray[np.int64], dim: int) -> NDArray[np.float32]:
         """The stored embeddings of ``ids``, in that order."""

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from siamese.index.item_store import SCHEMA, select_by_ids
+from siamese.index.crash_points import reached
+from siamese.index.item_store import (
+    EMPTY_FINGERPRINT,
+    FINGERPRINT_ROWS,
+    SCHEMA,
+    combine_fingerprint,
+    select_by_ids,
+)
 
 from siamese.errors import GalleryError
 
@@ -42,6 +49,9 @@ class KnownFile:
     size: int
     mtime_ns: int
     staged: bool
+    #: Other live rows of the same path, older than this one: (id, staged). A published one is what a
+    #: staged replacement replaces; several published ones are the damage an older siamese could leave.
+    older: tuple[tuple[int, bool], ...] = ()
 
 
 class ItemWriter:
@@ -79,7 +89,9 @@ class ItemWriter:
         finally:
             self._db.close()
 
-    def _transaction(self, statements: Iterable[tuple[str, Sequence[object]]]) -> None:
+    def _transaction(
+        self, statements: Iterable[tuple[str, Sequence[object]]], point: str | None = None
+    ) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for sql, params in statements:
@@ -88,11 +100,21 @@ class ItemWriter:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        if point is not None:
+            reached(point)
 
     def meta(self, key: str) -> str | None:
         """A value of the meta table."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    def fingerprint(self, generation: int) -> str:
+        """The items fingerprint of ``generation`` recomputed from its rows."""
+        try:
+            rows = self._db.execute(FINGERPRINT_ROWS, {"gen": generation}).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path}: unreadable item database ({exc})") from exc
+        return combine_fingerprint(EMPTY_FINGERPRINT, rows)
 
     def roll_back_after(self, generation: int) -> None:
         """Undo the marks of a publish that never reached its manifest: its items go back to staged."""
@@ -115,21 +137,51 @@ class ItemWriter:
         )
 
     def known_files(self) -> dict[str, KnownFile]:
-        """Every file the gallery holds or has staged, by path."""
+        """Every file the gallery holds or has staged, by path: its newest live row, naming the older ones.
+
+        A path has two live rows while a replacement is staged (the published row goes when the
+        staged one is published); the plan needs both ids, so a file that vanished meanwhile loses
+        both, not only the newest.
+        """
         rows = self._db.execute(
-            "SELECT path, id, identity, sha256, size, mtime_ns, added_gen IS NULL FROM items WHERE removed_gen IS NULL"
+            "SELECT path, id, identity, sha256, size, mtime_ns, added_gen IS NULL FROM items "
+            "WHERE removed_gen IS NULL ORDER BY id"
         )
-        return {
-            path: KnownFile(item_id, identity, sha, size, mtime, bool(staged))
-            for path, item_id, identity, sha, size, mtime, staged in rows
-        }
+        known: dict[str, KnownFile] = {}
+        for path, item_id, identity, sha, size, mtime, staged in rows:
+            before = known.get(path)
+            older = (*before.older, (before.id, before.staged)) if before else ()
+            known[path] = KnownFile(item_id, identity, sha, size, mtime, bool(staged), older)
+        return known
+
+    def superseded(self) -> list[int]:
+        """Published live rows that a newer live row of the same path replaces (staged or, after damage, published).
+
+        One path is one item: publishing a staged replacement must withdraw the row it replaces,
+        whichever run staged it. Every publish withdraws these, so a gallery left with two rows
+        for a path (by an interrupted run of an older siamese) is repaired by the next update.
+        """
+        rows = self._db.execute(
+            "SELECT old.id FROM items AS old WHERE old.removed_gen IS NULL AND old.added_gen IS NOT NULL "
+            "AND EXISTS (SELECT 1 FROM items AS new WHERE new.path = old.path "
+            "AND new.removed_gen IS NULL AND new.id > old.id)"
+        )
+        return sorted(row[0] for row in rows)
 
     def stage(self, items: Sequence[NewItem]) -> None:
-        """Durably record embedded files as staged (one transaction: all of them or none)."""
+        """Durably record embedded files as staged (one transaction: all of them or none).
+
+        A path staged again replaces its earlier staged row (never published, so no reader knows
+        it): a path has at most one staged row, and at publish at most one live row.
+        """
         if not items:
             return
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            self._db.executemany(
+                "DELETE FROM items WHERE path = ? AND added_gen IS NULL AND removed_gen IS NULL",
+                ((i.path,) for i in items),
+            )
             self._db.executemany(
                 "INSERT INTO items (path, identity, sha256, size, mtime_ns, vector) VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -148,6 +200,7 @@ class ItemWriter:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        reached("staged")
 
     def touch(self, updates: Sequence[tuple[int, int, int]]) -> None:
         """Record new (size, mtime_ns) of files whose content hash did not change: (id, size, mtime_ns)."""
@@ -156,13 +209,15 @@ class ItemWriter:
                 [
                     ("UPDATE items SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime, item_id))
                     for item_id, size, mtime in updates
-                ]
+                ],
+                "touched",
             )
 
     def delete_staged(self, ids: Sequence[int]) -> None:
         """Forget staged rows (never published, so no reader can know them)."""
         self._transaction(
-            [("DELETE FROM items WHERE id = ? AND added_gen IS NULL", (int(i),)) for i in ids]
+            [("DELETE FROM items WHERE id = ? AND added_gen IS NULL", (int(i),)) for i in ids],
+            "staged-deleted" if ids else None,
         )
 
     def staged(self, dim: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
@@ -181,6 +236,11 @@ class ItemWriter:
             ids[n], vectors[n] = item_id, np.frombuffer(blob, dtype=np.float32)
         return ids, vectors
 
+    def published_among(self, ids: Sequence[int]) -> list[int]:
+        """Those of ``ids`` that are published and not removed (what a publish can withdraw)."""
+        live = "added_gen IS NOT NULL AND removed_gen IS NULL"
+        return [row[0] for row in select_by_ids(self._db, "id", ids, live)]
+
     def rows(self, ids: Sequence[int]) -> list[tuple[int, str, str, str]]:
         """(id, path, identity, sha256) of ``ids`` (for the items fingerprint)."""
         return select_by_ids(self._db, "id, path, identity, sha256", ids)
@@ -189,8 +249,9 @@ class ItemWriter:
         self, *, identities: Sequence[str] = (), paths: Sequence[str] = ()
     ) -> tuple[list[int], list[int]]:
         """(published ids, staged ids) of the items of ``identities``, at ``paths`` or under them (folders)."""
+        identities = [value for value in identities if _storable(value)]  # others match nothing
         queries = [("identity = ?", (value,)) for value in identities]
-        for value in paths:
+        for value in filter(_storable, paths):
             folder = value.rstrip(os.sep) + os.sep
             queries.append(("(path = ? OR substr(path, 1, ?) = ?)", (value, len(folder), folder)))
         published: set[int] = set()
@@ -228,4 +289,14 @@ class ItemWriter:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        reached("items-marked")
         return int(count), int(identities)
+
+
+def _storable(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 text, as every stored path and identity is (others are refused)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -7,16 +7,20 @@ holds under the scanned folder that are no longer there have vanished and are re
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from siamese.index.item_writer import KnownFile
 
-from siamese.io import sha256_file
+from siamese.io import sha256_handle
 
 _HASH_THREADS = 4
+#: Errors that mean a listed name leads to no file (a dangling link, a link loop, deleted meanwhile).
+_GONE = {errno.ENOENT, errno.ELOOP, errno.ENOTDIR}
 
 
 @dataclass(frozen=True)
@@ -63,15 +67,24 @@ def plan_sync(
     """
     plan = SyncPlan()
     wanted: set[str] = set()
+    seen: set[str] = set()
     for path, identity in files:
-        if path in wanted:
+        if path in seen:
             continue
-        wanted.add(path)
+        seen.add(path)
+        refusal = unstorable_name(path, identity)
         try:
             info = os.stat(path)
         except OSError as exc:
-            plan.failures.append((path, f"cannot read ({exc.strerror})"))
+            plan.failures.append((path, refusal or stat_failure(path, exc)))
+            if exc.errno not in _GONE:
+                wanted.add(path)  # perhaps unreadable for now: its item stays
             continue
+        refusal = refusal or not_regular(info.st_mode)
+        if refusal:  # no image file any more (a pipe now, say): its item goes like a vanished one
+            plan.failures.append((path, refusal))
+            continue
+        wanted.add(path)
         entry = known.get(path)
         if entry and (entry.size, entry.mtime_ns, entry.identity) == (
             info.st_size,
@@ -88,8 +101,66 @@ def plan_sync(
         prefix = vanish_under.rstrip(os.sep) + os.sep
         for path, entry in known.items():
             if path.startswith(prefix) and path not in wanted:
-                (plan.vanished_staged if entry.staged else plan.vanished_published).append(entry.id)
+                for item_id, staged in ((entry.id, entry.staged), *entry.older):
+                    (plan.vanished_staged if staged else plan.vanished_published).append(item_id)
     return plan
+
+
+def unstorable_name(path: str, identity: str) -> str | None:
+    """Why a file cannot become an item because of its name: not UTF-8 (SQLite stores text)."""
+    for what, value in (("file name", path), ("identity (folder name)", identity)):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{what} is not valid UTF-8; rename it"
+    return None
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` (links resolved) is no image file: reading a pipe could block forever."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return f"not a regular file ({kind}); only regular image files are read"
+
+
+def stat_failure(path: str, exc: OSError) -> str:
+    """A reason for a file that cannot even be looked at, naming link loops and dangling links."""
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (too many levels of links)"
+    if exc.errno == errno.ENOENT and os.path.islink(path):
+        return "dangling symbolic link (its target does not exist)"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "file name too long"
+    return f"cannot read ({exc.strerror or exc})"
+
+
+def sha256_regular_file(path: str) -> str:
+    """Content hash of a regular file, refusing anything else without blocking on it.
+
+    The file is opened non-blocking (opening a named pipe would wait for a writer forever) and
+    checked on the open descriptor, so a file swapped for a pipe after planning is refused too.
+
+    Raises:
+        OSError: unreadable, or not a regular file (its strerror says which).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        refusal = not_regular(os.fstat(fd).st_mode)
+        if refusal:
+            raise OSError(errno.EINVAL, refusal)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return sha256_handle(handle)
+    finally:
+        os.close(fd)
 
 
 def chunks(candidates: Sequence[Candidate], size: int) -> Iterator[Sequence[Candidate]]:
@@ -105,7 +176,7 @@ def hash_files(
 
     def digest(candidate: Candidate) -> str | OSError:
         try:
-            return sha256_file(candidate.path)
+            return sha256_regular_file(candidate.path)
         except OSError as exc:
             return exc
 
@@ -114,7 +185,14 @@ def hash_files(
     with ThreadPoolExecutor(_HASH_THREADS, thread_name_prefix="siamese-hash") as pool:
         for candidate, result in zip(candidates, pool.map(digest, candidates)):
             if isinstance(result, OSError):
-                failures.append((candidate.path, f"cannot read ({result.strerror or result})"))
+                failures.append((candidate.path, hash_failure(candidate.path, result)))
             else:
                 hashed.append((candidate, result))
     return hashed, failures
+
+
+def hash_failure(path: str, exc: OSError) -> str:
+    """The reason for a file that could not be hashed."""
+    if exc.errno == errno.EINVAL and exc.strerror and exc.strerror.startswith("not a regular"):
+        return exc.strerror
+    return stat_failure(path, exc)

@@ -44,7 +44,6 @@ class _Ingested:
     embedded: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     replaced: list[int] = field(default_factory=list)  # ids of changed files, still to withdraw
-    withdrawn: int = 0  # ids of changed files already withdrawn by an intermediate publish
 
 
 def _check_model(writer: GalleryWriter, embedder: Embedder) -> None:
@@ -78,7 +77,8 @@ def _ingest(
                     )  # same content, new mtime
                     continue
                 if known:
-                    (dropped_staged if known.staged else done.replaced).append(known.id)
+                    for item_id, staged in ((known.id, known.staged), *known.older):
+                        (dropped_staged if staged else done.replaced).append(item_id)
                 to_embed[candidate.path] = (candidate, sha)
             rows = []
             for batch in embedder.iter_embed_paths(list(to_embed)):
@@ -107,7 +107,6 @@ def _ingest(
                 and writer.can_publish_incrementally()
             ):
                 writer.publish(removed=done.replaced, recall=RecallPolicy(measure=False))
-                done.withdrawn += len(done.replaced)
                 done.replaced, pending = [], 0
     return done
 
@@ -172,6 +171,7 @@ def _update(
         or not same_type
         or search_params is not None
         or recall.minimum is not None
+        or writer.needs_repair()
     )
     if changed or writer.manifest.generation == 0:
         writer.publish(
@@ -179,7 +179,7 @@ def _update(
         )
     report_path = report_path or writer.gallery_dir / REJECTED_FILE
     write_rejected_report(report_path, command, source, done.failures)
-    return _report(writer, before, started, plan, done, done.withdrawn + len(removed), report_path)
+    return _report(writer, before, started, plan, done, writer.removed_count, report_path)
 
 
 def build_gallery(
@@ -373,4 +373,4 @@ def remove_from_gallery(
         writer.items.delete_staged(staged)
         if published:
             writer.publish(removed=published)
-        return _report(writer, before, started, SyncPlan(), _Ingested(), len(published), None)
+        return _report(writer, before, started, SyncPlan(), _Ingested(), writer.removed_count, None)

@@ -20,8 +20,13 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 from siamese.index import faiss_index as fx
+from siamese.index.crash_points import reached
 from siamese.index.gallery_files import index_file_name, load_published_index, remove_debris
-from siamese.index.item_store import EMPTY_FINGERPRINT, combine_fingerprint
+from siamese.index.item_store import (
+    EMPTY_FINGERPRINT,
+    combine_fingerprint,
+    refuse_edited_rows,
+)
 from siamese.index.item_writer import ItemWriter, NewItem
 from siamese.index.lock import WriterLock, is_locked
 from siamese.index.manifest import ITEMS_FILE, MANIFEST_FILE, Manifest, now_iso
@@ -56,6 +61,8 @@ class GalleryWriter:
         self.items = items
         self._index: faiss.Index | None = None
         self.last_recall: Recall | None = None
+        #: Items withdrawn by this writer's publishes (removed, replaced, or repaired duplicates).
+        self.removed_count = 0
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -71,21 +78,26 @@ class GalleryWriter:
             gallery_dir
         )  # a clear error for a missing or foreign folder, before locking it
         lock = WriterLock(gallery_dir).acquire()
+        items: ItemWriter | None = None
         try:
             manifest = Manifest.read(gallery_dir)
             items = ItemWriter(gallery_dir / manifest.items_file)
             if items.meta("gallery_id") != manifest.gallery_id:
-                items.close()
                 raise GalleryError(
                     f"{gallery_dir / manifest.items_file}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}"
                 )
             writer = cls(gallery_dir, lock, manifest, items)
             writer._index = writer._load_index()  # checks the checksum before anything is changed
+            refuse_edited_rows(
+                items.path, items.fingerprint(manifest.generation), manifest.items_fingerprint
+            )
             items.roll_back_after(manifest.generation)
             items.drop_removed_vectors(manifest.generation)
             remove_debris(gallery_dir, manifest)
             return writer
         except BaseException:
+            if items is not None:
+                items.close()
             lock.release()
             raise
 
@@ -218,6 +230,10 @@ class GalleryWriter:
             ]
         )
 
+    def needs_repair(self) -> bool:
+        """Whether published rows are superseded by newer rows of their path (a publish withdraws them)."""
+        return bool(self.items.superseded())
+
     def can_publish_incrementally(self) -> bool:
         """Whether staged items can be published now without training (the index is trained)."""
         return bool(self.index.is_trained)
@@ -233,11 +249,17 @@ class GalleryWriter:
     ) -> Manifest:
         """Publish the next generation: staged items added, ``removed`` ids gone, optionally a new index type.
 
+        Published rows that a staged row of the same path replaces are withdrawn too (whichever
+        run staged the replacement), as are older duplicates of a path: one path, one item.
+
         Raises:
             GalleryError: too few vectors to train the index type.
             RecallTooLowError: the index misses ``recall.minimum``; nothing is published.
         """
-        removed = np.unique(np.asarray(removed, dtype=np.int64))
+        asked = np.asarray(removed, dtype=np.int64)
+        removed = np.unique(
+            np.asarray(self.items.published_among(asked) + self.items.superseded(), np.int64)
+        )
         new_type = index_type or self.manifest.index_type
         staged_ids, staged_vectors = self.items.staged(self.dimension)
         try:
@@ -250,6 +272,7 @@ class GalleryWriter:
             params, measured = self._check_recall(index, new_type, source, search_params, recall)
             generation = self.manifest.generation + 1
             digest, size = fx.write_index(index, self.gallery_dir / index_file_name(generation))
+            reached("index-written")
             fingerprint = combine_fingerprint(
                 self.manifest.items_fingerprint,
                 self.items.rows(staged_ids),
@@ -275,6 +298,8 @@ class GalleryWriter:
             )
             raise
         self.manifest, self._index = manifest, index
+        self.removed_count += len(removed)
+        reached("published")
         remove_debris(self.gallery_dir, manifest)
         self.items.drop_removed_vectors(generation)
         return manifest

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from siamese.cli_support import (
     EXIT_ERROR,
@@ -66,7 +67,7 @@ def _finish(report: Any, device: str, as_json: bool) -> None:
                 + (f" with {params}" if params else "")
             )
         out.print(
-            f"gallery [bold]{report.gallery_dir}[/bold]: {report.count} images of {report.identities} identities "
+            f"gallery [bold]{escape(str(report.gallery_dir))}[/bold]: {report.count} images of {report.identities} identities "
             f"(generation {report.generation}, {report.index_type}{quality}); embedded {report.embedded}, resumed {report.resumed}, "
             f"unchanged {report.unchanged}, removed {report.removed} in {report.seconds:.1f}s on {device}"
             + (
@@ -212,7 +213,7 @@ def index_remove(
         print_json(report.to_dict())
     else:
         out.print(
-            f"gallery [bold]{report.gallery_dir}[/bold]: removed {report.removed}; {report.count} images of {report.identities} identities (generation {report.generation})",
+            f"gallery [bold]{escape(str(report.gallery_dir))}[/bold]: removed {report.removed}; {report.count} images of {report.identities} identities (generation {report.generation})",
             highlight=False,
         )
 

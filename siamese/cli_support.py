@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from siamese.errors import SiameseError
 
@@ -38,7 +39,7 @@ def friendly_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except SiameseError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_ERROR) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -53,9 +54,17 @@ def print_json(payload: Any) -> None:
 
 
 def report_skipped(failures: list[tuple[str, str]]) -> None:
-    """One stderr line per input file that was refused, with its reason."""
+    """One stderr line per input file that was refused, with its reason.
+
+    File names are printed as text, never as markup (a file may be named "[/x].png"); names
+    that are not UTF-8 come out backslash-escaped (stderr's error handler), never as a crash.
+    """
     for path, reason in failures:
-        err.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[yellow]skipped[/yellow] {escape(path)}: {escape(reason)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def search_params(nprobe: int | None, ef_search: int | None) -> dict[str, int] | None:

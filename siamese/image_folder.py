@@ -63,19 +63,63 @@ def _refusal(path: Path) -> str | None:
     return f"format {fmt} ({path.suffix}) is not allowed"
 
 
-def _scan_files(folder: Path, scan: FolderScan, identity: str | None) -> list[Path]:
+def _scan_files(
+    folder: Path,
+    scan: FolderScan,
+    identity: str | None,
+    above: frozenset[tuple[int, int]] = frozenset(),
+) -> list[Path]:
+    """Image files under ``folder``, in walk order; links to folders are followed, loops are not.
+
+    A link back to a folder on the current path (a loop) is refused with a reason instead of
+    being followed forever, and an unreadable folder is refused instead of silently skipped.
+    Nothing here opens a file: what a name turns out to be is checked before it is read.
+    """
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if is_image_file(path):
+    stack = [(folder, above)]
+    while stack:
+        directory, ancestors = stack.pop()
+        try:
+            info = os.stat(directory)
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:
+            scan.refused.append((str(directory), f"cannot read folder ({exc.strerror or exc})"))
+            continue
+        here = ancestors | {(info.st_dev, info.st_ino)}
+        subfolders = []
+        for entry in entries:
+            path = Path(directory) / entry.name
+            if _is_dir(entry):
+                if not entry.name.startswith("."):
+                    subfolders.append(path)
+            elif is_image_file(path):
                 found.append(path)
             elif (reason := _refusal(path)) is not None:
                 scan.refused.append((str(path), reason))
+        for path in reversed(subfolders):  # popped in name order, like os.walk's top-down walk
+            try:
+                target = os.stat(path)
+            except OSError as exc:
+                scan.refused.append((str(path), f"cannot read folder ({exc.strerror or exc})"))
+                continue
+            if (target.st_dev, target.st_ino) in here:
+                scan.refused.append(
+                    (str(path), "symbolic link loop (leads back to a folder that contains it)")
+                )
+                continue
+            stack.append((path, here))
     if identity is not None:
         scan.images.extend(LabelledImage(path, identity) for path in found)
     return found
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """A folder, or a link to one; a link loop or an unreadable entry is not (it is checked later)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _images_under(folder: Path) -> list[Path]:
@@ -94,11 +138,19 @@ def scan_gallery_folder(root: str | os.PathLike[str], *, loose_files: bool = Tru
     root = Path(root)
     _require_folder(root)
     scan = FolderScan()
+    info = root.stat()
+    above = frozenset({(info.st_dev, info.st_ino)})
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            _scan_files(entry, scan, entry.name)
+            target = entry.stat()
+            if (target.st_dev, target.st_ino) in above:
+                scan.refused.append(
+                    (str(entry), "symbolic link loop (leads back to a folder that contains it)")
+                )
+                continue
+            _scan_files(entry, scan, entry.name, above)
         elif loose_files and is_image_file(entry):
             scan.images.append(LabelledImage(entry, entry.stem))
         elif loose_files and (reason := _refusal(entry)) is not None:

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from siamese.index import Gallery
 from siamese.index.manifest import Manifest
 from typer.testing import CliRunner
@@ -117,3 +119,61 @@ def test_second_writer_fails_fast(gallery: Path) -> None:
     assert (
         Gallery.remove(gallery, identities=["id1"]).removed == 50
     )  # the kernel released the killed holder's lock
+
+
+def flip_byte(items: Path, column: str, item_id: int, position: int, bit: int) -> None:
+    """Change one bit of one byte of an item row's ``column``, stored back as text like siamese stores it."""
+    import sqlite3
+
+    with sqlite3.connect(items) as db:
+        (value,) = db.execute(
+            f"SELECT CAST({column} AS BLOB) FROM items WHERE id = ?", (item_id,)
+        ).fetchone()
+        data = bytearray(value)
+        data[position % len(data)] ^= 1 << bit
+        db.execute(
+            f"UPDATE items SET {column} = CAST(? AS TEXT) WHERE id = ?", (bytes(data), item_id)
+        )
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    column=st.sampled_from(["path", "identity"]),
+    item_id=st.integers(1, 500),
+    position=st.integers(0, 64),
+    bit=st.integers(0, 7),
+)
+def test_a_changed_byte_in_an_item_row_is_refused_on_open(
+    gallery: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    column: str,
+    item_id: int,
+    position: int,
+    bit: int,
+) -> None:
+    copy = tmp_path_factory.mktemp("tampered") / "g"
+    shutil.copytree(gallery, copy)
+    flip_byte(copy / "items.sqlite", column, item_id, position, bit)
+    with pytest.raises(GalleryError, match="items.sqlite: ") as info:
+        Gallery.open(copy)
+    assert str(copy / "items.sqlite") in str(info.value)
+    with pytest.raises(GalleryError, match="items.sqlite: "):
+        Gallery.remove(copy, identities=["id1"])  # a writer refuses too, and changes nothing
+    report = Gallery.verify(copy, check_files=False)
+    assert not report.ok and str(copy / "items.sqlite") in report.problems[0]
+
+
+def test_query_refuses_a_gallery_with_an_edited_row(
+    gallery_dir: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "g"
+    shutil.copytree(gallery_dir, copy)
+    photo = next(unseen_dataset.rglob("*.png"))
+    assert CliRunner().invoke(app, ["query", str(photo), "--gallery", str(copy)]).exit_code == 0
+    flip_byte(copy / "items.sqlite", "path", 2, 5, 0)
+    result = CliRunner().invoke(app, ["query", str(photo), "--gallery", str(copy), "--json"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert f"{copy / 'items.sqlite'}: item rows" in result.stderr.replace("\n", "")
