@@ -90,7 +90,10 @@ def train(
         typer.Option(help="Initialise a torchvision backbone from this local state-dict file."),
     ] = None,
     loss: Annotated[
-        str, typer.Option(help="multi-similarity, contrastive or triplet.")
+        str,
+        typer.Option(
+            help="multi-similarity, contrastive, triplet (margin), or triplet-softmax (Hoffer and Ailon, 2015: no margin; with --sampler random, its class-pair triplets)."
+        ),
     ] = "multi-similarity",
     miner: Annotated[
         str | None,

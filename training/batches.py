@@ -10,7 +10,12 @@ import numpy as np
 import torch
 from siamese.training.augment import Augmentation
 from siamese.training.data import ImageDataset
-from siamese.training.samplers import PKSampler, sample_pairs, sample_triplets
+from siamese.training.samplers import (
+    PKSampler,
+    sample_class_pair_triplets,
+    sample_pairs,
+    sample_triplets,
+)
 from torch.utils.data import DataLoader, Dataset
 
 from siamese.spec import InputSpec
@@ -62,7 +67,8 @@ def flatten_views(
 
 
 class RandomTupleSampler:
-    """Seed-style batches: ``batch_size`` random pairs (laid out [firsts, seconds]) or triplets ([a, p, n])."""
+    """Seed-style batches: ``batch_size`` random pairs (laid out [firsts, seconds]) or triplets ([a, p, n]);
+    ``kind`` is "pairs", "triplets" or "class-pair-triplets" (Hoffer and Ailon's, for triplet-softmax)."""
 
     def __init__(
         self, labels: np.ndarray, kind: str, batch_size: int, steps: int, seed: int = 0
@@ -74,7 +80,11 @@ class RandomTupleSampler:
         return self.steps
 
     def __iter__(self):
-        draw = sample_pairs if self.kind == "pairs" else sample_triplets
+        draw = {
+            "pairs": sample_pairs,
+            "triplets": sample_triplets,
+            "class-pair-triplets": sample_class_pair_triplets,
+        }[self.kind]
         for _ in range(self.steps):
             parts = draw(self.labels, self.batch_size, self.rng)
             members = parts[:2] if self.kind == "pairs" else parts

@@ -221,9 +221,12 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
             f"{config.data_dir}: every training identity has a single image; need two or more per identity"
         )
 
-    kind = criterion.loss.consumes if config.sampler == "random" else "batch"
-    images_per_step = {"pairs": 2 * config.batch_size, "triplets": 3 * config.batch_size}.get(
-        kind, config.identities_per_batch * config.images_per_identity
+    kind = criterion.tuple_kind if config.sampler == "random" else "batch"
+    tuple_size = {"pairs": 2, "triplets": 3, "class-pair-triplets": 3}.get(kind)
+    images_per_step = (
+        tuple_size * config.batch_size
+        if tuple_size
+        else config.identities_per_batch * config.images_per_identity
     )
     steps = config.steps_per_epoch or max(
         config.min_steps_per_epoch, math.ceil(len(train_set) / images_per_step)
