@@ -51,7 +51,7 @@ from torch import nn
 from siamese import __version__
 from siamese.errors import ConfigError, DataError
 from siamese.io import read_json, write_json_atomic
-from siamese.progress import progress_bar
+from siamese.progress import epoch_line, progress_bar
 from siamese.spec import InputSpec
 
 #: Config fields that may change when resuming a run (everything else must match).
@@ -324,8 +324,12 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
                 channels_last,
                 ticker,
             )
+            train_seconds = time.perf_counter() - started  # the optimisation steps alone
             fit_projection(tower, train_set, device, channels_last, config.seed)
             row: dict[str, Any] = {"epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0]}
+            row.update(
+                images=steps * images_per_step * views, train_seconds=round(train_seconds, 3)
+            )
             if val_set is not None:
                 embeddings = embed_dataset(tower, val_set, device, channels_last)
                 row.update(
@@ -338,6 +342,7 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
                 )
             row["seconds"] = round(time.perf_counter() - started, 3)
             history.append(row)
+            epoch_line(row, config.epochs, progress)
 
             value = row[f"val_{metric}"] if val_set is not None else -loss
             if value > best_value + 1e-6:

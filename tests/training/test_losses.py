@@ -233,9 +233,9 @@ def test_softmax_triplet_criterion_choices() -> None:
     emb = torch.tensor([[0.0, 0.0], [0.1, 0.0], [3.0, 0.0], [3.1, 0.0]])
     assert 0.0 < mined(emb, torch.tensor([0, 0, 1, 1])).item() < 0.01
     for bad in (
-        dict(margin=0.5),
-        dict(margin=None, miner="semi-hard"),
-        dict(margin=None, sampler="random", miner="batch-hard"),
+        {"margin": 0.5},
+        {"margin": None, "miner": "semi-hard"},
+        {"margin": None, "sampler": "random", "miner": "batch-hard"},
     ):
         with pytest.raises(ConfigError):
             create_criterion("triplet-softmax", normalized=True, **{"sampler": "pk", **bad})

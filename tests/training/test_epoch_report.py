@@ -1,0 +1,134 @@
+"""Training watched through a log or CI: one flushed line per epoch when output is not a terminal;
+images decoded once per run, not once per epoch; FLOPs per training image counted."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from siamese.progress import epoch_line
+
+ROW = {"epoch": 3, "loss": 0.41234, "lr": 1e-3, "images": 640, "train_seconds": 2.0}
+
+
+def test_epoch_line_on_a_pipe_not_on_a_terminal() -> None:
+    stream = io.StringIO()
+    epoch_line({**ROW, "val_map_at_r": 0.5, "seconds": 2.5}, 30, stream=stream)
+    assert stream.getvalue() == (
+        "epoch 3/30  loss 0.4123  val_map_at_r 0.5000  2.5 s  320 images/s\n"
+    )
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    epoch_line({**ROW, "seconds": 2.5}, 30, stream=terminal)
+    epoch_line({**ROW, "seconds": 2.5}, 30, enabled=False, stream=stream)
+    assert terminal.getvalue() == "" and stream.getvalue().count("\n") == 1
+
+
+def test_siamese_train_prints_each_epoch_to_a_pipe(tiny_dataset: Path, tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "siamese.cli",
+        "train",
+        str(tiny_dataset),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "2",
+        "--size",
+        "24",
+        "--widths",
+        "4,8",
+        "--embedding-dim",
+        "8",
+        "--p",
+        "3",
+        "--k",
+        "2",
+        "--val-fraction",
+        "0.25",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "TERM": "dumb"}
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("epoch ")]
+    pattern = (
+        r"epoch {}/2  loss \d+\.\d{{4}}  val_map_at_r \d\.\d{{4}}  val_recall_at_1 \d\.\d{{4}}"
+        r"  \d+\.\d s  \d+ images/s"
+    )
+    assert len(lines) == 2, done.stderr
+    for number, line in enumerate(lines, start=1):
+        assert re.fullmatch(pattern.format(number), line), line
+
+
+def test_images_are_decoded_once_per_run_not_per_epoch(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training set is decoded and resized once into a uint8 array that every epoch reuses."""
+    import siamese.training.data as data
+    from siamese.image_folder import scan_image_folder
+    from siamese.training import TrainConfig, train
+
+    calls: list[Path] = []
+    real = data.load_pixels
+
+    def counting(path, spec):
+        calls.append(Path(path))
+        return real(path, spec)
+
+    monkeypatch.setattr(data, "load_pixels", counting)
+    config = TrainConfig(
+        data_dir=str(tiny_dataset),
+        out_dir=str(tmp_path / "run"),
+        image_size=24,
+        widths=(4, 8),
+        embedding_dim=8,
+        epochs=3,
+        steps_per_epoch=2,
+        identities_per_batch=3,
+        images_per_identity=2,
+    )
+    result = train(config)
+    assert len(result.history) == 3
+    assert sorted(calls) == sorted(item.path for item in scan_image_folder(tiny_dataset))
+    assert all(row["images"] == 2 * 6 and row["train_seconds"] > 0 for row in result.history)
+
+
+def test_flops_per_training_image_match_the_convolution_arithmetic() -> None:
+    """One 3×3 conv (1 → 4 channels) at 8×8 then a linear head: 2·MACs, backward about twice forward."""
+    import torch
+    from siamese.training.flops import training_flops
+    from torch import nn
+
+    from siamese.spec import InputSpec
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.linear = nn.Linear(4 * 8 * 8, 5)
+
+        def training_embedding(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(self.conv(x).flatten(1))
+
+    tower = Tiny()
+    before = {k: v.clone() for k, v in tower.state_dict().items()}
+    flops = training_flops(tower, InputSpec.create(8, 1))
+    conv, linear = 2 * 8 * 8 * 4 * 9, 2 * 256 * 5
+    assert flops["forward"] == conv + linear
+    # backward: weight gradients of both layers, and the linear layer's input gradient (not the image's)
+    assert flops["backward"] == conv + 2 * linear
+    assert all(torch.equal(before[k], v) for k, v in tower.state_dict().items())
