@@ -80,7 +80,7 @@ def one_shot_accuracy(
         "accuracy": round(accuracy, 4),
         "trials": trials,
         "std_error": round(float(np.sqrt(accuracy * (1 - accuracy) / trials)), 4),
-        "classes": int(len(usable)),
+        "classes": len(usable),
         **({"groups": len(groups)} if groups is not None else {}),
     }
 
