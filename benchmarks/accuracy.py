@@ -226,12 +226,14 @@ def trained(
         from siamese.engine import Embedder
         from siamese.export import export_onnx
         from siamese.training import TrainConfig, train
+        from siamese.training.memory import keep_freed_memory
 
         run_dir = work / "runs" / f"{task.name}-{name}"
         shutil.rmtree(run_dir, ignore_errors=True)
         settings = {"epochs": epochs, **(task.protocol or {}), **overrides}
         if name == "seed" and task.seed_budget:
             settings.update(task.seed_budget, epochs=min(epochs, task.seed_budget["epochs"]))
+        keep_freed_memory()
         started = time.perf_counter()
         result = train(TrainConfig(data_dir=str(task.train_dir), out_dir=str(run_dir), **settings))
         seconds = time.perf_counter() - started

@@ -246,6 +246,9 @@ def train(
         amp=amp,
         resume=resume,
     )
+    from siamese.training.memory import keep_freed_memory
+
+    keep_freed_memory()  # this process only trains: reuse freed buffers instead of re-faulting them
     result = run_training(config, progress=not as_json)
     _report_skipped(result.skipped)
     summary = {

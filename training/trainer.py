@@ -197,7 +197,9 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     if config.weights:
         load_pretrained(tower, config.weights, config.tower)
     tower.to(device)
-    channels_last = device.type == "cuda"
+    # Channels-last: tensor cores on CUDA; oneDNN's faster convolutions for the conv tower on CPU
+    # (about 20% less time per training step at 96 px, issue 20).
+    channels_last = device.type == "cuda" or config.tower == "conv"
     if channels_last:
         tower.to(memory_format=torch.channels_last)
     normalized = bool(tower.normalized)
