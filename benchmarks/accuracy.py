@@ -3,10 +3,14 @@
 Methods: raw pixels, PCA, the seed network with the seed's recipe, the default recipe, and a few
 backbone × loss combinations. Datasets: generated identities, AT&T faces in four folds of ten unseen
 people when ../shared/data/att_faces exists, and Fashion-MNIST when Debian's dataset-fashion-mnist is
-installed (held-out classes, and the closed-set train → test protocol).
-Every trained method goes through train → export → the ONNX engine → `siamese eval`'s measure().
+installed (held-out classes, and the closed-set train → test protocol), and glyphs when fonts are
+installed (Debian's fonts-noto-core and fonts-noto-extra: characters of scripts never seen in
+training, benchmarks/_glyphs.py). Every dataset whose unseen set holds N classes also gets one-shot
+N-way trials (5 and 20; within one script beside mixed on glyphs; benchmarks/_one_shot.py).
+Every trained method goes through train → export → the ONNX engine → `siamese eval`'s measure(),
+and reports its training images/s beside the FLOPs per training image and the machine's peak.
 
-    siamese bench accuracy [--quick] [-O datasets=synthetic,fashion-unseen,fashion-closed]
+    siamese bench accuracy [--quick] [-O datasets=synthetic,glyphs,fashion-unseen,fashion-closed]
                            [-O methods=raw,pca,seed,default,...] [-O epochs=N]
 """
 
