@@ -390,7 +390,10 @@ def _over_draws(embedded: _EmbeddedSet, per_identity: int, draws: int) -> dict[s
 
 def _enrolment_figures(embed: Callable, task: Task) -> dict[str, Any]:
     """The task's one-shot trials, repeated enrolments, and sweep over how many images each identity
-    enrols: all re-drawn from the evaluation set embedded once."""
+    enrols: all re-drawn from the evaluation set embedded once (not embedded when none applies)."""
+    identities = {item.identity for item in scan_image_folder(task.eval_dir)}
+    if task.enrol_draws <= 1 and not task.enrol_sweep and len(identities) < min(ONE_SHOT_WAYS):
+        return {}
     embedded = _embed_eval_set(embed, task)
     figures: dict[str, Any] = {}
     labels = [item.identity for item in embedded.items if str(item.path) in embedded.row_of]
