@@ -136,9 +136,11 @@ def _library_versions() -> dict[str, str]:
 
 
 def _schedule(config: TrainConfig, steps_per_epoch: int) -> Any:
-    """Linear warm-up, then cosine decay to 1% of the learning rate (or constant)."""
+    """Linear warm-up, then cosine decay to 1% of the learning rate (or constant); or one cycle."""
     total = config.epochs * steps_per_epoch
     warmup = int(config.warmup_epochs * steps_per_epoch)
+    if config.schedule == "one-cycle":
+        return _one_cycle(total)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -147,6 +149,21 @@ def _schedule(config: TrainConfig, steps_per_epoch: int) -> Any:
             return 1.0
         progress = (step - warmup) / max(1, total - warmup)
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _one_cycle(total: int, rise: float = 0.3) -> Any:
+    """One cycle (Smith, 2018): from 1/25 of the learning rate up to it over the first 30% of the
+    steps, then cosine down to 1/10,000 of it; its own warm-up, so ``warmup_epochs`` is unused.
+    An option, not yet measured by the accuracy suite (issue 20)."""
+    peak = max(1, int(rise * total))
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return 0.04 + 0.96 * step / peak
+        progress = min(1.0, (step - peak) / max(1, total - peak))
+        return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
 

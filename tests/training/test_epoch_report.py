@@ -162,3 +162,39 @@ def test_keeping_freed_memory_spares_page_faults_and_changes_nothing(tmp_path: P
         pytest.skip("not glibc: malloc has nothing to tune")
     assert int(plain) > 20 * 9000  # each 37.7 MB buffer faulted in afresh: ~9,200 pages
     assert int(after) < int(plain) / 5
+
+
+def test_one_cycle_schedule_rises_then_falls(tiny_dataset: Path, tmp_path: Path) -> None:
+    from siamese.training import TrainConfig, train
+    from siamese.training.trainer import _schedule
+
+    from siamese.errors import ConfigError
+
+    config = TrainConfig(data_dir="x", out_dir="y", epochs=10, schedule="one-cycle")
+    factor = _schedule(config, steps_per_epoch=10)  # 100 steps, peak at step 30
+    assert factor(0) == pytest.approx(0.04)
+    assert factor(15) == pytest.approx(0.04 + 0.96 * 0.5)
+    assert factor(30) == pytest.approx(1.0)
+    assert factor(65) == pytest.approx(1e-4 + (1 - 1e-4) * 0.5, rel=1e-6)
+    assert factor(99) < 0.001 and factor(500) == pytest.approx(1e-4)
+    values = [factor(s) for s in range(100)]
+    assert values.index(max(values)) == 30
+    with pytest.raises(ConfigError, match="one-cycle"):
+        TrainConfig(data_dir="x", out_dir="y", schedule="triangle")
+    result = train(
+        TrainConfig(
+            data_dir=str(tiny_dataset),
+            out_dir=str(tmp_path / "run"),
+            image_size=24,
+            widths=(4, 8),
+            embedding_dim=8,
+            epochs=2,
+            steps_per_epoch=3,
+            identities_per_batch=3,
+            images_per_identity=2,
+            schedule="one-cycle",
+            lr=3e-3,
+        )
+    )
+    lrs = [row["lr"] for row in result.history]
+    assert lrs[0] > lrs[1] > 0  # past the peak (step 1 of 6) by the end of epoch 1, falling after
