@@ -3,10 +3,14 @@
 Methods: raw pixels, PCA, the seed network with the seed's recipe, the default recipe, and a few
 backbone × loss combinations. Datasets: generated identities, AT&T faces in four folds of ten unseen
 people when ../shared/data/att_faces exists, and Fashion-MNIST when Debian's dataset-fashion-mnist is
-installed (held-out classes, and the closed-set train → test protocol).
-Every trained method goes through train → export → the ONNX engine → `siamese eval`'s measure().
+installed (held-out classes, and the closed-set train → test protocol), and glyphs when fonts are
+installed (Debian's fonts-noto-core and fonts-noto-extra: characters of scripts never seen in
+training, benchmarks/_glyphs.py). Every dataset whose unseen set holds N classes also gets one-shot
+N-way trials (5 and 20; within one script beside mixed on glyphs; benchmarks/_one_shot.py).
+Every trained method goes through train → export → the ONNX engine → `siamese eval`'s measure(),
+and reports its training images/s beside the FLOPs per training image and the machine's peak.
 
-    siamese bench accuracy [--quick] [-O datasets=synthetic,fashion-unseen,fashion-closed]
+    siamese bench accuracy [--quick] [-O datasets=synthetic,glyphs,fashion-unseen,fashion-closed]
                            [-O methods=raw,pca,seed,default,...] [-O epochs=N]
 """
 
@@ -23,7 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _compute_peak import measured_matmul_gflops, nominal_peak_gflops
 from _datasets import ATT_FACES, att_faces, fashion_mnist, fashion_mnist_available, synthetic
+from _glyphs import GlyphSettings, glyph_fonts_available, glyphs, manifest, script_of
+from _one_shot import one_shot_figures
 from siamese.engine.image import load_pixels, normalize
 
 from siamese.benchmarking import BenchSettings
@@ -56,9 +63,19 @@ class Task:
     #: Also measure with this many images enrolled per identity (``SWEEP_DRAWS`` random draws each): a dense
     #: gallery lets nearest-neighbour search in pixel space find near-duplicates, a sparse one does not.
     enrol_sweep: tuple[int, ...] = ()
+    #: Groups of identities (a glyph's script) for within-group one-shot trials, beside mixed ones.
+    group_of: Callable[[str], str] | None = None
 
 
 SWEEP_DRAWS = 5
+
+#: One-shot N-way trials (the literature's 5- and 20-way), measured wherever the unseen set holds N classes.
+ONE_SHOT_WAYS = (5, 20)
+ONE_SHOT_TRIALS = 2000
+
+#: The glyph set's settings (benchmarks/_glyphs.py); --quick draws fewer characters and typefaces.
+GLYPHS = GlyphSettings()
+GLYPHS_QUICK = GlyphSettings(max_characters_per_script=8, images_per_character=4)
 
 
 #: AT&T's 40 people in four folds of ten unseen: "att-faces" (s31-s40) is the fixed split quoted since the
@@ -137,7 +154,29 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
 
         return task
 
+    def glyph_task() -> Task:
+        settings = GLYPHS_QUICK if quick else GLYPHS
+        train, test = glyphs(work, settings)
+        shown = {name: manifest(folder) for name, folder in (("train", train), ("test", test))}
+        counts = "; ".join(
+            f"{name} {m['characters']} characters × {m['images'] / m['characters']:.1f} typefaces "
+            f"of {len(m['scripts'])} scripts"
+            for name, m in shown.items()
+        )
+        return Task(
+            "glyphs",
+            train,
+            test,
+            1,
+            settings.size,
+            f"glyphs rendered from installed fonts, {settings.size} px: {counts} (scripts never seen"
+            " in training); 1 typeface enrols each character",
+            group_of=script_of,
+        )
+
     tasks = {"synthetic": synthetic_task}
+    if glyph_fonts_available():
+        tasks["glyphs"] = glyph_task
     if ATT_FACES.is_dir():
         tasks.update({name: att(fold) for fold, name in enumerate(ATT_FOLDS)})
     if fashion_mnist_available():
@@ -191,18 +230,21 @@ def trained(
         from siamese.engine import Embedder
         from siamese.export import export_onnx
         from siamese.training import TrainConfig, train
+        from siamese.training.memory import keep_freed_memory
 
         run_dir = work / "runs" / f"{task.name}-{name}"
         shutil.rmtree(run_dir, ignore_errors=True)
         settings = {"epochs": epochs, **(task.protocol or {}), **overrides}
         if name == "seed" and task.seed_budget:
             settings.update(task.seed_budget, epochs=min(epochs, task.seed_budget["epochs"]))
+        keep_freed_memory()
         started = time.perf_counter()
         result = train(TrainConfig(data_dir=str(task.train_dir), out_dir=str(run_dir), **settings))
         seconds = time.perf_counter() - started
         report = export_onnx(run_dir, run_dir / "model.onnx")
         extra = {
             "train_seconds": round(seconds, 1),
+            **_throughput(run_dir, result.history),
             "epochs_run": len(result.history),
             "kept_epoch": result.best_epoch,
             "input": f"{report.info.input_spec.height}px",
@@ -212,6 +254,26 @@ def trained(
         return engine_embedding(Embedder(report.path)), extra
 
     return method
+
+
+def _throughput(run_dir: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Training images/s of the optimisation steps (validation excluded) and the arithmetic they did."""
+    from siamese.training import load_run
+    from siamese.training.flops import training_flops
+
+    loaded = load_run(run_dir)
+    flops = training_flops(loaded.tower, loaded.spec)
+    images = sum(row.get("images", 0) for row in history)
+    seconds = sum(row.get("train_seconds", 0.0) for row in history)
+    per_image = flops["forward"] + flops["backward"]
+    rate = images / seconds if seconds else 0.0
+    return {
+        "train_images": images,
+        "train_step_seconds": round(seconds, 1),
+        "train_images_per_second": round(rate, 1),
+        "flops_per_image": flops,
+        "train_gflops_per_second": round(rate * per_image / 1e9, 2),
+    }
 
 
 #: The seed's recipe, as its notebook trains: 100×100 grey, random pairs, contrastive margin 2.0,
@@ -239,12 +301,16 @@ WIDE = {"widths": (24, 48, 96, 192)}
 #: The default recipe before it served features beside the head: global pooling, plain head, light augmentation.
 CONV_HEAD = {"embed_from": "head", "grid": 1, "head_batch_norm": False, "augment": "light"}
 
+#: Hoffer and Ailon's triplet network loss with its own class-pair triplets, on the default tower.
+TRIPLET_SOFTMAX = {"loss": "triplet-softmax", "sampler": "random"}
+
 METHODS: dict[str, Callable] = {
     "raw": raw_pixels,
     "pca": pca,
     "seed": trained("seed", SEED_RECIPE),
     "default": trained("default", {}),
     "conv-triplet-batch-hard": trained("conv-triplet-batch-hard", {"loss": "triplet"}),
+    "triplet-softmax": trained("triplet-softmax", TRIPLET_SOFTMAX),
     "conv-contrastive-hard-pairs": trained("conv-contrastive-hard-pairs", {"loss": "contrastive"}),
     "conv-no-augmentation": trained("conv-no-augmentation", {"augment": "none"}),
     "conv-instance": trained("conv-instance", {"instance_weight": 0.2}),
@@ -260,6 +326,7 @@ DEFAULT_METHODS = (
     "seed",
     "default",
     "conv-triplet-batch-hard",
+    "triplet-softmax",
     "conv-contrastive-hard-pairs",
     "resnet18",
 )
@@ -322,11 +389,25 @@ def _over_draws(embedded: _EmbeddedSet, per_identity: int, draws: int) -> dict[s
 
 
 def _enrolment_figures(embed: Callable, task: Task) -> dict[str, Any]:
-    """The task's repeated enrolments and its sweep over how many images each identity enrols."""
-    if task.enrol_draws <= 1 and not task.enrol_sweep:
+    """The task's one-shot trials, repeated enrolments, and sweep over how many images each identity
+    enrols: all re-drawn from the evaluation set embedded once (not embedded when none applies)."""
+    identities = {item.identity for item in scan_image_folder(task.eval_dir)}
+    if task.enrol_draws <= 1 and not task.enrol_sweep and len(identities) < min(ONE_SHOT_WAYS):
         return {}
     embedded = _embed_eval_set(embed, task)
     figures: dict[str, Any] = {}
+    labels = [item.identity for item in embedded.items if str(item.path) in embedded.row_of]
+    rows = [
+        embedded.row_of[str(item.path)]
+        for item in embedded.items
+        if str(item.path) in embedded.row_of
+    ]
+    groups = {name: task.group_of(name) for name in set(labels)} if task.group_of else None
+    one_shot = one_shot_figures(
+        embedded.vectors[rows], labels, ONE_SHOT_WAYS, ONE_SHOT_TRIALS, group_of=groups
+    )
+    if one_shot:
+        figures["one_shot"] = one_shot
     if task.enrol_draws > 1:
         figures["enrolments"] = _over_draws(embedded, task.gallery_per_identity, task.enrol_draws)
     if task.enrol_sweep:
@@ -420,6 +501,14 @@ def _targets(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     folds = {name: results[name] for name in ATT_FOLDS if name in results}
     if len(folds) > 1:
         checks.update(_pooled_fold_gaps(folds))
+    for task, methods in results.items():
+        default = methods.get("default", {}).get("one_shot", {})
+        for rival in ("raw", "pca", "seed"):
+            theirs = methods.get(rival, {}).get("one_shot", {})
+            for trial, figures in default.items():
+                if trial in theirs:
+                    gap = figures["accuracy"] - theirs[trial]["accuracy"]
+                    checks[f"{task}: default - {rival} one-shot {trial}"] = round(gap, 4)
     if "default" in results.get("fashion-closed", {}):
         value = results["fashion-closed"]["default"]["recall_at_1"]
         checks["fashion-closed default recall@1 >= 0.91"] = {"value": value, "met": value >= 0.91}
@@ -442,9 +531,17 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         )
     results: dict[str, dict[str, Any]] = {}
     descriptions = {}
+    rebuild: dict[str, Any] = {}
     for task_name in wanted_tasks:
         task = tasks[task_name]()
         descriptions[task_name] = task.description
+        if (
+            task.group_of is not None
+        ):  # the glyph set: fonts, scripts and code points, to rebuild it
+            rebuild[task_name] = {
+                "train": manifest(task.train_dir),
+                "test": manifest(task.eval_dir),
+            }
         gallery, queries = split_per_identity(
             scan_image_folder(task.eval_dir), task.gallery_per_identity, "random", seed=0
         )
@@ -468,4 +565,10 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         "epochs": epochs,
         "results": results,
         "targets": _targets(results),
+        "one_shot_protocol": {"ways": list(ONE_SHOT_WAYS), "trials": ONE_SHOT_TRIALS},
+        "arithmetic_peak": {
+            "nominal": nominal_peak_gflops(),
+            "measured_matmul_gflops": measured_matmul_gflops(),
+        },
+        "glyph_sets": rebuild,
     }

@@ -91,7 +91,10 @@ def train(
         typer.Option(help="Initialise a torchvision backbone from this local state-dict file."),
     ] = None,
     loss: Annotated[
-        str, typer.Option(help="multi-similarity, contrastive or triplet.")
+        str,
+        typer.Option(
+            help="multi-similarity, contrastive, triplet (margin), or triplet-softmax (Hoffer and Ailon, 2015: no margin; with --sampler random, its class-pair triplets)."
+        ),
     ] = "multi-similarity",
     miner: Annotated[
         str | None,
@@ -141,7 +144,12 @@ def train(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 0.0,
     warmup_epochs: Annotated[float, typer.Option(help="Linear learning-rate warm-up.")] = 1.0,
-    schedule: Annotated[str, typer.Option(help="cosine or constant.")] = "cosine",
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help="cosine (after --warmup-epochs), constant, or one-cycle (rise to --lr over 30% of the steps, then cosine down; not yet measured by the accuracy suite)."
+        ),
+    ] = "cosine",
     augment: Annotated[
         str, typer.Option(help="none, light, medium (light plus random erasing) or strong.")
     ] = "medium",
@@ -266,6 +274,9 @@ def train(
         amp=amp,
         resume=resume,
     )
+    from siamese.training.memory import keep_freed_memory
+
+    keep_freed_memory()  # this process only trains: reuse freed buffers instead of re-faulting them
     result = _run_training(config, nproc, progress=not as_json)
     if result is None:  # a rank other than 0 under torchrun: rank 0 reports
         return

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -60,3 +62,22 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
     )
     with Progress(*columns, console=console) as progress:
         yield Ticker(progress, progress.add_task(description, total=total))
+
+
+def epoch_line(
+    row: dict[str, Any], epochs: int, enabled: bool = True, stream: TextIO | None = None
+) -> None:
+    """One flushed line per epoch (epoch, loss, validation figures, time) when ``stream`` is not a terminal.
+
+    A terminal shows the live bar instead; a log file or a CI run would otherwise see nothing until
+    the run ends, and long trainings are watched through them.
+    """
+    stream = stream if stream is not None else sys.stderr
+    if not enabled or getattr(stream, "isatty", lambda: False)():
+        return
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}"]
+    parts += [f"{key} {row[key]:.4f}" for key in ("val_map_at_r", "val_recall_at_1") if key in row]
+    parts.append(f"{row['seconds']:.1f} s")
+    if row.get("train_seconds") and row.get("images"):
+        parts.append(f"{row['images'] / row['train_seconds']:.0f} images/s")
+    print("  ".join(parts), file=stream, flush=True)

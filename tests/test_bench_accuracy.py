@@ -49,6 +49,13 @@ def test_accuracy_suite_quick(tmp_path: Path) -> None:
         and rows["default"]["epochs_run"] == 1
     )
     assert (tmp_path / "work" / "accuracy" / "runs" / "synthetic-default" / "model.onnx").is_file()
+    # one-shot trials where 12 unseen identities hold them (5-way; not 20-way), and training's arithmetic
+    assert all(set(row["one_shot"]) == {"5-way"} for row in rows.values())
+    assert rows["default"]["one_shot"]["5-way"]["trials"] == 2000
+    flops = rows["default"]["flops_per_image"]
+    assert flops["backward"] > flops["forward"] > 0 and rows["default"]["train_images"] > 0
+    assert record["results"]["arithmetic_peak"]["measured_matmul_gflops"] > 0
+    assert "synthetic: default - pca one-shot 5-way" in record["results"]["targets"]
     gap = record["results"]["targets"]["synthetic: default - pca recall_at_1"]
     assert gap == pytest.approx(
         rows["default"]["recall_at_1"] - rows["pca"]["recall_at_1"], abs=1e-4

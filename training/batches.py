@@ -10,7 +10,12 @@ import numpy as np
 import torch
 from siamese.training.augment import Augmentation
 from siamese.training.data import ImageDataset
-from siamese.training.samplers import PKSampler, sample_pairs, sample_triplets
+from siamese.training.samplers import (
+    PKSampler,
+    sample_class_pair_triplets,
+    sample_pairs,
+    sample_triplets,
+)
 from torch.utils.data import DataLoader, Dataset
 
 from siamese.spec import InputSpec
@@ -64,6 +69,7 @@ def flatten_views(
 class RandomTupleSampler:
     """Seed-style batches: ``batch_size`` random pairs (laid out [firsts, seconds]) or triplets ([a, p, n]).
 
+    ``kind`` is "pairs", "triplets" or "class-pair-triplets" (Hoffer and Ailon's, for triplet-softmax).
     Distributed (``world`` > 1): every rank draws the same world × ``batch_size`` tuples from the
     shared seeded generator and keeps tuples ``rank·batch_size …``, so ``batch_size`` is per process.
     """
@@ -87,7 +93,11 @@ class RandomTupleSampler:
         return self.steps
 
     def __iter__(self):
-        draw = sample_pairs if self.kind == "pairs" else sample_triplets
+        draw = {
+            "pairs": sample_pairs,
+            "triplets": sample_triplets,
+            "class-pair-triplets": sample_class_pair_triplets,
+        }[self.kind]
         mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
         for _ in range(self.steps):
             parts = draw(self.labels, self.world * self.batch_size, self.rng)

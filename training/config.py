@@ -9,6 +9,7 @@ from siamese.errors import ConfigError
 from siamese.spec import RESIZE_RULES
 
 SELECT_BY = ("map_at_r", "recall_at_1", "recall_at_5", "roc_auc")
+SCHEDULES = ("cosine", "constant", "one-cycle")
 
 #: The conv tower's stage widths before runs recorded them; still the recipe's default.
 FIRST_CONV_WIDTHS = (16, 32, 64, 128)
@@ -114,8 +115,8 @@ class TrainConfig:
                 "steps per epoch must be positive",
             ),
             (
-                self.schedule in ("cosine", "constant"),
-                f"schedule must be cosine or constant, got {self.schedule!r}",
+                self.schedule in SCHEDULES,
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
             ),
             (self.select_by in SELECT_BY, f"select-by must be one of {', '.join(SELECT_BY)}"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1 epoch"),

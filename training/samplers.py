@@ -83,6 +83,30 @@ def sample_triplets(
     )
 
 
+def sample_class_pair_triplets(
+    labels: IntArray, count: int, rng: np.random.Generator
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Hoffer and Ailon's triplets: each from a pair of identities, two images of one and one of the other.
+
+    The doubled identity (anchor and positive) is uniform over identities with two or more images, the
+    other (the negative) uniform over the remaining identities, so within the pair either identity
+    is equally often the one with two images ("one negative with two positives, or one positive with
+    two negatives"); images are uniform within their identity. Unlike :func:`sample_triplets`, whose
+    anchors are uniform over images, large identities are not drawn more often than small ones.
+    """
+    groups = _Groups.of(labels)
+    eligible = np.flatnonzero(groups.size >= 2)
+    present = np.flatnonzero(groups.size >= 1)
+    if len(eligible) == 0 or len(present) < 2:
+        raise ValueError("triplets need two identities, one of them with two or more images")
+    doubled = eligible[rng.integers(0, len(eligible), size=count)]
+    other = rng.integers(0, len(present) - 1, size=count)
+    other = present[other + (other >= np.searchsorted(present, doubled))]
+    anchor = groups.order[groups.start[doubled] + rng.integers(0, groups.size[doubled])]
+    negative = groups.order[groups.start[other] + rng.integers(0, groups.size[other])]
+    return anchor, groups.other_same(anchor, rng, labels), negative
+
+
 class PKSampler:
     """Batches of P identities × K images each: what online miners need to find hard tuples.
 

@@ -187,3 +187,55 @@ def test_instance_loss_with_its_own_projector_trains_the_features() -> None:
     assert (
         all(p.grad is not None for p in loss.parameters()) and len(list(loss.parameters())) == 4
     )  # two linear layers
+
+
+# ----------------------------------------------------------- Hoffer and Ailon's triplet-network loss
+def test_softmax_triplet_by_hand() -> None:
+    """d+ = e^{d_ap} / (e^{d_ap} + e^{d_an}); loss = ((d+)^2 + (d- - 1)^2) / 2 = (d+)^2, averaged."""
+    from siamese.training.losses import SoftmaxTripletLoss
+
+    emb = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [2.0, 0.0]])
+    triplets = Triplets(torch.tensor([0, 0]), torch.tensor([1, 3]), torch.tensor([2, 1]))
+    d_ap1, d_an1 = math.dist((0, 0), (-1 + EPS, EPS)), math.dist((0, 0), (EPS, -3 + EPS))
+    d_ap2, d_an2 = math.dist((0, 0), (-2 + EPS, EPS)), d_ap1
+    plus1 = math.exp(d_ap1) / (math.exp(d_ap1) + math.exp(d_an1))  # 1/(1+e^2) = 0.1192
+    plus2 = math.exp(d_ap2) / (
+        math.exp(d_ap2) + math.exp(d_an2)
+    )  # e/(e+1) = 0.7311: wrong way round
+    expected = (plus1**2 + plus2**2) / 2
+    assert expected == pytest.approx((0.11920**2 + 0.73106**2) / 2, rel=1e-3)
+    assert SoftmaxTripletLoss()(emb, triplets).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_softmax_triplet_gradient_pulls_positive_in_and_pushes_negative_out() -> None:
+    from siamese.training.losses import SoftmaxTripletLoss
+
+    emb = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.5]], requires_grad=True)
+    SoftmaxTripletLoss()(
+        emb, Triplets(torch.tensor([0]), torch.tensor([1]), torch.tensor([2]))
+    ).backward()
+    grad = emb.grad
+    assert grad[1, 0] > 0  # descending moves the positive (at +x) towards the anchor
+    assert grad[2, 1] < 0  # and the negative (at +y) away from it
+    # Equal distances give d+ = 1/2 and the loss 1/4, whatever the scale.
+    equal = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    loss = SoftmaxTripletLoss()(
+        equal, Triplets(torch.tensor([0]), torch.tensor([1]), torch.tensor([2]))
+    )
+    assert loss.item() == pytest.approx(0.25, abs=1e-6)
+
+
+def test_softmax_triplet_criterion_choices() -> None:
+    sampled = create_criterion("triplet-softmax", margin=None, normalized=True, sampler="random")
+    assert sampled.tuple_kind == "class-pair-triplets" and sampled.margin is None
+    mined = create_criterion("triplet-softmax", margin=None, normalized=True)
+    assert mined.miner_name == "batch-hard" and mined.describe()["margin"] is None
+    emb = torch.tensor([[0.0, 0.0], [0.1, 0.0], [3.0, 0.0], [3.1, 0.0]])
+    assert 0.0 < mined(emb, torch.tensor([0, 0, 1, 1])).item() < 0.01
+    for bad in (
+        {"margin": 0.5},
+        {"margin": None, "miner": "semi-hard"},
+        {"margin": None, "sampler": "random", "miner": "batch-hard"},
+    ):
+        with pytest.raises(ConfigError):
+            create_criterion("triplet-softmax", normalized=True, **{"sampler": "pk", **bad})

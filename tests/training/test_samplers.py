@@ -43,3 +43,21 @@ def test_triplets_valid_and_reproducible() -> None:
 def test_triplets_need_a_repeated_identity() -> None:
     with pytest.raises(ValueError, match="two or more images"):
         sample_triplets(np.array([0, 1, 2]), 4, np.random.default_rng(0))
+
+
+def test_class_pair_triplets_are_two_identities_balanced_by_identity() -> None:
+    """Hoffer and Ailon's triplets: anchor and positive share an identity (other images), the negative
+    has another; the doubled identity is uniform over identities, not over images."""
+    from siamese.training.samplers import sample_class_pair_triplets
+
+    labels = np.array([0] * 90 + [1] * 5 + [2] * 5 + [3])  # a big identity and a single-image one
+    a, p, n = sample_class_pair_triplets(labels, 30000, np.random.default_rng(5))
+    assert (labels[a] == labels[p]).all() and (a != p).all() and (labels[n] != labels[a]).all()
+    doubled = np.bincount(labels[a], minlength=4) / len(a)
+    assert doubled[3] == 0 and np.allclose(doubled[:3], 1 / 3, atol=0.02)
+    negatives = np.bincount(labels[n], minlength=4) / len(n)
+    assert np.allclose(negatives, [2 / 9, 2 / 9, 2 / 9, 1 / 3], atol=0.02)
+    again = sample_class_pair_triplets(labels, 30000, np.random.default_rng(5))
+    assert all((x == y).all() for x, y in zip((a, p, n), again))
+    with pytest.raises(ValueError):
+        sample_class_pair_triplets(np.array([0, 1, 2]), 4, np.random.default_rng(0))

@@ -182,6 +182,8 @@ def test_augmentation_in_worker_processes_is_deterministic(
         ("triplet", "semi-hard", "pk"),
         ("triplet", "batch-all", "pk"),
         ("triplet", None, "pk"),
+        ("triplet-softmax", None, "random"),
+        ("triplet-softmax", None, "pk"),
     ],
 )
 def test_every_loss_trains(

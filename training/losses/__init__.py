@@ -20,6 +20,7 @@ from siamese.training.losses.miners import (
 )
 from siamese.training.losses.multi_similarity import MultiSimilarityLoss
 from siamese.training.losses.reducers import MeanReducer, NonZeroMeanReducer
+from siamese.training.losses.softmax_triplet import SoftmaxTripletLoss
 from siamese.training.losses.triplet import TripletLoss
 from siamese.training.losses.tuples import Pairs, Triplets, explicit_pairs, explicit_triplets
 from torch import nn
@@ -30,12 +31,14 @@ LOSSES: dict[str, type[nn.Module]] = {
     "contrastive": ContrastiveLoss,
     "triplet": TripletLoss,
     "multi-similarity": MultiSimilarityLoss,
+    "triplet-softmax": SoftmaxTripletLoss,
 }
 #: Miners each loss accepts with P×K batches; the first is the default.
 MINERS: dict[str, tuple[str, ...]] = {
     "contrastive": ("hard-pairs", "all-pairs"),
     "triplet": ("batch-hard", "semi-hard", "batch-all"),
     "multi-similarity": ("builtin",),
+    "triplet-softmax": ("batch-hard",),
 }
 #: Default margins: the seed's 2.0 for raw embeddings; smaller ones for unit-length embeddings,
 #: whose distances lie in [0, 2]. Multi-similarity's is a cosine similarity (the paper's λ).
@@ -61,9 +64,14 @@ class Criterion:
     miner_name: str
 
     @property
-    def margin(self) -> float:
-        """The loss margin in use."""
-        return float(self.loss.margin)
+    def margin(self) -> float | None:
+        """The loss margin in use (None for a loss without one)."""
+        return None if self.loss.margin is None else float(self.loss.margin)
+
+    @property
+    def tuple_kind(self) -> str:
+        """What ``--sampler random`` draws for this loss: pairs, triplets, or its own kind of triplets."""
+        return getattr(self.loss, "sampling", self.loss.consumes)
 
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of one batch: P×K images mined here, or sampled tuples laid out block-wise ([firsts, seconds] or [a, p, n])."""
@@ -105,6 +113,8 @@ def create_criterion(
         raise ConfigError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    if name == "triplet-softmax":
+        return _softmax_triplet(sampler, miner, margin)
     margin = DEFAULT_MARGINS[(name, normalized)] if margin is None else margin
     if margin <= 0:
         raise ConfigError(f"margin must be positive, got {margin}")
@@ -134,6 +144,23 @@ def create_criterion(
     return Criterion(loss, mining, sampler, name, miner)
 
 
+def _softmax_triplet(sampler: str, miner: str | None, margin: float | None) -> Criterion:
+    """Hoffer and Ailon's loss: its own class-pair triplets with ``--sampler random``, batch-hard in P×K."""
+    if margin is not None:
+        raise ConfigError("the triplet-softmax loss has no margin; leave --margin out")
+    loss = SoftmaxTripletLoss()
+    if sampler == "random":
+        if miner not in (None, "none"):
+            raise ConfigError("--sampler random draws pairs/triplets directly; it takes no miner")
+        return Criterion(loss, None, sampler, "triplet-softmax", "none")
+    miner = miner or MINERS["triplet-softmax"][0]
+    if miner not in MINERS["triplet-softmax"]:
+        raise ConfigError(
+            f"loss 'triplet-softmax' works with miners: {', '.join(MINERS['triplet-softmax'])}; got {miner!r}"
+        )
+    return Criterion(loss, BatchHardMiner(loss.distance), sampler, "triplet-softmax", miner)
+
+
 __all__ = [
     "DEFAULT_MARGINS",
     "LOSSES",
@@ -148,6 +175,7 @@ __all__ = [
     "MultiSimilarityLoss",
     "Pairs",
     "SemiHardMiner",
+    "SoftmaxTripletLoss",
     "TripletLoss",
     "Triplets",
     "create_criterion",
