@@ -24,14 +24,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _datasets import ATT_FACES, att_faces, fashion_mnist, fashion_mnist_available, synthetic
-from siamese.engine.image import load_pixels, normalize
+from siamese.engine.image import load_pixels, to_tensor
 
 from siamese.benchmarking import BenchSettings
 from siamese.errors import ConfigError
 from siamese.evaluate import engine_embedding, measure, split_per_identity
 from siamese.image_folder import scan_image_folder
 from siamese.metrics import retrieval_metrics
-from siamese.spec import InputSpec
+from siamese.spec import InputSpec, normalize_pixels
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
 
 # ------------------------------------------------------------------------------------------- methods
 def _pixels(paths: list[str], spec: InputSpec) -> np.ndarray:
-    return np.stack([normalize(load_pixels(p, spec), spec).ravel() for p in paths])
+    return np.stack([normalize_pixels(to_tensor(load_pixels(p, spec)), spec).ravel() for p in paths])
 
 
 def raw_pixels(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dict[str, Any]]:

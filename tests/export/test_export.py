@@ -24,9 +24,12 @@ def test_signature_and_dynamic_batch(model_path: Path) -> None:
     assert (inp.name, outp.name) == ("images", "embeddings")
     assert inp.type.tensor_type.shape.dim[0].dim_param == "N"
     assert [d.dim_value for d in inp.type.tensor_type.shape.dim[1:]] == [1, 32, 32]
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8  # bytes in, normalised inside
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
     for batch in (1, 5, 64):
-        out = session.run(None, {"images": np.random.rand(batch, 1, 32, 32).astype(np.float32)})[0]
+        pixels = rng.integers(0, 256, (batch, 1, 32, 32), dtype=np.uint8)
+        out = session.run(None, {"images": pixels})[0]
         assert out.shape == (batch, 16) and out.dtype == np.float32
 
 
