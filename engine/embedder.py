@@ -120,8 +120,9 @@ class Embedder:
             model_cache.publish(*self._pending_cache, metadata)
         # Format 1 models take float32 pixels normalised here; format 2 graphs normalise bytes.
         self._host_normalize = self.info.input_dtype == "float32"
-        input_dtype = np.float32 if self._host_normalize else np.uint8
-        self._run = make_runner(self.session, self.device, self.dim, input_dtype)
+        #: The element type of the model's input tensor (and of GPU input buffers).
+        self.input_dtype: type[np.generic] = np.float32 if self._host_normalize else np.uint8
+        self._run = make_runner(self.session, self.device, self.dim, self.input_dtype)
         self._pool: ThreadPoolExecutor | None = None
         if self.runtime.warmup:
             self.warmup()

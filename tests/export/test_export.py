@@ -13,6 +13,7 @@ import torch
 from siamese.export import check_parity, export_onnx
 from siamese.export.parity import ParityReport
 from siamese.training import load_run
+from siamese.training.batches import normalize_batch
 
 from siamese.errors import ParityError, RunError
 
@@ -71,11 +72,12 @@ def test_feature_projection_exports_with_parity(tiny_dataset: Path, tmp_path: Pa
     report = export_onnx(tmp_path / "run", tmp_path / "model.onnx")
     assert report.parity.passed and report.info.normalized
     run = load_run(tmp_path / "run")
-    images = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 1, 32, 32), dtype=np.uint8)
     session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
-    served = session.run(None, {"images": images})[0]
+    served = session.run(None, {"images": pixels})[0]
     with torch.no_grad():
-        expected = run.tower.projection(run.tower.backbone(torch.from_numpy(images))).numpy()
+        images = normalize_batch(torch.from_numpy(pixels), run.spec)
+        expected = run.tower.projection(run.tower.backbone(images)).numpy()
     assert np.allclose(served, expected, atol=1e-4) and np.allclose(
         np.linalg.norm(served, axis=1), 1.0, atol=1e-5
     )
