@@ -94,7 +94,7 @@ def inference_sweep(
     rounds: int,
     target_images: int,
 ) -> dict[str, dict[str, Any]]:
-    """Throughput and per-call latency of each engine at each batch size, on uint8 N×C×H×W batches."""
+    """Throughput and per-call latency of each engine at each batch size, on uint8 batches."""
     per_round: dict[tuple[str, int], list[float]] = {}
     durations: dict[tuple[str, int], list[float]] = {}
     for _ in range(rounds):

@@ -157,7 +157,9 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
 
 # ------------------------------------------------------------------------------------------- methods
 def _pixels(paths: list[str], spec: InputSpec) -> np.ndarray:
-    return np.stack([normalize_pixels(to_tensor(load_pixels(p, spec)), spec).ravel() for p in paths])
+    return np.stack(
+        [normalize_pixels(to_tensor(load_pixels(p, spec)), spec).ravel() for p in paths]
+    )
 
 
 def raw_pixels(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dict[str, Any]]:

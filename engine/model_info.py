@@ -1,4 +1,4 @@
-"""What a siamese ONNX model says about itself: the metadata_props contract between export and engine.
+"""What a siamese ONNX model says about itself: the metadata_props contract of export and engine.
 
 Format 2 models take uint8 pixels and normalise inside the graph (``siamese.input_dtype`` =
 uint8). Format 1 models (siamese before format 2) take float32 pixels already normalised by the

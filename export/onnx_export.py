@@ -1,8 +1,9 @@
 """Export a trained tower (one tower, not the pair) to ONNX with a dynamic batch axis.
 
 The graph takes uint8 pixels and starts with training's own normaliser (training/pixels.py), so
-the spec's mean and std are constants inside it and the engine hands over bytes. The file carries its preprocessing spec and model facts in metadata_props, passes onnx.checker,
-and is published only after onnxruntime reproduces PyTorch within tolerance. An fp16 or int8
+the spec's mean and std are constants inside it and the engine hands over bytes. The file
+carries its preprocessing spec and model facts in metadata_props, passes onnx.checker, and is
+published only after onnxruntime reproduces PyTorch within tolerance. An fp16 or int8
 variant is derived from that verified float32 graph and published only if it passes its own
 check against it (see variants.py).
 """

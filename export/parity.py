@@ -63,7 +63,7 @@ def check_parity(
     batch_sizes: Sequence[int] = (1, 2, 7, 32),
     seed: int = 0,
 ) -> ParityReport:
-    """Run the same random uint8 images through both and compare (CPU, so results are deterministic)."""
+    """Run the same random uint8 images through both and compare (CPU: deterministic results)."""
     model = PixelInputTower(tower.eval().cpu(), spec).eval()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)

@@ -1,8 +1,9 @@
 """Reduced-precision variants of an exported model: fp16 (for GPU providers) and int8 (for CPUs).
 
 Both are made with onnxruntime's own tools: its float16 converter (the uint8 input and the
-float32 output stay as they are, so the engine feeds every variant the same bytes) and its static quantiser in QDQ
-form with per-channel int8 weights, calibrated on gallery images. Each variant is checked
+float32 output stay as they are, so the engine feeds every variant the same bytes) and its
+static quantiser in QDQ form with per-channel int8 weights, calibrated on gallery images (fed
+as uint8, like everything the model takes). Each variant is checked
 against the float32 model it came from before it is published: embedding cosines, and, when the
 images carry identities, leave-one-out top-1 identification with both models.
 """
@@ -106,7 +107,7 @@ def random_set(spec: InputSpec, count: int = 32, seed: int = 0) -> CalibrationSe
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Float16 weights and compute; the uint8 input and float32 output kept (onnxruntime's converter)."""
+    """Float16 weights and compute, the uint8 input and float32 output kept (onnxruntime's tool)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)

@@ -119,7 +119,7 @@ class InputSpec:
 
 
 def normalization_constants(spec: InputSpec) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """The per-channel ``(shift, scale)``, float32 shaped (C,), with ``normalised = (x - shift) * scale``.
+    """Per-channel ``(shift, scale)``, float32 shaped (C,): ``normalised = (x - shift) * scale``.
 
     shift = 255·mean and scale = 1/(255·std), computed in float32 so that training, the graph's
     constants and the host path all hold bit-identical values.
@@ -130,7 +130,7 @@ def normalization_constants(spec: InputSpec) -> tuple[NDArray[np.float32], NDArr
 
 
 def normalize_pixels(pixels: NDArray[np.uint8], spec: InputSpec) -> NDArray[np.float32]:
-    """uint8 C×H×W or N×C×H×W pixels → the tower's float32 values: what the graph's first layer does.
+    """uint8 C×H×W or N×C×H×W pixels → the tower's float32 values, as the graph's first layer.
 
     For callers that need float pixels outside a model: raw-pixel baselines, and the engine's
     host path for format-1 models (which take float32 input).

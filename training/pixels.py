@@ -15,7 +15,7 @@ from siamese.spec import InputSpec, normalization_constants
 
 
 class PixelNormalizer(nn.Module):
-    """``(x - 255·mean) · 1/(255·std)`` per channel on N×C×H×W pixels (uint8, or float in 0..255)."""
+    """``(x - 255·mean) · 1/(255·std)`` per channel on N×C×H×W pixels (uint8, or floats 0..255)."""
 
     def __init__(self, spec: InputSpec) -> None:
         super().__init__()

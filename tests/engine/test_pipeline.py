@@ -1,4 +1,4 @@
-"""The decode pipeline: exactly the uint8 pixels of load_pixels, in order, across batches and failures."""
+"""The decode pipeline: exactly the bytes of load_pixels, in order, across batches and failures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One normaliser: uint8 pixels into the graph, the spec's constants inside it, old float models kept.
+"""One normaliser: uint8 pixels into the graph, the spec's constants in it, old float models kept.
 
 A tiny untrained conv tower (fixed seed) is exported twice: the format-2 way (uint8 input, the
 normaliser in the graph) and the way siamese exported before format 2 (float32 input, metadata
