@@ -4,8 +4,9 @@ A thread pool decodes images into preallocated uint8 batch buffers a bounded num
 ahead (see pipeline.py) while onnxruntime embeds the current batch; the model normalises the
 bytes inside its graph (format 2), or the host does it by the same definition for format-1
 models, which take float32. Large images are decoded at reduced scale. The session is tuned
-for sharing the cores with the decoders (runtime.py), its optimised graph is cached (model_cache.py), and GPU providers run through IO
-binding with preallocated device buffers (runner.py).
+for sharing the cores with the decoders (runtime.py), its optimised graph is cached
+(model_cache.py), and GPU providers run through IO binding with preallocated device buffers of
+the model's input type (runner.py).
 """
 
 from __future__ import annotations
