@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from siamese.benchmarking import latency_stats
 from siamese.errors import SiameseError
 
-Engine = Callable[[NDArray[np.float32]], Any]
+Engine = Callable[[NDArray[np.uint8]], Any]
 
 
 def rate(
@@ -38,13 +38,15 @@ def rate(
     return images / wall
 
 
-def torch_engine(tower: Any, device: str = "cpu") -> Engine:
-    """What a PyTorch user writes: the eval-mode tower under inference_mode."""
+def torch_engine(tower: Any, spec: Any, device: str = "cpu") -> Engine:
+    """What a PyTorch user writes: the eval-mode tower under inference_mode, fed the same uint8
+    batches as the engines (normalised by training's own first layer, as the exported graph is)."""
     import torch
+    from siamese.training.pixels import PixelInputTower
 
-    tower = tower.eval().to(device)
+    tower = PixelInputTower(tower, spec).eval().to(device)
 
-    def run(images: NDArray[np.float32]) -> Any:
+    def run(images: NDArray[np.uint8]) -> Any:
         with torch.inference_mode():
             out = tower(torch.from_numpy(images).to(device))
             return (
@@ -87,12 +89,12 @@ def onnx_engines(models: dict[str, Path], max_batch: int) -> tuple[dict[str, Any
 
 def inference_sweep(
     engines: dict[str, Engine],
-    images: NDArray[np.float32],
+    images: NDArray[np.uint8],
     batch_sizes: tuple[int, ...],
     rounds: int,
     target_images: int,
 ) -> dict[str, dict[str, Any]]:
-    """Throughput and per-call latency of each engine at each batch size, on preprocessed tensors."""
+    """Throughput and per-call latency of each engine at each batch size, on uint8 batches."""
     per_round: dict[tuple[str, int], list[float]] = {}
     durations: dict[tuple[str, int], list[float]] = {}
     for _ in range(rounds):

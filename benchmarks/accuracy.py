@@ -31,14 +31,14 @@ from _compute_peak import measured_matmul_gflops, nominal_peak_gflops
 from _datasets import ATT_FACES, att_faces, fashion_mnist, fashion_mnist_available, synthetic
 from _glyphs import GlyphSettings, glyph_fonts_available, glyphs, manifest, script_of
 from _one_shot import one_shot_figures
-from siamese.engine.image import load_pixels, normalize
+from siamese.engine.image import load_pixels, to_tensor
 
 from siamese.benchmarking import BenchSettings
 from siamese.errors import ConfigError
 from siamese.evaluate import engine_embedding, measure, split_per_identity
 from siamese.image_folder import scan_image_folder
 from siamese.metrics import retrieval_metrics
-from siamese.spec import InputSpec
+from siamese.spec import InputSpec, normalize_pixels
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,9 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
 
 # ------------------------------------------------------------------------------------------- methods
 def _pixels(paths: list[str], spec: InputSpec) -> np.ndarray:
-    return np.stack([normalize(load_pixels(p, spec), spec).ravel() for p in paths])
+    return np.stack(
+        [normalize_pixels(to_tensor(load_pixels(p, spec)), spec).ravel() for p in paths]
+    )
 
 
 def raw_pixels(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dict[str, Any]]:

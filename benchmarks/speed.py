@@ -54,14 +54,17 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     config = _config(settings)
     load_at_start = os.getloadavg()
     space = prepare(settings.work_dir, config)
-    tower = load_run(space.run_dir).tower.eval()
+    trained = load_run(space.run_dir)
+    tower = trained.tower.eval()
     cores = available_cores()
 
     # 1. Inference alone, by batch size: PyTorch eager vs onnxruntime precisions (and GPUs where present).
     onnx_engines, skipped = measure.onnx_engines(space.models, max(config.batch_sizes))
-    engines: dict[str, Any] = {"pytorch-eager-cpu": measure.torch_engine(tower)}
+    engines: dict[str, Any] = {"pytorch-eager-cpu": measure.torch_engine(tower, trained.spec)}
     if torch.cuda.is_available():
-        engines["pytorch-eager-cuda"] = measure.torch_engine(load_run(space.run_dir).tower, "cuda")
+        engines["pytorch-eager-cuda"] = measure.torch_engine(
+            load_run(space.run_dir).tower, trained.spec, "cuda"
+        )
     else:
         skipped["pytorch-eager-cuda"] = "torch sees no CUDA device"
     engines.update({name: embedder.embed_batch for name, embedder in onnx_engines.items()})

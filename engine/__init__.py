@@ -1,7 +1,7 @@
 """Engine stage: onnxruntime batch embedding from model.onnx alone. Never imports torch."""
 
 from siamese.engine.embedder import EmbeddedBatch, Embedder, EmbedResult
-from siamese.engine.image import decode_image, load_pixels, normalize, preprocess_images
+from siamese.engine.image import decode_image, load_pixels, preprocess_images, to_tensor
 from siamese.engine.model_info import ModelInfo
 from siamese.engine.pipeline import DecodePipeline, PreparedBatch
 from siamese.engine.providers import DEVICES, create_session
@@ -19,6 +19,6 @@ __all__ = [
     "create_session",
     "decode_image",
     "load_pixels",
-    "normalize",
     "preprocess_images",
+    "to_tensor",
 ]

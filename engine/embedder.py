@@ -1,10 +1,12 @@
 """Batch embedding with onnxruntime from model.onnx alone: decode, preprocess and inference overlapped.
 
-A thread pool decodes and normalises images into preallocated batch buffers a bounded number
-of batches ahead (see pipeline.py) while onnxruntime embeds the current batch; large images are
-decoded at reduced scale. The session is tuned for sharing the cores with the decoders
-(runtime.py), its optimised graph is cached (model_cache.py), and GPU providers run through IO
-binding with preallocated device buffers (runner.py).
+A thread pool decodes images into preallocated uint8 batch buffers a bounded number of batches
+ahead (see pipeline.py) while onnxruntime embeds the current batch; the model normalises the
+bytes inside its graph (format 2), or the host does it by the same definition for format-1
+models, which take float32. Large images are decoded at reduced scale. The session is tuned
+for sharing the cores with the decoders (runtime.py), its optimised graph is cached
+(model_cache.py), and GPU providers run through IO binding with preallocated device buffers of
+the model's input type (runner.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 from siamese.engine import model_cache
-from siamese.engine.image import normalize, preprocess_images
+from siamese.engine.image import preprocess_images, to_tensor
 from siamese.engine.model_info import INPUT_NAME, ModelInfo
 from siamese.engine.model_safety import check_external_data
 from siamese.engine.pipeline import DEFAULT_PREFETCH, DecodePipeline, PreparedBatch
@@ -38,8 +40,11 @@ from siamese.engine.runtime import (
 from siamese.errors import ModelError
 from siamese.io import sha256_file
 from siamese.progress import progress_bar
+from siamese.spec import normalize_pixels
 
 Embeddings = NDArray[np.float32]
+#: The onnxruntime type of the ``images`` input each metadata input_dtype requires.
+_ORT_TYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}
 
 
 @dataclass
@@ -114,7 +119,11 @@ class Embedder:
             raise
         if self._pending_cache is not None:
             model_cache.publish(*self._pending_cache, metadata)
-        self._run = make_runner(self.session, self.device, self.dim)
+        # Format 1 models take float32 pixels normalised here; format 2 graphs normalise bytes.
+        self._host_normalize = self.info.input_dtype == "float32"
+        #: The element type of the model's input tensor (and of GPU input buffers).
+        self.input_dtype: type[np.generic] = np.float32 if self._host_normalize else np.uint8
+        self._run = make_runner(self.session, self.device, self.dim, self.input_dtype)
         self._pool: ThreadPoolExecutor | None = None
         if self.runtime.warmup:
             self.warmup()
@@ -160,11 +169,18 @@ class Embedder:
             raise ModelError(
                 f"{self.model_path}: expected one input '{INPUT_NAME}' shaped [N, C, H, W]"
             )
+        wanted = self.info.input_dtype
+        if inputs[0].type != _ORT_TYPES[wanted]:
+            raise ModelError(
+                f"{self.model_path}: model format {self.info.format_version} takes {wanted} "
+                f"'{INPUT_NAME}' but the graph's input is {inputs[0].type}; "
+                "re-export it with `siamese export`"
+            )
 
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run zero batches so allocation, weight packing and (TensorRT) engine builds happen now."""
         for size in batch_sizes:
-            self.embed_batch(np.zeros((size, *self.spec.shape), dtype=np.float32))
+            self.embed_batch(np.zeros((size, *self.spec.shape), dtype=np.uint8))
 
     def settings(self) -> dict[str, Any]:
         """The effective engine settings (for benchmarks and `siamese info`)."""
@@ -178,6 +194,7 @@ class Embedder:
             "reduced_decode": self.reduce,
             "prefetch_batches": self.prefetch,
             "precision": self.info.precision,
+            "input_dtype": self.info.input_dtype,
         }
 
     # ---------------------------------------------------------------- lifecycle
@@ -218,11 +235,22 @@ class Embedder:
         return self.info.embedding_dim
 
     # ---------------------------------------------------------------- embedding
-    def embed_batch(self, images: NDArray[np.float32]) -> Embeddings:
-        """Embed an already preprocessed N×C×H×W float32 batch (run in chunks of ``batch_size``)."""
+    def embed_batch(self, images: NDArray[np.uint8]) -> Embeddings:
+        """Embed a resized N×C×H×W uint8 batch (run in chunks of ``batch_size``).
+
+        Raises:
+            ValueError: the batch is not uint8 (float pixels would be normalised twice).
+        """
+        if images.dtype != np.uint8:
+            raise ValueError(
+                f"embed_batch takes uint8 pixels shaped N×C×H×W, got {images.dtype}; "
+                "the model normalises them itself"
+            )
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        images = np.ascontiguousarray(images, dtype=np.float32)
+        images = np.ascontiguousarray(images)
+        if self._host_normalize:
+            images = normalize_pixels(images, self.spec)
         if len(images) <= self.batch_size:
             return self._run(images)
         return np.concatenate(
@@ -235,7 +263,7 @@ class Embedder:
     def embed_pixels(self, pixels: NDArray[np.uint8]) -> Embeddings:
         """Embed resized uint8 pixels (N×H×W×C, as :func:`load_pixels` returns), in batches."""
         chunks = [
-            self.embed_batch(normalize(pixels[i : i + self.batch_size], self.spec))
+            self.embed_batch(to_tensor(pixels[i : i + self.batch_size]))
             for i in range(0, len(pixels), self.batch_size)
         ]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
@@ -255,7 +283,7 @@ class Embedder:
         )
 
     def iter_preprocessed(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[PreparedBatch]:
-        """Decode and preprocess files batch by batch, without inference (each batch valid until the next)."""
+        """Decode files into uint8 batches, without inference (each batch valid until the next)."""
         return self.pipeline().iter_batches([os.fspath(p) for p in paths])
 
     def iter_embed_paths(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[EmbeddedBatch]:

@@ -1,7 +1,8 @@
 """Image decoding and preprocessing: the single implementation used by training and by the engine.
 
-Pixels go file → Pillow image → mode conversion → resize (uint8 H×W×C) → normalised float32 C×H×W.
-Training caches the uint8 stage and normalises with :func:`normalize`, so both sides share every step.
+Pixels go file → Pillow image → mode conversion → resize (uint8 H×W×C) → uint8 C×H×W, the
+model's input: the graph normalises itself (see siamese.spec.normalization_constants). Training
+caches the uint8 stage, so both sides share every step.
 """
 
 from __future__ import annotations
@@ -235,18 +236,14 @@ def load_pixels(
         ) from None
 
 
-def normalize(pixels: NDArray[np.uint8], spec: InputSpec) -> NDArray[np.float32]:
-    """Turn uint8 pixels (H×W×C or N×H×W×C) into the tower's float32 input (C×H×W or N×C×H×W)."""
-    batched = pixels if pixels.ndim == 4 else pixels[None]
-    mean = np.asarray(spec.mean, dtype=np.float32) * 255.0
-    scale = 1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0)
-    out = (batched.astype(np.float32) - mean) * scale
-    out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
-    return out if pixels.ndim == 4 else out[0]
+def to_tensor(pixels: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """uint8 H×W×C (or N×H×W×C) pixels → the model's uint8 C×H×W (or N×C×H×W) input, contiguous."""
+    axes = (2, 0, 1) if pixels.ndim == 3 else (0, 3, 1, 2)
+    return np.ascontiguousarray(pixels.transpose(axes), dtype=np.uint8)
 
 
-def preprocess_images(images: Sequence[Image.Image], spec: InputSpec) -> NDArray[np.float32]:
-    """Preprocess already-decoded Pillow images into one N×C×H×W float32 batch."""
+def preprocess_images(images: Sequence[Image.Image], spec: InputSpec) -> NDArray[np.uint8]:
+    """Preprocess already-decoded Pillow images into one N×C×H×W uint8 batch."""
     if not images:
-        return np.zeros((0, *spec.shape), dtype=np.float32)
-    return normalize(np.stack([resize_to_spec(image, spec) for image in images]), spec)
+        return np.zeros((0, *spec.shape), dtype=np.uint8)
+    return to_tensor(np.stack([resize_to_spec(image, spec) for image in images]))

@@ -1,4 +1,9 @@
-"""What a siamese ONNX model says about itself: the metadata_props contract between export and engine."""
+"""What a siamese ONNX model says about itself: the metadata_props contract of export and engine.
+
+Format 2 models take uint8 pixels and normalise inside the graph (``siamese.input_dtype`` =
+uint8). Format 1 models (siamese before format 2) take float32 pixels already normalised by the
+host; they have no ``input_dtype`` key and still load: the engine normalises for them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from typing import Any
 from siamese.errors import ModelError
 from siamese.spec import InputSpec
 
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
+#: The input element type per format: what the ``images`` tensor holds.
+INPUT_DTYPES = {1: "float32", 2: "uint8"}
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
 _PREFIX = "siamese."
@@ -27,6 +34,7 @@ class ModelInfo:
     siamese_version: str = ""
     precision: str = "fp32"
     format_version: int = MODEL_FORMAT_VERSION
+    input_dtype: str = INPUT_DTYPES[MODEL_FORMAT_VERSION]
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_metadata(self) -> dict[str, str]:
@@ -42,6 +50,8 @@ class ModelInfo:
             "precision": self.precision,
             **self.extra,
         }
+        if self.format_version >= 2:  # format 1 files never had the key
+            values["input_dtype"] = self.input_dtype
         return {_PREFIX + key: value for key, value in values.items()}
 
     @classmethod
@@ -62,6 +72,15 @@ class ModelInfo:
                 raise ModelError(
                     f"{source}: model format {version} is newer than this siamese supports ({MODEL_FORMAT_VERSION}); upgrade siamese"
                 )
+            if version < 1:
+                raise ModelError(f"{source}: malformed siamese metadata (format version {version})")
+            input_dtype = values.get("input_dtype", "") if version >= 2 else INPUT_DTYPES[1]
+            if input_dtype != INPUT_DTYPES[version]:
+                raise ModelError(
+                    f"{source}: model format {version} takes {INPUT_DTYPES[version]} input but "
+                    f"siamese.input_dtype says {input_dtype or 'nothing'!r}; "
+                    "re-export it with `siamese export`"
+                )
             known = {
                 "format_version",
                 "input_spec",
@@ -71,6 +90,7 @@ class ModelInfo:
                 "run_fingerprint",
                 "version",
                 "precision",
+                "input_dtype",
             }
             return cls(
                 input_spec=InputSpec.from_dict(json.loads(values["input_spec"])),
@@ -81,6 +101,7 @@ class ModelInfo:
                 siamese_version=values.get("version", ""),
                 precision=values.get("precision", "fp32"),
                 format_version=version,
+                input_dtype=input_dtype,
                 extra={k: v for k, v in values.items() if k not in known},
             )
         except ModelError:
@@ -99,4 +120,5 @@ class ModelInfo:
             "siamese_version": self.siamese_version,
             "precision": self.precision,
             "format_version": self.format_version,
+            "input_dtype": self.input_dtype,
         }

@@ -1,10 +1,12 @@
-"""The decode pipeline: files → preprocessed float32 batches, decoded by a thread pool ahead of use.
+"""The decode pipeline: files → uint8 N×C×H×W batches, decoded by a thread pool ahead of use.
 
 Pillow releases the GIL while it decodes and resizes, so a few threads keep every core busy.
-Each batch is written into one of a small ring of preallocated N×C×H×W buffers: workers decode
-a slice of the batch each and normalise straight into their rows, so nothing is stacked,
-copied or converted per image afterwards. At most ``prefetch`` batches are decoded ahead of the
-consumer, which bounds memory and leaves the cores to inference once decoding is ahead.
+Each batch is written into one of a small ring of preallocated uint8 N×C×H×W buffers: workers
+decode a slice of the batch each and copy the bytes straight into their rows (the model
+normalises inside its graph), so nothing is stacked, converted or normalised per image
+afterwards, and a batch is a quarter of the float32 size. At most ``prefetch`` batches are
+decoded ahead of the consumer, which bounds memory and leaves the cores to inference once
+decoding is ahead.
 """
 
 from __future__ import annotations
@@ -35,36 +37,22 @@ class PreparedBatch:
     ``images`` may be a view of a reused buffer: it is valid until the next batch is requested.
     """
 
-    images: NDArray[np.float32]
+    images: NDArray[np.uint8]
     paths: list[str]
     failures: list[tuple[str, str]]
 
 
-class Normalizer:
-    """Writes uint8 H×W×C pixels into a float32 C×H×W row as ``(x - mean) / std`` (same maths as normalize)."""
-
-    def __init__(self, spec: InputSpec) -> None:
-        self.mean = (np.asarray(spec.mean, dtype=np.float32) * 255.0).reshape(-1, 1, 1)
-        self.scale = (1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0)).reshape(-1, 1, 1)
-
-    def into(self, pixels: NDArray[np.uint8], row: NDArray[np.float32]) -> None:
-        """Normalise one image into ``row`` (shape C×H×W) without temporaries beyond the cast."""
-        np.subtract(pixels.transpose(2, 0, 1), self.mean, out=row, dtype=np.float32)
-        np.multiply(row, self.scale, out=row)
-
-
 def _decode_into(
     paths: Sequence[str],
-    rows: NDArray[np.float32],
+    rows: NDArray[np.uint8],
     spec: InputSpec,
-    normalizer: Normalizer,
     reduce: bool,
 ) -> list[tuple[int, ImageDecodeError]]:
     """Decode ``paths`` into consecutive rows; return (position, error) for the files that failed."""
     failed = []
     for position, path in enumerate(paths):
         try:
-            normalizer.into(load_pixels(path, spec, reduce=reduce), rows[position])
+            np.copyto(rows[position], load_pixels(path, spec, reduce=reduce).transpose(2, 0, 1))
         except ImageDecodeError as exc:
             failed.append((position, exc))
     return failed
@@ -95,10 +83,9 @@ class DecodePipeline:
         self.executor = executor
         self.prefetch = max(1, prefetch)
         self.reduce = reduce
-        self.normalizer = Normalizer(spec)
 
-    def _buffers(self, count: int, size: int) -> list[NDArray[np.float32]]:
-        return [np.empty((size, *self.spec.shape), dtype=np.float32) for _ in range(count)]
+    def _buffers(self, count: int, size: int) -> list[NDArray[np.uint8]]:
+        return [np.empty((size, *self.spec.shape), dtype=np.uint8) for _ in range(count)]
 
     def iter_batches(self, paths: Sequence[str | os.PathLike[str]]) -> Iterator[PreparedBatch]:
         """Yield batches in input order; undecodable files are listed in each batch's failures."""
@@ -111,11 +98,11 @@ class DecodePipeline:
             (buffer,) = self._buffers(1, min(self.batch_size, len(names)))
             for start in starts:
                 chunk = names[start : start + self.batch_size]
-                failed = _decode_into(chunk, buffer, self.spec, self.normalizer, self.reduce)
+                failed = _decode_into(chunk, buffer, self.spec, self.reduce)
                 yield self._finish(chunk, buffer, failed)
             return
         ring = self._buffers(self.prefetch + 1, min(self.batch_size, len(names)))
-        pending: deque[tuple[list[str], NDArray[np.float32], list[Future]]] = deque()
+        pending: deque[tuple[list[str], NDArray[np.uint8], list[Future]]] = deque()
 
         def submit(batch: int) -> None:
             if batch >= len(starts):
@@ -128,7 +115,6 @@ class DecodePipeline:
                     chunk[i : i + _TASK_IMAGES],
                     buffer[i : i + _TASK_IMAGES],
                     self.spec,
-                    self.normalizer,
                     self.reduce,
                 )
                 for i in range(0, len(chunk), _TASK_IMAGES)
@@ -156,7 +142,7 @@ class DecodePipeline:
     def _finish(
         self,
         chunk: list[str],
-        buffer: NDArray[np.float32],
+        buffer: NDArray[np.uint8],
         failed: list[tuple[int, ImageDecodeError]],
     ) -> PreparedBatch:
         if not failed:

@@ -1,7 +1,9 @@
 """Export a trained tower (one tower, not the pair) to ONNX with a dynamic batch axis.
 
-The file carries its preprocessing spec and model facts in metadata_props, passes onnx.checker,
-and is published only after onnxruntime reproduces PyTorch within tolerance. An fp16 or int8
+The graph takes uint8 pixels and starts with training's own normaliser (training/pixels.py), so
+the spec's mean and std are constants inside it and the engine hands over bytes. The file
+carries its preprocessing spec and model facts in metadata_props, passes onnx.checker, and is
+published only after onnxruntime reproduces PyTorch within tolerance. An fp16 or int8
 variant is derived from that verified float32 graph and published only if it passes its own
 check against it (see variants.py).
 """
@@ -31,6 +33,7 @@ from siamese.export.variants import (
     random_set,
     to_fp16,
 )
+from siamese.training.pixels import PixelInputTower
 from siamese.training.run_dir import load_run
 from torch import nn
 
@@ -97,15 +100,16 @@ def _write_variant(
     return report
 
 
-def tower_to_onnx(tower: nn.Module, spec: InputSpec, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Trace the tower with torch.export and convert it to an ONNX graph with a dynamic batch axis."""
-    example = torch.zeros((2, *spec.shape), dtype=torch.float32)
+def module_to_onnx(
+    module: nn.Module, example: torch.Tensor, opset: int = DEFAULT_OPSET
+) -> onnx.ModelProto:
+    """Trace a module with one N×C×H×W input (typed like ``example``) into a dynamic-batch graph."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     # The exporter narrates its steps on stdout; keep stdout clean for --json callers.
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            tower.eval().cpu(),
+            module.eval().cpu(),
             (example,),
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
@@ -118,6 +122,12 @@ def tower_to_onnx(tower: nn.Module, spec: InputSpec, opset: int = DEFAULT_OPSET)
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
     model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
     return model
+
+
+def tower_to_onnx(tower: nn.Module, spec: InputSpec, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """The tower behind its pixel normaliser as ONNX: input ``images`` uint8 [N, C, H, W]."""
+    example = torch.zeros((2, *spec.shape), dtype=torch.uint8)
+    return module_to_onnx(PixelInputTower(tower, spec), example, opset)
 
 
 def export_onnx(

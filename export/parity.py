@@ -1,4 +1,8 @@
-"""Parity between the PyTorch tower and its ONNX export, over several batch sizes."""
+"""Parity between the PyTorch tower and its ONNX export, over several batch sizes.
+
+Both sides get the same uint8 pixels: PyTorch normalises them with training's own normaliser,
+the ONNX graph with its built-in first layer.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
-from siamese.engine.image import normalize
 from siamese.engine.model_info import INPUT_NAME
+from siamese.training.pixels import PixelInputTower
 from torch import nn
 
 from siamese.spec import InputSpec
@@ -59,18 +63,15 @@ def check_parity(
     batch_sizes: Sequence[int] = (1, 2, 7, 32),
     seed: int = 0,
 ) -> ParityReport:
-    """Run the same random images through both and compare (CPU, so results are deterministic)."""
-    tower = tower.eval().cpu()
+    """Run the same random uint8 images through both and compare (CPU: deterministic results)."""
+    model = PixelInputTower(tower.eval().cpu(), spec).eval()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     max_diff, min_cos, scale = 0.0, 1.0, 0.0
     for size in batch_sizes:
-        pixels = rng.integers(
-            0, 256, size=(size, spec.height, spec.width, spec.channels), dtype=np.uint8
-        )
-        images = normalize(pixels, spec)
-        expected = tower(torch.from_numpy(images)).numpy()
-        actual = session.run(None, {INPUT_NAME: images})[0]
+        pixels = rng.integers(0, 256, size=(size, *spec.shape), dtype=np.uint8)
+        expected = model(torch.from_numpy(pixels)).numpy()
+        actual = session.run(None, {INPUT_NAME: pixels})[0]
         if actual.shape != expected.shape:
             return ParityReport(tuple(batch_sizes), float("inf"), -1.0, scale, False)
         max_diff = max(max_diff, float(np.abs(actual - expected).max()))

@@ -1,8 +1,9 @@
 """Reduced-precision variants of an exported model: fp16 (for GPU providers) and int8 (for CPUs).
 
-Both are made with onnxruntime's own tools: its float16 converter (inputs and outputs stay
-float32, so the engine feeds every variant the same tensors) and its static quantiser in QDQ
-form with per-channel int8 weights, calibrated on gallery images. Each variant is checked
+Both are made with onnxruntime's own tools: its float16 converter (the uint8 input and the
+float32 output stay as they are, so the engine feeds every variant the same bytes) and its
+static quantiser in QDQ form with per-channel int8 weights, calibrated on gallery images (fed
+as uint8, like everything the model takes). Each variant is checked
 against the float32 model it came from before it is published: embedding cosines, and, when the
 images carry identities, leave-one-out top-1 identification with both models.
 """
@@ -21,7 +22,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
-from siamese.engine.image import load_pixels, normalize
+from siamese.engine.image import load_pixels, to_tensor
 from siamese.engine.model_info import INPUT_NAME
 
 from siamese.errors import DataError, ImageDecodeError
@@ -43,9 +44,9 @@ _CALIBRATION_BATCH = 16
 
 @dataclass(frozen=True)
 class CalibrationSet:
-    """Preprocessed images (N×C×H×W float32) and the identity of each."""
+    """Resized images (N×C×H×W uint8, the model's input) and the identity of each."""
 
-    images: NDArray[np.float32]
+    images: NDArray[np.uint8]
     identities: list[str]
 
 
@@ -96,19 +97,17 @@ def load_calibration(
             continue
     if not pixels:
         raise DataError(f"{folder}: no readable calibration images")
-    return CalibrationSet(normalize(np.stack(pixels), spec), identities)
+    return CalibrationSet(to_tensor(np.stack(pixels)), identities)
 
 
 def random_set(spec: InputSpec, count: int = 32, seed: int = 0) -> CalibrationSet:
     """Random pixel images, for checks when no real images are given."""
-    pixels = np.random.default_rng(seed).integers(
-        0, 256, size=(count, spec.height, spec.width, spec.channels), dtype=np.uint8
-    )
-    return CalibrationSet(normalize(pixels, spec), [])
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(count, *spec.shape), dtype=np.uint8)
+    return CalibrationSet(pixels, [])
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Float16 weights and compute, float32 inputs and outputs (onnxruntime's converter)."""
+    """Float16 weights and compute, the uint8 input and float32 output kept (onnxruntime's tool)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
@@ -135,14 +134,14 @@ def _sort_nodes(graph: onnx.GraphProto) -> None:
 
 
 class _Reader(CalibrationDataReader):
-    """onnxruntime's calibration reader over preprocessed images."""
+    """onnxruntime's calibration reader over uint8 images (what the model takes)."""
 
-    def __init__(self, images: NDArray[np.float32]) -> None:
+    def __init__(self, images: NDArray[np.uint8]) -> None:
         self._batches = iter(
             [images[i : i + _CALIBRATION_BATCH] for i in range(0, len(images), _CALIBRATION_BATCH)]
         )
 
-    def get_next(self) -> dict[str, NDArray[np.float32]] | None:
+    def get_next(self) -> dict[str, NDArray[np.uint8]] | None:
         batch = next(self._batches, None)
         return None if batch is None else {INPUT_NAME: batch}
 
@@ -166,7 +165,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: CalibrationSet) 
         )
 
 
-def _embed(path: Path, images: NDArray[np.float32]) -> NDArray[np.float32]:
+def _embed(path: Path, images: NDArray[np.uint8]) -> NDArray[np.float32]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return np.concatenate(
         [session.run(None, {INPUT_NAME: images[i : i + 64]})[0] for i in range(0, len(images), 64)]

@@ -19,7 +19,7 @@ import numpy as np
 from fastapi import UploadFile
 from numpy.typing import NDArray
 from PIL import Image
-from siamese.engine.image import load_pixels, normalize
+from siamese.engine.image import load_pixels, to_tensor
 from siamese.index.sync import canonical_path
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
@@ -82,8 +82,8 @@ async def read_uploads(files: list[UploadFile], config: ServiceConfig) -> list[U
     return uploads
 
 
-def preprocess(upload: Upload, spec: InputSpec, config: ServiceConfig) -> NDArray[np.float32]:
-    """Decode and preprocess one upload into a 1×C×H×W row (ImageDecodeError names the upload)."""
+def preprocess(upload: Upload, spec: InputSpec, config: ServiceConfig) -> NDArray[np.uint8]:
+    """Decode and resize one upload into a 1×C×H×W uint8 row (ImageDecodeError names the upload)."""
     pixels = load_pixels(
         upload.data,
         spec,
@@ -91,12 +91,12 @@ def preprocess(upload: Upload, spec: InputSpec, config: ServiceConfig) -> NDArra
         max_pixels=config.max_pixels,
         max_bytes=config.max_upload_bytes,
     )
-    return normalize(pixels[None], spec)
+    return to_tensor(pixels[None])
 
 
 async def preprocess_all(
     uploads: list[Upload], spec: InputSpec, config: ServiceConfig, pool: Executor
-) -> NDArray[np.float32]:
+) -> NDArray[np.uint8]:
     """Preprocess uploads in parallel on the decode pool (Pillow releases the GIL); N×C×H×W."""
     loop = asyncio.get_running_loop()
     rows = await asyncio.gather(

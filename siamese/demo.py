@@ -70,12 +70,16 @@ def raw_pixel_top1(gallery_dir: Path, queries: list[tuple[str, str]], spec) -> f
     """Top-1 accuracy of exact L2 search on the preprocessed pixels themselves (the baseline)."""
     import faiss
 
-    from siamese.engine.image import load_pixels, normalize
+    from siamese.engine.image import load_pixels, to_tensor
     from siamese.image_folder import scan_image_folder
+    from siamese.spec import normalize_pixels
+
+    def features(path) -> np.ndarray:
+        return normalize_pixels(to_tensor(load_pixels(path, spec)), spec).ravel()
 
     items = scan_image_folder(gallery_dir)
-    gallery = np.stack([normalize(load_pixels(item.path, spec), spec).ravel() for item in items])
-    probes = np.stack([normalize(load_pixels(path, spec), spec).ravel() for path, _ in queries])
+    gallery = np.stack([features(item.path) for item in items])
+    probes = np.stack([features(path) for path, _ in queries])
     index = faiss.IndexFlatL2(gallery.shape[1])
     index.add(gallery)
     _, nearest = index.search(probes, 1)

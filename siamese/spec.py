@@ -2,12 +2,21 @@
 
 It is stored in a run's config.json, copied into the ONNX file's metadata at export, and read
 back by the engine, so the pixels a model sees at query time are prepared exactly as in training.
+
+Pixel normalisation is defined here once, torch-free: :func:`normalization_constants` gives the
+per-channel shift and scale of ``(x - 255·mean) · 1/(255·std)`` (which is ``(x/255 - mean)/std``).
+Training's normaliser (a torch module) and the exported graph's first layer hold these very
+constants, and :func:`normalize_pixels` applies them on the host for the few callers that need
+float pixels outside a model (raw-pixel baselines, old float-input models).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from siamese.errors import ConfigError
 
@@ -107,3 +116,26 @@ class InputSpec:
             if key in values:
                 values[key] = tuple(float(v) for v in values[key])
         return cls(**values)
+
+
+def normalization_constants(spec: InputSpec) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Per-channel ``(shift, scale)``, float32 shaped (C,): ``normalised = (x - shift) * scale``.
+
+    shift = 255·mean and scale = 1/(255·std), computed in float32 so that training, the graph's
+    constants and the host path all hold bit-identical values.
+    """
+    shift = np.asarray(spec.mean, dtype=np.float32) * np.float32(255.0)
+    scale = np.float32(1.0) / (np.asarray(spec.std, dtype=np.float32) * np.float32(255.0))
+    return shift, scale
+
+
+def normalize_pixels(pixels: NDArray[np.uint8], spec: InputSpec) -> NDArray[np.float32]:
+    """uint8 C×H×W or N×C×H×W pixels → the tower's float32 values, as the graph's first layer.
+
+    For callers that need float pixels outside a model: raw-pixel baselines, and the engine's
+    host path for format-1 models (which take float32 input).
+    """
+    shift, scale = normalization_constants(spec)
+    out = np.subtract(pixels, shift.reshape(-1, 1, 1), dtype=np.float32)
+    np.multiply(out, scale.reshape(-1, 1, 1), out=out)
+    return out

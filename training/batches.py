@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from siamese.training.augment import Augmentation
 from siamese.training.data import ImageDataset
+from siamese.training.pixels import PixelNormalizer
 from siamese.training.samplers import (
     PKSampler,
     sample_class_pair_triplets,
@@ -149,11 +150,5 @@ def make_loader(
 
 
 def normalize_batch(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
-    """uint8 N×C×H×W → the tower's float input; the same arithmetic as siamese.engine.image.normalize."""
-    mean = (
-        torch.tensor(spec.mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255.0
-    )
-    scale = 1.0 / (
-        torch.tensor(spec.std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255.0
-    )
-    return (images.float() - mean) * scale
+    """uint8 N×C×H×W → the tower's float input, by the exported graph's own first layer."""
+    return PixelNormalizer(spec).to(images.device)(images)

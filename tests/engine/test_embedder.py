@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 from siamese.engine import Embedder
-from siamese.engine.image import normalize
 from siamese.engine.providers import gpu_present
 from siamese.training import load_run
+from siamese.training.batches import normalize_batch
 from siamese.training.data import load_image_folder
 
 from siamese.errors import DeviceUnavailableError, ModelError
@@ -35,8 +35,9 @@ def test_training_and_engine_preprocessing_agree(
     """The same images through the PyTorch tower (training data path) and the engine (ONNX path)."""
     run = load_run(trained_run)
     data = load_image_folder(tiny_dataset, run.spec)
+    pixels = torch.from_numpy(data.pixels).permute(0, 3, 1, 2)  # as training's loader hands them
     with torch.no_grad():
-        expected = run.tower(torch.from_numpy(normalize(data.pixels, run.spec))).numpy()
+        expected = run.tower(normalize_batch(pixels, run.spec)).numpy()
     actual = Embedder(model_path).embed_paths(data.paths).embeddings
     assert np.abs(actual - expected).max() < 1e-4
     cosines = np.sum(actual * expected, axis=1) / (

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from siamese.engine.image import convert_mode, decode_image, load_pixels, normalize
+from siamese.engine.image import convert_mode, decode_image, load_pixels, to_tensor
 
 from siamese.errors import ImageDecodeError
-from siamese.spec import InputSpec
+from siamese.spec import InputSpec, normalize_pixels
 
 
 def test_normalize_matches_torchvision_to_tensor_and_normalize() -> None:
@@ -20,9 +20,10 @@ def test_normalize_matches_torchvision_to_tensor_and_normalize() -> None:
     spec = InputSpec.create(8, 3, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     expected = TF.normalize(TF.to_tensor(pixels), list(spec.mean), list(spec.std)).numpy()
-    np.testing.assert_allclose(normalize(pixels, spec), expected, atol=1e-5)
-    assert normalize(pixels[None], spec).shape == (1, 3, 8, 8)
-    assert isinstance(torch.from_numpy(normalize(pixels, spec)), torch.Tensor)
+    np.testing.assert_allclose(normalize_pixels(to_tensor(pixels), spec), expected, atol=1e-5)
+    batch = to_tensor(pixels[None])
+    assert batch.shape == (1, 3, 8, 8) and batch.dtype == np.uint8
+    assert isinstance(torch.from_numpy(normalize_pixels(batch, spec)), torch.Tensor)
 
 
 def test_resize_rules(tmp_path: Path) -> None:

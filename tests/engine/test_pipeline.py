@@ -1,4 +1,4 @@
-"""The decode pipeline: exactly the pixels of load_pixels + normalize, in order, across batches and failures."""
+"""The decode pipeline: exactly the bytes of load_pixels, in order, across batches and failures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from siamese.engine.image import load_pixels, normalize
+from siamese.engine.image import load_pixels, to_tensor
 from siamese.engine.pipeline import DecodePipeline
 
 from siamese.image_folder import scan_image_folder
@@ -22,7 +22,7 @@ def _paths(folder: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("threads", [0, 2])
-def test_batches_hold_exactly_the_normalised_pixels(
+def test_batches_hold_exactly_the_decoded_bytes(
     unseen_dataset: Path, tmp_path: Path, threads: int
 ) -> None:
     paths = _paths(unseen_dataset)[:21]
@@ -37,7 +37,8 @@ def test_batches_hold_exactly_the_normalised_pixels(
     assert [len(p) + len(f) for _, p, f in batches] == [8, 8, 6]
     assert [p for _, paths_, _ in batches for p in paths_] == [str(p) for p in paths]
     assert [f[0] for _, _, failures in batches for f in failures] == [str(broken)]
-    expected = normalize(np.stack([load_pixels(p, SPEC) for p in paths]), SPEC)
+    expected = to_tensor(np.stack([load_pixels(p, SPEC) for p in paths]))
+    assert all(images.dtype == np.uint8 for images, _, _ in batches)  # the ring holds bytes
     np.testing.assert_array_equal(np.concatenate([images for images, _, _ in batches]), expected)
 
 
@@ -64,4 +65,5 @@ def test_buffers_are_reused_between_batches(unseen_dataset: Path) -> None:
 def test_single_image_decodes_inline(unseen_dataset: Path) -> None:
     path = _paths(unseen_dataset)[0]
     (batch,) = DecodePipeline(SPEC, 32, executor=None).iter_batches([path])
-    np.testing.assert_array_equal(batch.images[0], normalize(load_pixels(path, SPEC), SPEC))
+    assert batch.images.dtype == np.uint8
+    np.testing.assert_array_equal(batch.images[0], to_tensor(load_pixels(path, SPEC)))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from siamese.engine import Embedder
-from siamese.engine.image import load_pixels, normalize
+from siamese.engine.image import load_pixels, to_tensor
 from siamese.engine.model_cache import CacheEntry
 from siamese.engine.providers import gpu_present
 from siamese.engine.runner import BindingRunner, SessionRunner
@@ -24,7 +24,7 @@ from siamese.spec import InputSpec
 
 def _batch(embedder: Embedder, folder: Path, count: int = 5) -> np.ndarray:
     paths = [item.path for item in scan_image_folder(folder)][:count]
-    return normalize(np.stack([load_pixels(p, embedder.spec) for p in paths]), embedder.spec)
+    return to_tensor(np.stack([load_pixels(p, embedder.spec) for p in paths]))
 
 
 def test_thread_and_spinning_settings_are_applied(model_path: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import torch
 from siamese.export import check_parity, export_onnx
 from siamese.export.parity import ParityReport
 from siamese.training import load_run
+from siamese.training.batches import normalize_batch
 
 from siamese.errors import ParityError, RunError
 
@@ -24,9 +25,12 @@ def test_signature_and_dynamic_batch(model_path: Path) -> None:
     assert (inp.name, outp.name) == ("images", "embeddings")
     assert inp.type.tensor_type.shape.dim[0].dim_param == "N"
     assert [d.dim_value for d in inp.type.tensor_type.shape.dim[1:]] == [1, 32, 32]
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8  # bytes in, normalised inside
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
     for batch in (1, 5, 64):
-        out = session.run(None, {"images": np.random.rand(batch, 1, 32, 32).astype(np.float32)})[0]
+        pixels = rng.integers(0, 256, (batch, 1, 32, 32), dtype=np.uint8)
+        out = session.run(None, {"images": pixels})[0]
         assert out.shape == (batch, 16) and out.dtype == np.float32
 
 
@@ -68,11 +72,12 @@ def test_feature_projection_exports_with_parity(tiny_dataset: Path, tmp_path: Pa
     report = export_onnx(tmp_path / "run", tmp_path / "model.onnx")
     assert report.parity.passed and report.info.normalized
     run = load_run(tmp_path / "run")
-    images = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 1, 32, 32), dtype=np.uint8)
     session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
-    served = session.run(None, {"images": images})[0]
+    served = session.run(None, {"images": pixels})[0]
     with torch.no_grad():
-        expected = run.tower.projection(run.tower.backbone(torch.from_numpy(images))).numpy()
+        images = normalize_batch(torch.from_numpy(pixels), run.spec)
+        expected = run.tower.projection(run.tower.backbone(images)).numpy()
     assert np.allclose(served, expected, atol=1e-4) and np.allclose(
         np.linalg.norm(served, axis=1), 1.0, atol=1e-5
     )

@@ -63,6 +63,17 @@ def test_variants_keep_the_siamese_metadata(variants: dict[str, Path], model_pat
         }
 
 
+def test_variants_keep_the_uint8_input(variants: dict[str, Path], unseen_dataset: Path) -> None:
+    """fp16 conversion keeps the input; int8 was calibrated by feeding it uint8 batches."""
+    paths = [item.path for item in scan_image_folder(unseen_dataset)][:4]
+    for path in variants.values():
+        (images,) = onnx.load(str(path)).graph.input
+        assert images.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        embedder = Embedder(path)
+        assert embedder.session.get_inputs()[0].type == "tensor(uint8)"
+        assert embedder.embed_paths(paths).embeddings.shape == (4, 16)
+
+
 def test_int8_needs_calibration_and_precision_is_validated(
     trained_run: Path, tmp_path: Path
 ) -> None:

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from siamese.engine.image import normalize
+from siamese.engine.image import to_tensor
 from siamese.training import TrainConfig, load_run, train
 from siamese.training.augment import build_augmentation
 from siamese.training.batches import flatten_views, normalize_batch
 from siamese.training.samplers import PKSampler
 
 from siamese.errors import ConfigError, RunError
-from siamese.spec import InputSpec
+from siamese.spec import InputSpec, normalize_pixels
 
 
 def tiny(data: Path, out: Path, **overrides) -> TrainConfig:
@@ -342,7 +342,7 @@ def test_training_normalisation_equals_engine_normalisation() -> None:
     spec = InputSpec.create(8, 3, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
     pixels = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
     ours = normalize_batch(torch.from_numpy(pixels).permute(0, 3, 1, 2), spec).numpy()
-    np.testing.assert_array_equal(ours, normalize(pixels, spec))
+    np.testing.assert_array_equal(ours, normalize_pixels(to_tensor(pixels), spec))
 
 
 @pytest.mark.parametrize("preset", ["light", "medium", "strong"])
