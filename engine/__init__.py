@@ -1,11 +1,12 @@
 """Engine stage: onnxruntime batch embedding from model.onnx alone. Never imports torch."""
 
 from siamese.engine.embedder import EmbeddedBatch, Embedder, EmbedResult
-from siamese.engine.image import decode_image, load_pixels, preprocess_images, to_tensor
-from siamese.engine.model_info import ModelInfo
 from siamese.engine.pipeline import DecodePipeline, PreparedBatch
 from siamese.engine.providers import DEVICES, create_session
 from siamese.engine.runtime import RuntimeOptions
+
+from siamese.images import decode_image, load_pixels, preprocess_images, to_tensor
+from siamese.model_card import ModelInfo
 
 __all__ = [
     "DEVICES",

@@ -24,8 +24,6 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 from siamese.engine import model_cache
-from siamese.engine.image import preprocess_images, to_tensor
-from siamese.engine.model_info import INPUT_NAME, ModelInfo
 from siamese.engine.model_safety import check_external_data
 from siamese.engine.pipeline import DEFAULT_PREFETCH, DecodePipeline, PreparedBatch
 from siamese.engine.providers import create_session, gpu_present
@@ -38,7 +36,9 @@ from siamese.engine.runtime import (
 )
 
 from siamese.errors import ModelError
-from siamese.io import sha256_file
+from siamese.files import sha256_file
+from siamese.images import preprocess_images, to_tensor
+from siamese.model_card import INPUT_NAME, ModelInfo
 from siamese.progress import progress_bar
 from siamese.spec import normalize_pixels
 

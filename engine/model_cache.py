@@ -21,7 +21,7 @@ from pathlib import Path
 import onnxruntime as ort
 from siamese.engine.runtime import RuntimeOptions, session_options
 
-from siamese.io import write_json_atomic
+from siamese.files import write_json_atomic
 
 
 @lru_cache(maxsize=1)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from siamese.engine.image import load_pixels
 
 from siamese.errors import ImageDecodeError
+from siamese.images import load_pixels
 from siamese.spec import InputSpec
 
 #: Batches decoded ahead of the one being embedded.

@@ -22,7 +22,6 @@ from typing import Any
 
 import onnx
 import torch
-from siamese.engine.model_info import INPUT_NAME, OUTPUT_NAME, ModelInfo
 from siamese.export.parity import ParityReport, check_parity
 from siamese.export.variants import (
     PRECISIONS,
@@ -39,7 +38,8 @@ from torch import nn
 
 from siamese import __version__
 from siamese.errors import ConfigError, ModelError, ParityError
-from siamese.io import atomic_path, sha256_file
+from siamese.files import atomic_path, sha256_file
+from siamese.model_card import INPUT_NAME, OUTPUT_NAME, ModelInfo
 from siamese.progress import progress_bar
 from siamese.spec import InputSpec
 

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
-from siamese.engine.model_info import INPUT_NAME
 from siamese.training.pixels import PixelInputTower
 from torch import nn
 
+from siamese.model_card import INPUT_NAME
 from siamese.spec import InputSpec
 
 #: Default tolerances: float32 kernels differ in summation order, nothing more.

@@ -22,11 +22,11 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
-from siamese.engine.image import load_pixels, to_tensor
-from siamese.engine.model_info import INPUT_NAME
 
 from siamese.errors import DataError, ImageDecodeError
 from siamese.image_folder import scan_image_folder
+from siamese.images import load_pixels, to_tensor
+from siamese.model_card import INPUT_NAME
 from siamese.spec import InputSpec
 
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamese.errors import GalleryError
-from siamese.io import atomic_path, sha256_handle
+from siamese.files import atomic_path, sha256_handle
 
 #: Exact search: the default index type for new galleries.
 DEFAULT_INDEX = "Flat"

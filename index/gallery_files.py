@@ -17,7 +17,7 @@ from siamese.index.faiss_index import read_index
 from siamese.index.manifest import Manifest
 
 from siamese.errors import GalleryError
-from siamese.io import sha256_handle
+from siamese.files import sha256_handle
 
 REJECTED_FILE = "rejected.json"
 _INDEX_FILE = re.compile(r"index\.\d{6,}\.faiss")

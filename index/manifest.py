@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from siamese.errors import GalleryError
-from siamese.io import read_json, sha256_bytes, write_json_atomic
+from siamese.files import read_json, sha256_bytes, write_json_atomic
 
 MANIFEST_FILE = "manifest.json"
 ITEMS_FILE = "items.sqlite"

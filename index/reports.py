@@ -8,7 +8,7 @@ from typing import Any
 
 from siamese.index.manifest import now_iso
 
-from siamese.io import write_json_atomic
+from siamese.files import write_json_atomic
 
 
 @dataclass

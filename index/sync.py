@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from siamese.index.item_writer import KnownFile
 
-from siamese.io import sha256_handle
+from siamese.files import sha256_handle
 
 _HASH_THREADS = 4
 #: Errors that mean a listed name leads to no file (a dangling link, a link loop, deleted meanwhile).

@@ -20,7 +20,7 @@ from siamese.index.gallery import Gallery
 from siamese.index.sync import sha256_regular_file
 
 from siamese.errors import GalleryError
-from siamese.io import sha256_file
+from siamese.files import sha256_file
 
 _VECTOR_SAMPLE = 1000
 _LISTED = 10

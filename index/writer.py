@@ -33,7 +33,7 @@ from siamese.index.manifest import ITEMS_FILE, MANIFEST_FILE, Manifest, now_iso
 from siamese.index.recall import DEFAULT_TARGET, Recall, RecallProbe, tune
 
 from siamese.errors import GalleryError, RecallTooLowError
-from siamese.io import fsync_dir
+from siamese.files import fsync_dir
 
 #: Recall is measured again when the gallery has grown or shrunk by this share since the last figure.
 _RECALL_STALE_AFTER = 0.10

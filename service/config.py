@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from siamese.engine.image import MAX_PIXELS
 from siamese.service.connections import ConnectionLimits
 
 from siamese.errors import ConfigError
+from siamese.images import MAX_PIXELS
 
 #: Environment variable holding the API key when --api-key is not given.
 API_KEY_ENV = "SIAMESE_API_KEY"

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from siamese.engine.image import convert_mode, decode_image
 from siamese.service.errors import ApiError, error_body
 from siamese.service.state import ServiceState
 from siamese.service.uploads import read_uploads
@@ -23,6 +22,7 @@ from siamese.service.visibility import (
 )
 
 from siamese.errors import ImageDecodeError
+from siamese.images import convert_mode, decode_image
 
 router = APIRouter(prefix="/v1")
 

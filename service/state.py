@@ -36,7 +36,7 @@ from siamese.service.uploads import (
 )
 
 from siamese.errors import GalleryError
-from siamese.io import sha256_bytes
+from siamese.files import sha256_bytes
 
 log = logging.getLogger("siamese.service")
 

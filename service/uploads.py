@@ -1,6 +1,6 @@
 """Uploaded images: read within limits, decode with the engine's own checks, and store the ones added.
 
-Uploads are decoded by :func:`siamese.engine.image.load_pixels` from bytes, so they meet exactly
+Uploads are decoded by :func:`siamese.images.load_pixels` from bytes, so they meet exactly
 the rules gallery files meet (format allow-list, pixel and size limits, no half-decodes). Images
 added to the gallery are kept at ``GALLERY/uploads/<identity>/<sha256>.<ext>`` (an identity too
 long for a file name gets a hashed folder: :func:`siamese.service.validation.upload_folder_name`):
@@ -19,13 +19,13 @@ import numpy as np
 from fastapi import UploadFile
 from numpy.typing import NDArray
 from PIL import Image
-from siamese.engine.image import load_pixels, to_tensor
 from siamese.index.sync import canonical_path
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
 from siamese.service.validation import name_max, upload_folder_name
 
-from siamese.io import sha256_bytes, write_bytes_atomic
+from siamese.files import sha256_bytes, write_bytes_atomic
+from siamese.images import load_pixels, to_tensor
 from siamese.spec import InputSpec
 
 #: Folder inside the gallery where added uploads are kept.

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Embedder": "siamese.engine",
     "EmbedResult": "siamese.engine",
-    "ModelInfo": "siamese.engine",
+    "ModelInfo": "siamese.model_card",
     "Gallery": "siamese.index",
     "InputSpec": "siamese.spec",
     "TrainConfig": "siamese.training",

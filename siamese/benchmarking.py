@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from siamese.errors import SiameseError
-from siamese.io import write_json_atomic
+from siamese.files import write_json_atomic
 
 _VERSIONED = (
     "siamese",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from siamese.io import write_json_atomic
+from siamese.files import write_json_atomic
 from siamese.synthetic import SyntheticSpec, generate_identities
 
 
@@ -70,8 +70,8 @@ def raw_pixel_top1(gallery_dir: Path, queries: list[tuple[str, str]], spec) -> f
     """Top-1 accuracy of exact L2 search on the preprocessed pixels themselves (the baseline)."""
     import faiss
 
-    from siamese.engine.image import load_pixels, to_tensor
     from siamese.image_folder import scan_image_folder
+    from siamese.images import load_pixels, to_tensor
     from siamese.spec import normalize_pixels
 
     def features(path) -> np.ndarray:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from siamese.errors import DataError, SiameseError
+from siamese.files import write_json_atomic
 from siamese.image_folder import LabelledImage, scan_image_folder
-from siamese.io import write_json_atomic
 from siamese.metrics import (
     retrieval_metrics,
     roc_curve,

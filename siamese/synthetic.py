@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from siamese.io import atomic_path
+from siamese.files import atomic_path
 
 _CANVAS = 160  # identities are drawn large, then posed and reduced to the output size
 

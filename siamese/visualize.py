@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from siamese.files import atomic_path
 from siamese.index.results import QueryResult
-from siamese.io import atomic_path
 
 _THUMB = 2.0  # inches per thumbnail
 

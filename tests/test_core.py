@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from siamese.errors import ConfigError, DataError
+from siamese.files import atomic_path, sha256_file, write_json_atomic
 from siamese.image_folder import list_image_paths, scan_image_folder
-from siamese.io import atomic_path, sha256_file, write_json_atomic
 from siamese.spec import InputSpec
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from siamese.errors import RunError
-from siamese.io import atomic_path
+from siamese.files import atomic_path
 
 CHECKPOINT_FILE = "checkpoint.pt"
 

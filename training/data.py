@@ -1,6 +1,6 @@
 """Training data: an ImageFolder decoded once into memory, and identity-level splits.
 
-Images are decoded and resized with the engine's own functions (siamese.engine.image), so the
+Images are decoded and resized by the foundation (siamese.images) that the engine also uses, so the
 pixels a tower trains on are produced by exactly the code that serves it.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from siamese.engine.image import load_pixels
 
 from siamese.errors import DataError, ImageDecodeError
 from siamese.image_folder import scan_image_folder
+from siamese.images import load_pixels
 from siamese.progress import progress_bar
 from siamese.spec import InputSpec
 

@@ -21,7 +21,7 @@ from siamese.training.trainer import TrainResult, check_run_dir, train
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
 
 from siamese.errors import ConfigError, SiameseError
-from siamese.io import read_json
+from siamese.files import read_json
 
 
 class TrainingFailed(SiameseError):

@@ -18,7 +18,7 @@ from siamese.training.towers import create_tower
 from torch import nn
 
 from siamese.errors import RunError
-from siamese.io import read_json, sha256_file, write_bytes_atomic, write_json_atomic
+from siamese.files import read_json, sha256_file, write_bytes_atomic, write_json_atomic
 from siamese.spec import InputSpec
 
 CONFIG_FILE = "config.json"

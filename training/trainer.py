@@ -62,7 +62,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from siamese import __version__
 from siamese.errors import ConfigError, DataError, SiameseError
-from siamese.io import read_json, write_json_atomic
+from siamese.files import read_json, write_json_atomic
 from siamese.progress import epoch_line, progress_bar
 from siamese.spec import InputSpec
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from siamese.engine.image import load_pixels
 
 from siamese.errors import ImageDecodeError
+from siamese.images import load_pixels
 from siamese.spec import InputSpec
 
 # Scale up the run (e.g. SIAMESE_FUZZ_SCALE=20) to hunt longer; the default keeps the suite to minutes.

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from siamese.engine.image import MAX_FILE_BYTES, decode_image, load_pixels
 
 from siamese.errors import ImageDecodeError
 from siamese.image_folder import scan_gallery_folder
+from siamese.images import MAX_FILE_BYTES, decode_image, load_pixels
 from siamese.spec import InputSpec
 
 RGB = InputSpec.create(16, 3)

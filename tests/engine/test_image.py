@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from siamese.engine.image import convert_mode, decode_image, load_pixels, to_tensor
 
 from siamese.errors import ImageDecodeError
+from siamese.images import convert_mode, decode_image, load_pixels, to_tensor
 from siamese.spec import InputSpec, normalize_pixels
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from siamese.engine import Embedder
-from siamese.engine.image import decode_image, load_pixels
-from siamese.engine.reduced_decode import draft_hook, pre_reduce
 
+from siamese.images import decode_image, load_pixels
+from siamese.reduced_decode import draft_hook, pre_reduce
 from siamese.spec import InputSpec
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from siamese.engine import Embedder
-from siamese.engine.image import load_pixels, to_tensor
 from siamese.engine.model_cache import CacheEntry
 from siamese.engine.providers import gpu_present
 from siamese.engine.runner import BindingRunner, SessionRunner
@@ -19,6 +18,7 @@ from siamese.engine.runtime import (
 )
 
 from siamese.image_folder import scan_image_folder
+from siamese.images import load_pixels, to_tensor
 from siamese.spec import InputSpec
 
 

@@ -33,7 +33,7 @@ from siamese.index.sync import canonical_path
 from siamese.index.updates import add_to_gallery, build_gallery, remove_from_gallery
 
 from siamese.errors import DataError
-from siamese.io import sha256_file
+from siamese.files import sha256_file
 
 DIM = 8
 #: One example of the state machine taking longer than this is a hang (on a pipe, a link loop).

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
-from siamese.engine.reduced_decode import draft_hook, pre_reduce
 
 from siamese.errors import ImageDecodeError
+from siamese.reduced_decode import draft_hook, pre_reduce
 from siamese.spec import InputSpec
 
 _RESAMPLE = {
@@ -101,7 +101,7 @@ def decode_image(
     """Fully decode an image file or in-memory bytes (an animation's first frame) and apply its EXIF orientation.
 
     ``before_load`` runs on the opened image before its pixels are decoded (e.g. the JPEG
-    draft request of :func:`siamese.engine.reduced_decode.draft_hook`). Uploaded bytes go
+    draft request of :func:`siamese.reduced_decode.draft_hook`). Uploaded bytes go
     through exactly the checks a file does, so the service needs no second set of rules.
 
     Args:
