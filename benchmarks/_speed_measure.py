@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _harness import latency_stats
 from numpy.typing import NDArray
 
-from siamese.benchmarking import latency_stats
 from siamese.errors import SiameseError
 
 Engine = Callable[[NDArray[np.uint8]], Any]

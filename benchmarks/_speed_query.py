@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _harness import latency_stats
 from siamese.engine import EmbeddedBatch, Embedder
-
-from siamese.benchmarking import latency_stats
 
 _FILLER_PER_IDENTITY = 10
 

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _compute_peak import measured_matmul_gflops, nominal_peak_gflops
 from _datasets import ATT_FACES, att_faces, fashion_mnist, fashion_mnist_available, synthetic
 from _glyphs import GlyphSettings, glyph_fonts_available, glyphs, manifest, script_of
+from _harness import BenchSettings
 from _one_shot import one_shot_figures
 
-from siamese.benchmarking import BenchSettings
 from siamese.errors import ConfigError
 from siamese.evaluate import engine_embedding, measure, split_per_identity
 from siamese.image_folder import scan_image_folder

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from siamese.benchmarking import BenchSettings
+from _harness import BenchSettings
 
 
 @dataclass(frozen=True)

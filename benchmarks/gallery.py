@@ -25,11 +25,10 @@ from typing import Any
 
 import faiss
 import numpy as np
+from _harness import BenchSettings
 from siamese.index import Gallery, GalleryWriter
 from siamese.index.index_choice import bytes_per_vector, ivf_lists
 from siamese.index.writer import RecallPolicy
-
-from siamese.benchmarking import BenchSettings
 
 _DEFAULT_TYPES = "Flat;HNSW32;IVF{n},Flat;IVF{n},SQ8;IVF{n},PQ32"
 _STAGE_CHUNK = 50_000

@@ -39,10 +39,10 @@ sys.path.insert(
     0, str(Path(__file__).resolve().parent)
 )  # the suite's private helpers (_*.py) beside it
 
+from _harness import BenchSettings, latency_stats
 from _service_load import Query, RoundResult, batching_stats, run_load
 from siamese.index import Gallery, GalleryWriter
 
-from siamese.benchmarking import BenchSettings, latency_stats
 from siamese.errors import SiameseError
 
 _HOST = "127.0.0.1"  # never anything else: the load test must not leave the machine

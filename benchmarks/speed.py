@@ -22,10 +22,9 @@ sys.path.insert(
 
 import _speed_measure as measure
 import _speed_query as query
+from _harness import BenchSettings
 from _speed_report import DEFINITIONS, table, targets, write_plot
 from _speed_setup import SpeedConfig, prepare
-
-from siamese.benchmarking import BenchSettings
 
 
 def _config(settings: BenchSettings) -> SpeedConfig:

@@ -6,10 +6,14 @@ mistakes surface as one line on stderr and a non-zero exit code, never a traceba
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import sys
 import time
 from enum import Enum
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -641,10 +645,9 @@ def bench(
     ] = False,
 ) -> None:
     """Run a benchmark suite and record its figures (machine, versions, settings) as JSON."""
-    from siamese.benchmarking import BenchSettings, available_suites, run_suite
-
+    harness = _bench_harness()
     if suite == "list":
-        for name in available_suites():
+        for name in harness.available_suites():
             out.print(name)
         return
     options = {}
@@ -653,13 +656,34 @@ def bench(
         if not sep or not key:
             raise SiameseError(f"--option {item!r}: expected KEY=VALUE")
         options[key] = value
-    settings = BenchSettings(quick=quick, work_dir=work_dir, plot=plot, options=options)
-    record, path = run_suite(suite, settings, results_dir)
+    settings = harness.BenchSettings(quick=quick, work_dir=work_dir, plot=plot, options=options)
+    record, path = harness.run_suite(suite, settings, results_dir)
     if as_json:
         _print_json({**record, "path": str(path)})
     else:
         out.print(json.dumps(record["results"], indent=2), highlight=False)
         out.print(f"results written to [bold]{path}[/bold]")
+
+
+def _bench_harness() -> ModuleType:
+    """The benchmarks' harness, from a source checkout: benchmarks are not part of the package.
+
+    Found through SIAMESE_BENCHMARKS, else as benchmarks/_harness.py in the working directory or
+    one above it; the suites import it (and their helpers) by name from that folder.
+    """
+    here = Path.cwd()
+    named = os.environ.get("SIAMESE_BENCHMARKS")
+    candidates = [Path(named)] if named else []
+    candidates += [folder / "benchmarks" for folder in (here, *here.parents)]
+    for folder in candidates:
+        if (folder / "_harness.py").is_file():
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+            return importlib.import_module("_harness")
+    raise SiameseError(
+        "siamese bench runs the suites of a source checkout: run it inside the repository, "
+        "or set SIAMESE_BENCHMARKS to its benchmarks/ folder"
+    )
 
 
 # ----------------------------------------------------------------------------- demo

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _harness import benchmarks_dir
 from typer.testing import CliRunner
 
-from siamese.benchmarking import benchmarks_dir
 from siamese.cli import app
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _harness import benchmarks_dir
 from PIL import Image
 
-from siamese.benchmarking import benchmarks_dir
 from siamese.image_folder import scan_image_folder
 
 

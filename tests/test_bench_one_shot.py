@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _harness import benchmarks_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from siamese.benchmarking import benchmarks_dir
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from _harness import benchmarks_dir
 from typer.testing import CliRunner
 
-from siamese.benchmarking import benchmarks_dir
 from siamese.cli import app
 
 

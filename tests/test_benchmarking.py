@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from _harness import latency_stats, time_calls
 from typer.testing import CliRunner
 
-from siamese.benchmarking import latency_stats, time_calls
 from siamese.cli import app
 
 
@@ -50,3 +50,17 @@ def test_latency_stats() -> None:
     stats = latency_stats([0.001] * 98 + [0.010, 0.020])
     assert stats["p50_ms"] == 1.0 and stats["calls"] == 100 and stats["p99_ms"] > 9.0
     assert len(time_calls(lambda: None, repeat=5)) == 5
+
+
+def test_bench_outside_a_checkout_says_where_suites_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Benchmarks are not installed: away from a checkout the command says so in one line."""
+    monkeypatch.delenv("SIAMESE_BENCHMARKS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["bench", "list"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: siamese bench runs the suites of a source checkout: run it inside the repository, "
+        "or set SIAMESE_BENCHMARKS to its benchmarks/ folder"
+    ]

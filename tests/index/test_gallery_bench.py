@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from siamese.benchmarking import BenchSettings, run_suite
+from _harness import BenchSettings, run_suite
 
 
 def test_gallery_benchmark_quick(tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""Running benchmark suites: discovery of benchmarks/*.py, machine facts, timing statistics, JSON results.
+"""The benchmarks' own harness: discovery of benchmarks/*.py, machine facts, timing statistics, JSON results.
+
+It lives beside the suites, not in the installed package: benchmarks run from a source checkout.
 
 A suite is a file ``benchmarks/<name>.py`` defining ``run(settings: BenchSettings) -> dict``.
 `siamese bench <name>` parses the options (the CLI is the only argument parser), runs the suite,
@@ -60,10 +62,10 @@ class BenchSettings:
 
 
 def benchmarks_dir() -> Path:
-    """The repository's benchmarks/ folder (SIAMESE_BENCHMARKS overrides; it is not installed)."""
+    """The suites' folder: this harness's own, unless SIAMESE_BENCHMARKS names another."""
     if "SIAMESE_BENCHMARKS" in os.environ:
         return Path(os.environ["SIAMESE_BENCHMARKS"])
-    return Path(__file__).resolve().parents[1] / "benchmarks"
+    return Path(__file__).resolve().parent
 
 
 def available_suites(folder: Path | None = None) -> list[str]:
