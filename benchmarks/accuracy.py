@@ -34,7 +34,7 @@ from _harness import BenchSettings
 from _one_shot import one_shot_figures
 
 from siamese.errors import ConfigError
-from siamese.evaluate import engine_embedding, measure, split_per_identity
+from siamese.evaluation.evaluate import engine_embedding, measure, split_per_identity
 from siamese.image_folder import scan_image_folder
 from siamese.images import load_pixels, to_tensor
 from siamese.metrics import retrieval_metrics

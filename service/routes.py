@@ -22,7 +22,7 @@ from siamese.service.visibility import (
 )
 
 from siamese.errors import ImageDecodeError
-from siamese.images import convert_mode, decode_image
+from siamese.images import thumbnail
 
 router = APIRouter(prefix="/v1")
 
@@ -198,12 +198,7 @@ async def remove_item(
 
 
 def _thumbnail(path: str, size: int, max_pixels: int) -> bytes:
-    image = decode_image(path, max_pixels=max_pixels)
-    image.thumbnail((size, size))
-    if image.mode not in ("RGB", "L"):
-        image = convert_mode(
-            image, "RGB"
-        )  # 16-bit greys scaled, transparency flattened, as for embedding
+    image = thumbnail(path, size, max_pixels=max_pixels)
     buffer = BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()

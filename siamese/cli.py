@@ -456,7 +456,7 @@ def query(
                     highlight=False,
                 )
     if show is not None and results:
-        from siamese.visualize import plot_query_results
+        from siamese.evaluation.plots import plot_query_results
 
         plot_query_results(embedded.paths, results, show, k=k)
         err.print(f"wrote {show}")
@@ -567,7 +567,7 @@ def eval_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Measure identification (recall@k, mAP@R) and verification (ROC-AUC, EER, TAR@FAR) of MODEL on your data."""
-    from siamese.evaluate import EvalConfig, evaluate, save_threshold_to
+    from siamese.evaluation.evaluate import EvalConfig, evaluate, save_threshold_to
 
     fars = list(far) if far else [1e-2, 1e-3]
     if save_threshold is not None and at_far not in fars:

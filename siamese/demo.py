@@ -92,10 +92,10 @@ def run_demo(
 ) -> DemoReport:
     """Run the whole pipeline and return its figures; artefacts go to ``config.out_dir`` (or a temp dir)."""
     from siamese.engine import Embedder
+    from siamese.evaluation.plots import plot_query_results
     from siamese.export import export_onnx
     from siamese.index import Gallery
     from siamese.training import TrainConfig, train
-    from siamese.visualize import plot_query_results
 
     out = Path(config.out_dir) if config.out_dir else Path(tempfile.mkdtemp(prefix="siamese-demo-"))
     out.mkdir(parents=True, exist_ok=True)

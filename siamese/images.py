@@ -180,6 +180,22 @@ def convert_mode(image: Image.Image, mode: str) -> Image.Image:
     return image.convert(mode)
 
 
+def thumbnail(source: ImageSource, size: int, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A copy of an image to show people (RGB or grey), at most ``size`` pixels on its longer side.
+
+    The one thumbnail maker (the service's item pictures, the CLI's match sheets): it decodes
+    under the same allow-list and limits as embedding, so a hostile file is refused here too.
+
+    Raises:
+        ImageDecodeError: as :func:`decode_image`.
+    """
+    image = decode_image(source, max_pixels=max_pixels)
+    image.thumbnail((size, size))
+    if image.mode not in ("RGB", "L"):  # 16-bit greys scaled, transparency flattened
+        image = convert_mode(image, "RGB")
+    return image
+
+
 def resize_to_spec(
     image: Image.Image, spec: InputSpec, *, reduce: bool = True
 ) -> NDArray[np.uint8]:

@@ -77,7 +77,7 @@ def test_enrolment_draws_and_sweep(unseen_dataset: Path, monkeypatch: pytest.Mon
     monkeypatch.syspath_prepend(str(benchmarks_dir()))
     import accuracy
 
-    from siamese.evaluate import measure, split_per_identity
+    from siamese.evaluation.evaluate import measure, split_per_identity
     from siamese.image_folder import scan_image_folder
 
     task = accuracy.Task(

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from siamese.cli import app
 from siamese.errors import DataError
-from siamese.evaluate import EvalConfig, evaluate, split_per_identity
+from siamese.evaluation.evaluate import EvalConfig, evaluate, split_per_identity
 from siamese.image_folder import LabelledImage
 
 

@@ -12,19 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
+from siamese.errors import ImageDecodeError
 from siamese.files import atomic_path
+from siamese.images import thumbnail
 from siamese.index.results import QueryResult
 
 _THUMB = 2.0  # inches per thumbnail
 
 
 def _thumbnail(path: str):
-    from PIL import Image, ImageOps
+    """The image as the service shows it, or a grey square when it cannot be shown."""
+    from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            return ImageOps.exif_transpose(image).convert("RGB")
-    except (OSError, ValueError):
+        return thumbnail(path, 256).convert("RGB")
+    except ImageDecodeError:
         return Image.new("RGB", (64, 64), (128, 128, 128))
 
 

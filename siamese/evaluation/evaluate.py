@@ -179,7 +179,7 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> dict[str, Any]:
     if config.out_dir:
         out = Path(config.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        from siamese.visualize import plot_distance_histograms, plot_roc
+        from siamese.evaluation.plots import plot_distance_histograms, plot_roc
 
         thresholds = {far: verification[f"threshold_at_far_{far:g}"] for far in config.fars}
         report["files"] = {
