@@ -20,9 +20,9 @@ import typer
 from rich.table import Table
 
 from siamese import __version__
-from siamese.cli_index import index_app
-from siamese.cli_serve import serve
-from siamese.cli_support import (
+from siamese.cli.index import index_app
+from siamese.cli.serve import serve
+from siamese.cli.support import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_SKIPPED,
@@ -32,10 +32,10 @@ from siamese.cli_support import (
     print_facts,
     search_params,
 )
-from siamese.cli_support import friendly_errors as _friendly_errors
-from siamese.cli_support import gallery_model as _gallery_model
-from siamese.cli_support import print_json as _print_json
-from siamese.cli_support import report_skipped as _report_skipped
+from siamese.cli.support import friendly_errors as _friendly_errors
+from siamese.cli.support import gallery_model as _gallery_model
+from siamese.cli.support import print_json as _print_json
+from siamese.cli.support import report_skipped as _report_skipped
 from siamese.errors import ConfigError, SiameseError
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_SKIPPED", "app"]

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from siamese.cli_support import (
+from siamese.cli.support import (
     EXIT_ERROR,
     EXIT_SKIPPED,
     Device,

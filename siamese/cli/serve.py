@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from siamese.cli_support import Device, err, friendly_errors
+from siamese.cli.support import Device, err, friendly_errors
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

@@ -1,0 +1,89 @@
+"""The layering is a contract: import-linter checks pyproject's contracts on the installed layout.
+
+The stages live in top-level folders mapped into `siamese` by pyproject's package-dir, which
+static tools do not follow; so the test mirrors the installed layout into a temporary folder
+(every package where Python finds it once installed) and lints that. Further tests make one
+sideways import in the mirror and expect the contracts to fail, so they cannot pass vacuously.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # standard library from Python 3.11
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mirror_installed_layout(destination: Path) -> Path:
+    """Copy every package's modules to where they land once installed; returns the mirror."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping: dict[str, str] = setuptools["package-dir"]
+    for package in setuptools["packages"]:
+        parent, _, last = package.rpartition(".")
+        folder = mapping.get(package) or f"{mapping[parent]}/{last}"
+        target = destination / package.replace(".", "/")
+        target.mkdir(parents=True, exist_ok=True)
+        for module in (ROOT / folder).glob("*.py"):
+            shutil.copy(module, target / module.name)
+    return destination
+
+
+def _lint(mirror: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """import-linter's exit code for pyproject's contracts over the mirror (0: all kept)."""
+    from importlinter.cli import lint_imports
+
+    monkeypatch.syspath_prepend(str(mirror))
+    monkeypatch.chdir(mirror)  # import-linter also looks in the working directory, first
+    # An editable install finds `siamese` through its own finder, ahead of sys.path: set it aside.
+    monkeypatch.setattr(
+        sys, "meta_path", [f for f in sys.meta_path if "Editable" not in getattr(f, "__name__", "")]
+    )
+    for name in [m for m in sys.modules if m == "siamese" or m.startswith("siamese.")]:
+        monkeypatch.delitem(sys.modules, name)  # the mirror's siamese, not the installed one
+    return lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True)
+
+
+def test_every_package_is_mirrored(tmp_path: Path) -> None:
+    mirror = _mirror_installed_layout(tmp_path)
+    for stage in ("training", "export", "engine", "index", "service", "cli", "evaluation"):
+        assert (mirror / "siamese" / stage / "__init__.py").is_file(), stage
+
+
+def test_the_layers_hold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _lint(_mirror_installed_layout(tmp_path), monkeypatch) == 0
+
+
+@pytest.mark.parametrize(
+    ("module", "sideways"),
+    [
+        ("engine/embedder.py", "import siamese.index.gallery"),  # siblings stay apart
+        ("index/gallery.py", "import siamese.engine.embedder"),
+        ("training/trainer.py", "import siamese.engine"),  # training never uses the engine
+        ("export/onnx_export.py", "import siamese.index"),
+        ("training/data.py", "import siamese.cli"),  # a stage never imports an application
+        ("engine/runtime.py", "import torch"),  # the query path stays torch-free
+        ("service/routes.py", "import torchvision"),
+        ("siamese/errors.py", "import siamese.training"),  # the foundation imports nothing above
+    ],
+)
+def test_a_sideways_import_breaks_a_contract(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    module: str,
+    sideways: str,
+) -> None:
+    mirror = _mirror_installed_layout(tmp_path)
+    folder, name = module.split("/")
+    installed = mirror / "siamese" / name if folder == "siamese" else mirror / "siamese" / module
+    installed.write_text(installed.read_text() + f"\n{sideways}\n")
+    assert _lint(mirror, monkeypatch) != 0, f"{sideways} in {module} went unnoticed"
+    importer = "siamese." + module.removeprefix("siamese/").removesuffix(".py").replace("/", ".")
+    imported = sideways.split()[1]
+    broken = capsys.readouterr().out.split("Broken contracts", 1)[-1]
+    assert f"{importer} -> {imported}" in broken, broken  # this import, not another, broke it
