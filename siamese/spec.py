@@ -7,11 +7,12 @@ back by the engine, so the pixels a model sees at query time are prepared exactl
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from siamese.errors import ConfigError
 
-RESIZE_RULES = ("stretch", "fit-crop")
+ResizeRule = Literal["stretch", "fit-crop"]
+RESIZE_RULES: tuple[str, ...] = get_args(ResizeRule)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
 
 
