@@ -17,7 +17,7 @@ from rich.table import Table
 
 from siamese import __version__
 from siamese.cli_fields import config_from_options, with_config_options
-from siamese.cli_index import index_app
+from siamese.cli_index import index_app, index_info
 from siamese.cli_serve import serve
 from siamese.cli_support import (
     EXIT_ERROR,
@@ -300,29 +300,21 @@ def _model_info(path: Path) -> dict[str, Any]:
     }
 
 
-def _gallery_info(path: Path) -> dict[str, Any]:
-    from siamese.index import Gallery
-
-    with Gallery.open(path) as gallery:
-        return {"kind": "gallery", **gallery.info()}
-
-
 @app.command()
 @_friendly_errors
 def info(
     path: Annotated[Path, typer.Argument(help="A model.onnx or a gallery directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Show what a model or a gallery holds."""
+    """Show what a model or a gallery holds (a gallery as `siamese index info` shows it)."""
     if path.is_dir():
-        facts = _gallery_info(path)
+        index_info(gallery_arg=path, as_json=as_json)
     elif path.is_file():
-        facts = _model_info(path)
+        print_facts(_model_info(path), as_json)
     else:
         raise SiameseError(
             f"{path}: no such file or folder (expected a model.onnx or a gallery directory)"
         )
-    print_facts(facts, as_json)
 
 
 # ----------------------------------------------------------------------------- eval
