@@ -88,8 +88,9 @@ def _gallery_and_paths(gallery: Path | None, paths: list[Path]) -> tuple[Path, l
     """``add --gallery G PATHS…``, or the older ``add G PATHS…`` (the gallery first)."""
     if gallery is not None and paths and paths[0] == gallery:  # given both ways
         paths = paths[1:]
-    if gallery is None:
-        gallery, paths = one_gallery(None, paths[0] if paths else None), paths[1:]
+    if gallery is None and paths:
+        gallery, paths = paths[0], paths[1:]
+    gallery = one_gallery(gallery, None)
     if not paths:
         raise typer.BadParameter("give the images or folders to add", param_hint="PATHS")
     return gallery, paths
@@ -162,7 +163,7 @@ def index_build(
     as_json: JsonOption = False,
 ) -> None:
     """Create a gallery from IMAGE_DIR, or bring one up to date: only new or changed files are embedded, vanished ones removed."""
-    out_dir = one_gallery(gallery_opt, out_dir, "--out")
+    out_dir = one_gallery(gallery_opt, out_dir, "--out", exists=False)
     from siamese.engine import Embedder
     from siamese.index.index_choice import parse_memory
     from siamese.index.updates import build_gallery

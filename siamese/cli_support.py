@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from siamese.errors import SiameseError
+from siamese.errors import GalleryError, SiameseError
 
 #: Exit codes: success, failure, and "finished but some input files were skipped".
 EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 1, 3
@@ -116,11 +116,14 @@ GalleryArgument = Annotated[
 ]
 
 
-def one_gallery(option: Path | None, positional: Path | None, old_name: str = "GALLERY") -> Path:
+def one_gallery(
+    option: Path | None, positional: Path | None, old_name: str = "GALLERY", *, exists: bool = True
+) -> Path:
     """The gallery given as ``--gallery`` or in the older form (``old_name``): once, not twice.
 
     Raises:
         typer.BadParameter: neither given, or two different galleries.
+        GalleryError: ``exists`` and the folder is missing (one line, not a traceback).
     """
     if option is None and positional is None:
         raise typer.BadParameter("give the gallery directory", param_hint="--gallery")
@@ -129,4 +132,9 @@ def one_gallery(option: Path | None, positional: Path | None, old_name: str = "G
             f"two galleries given ({old_name} {positional} and --gallery {option})",
             param_hint="--gallery",
         )
-    return option if option is not None else positional  # type: ignore[return-value]
+    gallery: Path = option if option is not None else positional  # type: ignore[assignment]
+    if exists and not gallery.is_dir():
+        raise GalleryError(
+            f"{gallery}: gallery folder not found (build one with `siamese index build`)"
+        )
+    return gallery
