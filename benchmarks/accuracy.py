@@ -281,7 +281,7 @@ def _throughput(run_dir: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
 #: The seed's recipe, as its notebook trains: 100×100 grey, random pairs, contrastive margin 2.0,
 #: Adam 5e-4, batch 64, no augmentation and no validation (it keeps the last epoch).
 SEED_RECIPE = {
-    "tower": "seed",
+    "tower": "classic",  # the classic network, once named "seed"
     "image_size": 100,
     "loss": "contrastive",
     "sampler": "random",

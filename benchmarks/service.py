@@ -91,9 +91,7 @@ def _prepare(scenario: Scenario, work_dir: Path) -> tuple[Path, Path]:
     stamp = root / "ready.json"
     data, gallery_dir, model_path = root / "identities", root / "gallery", root / "model.onnx"
     shape = (
-        {"widths": scenario.widths, "embedding_dim": scenario.embedding_dim}
-        if scenario.widths
-        else {}
+        {"widths": scenario.widths, "head_dim": scenario.embedding_dim} if scenario.widths else {}
     )
     recipe = TrainConfig(
         data_dir=str(data),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-
-from siamese.service.connections import ConnectionLimits
+from typing import TYPE_CHECKING, Any
 
 from siamese.errors import ConfigError
-from siamese.images import MAX_PIXELS
+
+if TYPE_CHECKING:
+    from siamese.service.connections import ConnectionLimits
 
 #: Environment variable holding the API key when --api-key is not given.
 API_KEY_ENV = "SIAMESE_API_KEY"
@@ -59,6 +60,8 @@ class ServiceConfig:
     expose_paths: bool = False
 
     def __post_init__(self) -> None:
+        from siamese.engine.image import MAX_PIXELS  # here: `siamese serve --help` stays light
+
         checks = [
             (self.max_batch >= 1, f"max batch must be at least 1, got {self.max_batch}"),
             (0 <= self.max_wait_ms <= 1000, f"max wait must be 0–1000 ms, got {self.max_wait_ms}"),
@@ -82,6 +85,8 @@ class ServiceConfig:
 
     def connection_limits(self) -> ConnectionLimits:
         """The server's connection guard settings (see :mod:`siamese.service.connections`)."""
+        from siamese.service.connections import ConnectionLimits
+
         return ConnectionLimits(
             max_connections=self.max_connections,
             max_client_connections=self.max_client_connections,
@@ -93,3 +98,7 @@ class ServiceConfig:
         """A config whose API key falls back to ``$SIAMESE_API_KEY`` (so the key need not be on the command line)."""
         key = fields.pop("api_key", None) or os.environ.get(API_KEY_ENV) or None
         return cls(api_key=key, **fields)  # type: ignore[arg-type]
+
+
+#: Every field's default: `siamese serve` shows these, so each is written once, above.
+DEFAULTS: dict[str, Any] = {item.name: item.default for item in fields(ServiceConfig)}

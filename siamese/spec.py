@@ -13,14 +13,15 @@ float pixels outside a model (raw-pixel baselines, old float-input models).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
 
 from siamese.errors import ConfigError
 
-RESIZE_RULES = ("stretch", "fit-crop")
+ResizeRule = Literal["stretch", "fit-crop"]
+RESIZE_RULES: tuple[str, ...] = get_args(ResizeRule)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
 
 

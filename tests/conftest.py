@@ -38,7 +38,7 @@ def trained_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
         out_dir=str(run_dir),
         image_size=32,
         widths=(8, 16),
-        embedding_dim=8,
+        head_dim=8,
         epochs=2,
         steps_per_epoch=4,
         identities_per_batch=4,

@@ -189,7 +189,7 @@ def test_model_gallery_mismatch_is_refused(
             out_dir=str(run),
             image_size=32,
             widths=(8, 16),
-            embedding_dim=16,
+            head_dim=16,
             epochs=1,
             steps_per_epoch=1,
             seed=99,

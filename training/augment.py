@@ -7,15 +7,17 @@ text, signatures or parts with a handedness, so none is the default.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import get_args
 
 import torch
+from siamese.training import config
 from torchvision.transforms import v2
 
 from siamese.errors import ConfigError
 from siamese.spec import InputSpec
 
-AUGMENTATIONS = ("none", "light", "medium", "strong")
-FLIPS = ("none", "horizontal", "vertical", "both")
+AUGMENTATIONS = get_args(config.Augmentation)
+FLIPS = get_args(config.Flip)
 
 Augmentation = Callable[[torch.Tensor], torch.Tensor]
 

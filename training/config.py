@@ -1,26 +1,75 @@
-"""TrainConfig: every choice a training run makes, frozen and written into the run's config.json."""
+"""TrainConfig: every choice a training run makes, frozen and written into the run's config.json.
+
+Each field declares its command-line option too (:func:`siamese.config_fields.setting`): help
+text, names and aliases here; type, default and closed choices (``Literal``) from the field.
+``siamese train`` is generated from these fields, so this is the one place a training option is
+defined.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
+from siamese.config_fields import check_choices, setting
 from siamese.errors import ConfigError
-from siamese.spec import RESIZE_RULES
+from siamese.spec import ResizeRule
 
-SELECT_BY = ("map_at_r", "recall_at_1", "recall_at_5", "roc_auc")
-SCHEDULES = ("cosine", "constant", "one-cycle")
+TowerName = Literal[
+    "conv",
+    "classic",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "seed",
+]
+#: Former tower names, still accepted (runs and commands written before the rename).
+TOWER_ALIASES = {"seed": "classic"}
+TOWERS = tuple(name for name in get_args(TowerName) if name not in TOWER_ALIASES)
+EmbedFrom = Literal["both", "features", "head"]
+LossName = Literal["multi-similarity", "contrastive", "triplet", "triplet-softmax"]
+MinerName = Literal[
+    "hard-pairs", "all-pairs", "batch-hard", "semi-hard", "batch-all", "builtin", "none"
+]
+SamplerName = Literal["pk", "random"]
+Schedule = Literal["cosine", "constant", "one-cycle"]
+Augmentation = Literal["none", "light", "medium", "strong"]
+Flip = Literal["none", "horizontal", "vertical", "both"]
+SelectBy = Literal["map_at_r", "recall_at_1", "recall_at_5", "roc_auc"]
+TrainDevice = Literal["auto", "cpu", "cuda"]
+
+SELECT_BY = get_args(SelectBy)
+SCHEDULES = get_args(Schedule)
 
 #: The conv tower's stage widths before runs recorded them; still the recipe's default.
 FIRST_CONV_WIDTHS = (16, 32, 64, 128)
 
 #: What runs written before a field existed (or with it unset) trained with.
 _BEFORE_THE_FIELD = {"embed_from": "head", "grid": 1, "widths": FIRST_CONV_WIDTHS}
+#: Keys of config.json's "train" section that were renamed: old name → field.
+_RENAMED = {"embedding_dim": "head_dim"}
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    """``"16,32,64,128"`` → (16, 32, 64, 128); anything else is a clear error, not a traceback."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"--widths takes comma-separated whole numbers such as 16,32,64,128, got {text!r}"
+        ) from None
+
+
+def show_widths(widths: tuple[int, ...] | None) -> str:
+    return ",".join(map(str, widths or ()))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Options of ``siamese train``; the CLI maps its flags one-to-one onto these fields.
+    """Options of ``siamese train``: the command's options are generated from these fields.
 
     The defaults are the recipe: conv tower with stage widths 16-32-64-128 at up to 96 px, pooled to
     a 4 × 4 grid, a batch-norm head, P×K batches (16 identities × 4 images), multi-similarity loss,
@@ -29,7 +78,8 @@ class TrainConfig:
     trained head's output beside the principal components of the backbone's features
     (``embed_from="both"``, towers.FeatureProjection): the head is what separates the training
     identities, the components keep what it collapses, which new identities need
-    (benchmarks/accuracy.py compares recipes).
+    (benchmarks/accuracy.py compares recipes). ``head_dim`` is the head's size; the served
+    embedding has twice as many numbers with ``embed_from="both"``.
 
     ``instance_weight > 0`` adds instance discrimination (:mod:`siamese.training.losses.instance`):
     every image is augmented twice and each view must find the other, which costs twice the compute.
@@ -41,71 +91,149 @@ class TrainConfig:
     ``image_size=None`` takes the tower's default (or the images' size when smaller, in steps of 8 px,
     at least 32); ``steps_per_epoch=None`` makes one epoch about one
     pass over the training images (at least ``min_steps_per_epoch`` steps).
+
+    ``tower="seed"`` (the classic network's former name) is read as ``"classic"``.
     """
 
-    data_dir: str
-    out_dir: str
-    # tower
-    tower: str = "conv"
-    embedding_dim: int | None = None
-    normalize: bool = True
-    head_batch_norm: bool = True
-    embed_from: str = "both"
-    widths: tuple[int, ...] | None = FIRST_CONV_WIDTHS  # conv tower only
-    grid: int = 4  # conv tower only
-    weights: str | None = None
-    # input
-    image_size: int | None = None
-    channels: int = 1
-    resize: str = "stretch"
-    # objective
-    loss: str = "multi-similarity"
-    miner: str | None = None
-    sampler: str = "pk"
-    margin: float | None = None
-    identities_per_batch: int = 16
-    images_per_identity: int = 4
-    batch_size: int = 64
-    instance_weight: float = 0.0
-    # optimisation
-    epochs: int = 30
-    steps_per_epoch: int | None = None
-    min_steps_per_epoch: int = 20
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_epochs: float = 1.0
-    schedule: str = "cosine"
-    augment: str = "medium"
-    flip: str = "none"
-    # validation and checkpoints
-    val_fraction: float = 0.2
-    select_by: str = "map_at_r"
-    patience: int | None = 10
-    # machinery
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
-    threads: int | None = (
-        None  # per process; None: PyTorch's default, or a share of the cores per rank
+    data_dir: str = setting(
+        help="ImageFolder: one sub-folder of images per identity.", argument=True
     )
-    amp: bool = True
-    resume: bool = False
+    out_dir: str = setting(help="Run directory to write.", names=("--out", "-o"))
+    # tower
+    tower: TowerName = setting(
+        "conv",
+        "conv; classic (the classic Siamese network, 100×100 grey; 'seed' is its former name); "
+        "torchvision backbones resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0.",
+    )
+    head_dim: int | None = setting(
+        None,
+        "Size of the trained embedding head (default: 5 for classic, 128 otherwise). The served "
+        "embedding is twice as long with --embed-from both.",
+        min=1,
+        aliases=("--embedding-dim",),
+    )
+    normalize: bool = setting(True, "L2-normalise the head's output.")
+    head_batch_norm: bool = setting(True, "Batch-norm in the embedding head.")
+    embed_from: EmbedFrom = setting(
+        "both",
+        "both: serve the trained head's output and principal components of the backbone's "
+        "features, side by side (twice --head-dim numbers); head: the head alone; features: the "
+        "components alone.",
+    )
+    widths: tuple[int, ...] | None = setting(
+        FIRST_CONV_WIDTHS,
+        "conv tower: channels of each stage, comma-separated (each stage halves the resolution). "
+        "24,48,96,192 transfers better from few classes at 2.24× the compute.",
+        parse=parse_widths,
+        show=show_widths,
+    )
+    grid: int = setting(
+        4,
+        "conv tower: average-pool the last feature map to GRID × GRID (4 keeps where features "
+        "are; 1 is one global average, for images where identities move around).",
+        min=1,
+    )
+    weights: str | None = setting(
+        None, "Initialise a torchvision backbone from this local state-dict file."
+    )
+    # input
+    image_size: int | None = setting(
+        None,
+        "Input size in pixels (default: 100 for classic, 96 for conv, 112 for torchvision "
+        "backbones, or the images' own size when smaller).",
+        aliases=("--size",),
+    )
+    channels: Literal[1, 3] = setting(1, "1 = grey, 3 = RGB.")
+    resize: ResizeRule = setting(
+        "stretch", "stretch, or fit-crop (keep aspect ratio, crop the centre)."
+    )
+    # objective
+    loss: LossName = setting(
+        "multi-similarity",
+        "multi-similarity, contrastive, triplet (margin), or triplet-softmax (Hoffer and Ailon, "
+        "2015: no margin; with --sampler random, its class-pair triplets).",
+    )
+    miner: MinerName | None = setting(
+        None,
+        "Mining in P×K batches: hard-pairs/all-pairs (contrastive), "
+        "batch-hard/semi-hard/batch-all (triplet); none with --sampler random.",
+    )
+    sampler: SamplerName = setting(
+        "pk",
+        "pk: P identities × K images per batch; random: the classic recipe's random "
+        "pairs/triplets.",
+    )
+    margin: float | None = setting(None, "Loss margin (default depends on loss and normalisation).")
+    identities_per_batch: int = setting(
+        16, "P: identities per batch (per process).", min=1, aliases=("--p",)
+    )
+    images_per_identity: int = setting(
+        4, "K: images per identity in a batch.", min=1, aliases=("--k",)
+    )
+    batch_size: int = setting(64, "Pairs or triplets per step with --sampler random.", min=2)
+    instance_weight: float = setting(
+        0.0,
+        "Weight of an instance-discrimination term (two augmented views of each image must "
+        "match; twice the compute per step).",
+        min=0.0,
+    )
+    # optimisation
+    epochs: int = setting(30, "Training epochs.", min=1)
+    steps_per_epoch: int | None = setting(
+        None,
+        "Steps per epoch (default: about one pass over the images, at least "
+        "--min-steps-per-epoch).",
+        min=1,
+    )
+    min_steps_per_epoch: int = setting(
+        20, "Fewest steps an epoch takes when --steps-per-epoch is not given.", min=1
+    )
+    lr: float = setting(1e-3, "Adam learning rate.")
+    weight_decay: float = setting(0.0, "Adam weight decay.", min=0.0)
+    warmup_epochs: float = setting(1.0, "Linear learning-rate warm-up, in epochs.", min=0.0)
+    schedule: Schedule = setting(
+        "cosine",
+        "cosine (after --warmup-epochs), constant, or one-cycle (rise to --lr over 30% of the "
+        "steps, then cosine down; not yet measured by the accuracy suite).",
+    )
+    augment: Augmentation = setting(
+        "medium", "none, light, medium (light plus random erasing) or strong."
+    )
+    flip: Flip = setting(
+        "none",
+        "none, horizontal, vertical or both (flips change identity for text and signatures).",
+    )
+    # validation and checkpoints
+    val_fraction: float = setting(
+        0.2, "Share of identities held out for validation.", min=0.0, max=1.0
+    )
+    select_by: SelectBy = setting("map_at_r", "Validation metric that picks the kept epoch.")
+    patience: int | None = setting(
+        10, "Stop after this many epochs without validation improvement.", min=1
+    )
+    # machinery
+    seed: int = setting(0, "Random seed (runs are deterministic for a given seed).")
+    device: TrainDevice = setting("auto", "Where to train: auto (CUDA when present), cpu or cuda.")
+    workers: int = setting(0, "DataLoader worker processes for augmentation.", min=0)
+    threads: int | None = setting(
+        None,
+        "Threads per training process (default: PyTorch's, or an equal share of the cores per "
+        "process).",
+        min=1,
+    )
+    amp: bool = setting(True, "Mixed precision on CUDA.")
+    resume: bool = setting(False, "Continue the run in --out from its last checkpoint.")
 
     def __post_init__(self) -> None:
+        if self.tower in TOWER_ALIASES:  # a run or command from before the rename
+            object.__setattr__(self, "tower", TOWER_ALIASES[self.tower])
+        if self.widths is not None and not isinstance(self.widths, tuple):
+            object.__setattr__(self, "widths", tuple(self.widths))
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 2, f"batch size must be at least 2, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
-            (self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}"),
-            (self.resize in RESIZE_RULES, f"resize must be one of {', '.join(RESIZE_RULES)}"),
-            (
-                self.device in ("auto", "cpu", "cuda"),
-                f"device must be auto, cpu or cuda, got {self.device!r}",
-            ),
-            (
-                self.embedding_dim is None or self.embedding_dim >= 1,
-                "embedding dim must be positive",
-            ),
+            (self.head_dim is None or self.head_dim >= 1, "head dim must be positive"),
             (
                 self.tower != "conv" or bool(self.widths) and min(self.widths) >= 1,
                 f"conv tower widths must be one or more positive numbers, got {self.widths}",
@@ -114,11 +242,6 @@ class TrainConfig:
                 self.steps_per_epoch is None or self.steps_per_epoch >= 1,
                 "steps per epoch must be positive",
             ),
-            (
-                self.schedule in SCHEDULES,
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
-            ),
-            (self.select_by in SELECT_BY, f"select-by must be one of {', '.join(SELECT_BY)}"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1 epoch"),
             (self.workers >= 0, "workers cannot be negative"),
             (self.threads is None or self.threads >= 1, "threads must be at least 1"),
@@ -133,9 +256,15 @@ class TrainConfig:
             ),
             (
                 self.instance_weight == 0 or self.augment != "none",
-                "the instance term compares two augmented views: it needs --augment light, medium or strong",
+                (
+                    "the instance term compares two augmented views: it needs --augment light, "
+                    "medium or strong"
+                ),
             ),
         ]
+        wrong_choice = check_choices(self)  # every Literal field: tower, loss, device, channels…
+        if wrong_choice:
+            checks.insert(0, (False, wrong_choice))
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
@@ -148,7 +277,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Rebuild a config from :meth:`to_dict` output (ignoring keys of other versions)."""
+        """Rebuild a config from :meth:`to_dict` output (renamed keys read, others' ignored)."""
+        data = dict(data)
+        for old, new in _RENAMED.items():
+            if old in data and new not in data:
+                data[new] = data.pop(old)
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
         for name, former in _BEFORE_THE_FIELD.items():  # runs older than the field trained as this

@@ -1,7 +1,7 @@
 """Tower networks: the shared-weight encoder of a Siamese network, chosen by name from TOWERS.
 
-Every tower but the seed's is a backbone (image → pooled features) and an EmbeddingHead that the
-loss trains (linear, optional batch-norm, optional L2 normalisation). What a gallery stores is the
+Every tower but the classic one is a backbone (image → pooled features) and an EmbeddingHead that
+the loss trains (linear, optional batch-norm, optional L2 normalisation). What a gallery stores is the
 head's output, a FeatureProjection fitted to the training images' features, or (the recipe's
 default, ``embed_from="both"``) the two side by side.
 """
@@ -11,31 +11,33 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 import torch.nn.functional as F
-from siamese.training.config import FIRST_CONV_WIDTHS
+from siamese.training.config import FIRST_CONV_WIDTHS, TOWER_ALIASES, TOWERS, EmbedFrom
 from torch import nn
 
 from siamese.errors import ConfigError
 from siamese.spec import InputSpec
 
 
-class SeedTower(nn.Module):
-    """The seed's network, layer for layer: three padded 3×3 conv blocks and a 3-layer MLP.
+class ClassicTower(nn.Module):
+    """The classic Siamese network of the tutorials, layer for layer: three padded 3×3 conv blocks
+    and a 3-layer MLP (tower ``classic``; ``seed``, the project's first network, is its old name).
 
     It flattens full-resolution feature maps, so it only accepts the input size it was built for
-    (100×100 grey in the seed), and its embeddings are not normalised.
+    (100×100 grey by default), and its embeddings are not normalised. Its last layer is its head:
+    ``head_dim`` is also the size it serves.
     """
 
     normalized = training_normalized = False
 
     def __init__(
-        self, in_channels: int = 1, height: int = 100, width: int = 100, embedding_dim: int = 5
+        self, in_channels: int = 1, height: int = 100, width: int = 100, head_dim: int = 5
     ) -> None:
         super().__init__()
-        self.embedding_dim = embedding_dim
+        self.embedding_dim = head_dim  # served size
         self.cnn1 = nn.Sequential(
             nn.ReflectionPad2d(1),
             nn.Conv2d(in_channels, 4, kernel_size=3),
@@ -55,7 +57,7 @@ class SeedTower(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(500, 500),
             nn.ReLU(inplace=True),
-            nn.Linear(500, embedding_dim),
+            nn.Linear(500, head_dim),
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -67,6 +69,10 @@ class SeedTower(nn.Module):
         return self(images)
 
 
+#: The classic tower's former name, for code written before the rename.
+SeedTower = ClassicTower
+
+
 class EmbeddingHead(nn.Module):
     """Features → embedding: linear projection, optional batch-norm, optional L2 normalisation.
 
@@ -76,13 +82,13 @@ class EmbeddingHead(nn.Module):
     def __init__(
         self,
         in_features: int,
-        embedding_dim: int = 128,
+        head_dim: int = 128,
         batch_norm: bool = False,
         normalize: bool = True,
     ) -> None:
         super().__init__()
-        self.linear = nn.Linear(in_features, embedding_dim)
-        self.bn = nn.BatchNorm1d(embedding_dim) if batch_norm else nn.Identity()
+        self.linear = nn.Linear(in_features, head_dim)
+        self.bn = nn.BatchNorm1d(head_dim) if batch_norm else nn.Identity()
         self.normalize = normalize
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -123,7 +129,7 @@ class FeatureProjection(nn.Module):
         return F.normalize((features - self.mean) @ self.basis, dim=1)
 
 
-EMBED_FROM = ("both", "features", "head")
+EMBED_FROM = get_args(EmbedFrom)
 
 
 class EmbeddingTower(nn.Module):
@@ -132,7 +138,7 @@ class EmbeddingTower(nn.Module):
     ``embed_from="head"`` (the class default, which older runs load with): the served embedding is
     the trained head's output. ``"features"``: the FeatureProjection of the backbone's features,
     refitted by the trainer after every epoch. ``"both"`` (the training recipe's default): the two,
-    each unit length, side by side and scaled to unit length (twice ``embedding_dim`` numbers). The
+    each unit length, side by side and scaled to unit length (twice ``head_dim`` numbers). The
     head separates the training identities best; the components keep what it collapsed, which
     identities it never saw need. A distance is then the mean of the two parts' squared distances.
     """
@@ -141,7 +147,7 @@ class EmbeddingTower(nn.Module):
         self,
         backbone: nn.Module,
         features: int,
-        embedding_dim: int = 128,
+        head_dim: int = 128,
         batch_norm: bool = False,
         normalize: bool = True,
         embed_from: str = "head",
@@ -152,12 +158,10 @@ class EmbeddingTower(nn.Module):
                 f"embed-from must be one of {', '.join(EMBED_FROM)}, got {embed_from!r}"
             )
         self.backbone = backbone
-        self.head = EmbeddingHead(features, embedding_dim, batch_norm, normalize)
-        self.projection = (
-            FeatureProjection(features, embedding_dim) if embed_from != "head" else None
-        )
+        self.head = EmbeddingHead(features, head_dim, batch_norm, normalize)
+        self.projection = FeatureProjection(features, head_dim) if embed_from != "head" else None
         self.embed_from = embed_from
-        self.embedding_dim = 2 * embedding_dim if embed_from == "both" else embedding_dim  # served
+        self.embedding_dim = 2 * head_dim if embed_from == "both" else head_dim  # served
         self.training_normalized = normalize  # the head's output, which the loss's margins assume
         self.normalized = normalize or self.projection is not None  # the served embedding
 
@@ -267,10 +271,11 @@ BACKBONES: dict[str, Callable[..., tuple[nn.Module, int]]] = {
         )
     },
 }
-TOWERS = ("seed", *BACKBONES)
+if set(TOWERS) != {"classic", *BACKBONES}:  # the names TrainConfig offers are the towers built here
+    raise ImportError(f"TrainConfig's towers {TOWERS} differ from training/towers.py's")
 
 #: Input size each tower trains at unless told otherwise.
-DEFAULT_INPUT_SIZE = {"seed": 100, "conv": 96}
+DEFAULT_INPUT_SIZE = {"classic": 100, "conv": 96}
 TORCHVISION_INPUT_SIZE = 112
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -279,28 +284,32 @@ def create_tower(name: str, spec: InputSpec, options: dict[str, Any] | None = No
     """Build a tower by name for the given input spec.
 
     Args:
-        name: "seed", "conv" or a torchvision backbone (resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0).
-        spec: the input spec (channels, and for the seed tower the exact size).
-        options: embedding_dim, normalize, batch_norm (head), embed_from ("both", "features" or "head"),
-            widths and grid (conv only).
+        name: "classic" ("seed", its old name, too), "conv" or a torchvision backbone
+            (resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0).
+        spec: the input spec (channels, and for the classic tower the exact size).
+        options: head_dim (``embedding_dim`` in runs written before the rename), normalize,
+            batch_norm (head), embed_from ("both", "features" or "head"), widths and grid (conv).
 
     Raises:
         ConfigError: unknown tower or unknown option.
     """
+    name = TOWER_ALIASES.get(name, name)
     if name not in TOWERS:
         raise ConfigError(f"unknown tower {name!r}; choose one of: {', '.join(TOWERS)}")
     options = dict(options or {})
+    if "embedding_dim" in options and "head_dim" not in options:  # the option's former name
+        options["head_dim"] = options.pop("embedding_dim")
     allowed = (
-        {"embedding_dim"}
-        if name == "seed"
-        else {"embedding_dim", "normalize", "batch_norm", "embed_from"}
+        {"head_dim"}
+        if name == "classic"
+        else {"head_dim", "normalize", "batch_norm", "embed_from"}
         | ({"widths", "grid"} if name == "conv" else set())
     )
     unknown = set(options) - allowed
     if unknown:
         raise ConfigError(f"tower {name!r} does not take option(s): {', '.join(sorted(unknown))}")
-    if name == "seed":
-        return SeedTower(spec.channels, spec.height, spec.width, **options)
+    if name == "classic":
+        return ClassicTower(spec.channels, spec.height, spec.width, **options)
     backbone_args = (
         {"widths": tuple(int(w) for w in options.pop("widths"))} if "widths" in options else {}
     )

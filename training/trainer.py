@@ -104,12 +104,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def default_input_size(config: TrainConfig) -> int:
-    """The seed tower's fixed 100 px; for others the tower default, or the images' own size when smaller.
+    """The classic tower's fixed 100 px; for others the tower default, or the images' own size when smaller.
 
     Upscaling 28-px images to 96 px would cost 11× the compute and add no information.
     """
     default = DEFAULT_INPUT_SIZE.get(config.tower, TORCHVISION_INPUT_SIZE)
-    if config.tower == "seed":
+    if config.tower == "classic":
         return default
     native = typical_image_size(config.data_dir)
     return default if native <= 0 else int(min(default, max(32, -(-native // 8) * 8)))
@@ -128,9 +128,9 @@ def input_spec_for(config: TrainConfig) -> InputSpec:
 def tower_options(config: TrainConfig) -> dict[str, Any]:
     """The tower arguments a config sets explicitly (the rest keep the tower's defaults)."""
     options: dict[str, Any] = {}
-    if config.embedding_dim is not None:
-        options["embedding_dim"] = config.embedding_dim
-    if config.tower != "seed":
+    if config.head_dim is not None:
+        options["head_dim"] = config.head_dim
+    if config.tower != "classic":
         options["normalize"] = config.normalize
         options["embed_from"] = config.embed_from
         options["batch_norm"] = config.head_batch_norm

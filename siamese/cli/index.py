@@ -16,9 +16,12 @@ from siamese.cli.support import (
     EXIT_ERROR,
     EXIT_SKIPPED,
     Device,
+    GalleryArgument,
+    GalleryOption,
     err,
     friendly_errors,
     gallery_model,
+    one_gallery,
     out,
     print_facts,
     print_json,
@@ -81,6 +84,29 @@ def _finish(report: Any, device: str, as_json: bool) -> None:
         raise typer.Exit(EXIT_SKIPPED)
 
 
+def _gallery_and_paths(gallery: Path | None, paths: list[Path]) -> tuple[Path, list[Path]]:
+    """``add --gallery G PATHS…``, or the older ``add G PATHS…`` (the gallery first)."""
+    if gallery is not None and paths and paths[0] == gallery:  # given both ways
+        paths = paths[1:]
+    if gallery is None and paths:
+        gallery, paths = paths[0], paths[1:]
+    gallery = one_gallery(gallery, None)
+    if not paths:
+        raise typer.BadParameter("give the images or folders to add", param_hint="PATHS")
+    return gallery, paths
+
+
+def _distance(text: Path) -> float:
+    """The DISTANCE argument when the gallery came as --gallery (click filled GALLERY first)."""
+    try:
+        return float(str(text))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text} is not a distance (the gallery is already given by --gallery)",
+            param_hint="DISTANCE",
+        ) from None
+
+
 @index_app.command("build")
 @friendly_errors
 def index_build(
@@ -91,9 +117,18 @@ def index_build(
         ),
     ],
     model: Annotated[Path, typer.Option("--model", "-m", help="model.onnx from `siamese export`.")],
+    gallery_opt: Annotated[
+        Path | None,
+        typer.Option(
+            "--gallery",
+            "-g",
+            help="Gallery directory to create or bring up to date.",
+            show_default=False,
+        ),
+    ] = None,
     out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Gallery directory to create or bring up to date.")
-    ],
+        Path | None, typer.Option("--out", "-o", hidden=True, help="Former name of --gallery.")
+    ] = None,
     index: Annotated[
         str | None,
         typer.Option(
@@ -128,6 +163,7 @@ def index_build(
     as_json: JsonOption = False,
 ) -> None:
     """Create a gallery from IMAGE_DIR, or bring one up to date: only new or changed files are embedded, vanished ones removed."""
+    out_dir = one_gallery(gallery_opt, out_dir, "--out", exists=False)
     from siamese.engine import Embedder
     from siamese.index.index_choice import parse_memory
     from siamese.index.updates import build_gallery
@@ -151,11 +187,15 @@ def index_build(
 @index_app.command("add")
 @friendly_errors
 def index_add(
-    gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Image files, or folders read like `index build` reads one."),
+        typer.Argument(
+            help="Image files, or folders read like `index build` reads one; without --gallery, "
+            "the gallery directory first.",
+            metavar="[GALLERY_DIR] PATHS...",
+        ),
     ],
+    gallery_opt: GalleryOption = None,
     identity: Annotated[
         str | None,
         typer.Option(help="Identity of every added image (default: its folder's name)."),
@@ -171,6 +211,7 @@ def index_add(
     as_json: JsonOption = False,
 ) -> None:
     """Embed images and add them to a gallery; files already there unchanged are skipped."""
+    gallery_dir, paths = _gallery_and_paths(gallery_opt, paths)
     from siamese.engine import Embedder
     from siamese.index.updates import add_to_gallery
 
@@ -192,7 +233,8 @@ def index_add(
 @index_app.command("remove")
 @friendly_errors
 def index_remove(
-    gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
+    gallery_arg: GalleryArgument = None,
+    gallery_opt: GalleryOption = None,
     identity: Annotated[
         list[str] | None,
         typer.Option("--identity", help="Remove every image of this identity (repeatable)."),
@@ -206,6 +248,7 @@ def index_remove(
     as_json: JsonOption = False,
 ) -> None:
     """Remove images from a gallery by identity or path."""
+    gallery_dir = one_gallery(gallery_opt, gallery_arg)
     from siamese.index.updates import remove_from_gallery
 
     report = remove_from_gallery(gallery_dir, identities=identity or [], paths=path or [])
@@ -221,10 +264,12 @@ def index_remove(
 @index_app.command("info")
 @friendly_errors
 def index_info(
-    gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
+    gallery_arg: GalleryArgument = None,
+    gallery_opt: GalleryOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show what a gallery holds: model, index type and search parameters, recall, counts per identity."""
+    gallery_dir = one_gallery(gallery_opt, gallery_arg)
     from siamese.index import Gallery
 
     with Gallery.open(gallery_dir) as gallery:
@@ -234,11 +279,12 @@ def index_info(
 @index_app.command("threshold")
 @friendly_errors
 def index_threshold(
-    gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
+    gallery_arg: GalleryArgument = None,
     distance: Annotated[
         float | None,
         typer.Argument(help='L2 distance beyond which queries answer "unknown" (omit to show it).'),
     ] = None,
+    gallery_opt: GalleryOption = None,
     clear: Annotated[
         bool,
         typer.Option(
@@ -250,6 +296,9 @@ def index_threshold(
     """Show, set or clear the "unknown" threshold (calibrate one with `siamese eval --save-threshold`)."""
     from siamese.index import Gallery, Manifest
 
+    if gallery_opt is not None and gallery_arg is not None and distance is None:
+        gallery_arg, distance = None, _distance(gallery_arg)  # `threshold --gallery G 0.5`
+    gallery_dir = one_gallery(gallery_opt, gallery_arg)
     if clear and distance is not None:
         raise typer.BadParameter("give a DISTANCE or --clear, not both")
     if clear or distance is not None:
@@ -277,7 +326,8 @@ def index_threshold(
 @index_app.command("verify")
 @friendly_errors
 def index_verify(
-    gallery_dir: Annotated[Path, typer.Argument(help="Gallery directory.")],
+    gallery_arg: GalleryArgument = None,
+    gallery_opt: GalleryOption = None,
     files: Annotated[
         bool,
         typer.Option("--files/--no-files", help="Also check every indexed image's content hash."),
@@ -286,6 +336,8 @@ def index_verify(
 ) -> None:
     """Check a gallery: checksums, counts, every id present once, fingerprints, image hashes. Exit 1 on any problem."""
     from siamese.index.verify import verify_gallery, verify_summary
+
+    gallery_dir = one_gallery(gallery_opt, gallery_arg)
 
     report = verify_gallery(gallery_dir, check_files=files)
     if as_json:

@@ -20,7 +20,8 @@ import typer
 from rich.table import Table
 
 from siamese import __version__
-from siamese.cli.index import index_app
+from siamese.cli.fields import config_from_options, with_config_options
+from siamese.cli.index import index_app, index_info
 from siamese.cli.serve import serve
 from siamese.cli.support import (
     EXIT_ERROR,
@@ -36,7 +37,8 @@ from siamese.cli.support import friendly_errors as _friendly_errors
 from siamese.cli.support import gallery_model as _gallery_model
 from siamese.cli.support import print_json as _print_json
 from siamese.cli.support import report_skipped as _report_skipped
-from siamese.errors import ConfigError, SiameseError
+from siamese.errors import SiameseError
+from siamese.training.config import TrainConfig
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_SKIPPED", "app"]
 
@@ -81,203 +83,22 @@ def main(
 # --------------------------------------------------------------------------- train
 @app.command()
 @_friendly_errors
+@with_config_options(TrainConfig)
 def train(
-    data_dir: Annotated[
-        Path, typer.Argument(help="ImageFolder: one sub-folder of images per identity.")
-    ],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
-    tower: Annotated[
-        str,
-        typer.Option(help="seed, conv, resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0."),
-    ] = "conv",
-    weights: Annotated[
-        Path | None,
-        typer.Option(help="Initialise a torchvision backbone from this local state-dict file."),
-    ] = None,
-    loss: Annotated[
-        str,
-        typer.Option(
-            help="multi-similarity, contrastive, triplet (margin), or triplet-softmax (Hoffer and Ailon, 2015: no margin; with --sampler random, its class-pair triplets)."
-        ),
-    ] = "multi-similarity",
-    miner: Annotated[
-        str | None,
-        typer.Option(
-            help="Mining in P×K batches: hard-pairs/all-pairs (contrastive), batch-hard/semi-hard/batch-all (triplet)."
-        ),
-    ] = None,
-    sampler: Annotated[
-        str,
-        typer.Option(
-            help="pk: P identities × K images per batch; random: the seed's random pairs/triplets."
-        ),
-    ] = "pk",
-    margin: Annotated[
-        float | None,
-        typer.Option(help="Loss margin (default depends on loss and normalisation)."),
-    ] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 30,
-    identities_per_batch: Annotated[
-        int,
-        typer.Option(
-            "--p",
-            "--identities-per-batch",
-            help="P: identities per batch (per process). Under torchrun write --identities-per-batch.",
-        ),
-    ] = 16,
-    images_per_identity: Annotated[
-        int,
-        typer.Option("--k", "--images-per-identity", help="K: images per identity in a batch."),
-    ] = 4,
-    batch_size: Annotated[
-        int, typer.Option(min=2, help="Pairs or triplets per step with --sampler random.")
-    ] = 64,
-    instance_weight: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            help="Weight of an instance-discrimination term (two augmented views of each image must match; twice the compute per step).",
-        ),
-    ] = 0.0,
-    steps_per_epoch: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="Steps per epoch (default: about one pass over the images, at least 20)."
-        ),
-    ] = None,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 0.0,
-    warmup_epochs: Annotated[float, typer.Option(help="Linear learning-rate warm-up.")] = 1.0,
-    schedule: Annotated[
-        str,
-        typer.Option(
-            help="cosine (after --warmup-epochs), constant, or one-cycle (rise to --lr over 30% of the steps, then cosine down; not yet measured by the accuracy suite)."
-        ),
-    ] = "cosine",
-    augment: Annotated[
-        str, typer.Option(help="none, light, medium (light plus random erasing) or strong.")
-    ] = "medium",
-    flip: Annotated[
-        str,
-        typer.Option(
-            help="none, horizontal, vertical or both (flips change identity for text and signatures)."
-        ),
-    ] = "none",
-    size: Annotated[
-        int | None,
-        typer.Option(
-            help="Input size in pixels (default: 100 for seed, 96 for conv, 112 for torchvision backbones)."
-        ),
-    ] = None,
-    channels: Annotated[int, typer.Option(help="1 = grey, 3 = RGB.")] = 1,
-    resize: Annotated[
-        str, typer.Option(help="stretch, or fit-crop (keep aspect ratio, crop the centre).")
-    ] = "stretch",
-    embedding_dim: Annotated[
-        int | None, typer.Option(help="Embedding size (default: 5 for seed, 128 otherwise).")
-    ] = None,
-    normalize: Annotated[bool, typer.Option(help="L2-normalise embeddings.")] = True,
-    head_batch_norm: Annotated[bool, typer.Option(help="Batch-norm in the embedding head.")] = True,
-    embed_from: Annotated[
-        str,
-        typer.Option(
-            help="both: serve the trained head's output and principal components of the backbone's features, side by side (twice --embedding-dim numbers); head: the head alone; features: the components alone."
-        ),
-    ] = "both",
-    widths: Annotated[
-        str,
-        typer.Option(
-            help="conv tower: channels of each stage, comma-separated (each stage halves the resolution). 24,48,96,192 transfers better from few classes at 2.24× the compute."
-        ),
-    ] = "16,32,64,128",
-    grid: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="conv tower: average-pool the last feature map to GRID × GRID (4 keeps where features are; 1 is one global average, for images where identities move around).",
-        ),
-    ] = 4,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of identities held out for validation.")
-    ] = 0.2,
-    select_by: Annotated[
-        str,
-        typer.Option(
-            help="Validation metric that picks the kept epoch: map_at_r, recall_at_1, recall_at_5, roc_auc."
-        ),
-    ] = "map_at_r",
-    patience: Annotated[
-        int | None,
-        typer.Option(help="Stop after this many epochs without validation improvement."),
-    ] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    workers: Annotated[
-        int, typer.Option(min=0, help="DataLoader worker processes for augmentation.")
-    ] = 0,
     nproc: Annotated[
         int,
         typer.Option(
             min=1,
-            help="Training processes on this machine (torchrun's elastic agent; one per GPU). --p and --batch-size are per process. Several machines: torchrun (README).",
+            help="Training processes on this machine (torchrun's elastic agent; one per GPU). "
+            "--identities-per-batch and --batch-size are per process. Several machines: torchrun "
+            "(README).",
         ),
     ] = 1,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Threads per training process (default: PyTorch's, or an equal share of the cores per process).",
-        ),
-    ] = None,
-    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = True,
-    resume: Annotated[
-        bool, typer.Option(help="Continue the run in --out from its last checkpoint.")
-    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    **fields: Any,
 ) -> None:
     """Train a tower on DATA_DIR and write a run directory (config, weights, history, curves)."""
-    from siamese.training import TrainConfig
-
-    config = TrainConfig(
-        data_dir=str(data_dir),
-        out_dir=str(out_dir),
-        tower=tower,
-        weights=str(weights) if weights else None,
-        loss=loss,
-        miner=miner,
-        sampler=sampler,
-        margin=margin,
-        epochs=epochs,
-        identities_per_batch=identities_per_batch,
-        images_per_identity=images_per_identity,
-        batch_size=batch_size,
-        instance_weight=instance_weight,
-        steps_per_epoch=steps_per_epoch,
-        lr=lr,
-        weight_decay=weight_decay,
-        warmup_epochs=warmup_epochs,
-        schedule=schedule,
-        augment=augment,
-        flip=flip,
-        image_size=size,
-        channels=channels,
-        resize=resize,
-        embedding_dim=embedding_dim,
-        normalize=normalize,
-        head_batch_norm=head_batch_norm,
-        embed_from=embed_from,
-        grid=grid,
-        widths=_parse_widths(widths),
-        val_fraction=val_fraction,
-        select_by=select_by,
-        patience=patience,
-        seed=seed,
-        device=device,
-        workers=workers,
-        threads=threads,
-        amp=amp,
-        resume=resume,
-    )
+    config = config_from_options(TrainConfig, fields)
     from siamese.training.memory import keep_freed_memory
 
     keep_freed_memory()  # this process only trains: reuse freed buffers instead of re-faulting them
@@ -468,16 +289,6 @@ def query(
 
 
 # ----------------------------------------------------------------------------- info
-def _parse_widths(text: str) -> tuple[int, ...]:
-    """``"16,32,64,128"`` → (16, 32, 64, 128); anything else is a clear error, not a traceback."""
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(
-            f"--widths takes comma-separated whole numbers such as 16,32,64,128, got {text!r}"
-        ) from None
-
-
 def _model_info(path: Path) -> dict[str, Any]:
     from siamese.engine import Embedder
 
@@ -493,29 +304,21 @@ def _model_info(path: Path) -> dict[str, Any]:
     }
 
 
-def _gallery_info(path: Path) -> dict[str, Any]:
-    from siamese.index import Gallery
-
-    with Gallery.open(path) as gallery:
-        return {"kind": "gallery", **gallery.info()}
-
-
 @app.command()
 @_friendly_errors
 def info(
     path: Annotated[Path, typer.Argument(help="A model.onnx or a gallery directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Show what a model or a gallery holds."""
+    """Show what a model or a gallery holds (a gallery as `siamese index info` shows it)."""
     if path.is_dir():
-        facts = _gallery_info(path)
+        index_info(gallery_arg=path, as_json=as_json)
     elif path.is_file():
-        facts = _model_info(path)
+        print_facts(_model_info(path), as_json)
     else:
         raise SiameseError(
             f"{path}: no such file or folder (expected a model.onnx or a gallery directory)"
         )
-    print_facts(facts, as_json)
 
 
 # ----------------------------------------------------------------------------- eval

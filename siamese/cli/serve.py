@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from siamese.cli.support import Device, err, friendly_errors
+from siamese.service.config import DEFAULTS
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_DEVICE = Device(DEFAULTS["device"])
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
 @friendly_errors
@@ -34,28 +37,30 @@ def serve(
     max_batch: Annotated[
         int,
         typer.Option(min=1, help="Images embedded together at most (1: one request at a time)."),
-    ] = 32,
+    ] = DEFAULTS["max_batch"],
     max_wait_ms: Annotated[
         float,
         typer.Option(min=0, max=1000, help="How long a query waits for others to share its batch."),
-    ] = 5.0,
+    ] = DEFAULTS["max_wait_ms"],
     max_upload_mb: Annotated[
         float, typer.Option(min=0.01, help="Largest request body, in MiB (413 beyond).")
-    ] = 20.0,
+    ] = DEFAULTS["max_upload_bytes"] / 2**20,
     max_megapixels: Annotated[
         float, typer.Option(min=0.000001, max=64, help="Largest image, in megapixels (413 beyond).")
-    ] = 40.0,
-    max_files: Annotated[int, typer.Option(min=1, help="Images per request at most.")] = 64,
+    ] = DEFAULTS["max_pixels"] / 1_000_000,
+    max_files: Annotated[int, typer.Option(min=1, help="Images per request at most.")] = DEFAULTS[
+        "max_files"
+    ],
     timeout: Annotated[
         float, typer.Option(min=0.001, help="Seconds before a query is answered 504.")
-    ] = 30.0,
+    ] = DEFAULTS["timeout_s"],
     body_timeout: Annotated[
         float,
         typer.Option(min=0.001, help="Seconds a request may take to arrive in full (408 beyond)."),
-    ] = 60.0,
+    ] = DEFAULTS["body_timeout_s"],
     max_connections: Annotated[
         int, typer.Option(min=1, help="Open connections at most (503 beyond).")
-    ] = 256,
+    ] = DEFAULTS["max_connections"],
     max_client_connections: Annotated[
         int,
         typer.Option(
@@ -63,17 +68,15 @@ def serve(
             min=0,
             help="Open connections per client address at most (429 beyond; 0: no limit).",
         ),
-    ] = 64,
-    device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
+    ] = DEFAULTS["max_client_connections"],
+    device: Annotated[Device, typer.Option(help="Execution provider.")] = _DEVICE,
     expose_paths: Annotated[
         bool,
         typer.Option(
             help="Show every client the server paths of gallery files (default: only clients with the API key)."
         ),
-    ] = False,
-    log_level: Annotated[
-        str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")
-    ] = "info",
+    ] = DEFAULTS["expose_paths"],
+    log_level: Annotated[LogLevel, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the gallery over HTTP: /v1 API, a web page at /, OpenAPI docs at /docs."""
     from siamese.service import ServiceConfig, ServiceState, create_app

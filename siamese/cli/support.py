@@ -8,13 +8,13 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from siamese.errors import SiameseError
+from siamese.errors import GalleryError, SiameseError
 
 #: Exit codes: success, failure, and "finished but some input files were skipped".
 EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 1, 3
@@ -103,3 +103,38 @@ def print_facts(facts: dict[str, Any], as_json: bool) -> None:
             value = json.dumps(value)
         table.add_row(key, str(value))
     out.print(table)
+
+
+#: ``--gallery`` names the gallery directory on every command that takes one.
+GalleryOption = Annotated[
+    Path | None, typer.Option("--gallery", "-g", help="Gallery directory.", show_default=False)
+]
+#: The older form, the gallery as the first argument, still accepted.
+GalleryArgument = Annotated[
+    Path | None,
+    typer.Argument(help="Gallery directory (or --gallery).", show_default=False),
+]
+
+
+def one_gallery(
+    option: Path | None, positional: Path | None, old_name: str = "GALLERY", *, exists: bool = True
+) -> Path:
+    """The gallery given as ``--gallery`` or in the older form (``old_name``): once, not twice.
+
+    Raises:
+        typer.BadParameter: neither given, or two different galleries.
+        GalleryError: ``exists`` and the folder is missing (one line, not a traceback).
+    """
+    if option is None and positional is None:
+        raise typer.BadParameter("give the gallery directory", param_hint="--gallery")
+    if option is not None and positional is not None and option != positional:
+        raise typer.BadParameter(
+            f"two galleries given ({old_name} {positional} and --gallery {option})",
+            param_hint="--gallery",
+        )
+    gallery: Path = option if option is not None else positional  # type: ignore[assignment]
+    if exists and not gallery.is_dir():
+        raise GalleryError(
+            f"{gallery}: gallery folder not found (build one with `siamese index build`)"
+        )
+    return gallery

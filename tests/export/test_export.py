@@ -60,7 +60,7 @@ def test_feature_projection_exports_with_parity(tiny_dataset: Path, tmp_path: Pa
         out_dir=str(tmp_path / "run"),
         image_size=32,
         widths=(8, 16),
-        embedding_dim=16,
+        head_dim=16,
         epochs=1,
         steps_per_epoch=2,
         identities_per_batch=4,

@@ -153,7 +153,7 @@ def early_stop(data_dir: str, run_dir: str, out: str) -> None:
         out_dir=run_dir,
         image_size=24,
         widths=(4, 8),
-        embedding_dim=8,
+        head_dim=8,
         epochs=20,
         steps_per_epoch=1,
         identities_per_batch=2,

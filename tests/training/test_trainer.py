@@ -25,7 +25,7 @@ def tiny(data: Path, out: Path, **overrides) -> TrainConfig:
         out_dir=str(out),
         image_size=24,
         widths=(4, 8),
-        embedding_dim=8,
+        head_dim=8,
         epochs=2,
         steps_per_epoch=2,
         identities_per_batch=3,
@@ -237,7 +237,7 @@ def test_seed_tower_with_the_seed_recipe(tiny_dataset: Path, tmp_path: Path) -> 
         lr=5e-4,
         augment="none",
         widths=None,
-        embedding_dim=None,
+        head_dim=None,
     )
     result = train(config)
     saved = json.loads((tmp_path / "seed" / "config.json").read_text())

@@ -7,9 +7,10 @@ contrastive and triplet losses share mining and distance code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import torch
+from siamese.training import config
 from siamese.training.losses.contrastive import ContrastiveLoss
 from siamese.training.losses.distances import EuclideanDistance
 from siamese.training.losses.miners import (
@@ -50,7 +51,14 @@ DEFAULT_MARGINS = {
     ("multi-similarity", False): 0.5,
     ("multi-similarity", True): 0.5,
 }
-SAMPLERS = ("pk", "random")
+SAMPLERS = get_args(config.SamplerName)
+if set(LOSSES) != set(get_args(config.LossName)) or {
+    "none",
+    *(m for ms in MINERS.values() for m in ms),
+} != set(
+    get_args(config.MinerName)
+):  # TrainConfig's choices (what the command line offers) are the ones built here
+    raise ImportError("training/config.py's loss or miner names differ from training/losses'")
 
 
 @dataclass

@@ -1,0 +1,143 @@
+"""Command-line options generated from a config dataclass's fields (siamese/config_fields.py).
+
+:func:`config_options` gives a Typer command one option per field: the field's type (a
+``Literal`` becomes a choice), its default, and the help, names, bounds and hidden aliases its
+:class:`~siamese.config_fields.Setting` declares. :func:`config_from_options` maps the parsed
+values back onto the dataclass, one field each. Nothing is mapped by hand, so an option cannot
+be forgotten, renamed on one side only, or given a second default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from siamese.config_fields import Setting, setting_of
+from siamese.errors import ConfigError
+
+C = TypeVar("C")
+F = TypeVar("F", bound=Callable[..., Any])
+_ALIAS = "__alias_"  # parameter name of a hidden alias: FIELD__alias_N
+
+
+def _described_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Setting]]:
+    described = []
+    for item in dataclasses.fields(cls):
+        how = setting_of(item)
+        if how is None:
+            raise TypeError(f"{cls.__name__}.{item.name} has no setting(): no option describes it")
+        described.append((item, how))
+    return described
+
+
+def config_parameters(cls: type) -> list[inspect.Parameter]:
+    """One keyword-only parameter per field of ``cls``, annotated for Typer; hidden aliases after."""
+    hints = typing.get_type_hints(cls)
+    parameters, aliases = [], []
+    for item, how in _described_fields(cls):
+        annotation = hints[item.name]
+        default: Any = item.default
+        if default is dataclasses.MISSING:
+            default = inspect.Parameter.empty
+        if how.parse is not None:  # written as text on the command line
+            annotation = str | None if default is None else str
+            if default not in (None, inspect.Parameter.empty) and how.show is not None:
+                default = how.show(default)
+        if how.argument:
+            info: Any = typer.Argument(help=how.help)
+        else:
+            info = typer.Option(*how.names, help=how.help, min=how.min, max=how.max)
+        parameters.append(
+            inspect.Parameter(
+                item.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=Annotated[annotation, info],
+            )
+        )
+        for number, alias in enumerate(how.aliases):
+            hidden = typer.Option(alias, hidden=True, min=how.min, max=how.max)
+            aliases.append(
+                inspect.Parameter(
+                    f"{item.name}{_ALIAS}{number}",
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=None,
+                    annotation=Annotated[annotation | None, hidden],
+                )
+            )
+    return parameters + aliases
+
+
+def with_config_options(cls: type) -> Callable[[F], F]:
+    """Decorate ``command(*, own options…, **fields)`` so Typer sees ``cls``'s fields as options too.
+
+    The command's own parameters (CLI-only options such as ``--json``) keep their annotations;
+    every field of ``cls`` arrives in ``**fields`` for :func:`config_from_options`.
+    """
+
+    def decorate(command: F) -> F:
+        own = [
+            p
+            for p in inspect.signature(command, eval_str=True).parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        generated = config_parameters(cls)
+        names = {p.name for p in generated}
+        clash = [p.name for p in own if p.name in names]
+        if clash:
+            raise TypeError(f"{command.__name__}: {clash} are already fields of {cls.__name__}")
+        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [*generated, *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own)]
+        )
+        return command
+
+    return decorate
+
+
+def config_from_options(cls: type[C], values: dict[str, Any]) -> C:
+    """The ``cls`` the parsed options describe: each field from its option, or from an alias.
+
+    Raises:
+        ConfigError: an option and its alias both given with different values, or text a field's
+            ``parse`` refuses.
+    """
+    chosen: dict[str, Any] = {}
+    for item, how in _described_fields(cls):
+        value = values[item.name]
+        for number, alias in enumerate(how.aliases):
+            given = values.get(f"{item.name}{_ALIAS}{number}")
+            if given is None:
+                continue
+            if value not in (given, _shown_default(item, how)):
+                primary = how.names[0] if how.names else "--" + item.name.replace("_", "-")
+                raise ConfigError(f"{alias} is another name for {primary}: give one of them")
+            value = given
+        if how.parse is not None and isinstance(value, str):
+            value = how.parse(value)
+        chosen[item.name] = value
+    return cls(**chosen)
+
+
+def _shown_default(item: dataclasses.Field[Any], how: Setting) -> Any:
+    default = item.default
+    if (
+        how.parse is not None
+        and how.show is not None
+        and default not in (None, dataclasses.MISSING)
+    ):
+        return how.show(default)
+    return default
+
+
+def option_names(cls: type) -> dict[str, tuple[str, ...]]:
+    """Every field's option names, visible ones first, then its hidden aliases (for tests/docs)."""
+    names = {}
+    for item, how in _described_fields(cls):
+        own = how.names or ("--" + item.name.replace("_", "-"),)
+        names[item.name] = (*own, *how.aliases)
+    return names
