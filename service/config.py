@@ -60,7 +60,7 @@ class ServiceConfig:
     expose_paths: bool = False
 
     def __post_init__(self) -> None:
-        from siamese.engine.image import MAX_PIXELS  # here: `siamese serve --help` stays light
+        from siamese.images import MAX_PIXELS  # here: `siamese serve --help` stays light
 
         checks = [
             (self.max_batch >= 1, f"max batch must be at least 1, got {self.max_batch}"),
