@@ -492,8 +492,7 @@ def _model_info(path: Path) -> dict[str, Any]:
 def _gallery_info(path: Path) -> dict[str, Any]:
     from siamese.index import Gallery
 
-    with Gallery.open(path) as gallery:
-        return {"kind": "gallery", **gallery.info()}
+    return {"kind": "gallery", **Gallery.describe(path)}
 
 
 @app.command()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese.index.results import QueryResult
+from siamese.index import QueryResult
 from siamese.io import atomic_path
 
 _THUMB = 2.0  # inches per thumbnail
