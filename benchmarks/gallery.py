@@ -26,9 +26,7 @@ from typing import Any
 import faiss
 import numpy as np
 from _harness import BenchSettings
-from siamese.index import Gallery, GalleryWriter
-from siamese.index.index_choice import bytes_per_vector, ivf_lists
-from siamese.index.writer import RecallPolicy
+from siamese.index import Gallery, GalleryWriter, RecallPolicy, bytes_per_vector, ivf_lists
 
 _DEFAULT_TYPES = "Flat;HNSW32;IVF{n},Flat;IVF{n},SQ8;IVF{n},PQ32"
 _STAGE_CHUNK = 50_000
@@ -139,13 +137,13 @@ def _measure(
     with _PeakMemory() as memory:
         started = time.perf_counter()
         with GalleryWriter.open(folder) as writer:
-            manifest = writer.publish(index_type=index_type, recall=RecallPolicy(queries=1000))
+            writer.publish(index_type=index_type, recall=RecallPolicy(queries=1000))
         build_seconds = time.perf_counter() - started
     before, build_threads = _rss_mb(), faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads)
     with Gallery.open(folder) as gallery:
         opened_mb = _rss_mb() - before
-        index, params = gallery.index, gallery._params
+        index, params = gallery.index, gallery.faiss_search_parameters
         found = gallery.nearest(queries, 10)[1]
         at1, at10 = _recall(found, truth)
         batched, raw_batched, overhead = _side_by_side(
@@ -166,18 +164,19 @@ def _measure(
         single_s, raw_single_s, single_overhead = _side_by_side(
             ours_single, raw_single, max(3, pairs // 3)
         )
+        facts = gallery.info()  # what the build published: sizes, tuned parameters, recall
     faiss.omp_set_num_threads(build_threads)
     return {
         "index_type": index_type,
         "build_seconds": round(build_seconds, 2),
         "build_peak_memory_mb": memory.delta_mb,
-        "index_mb": round(manifest.index_bytes / 2**20, 1),
+        "index_mb": round(facts["index_bytes"] / 2**20, 1),
         "estimated_mb": round(
-            bytes_per_vector(index_type, queries.shape[1]) * manifest.count / 2**20, 1
+            bytes_per_vector(index_type, queries.shape[1]) * facts["count"] / 2**20, 1
         ),
         "search_memory_mb": round(opened_mb, 1),
-        "search_params": manifest.search_params,
-        "build_recall": manifest.recall,
+        "search_params": facts["search_params"],
+        "build_recall": facts["recall"],
         "recall_at1": at1,
         "recall_at10": at10,
         "qps_batched": round(len(queries) / batched, 1),

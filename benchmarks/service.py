@@ -145,7 +145,7 @@ def _add_distractors(gallery_dir: Path, count: int, dim: int) -> None:
 def _queries(gallery_dir: Path, limit: int = 400) -> list[Query]:
     """Gallery images as queries, spread over identities, with the identity each must return."""
     with Gallery.open(gallery_dir) as gallery:
-        items = gallery.items.all_items()
+        items = gallery.all_items()
     images = [item for item in items if not item.path.startswith("generated/")]
     step = max(1, len(images) // limit)
     return [

@@ -1,20 +1,52 @@
-"""Index stage: FAISS galleries with identity metadata, updated incrementally and crash-safely. Never imports torch."""
+"""Index stage: FAISS galleries with identity metadata, updated incrementally and crash-safely.
 
+The public API, used alike by the CLI, the HTTP service, the evaluation and the benchmarks:
+
+- :class:`Gallery`: ``Gallery.build(image_dir, embedder, gallery_dir, ...)``,
+  ``Gallery.add(gallery_dir, paths, embedder, identity=None)``,
+  ``Gallery.remove(gallery_dir, identities=..., paths=...)`` (each returns an
+  :class:`UpdateReport`), ``Gallery.verify(gallery_dir)`` (a :class:`VerifyReport`),
+  ``Gallery.set_threshold(gallery_dir, distance)``, ``Gallery.facts(gallery_dir)`` and
+  ``Gallery.describe(gallery_dir)``, ``Gallery.query_model(gallery_dir, model)``,
+  ``Gallery.watch(gallery_dir)`` (a :class:`GenerationWatch`), ``Gallery.store_upload(...)`` /
+  ``Gallery.stored_uploads(...)``; and ``Gallery.open(gallery_dir, ...)`` for searching one
+  published generation (``search``, ``nearest``, ``item``, ``items_of``, ``info``…).
+- :class:`GalleryWriter` with :class:`RecallPolicy`: embeddings computed elsewhere go in here.
+- :class:`Embeds`: what an update needs from an embedder (``siamese.engine.Embedder`` fits it;
+  this package never imports the engine).
+- Results (:class:`QueryResult`, :class:`Match`, :class:`IdentityMatch`, :class:`Item`) and
+  helpers for sizing indexes and naming things (:func:`bytes_per_vector`, :func:`ivf_lists`,
+  :func:`short_fingerprint`, :func:`unusable_characters`).
+
+Never imports torch.
+"""
+
+from siamese.index.embeds import Embeds, VectorBatch
 from siamese.index.gallery import Gallery
-from siamese.index.manifest import Manifest
+from siamese.index.index_choice import bytes_per_vector, ivf_lists
+from siamese.index.published import short_fingerprint
 from siamese.index.reports import UpdateReport
 from siamese.index.results import IdentityMatch, Item, Match, QueryResult
+from siamese.index.uploads import unusable_characters
 from siamese.index.verify import VerifyReport
-from siamese.index.writer import GalleryWriter
+from siamese.index.watch import GenerationWatch
+from siamese.index.writer import GalleryWriter, RecallPolicy
 
 __all__ = [
+    "Embeds",
     "Gallery",
     "GalleryWriter",
+    "GenerationWatch",
     "IdentityMatch",
     "Item",
-    "Manifest",
     "Match",
     "QueryResult",
+    "RecallPolicy",
     "UpdateReport",
+    "VectorBatch",
     "VerifyReport",
+    "bytes_per_vector",
+    "ivf_lists",
+    "short_fingerprint",
+    "unusable_characters",
 ]

@@ -1,7 +1,12 @@
-"""A gallery directory opened for searching: one published generation of index and items.
+"""The public gallery API: one class to build, change, check, watch and search a gallery.
 
-Writing (build, add, remove, verify) lives in :mod:`siamese.index.updates` and
-:mod:`siamese.index.verify`; the same operations are offered here as ``Gallery`` class methods.
+Everything outside index/ (the CLI, the HTTP service, the benchmarks, the evaluation) goes
+through :class:`Gallery`; the manifest, the item store and the uploads folder are this
+package's business. Writing lives in the modules below (:mod:`~siamese.index.updates`,
+:mod:`~siamese.index.verify`, :mod:`~siamese.index.threshold`, :mod:`~siamese.index.uploads`);
+``Gallery`` offers each of their operations under one name (the same functions, not wrappers),
+and searching is inherited from :class:`~siamese.index.published.PublishedGallery`. Imports go
+one way: this module imports those, none of them imports this one.
 """
 
 from __future__ import annotations
@@ -9,312 +14,75 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import faiss
-import numpy as np
-from numpy.typing import NDArray
-from siamese.index import faiss_index as fx
-from siamese.index.gallery_files import load_published_index
-from siamese.index.item_store import ItemStore, refuse_edited_rows
-from siamese.index.lock import is_locked
-from siamese.index.manifest import MANIFEST_FILE, Manifest
-from siamese.index.results import Item, Match, QueryResult
-
-from siamese.errors import GalleryError, ModelMismatchError
-
-if TYPE_CHECKING:
-    from siamese.engine.embedder import Embedder
-    from siamese.index.updates import UpdateReport
-    from siamese.index.verify import VerifyReport
-
-#: Identities are ranked from this many times k nearest items, so k distinct identities are usually found.
-_IDENTITY_WIDEN = 10
-#: A writer may publish (and delete the old index file) between reading the manifest and the index.
-_OPEN_ATTEMPTS = 5
+from siamese.index.manifest import Manifest
+from siamese.index.published import PublishedGallery, gallery_model_path
+from siamese.index.threshold import set_threshold
+from siamese.index.updates import add_to_gallery, build_gallery, remove_from_gallery
+from siamese.index.uploads import forget_uploads, store_upload, stored_uploads
+from siamese.index.verify import verify_gallery
+from siamese.index.watch import GenerationWatch
 
 
-def short(fingerprint: str) -> str:
-    """The first 16 hex digits of a fingerprint, enough to tell models apart in messages."""
-    return fingerprint[:16]
+class Gallery(PublishedGallery):
+    """A gallery: class methods build, change and check one on disk; :meth:`open` searches it.
 
-
-def refuse_other_model(
-    gallery_dir: Path, manifest: Manifest, fingerprint: str, model_name: str
-) -> None:
-    """Raise ModelMismatchError, naming both models, unless ``fingerprint`` is the gallery's model."""
-    if fingerprint != manifest.model_fingerprint:
-        raise ModelMismatchError(
-            f"{gallery_dir}: built with model {short(manifest.model_fingerprint)} but {model_name} is "
-            f"{short(fingerprint)}; use the gallery's model, or build a new gallery with this one"
-        )
-
-
-def gallery_model_path(
-    gallery_dir: str | os.PathLike[str], model: str | os.PathLike[str] | None = None
-) -> Path:
-    """The model to embed queries with: ``model``, or the one the gallery recorded (which must still exist).
-
-    Raises:
-        GalleryError: no model given and the recorded one is gone (or the folder is not a gallery).
+    Writing (each takes the gallery's writer lock, so concurrent writers are refused, never torn):
+    :meth:`build`, :meth:`add`, :meth:`remove`, :meth:`set_threshold`, :meth:`store_upload`.
+    Checking and reading without searching: :meth:`verify`, :meth:`facts`, :meth:`describe`,
+    :meth:`query_model`, :meth:`stored_uploads`, :meth:`watch`. Searching an opened generation:
+    :meth:`search`, :meth:`nearest`, :meth:`item`, :meth:`items_of`, :meth:`info` and friends.
     """
-    if model is not None:
-        return Path(model)
-    gallery_dir = Path(gallery_dir)
-    recorded = Path(Manifest.read(gallery_dir).model_path)
-    if not recorded.is_file():
-        raise GalleryError(
-            f"{gallery_dir}: was built with {recorded}, which is no longer there; pass --model PATH"
-        )
-    return recorded
 
+    # ------------------------------------------------------------------ writing
+    #: Create ``gallery_dir`` from a folder of images, or bring it up to date (see build_gallery).
+    build = staticmethod(build_gallery)
+    #: Embed files or folders and add them (see add_to_gallery).
+    add = staticmethod(add_to_gallery)
+    #: Remove items by identity or path (see remove_from_gallery).
+    remove = staticmethod(remove_from_gallery)
+    #: Store (or clear) the "unknown" distance threshold; returns the stored record or None.
+    set_threshold = staticmethod(set_threshold)
+    #: Keep an image given as bytes inside the gallery (``uploads/``); returns the path to add.
+    store_upload = staticmethod(store_upload)
 
-class Gallery:
-    """An opened gallery: search it with embeddings from the model it was built with."""
-
-    def __init__(
-        self,
-        gallery_dir: Path,
-        manifest: Manifest,
-        index: faiss.Index,
-        items: ItemStore,
-        search_params: dict[str, int],
-    ) -> None:
-        self.gallery_dir = gallery_dir
-        self.manifest = manifest
-        self.index = index
-        self.items = items
-        self.search_params = search_params
-        self._params = fx.search_parameters(index, search_params)
-        #: Distance beyond which a query is "unknown": the stored calibration; set None (or another value) to override.
-        self.threshold: float | None = (
-            manifest.threshold["distance"] if manifest.threshold else None
-        )
-
-    # ------------------------------------------------------------------ opening
-    @classmethod
-    def open(
-        cls,
-        gallery_dir: str | os.PathLike[str],
-        *,
-        model_fingerprint: str | None = None,
-        model_name: str = "the model",
-        mmap: bool = False,
-        search_params: dict[str, int] | None = None,
-    ) -> Gallery:
-        """Open the gallery's published generation, verifying its files and (when given) the model.
-
-        Checked before anything is served: the manifest's checksum, the index file's size and
-        checksum, the counts, and the items fingerprint over every published row (id, path,
-        identity, content hash), so an edited item row is refused, not served as right.
-
-        Args:
-            gallery_dir: the gallery folder.
-            model_fingerprint: sha256 of the model that will embed queries; refused if it differs.
-            model_name: how to name that model in errors.
-            mmap: memory-map the index instead of reading it into memory (large IVF and flat indexes).
-            search_params: override the stored search parameters, e.g. {"nprobe": 32} or {"efSearch": 128}.
-
-        Raises:
-            GalleryError: missing or damaged files, or a search parameter the index lacks.
-            ModelMismatchError: ``model_fingerprint`` differs from the model the gallery was built with.
-        """
-        gallery_dir = Path(gallery_dir)
-        for attempt in range(_OPEN_ATTEMPTS):
-            manifest = Manifest.read(gallery_dir)
-            if model_fingerprint is not None:
-                refuse_other_model(gallery_dir, manifest, model_fingerprint, model_name)
-            try:
-                index = load_published_index(gallery_dir, manifest, mmap=mmap)
-                break
-            except FileNotFoundError:
-                if (
-                    attempt + 1 < _OPEN_ATTEMPTS
-                    and Manifest.read(gallery_dir).generation != manifest.generation
-                ):
-                    continue  # a writer published a newer generation meanwhile: open that one
-                raise GalleryError(
-                    f"{gallery_dir / manifest.index_file}: missing; the gallery is incomplete"
-                ) from None
-        items = cls._open_items(gallery_dir, manifest, index)
-        try:
-            return cls(
-                gallery_dir,
-                manifest,
-                index,
-                items,
-                {**manifest.search_params, **(search_params or {})},
-            )
-        except BaseException:
-            items.close()
-            raise
+    # ----------------------------------------------------------------- checking
+    #: Check every invariant of a gallery from scratch; problems are reported, not raised.
+    verify = staticmethod(verify_gallery)
+    #: The model to embed queries with: the one given, or the one the gallery recorded.
+    query_model = staticmethod(gallery_model_path)
+    #: Images stored by :meth:`store_upload` that are ``paths`` or lie in ``identity``'s folder.
+    stored_uploads = staticmethod(stored_uploads)
 
     @staticmethod
-    def _open_items(gallery_dir: Path, manifest: Manifest, index: faiss.Index) -> ItemStore:
-        items_path = gallery_dir / manifest.items_file
-        if not items_path.is_file():
-            raise GalleryError(f"{items_path}: missing; the gallery is incomplete")
-        items = ItemStore(items_path, manifest.generation)
-        try:
-            if items.meta("gallery_id") != manifest.gallery_id:
-                raise GalleryError(
-                    f"{items_path}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}; the manifest does not match this folder"
-                )
-            count = items.count()
-            if count != manifest.count or count != index.ntotal:
-                raise GalleryError(
-                    f"{items_path}: holds {count} items at generation {manifest.generation}, manifest says {manifest.count}, index {index.ntotal}"
-                )
-            refuse_edited_rows(items_path, items.fingerprint(), manifest.items_fingerprint)
-        except BaseException:
-            items.close()
-            raise
-        return items
+    def facts(gallery_dir: str | os.PathLike[str]) -> dict[str, Any]:
+        """What the published manifest records (generation, count, model, index type, threshold…).
 
-    def close(self) -> None:
-        """Release the item database."""
-        self.items.close()
+        Cheap: the index and items are not opened, so nothing beyond the manifest is checked.
 
-    def __enter__(self) -> Gallery:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def model_path(self) -> Path:
-        """The model file the gallery was built with (as recorded at build time)."""
-        return Path(self.manifest.model_path)
-
-    def __len__(self) -> int:
-        return self.manifest.count
-
-    # ---------------------------------------------------------------- searching
-    def _queries(self, embeddings: NDArray[np.float32], k: int) -> NDArray[np.float32]:
-        if k < 1:
-            raise GalleryError(f"k must be at least 1, got {k}")
-        queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        if queries.shape[1] != self.manifest.dimension:
-            raise ModelMismatchError(
-                f"query embeddings have dimension {queries.shape[1]}, gallery {self.gallery_dir} holds {self.manifest.dimension}"
-            )
-        return queries
-
-    def nearest(
-        self,
-        embeddings: NDArray[np.float32],
-        k: int = 5,
-        *,
-        params: dict[str, int] | None = None,
-        threads: int | None = None,
-    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """The k nearest item ids of each query and their L2 distances (Q×min(k, len)); -1 and inf where an
-        approximate index found fewer. ``params`` overrides search parameters for this call; ``threads``
-        caps FAISS's threads (see :func:`siamese.index.faiss_index.search`)."""
-        queries = self._queries(embeddings, k)
-        search_params = (
-            self._params
-            if params is None
-            else fx.search_parameters(self.index, {**self.search_params, **params})
-        )
-        return fx.search(self.index, queries, k, search_params, threads=threads)
-
-    def search(
-        self,
-        embeddings: NDArray[np.float32],
-        k: int = 5,
-        *,
-        params: dict[str, int] | None = None,
-        threads: int | None = None,
-    ) -> list[QueryResult]:
-        """The k nearest items of each query embedding, and the identities ranked by closest item.
-
-        k larger than the gallery returns every item; never a placeholder. Each result is marked
-        ``unknown`` when its nearest identity lies beyond :attr:`threshold`.
+        Raises:
+            GalleryError: not a gallery, or its manifest is damaged.
         """
-        distances, ids = self.nearest(
-            embeddings, k * _IDENTITY_WIDEN, params=params, threads=threads
-        )
-        items = self.items.get(ids[ids >= 0].tolist())
-        results = []
-        for row_distances, row_ids in zip(distances, ids):
-            neighbours = [
-                Match(int(i), items[i].identity, items[i].path, float(d))
-                for d, i in zip(row_distances, row_ids)
-                if i in items
-            ]
-            results.append(QueryResult.ranked(neighbours, k, self.threshold))
-        return results
-
-    def item(self, item_id: int) -> Item | None:
-        """One item by id (None if this generation does not hold it)."""
-        return self.items.get([item_id]).get(item_id)
-
-    def info(self) -> dict[str, Any]:
-        """Manifest facts plus per-identity counts, staged items and whether a writer is at work."""
-        counts = self.items.identity_counts()
-        return {
-            "gallery": str(self.gallery_dir),
-            **self.manifest.to_dict(),
-            "staged": self.items.staged_count(),
-            "writer_active": is_locked(self.gallery_dir),
-            "identity_counts": counts,
-        }
-
-    # -------------------------------------------------- writing (see siamese.index.updates)
-    @classmethod
-    def build(
-        cls,
-        image_dir: str | os.PathLike[str],
-        embedder: Embedder,
-        gallery_dir: str | os.PathLike[str],
-        **options: Any,
-    ) -> UpdateReport:
-        """Create or update ``gallery_dir`` to hold the images of ``image_dir``; see :func:`siamese.index.updates.build_gallery`."""
-        from siamese.index.updates import build_gallery
-
-        return build_gallery(image_dir, embedder, gallery_dir, **options)
+        return Manifest.read(Path(gallery_dir)).to_dict()
 
     @classmethod
-    def add(
-        cls,
-        gallery_dir: str | os.PathLike[str],
-        paths: Sequence[str | os.PathLike[str]],
-        embedder: Embedder,
-        **options: Any,
-    ) -> UpdateReport:
-        """Embed and add files or folders; see :func:`siamese.index.updates.add_to_gallery`."""
-        from siamese.index.updates import add_to_gallery
+    def describe(cls, gallery_dir: str | os.PathLike[str]) -> dict[str, Any]:
+        """Open the gallery (checking its files) and return :meth:`info`."""
+        with cls.open(gallery_dir) as gallery:
+            return gallery.info()
 
-        return add_to_gallery(gallery_dir, paths, embedder, **options)
+    @staticmethod
+    def watch(gallery_dir: str | os.PathLike[str]) -> GenerationWatch:
+        """A watch that tells when another process publishes a new generation or threshold."""
+        return GenerationWatch(gallery_dir)
 
-    @classmethod
-    def remove(
-        cls,
-        gallery_dir: str | os.PathLike[str],
-        *,
-        identities: Sequence[str] = (),
-        paths: Sequence[str | os.PathLike[str]] = (),
-    ) -> UpdateReport:
-        """Remove items by identity or path (a folder removes everything under it)."""
-        from siamese.index.updates import remove_from_gallery
+    # ------------------------------------------------------- an opened generation
+    def forget_uploads(self, candidates: Sequence[Path]) -> int:
+        """Delete the stored uploads among ``candidates`` that this generation no longer holds.
 
-        return remove_from_gallery(gallery_dir, identities=identities, paths=paths)
-
-    @classmethod
-    def verify(
-        cls, gallery_dir: str | os.PathLike[str], *, check_files: bool = True
-    ) -> VerifyReport:
-        """Check every invariant of a gallery; see :func:`siamese.index.verify.verify_gallery`."""
-        from siamese.index.verify import verify_gallery
-
-        return verify_gallery(gallery_dir, check_files=check_files)
-
-    @classmethod
-    def set_threshold(
-        cls, gallery_dir: str | os.PathLike[str], distance: float | None, **options: Any
-    ) -> Manifest:
-        """Store (or clear) the "unknown" distance threshold; see :func:`siamese.index.threshold.set_threshold`."""
-        from siamese.index.threshold import set_threshold
-
-        return set_threshold(gallery_dir, distance, **options)
+        Call it on the generation published by a removal (see :meth:`stored_uploads` for the
+        candidates, listed before removing); returns how many files were deleted.
+        """
+        referenced = {item.path for item in self.items_at([str(p) for p in candidates])}
+        return forget_uploads(list(candidates), referenced)

@@ -39,8 +39,10 @@ def set_threshold(
     far: float | None = None,
     source: str = "set by hand",
     model_fingerprint: str | None = None,
-) -> Manifest:
+) -> dict[str, Any] | None:
     """Store (or with ``distance=None`` clear) the gallery's threshold, under the writer lock.
+
+    Returns the stored record (distance, far, source, set), or None when cleared.
 
     Args:
         model_fingerprint: the model the threshold was calibrated with; refused unless the gallery's.
@@ -59,4 +61,4 @@ def set_threshold(
             )
         updated = replace(manifest, threshold=record)  # same generation: only the cut-off changes
         updated.write(gallery_dir)
-    return updated
+    return record

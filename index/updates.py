@@ -13,14 +13,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from siamese.index import faiss_index as fx
-from siamese.index.gallery import refuse_other_model
+from siamese.index.embeds import Embeds
 from siamese.index.gallery_files import REJECTED_FILE
-from siamese.index.index_choice import choose_index, default_memory_budget
+from siamese.index.index_choice import choose_index, default_memory_budget, parse_memory
 from siamese.index.item_writer import NewItem
 from siamese.index.manifest import MANIFEST_FILE
+from siamese.index.published import refuse_other_model
 from siamese.index.recall import DEFAULT_TARGET
 from siamese.index.reports import UpdateReport, write_rejected_report
 from siamese.index.sync import SyncPlan, canonical_path, chunks, hash_files, plan_sync
@@ -30,13 +30,12 @@ from siamese.errors import DataError, GalleryError
 from siamese.image_folder import scan_gallery_folder
 from siamese.progress import progress_bar
 
-if TYPE_CHECKING:
-    from siamese.engine.embedder import Embedder
-
 #: Files embedded between two commits.
 DEFAULT_COMMIT_EVERY = 1000
 #: A new generation is published once the staged items reach this share of the gallery.
 _PUBLISH_GROWTH = 4
+#: The writer's default recall policy (frozen, so one instance serves every call).
+_PUBLISH_AS_IS = RecallPolicy()
 
 
 @dataclass
@@ -46,7 +45,7 @@ class _Ingested:
     replaced: list[int] = field(default_factory=list)  # ids of changed files, still to withdraw
 
 
-def _check_model(writer: GalleryWriter, embedder: Embedder) -> None:
+def _check_model(writer: GalleryWriter, embedder: Embeds) -> None:
     refuse_other_model(
         writer.gallery_dir, writer.manifest, embedder.fingerprint, str(embedder.model_path)
     )
@@ -54,7 +53,7 @@ def _check_model(writer: GalleryWriter, embedder: Embedder) -> None:
 
 def _ingest(
     writer: GalleryWriter,
-    embedder: Embedder,
+    embedder: Embeds,
     plan: SyncPlan,
     *,
     commit_every: int,
@@ -142,14 +141,14 @@ def _report(
 
 def _update(
     writer: GalleryWriter,
-    embedder: Embedder,
+    embedder: Embeds,
     plan: SyncPlan,
     *,
     command: str,
     source: str,
     index_type: str | None = None,
     search_params: dict[str, int] | None = None,
-    recall: RecallPolicy = RecallPolicy(),
+    recall: RecallPolicy = _PUBLISH_AS_IS,
     commit_every: int = DEFAULT_COMMIT_EVERY,
     report_path: Path | None = None,
     progress: bool = False,
@@ -184,11 +183,11 @@ def _update(
 
 def build_gallery(
     image_dir: str | os.PathLike[str],
-    embedder: Embedder,
+    embedder: Embeds,
     gallery_dir: str | os.PathLike[str],
     *,
     index: str | None = None,
-    memory_budget: int | None = None,
+    memory_budget: int | str | None = None,
     min_recall: float | None = None,
     target_recall: float = DEFAULT_TARGET,
     search_params: dict[str, int] | None = None,
@@ -206,7 +205,8 @@ def build_gallery(
         index: a FAISS index type ("Flat", "HNSW32", "IVF1024,PQ16", "SQ8"…) or "auto"; None keeps
             the gallery's type (Flat for a new gallery). A different type rebuilds the index from
             the stored embeddings, without embedding again.
-        memory_budget: bytes the index may use, for ``index="auto"`` (default: half the RAM).
+        memory_budget: bytes the index may use, or a size such as "8G", for ``index="auto"``
+            (default: half the RAM).
         min_recall: refuse (publish nothing) if recall@10 against exact search is below this.
         target_recall: approximate indexes get the cheapest search parameter reaching this recall@10.
         search_params: fixed search parameters ({"nprobe": 16} or {"efSearch": 64}) instead of tuning.
@@ -220,6 +220,8 @@ def build_gallery(
         ModelMismatchError: the gallery was built with another model.
         RecallTooLowError: the index misses ``min_recall``.
     """
+    if isinstance(memory_budget, str):
+        memory_budget = parse_memory(memory_budget) if memory_budget else None
     root = canonical_path(Path(image_dir))
     scan = scan_gallery_folder(root)
     if not scan.images:
@@ -295,7 +297,7 @@ def _refuse_foreign_folder(gallery_dir: Path) -> None:
 def add_to_gallery(
     gallery_dir: str | os.PathLike[str],
     paths: Sequence[str | os.PathLike[str]],
-    embedder: Embedder,
+    embedder: Embeds,
     *,
     identity: str | None = None,
     commit_every: int = DEFAULT_COMMIT_EVERY,

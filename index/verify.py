@@ -16,7 +16,7 @@ from typing import Any
 import faiss
 import numpy as np
 from siamese.index import faiss_index as fx
-from siamese.index.gallery import Gallery
+from siamese.index.published import PublishedGallery
 from siamese.index.sync import sha256_regular_file
 
 from siamese.errors import GalleryError
@@ -52,6 +52,16 @@ class VerifyReport:
         """JSON-ready dict."""
         return {**asdict(self), "ok": self.ok}
 
+    def summary(self) -> str:
+        """One line for the terminal."""
+        where = Path(self.gallery_dir)
+        if self.ok:
+            return (
+                f"{where}: ok — generation {self.generation}, {self.count} items, "
+                f"{len(self.checked)} checks" + (f", {self.staged} staged" if self.staged else "")
+            )
+        return f"{where}: {len(self.problems)} problem(s)"
+
 
 def verify_gallery(
     gallery_dir: str | os.PathLike[str], *, check_files: bool = True
@@ -63,7 +73,7 @@ def verify_gallery(
     """
     report = VerifyReport(str(gallery_dir))
     try:
-        gallery = Gallery.open(gallery_dir)
+        gallery = PublishedGallery.open(gallery_dir)
     except GalleryError as exc:
         report.problems.append(str(exc))
         return report
@@ -84,7 +94,7 @@ def verify_gallery(
     return report
 
 
-def _check_ids(gallery: Gallery, report: VerifyReport) -> None:
+def _check_ids(gallery: PublishedGallery, report: VerifyReport) -> None:
     in_index = fx.index_ids(gallery.index)
     unique, counts = np.unique(in_index, return_counts=True)
     rows = gallery.items.ids()
@@ -103,7 +113,7 @@ def _check_ids(gallery: Gallery, report: VerifyReport) -> None:
     report.checked.append("every item id in the index exactly once")
 
 
-def _check_fingerprint(gallery: Gallery, report: VerifyReport) -> None:
+def _check_fingerprint(gallery: PublishedGallery, report: VerifyReport) -> None:
     if gallery.items.fingerprint() != gallery.manifest.items_fingerprint:
         report.problems.append(
             f"{gallery.items.path}: items fingerprint does not match manifest.json; item rows were changed"
@@ -111,7 +121,7 @@ def _check_fingerprint(gallery: Gallery, report: VerifyReport) -> None:
     report.checked.append("items fingerprint")
 
 
-def _check_vectors(gallery: Gallery, report: VerifyReport) -> None:
+def _check_vectors(gallery: PublishedGallery, report: VerifyReport) -> None:
     """For indexes that keep vectors exactly (Flat, HNSW over Flat), stored and indexed vectors agree."""
     inner = faiss.downcast_index(gallery.index)
     storage = faiss.downcast_index(inner.index) if isinstance(inner, faiss.IndexIDMap2) else None
@@ -130,7 +140,7 @@ def _check_vectors(gallery: Gallery, report: VerifyReport) -> None:
     report.checked.append(f"stored embeddings = indexed vectors ({len(sample)} sampled)")
 
 
-def _check_model(gallery: Gallery, report: VerifyReport) -> None:
+def _check_model(gallery: PublishedGallery, report: VerifyReport) -> None:
     model = gallery.model_path
     if not model.is_file():
         report.warnings.append(
@@ -144,7 +154,7 @@ def _check_model(gallery: Gallery, report: VerifyReport) -> None:
         report.checked.append("model fingerprint")
 
 
-def _check_files(gallery: Gallery, report: VerifyReport) -> None:
+def _check_files(gallery: PublishedGallery, report: VerifyReport) -> None:
     changed = []
     for item in gallery.items.all_items():
         report.files_checked += 1
@@ -161,14 +171,3 @@ def _check_files(gallery: Gallery, report: VerifyReport) -> None:
             f"{len(changed)} indexed files are missing or changed since indexing ({listed}); run `siamese index build` again"
         )
     report.checked.append("image files' hashes")
-
-
-def verify_summary(report: VerifyReport) -> str:
-    """One line for the terminal."""
-    where = Path(report.gallery_dir)
-    if report.ok:
-        return (
-            f"{where}: ok — generation {report.generation}, {report.count} items, {len(report.checked)} checks"
-            + (f", {report.staged} staged" if report.staged else "")
-        )
-    return f"{where}: {len(report.problems)} problem(s)"

@@ -32,8 +32,8 @@ def _state(request: Request) -> ServiceState:
 
 def _identity_page(state: ServiceState, contains: str, offset: int, limit: int) -> dict[str, Any]:
     with state.live.read() as gallery:
-        counts = gallery.items.identity_counts()  # by name
-        generation = gallery.manifest.generation
+        counts = gallery.identity_counts()  # by name
+        generation = gallery.generation
     needle = contains.casefold()
     rows = [(name, n) for name, n in counts.items() if needle in name.casefold()]
     return {
@@ -63,9 +63,9 @@ def _identity_items(
     state: ServiceState, identity: str, offset: int, limit: int, show_paths: bool
 ) -> dict[str, Any]:
     with state.live.read() as gallery:
-        count = gallery.items.count(identity)
-        items = gallery.items.of_identity(identity, offset, limit) if count else []
-        generation = gallery.manifest.generation
+        count = gallery.count(identity)
+        items = gallery.items_of(identity, offset, limit) if count else []
+        generation = gallery.generation
     if not count:
         raise ApiError(404, "identity_not_found", f"no identity {identity!r} in the gallery")
     return {

@@ -92,7 +92,7 @@ async def ready(request: Request) -> JSONResponse:
         )
     gallery = state.live.current
     return JSONResponse(
-        {"status": "ready", "generation": gallery.manifest.generation, "count": len(gallery)}
+        {"status": "ready", "generation": gallery.generation, "count": len(gallery)}
     )
 
 

@@ -20,20 +20,12 @@ from typing import Any
 
 from siamese.engine import Embedder
 from siamese.engine.runtime import available_cores
-from siamese.index import Gallery, QueryResult
-from siamese.index.gallery import gallery_model_path, short
-from siamese.index.manifest import MANIFEST_FILE, Manifest
+from siamese.index import Gallery, QueryResult, short_fingerprint
 from siamese.service.batcher import MicroBatcher, Rows, cancel_and_wait
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
 from siamese.service.live_gallery import LiveGallery
-from siamese.service.uploads import (
-    Upload,
-    forget_uploads,
-    preprocess_all,
-    store_upload,
-    stored_uploads,
-)
+from siamese.service.uploads import Upload, image_format, preprocess_all
 
 from siamese.errors import GalleryError
 from siamese.files import sha256_bytes
@@ -58,7 +50,7 @@ class ServiceState:
         self.ready = False
         self._write_lock: asyncio.Lock | None = None
         self._refresher: asyncio.Task[None] | None = None
-        self._manifest_mtime = self._manifest_stamp()
+        self._watch = Gallery.watch(self.gallery_dir)
 
     @classmethod
     def open(cls, config: ServiceConfig) -> ServiceState:
@@ -67,7 +59,7 @@ class ServiceState:
         Raises:
             GalleryError, ModelMismatchError, ModelError, DeviceUnavailableError: as the CLI reports them.
         """
-        model_path = gallery_model_path(config.gallery_dir, config.model_path)
+        model_path = Gallery.query_model(config.gallery_dir, config.model_path)
         embedder = Embedder(model_path, device=config.device, batch_size=max(config.max_batch, 1))
         gallery = Gallery.open(
             config.gallery_dir, model_fingerprint=embedder.fingerprint, model_name=str(model_path)
@@ -116,7 +108,7 @@ class ServiceState:
             # One FAISS thread: a batch of queries shares each pass over the gallery (8 queries over 100k vectors
             # cost little more than one), and OpenMP threads fighting the server's other threads cost far more.
             results = gallery.search(embeddings, max(k for _, k in requests), threads=1)
-            generation = gallery.manifest.generation
+            generation = gallery.generation
         answers, offset = [], 0
         for count, k in requests:
             # Trimming the largest k's answer gives the same nearest items as searching at k, and the same
@@ -136,7 +128,7 @@ class ServiceState:
     def info(self, identities_limit: int | None = None) -> dict[str, Any]:
         """What the gallery holds (the first ``identities_limit`` identities by name), the model, and how the service batches."""
         with self.live.read() as gallery:
-            facts = gallery.info()  # the manifest's fields, identity counts, writer state
+            facts = gallery.info()  # what the generation holds, identity counts, writer state
             threshold = gallery.threshold
         counts = list(facts["identity_counts"].items())
         config = self.config
@@ -156,7 +148,7 @@ class ServiceState:
             "threshold_calibration": facts.get("threshold"),
             "model": {
                 "path": str(self.embedder.model_path),
-                "fingerprint": short(self.embedder.fingerprint),
+                "fingerprint": short_fingerprint(self.embedder.fingerprint),
                 "device": self.embedder.device,
             },
             "writer_active": facts["writer_active"],
@@ -186,14 +178,20 @@ class ServiceState:
         async with self._lock():
             duplicates = self._duplicates(uploads, identity)
             paths = [
-                await asyncio.to_thread(store_upload, self.gallery_dir, identity, upload)
+                await asyncio.to_thread(
+                    Gallery.store_upload,
+                    self.gallery_dir,
+                    identity,
+                    upload.data,
+                    image_format(upload),
+                )
                 for upload in uploads
             ]
             report = await asyncio.to_thread(
                 Gallery.add, self.gallery_dir, paths, self.embedder, identity=identity
             )
             gallery = await self._reopen()
-            items = gallery.items.by_paths(paths)
+            items = gallery.items_at(paths)
         return {
             **self._summary(report),
             "items": [{"id": i.id, "identity": i.identity, "path": i.path} for i in items],
@@ -208,7 +206,7 @@ class ServiceState:
         """
         hashes = {sha256_bytes(upload.data): upload.name for upload in uploads}
         with self.live.read() as gallery:
-            found = gallery.items.by_sha256(list(hashes))
+            found = gallery.items_with_content(list(hashes))
         return [
             {"name": hashes[item.sha256], "id": item.id, "identity": item.identity}
             for item in found
@@ -227,25 +225,24 @@ class ServiceState:
                     raise ApiError(
                         404,
                         "item_not_found",
-                        f"no item {item_id} in the gallery (generation {current.manifest.generation})",
+                        f"no item {item_id} in the gallery (generation {current.generation})",
                     )
-                uploaded = stored_uploads(self.gallery_dir, paths=[item.path])
+                uploaded = Gallery.stored_uploads(self.gallery_dir, paths=[item.path])
                 report = await asyncio.to_thread(
                     Gallery.remove, self.gallery_dir, paths=[item.path]
                 )
             else:
                 assert identity is not None
-                if identity not in current.items.identity_counts():
+                if not current.count(identity):
                     raise ApiError(
                         404, "identity_not_found", f"no identity {identity!r} in the gallery"
                     )
-                uploaded = stored_uploads(self.gallery_dir, identity=identity)
+                uploaded = Gallery.stored_uploads(self.gallery_dir, identity=identity)
                 report = await asyncio.to_thread(
                     Gallery.remove, self.gallery_dir, identities=[identity]
                 )
             gallery = await self._reopen()
-            referenced = {i.path for i in gallery.items.by_paths([str(p) for p in uploaded])}
-            deleted = await asyncio.to_thread(forget_uploads, uploaded, referenced)
+            deleted = await asyncio.to_thread(gallery.forget_uploads, uploaded)
         return {**self._summary(report), "deleted_uploads": deleted}
 
     def _lock(self) -> asyncio.Lock:
@@ -273,37 +270,22 @@ class ServiceState:
             model_name=str(self.embedder.model_path),
         )
         self.live.swap(gallery)
-        self._manifest_mtime = self._manifest_stamp()
+        self._watch.mark_seen()
         return gallery
 
     # --------------------------------------------------- other processes' writes
-    def _manifest_stamp(self) -> int:
-        try:
-            return (self.gallery_dir / MANIFEST_FILE).stat().st_mtime_ns
-        except OSError:
-            return 0
-
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.refresh_s)
-            if (
-                self._manifest_stamp() == self._manifest_mtime
-                or self._write_lock is None
-                or self._write_lock.locked()
-            ):
+            if not self._watch.touched() or self._write_lock is None or self._write_lock.locked():
                 continue
             async with self._write_lock:
                 try:
-                    manifest = await asyncio.to_thread(Manifest.read, self.gallery_dir)
-                    if (
-                        manifest != self.live.current.manifest
-                    ):  # a new generation, or a new threshold
-                        await self._reopen()
+                    if await asyncio.to_thread(self._watch.differs, self.live.current):
+                        gallery = await self._reopen()  # a new generation, or a new threshold
                         log.info(
                             "gallery generation %d (changed by another process) is now served",
-                            manifest.generation,
+                            gallery.generation,
                         )
-                    else:
-                        self._manifest_mtime = self._manifest_stamp()
                 except GalleryError as exc:  # keep serving the generation we have
                     log.warning("could not open the gallery's new generation: %s", exc)

@@ -94,7 +94,7 @@ def test_the_query_gallery_follows_the_model(
     monkeypatch.syspath_prepend(str(benchmarks_dir()))
     from _speed_query import build_gallery
     from siamese.engine import Embedder
-    from siamese.index import Manifest
+    from siamese.index.manifest import Manifest
 
     other = tmp_path / "other.onnx"
     model = onnx.load(model_path)

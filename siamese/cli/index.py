@@ -165,16 +165,15 @@ def index_build(
     """Create a gallery from IMAGE_DIR, or bring one up to date: only new or changed files are embedded, vanished ones removed."""
     out_dir = one_gallery(gallery_opt, out_dir, "--out", exists=False)
     from siamese.engine import Embedder
-    from siamese.index.index_choice import parse_memory
-    from siamese.index.updates import build_gallery
+    from siamese.index import Gallery
 
     embedder = Embedder(model, device=device.value, batch_size=batch_size)
-    report = build_gallery(
+    report = Gallery.build(
         image_dir,
         embedder,
         out_dir,
         index=index,
-        memory_budget=parse_memory(max_memory) if max_memory else None,
+        memory_budget=max_memory,
         min_recall=min_recall,
         search_params=search_params(nprobe, ef_search),
         commit_every=commit_every,
@@ -213,12 +212,12 @@ def index_add(
     """Embed images and add them to a gallery; files already there unchanged are skipped."""
     gallery_dir, paths = _gallery_and_paths(gallery_opt, paths)
     from siamese.engine import Embedder
-    from siamese.index.updates import add_to_gallery
+    from siamese.index import Gallery
 
     embedder = Embedder(
         gallery_model(gallery_dir, model), device=device.value, batch_size=batch_size
     )
-    report = add_to_gallery(
+    report = Gallery.add(
         gallery_dir,
         paths,
         embedder,
@@ -249,9 +248,9 @@ def index_remove(
 ) -> None:
     """Remove images from a gallery by identity or path."""
     gallery_dir = one_gallery(gallery_opt, gallery_arg)
-    from siamese.index.updates import remove_from_gallery
+    from siamese.index import Gallery
 
-    report = remove_from_gallery(gallery_dir, identities=identity or [], paths=path or [])
+    report = Gallery.remove(gallery_dir, identities=identity or [], paths=path or [])
     if as_json:
         print_json(report.to_dict())
     else:
@@ -272,8 +271,7 @@ def index_info(
     gallery_dir = one_gallery(gallery_opt, gallery_arg)
     from siamese.index import Gallery
 
-    with Gallery.open(gallery_dir) as gallery:
-        print_facts({"kind": "gallery", **gallery.info()}, as_json)
+    print_facts({"kind": "gallery", **Gallery.describe(gallery_dir)}, as_json)
 
 
 @index_app.command("threshold")
@@ -294,7 +292,7 @@ def index_threshold(
     as_json: JsonOption = False,
 ) -> None:
     """Show, set or clear the "unknown" threshold (calibrate one with `siamese eval --save-threshold`)."""
-    from siamese.index import Gallery, Manifest
+    from siamese.index import Gallery
 
     if gallery_opt is not None and gallery_arg is not None and distance is None:
         gallery_arg, distance = None, _distance(gallery_arg)  # `threshold --gallery G 0.5`
@@ -302,20 +300,20 @@ def index_threshold(
     if clear and distance is not None:
         raise typer.BadParameter("give a DISTANCE or --clear, not both")
     if clear or distance is not None:
-        manifest = Gallery.set_threshold(
+        stored = Gallery.set_threshold(
             gallery_dir, None if clear else distance, source="set by hand"
         )
     else:
-        manifest = Manifest.read(gallery_dir)
+        stored = Gallery.facts(gallery_dir)["threshold"]
     if as_json:
-        print_json({"gallery": str(gallery_dir), "threshold": manifest.threshold})
-    elif manifest.threshold is None:
+        print_json({"gallery": str(gallery_dir), "threshold": stored})
+    elif stored is None:
         out.print(
             f"gallery [bold]{gallery_dir}[/bold]: no threshold; every query answers its nearest identity",
             highlight=False,
         )
     else:
-        t = manifest.threshold
+        t = stored
         far = f" (false-accept rate {t['far']:g})" if t.get("far") else ""
         out.print(
             f"gallery [bold]{gallery_dir}[/bold]: queries farther than {t['distance']:.4f}{far} answer unknown; {t['source']}, {t['set']}",
@@ -335,11 +333,11 @@ def index_verify(
     as_json: JsonOption = False,
 ) -> None:
     """Check a gallery: checksums, counts, every id present once, fingerprints, image hashes. Exit 1 on any problem."""
-    from siamese.index.verify import verify_gallery, verify_summary
+    from siamese.index import Gallery
 
     gallery_dir = one_gallery(gallery_opt, gallery_arg)
 
-    report = verify_gallery(gallery_dir, check_files=files)
+    report = Gallery.verify(gallery_dir, check_files=files)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -349,6 +347,6 @@ def index_verify(
             err.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
         for line in report.problems:
             err.print(f"[red]problem:[/red] {line}", highlight=False)
-        out.print(verify_summary(report), highlight=False)
+        out.print(report.summary(), highlight=False)
     if not report.ok:
         raise typer.Exit(EXIT_ERROR)

@@ -79,9 +79,9 @@ def search_params(nprobe: int | None, ef_search: int | None) -> dict[str, int] |
 
 def gallery_model(gallery_dir: Path, model: Path | None) -> Path:
     """The model to embed with: ``model``, or the one the gallery recorded (which must still exist)."""
-    from siamese.index.gallery import gallery_model_path
+    from siamese.index import Gallery
 
-    return gallery_model_path(gallery_dir, model)
+    return Gallery.query_model(gallery_dir, model)
 
 
 def print_facts(facts: dict[str, Any], as_json: bool) -> None:

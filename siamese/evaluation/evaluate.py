@@ -212,7 +212,7 @@ def save_threshold_to(
             f"the evaluation found no positive distance threshold at FAR {far:g} (too few different-identity pairs?); not stored"
         )
     source = f"siamese eval of {report['model']} on {report['data']}"
-    manifest = Gallery.set_threshold(
+    stored = Gallery.set_threshold(
         gallery_dir, distance, far=far, source=source, model_fingerprint=report["model_fingerprint"]
     )
-    return manifest.threshold or {}
+    return stored or {}

@@ -15,7 +15,7 @@ import numpy as np
 from siamese.errors import ImageDecodeError
 from siamese.files import atomic_path
 from siamese.images import thumbnail
-from siamese.index.results import QueryResult
+from siamese.index import QueryResult
 
 _THUMB = 2.0  # inches per thumbnail
 

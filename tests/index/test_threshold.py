@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from siamese.index import Gallery, GalleryWriter, Manifest, Match, QueryResult
+from siamese.index import Gallery, GalleryWriter, Match, QueryResult
 from siamese.index.lock import WriterLock
+from siamese.index.manifest import Manifest
 from typer.testing import CliRunner
 
 from siamese.cli import app

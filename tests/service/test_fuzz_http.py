@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from siamese.service.validation import MAX_ITEM_ID, upload_folder_name
+from siamese.index.uploads import upload_folder_name
+from siamese.service.validation import MAX_ITEM_ID
 
 _TALLY: Counter[str] = Counter()
 _SETTINGS = settings(

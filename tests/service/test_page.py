@@ -345,11 +345,15 @@ def test_identity_view_filter_and_removal(
         items = page.locator("#identity-items .card")
         expect(items).to_have_count(6)
         # Every thumbnail loads (waits for all of them: they arrive in any order under load).
-        page.wait_for_function(
+        # Polled from here: wait_for_function's in-page polling uses eval, which the page's
+        # Content-Security-Policy forbids (it failed whenever the first check was not yet true).
+        deadline = time.monotonic() + 30
+        while not page.evaluate(
             "[...document.querySelectorAll('#identity-items img')]"
-            ".every(i => i.complete && i.naturalWidth > 0)",
-            timeout=30_000,
-        )
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        ):
+            assert time.monotonic() < deadline, "the identity view's thumbnails did not all load"
+            page.wait_for_timeout(50)
         _screenshot(page, tmp_path, "identity-desktop")
         page.set_viewport_size(PHONES[0])
         _screenshot(page, tmp_path, "identity-phone")

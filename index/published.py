@@ -1,0 +1,294 @@
+"""A gallery directory opened for searching: one published generation of index and items.
+
+This is the reading half of :class:`siamese.index.Gallery`, kept below the modules that write
+(:mod:`~siamese.index.updates`, :mod:`~siamese.index.verify`) so that they can open a gallery
+without importing the public class that drives them: imports in index/ go one way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import faiss
+import numpy as np
+from numpy.typing import NDArray
+from siamese.index import faiss_index as fx
+from siamese.index.gallery_files import load_published_index
+from siamese.index.item_store import ItemStore, refuse_edited_rows
+from siamese.index.lock import is_locked
+from siamese.index.manifest import MANIFEST_FILE, Manifest
+from siamese.index.results import Item, Match, QueryResult
+
+from siamese.errors import GalleryError, ModelMismatchError
+
+#: Identities are ranked from this many times k nearest items, so k distinct identities are usually found.
+_IDENTITY_WIDEN = 10
+#: A writer may publish (and delete the old index file) between reading the manifest and the index.
+_OPEN_ATTEMPTS = 5
+
+_Opened = TypeVar("_Opened", bound="PublishedGallery")
+
+
+def short_fingerprint(fingerprint: str) -> str:
+    """The first 16 hex digits of a fingerprint, enough to tell models apart in messages."""
+    return fingerprint[:16]
+
+
+def refuse_other_model(
+    gallery_dir: Path, manifest: Manifest, fingerprint: str, model_name: str
+) -> None:
+    """Raise ModelMismatchError, naming both models, unless ``fingerprint`` is the gallery's model."""
+    if fingerprint != manifest.model_fingerprint:
+        raise ModelMismatchError(
+            f"{gallery_dir}: built with model {short_fingerprint(manifest.model_fingerprint)} but {model_name} is "
+            f"{short_fingerprint(fingerprint)}; use the gallery's model, or build a new gallery with this one"
+        )
+
+
+def gallery_model_path(
+    gallery_dir: str | os.PathLike[str], model: str | os.PathLike[str] | None = None
+) -> Path:
+    """The model to embed queries with: ``model``, or the one the gallery recorded (which must still exist).
+
+    Raises:
+        GalleryError: no model given and the recorded one is gone (or the folder is not a gallery).
+    """
+    if model is not None:
+        return Path(model)
+    gallery_dir = Path(gallery_dir)
+    recorded = Path(Manifest.read(gallery_dir).model_path)
+    if not recorded.is_file():
+        raise GalleryError(
+            f"{gallery_dir}: was built with {recorded}, which is no longer there; pass --model PATH"
+        )
+    return recorded
+
+
+class PublishedGallery:
+    """An opened gallery: search it with embeddings from the model it was built with."""
+
+    def __init__(
+        self,
+        gallery_dir: Path,
+        manifest: Manifest,
+        index: faiss.Index,
+        items: ItemStore,
+        search_params: dict[str, int],
+    ) -> None:
+        self.gallery_dir = gallery_dir
+        self.manifest = manifest
+        self.index = index
+        self.items = items
+        self.search_params = search_params
+        self._params = fx.search_parameters(index, search_params)
+        #: Distance beyond which a query is "unknown": the stored calibration; set None (or another value) to override.
+        self.threshold: float | None = (
+            manifest.threshold["distance"] if manifest.threshold else None
+        )
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(  # noqa: PYI019 (typing.Self needs Python 3.11)
+        cls: type[_Opened],
+        gallery_dir: str | os.PathLike[str],
+        *,
+        model_fingerprint: str | None = None,
+        model_name: str = "the model",
+        mmap: bool = False,
+        search_params: dict[str, int] | None = None,
+    ) -> _Opened:
+        """Open the gallery's published generation, verifying its files and (when given) the model.
+
+        Checked before anything is served: the manifest's checksum, the index file's size and
+        checksum, the counts, and the items fingerprint over every published row (id, path,
+        identity, content hash), so an edited item row is refused, not served as right.
+
+        Args:
+            gallery_dir: the gallery folder.
+            model_fingerprint: sha256 of the model that will embed queries; refused if it differs.
+            model_name: how to name that model in errors.
+            mmap: memory-map the index instead of reading it into memory (large IVF and flat indexes).
+            search_params: override the stored search parameters, e.g. {"nprobe": 32} or {"efSearch": 128}.
+
+        Raises:
+            GalleryError: missing or damaged files, or a search parameter the index lacks.
+            ModelMismatchError: ``model_fingerprint`` differs from the model the gallery was built with.
+        """
+        gallery_dir = Path(gallery_dir)
+        for attempt in range(_OPEN_ATTEMPTS):
+            manifest = Manifest.read(gallery_dir)
+            if model_fingerprint is not None:
+                refuse_other_model(gallery_dir, manifest, model_fingerprint, model_name)
+            try:
+                index = load_published_index(gallery_dir, manifest, mmap=mmap)
+                break
+            except FileNotFoundError:
+                if (
+                    attempt + 1 < _OPEN_ATTEMPTS
+                    and Manifest.read(gallery_dir).generation != manifest.generation
+                ):
+                    continue  # a writer published a newer generation meanwhile: open that one
+                raise GalleryError(
+                    f"{gallery_dir / manifest.index_file}: missing; the gallery is incomplete"
+                ) from None
+        items = cls._open_items(gallery_dir, manifest, index)
+        try:
+            return cls(
+                gallery_dir,
+                manifest,
+                index,
+                items,
+                {**manifest.search_params, **(search_params or {})},
+            )
+        except BaseException:
+            items.close()
+            raise
+
+    @staticmethod
+    def _open_items(gallery_dir: Path, manifest: Manifest, index: faiss.Index) -> ItemStore:
+        items_path = gallery_dir / manifest.items_file
+        if not items_path.is_file():
+            raise GalleryError(f"{items_path}: missing; the gallery is incomplete")
+        items = ItemStore(items_path, manifest.generation)
+        try:
+            if items.meta("gallery_id") != manifest.gallery_id:
+                raise GalleryError(
+                    f"{items_path}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}; the manifest does not match this folder"
+                )
+            count = items.count()
+            if count != manifest.count or count != index.ntotal:
+                raise GalleryError(
+                    f"{items_path}: holds {count} items at generation {manifest.generation}, manifest says {manifest.count}, index {index.ntotal}"
+                )
+            refuse_edited_rows(items_path, items.fingerprint(), manifest.items_fingerprint)
+        except BaseException:
+            items.close()
+            raise
+        return items
+
+    def close(self) -> None:
+        """Release the item database."""
+        self.items.close()
+
+    def __enter__(self: _Opened) -> _Opened:  # noqa: PYI019
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def model_path(self) -> Path:
+        """The model file the gallery was built with (as recorded at build time)."""
+        return Path(self.manifest.model_path)
+
+    @property
+    def generation(self) -> int:
+        """The published generation this object reads (it never changes under it)."""
+        return self.manifest.generation
+
+    @property
+    def faiss_search_parameters(self) -> Any:
+        """The FAISS SearchParameters :meth:`nearest` passes by default (to time raw FAISS alike)."""
+        return self._params
+
+    def __len__(self) -> int:
+        return self.manifest.count
+
+    # ---------------------------------------------------------------- searching
+    def _queries(self, embeddings: NDArray[np.float32], k: int) -> NDArray[np.float32]:
+        if k < 1:
+            raise GalleryError(f"k must be at least 1, got {k}")
+        queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        if queries.shape[1] != self.manifest.dimension:
+            raise ModelMismatchError(
+                f"query embeddings have dimension {queries.shape[1]}, gallery {self.gallery_dir} holds {self.manifest.dimension}"
+            )
+        return queries
+
+    def nearest(
+        self,
+        embeddings: NDArray[np.float32],
+        k: int = 5,
+        *,
+        params: dict[str, int] | None = None,
+        threads: int | None = None,
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """The k nearest item ids of each query and their L2 distances (Q×min(k, len)); -1 and inf where an
+        approximate index found fewer. ``params`` overrides search parameters for this call; ``threads``
+        caps FAISS's threads (see :func:`siamese.index.faiss_index.search`)."""
+        queries = self._queries(embeddings, k)
+        search_params = (
+            self._params
+            if params is None
+            else fx.search_parameters(self.index, {**self.search_params, **params})
+        )
+        return fx.search(self.index, queries, k, search_params, threads=threads)
+
+    def search(
+        self,
+        embeddings: NDArray[np.float32],
+        k: int = 5,
+        *,
+        params: dict[str, int] | None = None,
+        threads: int | None = None,
+    ) -> list[QueryResult]:
+        """The k nearest items of each query embedding, and the identities ranked by closest item.
+
+        k larger than the gallery returns every item; never a placeholder. Each result is marked
+        ``unknown`` when its nearest identity lies beyond :attr:`threshold`.
+        """
+        distances, ids = self.nearest(
+            embeddings, k * _IDENTITY_WIDEN, params=params, threads=threads
+        )
+        items = self.items.get(ids[ids >= 0].tolist())
+        results = []
+        for row_distances, row_ids in zip(distances, ids):
+            neighbours = [
+                Match(int(i), items[i].identity, items[i].path, float(d))
+                for d, i in zip(row_distances, row_ids)
+                if i in items
+            ]
+            results.append(QueryResult.ranked(neighbours, k, self.threshold))
+        return results
+
+    def item(self, item_id: int) -> Item | None:
+        """One item by id (None if this generation does not hold it)."""
+        return self.items.get([item_id]).get(item_id)
+
+    def count(self, identity: str | None = None) -> int:
+        """Items of this generation, or of one identity (0 for an identity it does not hold)."""
+        return self.items.count(identity)
+
+    def identity_counts(self) -> dict[str, int]:
+        """Items per identity, by identity name."""
+        return self.items.identity_counts()
+
+    def items_of(self, identity: str, offset: int = 0, limit: int | None = None) -> list[Item]:
+        """One identity's items, in id order, paged."""
+        return self.items.of_identity(identity, offset, limit)
+
+    def items_at(self, paths: Sequence[str]) -> list[Item]:
+        """The items recorded at these (canonical) paths."""
+        return self.items.by_paths(paths)
+
+    def items_with_content(self, sha256s: Sequence[str]) -> list[Item]:
+        """The items whose file content has one of these sha256 hashes."""
+        return self.items.by_sha256(sha256s)
+
+    def all_items(self) -> list[Item]:
+        """Every item of this generation, in id order."""
+        return self.items.all_items()
+
+    def info(self) -> dict[str, Any]:
+        """Manifest facts plus per-identity counts, staged items and whether a writer is at work."""
+        counts = self.items.identity_counts()
+        return {
+            "gallery": str(self.gallery_dir),
+            **self.manifest.to_dict(),
+            "staged": self.items.staged_count(),
+            "writer_active": is_locked(self.gallery_dir),
+            "identity_counts": counts,
+        }
