@@ -51,11 +51,14 @@ def test_wheel_holds_only_the_siamese_package(tmp_path: Path) -> None:
         "export/onnx_export.py",
         "engine/embedder.py",
         "index/gallery.py",
-        "cli.py",
+        "cli/main.py",
+        "evaluation/evaluate.py",
+        "images.py",
         "service/app.py",
         "service/static/index.html",
         "service/static/app.js",
         "service/static/style.css",
+        "service/static/favicon.svg",
     ):
         assert f"siamese/{module}" in names
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
