@@ -1,4 +1,6 @@
-"""Batch embedding with onnxruntime from model.onnx alone: decode, preprocess and inference overlapped.
+"""Batch embedding with onnxruntime from model.onnx alone.
+
+Decode, preprocess and inference overlapped.
 
 A thread pool decodes images into preallocated uint8 batch buffers a bounded number of batches
 ahead (see pipeline.py) while onnxruntime embeds the current batch; the model normalises the
@@ -70,10 +72,12 @@ class Embedder:
 
     Args:
         model_path: model.onnx written by ``siamese export`` (fp32, fp16 or int8 variant).
-        device: "auto" (TensorRT › CUDA › CPU, first that works) or "cpu"/"cuda"/"tensorrt" to insist.
+        device: "auto" (TensorRT › CUDA › CPU, first that works) or "cpu"/"cuda"/"tensorrt" to
+            insist.
         batch_size: images per inference call.
         decode_threads: threads decoding images (default: one per available core).
-        runtime: onnxruntime tuning (threads, spinning, optimisation, caches, TensorRT fp16, warm-up).
+        runtime: onnxruntime tuning (threads, spinning, optimisation, caches, TensorRT fp16,
+            warm-up).
         reduce: decode images much larger than the input at reduced scale (JPEG draft mode).
         prefetch: batches decoded ahead of inference.
 
@@ -178,7 +182,7 @@ class Embedder:
             )
 
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
-        """Run zero batches so allocation, weight packing and (TensorRT) engine builds happen now."""
+        """Run zero batches so allocation, weight packing and TensorRT engine builds happen now."""
         for size in batch_sizes:
             self.embed_batch(np.zeros((size, *self.spec.shape), dtype=np.uint8))
 
@@ -294,7 +298,7 @@ class Embedder:
     def embed_paths(
         self, paths: Iterable[str | os.PathLike[str]], *, progress: bool = False
     ) -> EmbedResult:
-        """Embed image files; files that cannot be decoded are skipped and listed in ``failures``."""
+        """Embed image files; files that cannot be decoded are skipped, listed in ``failures``."""
         names = [os.fspath(p) for p in paths]
         embedded: list[Embeddings] = []
         result = EmbedResult(np.zeros((0, self.dim), np.float32), [], [])

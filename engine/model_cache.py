@@ -26,7 +26,10 @@ from siamese.files import write_json_atomic
 
 @lru_cache(maxsize=1)
 def _cpu_tag() -> str:
-    """A short hash of the CPU model and flags: the optimised graph is only valid on the same kind."""
+    """A short hash of the CPU model and flags.
+
+    The optimised graph is only valid on the same kind.
+    """
     text = platform.machine()
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()

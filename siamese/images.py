@@ -28,7 +28,8 @@ _RESAMPLE = {
 }
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 
-#: Pillow formats we decode; anything else (EPS, PSD, PDF, ICO, …) is refused even under an image name.
+#: Pillow formats we decode; anything else (EPS, PSD, PDF, ICO, …) is refused even under an image
+#: name.
 ALLOWED_FORMATS = (
     "BMP",
     "GIF",
@@ -98,7 +99,7 @@ def decode_image(
     max_pixels: int = MAX_PIXELS,
     max_bytes: int = MAX_FILE_BYTES,
 ) -> Image.Image:
-    """Fully decode an image file or in-memory bytes (an animation's first frame) and apply its EXIF orientation.
+    """Fully decode an image file or bytes (an animation's first frame); apply its EXIF orientation.
 
     ``before_load`` runs on the opened image before its pixels are decoded (e.g. the JPEG
     draft request of :func:`siamese.reduced_decode.draft_hook`). Uploaded bytes go
@@ -129,7 +130,8 @@ def decode_image(
             if width * height > max_pixels:
                 raise ImageDecodeError(
                     name,
-                    f"too many pixels ({width}×{height}; the limit is {max_pixels / 1_000_000:g} megapixels)",
+                    f"too many pixels ({width}×{height}; the limit is {max_pixels / 1_000_000:g} "
+                    "megapixels)",
                     kind="too_large",
                 )
             if before_load is not None:

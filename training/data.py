@@ -105,7 +105,10 @@ def load_image_folder(
 
 
 def typical_image_size(root: str | os.PathLike[str], sample: int = 64) -> int:
-    """Median longer side of a sample of the folder's images, read from headers only (no decoding)."""
+    """Median longer side of a sample of the folder's images.
+
+    Read from headers only (no decoding).
+    """
     from PIL import Image
 
     items = scan_image_folder(root)
