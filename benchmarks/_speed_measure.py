@@ -177,7 +177,7 @@ def pipeline_round(
         engine = embedders[name]
         figures[f"inference_{name}"] = rate(
             len(tensors),
-            lambda: [
+            lambda engine=engine: [
                 engine.embed_batch(tensors[i : i + engine.batch_size])
                 for i in range(0, len(tensors), engine.batch_size)
             ],
@@ -186,7 +186,7 @@ def pipeline_round(
         )
     for name, engine in embedders.items():
         figures[f"end_to_end_{name}"] = rate(
-            len(paths), lambda: engine.embed_paths(paths), cpu, f"end_to_end_{name}"
+            len(paths), lambda engine=engine: engine.embed_paths(paths), cpu, f"end_to_end_{name}"
         )
     for name, run in peers.items():
         started = time.perf_counter()

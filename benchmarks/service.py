@@ -337,16 +337,18 @@ def _measure(model: Path, gallery: Path, load: _Load, logs: Path) -> dict[str, A
 
 def _table(name: str, figures: dict[str, Any]) -> list[str]:
     lines = [
-        f"{name} / {mode}: {f['requests_per_s']} req/s, p50 {f['p50_ms']:.1f} ms, p95 "
-        f"{f['p95_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, "
+        f"{name} / {mode}: {f['requests_per_s']} req/s, p50 {f['p50_ms']:.1f} ms, "
+        f"p95 {f['p95_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, "
         f"errors {f['errors']}, wrong {f['wrong_answers']}, mean batch {f['mean_batch']}"
         for mode, f in figures["modes"].items()
     ]
     ratio = figures["throughput_ratio"]
     return [
         *lines,
-        f"{name}: micro-batched / one at a time = {ratio['median']:.2f}× (per round: "
-        f"{', '.join(map(str, ratio['per_round']))})",
+        (
+            f"{name}: micro-batched / one at a time = {ratio['median']:.2f}× "
+            f"(per round: {', '.join(map(str, ratio['per_round']))})"
+        ),
     ]
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -43,6 +43,9 @@ from siamese.images import preprocess_images, to_tensor
 from siamese.model_card import INPUT_NAME, ModelInfo
 from siamese.progress import progress_bar
 from siamese.spec import normalize_pixels
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 Embeddings = NDArray[np.float32]
 #: The onnxruntime type of the ``images`` input each metadata input_dtype requires.
@@ -217,7 +220,7 @@ class Embedder:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def __enter__(self) -> Embedder:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

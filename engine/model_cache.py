@@ -76,9 +76,11 @@ def load_cached(
             str(entry.model), options, providers=["CPUExecutionProvider"]
         )
         if not isinstance(metadata, dict):
-            raise ValueError("metadata is not an object")
+            raise TypeError("metadata is not an object")
         return session, {str(k): str(v) for k, v in metadata.items()}
-    except Exception:  # truncated file, other onnxruntime build, edited JSON: rebuild it
+    # A cache is never worth failing for: a truncated file, another onnxruntime build (its own
+    # exception types, not OSError) or edited JSON all mean the same thing, rebuild the entry.
+    except Exception:  # noqa: BLE001
         entry.discard()
         return None
 

@@ -83,8 +83,10 @@ def _try_session(
     if session.get_providers()[0] != provider:
         return (
             None,
-            f"{provider} is installed but could not start "
-            "(no usable GPU, driver or CUDA libraries)",
+            (
+                f"{provider} is installed but could not start "
+                "(no usable GPU, driver or CUDA libraries)"
+            ),
         )
     return session, ""
 

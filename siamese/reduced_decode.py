@@ -37,7 +37,8 @@ def _target_size(image: Image.Image, spec: InputSpec, gap: float) -> tuple[int, 
         width = height = side
     try:
         orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception:  # unreadable EXIF: decode_image reports real damage, here just do not swap
+    # Unreadable EXIF (any Pillow error): decode_image reports real damage, here just do not swap.
+    except Exception:  # noqa: BLE001
         orientation = 1
     return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
 

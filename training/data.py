@@ -133,7 +133,7 @@ def split_identities(
     """
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"validation fraction must be in [0, 1), got {val_fraction}")
-    n_val = int(round(len(identities) * val_fraction))
+    n_val = round(len(identities) * val_fraction)
     if n_val < 2 or len(identities) - n_val < 2:
         return list(identities), []
     order = np.random.default_rng(seed).permutation(len(identities))
