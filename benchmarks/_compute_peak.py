@@ -1,4 +1,6 @@
-"""The machine's arithmetic ceiling for training throughput: nominal from /proc/cpuinfo, and measured.
+"""The machine's arithmetic ceiling for training throughput.
+
+Nominal from /proc/cpuinfo, and measured.
 
 Nominal peak = cores × clock × FP32 FLOPs per cycle from the widest FMA units the flags name
 (AVX-512: 2 × 16 × 2 = 64, AVX2 + FMA: 2 × 8 × 2 = 32, else 8), assuming two FMA ports (true of
@@ -15,7 +17,10 @@ from pathlib import Path
 
 
 def nominal_peak_gflops(cpuinfo: str | None = None, cores: int | None = None) -> dict:
-    """Cores × GHz × FLOPs per cycle, with what went into it; clock from the cpuinfo "cpu MHz" lines."""
+    """Cores × GHz × FLOPs per cycle, with what went into it.
+
+    Clock from the cpuinfo "cpu MHz" lines.
+    """
     text = cpuinfo if cpuinfo is not None else Path("/proc/cpuinfo").read_text()
     flags = next((line for line in text.splitlines() if line.startswith("flags")), "").split()
     mhz = [float(line.split(":")[1]) for line in text.splitlines() if line.startswith("cpu MHz")]

@@ -67,7 +67,10 @@ def write_image_folder(
 def fashion_mnist(
     root: Path, split: str, classes: tuple[int, ...] | None = None, per_class: int | None = None
 ) -> Path:
-    """Fashion-MNIST's ``split`` ("train" or "t10k") as an ImageFolder, optionally some classes / images per class."""
+    """Fashion-MNIST's ``split`` ("train" or "t10k") as an ImageFolder.
+
+    Optionally some classes / images per class.
+    """
     images = read_idx(FASHION_MNIST / f"{split}-images-idx3-ubyte.gz")
     labels = read_idx(FASHION_MNIST / f"{split}-labels-idx1-ubyte.gz")
     keep = np.ones(len(labels), dtype=bool) if classes is None else np.isin(labels, classes)
@@ -100,9 +103,11 @@ ATT_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "att_faces
 def att_faces(
     root: Path, source: Path = ATT_FACES, unseen_fold: int = 3, folds: int = 4
 ) -> tuple[Path, Path]:
-    """The ORL/AT&T faces (40 people × 10 grey 92×112 photos) re-split by person into ``folds`` blocks of
-    people (in the order s1, s2, …): block ``unseen_fold`` is tested, the others train. Fold 3 of 4 (s31–s40
-    unseen) is the suite's fixed split."""
+    """The ORL/AT&T faces (40 people × 10 grey 92×112 photos) re-split by person into folds.
+
+    ``folds`` blocks of people (in the order s1, s2, …): block ``unseen_fold`` is tested, the others
+    train. Fold 3 of 4 (s31–s40 unseen) is the suite's fixed split.
+    """
     import shutil
 
     people = sorted(

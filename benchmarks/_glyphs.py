@@ -1,4 +1,6 @@
-"""Glyphs: characters of many scripts rendered from installed fonts, as a one-shot yardstick (issue 20).
+"""Glyphs: characters of many scripts rendered from installed fonts, a one-shot yardstick.
+
+Issue 20.
 
 Identity = one character of one script (folder ``{script}-U{code point:04X}``); its images = the
 typefaces that cover it (font files: families, weights, widths), each rendered once with a small
@@ -90,7 +92,10 @@ class GlyphSettings:
 
 
 def find_fonts(pattern: str = "Noto*", dirs: Iterable[Path] = FONT_DIRS) -> list[Path]:
-    """TrueType/OpenType font files matching ``pattern`` under ``dirs``, sorted by name (then path)."""
+    """TrueType/OpenType font files matching ``pattern`` under ``dirs``.
+
+    Sorted by name (then path).
+    """
     found = {
         path
         for root in dirs
@@ -114,7 +119,10 @@ def sha256(path: Path) -> str:
 
 
 def script_letters(ranges: Sequence[tuple[int, int]]) -> list[int]:
-    """Letters (Unicode category L*) with no decomposition: no accented or compatibility duplicates."""
+    """Letters (Unicode category L*) with no decomposition.
+
+    No accented or compatibility duplicates.
+    """
     return [
         cp
         for low, high in ranges
@@ -169,7 +177,7 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
 
 
 def render(font_path: Path, code_point: int, settings: GlyphSettings, rng: np.random.Generator):
-    """One distorted rendering (uint8 size × size, ink dark on white), or None when the glyph has no ink."""
+    """One distorted rendering (uint8 size × size, dark ink on white); None if it has no ink."""
     canvas = settings.size * settings.oversample
     text = chr(code_point)
     em = int(canvas * 0.6)
@@ -220,7 +228,9 @@ def build(
     fonts: Sequence[Path] | None = None,
     coverage: dict[Path, frozenset[int]] | None = None,
 ) -> Path:
-    """Render an ImageFolder of ``scripts`` into ``out`` with its manifest; skipped when already complete.
+    """Render an ImageFolder of ``scripts`` into ``out`` with its manifest.
+
+    Skipped when already complete.
 
     Raises:
         ValueError: no font matches, or no character of these scripts is covered by enough fonts.
@@ -263,7 +273,9 @@ def _write_manifest(
     from PIL import features
 
     manifest = {
-        "what": "glyph set: identity = one character of one script, images = its typefaces, distorted",
+        "what": (
+            "glyph set: identity = one character of one script, images = its typefaces, distorted"
+        ),
         "settings": asdict(settings),
         "scripts": {name: [list(r) for r in SCRIPTS[name]] for name in scripts},
         "characters": len(written),
@@ -293,7 +305,7 @@ def glyphs(root: Path, settings: GlyphSettings | None = None) -> tuple[Path, Pat
 
 
 def glyph_fonts_available(settings: GlyphSettings | None = None) -> bool:
-    """Whether fonts for the glyph set are installed (Debian: fonts-noto-core and fonts-noto-extra)."""
+    """Whether fonts for the glyph set are installed (Debian: fonts-noto-core, fonts-noto-extra)."""
     return bool(find_fonts((settings or GlyphSettings()).font_pattern))
 
 

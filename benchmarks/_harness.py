@@ -1,4 +1,6 @@
-"""The benchmarks' own harness: discovery of benchmarks/*.py, machine facts, timing statistics, JSON results.
+"""The benchmarks' own harness.
+
+Discovery of benchmarks/*.py, machine facts, timing statistics, JSON results.
 
 It lives beside the suites, not in the installed package: benchmarks run from a source checkout.
 
@@ -89,7 +91,8 @@ def load_suite(name: str, folder: Path | None = None) -> ModuleType:
     if not path.is_file():
         known = ", ".join(available_suites(folder)) or "none found"
         raise SiameseError(
-            f"{path}: no such benchmark suite (available: {known}); benchmarks run from a source checkout"
+            f"{path}: no such benchmark suite (available: {known}); benchmarks run from a source "
+            "checkout"
         )
     spec = importlib.util.spec_from_file_location(f"siamese_bench_{name}", path)
     module = importlib.util.module_from_spec(spec)

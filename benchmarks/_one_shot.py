@@ -36,7 +36,9 @@ def one_shot_accuracy(
     seed: int = 0,
     group_of: dict[str, str] | None = None,
 ) -> dict[str, float | int] | None:
-    """Accuracy of ``trials`` one-shot ``ways``-way trials; None when the set cannot hold such a trial.
+    """Accuracy of ``trials`` one-shot ``ways``-way trials.
+
+    None when the set cannot hold such a trial.
 
     Args:
         vectors: one embedding per row.

@@ -49,7 +49,10 @@ def generate_photos(
     per_identity: int = 4,
     seed: int = 0,
 ) -> list[Path]:
-    """Write ``count`` RGB JPEGs as an ImageFolder (``per_identity`` views per scene); return their paths."""
+    """Write ``count`` RGB JPEGs as an ImageFolder (``per_identity`` views per scene).
+
+    Return their paths.
+    """
     rng = np.random.default_rng(seed)
     paths: list[Path] = []
     margin = max(8, width // 16)

@@ -1,4 +1,6 @@
-"""The load generator of the service suite: N concurrent HTTP clients on 127.0.0.1, each sending M queries.
+"""The load generator of the service suite.
+
+N concurrent HTTP clients on 127.0.0.1, each sending M queries.
 
 Every response is checked: status 200 and the expected identity first (queries are gallery
 images, so the answer is certain whatever the tower learnt). Latency is measured per request
@@ -32,14 +34,16 @@ class Query:
         """The whole HTTP request (POST /v1/query?k=1, multipart field "file"), ready to write."""
         body = (
             (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{self.name}"\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="{self.name}"\r\n'
                 f"Content-Type: application/octet-stream\r\n\r\n"
             ).encode()
             + self.data
             + f"\r\n--{boundary}--\r\n".encode()
         )
         head = (
-            f"POST /v1/query?k=1 HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"POST /v1/query?k=1 HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: "
+            f"multipart/form-data; boundary={boundary}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         return head + body
@@ -148,7 +152,7 @@ async def _load(
 def run_load(
     url: str, queries: list[Query], *, clients: int, per_client: int, warmup: int = 1
 ) -> RoundResult:
-    """Run ``clients`` concurrent clients of ``per_client`` queries each against the service at ``url``."""
+    """Run ``clients`` concurrent clients of ``per_client`` queries each against ``url``."""
     _check_local(url)
     parsed = httpx.URL(url)
     return asyncio.run(_load(parsed.host, parsed.port or 80, queries, clients, per_client, warmup))

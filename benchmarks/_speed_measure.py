@@ -57,7 +57,7 @@ def torch_engine(tower: Any, spec: Any, device: str = "cpu") -> Engine:
 
 
 def onnx_engines(models: dict[str, Path], max_batch: int) -> tuple[dict[str, Any], dict[str, str]]:
-    """Embedders for every provider × precision that runs here; the rest with the reason they do not."""
+    """Embedders for every provider × precision that runs here; the rest with why they do not."""
     from siamese.engine import Embedder
     from siamese.engine.providers import gpu_present
     from siamese.engine.runtime import RuntimeOptions
@@ -177,7 +177,7 @@ def pipeline_round(
         engine = embedders[name]
         figures[f"inference_{name}"] = rate(
             len(tensors),
-            lambda: [
+            lambda engine=engine: [
                 engine.embed_batch(tensors[i : i + engine.batch_size])
                 for i in range(0, len(tensors), engine.batch_size)
             ],
@@ -186,7 +186,7 @@ def pipeline_round(
         )
     for name, engine in embedders.items():
         figures[f"end_to_end_{name}"] = rate(
-            len(paths), lambda: engine.embed_paths(paths), cpu, f"end_to_end_{name}"
+            len(paths), lambda engine=engine: engine.embed_paths(paths), cpu, f"end_to_end_{name}"
         )
     for name, run in peers.items():
         started = time.perf_counter()
@@ -197,7 +197,7 @@ def pipeline_round(
 
 
 def summarise_rounds(rounds: list[dict[str, float]]) -> dict[str, Any]:
-    """Median of each figure over rounds, the combined limits, and the fractions and ratios per round."""
+    """Median of each figure over rounds, combined limits, and fractions and ratios per round."""
     rates = [k for k in rounds[0] if not k.startswith("cpu_ms_")]
     median = {k: round(statistics.median(r[k] for r in rounds), 1) for k in rates}
     cpu_ms = {
@@ -208,7 +208,8 @@ def summarise_rounds(rounds: list[dict[str, float]]) -> dict[str, Any]:
     derived: dict[str, list[float]] = {}
     for r in rounds:
         for name in ("fp32", "int8"):
-            # CPU-time view: the work of decode + inference alone over the pipeline's work (1.0 = no overhead).
+            # CPU-time view: the work of decode + inference alone over the pipeline's work (1.0 = no
+            # overhead).
             separate = r["cpu_ms_decode_preprocess"] + r[f"cpu_ms_inference_{name}"]
             derived.setdefault(f"end_to_end_{name}_cpu_efficiency", []).append(
                 separate / r[f"cpu_ms_end_to_end_{name}"]
@@ -232,7 +233,7 @@ def summarise_rounds(rounds: list[dict[str, float]]) -> dict[str, Any]:
 def identification(
     models: dict[str, Path], gallery_dir: Path, queries: list[tuple[str, str]]
 ) -> dict[str, Any]:
-    """Top-1 identification of unseen identities (exact L2) with each precision, and cosine to fp32."""
+    """Top-1 identification of unseen identities (exact L2) per precision, and cosine to fp32."""
     from siamese.engine import Embedder
 
     from siamese.image_folder import scan_image_folder

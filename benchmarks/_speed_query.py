@@ -1,4 +1,6 @@
-"""Single-query latency against a large exact gallery: read a JPEG, embed, search, return identities.
+"""Single-query latency against a large exact gallery.
+
+Read a JPEG, embed, search, return identities.
 
 The gallery is built through the public ``Gallery.build``: its real part is the photo scenes'
 first views embedded by the model, and the rest (up to the requested size, 100k by default) is
@@ -29,7 +31,10 @@ _FILLER_PER_IDENTITY = 10
 
 
 class _StandInEmbedder:
-    """A `siamese.index.Embeds` for Gallery.build: real vectors for real files, random for filler."""
+    """A `siamese.index.Embeds` for Gallery.build.
+
+    Real embeddings for real files, random ones for filler.
+    """
 
     def __init__(self, real: Embedder, known: dict[str, np.ndarray], seed: int = 0) -> None:
         self.dim, self.fingerprint, self.model_path = real.dim, real.fingerprint, real.model_path
@@ -90,7 +95,10 @@ def build_gallery(
 def query_latency(
     gallery_dir: Path, model: Path, queries: list[Path], k: int = 5
 ) -> dict[str, Any]:
-    """Per-query wall time of embed + search + identity lookup, after the engine and gallery are open."""
+    """Per-query wall time of embed + search + identity lookup.
+
+    Measured after the engine and gallery are open.
+    """
     from siamese.index import Gallery
 
     started = time.perf_counter()
@@ -125,7 +133,10 @@ def query_latency(
 
 
 def cold_query_ms(gallery_dir: Path, query: Path, runs: int = 3) -> dict[str, Any]:
-    """Wall time of a fresh `siamese query --json` process (imports, model and gallery opening, one query)."""
+    """Wall time of a fresh `siamese query --json` process.
+
+    Imports, model and gallery opening, one query.
+    """
     command = [
         sys.executable,
         "-c",

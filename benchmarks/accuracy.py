@@ -2,13 +2,13 @@
 
 Methods: raw pixels, PCA, the seed network with the seed's recipe, the default recipe, and a few
 backbone × loss combinations. Datasets: generated identities, AT&T faces in four folds of ten unseen
-people when ../shared/data/att_faces exists, and Fashion-MNIST when Debian's dataset-fashion-mnist is
-installed (held-out classes, and the closed-set train → test protocol), and glyphs when fonts are
+people when ../shared/data/att_faces exists, and Fashion-MNIST when Debian's dataset-fashion-mnist
+is installed (held-out classes, and the closed-set train → test protocol), and glyphs when fonts are
 installed (Debian's fonts-noto-core and fonts-noto-extra: characters of scripts never seen in
 training, benchmarks/_glyphs.py). Every dataset whose unseen set holds N classes also gets one-shot
-N-way trials (5 and 20; within one script beside mixed on glyphs; benchmarks/_one_shot.py).
-Every trained method goes through train → export → the ONNX engine → `siamese eval`'s measure(),
-and reports its training images/s beside the FLOPs per training image and the machine's peak.
+N-way trials (5 and 20; within one script beside mixed on glyphs; benchmarks/_one_shot.py). Every
+trained method goes through train → export → the ONNX engine → `siamese eval`'s measure(), and
+reports its training images/s beside the FLOPs per training image and the machine's peak.
 
     siamese bench accuracy [--quick] [-O datasets=synthetic,glyphs,fashion-unseen,fashion-closed]
                            [-O methods=raw,pca,seed,default,...] [-O epochs=N]
@@ -43,7 +43,7 @@ from siamese.spec import InputSpec, normalize_pixels
 
 @dataclass(frozen=True)
 class Task:
-    """A train folder, an evaluation folder of other identities (or held-out images), and its split."""
+    """A train folder, an evaluation folder of other identities (or held-out images), a split."""
 
     name: str
     train_dir: Path
@@ -54,14 +54,16 @@ class Task:
     protocol: dict[str, Any] | None = (
         None  # training settings the evaluation protocol imposes on every recipe
     )
-    #: The seed recipe's 40M-parameter MLP trains at about one step of 64 pairs per second on 2 cores: on
-    #: large datasets it is capped (``epochs``, ``steps_per_epoch``) to about one pass over the training set.
+    #: The seed recipe's 40M-parameter MLP trains at about one step of 64 pairs per second on 2
+    #: cores: on large datasets it is capped (``epochs``, ``steps_per_epoch``) to about one pass
+    #: over the training set.
     seed_budget: dict[str, int] | None = None
-    #: Also measure over this many random enrolments (split seeds 0..N-1): with one photo per person, which
-    #: photo enrols moves recall@1 by several points, more than many recipes differ.
+    #: Also measure over this many random enrolments (split seeds 0..N-1): with one photo per
+    #: person, which photo enrols moves recall@1 by several points, more than many recipes differ.
     enrol_draws: int = 1
-    #: Also measure with this many images enrolled per identity (``SWEEP_DRAWS`` random draws each): a dense
-    #: gallery lets nearest-neighbour search in pixel space find near-duplicates, a sparse one does not.
+    #: Also measure with this many images enrolled per identity (``SWEEP_DRAWS`` random draws each):
+    #: a dense gallery lets nearest-neighbour search in pixel space find near-duplicates, a sparse
+    #: one does not.
     enrol_sweep: tuple[int, ...] = ()
     #: Groups of identities (a glyph's script) for within-group one-shot trials, beside mixed ones.
     group_of: Callable[[str], str] | None = None
@@ -69,7 +71,8 @@ class Task:
 
 SWEEP_DRAWS = 5
 
-#: One-shot N-way trials (the literature's 5- and 20-way), measured wherever the unseen set holds N classes.
+#: One-shot N-way trials (the literature's 5- and 20-way), measured wherever the unseen set holds N
+#: classes.
 ONE_SHOT_WAYS = (5, 20)
 ONE_SHOT_TRIALS = 2000
 
@@ -78,11 +81,13 @@ GLYPHS = GlyphSettings()
 GLYPHS_QUICK = GlyphSettings(max_characters_per_script=8, images_per_character=4)
 
 
-#: AT&T's 40 people in four folds of ten unseen: "att-faces" (s31-s40) is the fixed split quoted since the
-#: suite began; with ten people a split measures recipes coarsely, so the folds are pooled in the targets.
+#: AT&T's 40 people in four folds of ten unseen: "att-faces" (s31-s40) is the fixed split quoted
+#: since the suite began; with ten people a split measures recipes coarsely, so the folds are pooled
+#: in the targets.
 ATT_FOLDS = ("att-faces-fold-1", "att-faces-fold-2", "att-faces-fold-3", "att-faces")
 
-#: 2 × 250 steps of 64 pairs: 32k pairs, about one pass over Fashion-MNIST's train split (~9 minutes).
+#: 2 × 250 steps of 64 pairs: 32k pairs, about one pass over Fashion-MNIST's train split (~9
+#: minutes).
 FASHION_SEED_BUDGET = {"epochs": 2, "steps_per_epoch": 250}
 
 
@@ -95,7 +100,8 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
             synthetic(work, unseen_ids, 10, seed=2),
             2,
             72,
-            f"{train_ids} generated identities × 8 train; {unseen_ids} unseen identities × 10, 2 enrol each",
+            f"{train_ids} generated identities × 8 train; {unseen_ids} unseen identities × 10, 2 "
+            "enrol each",
         )
 
     def fashion_unseen(
@@ -115,7 +121,8 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
                 held_out,
                 enrol,
                 28,
-                f"train classes {trained} (train split); test on unseen classes {tested} (test split), {enrol} enrol per class",
+                f"train classes {trained} (train split); test on unseen classes {tested} (test "
+                f"split), {enrol} enrol per class",
                 seed_budget=None if quick else FASHION_SEED_BUDGET,
                 enrol_sweep=(1, 5, 20),
             )
@@ -132,7 +139,8 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
             test,
             enrol,
             28,
-            f"train split trains (all 10 classes, so no held-out validation classes); test split is gallery ({enrol}/class) + queries",
+            "train split trains (all 10 classes, so no held-out validation classes); test split "
+            f"is gallery ({enrol}/class) + queries",
             protocol={"val_fraction": 0.0},
             seed_budget=None if quick else FASHION_SEED_BUDGET,
         )
@@ -148,7 +156,8 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
                 unseen,
                 1,
                 112,
-                f"AT&T faces: 30 people × 10 photos train; 10 unseen people ({people}), 1 photo enrols each",
+                f"AT&T faces: 30 people × 10 photos train; 10 unseen people ({people}), 1 photo "
+                "enrols each",
                 enrol_draws=20,
             )
 
@@ -169,8 +178,8 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
             test,
             1,
             settings.size,
-            f"glyphs rendered from installed fonts, {settings.size} px: {counts} (scripts never seen"
-            " in training); 1 typeface enrols each character",
+            f"glyphs rendered from installed fonts, {settings.size} px: {counts} (scripts never "
+            "seen in training); 1 typeface enrols each character",
             group_of=script_of,
         )
 
@@ -194,7 +203,7 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
     return tasks
 
 
-# ------------------------------------------------------------------------------------------- methods
+# ----------------------------------------------------------------------------------------- methods
 def _pixels(paths: list[str], spec: InputSpec) -> np.ndarray:
     return np.stack(
         [normalize_pixels(to_tensor(load_pixels(p, spec)), spec).ravel() for p in paths]
@@ -259,7 +268,7 @@ def trained(
 
 
 def _throughput(run_dir: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """Training images/s of the optimisation steps (validation excluded) and the arithmetic they did."""
+    """Training images/s of the optimisation steps (validation excluded) and their arithmetic."""
     from siamese.training import load_run
     from siamese.training.flops import training_flops
 
@@ -294,13 +303,15 @@ SEED_RECIPE = {
     "schedule": "constant",
 }
 
-#: Serve the backbone's principal components alone, with strong augmentation (few training identities).
+#: Serve the backbone's principal components alone, with strong augmentation (few training
+#: identities).
 CONV_FEATURES = {"embed_from": "features", "augment": "strong"}
 
 #: The default recipe on a wider conv tower: 2.24× the multiply-adds of 16-32-64-128.
 WIDE = {"widths": (24, 48, 96, 192)}
 
-#: The default recipe before it served features beside the head: global pooling, plain head, light augmentation.
+#: The default recipe before it served features beside the head: global pooling, plain head, light
+#: augmentation.
 CONV_HEAD = {"embed_from": "head", "grid": 1, "head_batch_norm": False, "augment": "light"}
 
 #: Hoffer and Ailon's triplet network loss with its own class-pair triplets, on the default tower.
@@ -350,7 +361,7 @@ def _summary(measured: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _EmbeddedSet:
-    """The evaluation folder embedded once, so that any number of gallery/query splits only re-select rows."""
+    """The evaluation folder embedded once, so gallery/query splits only re-select rows."""
 
     items: list[Any]
     vectors: np.ndarray
@@ -372,8 +383,10 @@ def _embed_eval_set(embed: Callable, task: Task) -> _EmbeddedSet:
 
 
 def _over_draws(embedded: _EmbeddedSet, per_identity: int, draws: int) -> dict[str, Any]:
-    """Mean and spread of recall@1 and mAP@R over random enrolments of ``per_identity`` images (split seeds
-    0..draws-1; seed 0 with the task's own enrolment count is the main figure's split)."""
+    """Mean and spread of recall@1 and mAP@R over random enrolments of ``per_identity`` images.
+
+    Split seeds 0..draws-1; seed 0 with the task's own enrolment count is the main figure's split.
+    """
     scores: dict[str, list[float]] = {"recall_at_1": [], "map_at_r": []}
     for seed in range(draws):
         gallery, queries = split_per_identity(embedded.items, per_identity, "random", seed=seed)
@@ -420,7 +433,10 @@ def _enrolment_figures(embed: Callable, task: Task) -> dict[str, Any]:
 
 
 def _paired_gap(ours: dict[str, Any], rival: dict[str, Any], metric: str) -> dict[str, Any]:
-    """Draw-by-draw difference on the same enrolments: steadier than comparing two means, each with its own spread."""
+    """Draw-by-draw difference on the same enrolments.
+
+    Steadier than comparing two means, each with its own spread.
+    """
     gaps = np.subtract(ours[f"{metric}_per_draw"], rival[f"{metric}_per_draw"])
     return {
         "mean": round(float(gaps.mean()), 4),
@@ -432,7 +448,10 @@ def _paired_gap(ours: dict[str, Any], rival: dict[str, Any], metric: str) -> dic
 
 
 def _pooled_fold_gaps(folds: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Default's gap to PCA and the seed recipe over AT&T's identity folds: per fold, and draw by draw on all of them."""
+    """Default's gap to PCA and the seed recipe over AT&T's identity folds.
+
+    Per fold, and draw by draw on all of them.
+    """
     checks: dict[str, Any] = {}
     for rival in ("pca", "seed"):
         measured = {
@@ -476,7 +495,10 @@ def _pooled_fold_gaps(folds: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _targets(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets: default beats PCA and the seed recipe widely everywhere; closed-set recall@1 ≥ 0.91."""
+    """The issue's targets: default beats PCA and the seed recipe widely everywhere.
+
+    Closed-set recall@1 ≥ 0.91.
+    """
     checks: dict[str, Any] = {}
     for task, methods in results.items():
         default = methods.get("default")
@@ -490,7 +512,8 @@ def _targets(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
                             default["enrolments"], methods[rival]["enrolments"], metric
                         )
                         checks[
-                            f"{task}: default - {rival} {metric}, over {default['enrolments']['draws']} enrolments"
+                            f"{task}: default - {rival} {metric}, over "
+                            f"{default['enrolments']['draws']} enrolments"
                         ] = paired
                     for k, figures in default.get("enrolment_sweep", {}).items():
                         if k in methods[rival].get("enrolment_sweep", {}):
@@ -498,7 +521,8 @@ def _targets(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
                                 figures, methods[rival]["enrolment_sweep"][k], metric
                             )
                             checks[
-                                f"{task}: default - {rival} {metric}, {k} enrolled per identity ({figures['draws']} draws)"
+                                f"{task}: default - {rival} {metric}, {k} enrolled per identity "
+                                f"({figures['draws']} draws)"
                             ] = paired
     folds = {name: results[name] for name in ATT_FOLDS if name in results}
     if len(folds) > 1:
@@ -529,7 +553,8 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     ]
     if unknown:
         raise ConfigError(
-            f"unknown dataset or method: {', '.join(unknown)} (datasets: {', '.join(tasks)}; methods: {', '.join(METHODS)})"
+            f"unknown dataset or method: {', '.join(unknown)} (datasets: {', '.join(tasks)}; "
+            f"methods: {', '.join(METHODS)})"
         )
     results: dict[str, dict[str, Any]] = {}
     descriptions = {}

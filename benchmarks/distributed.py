@@ -1,4 +1,6 @@
-"""Distributed suite: 2 training processes × 1 thread against 1 process × 2 threads, same data and epochs.
+"""Distributed suite: 2 training processes × 1 thread against 1 process × 2 threads.
+
+Same data and epochs.
 
     siamese bench distributed [--quick] [-O key=value ...]
 

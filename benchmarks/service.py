@@ -1,4 +1,6 @@
-"""Service load test: requests/s and latency of `siamese serve` under N concurrent clients, micro-batched vs one at a time.
+"""Service load test: requests/s and latency of `siamese serve` under N concurrent clients.
+
+Micro-batched vs one at a time.
 
 Two servers run side by side on 127.0.0.1 (separate processes, same model and gallery): one with
 micro-batching (``--max-batch 32 --max-wait-ms 5``), one with ``--max-batch 1`` (each request
@@ -50,7 +52,10 @@ _HOST = "127.0.0.1"  # never anything else: the load test must not leave the mac
 
 @dataclass(frozen=True)
 class Scenario:
-    """A model and gallery to serve: the conv tower at some size, generated identities, optional distractors."""
+    """A model and gallery to serve.
+
+    The conv tower at some size, generated identities, optional distractors.
+    """
 
     name: str
     size: int
@@ -67,7 +72,10 @@ class Scenario:
             else f"small conv tower (widths {self.widths}, {self.embedding_dim}-d)"
         )
         extra = f" + {self.distractors} generated distractor vectors" if self.distractors else ""
-        return f"{tower} at {self.size}×{self.size} grey; gallery of {self.identities * self.per_identity} images{extra}"
+        return (
+            f"{tower} at {self.size}×{self.size} grey; gallery of "
+            f"{self.identities * self.per_identity} images{extra}"
+        )
 
 
 SCENARIOS = {
@@ -80,7 +88,10 @@ QUICK = Scenario("quick", 32, 20, 3, distractors=500, widths=(8, 16), embedding_
 
 
 def _prepare(scenario: Scenario, work_dir: Path) -> tuple[Path, Path]:
-    """A briefly trained tower (its speed matters here, not its accuracy), its export, and a gallery; reused."""
+    """A briefly trained tower, its export, and a gallery; reused.
+
+    The tower's speed matters here, not its accuracy.
+    """
     from siamese.engine import Embedder
     from siamese.export import export_onnx
     from siamese.training import TrainConfig, train
@@ -127,7 +138,10 @@ def _prepare(scenario: Scenario, work_dir: Path) -> tuple[Path, Path]:
 
 
 def _add_distractors(gallery_dir: Path, count: int, dim: int) -> None:
-    """Generated unit vectors (identities "distractor-N", no image files) so search costs what a large gallery's does."""
+    """Generated unit vectors (identities "distractor-N", no image files).
+
+    With them a search costs what a large gallery's does.
+    """
     if count <= 0:
         return
     rng = np.random.default_rng(11)
@@ -258,7 +272,10 @@ class _Load:
 
 
 def _measure(model: Path, gallery: Path, load: _Load, logs: Path) -> dict[str, Any]:
-    """Both servers on one model and gallery, alternating rounds; figures per mode and the throughput ratio."""
+    """Both servers on one model and gallery, alternating rounds.
+
+    Figures per mode and the throughput ratio.
+    """
     queries = _queries(gallery)
     modes = {"batched": load.max_batch, "one_at_a_time": 1}
     servers = {
@@ -318,19 +335,23 @@ def _measure(model: Path, gallery: Path, load: _Load, logs: Path) -> dict[str, A
 
 def _table(name: str, figures: dict[str, Any]) -> list[str]:
     lines = [
-        f"{name} / {mode}: {f['requests_per_s']} req/s, p50 {f['p50_ms']:.1f} ms, p95 {f['p95_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, "
+        f"{name} / {mode}: {f['requests_per_s']} req/s, p50 {f['p50_ms']:.1f} ms, "
+        f"p95 {f['p95_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, "
         f"errors {f['errors']}, wrong {f['wrong_answers']}, mean batch {f['mean_batch']}"
         for mode, f in figures["modes"].items()
     ]
     ratio = figures["throughput_ratio"]
     return [
         *lines,
-        f"{name}: micro-batched / one at a time = {ratio['median']:.2f}× (per round: {', '.join(map(str, ratio['per_round']))})",
+        (
+            f"{name}: micro-batched / one at a time = {ratio['median']:.2f}× "
+            f"(per round: {', '.join(map(str, ratio['per_round']))})"
+        ),
     ]
 
 
 def _plot(scenarios: dict[str, Any], path: Path) -> Path:
-    """Requests/s per scenario, micro-batched beside one at a time, with p50/p95 latency on each bar."""
+    """Requests/s per scenario, micro-batched beside one at a time; p50/p95 latency on each bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -366,7 +387,7 @@ def _plot(scenarios: dict[str, Any], path: Path) -> Path:
 
 
 def run(settings: BenchSettings) -> dict[str, Any]:
-    """Measure each scenario (or the given model and gallery) in both modes and return the figures."""
+    """Measure each scenario (or the given model and gallery) in both modes; return the figures."""
     quick = settings.quick
     load = _Load(
         clients=settings.option("clients", 8 if quick else 32, int),
@@ -404,13 +425,27 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     return {
         "plot": plot,
         "about": {
-            "requests_per_s": "queries answered per second of wall time with all clients sending (median over rounds)",
-            "latency": "per request, client side: send multipart upload → parsed JSON answer (all rounds pooled), ms",
+            "requests_per_s": (
+                "queries answered per second of wall time with all clients sending (median over "
+                "rounds)"
+            ),
+            "latency": (
+                "per request, client side: send multipart upload → parsed JSON answer (all rounds "
+                "pooled), ms"
+            ),
             "errors": "non-200 answers or transport failures (must be 0)",
-            "wrong_answers": "answers whose first identity is not the query image's own (must be 0)",
+            "wrong_answers": (
+                "answers whose first identity is not the query image's own (must be 0)"
+            ),
             "mean_batch": "images per inference call the server formed during the rounds",
-            "throughput_ratio": "batched / one-at-a-time requests/s, per round (rounds alternate between the servers)",
-            "cpu_ms_per_request": "CPU time of the server process / of the load generator per request (includes warm-up requests)",
+            "throughput_ratio": (
+                "batched / one-at-a-time requests/s, per round (rounds alternate between the "
+                "servers)"
+            ),
+            "cpu_ms_per_request": (
+                "CPU time of the server process / of the load generator per request (includes "
+                "warm-up requests)"
+            ),
         },
         "settings": {**asdict(load), "host": _HOST},
         "scenarios": scenarios,

@@ -1,4 +1,6 @@
-"""Speed suite: embedding and query speed of the default tower against the PyTorch peer and the machine's limits.
+"""Speed suite: embedding and query speed of the default tower.
+
+It is set against the PyTorch peer and the machine's limits.
 
     siamese bench speed [--quick] [--plot] [-O key=value ...]
 
@@ -57,7 +59,8 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     tower = trained.tower.eval()
     cores = available_cores()
 
-    # 1. Inference alone, by batch size: PyTorch eager vs onnxruntime precisions (and GPUs where present).
+    # 1. Inference alone, by batch size: PyTorch eager vs onnxruntime precisions (and GPUs where
+    # present).
     onnx_engines, skipped = measure.onnx_engines(space.models, max(config.batch_sizes))
     engines: dict[str, Any] = {"pytorch-eager-cpu": measure.torch_engine(tower, trained.spec)}
     if torch.cuda.is_available():
@@ -140,7 +143,10 @@ def run(settings: BenchSettings) -> dict[str, Any]:
             "loadavg_1_5_15_at_start": load_at_start,
             "loadavg_1_5_15_at_end": os.getloadavg(),
             "cores": cores,
-            "note": "a load above the core count means other programs shared the CPU: compare ratios, not absolute rates",
+            "note": (
+                "a load above the core count means other programs shared the CPU: compare ratios, "
+                "not absolute rates"
+            ),
         },
         "engine_settings": embedders["fp32"].settings(),
         "torch_threads": torch.get_num_threads(),
@@ -178,5 +184,8 @@ def _default_precision(photos: dict[str, Any], accuracy: dict[str, Any]) -> dict
         "fastest_without_accuracy_loss": choice,
         "int8_speedup_end_to_end": round(rates["end_to_end_int8"] / rates["end_to_end_fp32"], 3),
         "int8_top1_change": accuracy["int8"]["top1_change_vs_fp32"],
-        "note": "`siamese export` defaults to fp32 because int8 needs gallery images to calibrate on (--calibration DIR).",
+        "note": (
+            "`siamese export` defaults to fp32 because int8 needs gallery images to calibrate on "
+            "(--calibration DIR)."
+        ),
     }

@@ -1,4 +1,6 @@
-"""Batch embedding with onnxruntime from model.onnx alone: decode, preprocess and inference overlapped.
+"""Batch embedding with onnxruntime from model.onnx alone.
+
+Decode, preprocess and inference overlapped.
 
 A thread pool decodes images into preallocated uint8 batch buffers a bounded number of batches
 ahead (see pipeline.py) while onnxruntime embeds the current batch; the model normalises the
@@ -17,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -41,6 +43,9 @@ from siamese.images import preprocess_images, to_tensor
 from siamese.model_card import INPUT_NAME, ModelInfo
 from siamese.progress import progress_bar
 from siamese.spec import normalize_pixels
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 Embeddings = NDArray[np.float32]
 #: The onnxruntime type of the ``images`` input each metadata input_dtype requires.
@@ -70,10 +75,12 @@ class Embedder:
 
     Args:
         model_path: model.onnx written by ``siamese export`` (fp32, fp16 or int8 variant).
-        device: "auto" (TensorRT › CUDA › CPU, first that works) or "cpu"/"cuda"/"tensorrt" to insist.
+        device: "auto" (TensorRT › CUDA › CPU, first that works) or "cpu"/"cuda"/"tensorrt" to
+            insist.
         batch_size: images per inference call.
         decode_threads: threads decoding images (default: one per available core).
-        runtime: onnxruntime tuning (threads, spinning, optimisation, caches, TensorRT fp16, warm-up).
+        runtime: onnxruntime tuning (threads, spinning, optimisation, caches, TensorRT fp16,
+            warm-up).
         reduce: decode images much larger than the input at reduced scale (JPEG draft mode).
         prefetch: batches decoded ahead of inference.
 
@@ -178,7 +185,7 @@ class Embedder:
             )
 
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
-        """Run zero batches so allocation, weight packing and (TensorRT) engine builds happen now."""
+        """Run zero batches so allocation, weight packing and TensorRT engine builds happen now."""
         for size in batch_sizes:
             self.embed_batch(np.zeros((size, *self.spec.shape), dtype=np.uint8))
 
@@ -213,7 +220,7 @@ class Embedder:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def __enter__(self) -> Embedder:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -294,7 +301,7 @@ class Embedder:
     def embed_paths(
         self, paths: Iterable[str | os.PathLike[str]], *, progress: bool = False
     ) -> EmbedResult:
-        """Embed image files; files that cannot be decoded are skipped and listed in ``failures``."""
+        """Embed image files; files that cannot be decoded are skipped, listed in ``failures``."""
         names = [os.fspath(p) for p in paths]
         embedded: list[Embeddings] = []
         result = EmbedResult(np.zeros((0, self.dim), np.float32), [], [])

@@ -26,7 +26,10 @@ from siamese.files import write_json_atomic
 
 @lru_cache(maxsize=1)
 def _cpu_tag() -> str:
-    """A short hash of the CPU model and flags: the optimised graph is only valid on the same kind."""
+    """A short hash of the CPU model and flags.
+
+    The optimised graph is only valid on the same kind.
+    """
     text = platform.machine()
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
@@ -73,9 +76,11 @@ def load_cached(
             str(entry.model), options, providers=["CPUExecutionProvider"]
         )
         if not isinstance(metadata, dict):
-            raise ValueError("metadata is not an object")
+            raise TypeError("metadata is not an object")
         return session, {str(k): str(v) for k, v in metadata.items()}
-    except Exception:  # truncated file, other onnxruntime build, edited JSON: rebuild it
+    # A cache is never worth failing for: a truncated file, another onnxruntime build (its own
+    # exception types, not OSError) or edited JSON all mean the same thing, rebuild the entry.
+    except Exception:  # noqa: BLE001
         entry.discard()
         return None
 

@@ -23,7 +23,7 @@ MAX_LOCATION_BYTES = 4096
 
 
 def _tensors(graph) -> Iterator:  # onnx.GraphProto; untyped so onnx is imported only when checking
-    """Every tensor of a graph: initializers, sparse initializers, and node attributes, recursively."""
+    """Every tensor of a graph, recursively: initializers, sparse initializers, node attributes."""
     yield from graph.initializer
     for sparse in graph.sparse_initializer:
         yield sparse.values

@@ -26,7 +26,8 @@ from siamese.spec import InputSpec
 
 #: Batches decoded ahead of the one being embedded.
 DEFAULT_PREFETCH = 2
-#: Images per decode task: large enough that task overhead vanishes, small enough to balance threads.
+#: Images per decode task: large enough that task overhead vanishes, small enough to balance
+#: threads.
 _TASK_IMAGES = 8
 
 
@@ -48,7 +49,10 @@ def _decode_into(
     spec: InputSpec,
     reduce: bool,
 ) -> list[tuple[int, ImageDecodeError]]:
-    """Decode ``paths`` into consecutive rows; return (position, error) for the files that failed."""
+    """Decode ``paths`` into consecutive rows.
+
+    Return (position, error) for the files that failed.
+    """
     failed = []
     for position, path in enumerate(paths):
         try:

@@ -1,4 +1,6 @@
-"""Choosing the onnxruntime execution provider: TensorRT, then CUDA, then CPU, whichever really runs.
+"""Choosing the onnxruntime execution provider.
+
+TensorRT, then CUDA, then CPU, whichever really runs.
 
 onnxruntime-gpu lists its GPU providers even where no GPU or CUDA library exists and then quietly
 falls back, so the provider is judged by what the created session actually reports.
@@ -81,7 +83,10 @@ def _try_session(
     if session.get_providers()[0] != provider:
         return (
             None,
-            f"{provider} is installed but could not start (no usable GPU, driver or CUDA libraries)",
+            (
+                f"{provider} is installed but could not start "
+                "(no usable GPU, driver or CUDA libraries)"
+            ),
         )
     return session, ""
 
@@ -96,7 +101,8 @@ def create_session(
 
     Args:
         model_path: the ONNX file.
-        device: "auto" (TensorRT › CUDA › CPU, first that works), or "cpu", "cuda", "tensorrt" to insist.
+        device: "auto" (TensorRT › CUDA › CPU, first that works), or "cpu", "cuda", "tensorrt" to
+            insist.
         options: onnxruntime session options.
         provider_options: per-device provider options ({"tensorrt": {...}, "cuda": {...}}).
 

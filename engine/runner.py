@@ -1,4 +1,6 @@
-"""Running a batch through a session: plain ``run`` on the CPU, IO binding with device buffers on GPUs.
+"""Running a batch through a session.
+
+Plain ``run`` on the CPU, IO binding with device buffers on GPUs.
 
 On CUDA and TensorRT, ``session.run`` with numpy arrays allocates device memory for the input
 and output on every call. The binding runner keeps one preallocated input and output buffer on
@@ -105,7 +107,8 @@ class BindingRunner:
             bound = self._binding_for(tuple(images.shape))
             bound.input.update_inplace(np.ascontiguousarray(images, dtype=self.input_dtype))
             self.session.run_with_iobinding(bound.binding)
-            # The output buffer is reused next call, so hand back our own copy (on CPU numpy() may be a view).
+            # The output buffer is reused next call, so hand back our own copy (on CPU numpy() may
+            # be a view).
             return np.array(bound.output.numpy(), copy=True)
 
 

@@ -36,7 +36,10 @@ def available_cores() -> int:
 
 
 def user_cache_dir() -> Path:
-    """Where optimised models and TensorRT engines are cached: $SIAMESE_CACHE_DIR or ~/.cache/siamese."""
+    """Where optimised models and TensorRT engines are cached.
+
+    $SIAMESE_CACHE_DIR or ~/.cache/siamese.
+    """
     if os.environ.get("SIAMESE_CACHE_DIR"):
         return Path(os.environ["SIAMESE_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

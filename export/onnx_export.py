@@ -73,7 +73,7 @@ class ExportReport:
 def _write_variant(
     fp32_path: Path, target: Path, info: ModelInfo, calibration: str | os.PathLike[str] | None
 ) -> VariantReport:
-    """Derive the ``info.precision`` variant of a verified fp32 model into ``target`` and check it."""
+    """Derive the ``info.precision`` variant of a verified fp32 model into ``target``; check it."""
     spec = info.input_spec
     with tempfile.TemporaryDirectory(prefix="siamese-variant-") as scratch:
         variant_path = Path(scratch) / "variant.onnx"
@@ -204,7 +204,8 @@ def export_onnx(
                 variant = _write_variant(tmp, tmp, info, calibration)
                 if not variant.passed:
                     raise ParityError(
-                        f"{out_path}: not written, the {precision} variant drifts too far from fp32; {variant.summary()}"
+                        f"{out_path}: not written, the {precision} variant drifts too far from "
+                        f"fp32; {variant.summary()}"
                     )
                 ticker.advance()
     return ExportReport(

@@ -52,7 +52,7 @@ class CalibrationSet:
 
 @dataclass(frozen=True)
 class VariantReport:
-    """How far a variant's embeddings are from the float32 model's, and what that does to identification."""
+    """How far a variant's embeddings are from float32's, and what that does to identification."""
 
     precision: str
     images: int
@@ -70,9 +70,15 @@ class VariantReport:
     def summary(self) -> str:
         """One human line."""
         verdict = "ok" if self.passed else "FAILED"
-        text = f"{self.precision} check {verdict}: cosine to fp32 min {self.min_cosine:.5f} mean {self.mean_cosine:.5f} on {self.images} images"
+        text = (
+            f"{self.precision} check {verdict}: cosine to fp32 min {self.min_cosine:.5f} mean "
+            f"{self.mean_cosine:.5f} on {self.images} images"
+        )
         if self.top1_fp32 is not None:
-            text += f"; leave-one-out top-1 {self.top1_fp32:.3f} (fp32) vs {self.top1_variant:.3f} ({self.precision})"
+            text += (
+                f"; leave-one-out top-1 {self.top1_fp32:.3f} (fp32) vs "
+                f"{self.top1_variant:.3f} ({self.precision})"
+            )
         return text
 
 
@@ -147,11 +153,12 @@ class _Reader(CalibrationDataReader):
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: CalibrationSet) -> None:
-    """Static int8 quantisation (QDQ, per-channel weights, MinMax calibration) of convs and matmuls."""
+    """Static int8 quantisation (QDQ, per-channel weights, MinMax calibration) of convs, matmuls."""
     reader = _Reader(calibration.images)
     with tempfile.TemporaryDirectory(prefix="siamese-quant-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
-        # Symbolic shape inference cannot follow the L2-normalisation tail; ONNX's own inference suffices.
+        # Symbolic shape inference cannot follow the L2-normalisation tail; ONNX's own inference
+        # suffices.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared),

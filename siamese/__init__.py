@@ -28,7 +28,8 @@ _LAZY = {
     "export_onnx": "siamese.export",
 }
 
-__all__ = ["__version__", *_LAZY]
+# Built from _LAZY so the two cannot drift; its keys are all strings (ruff cannot see that).
+__all__ = ["__version__", *_LAZY]  # noqa: PLE0604
 
 
 def __getattr__(name: str) -> Any:

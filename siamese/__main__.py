@@ -1,4 +1,7 @@
-"""`python -m siamese`: the command line, so torchrun can start it (`torchrun ... -m siamese train ...`)."""
+"""`python -m siamese`: the command line, so torchrun can start it.
+
+For example: `torchrun ... -m siamese train ...`.
+"""
 
 from siamese.cli import app
 

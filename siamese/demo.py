@@ -55,7 +55,10 @@ class DemoReport:
 
 
 def _split_unseen(unseen_dir: Path, gallery_dir: Path, per_identity: int) -> list[tuple[str, str]]:
-    """Copy the first images of each unseen identity into a gallery folder; return (query, identity)."""
+    """Copy the first images of each unseen identity into a gallery folder.
+
+    Return (query, identity).
+    """
     queries = []
     for folder in sorted(p for p in unseen_dir.iterdir() if p.is_dir()):
         images = sorted(folder.iterdir())
@@ -90,7 +93,10 @@ def raw_pixel_top1(gallery_dir: Path, queries: list[tuple[str, str]], spec) -> f
 def run_demo(
     config: DemoConfig = DemoConfig(), *, progress: bool = True, log: Callable[[str], None] = print
 ) -> DemoReport:
-    """Run the whole pipeline and return its figures; artefacts go to ``config.out_dir`` (or a temp dir)."""
+    """Run the whole pipeline and return its figures.
+
+    Artefacts go to ``config.out_dir`` (or a temp dir).
+    """
     from siamese.engine import Embedder
     from siamese.evaluation.plots import plot_query_results
     from siamese.export import export_onnx
@@ -128,7 +134,8 @@ def run_demo(
     queries = _split_unseen(data / "unseen", data / "gallery", config.gallery_per_identity)
     lap("generate")
     log(
-        f"generated {config.train_identities} training identities and {config.unseen_identities} unseen ones in {data}"
+        f"generated {config.train_identities} training identities and {config.unseen_identities} "
+        f"unseen ones in {data}"
     )
 
     result = train(
@@ -143,7 +150,8 @@ def run_demo(
     )
     lap("train")
     log(
-        f"trained the conv tower: kept epoch {result.best_epoch}, validation {result.best_metric} {result.best_value:.3f} ({seconds['train']:.0f}s)"
+        f"trained the conv tower: kept epoch {result.best_epoch}, validation {result.best_metric} "
+        f"{result.best_value:.3f} ({seconds['train']:.0f}s)"
     )
 
     report = export_onnx(out / "run", out / "model.onnx", progress=progress)
@@ -154,7 +162,8 @@ def run_demo(
     built = Gallery.build(data / "gallery", embedder, out / "gallery", progress=progress)
     lap("index")
     log(
-        f"indexed {built.count} images of {built.identities} unseen identities into {out / 'gallery'} ({embedder.device})"
+        f"indexed {built.count} images of {built.identities} unseen identities into "
+        f"{out / 'gallery'} ({embedder.device})"
     )
 
     started = time.perf_counter()

@@ -50,7 +50,7 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:
-    """Flush a directory entry so a rename inside it survives a power cut (no-op where unsupported)."""
+    """Flush a directory entry so a rename inside it survives a power cut (no-op if unsupported)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

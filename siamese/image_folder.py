@@ -56,7 +56,7 @@ def is_image_file(path: Path) -> bool:
 
 
 def _refusal(path: Path) -> str | None:
-    """Why a file named like an image of a format outside the allow-list is refused (None otherwise)."""
+    """Why a file named like an image of a format outside the allow-list is refused, else None."""
     fmt = _extension_formats().get(path.suffix.lower())
     if path.name.startswith(".") or fmt is None or path.suffix.lower() in image_extensions():
         return None
@@ -115,7 +115,10 @@ def _scan_files(
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
-    """A folder, or a link to one; a link loop or an unreadable entry is not (it is checked later)."""
+    """A folder, or a link to one.
+
+    A link loop or an unreadable entry is not (it is checked later).
+    """
     try:
         return entry.is_dir()
     except OSError:
@@ -134,7 +137,10 @@ def _require_folder(root: Path) -> None:
 
 
 def scan_gallery_folder(root: str | os.PathLike[str], *, loose_files: bool = True) -> FolderScan:
-    """Like :func:`scan_image_folder`, also listing refused files; an empty folder is not an error here."""
+    """Like :func:`scan_image_folder`, also listing refused files.
+
+    An empty folder is not an error here.
+    """
     root = Path(root)
     _require_folder(root)
     scan = FolderScan()

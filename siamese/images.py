@@ -28,7 +28,8 @@ _RESAMPLE = {
 }
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 
-#: Pillow formats we decode; anything else (EPS, PSD, PDF, ICO, …) is refused even under an image name.
+#: Pillow formats we decode; anything else (EPS, PSD, PDF, ICO, …) is refused even under an image
+#: name.
 ALLOWED_FORMATS = (
     "BMP",
     "GIF",
@@ -86,7 +87,8 @@ def _unreadable_reason(source: str | bytes) -> str:
     try:
         with _open(source) as image:  # header only: names the format, decodes nothing
             return f"format {image.format} is not allowed (allowed: {', '.join(ALLOWED_FORMATS)})"
-    except Exception:  # any failure here just means "not an image we know"
+    # Only names a reason for a file already refused: any failure means "not an image we know".
+    except Exception:  # noqa: BLE001
         return "not an image format Pillow can read"
 
 
@@ -98,7 +100,7 @@ def decode_image(
     max_pixels: int = MAX_PIXELS,
     max_bytes: int = MAX_FILE_BYTES,
 ) -> Image.Image:
-    """Fully decode an image file or in-memory bytes (an animation's first frame) and apply its EXIF orientation.
+    """Fully decode an image file or bytes (an animation's first frame); apply its EXIF orientation.
 
     ``before_load`` runs on the opened image before its pixels are decoded (e.g. the JPEG
     draft request of :func:`siamese.reduced_decode.draft_hook`). Uploaded bytes go
@@ -129,7 +131,8 @@ def decode_image(
             if width * height > max_pixels:
                 raise ImageDecodeError(
                     name,
-                    f"too many pixels ({width}×{height}; the limit is {max_pixels / 1_000_000:g} megapixels)",
+                    f"too many pixels ({width}×{height}; the limit is {max_pixels / 1_000_000:g} "
+                    "megapixels)",
                     kind="too_large",
                 )
             if before_load is not None:
@@ -137,7 +140,8 @@ def decode_image(
             image.load()  # decode now so a truncated file fails here, not later mid-batch
             try:
                 return ImageOps.exif_transpose(image)
-            except Exception as exc:
+            # Pillow's EXIF parsing of hostile input can raise almost anything: one file's problem.
+            except Exception as exc:  # noqa: BLE001
                 raise ImageDecodeError(name, f"unreadable EXIF orientation ({exc})") from None
     except ImageDecodeError:
         raise
@@ -149,9 +153,9 @@ def decode_image(
         ) from None
     except MemoryError:
         raise ImageDecodeError(name, "not enough memory to decode", kind="too_large") from None
-    except (
-        Exception
-    ) as exc:  # OSError, SyntaxError, ValueError, struct.error…: all mean a damaged file
+    # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error… on a damaged file:
+    # the boundary where any of them becomes this file's one-line error, never a traceback.
+    except Exception as exc:  # noqa: BLE001
         raise ImageDecodeError(
             name, f"corrupt or truncated image ({type(exc).__name__}: {exc})"
         ) from None
@@ -243,9 +247,8 @@ def load_pixels(
     )
     try:
         return resize_to_spec(image, spec, reduce=reduce)
-    except (
-        Exception
-    ) as exc:  # an exotic mode or a resize failure is this file's problem, not the batch's
+    # An exotic mode or a resize failure is this file's problem, not the batch's (boundary).
+    except Exception as exc:  # noqa: BLE001
         label = name or ("<bytes>" if isinstance(source, bytes) else os.fspath(source))
         raise ImageDecodeError(
             label, f"cannot convert {image.mode} image ({type(exc).__name__}: {exc})"

@@ -81,7 +81,7 @@ def sample_pair_distances(
     max_pairs: int = MAX_PAIRS,
     seed: int = 0,
 ) -> tuple[FloatArray, FloatArray]:
-    """L2 distances of same-identity and different-identity pairs (a×b, or distinct pairs within a)."""
+    """L2 distances of same- and different-identity pairs (a×b, or distinct pairs within a)."""
     within = b is None
     if within:
         b, b_labels = a, a_labels

@@ -64,13 +64,15 @@ class ModelInfo:
         values = {k[len(_PREFIX) :]: v for k, v in metadata.items() if k.startswith(_PREFIX)}
         if "input_spec" not in values:
             raise ModelError(
-                f"{source}: not a siamese model (no siamese.input_spec metadata); export it with `siamese export`"
+                f"{source}: not a siamese model (no siamese.input_spec metadata); export it with "
+                "`siamese export`"
             )
         try:
             version = int(values.get("format_version", "1"))
             if version > MODEL_FORMAT_VERSION:
                 raise ModelError(
-                    f"{source}: model format {version} is newer than this siamese supports ({MODEL_FORMAT_VERSION}); upgrade siamese"
+                    f"{source}: model format {version} is newer than this siamese supports "
+                    f"({MODEL_FORMAT_VERSION}); upgrade siamese"
                 )
             if version < 1:
                 raise ModelError(f"{source}: malformed siamese metadata (format version {version})")

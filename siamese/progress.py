@@ -67,10 +67,10 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
 def epoch_line(
     row: dict[str, Any], epochs: int, enabled: bool = True, stream: TextIO | None = None
 ) -> None:
-    """One flushed line per epoch (epoch, loss, validation figures, time) when ``stream`` is not a terminal.
+    """One flushed line per epoch (epoch, loss, validation figures, time) unless on a terminal.
 
-    A terminal shows the live bar instead; a log file or a CI run would otherwise see nothing until
-    the run ends, and long trainings are watched through them.
+    A terminal ``stream`` shows the live bar instead; a log file or a CI run would otherwise see
+    nothing until the run ends, and long trainings are watched through them.
     """
     stream = stream if stream is not None else sys.stderr
     if not enabled or getattr(stream, "isatty", lambda: False)():

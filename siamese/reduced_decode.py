@@ -20,7 +20,8 @@ from PIL import Image
 
 from siamese.spec import InputSpec
 
-#: Keep at least this many times the target size before the final resize (Pillow's thumbnail default).
+#: Keep at least this many times the target size before the final resize (Pillow's thumbnail
+#: default).
 REDUCING_GAP = 2.0
 #: EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
@@ -36,13 +37,17 @@ def _target_size(image: Image.Image, spec: InputSpec, gap: float) -> tuple[int, 
         width = height = side
     try:
         orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception:  # unreadable EXIF: decode_image reports real damage, here just do not swap
+    # Unreadable EXIF (any Pillow error): decode_image reports real damage, here just do not swap.
+    except Exception:  # noqa: BLE001
         orientation = 1
     return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
 
 
 def draft_hook(spec: InputSpec, gap: float = REDUCING_GAP) -> Callable[[Image.Image], None]:
-    """A ``before_load`` hook for decode_image: JPEG DCT-scaled (and luma-only for grey) decoding."""
+    """A ``before_load`` hook for decode_image.
+
+    JPEG DCT-scaled (and luma-only for grey) decoding.
+    """
 
     def before_load(image: Image.Image) -> None:
         if image.format != "JPEG":

@@ -64,7 +64,8 @@ class InputSpec:
             )
         if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(
-                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}"
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got "
+                f"{self.interpolation!r}"
             )
 
     @property
@@ -87,7 +88,7 @@ class InputSpec:
         std: tuple[float, ...] | None = None,
         resize: str = "stretch",
     ) -> InputSpec:
-        """Build a spec from a size and channel count, defaulting to no normalisation (as the seed)."""
+        """Build a spec from a size and channel count; no normalisation by default (as the seed)."""
         height, width = (size, size) if isinstance(size, int) else size
         return cls(
             height=height,

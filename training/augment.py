@@ -1,4 +1,4 @@
-"""Augmentation presets (torchvision.transforms.v2) applied to uint8 C×H×W tensors before normalisation.
+"""Augmentation presets (torchvision.transforms.v2) for uint8 C×H×W tensors, before normalisation.
 
 Flips are a separate choice: they preserve identity for faces and most products, but not for
 text, signatures or parts with a handedness, so none is the default.

@@ -56,7 +56,7 @@ class TrainingImages(Dataset):
 def flatten_views(
     images: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """A batch of N×V×C×H×W views → (N·V)×C×H×W images, their labels, and which image each view shows.
+    """A batch of N×V×C×H×W views → (N·V)×C×H×W images, labels, and which image each view shows.
 
     A plain N×C×H×W batch passes through with ``None`` for the instances.
     """
@@ -68,11 +68,12 @@ def flatten_views(
 
 
 class RandomTupleSampler:
-    """Seed-style batches: ``batch_size`` random pairs (laid out [firsts, seconds]) or triplets ([a, p, n]).
+    """Seed-style batches: ``batch_size`` random pairs ([firsts, seconds]) or triplets ([a, p, n]).
 
-    ``kind`` is "pairs", "triplets" or "class-pair-triplets" (Hoffer and Ailon's, for triplet-softmax).
-    Distributed (``world`` > 1): every rank draws the same world × ``batch_size`` tuples from the
-    shared seeded generator and keeps tuples ``rank·batch_size …``, so ``batch_size`` is per process.
+    ``kind`` is "pairs", "triplets" or "class-pair-triplets" (Hoffer and Ailon's, for
+    triplet-softmax). Distributed (``world`` > 1): every rank draws the same world × ``batch_size``
+    tuples from the shared seeded generator and keeps tuples ``rank·batch_size …``, so
+    ``batch_size`` is per process.
     """
 
     def __init__(
@@ -119,7 +120,9 @@ def make_sampler(
     rank: int = 0,
     world: int = 1,
 ) -> PKSampler | RandomTupleSampler:
-    """The batch sampler for a criterion: P×K for mined losses, random tuples for seed-style training.
+    """The batch sampler for a criterion.
+
+    P×K for mined losses, random tuples for seed-style training.
 
     ``rank`` and ``world`` give each training process its share of one shared global batch.
     """

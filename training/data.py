@@ -105,7 +105,10 @@ def load_image_folder(
 
 
 def typical_image_size(root: str | os.PathLike[str], sample: int = 64) -> int:
-    """Median longer side of a sample of the folder's images, read from headers only (no decoding)."""
+    """Median longer side of a sample of the folder's images.
+
+    Read from headers only (no decoding).
+    """
     from PIL import Image
 
     items = scan_image_folder(root)
@@ -130,7 +133,7 @@ def split_identities(
     """
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"validation fraction must be in [0, 1), got {val_fraction}")
-    n_val = int(round(len(identities) * val_fraction))
+    n_val = round(len(identities) * val_fraction)
     if n_val < 2 or len(identities) - n_val < 2:
         return list(identities), []
     order = np.random.default_rng(seed).permutation(len(identities))

@@ -62,7 +62,7 @@ class Ranks:
 
 
 def ranks_from_environment() -> Ranks:
-    """The ranks torchrun's elastic agent announced in the environment (a single process without it)."""
+    """The ranks torchrun's elastic agent announced in the environment; one process without it."""
     try:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
@@ -82,7 +82,9 @@ def core_count() -> int:
 
 
 def setup(ranks: Ranks, device: torch.device, threads: int | None) -> tuple[torch.device, bool]:
-    """Join the process group if this is a distributed job; return the rank's device and whether it joined.
+    """Join the process group if this is a distributed job.
+
+    Return the rank's device and whether it joined.
 
     Threads: ``threads`` when given; otherwise, with several ranks, each takes an equal share of the
     machine's cores (torchrun would leave every rank one thread, and PyTorch's own default would let
@@ -109,7 +111,8 @@ def setup(ranks: Ranks, device: torch.device, threads: int | None) -> tuple[torc
         joined = True
     if dist.get_world_size() != ranks.world:
         raise ConfigError(
-            f"the process group has {dist.get_world_size()} ranks, the environment says {ranks.world}"
+            f"the process group has {dist.get_world_size()} ranks, the environment says "
+            f"{ranks.world}"
         )
     return device, joined
 
@@ -121,7 +124,10 @@ def teardown(joined: bool) -> None:
 
 
 class _AllGather(Function):
-    """Concatenate every rank's equally shaped tensor along dim 0; backward sums the gradients (the adjoint)."""
+    """Concatenate every rank's equally shaped tensor along dim 0.
+
+    Backward sums the gradients (the adjoint).
+    """
 
     @staticmethod
     def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
@@ -209,7 +215,10 @@ def gather_batch(
 
 
 def broadcast_object(ranks: Ranks, value: Any) -> Any:
-    """Rank 0's ``value`` on every rank (pickled between this job's own processes, never from a file)."""
+    """Rank 0's ``value`` on every rank.
+
+    Pickled between this job's own processes, never read from a file.
+    """
     if not ranks.enabled:
         return value
     box = [value if ranks.is_main else None]

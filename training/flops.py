@@ -1,4 +1,6 @@
-"""Arithmetic per training image: what the tower's forward and backward passes cost, counted by torch.
+"""Arithmetic per training image.
+
+What the tower's forward and backward passes cost, counted by torch.
 
 Counted with torch.utils.flop_counter.FlopCounterMode on the training path (``training_embedding``,
 in train mode), per image: a figure to set images/s against a machine's arithmetic peak. It counts

@@ -21,7 +21,10 @@ M_MMAP_MAX = -4
 
 
 def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory; True when it accepted, False elsewhere (no glibc)."""
+    """Ask glibc's malloc to keep freed memory.
+
+    True when it accepted, False elsewhere (no glibc).
+    """
     if not sys.platform.startswith("linux"):
         return False
     try:

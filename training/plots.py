@@ -1,4 +1,4 @@
-"""Training curves as PNG (the seed's show_plot, written to the run directory instead of a window)."""
+"""Training curves as PNG (the seed's show_plot, written to the run directory, not a window)."""
 
 from __future__ import annotations
 

@@ -70,7 +70,10 @@ def sample_pairs(
 def sample_triplets(
     labels: IntArray, count: int, rng: np.random.Generator
 ) -> tuple[IntArray, IntArray, IntArray]:
-    """Draw ``count`` (anchor, positive, negative) triplets; anchors come from identities with ≥ 2 images."""
+    """Draw ``count`` (anchor, positive, negative) triplets.
+
+    Anchors come from identities with ≥ 2 images.
+    """
     groups = _Groups.of(labels)
     eligible = np.flatnonzero(groups.size[labels] >= 2)
     if len(eligible) == 0:
@@ -86,13 +89,16 @@ def sample_triplets(
 def sample_class_pair_triplets(
     labels: IntArray, count: int, rng: np.random.Generator
 ) -> tuple[IntArray, IntArray, IntArray]:
-    """Hoffer and Ailon's triplets: each from a pair of identities, two images of one and one of the other.
+    """Hoffer and Ailon's triplets.
 
-    The doubled identity (anchor and positive) is uniform over identities with two or more images, the
-    other (the negative) uniform over the remaining identities, so within the pair either identity
-    is equally often the one with two images ("one negative with two positives, or one positive with
-    two negatives"); images are uniform within their identity. Unlike :func:`sample_triplets`, whose
-    anchors are uniform over images, large identities are not drawn more often than small ones.
+    Each from a pair of identities, two images of one and one of the other.
+
+    The doubled identity (anchor and positive) is uniform over identities with two or more images,
+    the other (the negative) uniform over the remaining identities, so within the pair either
+    identity is equally often the one with two images ("one negative with two positives, or one
+    positive with two negatives"); images are uniform within their identity. Unlike
+    :func:`sample_triplets`, whose anchors are uniform over images, large identities are not drawn
+    more often than small ones.
     """
     groups = _Groups.of(labels)
     eligible = np.flatnonzero(groups.size >= 2)

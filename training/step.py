@@ -38,7 +38,7 @@ def _full_precision(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def batch_blocks(criterion: Criterion) -> int:
-    """How a batch is laid out: 1 (P×K), 2 ([firsts, seconds]) or 3 ([anchors, positives, negatives])."""
+    """How a batch is laid out: 1 (P×K), 2 ([firsts, seconds]) or 3 ([a, p, n], a triplet each)."""
     if criterion.sampler != "random":
         return 1
     return 2 if criterion.loss.consumes == "pairs" else 3
@@ -54,7 +54,9 @@ def step_loss(
     ranks: Ranks,
     autocast=None,
 ) -> torch.Tensor:
-    """The loss of the global batch (this rank's ``batch`` plus every other rank's), ready for backward.
+    """The loss of the global batch (this rank's ``batch`` plus every other rank's).
+
+    Ready for backward.
 
     ``forward`` is a :class:`TrainingForward`, or the DDP module wrapping one.
     """

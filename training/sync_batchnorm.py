@@ -23,9 +23,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 class GlobalBatchNorm(_BatchNorm):
     """BatchNorm whose training statistics are those of every rank's batch together (any backend).
 
-    Two all-reduces per layer and step (ranks' batches have equal shapes): the per-channel sums (for the mean), then the sums of
-    squared deviations from that mean (for the variance; the two-pass form keeps float32 accurate).
-    Outside training, or in a single process, it is exactly ``F.batch_norm``.
+    Two all-reduces per layer and step (ranks' batches have equal shapes): the per-channel sums (for
+    the mean), then the sums of squared deviations from that mean (for the variance; the two-pass
+    form keeps float32 accurate). Outside training, or in a single process, it is exactly
+    ``F.batch_norm``.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -62,7 +63,7 @@ class GlobalBatchNorm(_BatchNorm):
 
 
 def synchronise_batch_norm(module: nn.Module, device: torch.device) -> nn.Module:
-    """Replace every batch-norm layer by its synchronised form for ``device`` (in place where possible)."""
+    """Make every batch-norm layer synchronised for ``device`` (in place where possible)."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     return _convert(module)

@@ -1,5 +1,7 @@
-"""The training loop: P×K (or seed-style) batches, online mining, Adam with warm-up and cosine decay,
-validation on held-out identities every epoch, best-checkpoint selection, early stopping, resume.
+"""The training loop: P×K (or seed-style) batches, online mining.
+
+Adam with warm-up and cosine decay, validation on held-out identities every epoch, best-checkpoint
+selection, early stopping, resume.
 
 Reads top to bottom: resolve the config, load and split the data by identity, then for each epoch
 train, validate, checkpoint, and stop early when validation stops improving.
@@ -104,7 +106,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def default_input_size(config: TrainConfig) -> int:
-    """The classic tower's fixed 100 px; for others the tower default, or the images' own size when smaller.
+    """The classic tower's fixed 100 px.
+
+    For others the tower default, or the images' own size when smaller.
 
     Upscaling 28-px images to 96 px would cost 11× the compute and add no information.
     """
@@ -116,7 +120,10 @@ def default_input_size(config: TrainConfig) -> int:
 
 
 def input_spec_for(config: TrainConfig) -> InputSpec:
-    """The input spec a config implies: its size or the default; ImageNet statistics for pretrained backbones."""
+    """The input spec a config implies: its size or the default.
+
+    ImageNet statistics for pretrained backbones.
+    """
     size = config.image_size or default_input_size(config)
     mean = std = None
     if config.weights:
@@ -204,7 +211,8 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
     )
     if changed:
         raise ConfigError(
-            f"{run_dir}: cannot resume with different settings ({', '.join(changed)}); use the original ones or a new --out"
+            f"{run_dir}: cannot resume with different settings ({', '.join(changed)}); use the "
+            "original ones or a new --out"
         )
 
 
@@ -224,7 +232,8 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
 
     Raises:
         DataError: unreadable or too small dataset.
-        ConfigError: inconsistent options, an existing run without ``resume``, CUDA asked for but absent.
+        ConfigError: inconsistent options, an existing run without ``resume``, CUDA asked for but
+            absent.
     """
     ranks = ranks_from_environment()
     device, joined = setup(ranks, resolve_device(config.device), config.threads)
@@ -235,7 +244,9 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
 
 
 def _prepare_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None:
-    """Rank 0 checks the run directory (and reads the checkpoint to resume); every rank gets the outcome.
+    """Rank 0 checks the run directory (and reads the checkpoint to resume).
+
+    Every rank gets the outcome.
 
     Agreeing first means a refused run stops every rank with rank 0's message instead of leaving
     the others waiting for it.
@@ -255,11 +266,15 @@ def _prepare_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None
 
 
 def check_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None:
-    """Refuse an existing run without ``resume``, or a resume that cannot continue; return the checkpoint to resume."""
+    """Refuse an existing run without ``resume``, or a resume that cannot continue.
+
+    Return the checkpoint to resume.
+    """
     run_dir = Path(config.out_dir)
     if (run_dir / CHECKPOINT_FILE).exists() and not config.resume:
         raise ConfigError(
-            f"{run_dir}: already holds a training run; pass --resume to continue it or choose another --out"
+            f"{run_dir}: already holds a training run; pass --resume to continue it or choose "
+            "another --out"
         )
     if not config.resume:
         return None
@@ -311,7 +326,8 @@ def _train(config: TrainConfig, ranks: Ranks, device: torch.device, progress: bo
     train_set, val_set = data.subset(train_ids), (data.subset(val_ids) if val_ids else None)
     if np.bincount(train_set.labels).max() < 2:
         raise DataError(
-            f"{config.data_dir}: every training identity has a single image; need two or more per identity"
+            f"{config.data_dir}: every training identity has a single image; need two or more per "
+            "identity"
         )
 
     kind = criterion.tuple_kind if config.sampler == "random" else "batch"
@@ -512,7 +528,7 @@ def _train(config: TrainConfig, ranks: Ranks, device: torch.device, progress: bo
 
 
 def _instance_loss(tower: nn.Module, weight: float) -> InstanceLoss:
-    """The instance term: on the backbone's features through its own projector where the tower has a backbone."""
+    """The instance term: on the backbone's features through its own projector, if there is one."""
     in_features = tower.head.linear.in_features if isinstance(tower, EmbeddingTower) else None
     return InstanceLoss(weight, in_features=in_features)
 
@@ -532,7 +548,10 @@ def _train_epoch(
     ticker,
     ranks: Ranks,
 ) -> tuple[float, int]:
-    """One pass over the epoch's batches; returns the mean loss and the images trained on (all ranks)."""
+    """One pass over the epoch's batches.
+
+    Returns the mean loss and the images trained on (all ranks).
+    """
     forward.train()
     losses, images_seen = [], 0
     for images, labels in loader:

@@ -25,7 +25,10 @@ def _forward_all(
     device: torch.device,
     channels_last: bool,
 ) -> torch.Tensor:
-    """Run ``module`` over every image without augmentation, with the tower in eval mode (restoring its mode)."""
+    """Run ``module`` over every image without augmentation.
+
+    With the tower in eval mode (restoring its mode).
+    """
     was_training = tower.training
     tower.eval()
     pixels = torch.from_numpy(data.pixels).permute(0, 3, 1, 2)
@@ -53,7 +56,10 @@ def fit_projection(
     channels_last: bool = False,
     seed: int = 0,
 ) -> None:
-    """Refit the tower's FeatureProjection (if it has one) to the backbone features of up to PROJECTION_SAMPLE training images."""
+    """Refit the tower's FeatureProjection (if it has one) to backbone features of training images.
+
+    It sees up to PROJECTION_SAMPLE training images.
+    """
     if getattr(tower, "projection", None) is None:
         return
     if len(data) > PROJECTION_SAMPLE:
@@ -67,7 +73,7 @@ def fit_projection(
 def validation_metrics(
     embeddings: np.ndarray, labels: np.ndarray, seed: int = 0
 ) -> dict[str, float]:
-    """Leave-one-out recall@1/5 and mAP@R, plus verification ROC-AUC and EER, over held-out identities."""
+    """Leave-one-out recall@1/5, mAP@R, verification ROC-AUC and EER over held-out identities."""
     retrieval = retrieval_metrics(embeddings, labels, ks=(1, 5))
     same, different = sample_pair_distances(embeddings, labels, max_pairs=50_000, seed=seed)
     verification = verification_metrics(same, different, fars=())

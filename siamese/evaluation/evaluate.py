@@ -1,4 +1,4 @@
-"""`siamese eval`: how well an exported model identifies and verifies identities on a user's own data.
+"""`siamese eval`: how well an exported model identifies and verifies identities on your data.
 
 Embeds an ImageFolder split per identity into gallery and queries (or separate gallery and query
 folders) with the engine, then reports identification (recall@k, mAP@R) and verification
@@ -79,7 +79,10 @@ EmbedFunction = Callable[[list[str]], tuple[np.ndarray, list[str], list[tuple[st
 
 
 def engine_embedding(embedder, progress: bool = False) -> EmbedFunction:
-    """Adapt an Embedder to the (paths → embeddings, embedded paths, failures) shape :func:`measure` takes."""
+    """Adapt an Embedder to the shape :func:`measure` takes.
+
+    That is paths → (embeddings, embedded paths, failures).
+    """
 
     def embed(paths: list[str]) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
         result = embedder.embed_paths(paths, progress=progress)
@@ -209,7 +212,8 @@ def save_threshold_to(
     distance = report["verification"][f"threshold_at_far_{far:g}"]
     if not distance > 0:
         raise SiameseError(
-            f"the evaluation found no positive distance threshold at FAR {far:g} (too few different-identity pairs?); not stored"
+            f"the evaluation found no positive distance threshold at FAR {far:g} (too few "
+            "different-identity pairs?); not stored"
         )
     source = f"siamese eval of {report['model']} on {report['data']}"
     stored = Gallery.set_threshold(

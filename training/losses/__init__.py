@@ -1,4 +1,4 @@
-"""Metric-learning criteria: a loss, and how its tuples are found (sampled, or mined in P×K batches).
+"""Metric-learning criteria: a loss, and how its tuples are found (sampled, or mined in P×K).
 
 Distance, miner and reducer are separate strategy objects (pytorch-metric-learning style), so
 contrastive and triplet losses share mining and distance code.
@@ -63,7 +63,10 @@ if set(LOSSES) != set(get_args(config.LossName)) or {
 
 @dataclass
 class Criterion:
-    """A loss with its tuple source: ``sampler="random"`` draws seed-style pairs/triplets, ``"pk"`` mines batches."""
+    """A loss with its tuple source.
+
+    ``sampler="random"`` draws seed-style pairs/triplets, ``"pk"`` mines batches.
+    """
 
     loss: nn.Module
     miner: Any
@@ -78,11 +81,17 @@ class Criterion:
 
     @property
     def tuple_kind(self) -> str:
-        """What ``--sampler random`` draws for this loss: pairs, triplets, or its own kind of triplets."""
+        """What ``--sampler random`` draws for this loss.
+
+        Pairs, triplets, or its own kind of triplets.
+        """
         return getattr(self.loss, "sampling", self.loss.consumes)
 
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Loss of one batch: P×K images mined here, or sampled tuples laid out block-wise ([firsts, seconds] or [a, p, n])."""
+        """Loss of one batch: P×K images mined here, or sampled tuples laid out block-wise.
+
+        Sampled tuples come as [firsts, seconds] or [a, p, n].
+        """
         if self.sampler == "random":
             if self.loss.consumes == "pairs":
                 half = len(labels) // 2
@@ -153,7 +162,7 @@ def create_criterion(
 
 
 def _softmax_triplet(sampler: str, miner: str | None, margin: float | None) -> Criterion:
-    """Hoffer and Ailon's loss: its own class-pair triplets with ``--sampler random``, batch-hard in P×K."""
+    """Hoffer and Ailon's loss: class-pair triplets with ``--sampler random``, batch-hard in P×K."""
     if margin is not None:
         raise ConfigError("the triplet-softmax loss has no margin; leave --margin out")
     loss = SoftmaxTripletLoss()
@@ -164,7 +173,8 @@ def _softmax_triplet(sampler: str, miner: str | None, margin: float | None) -> C
     miner = miner or MINERS["triplet-softmax"][0]
     if miner not in MINERS["triplet-softmax"]:
         raise ConfigError(
-            f"loss 'triplet-softmax' works with miners: {', '.join(MINERS['triplet-softmax'])}; got {miner!r}"
+            f"loss 'triplet-softmax' works with miners: {', '.join(MINERS['triplet-softmax'])}; "
+            f"got {miner!r}"
         )
     return Criterion(loss, BatchHardMiner(loss.distance), sampler, "triplet-softmax", miner)
 

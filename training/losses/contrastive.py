@@ -1,4 +1,7 @@
-"""Contrastive loss exactly as the seed defines it (Hadsell, Chopra and LeCun, 2006), on sampled or mined pairs."""
+"""Contrastive loss exactly as the seed defines it (Hadsell, Chopra and LeCun, 2006).
+
+On sampled or mined pairs.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +13,10 @@ from torch import nn
 
 
 class ContrastiveLoss(nn.Module):
-    """(1 − Y)·d² + Y·max(margin − d, 0)² per pair, Y = 0 for same identity and 1 otherwise, then reduced.
+    """(1 − Y)·d² + Y·max(margin − d, 0)² per pair, then reduced.
 
-    With the default distance (pairwise_distance, eps 1e-6) and mean reduction this is the seed's loss.
+    Y = 0 for same identity and 1 otherwise. With the default distance (pairwise_distance, eps
+    1e-6) and mean reduction this is the seed's loss.
     """
 
     consumes = "pairs"

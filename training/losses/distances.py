@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 
 class EuclideanDistance:
-    """Euclidean distance; ``eps`` keeps the gradient finite at zero (torch's pairwise_distance default)."""
+    """Euclidean distance; ``eps`` (pairwise_distance's default) keeps the gradient finite at 0."""
 
     def __init__(self, eps: float = 1e-6) -> None:
         self.eps = eps

@@ -1,4 +1,6 @@
-"""Instance discrimination (NT-Xent, as in SimCLR): two augmented views of an image must find each other.
+"""Instance discrimination (NT-Xent, as in SimCLR).
+
+Two augmented views of an image must find each other.
 
 Labels alone teach a tower only what separates the training identities; with few of them (six
 clothing classes, not thousands of people) it learns little that tells new identities apart.
@@ -22,7 +24,7 @@ PROJECTOR_HIDDEN, PROJECTOR_OUT = 512, 128
 
 
 class InstanceLoss(nn.Module):
-    """Cross-entropy of picking an image's other view among every other embedding in the batch, times ``weight``.
+    """Cross-entropy of picking an image's other view among every other embedding, times ``weight``.
 
     With ``in_features`` the term has its own projector (an MLP, as in SimCLR) and takes the
     backbone's features, not the served head's output: the supervised loss wants a training
@@ -48,7 +50,10 @@ class InstanceLoss(nn.Module):
         )
 
     def forward(self, embeddings: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
-        """``instances[i]`` names the image embedding ``i`` is a view of; each image has exactly two views."""
+        """``instances[i]`` names the image embedding ``i`` is a view of.
+
+        Each image has exactly two views.
+        """
         unit = nn.functional.normalize(self.projector(embeddings), dim=1)
         logits = unit @ unit.T / self.temperature
         eye = torch.eye(len(instances), dtype=torch.bool, device=embeddings.device)

@@ -18,7 +18,10 @@ def _masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class AllPairsMiner:
-    """Every positive and negative pair of the batch; with ``hard_negatives_only`` drop negatives beyond the margin."""
+    """Every positive and negative pair of the batch.
+
+    With ``hard_negatives_only`` drop negatives beyond the margin.
+    """
 
     produces = "pairs"
 
@@ -58,7 +61,10 @@ class BatchHardMiner:
 
 
 class _MarginTripletMiner:
-    """Shared by the miners that pick triplets relative to a margin: the margin, the distance, the batch's masks."""
+    """Shared by the miners that pick triplets relative to a margin.
+
+    The margin, the distance, the batch's masks.
+    """
 
     produces = "triplets"
 
@@ -73,7 +79,10 @@ class _MarginTripletMiner:
 
 
 class SemiHardMiner(_MarginTripletMiner):
-    """For each (anchor, positive), the nearest negative that is farther than the positive but within the margin (FaceNet)."""
+    """Semi-hard negatives (FaceNet): for each (anchor, positive), the nearest such negative.
+
+    The negative is farther than the positive but within the margin.
+    """
 
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
         d, positive, negative = self._distances_and_masks(embeddings, labels)

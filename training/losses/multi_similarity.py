@@ -1,4 +1,7 @@
-"""Multi-similarity loss (Wang et al., CVPR 2019) with its built-in pair mining, on unit-length embeddings."""
+"""Multi-similarity loss (Wang et al., CVPR 2019) with its built-in pair mining.
+
+On unit-length embeddings.
+"""
 
 from __future__ import annotations
 

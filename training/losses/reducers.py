@@ -13,7 +13,7 @@ class MeanReducer:
 
 
 class NonZeroMeanReducer:
-    """Mean over tuples that still violate the margin, so easy tuples do not dilute the signal (batch-all)."""
+    """Mean over tuples still violating the margin, so easy ones do not dilute it (batch-all)."""
 
     def __call__(self, losses: torch.Tensor) -> torch.Tensor:
         active = losses > 0

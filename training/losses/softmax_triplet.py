@@ -1,4 +1,6 @@
-"""Hoffer and Ailon's triplet-network loss (2015): a softmax over the two distances, pushed to (0, 1).
+"""Hoffer and Ailon's triplet-network loss (2015).
+
+A softmax over the two distances, pushed to (0, 1).
 
 For a triplet (anchor x, positive x⁺, negative x⁻) with Euclidean distances d(x, x⁺) and d(x, x⁻):
 
@@ -20,10 +22,14 @@ from torch import nn
 
 
 class SoftmaxTripletLoss(nn.Module):
-    """MSE of softmax(d(a, p), d(a, n)) against (0, 1) per triplet, then reduced. It has no margin."""
+    """MSE of softmax(d(a, p), d(a, n)) against (0, 1) per triplet, then reduced.
+
+    It has no margin.
+    """
 
     consumes = "triplets"
-    #: With ``--sampler random`` its triplets come from pairs of identities (samplers.sample_class_pair_triplets).
+    #: With ``--sampler random`` its triplets come from pairs of identities
+    #: (samplers.sample_class_pair_triplets).
     sampling = "class-pair-triplets"
     margin = None
 

@@ -1,4 +1,4 @@
-"""Index tuples that miners produce and losses consume (positions within one batch of embeddings)."""
+"""Index tuples that miners produce and losses consume (positions in one batch of embeddings)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 
 class Pairs(NamedTuple):
-    """Pairs (first[i], second[i]) with target 0 = same identity, 1 = different (the seed's convention)."""
+    """Pairs (first[i], second[i]); target 0 = same identity, 1 = different (as in the seed)."""
 
     first: torch.Tensor
     second: torch.Tensor
@@ -16,7 +16,10 @@ class Pairs(NamedTuple):
 
 
 class Triplets(NamedTuple):
-    """(anchor, positive, negative) triplets: positive shares the anchor's identity, negative does not."""
+    """(anchor, positive, negative) triplets.
+
+    Positive shares the anchor's identity, negative does not.
+    """
 
     anchor: torch.Tensor
     positive: torch.Tensor
