@@ -12,7 +12,7 @@ from siamese.benchmarking import benchmarks_dir
 from siamese.cli import app
 
 
-def test_speed_suite_quick(trained_run: Path, tmp_path: Path) -> None:
+def test_speed_suite_quick(tiny_run: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         [
@@ -21,7 +21,7 @@ def test_speed_suite_quick(trained_run: Path, tmp_path: Path) -> None:
             "--quick",
             "--plot",
             "-O",
-            f"run={trained_run}",
+            f"run={tiny_run}",
             "-O",
             "gallery=300",
             "--work-dir",
@@ -86,7 +86,7 @@ def test_speed_suite_trains_its_own_tower(
 
 
 def test_the_query_gallery_follows_the_model(
-    model_path: Path, unseen_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A cached gallery of another model is rebuilt, not refused (a gallery never takes a second model)."""
     import onnx
@@ -97,10 +97,10 @@ def test_the_query_gallery_follows_the_model(
     from siamese.index import Manifest
 
     other = tmp_path / "other.onnx"
-    model = onnx.load(model_path)
+    model = onnx.load(tiny_model_path)
     model.metadata_props.add(key="note", value="another model")
     onnx.save(model, other)
-    first, second = Embedder(model_path), Embedder(other)
+    first, second = Embedder(tiny_model_path), Embedder(other)
     real = sorted(unseen_dataset.rglob("*.png"))[:4]
     gallery = build_gallery(tmp_path, first, real, real[0], 30)
     assert Manifest.read(gallery).model_fingerprint == first.fingerprint != second.fingerprint

@@ -103,7 +103,7 @@ def test_query_reports_unreadable_images(
 
 
 def test_index_build_exit_code_when_files_skipped(
-    model_path: Path, unseen_dataset: Path, tmp_path: Path
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path
 ) -> None:
     import shutil
 
@@ -111,14 +111,14 @@ def test_index_build_exit_code_when_files_skipped(
     shutil.copytree(unseen_dataset, images)
     (images / "id_000" / "corrupt.png").write_bytes(b"\x89PNG broken")
     result = invoke(
-        "index", "build", images, "--model", model_path, "--out", tmp_path / "g", "--json"
+        "index", "build", images, "--model", tiny_model_path, "--out", tmp_path / "g", "--json"
     )
     assert result.exit_code == 3
     assert json.loads(result.stdout)["failures"][0]["path"].endswith("corrupt.png")
 
 
 def test_user_mistakes_are_one_line(
-    tmp_path: Path, model_path: Path, gallery_dir: Path, unseen_dataset: Path
+    tmp_path: Path, tiny_model_path: Path, gallery_dir: Path, unseen_dataset: Path
 ) -> None:
     assert_clean_error(
         invoke("train", tmp_path / "missing", "--out", tmp_path / "r"), "missing: folder not found"
@@ -151,12 +151,12 @@ def test_user_mistakes_are_one_line(
 
 
 def test_query_when_gallery_model_moved(
-    model_path: Path, unseen_dataset: Path, tmp_path: Path
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path
 ) -> None:
     import shutil
 
     moved = tmp_path / "model.onnx"
-    shutil.copy(model_path, moved)
+    shutil.copy(tiny_model_path, moved)
     assert (
         invoke(
             "index", "build", unseen_dataset, "--model", moved, "--out", tmp_path / "g"

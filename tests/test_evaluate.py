@@ -30,10 +30,12 @@ def test_split_per_identity() -> None:
         split_per_identity(items, 1, "alphabetical", seed=0)
 
 
-def test_evaluate_reports_and_plots(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_evaluate_reports_and_plots(
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     report = evaluate(
         EvalConfig(
-            model=str(model_path),
+            model=str(tiny_model_path),
             data_dir=str(unseen_dataset),
             gallery_per_identity=2,
             out_dir=str(tmp_path / "eval"),
@@ -53,36 +55,40 @@ def test_evaluate_reports_and_plots(model_path: Path, unseen_dataset: Path, tmp_
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["identification"] == ident
 
 
-def test_separate_gallery_and_queries(model_path: Path, unseen_dataset: Path) -> None:
+def test_separate_gallery_and_queries(tiny_model_path: Path, unseen_dataset: Path) -> None:
     report = evaluate(
         EvalConfig(
-            model=str(model_path), gallery_dir=str(unseen_dataset), queries_dir=str(unseen_dataset)
+            model=str(tiny_model_path),
+            gallery_dir=str(unseen_dataset),
+            queries_dir=str(unseen_dataset),
         )
     )
     assert report["identification"]["recall_at_1"] == 1.0  # every query is also in the gallery
     with pytest.raises(DataError, match="not both"):
         evaluate(
             EvalConfig(
-                model=str(model_path), data_dir=str(unseen_dataset), gallery_dir=str(unseen_dataset)
+                model=str(tiny_model_path),
+                data_dir=str(unseen_dataset),
+                gallery_dir=str(unseen_dataset),
             )
         )
 
 
-def test_cli_eval(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_cli_eval(tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(
-        app, ["eval", str(model_path), str(unseen_dataset), "--far", "0.1", "--json"]
+        app, ["eval", str(tiny_model_path), str(unseen_dataset), "--far", "0.1", "--json"]
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert "tar_at_far_0.1" in report["verification"] and report["query_images"] == 20
     result = runner.invoke(
-        app, ["eval", str(model_path), str(unseen_dataset), "--out", str(tmp_path / "e")]
+        app, ["eval", str(tiny_model_path), str(unseen_dataset), "--out", str(tmp_path / "e")]
     )
     assert (
         result.exit_code == 0 and "recall@1" in result.stdout and "TAR @ FAR 0.001" in result.stdout
     )
     result = runner.invoke(
-        app, ["eval", str(model_path), str(unseen_dataset), "--gallery-per-identity", "6"]
+        app, ["eval", str(tiny_model_path), str(unseen_dataset), "--gallery-per-identity", "6"]
     )
     assert result.exit_code == 1 and "no query images" in result.stderr

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from siamese.cli import app
 
 
-def test_service_load_quick(model_path: Path, service_gallery: Path, tmp_path: Path) -> None:
+def test_service_load_quick(tiny_model_path: Path, service_gallery: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         [
@@ -22,7 +22,7 @@ def test_service_load_quick(model_path: Path, service_gallery: Path, tmp_path: P
             "--quick",
             "--plot",
             "-O",
-            f"model={model_path}",
+            f"model={tiny_model_path}",
             "-O",
             f"gallery={service_gallery}",
             "-O",
