@@ -177,25 +177,14 @@ def test_query_when_gallery_model_moved(
 
 
 def test_model_gallery_mismatch_is_refused(
-    tiny_dataset: Path, gallery_dir: Path, unseen_dataset: Path, tmp_path: Path
+    tiny_model_path: Path, gallery_dir: Path, unseen_dataset: Path, tmp_path: Path
 ) -> None:
-    from siamese.export import export_onnx
-    from siamese.training import TrainConfig, train
+    import onnx
 
-    run = tmp_path / "other"
-    train(
-        TrainConfig(
-            data_dir=str(tiny_dataset),
-            out_dir=str(run),
-            image_size=32,
-            widths=(8, 16),
-            embedding_dim=16,
-            epochs=1,
-            steps_per_epoch=1,
-            seed=99,
-        )
-    )
-    other = export_onnx(run, tmp_path / "other.onnx").path
+    other = tmp_path / "other.onnx"  # another file, so another fingerprint; no training needed
+    model = onnx.load(str(tiny_model_path))
+    model.metadata_props.add(key="note", value="another model")
+    onnx.save(model, str(other))
     query = next(unseen_dataset.rglob("*.png"))
     assert_clean_error(
         invoke("query", query, "--gallery", gallery_dir, "--model", other),

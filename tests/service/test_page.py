@@ -345,11 +345,16 @@ def test_identity_view_filter_and_removal(
         items = page.locator("#identity-items .card")
         expect(items).to_have_count(6)
         # Every thumbnail loads (waits for all of them: they arrive in any order under load).
-        page.wait_for_function(
+        # Polled from Python: wait_for_function evals its predicate in the page, which the
+        # page's Content-Security-Policy (no 'unsafe-eval') refuses whenever it has to poll.
+        loaded = (
             "[...document.querySelectorAll('#identity-items img')]"
-            ".every(i => i.complete && i.naturalWidth > 0)",
-            timeout=30_000,
+            ".every(i => i.complete && i.naturalWidth > 0)"
         )
+        deadline = time.monotonic() + 30
+        while not page.evaluate(loaded):
+            assert time.monotonic() < deadline, "identity thumbnails did not load within 30 s"
+            page.wait_for_timeout(50)
         _screenshot(page, tmp_path, "identity-desktop")
         page.set_viewport_size(PHONES[0])
         _screenshot(page, tmp_path, "identity-phone")
