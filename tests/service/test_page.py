@@ -84,7 +84,7 @@ def _page(browser: Any, url: str, viewport: dict[str, int] = DESKTOP, **options:
 def _screenshot(page: Any, tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     keep = os.environ.get("SIAMESE_PAGE_SCREENSHOTS")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ the only intended numerical difference. Where the definitions differ on purpose,
   triplets is compared with PML's TripletMarginLoss on the same triplets.
 - multi-similarity: the same loss and miner; ours averages over anchors that keep any pair, which
   is PML's AvgNonZeroReducer (an anchor that keeps a pair has a positive loss).
+- instance term: NT-Xent with two views per image, PML's NTXentLoss on the term's projector output.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from siamese.training.losses import (
     TripletLoss,
     create_criterion,
 )
+from siamese.training.losses.instance import TEMPERATURE, InstanceLoss
 from siamese.training.losses.reducers import NonZeroMeanReducer
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -216,3 +218,35 @@ def test_multi_similarity_default_criterion_uses_the_paper_settings() -> None:
     assert criterion(embeddings, labels).item() == pytest.approx(
         pml(embeddings, labels, mined).item(), rel=RTOL
     )
+
+
+@SETTINGS
+@given(
+    batch=batches(),
+    weight=st.sampled_from([0.5, 1.0]),
+    with_projector=st.booleans(),
+)
+def test_instance_term_is_nt_xent(
+    batch: tuple[torch.Tensor, torch.Tensor], weight: float, with_projector: bool
+) -> None:
+    """Two views per image: each must pick its other view (PML's NTXentLoss, SimCLR's τ = 0.1).
+
+    Views of one image are the positives, everything else in the batch the negatives, averaged
+    over ordered positive pairs: the same cross-entropy, times the term's weight.
+    """
+    embeddings, _ = batch
+    embeddings = embeddings[: len(embeddings) // 2 * 2]
+    instances = torch.arange(len(embeddings) // 2).repeat_interleave(2)
+    instances = instances[
+        torch.randperm(len(instances), generator=torch.Generator().manual_seed(1))
+    ]
+    with torch.random.fork_rng():  # the projector's initial weights, without touching others' RNG
+        torch.manual_seed(0)
+        ours = InstanceLoss(weight, in_features=embeddings.shape[1] if with_projector else None)
+    ours = ours.to(torch.float64)
+    with torch.no_grad():
+        projected = ours.projector(embeddings)
+        expected = weight * pml_losses.NTXentLoss(
+            temperature=TEMPERATURE, reducer=pml_reducers.MeanReducer()
+        )(projected, instances)
+        torch.testing.assert_close(ours(embeddings, instances), expected, rtol=RTOL, atol=ATOL)
