@@ -206,7 +206,9 @@ def test_insisting_on_cuda_without_gpu(gallery_dir: Path, unseen_dataset: Path) 
 
 
 def test_version_and_help() -> None:
-    assert invoke("--version").stdout.startswith("siamese ")
+    from siamese import __version__
+
+    assert invoke("--version").stdout == f"siamese {__version__}\n"
     result = invoke("--help")
     for command in ("train", "export", "index", "query", "info", "demo"):
         assert command in result.stdout

@@ -38,4 +38,4 @@ def test_readme_commands_exist() -> None:
     text = README.read_text()
     for command in re.findall(r"^siamese ((?:index )?[a-z]+)", text, flags=re.MULTILINE):
         result = CliRunner().invoke(app, [*command.split(), "--help"])
-        assert result.exit_code == 0, command
+        assert result.exit_code == 0 and f"Usage: siamese {command} " in result.stdout, command
