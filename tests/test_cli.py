@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,8 @@ def test_train_export_index_query_info(
     )  # 128 from the head, 128 components
     result = invoke("info", gallery, "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["count"] == 24
-    assert invoke("info", gallery).exit_code == 0
+    result = invoke("info", gallery)
+    assert result.exit_code == 0 and re.search(r"\bcount\s+│\s+24\b", result.stdout), result.stdout
 
 
 def test_query_reports_unreadable_images(
