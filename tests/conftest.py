@@ -56,8 +56,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained conv tower with fixed, seeded weights, written as a run directory (no training).
 
     The same tower, input and served size as trained_run (32×32 grey in, 16 numbers out: 8 from
-    the head, 8 feature components), written by the run-dir writer the trainer uses, so export
-    treats it like any run. Random conv features still tell images apart, which is all that engine,
+    the head, 8 pooled features through the unfitted projection), written by the run-dir writer
+    the trainer uses, so export treats it like any run. Random conv features still tell images apart, which is all that engine,
     index, service and CLI tests ask (an image finds itself first, an upload is found again); only
     tests about what training learns need trained_run.
     """
@@ -72,12 +72,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         data_dir=str(run_dir), out_dir=str(run_dir), image_size=32, widths=(8, 16), embedding_dim=8
     )
     spec = input_spec_for(config)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(20240516)
-    try:
+    with torch.random.fork_rng():  # fixed weights, and other tests' random stream left alone
+        torch.manual_seed(20240516)
         tower = create_tower(config.tower, spec, tower_options(config)).eval()
-    finally:
-        torch.random.set_rng_state(generator_state)  # leave other tests' randomness alone
     save_weights(tower, run_dir / BEST_WEIGHTS)
     write_config(
         run_dir,
@@ -105,7 +102,7 @@ def tiny_model_path(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="session")
 def model_path(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny run exported to ONNX."""
+    """The briefly trained run exported to ONNX (for tests about what training learned)."""
     from siamese.export import export_onnx
 
     return export_onnx(trained_run, tmp_path_factory.mktemp("models") / "model.onnx").path

@@ -9,14 +9,16 @@ uneven sizes, and leave-one-out sets include single-image identities, which both
 
 from __future__ import annotations
 
+import sys
+import types
+
+import faiss
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pytorch_metric_learning.distances import LpDistance
-from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
-from pytorch_metric_learning.utils.inference import CustomKNN
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 from sklearn.neighbors import NearestNeighbors
@@ -29,6 +31,29 @@ from siamese.metrics import (
 )
 
 SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def _import_accuracy_calculator() -> tuple[type, type]:
+    """PML's AccuracyCalculator and CustomKNN, without letting PML rewrite FAISS for the process.
+
+    Importing them imports faiss.contrib.torch_utils, which replaces the search methods of every
+    FAISS index class with torch-aware wrappers that refuse the ``params=`` keyword the index
+    stage passes: every later gallery test in the session would fail. The reference here uses
+    its own torch k-NN (CustomKNN), so a placeholder stands in for that module while PML loads.
+    """
+    name = "faiss.contrib.torch_utils"
+    real = sys.modules.get(name)
+    sys.modules[name] = real or types.ModuleType(name)
+    try:
+        from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+        from pytorch_metric_learning.utils.inference import CustomKNN
+    finally:
+        if real is None:
+            del sys.modules[name]
+    return AccuracyCalculator, CustomKNN
+
+
+AccuracyCalculator, CustomKNN = _import_accuracy_calculator()
 
 #: Identity sizes (images per identity), at least two identities.
 _SIZES = st.lists(st.integers(1, 7), min_size=2, max_size=8)
@@ -45,7 +70,7 @@ def _embeddings(
     return points.astype(np.float32), labels
 
 
-def _pml(include: tuple[str, ...]) -> AccuracyCalculator:
+def _pml(include: tuple[str, ...]) -> object:
     knn = CustomKNN(LpDistance(normalize_embeddings=False, p=2, power=1))
     return AccuracyCalculator(include=include, knn_func=knn, device=torch.device("cpu"))
 
@@ -173,3 +198,12 @@ def test_pair_distances_match_scikit_learn(seed: int, sizes: list[int], dim: int
     np.testing.assert_allclose(
         np.sort(different), np.sort(full[upper & ~equal]), rtol=1e-5, atol=1e-5
     )
+
+
+def test_faiss_is_left_as_the_index_stage_uses_it() -> None:
+    """The reference's import did not swap FAISS's search for PML's torch wrapper."""
+    assert "torch_replacement" not in faiss.IndexIDMap2.search.__qualname__
+    index = faiss.IndexIDMap2(faiss.IndexFlatL2(2))
+    index.add_with_ids(np.eye(2, dtype=np.float32), np.array([7, 9]))
+    _, ids = index.search(np.ones((1, 2), np.float32), 1, params=faiss.SearchParameters())
+    assert ids.shape == (1, 1) and ids[0, 0] in (7, 9)
