@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny generated dataset, a briefly trained run, its ONNX export and a gallery.
+"""Shared fixtures: a tiny generated dataset, an untrained and a briefly trained run, their ONNX
+exports and a gallery.
 
 Everything is generated offline and sized so the whole suite runs in minutes on 2 CPU cores.
 """
@@ -51,8 +52,57 @@ def trained_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained conv tower with fixed, seeded weights, written as a run directory (no training).
+
+    The same tower, input and served size as trained_run (32×32 grey in, 16 numbers out: 8 from
+    the head, 8 pooled features through the unfitted projection), written by the run-dir writer
+    the trainer uses, so export treats it like any run. Random conv features still tell images apart, which is all that engine,
+    index, service and CLI tests ask (an image finds itself first, an upload is found again); only
+    tests about what training learns need trained_run.
+    """
+    import torch
+    from siamese.training import TrainConfig, create_tower
+    from siamese.training.run_dir import BEST_WEIGHTS, save_weights, write_config
+    from siamese.training.trainer import input_spec_for, tower_options
+
+    run_dir = tmp_path_factory.mktemp("runs") / "untrained"
+    run_dir.mkdir()
+    config = TrainConfig(
+        data_dir=str(run_dir), out_dir=str(run_dir), image_size=32, widths=(8, 16), embedding_dim=8
+    )
+    spec = input_spec_for(config)
+    with torch.random.fork_rng():  # fixed weights, and other tests' random stream left alone
+        torch.manual_seed(20240516)
+        tower = create_tower(config.tower, spec, tower_options(config)).eval()
+    save_weights(tower, run_dir / BEST_WEIGHTS)
+    write_config(
+        run_dir,
+        {
+            "tower": {
+                "name": config.tower,
+                "options": tower_options(config),
+                "embedding_dim": tower.embedding_dim,
+                "normalized": bool(tower.normalized),
+            },
+            "input_spec": spec.to_dict(),
+            "train": config.to_dict(),
+        },
+    )
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The untrained tower exported once through siamese.export (the project's real model format)."""
+    from siamese.export import export_onnx
+
+    return export_onnx(tiny_run, tmp_path_factory.mktemp("models") / "tiny.onnx").path
+
+
+@pytest.fixture(scope="session")
 def model_path(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny run exported to ONNX."""
+    """The briefly trained run exported to ONNX (for tests about what training learned)."""
     from siamese.export import export_onnx
 
     return export_onnx(trained_run, tmp_path_factory.mktemp("models") / "model.onnx").path
@@ -60,14 +110,14 @@ def model_path(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="session")
 def gallery_dir(
-    model_path: Path, unseen_dataset: Path, tmp_path_factory: pytest.TempPathFactory
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """A gallery of the unseen identities built with the tiny model."""
+    """A gallery of the unseen identities built with the untrained tiny model (tiny_model_path)."""
     from siamese.engine import Embedder
     from siamese.index import Gallery
 
     out = tmp_path_factory.mktemp("galleries") / "gallery"
-    Gallery.build(unseen_dataset, Embedder(model_path), out)
+    Gallery.build(unseen_dataset, Embedder(tiny_model_path), out)
     return out
 
 

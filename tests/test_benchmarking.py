@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def test_bench_runs_a_suite_and_records_json(suites: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["results"] == {"quick": True, "n": 7}
-    assert record["machine"]["cores"] >= 1 and "numpy" in record["machine"]["versions"]
+    assert record["machine"]["cores"] == os.cpu_count() and "numpy" in record["machine"]["versions"]
     saved = json.loads(Path(record["path"]).read_text())
     assert Path(record["path"]).parent == suites / "results" and saved["suite"] == "echo"
 

@@ -12,7 +12,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_python_api_example(
-    model_path: Path,
+    tiny_model_path: Path,
     unseen_dataset: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -22,7 +22,7 @@ def test_python_api_example(
     from siamese.index import Gallery
 
     (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
-    shutil.copy(model_path, tmp_path / "model.onnx")
+    shutil.copy(tiny_model_path, tmp_path / "model.onnx")
     Gallery.build(unseen_dataset, Embedder(tmp_path / "model.onnx"), tmp_path / "gallery")
     shutil.copy(next((unseen_dataset / "id_003").iterdir()), tmp_path / "photo.jpg")
     monkeypatch.chdir(tmp_path)
@@ -38,4 +38,4 @@ def test_readme_commands_exist() -> None:
     text = README.read_text()
     for command in re.findall(r"^siamese ((?:index )?[a-z]+)", text, flags=re.MULTILINE):
         result = CliRunner().invoke(app, [*command.split(), "--help"])
-        assert result.exit_code == 0, command
+        assert result.exit_code == 0 and f"Usage: siamese {command} " in result.stdout, command

@@ -8,14 +8,14 @@ from pathlib import Path
 
 
 def test_query_path_does_not_import_torch(
-    model_path: Path, gallery_dir: Path, unseen_dataset: Path, tmp_path: Path
+    tiny_model_path: Path, gallery_dir: Path, unseen_dataset: Path, tmp_path: Path
 ) -> None:
     query = next(unseen_dataset.glob("id_000/*"))
     code = f"""
 import sys
 import siamese, siamese.engine, siamese.index
 from siamese import Embedder, Gallery
-embedder = Embedder({str(model_path)!r})
+embedder = Embedder({str(tiny_model_path)!r})
 with Gallery.open({str(gallery_dir)!r}, model_fingerprint=embedder.fingerprint) as gallery:
     result = gallery.search(embedder.embed_paths([{str(query)!r}]).embeddings, k=3)
 assert result[0].identities[0].identity == "id_000", result

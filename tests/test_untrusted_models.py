@@ -23,12 +23,12 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
-def test_planted_pickle_is_refused_and_never_runs(trained_run: Path, tmp_path: Path) -> None:
+def test_planted_pickle_is_refused_and_never_runs(tiny_run: Path, tmp_path: Path) -> None:
     from siamese.training import load_run
 
     marker = tmp_path / "pwned"
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+    shutil.copytree(tiny_run, run)
     payload = pickle.dumps({"weight": _Payload(marker)})
     pickle.loads(payload)  # the payload is live: loading it the unsafe way does create the marker
     assert marker.exists()
@@ -46,11 +46,11 @@ def test_planted_pickle_is_refused_and_never_runs(trained_run: Path, tmp_path: P
     assert not marker.exists() and not (tmp_path / "m.onnx").exists()
 
 
-def _with_external_data(model_path: Path, folder: Path) -> Path:
+def _with_external_data(tiny_model_path: Path, folder: Path) -> Path:
     import onnx
 
     folder.mkdir()
-    model = onnx.load(str(model_path))
+    model = onnx.load(str(tiny_model_path))
     target = folder / "model.onnx"
     onnx.save_model(
         model,
@@ -74,21 +74,21 @@ def _point_external_data(model_file: Path, location: str) -> None:
     onnx.save_model(model, str(model_file))
 
 
-def test_external_data_beside_the_model_loads(model_path: Path, tmp_path: Path) -> None:
+def test_external_data_beside_the_model_loads(tiny_model_path: Path, tmp_path: Path) -> None:
     from siamese.engine import Embedder
 
-    model = _with_external_data(model_path, tmp_path / "ok")
+    model = _with_external_data(tiny_model_path, tmp_path / "ok")
     assert (tmp_path / "ok" / "weights.bin").stat().st_size > 1000
-    assert Embedder(model).dim == Embedder(model_path).dim
+    assert Embedder(model).dim == Embedder(tiny_model_path).dim
 
 
 @pytest.mark.parametrize("escape", ["../secret.bin", "/ABSOLUTE/secret.bin", "symlink"])
 def test_external_data_escaping_the_folder_is_refused(
-    model_path: Path, tmp_path: Path, escape: str
+    tiny_model_path: Path, tmp_path: Path, escape: str
 ) -> None:
     from siamese.engine import Embedder
 
-    model = _with_external_data(model_path, tmp_path / "m")
+    model = _with_external_data(tiny_model_path, tmp_path / "m")
     secret = tmp_path / "secret.bin"
     shutil.copy(
         tmp_path / "m" / "weights.bin", secret

@@ -112,11 +112,11 @@ _REFUSED = {
 
 
 @pytest.mark.parametrize("case", sorted(_REFUSED))
-def test_odd_location_is_one_line_refusal(model_path: Path, tmp_path: Path, case: str) -> None:
+def test_odd_location_is_one_line_refusal(tiny_model_path: Path, tmp_path: Path, case: str) -> None:
     import onnx
     from siamese.engine import Embedder
 
-    model_file = _layout(tmp_path, onnx.load(str(model_path)))
+    model_file = _layout(tmp_path, onnx.load(str(tiny_model_path)))
     _point(model_file, _REFUSED[case].replace("/ABS", str(tmp_path)))
     with pytest.raises(ModelError) as caught:
         Embedder(model_file)
@@ -128,13 +128,13 @@ def test_odd_location_is_one_line_refusal(model_path: Path, tmp_path: Path, case
 
 
 @pytest.mark.parametrize("location", ["weights.bin", "inner/w.bin", "self/weights.bin"])
-def test_location_really_inside_loads(model_path: Path, tmp_path: Path, location: str) -> None:
+def test_location_really_inside_loads(tiny_model_path: Path, tmp_path: Path, location: str) -> None:
     import onnx
     from siamese.engine import Embedder
 
-    model_file = _layout(tmp_path, onnx.load(str(model_path)))
+    model_file = _layout(tmp_path, onnx.load(str(tiny_model_path)))
     _point(model_file, location)
-    assert Embedder(model_file).dim == Embedder(model_path).dim
+    assert Embedder(model_file).dim == Embedder(tiny_model_path).dim
 
 
 # ------------------------------------------------------------- the class, by property-based test

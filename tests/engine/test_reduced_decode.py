@@ -69,12 +69,12 @@ def test_pre_reduce_leaves_small_images_alone() -> None:
 
 
 def test_embedding_barely_moves_with_draft_decode(
-    model_path: Path, tmp_path: Path, record_property: pytest.RecordProperty
+    tiny_model_path: Path, tmp_path: Path, record_property: pytest.RecordProperty
 ) -> None:
     """Cosine between embeddings of reduced-scale and full decodes of 640×480 JPEGs (reported)."""
     paths = [_photo(tmp_path / f"{i}.jpg", seed=i, quality=90) for i in range(6)]
-    reduced = Embedder(model_path).embed_paths(paths).embeddings
-    full = Embedder(model_path, reduce=False).embed_paths(paths).embeddings
+    reduced = Embedder(tiny_model_path).embed_paths(paths).embeddings
+    full = Embedder(tiny_model_path, reduce=False).embed_paths(paths).embeddings
     cosines = (reduced * full).sum(1) / (
         np.linalg.norm(reduced, axis=1) * np.linalg.norm(full, axis=1)
     )

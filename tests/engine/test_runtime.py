@@ -27,7 +27,7 @@ def _batch(embedder: Embedder, folder: Path, count: int = 5) -> np.ndarray:
     return to_tensor(np.stack([load_pixels(p, embedder.spec) for p in paths]))
 
 
-def test_thread_and_spinning_settings_are_applied(model_path: Path, tmp_path: Path) -> None:
+def test_thread_and_spinning_settings_are_applied(tiny_model_path: Path, tmp_path: Path) -> None:
     options = session_options(RuntimeOptions(intra_op_threads=1, optimization="extended"))
     assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
     assert (
@@ -40,7 +40,9 @@ def test_thread_and_spinning_settings_are_applied(model_path: Path, tmp_path: Pa
         == "1"
     )
     embedder = Embedder(
-        model_path, runtime=RuntimeOptions(intra_op_threads=1, cache_dir=tmp_path), decode_threads=3
+        tiny_model_path,
+        runtime=RuntimeOptions(intra_op_threads=1, cache_dir=tmp_path),
+        decode_threads=3,
     )
     assert embedder.session.get_session_options().intra_op_num_threads == 1
     settings = embedder.settings()
@@ -49,34 +51,34 @@ def test_thread_and_spinning_settings_are_applied(model_path: Path, tmp_path: Pa
         and settings["decode_threads"] == 3
         and settings["precision"] == "fp32"
     )
-    assert Embedder(model_path).settings()["intra_op_threads"] == available_cores()
+    assert Embedder(tiny_model_path).settings()["intra_op_threads"] == available_cores()
 
 
 def test_optimised_model_cache_is_written_reused_and_repaired(
-    model_path: Path, unseen_dataset: Path, tmp_path: Path
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path
 ) -> None:
     runtime = RuntimeOptions(cache_dir=tmp_path / "cache")
-    reference = Embedder(model_path, device="cpu", runtime=RuntimeOptions(cache=False))
+    reference = Embedder(tiny_model_path, device="cpu", runtime=RuntimeOptions(cache=False))
     images = _batch(reference, unseen_dataset)
-    first = Embedder(model_path, device="cpu", runtime=runtime)
+    first = Embedder(tiny_model_path, device="cpu", runtime=runtime)
     entry = CacheEntry.for_model(runtime, first.fingerprint)
     assert entry.exists() and not list(entry.model.parent.glob(".*.tmp"))
     second = Embedder(
-        model_path, device="cpu", runtime=runtime
+        tiny_model_path, device="cpu", runtime=runtime
     )  # opened from the cache: metadata from the JSON
     assert second.info == reference.info
     np.testing.assert_allclose(second.embed_batch(images), reference.embed_batch(images), atol=1e-5)
     entry.model.write_bytes(b"damaged")
-    repaired = Embedder(model_path, device="cpu", runtime=runtime)
+    repaired = Embedder(tiny_model_path, device="cpu", runtime=runtime)
     np.testing.assert_allclose(
         repaired.embed_batch(images), reference.embed_batch(images), atol=1e-5
     )
     assert entry.exists() and entry.model.read_bytes() != b"damaged"
 
 
-def test_binding_runner_matches_plain_runs(model_path: Path, unseen_dataset: Path) -> None:
+def test_binding_runner_matches_plain_runs(tiny_model_path: Path, unseen_dataset: Path) -> None:
     """The GPU path's IO binding, exercised with CPU buffers: same outputs, outputs never aliased."""
-    embedder = Embedder(model_path, device="cpu")
+    embedder = Embedder(tiny_model_path, device="cpu")
     plain, bound = (
         SessionRunner(embedder.session),
         BindingRunner(embedder.session, embedder.dim, device="cpu"),
@@ -111,11 +113,11 @@ def test_tensorrt_options_cache_and_profile(tmp_path: Path) -> None:
     assert provider_options("cuda", RuntimeOptions(), spec, 8)["device_id"] == 0
 
 
-def test_embed_batch_splits_large_batches(model_path: Path, unseen_dataset: Path) -> None:
-    small = Embedder(model_path, batch_size=2)
+def test_embed_batch_splits_large_batches(tiny_model_path: Path, unseen_dataset: Path) -> None:
+    small = Embedder(tiny_model_path, batch_size=2)
     images = _batch(small, unseen_dataset, 5)
     np.testing.assert_allclose(
-        small.embed_batch(images), Embedder(model_path).embed_batch(images), atol=1e-5
+        small.embed_batch(images), Embedder(tiny_model_path).embed_batch(images), atol=1e-5
     )
 
 
@@ -123,10 +125,10 @@ def test_embed_batch_splits_large_batches(model_path: Path, unseen_dataset: Path
 @pytest.mark.skipif(not gpu_present(), reason="needs an NVIDIA GPU")
 @pytest.mark.parametrize("device", ["cuda", "tensorrt"])
 def test_gpu_providers_match_the_cpu(
-    model_path: Path, unseen_dataset: Path, device: str, tmp_path: Path
+    tiny_model_path: Path, unseen_dataset: Path, device: str, tmp_path: Path
 ) -> None:
-    cpu = Embedder(model_path, device="cpu")
-    gpu = Embedder(model_path, device=device, runtime=RuntimeOptions(cache_dir=tmp_path))
+    cpu = Embedder(tiny_model_path, device="cpu")
+    gpu = Embedder(tiny_model_path, device=device, runtime=RuntimeOptions(cache_dir=tmp_path))
     assert isinstance(gpu._run, BindingRunner)
     images = _batch(cpu, unseen_dataset)
     np.testing.assert_allclose(gpu.embed_batch(images), cpu.embed_batch(images), atol=1e-3)

@@ -23,7 +23,7 @@ def one_line_error(result, fragment: str) -> None:
     )
 
 
-def test_index_lifecycle(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_index_lifecycle(tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
     images = Path(shutil.copytree(unseen_dataset, tmp_path / "images"))
     gallery = tmp_path / "g"
     result = invoke(
@@ -31,7 +31,7 @@ def test_index_lifecycle(model_path: Path, unseen_dataset: Path, tmp_path: Path)
         "build",
         images,
         "--model",
-        model_path,
+        tiny_model_path,
         "--out",
         gallery,
         "--index",
@@ -46,7 +46,7 @@ def test_index_lifecycle(model_path: Path, unseen_dataset: Path, tmp_path: Path)
         and "efSearch" in built["search_params"]
     )
 
-    result = invoke("index", "build", images, "-m", model_path, "-o", gallery)
+    result = invoke("index", "build", images, "-m", tiny_model_path, "-o", gallery)
     assert (
         result.exit_code == 0 and "embedded 0" in result.stdout and "unchanged 24" in result.stdout
     )
@@ -106,13 +106,15 @@ def test_index_lifecycle(model_path: Path, unseen_dataset: Path, tmp_path: Path)
     assert invoke("index", "verify", gallery, "--no-files").exit_code == 0
 
 
-def test_index_choice_and_refusals(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_index_choice_and_refusals(
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     result = invoke(
         "index",
         "build",
         unseen_dataset,
         "-m",
-        model_path,
+        tiny_model_path,
         "-o",
         tmp_path / "auto",
         "--index",
@@ -131,7 +133,7 @@ def test_index_choice_and_refusals(model_path: Path, unseen_dataset: Path, tmp_p
             "build",
             unseen_dataset,
             "-m",
-            model_path,
+            tiny_model_path,
             "-o",
             tmp_path / "pq",
             "--index",
@@ -145,7 +147,7 @@ def test_index_choice_and_refusals(model_path: Path, unseen_dataset: Path, tmp_p
         "build",
         unseen_dataset,
         "-m",
-        model_path,
+        tiny_model_path,
         "-o",
         tmp_path / "sq",
         "--index",
@@ -160,7 +162,7 @@ def test_index_choice_and_refusals(model_path: Path, unseen_dataset: Path, tmp_p
             "build",
             unseen_dataset,
             "-m",
-            model_path,
+            tiny_model_path,
             "-o",
             tmp_path / "x",
             "--index",
@@ -174,7 +176,7 @@ def test_index_choice_and_refusals(model_path: Path, unseen_dataset: Path, tmp_p
             "build",
             unseen_dataset,
             "-m",
-            model_path,
+            tiny_model_path,
             "-o",
             tmp_path / "y",
             "--index",

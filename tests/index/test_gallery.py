@@ -15,11 +15,11 @@ from siamese.errors import DataError, GalleryError, ModelMismatchError
 from siamese.image_folder import scan_image_folder
 
 
-def test_gallery_files_and_manifest(gallery_dir: Path, model_path: Path) -> None:
+def test_gallery_files_and_manifest(gallery_dir: Path, tiny_model_path: Path) -> None:
     manifest = json.loads((gallery_dir / "manifest.json").read_text())
     assert manifest["count"] == 24 and manifest["identities"] == 4
     assert manifest["dimension"] == 16 and manifest["metric"] == "l2"
-    assert manifest["model_fingerprint"] == Embedder(model_path).fingerprint
+    assert manifest["model_fingerprint"] == Embedder(tiny_model_path).fingerprint
     assert manifest["index_type"] == "Flat" and manifest["faiss_factory"] == "IDMap2,Flat"
     assert (gallery_dir / manifest["index_file"]).is_file() and (
         gallery_dir / manifest["items_file"]
@@ -29,10 +29,10 @@ def test_gallery_files_and_manifest(gallery_dir: Path, model_path: Path) -> None
 
 
 def test_each_image_finds_itself_first(
-    gallery_dir: Path, model_path: Path, unseen_dataset: Path
+    gallery_dir: Path, tiny_model_path: Path, unseen_dataset: Path
 ) -> None:
     items = scan_image_folder(unseen_dataset)
-    embedder = Embedder(model_path)
+    embedder = Embedder(tiny_model_path)
     with Gallery.open(gallery_dir, model_fingerprint=embedder.fingerprint) as gallery:
         results = gallery.search(embedder.embed_paths([i.path for i in items]).embeddings, k=3)
     for item, result in zip(items, results):
@@ -63,10 +63,10 @@ def test_k_larger_than_gallery_returns_what_exists(gallery_dir: Path) -> None:
 
 
 def test_rebuild_without_changes_publishes_nothing(
-    model_path: Path, unseen_dataset: Path, tmp_path: Path
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "g"
-    embedder = Embedder(model_path)
+    embedder = Embedder(tiny_model_path)
     Gallery.build(unseen_dataset, embedder, out)
     first = json.loads((out / "manifest.json").read_text())
     report = Gallery.build(unseen_dataset, embedder, out)
@@ -94,12 +94,12 @@ def test_model_mismatch_is_refused(gallery_dir: Path) -> None:
 
 
 def test_corrupt_image_in_gallery_is_skipped(
-    model_path: Path, unseen_dataset: Path, tmp_path: Path
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path
 ) -> None:
     images = tmp_path / "images"
     shutil.copytree(unseen_dataset, images)
     (images / "id_001" / "zzz.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    report = Gallery.build(images, Embedder(model_path), tmp_path / "g")
+    report = Gallery.build(images, Embedder(tiny_model_path), tmp_path / "g")
     assert report.count == 24
     assert [Path(p).name for p, _ in report.failures] == ["zzz.jpg"]
 
@@ -123,23 +123,25 @@ def test_damaged_files_are_detected(gallery_dir: Path, tmp_path: Path) -> None:
 
 
 def test_build_refuses_foreign_folder_and_empty_input(
-    model_path: Path, unseen_dataset: Path, tmp_path: Path
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path
 ) -> None:
     foreign = tmp_path / "docs"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
     with pytest.raises(GalleryError, match="not a gallery"):
-        Gallery.build(unseen_dataset, Embedder(model_path), foreign)
+        Gallery.build(unseen_dataset, Embedder(tiny_model_path), foreign)
     assert (foreign / "thesis.tex").read_text() == "precious"
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images found"):
-        Gallery.build(tmp_path / "empty", Embedder(model_path), tmp_path / "g")
+        Gallery.build(tmp_path / "empty", Embedder(tiny_model_path), tmp_path / "g")
 
 
-def test_loose_files_are_identities(model_path: Path, unseen_dataset: Path, tmp_path: Path) -> None:
+def test_loose_files_are_identities(
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
     loose = tmp_path / "people"
     loose.mkdir()
     for item in scan_image_folder(unseen_dataset)[::6]:
         shutil.copy(item.path, loose / f"{item.identity}{item.path.suffix}")
-    report = Gallery.build(loose, Embedder(model_path), tmp_path / "g")
+    report = Gallery.build(loose, Embedder(tiny_model_path), tmp_path / "g")
     assert report.count == 4 and report.identities == 4

@@ -92,7 +92,11 @@ def test_bad_thresholds_and_other_models_are_refused(
 
 
 def test_eval_calibrates_and_query_answers_unknown(
-    model_path: Path, gallery_dir: Path, unseen_dataset: Path, tiny_dataset: Path, tmp_path: Path
+    tiny_model_path: Path,
+    gallery_dir: Path,
+    unseen_dataset: Path,
+    tiny_dataset: Path,
+    tmp_path: Path,
 ) -> None:
     gallery = tmp_path / "gallery"
     shutil.copytree(gallery_dir, gallery)
@@ -101,7 +105,7 @@ def test_eval_calibrates_and_query_answers_unknown(
         app,
         [
             "eval",
-            str(model_path),
+            str(tiny_model_path),
             str(unseen_dataset),
             "--save-threshold",
             str(gallery),
@@ -151,14 +155,14 @@ def test_eval_calibrates_and_query_answers_unknown(
 
 
 def test_eval_refuses_a_gallery_of_another_model(
-    model_path: Path,
+    tiny_model_path: Path,
     unseen_dataset: Path,
     vector_gallery: Callable[..., Path],
     clustered: Callable[..., np.ndarray],
 ) -> None:
     folder = vector_gallery("other", clustered(50, 8))
     result = CliRunner().invoke(
-        app, ["eval", str(model_path), str(unseen_dataset), "--save-threshold", str(folder)]
+        app, ["eval", str(tiny_model_path), str(unseen_dataset), "--save-threshold", str(folder)]
     )
     assert result.exit_code == 1 and "not comparable" in result.stderr
     assert Manifest.read(folder).threshold is None

@@ -27,9 +27,9 @@ def ids_by_path(gallery_dir: Path) -> dict[str, int]:
 
 
 def test_rebuild_embeds_only_new_and_changed_files(
-    images: Path, model_path: Path, tmp_path: Path
+    images: Path, tiny_model_path: Path, tmp_path: Path
 ) -> None:
-    embedder = Embedder(model_path)
+    embedder = Embedder(tiny_model_path)
     gallery = tmp_path / "g"
     first = Gallery.build(images, embedder, gallery, commit_every=5)
     assert (first.embedded, first.count, first.identities) == (24, 24, 4)
@@ -60,9 +60,9 @@ def test_rebuild_embeds_only_new_and_changed_files(
 
 
 def test_add_and_remove(
-    images: Path, model_path: Path, tmp_path: Path, unseen_dataset: Path
+    images: Path, tiny_model_path: Path, tmp_path: Path, unseen_dataset: Path
 ) -> None:
-    embedder = Embedder(model_path)
+    embedder = Embedder(tiny_model_path)
     gallery = tmp_path / "g"
     Gallery.build(
         images / "id_000", embedder, gallery
@@ -73,7 +73,7 @@ def test_add_and_remove(
     loose.mkdir(parents=True)
     one = shutil.copy(next((images / "id_002").iterdir()), loose / "c1.png")
     report = Gallery.add(gallery, [one], embedder)
-    assert report.added == 1 and ids_by_path(gallery)[str(Path(one).resolve())] > 0
+    assert report.added == 1 and ids_by_path(gallery)[str(Path(one).resolve())] == 13  # next id
     with Gallery.open(gallery) as opened:
         assert (
             opened.items.identity_counts()["bob"] == 6
@@ -114,9 +114,9 @@ class _CrashingEmbedder:
 
 
 def test_an_interrupted_build_resumes_from_its_last_commit(
-    images: Path, model_path: Path, tmp_path: Path
+    images: Path, tiny_model_path: Path, tmp_path: Path
 ) -> None:
-    embedder = Embedder(model_path, batch_size=2)
+    embedder = Embedder(tiny_model_path, batch_size=2)
     gallery = tmp_path / "g"
     with pytest.raises(_Crash):
         Gallery.build(images, _CrashingEmbedder(embedder, batches=7), gallery, commit_every=4)
@@ -132,9 +132,9 @@ def test_an_interrupted_build_resumes_from_its_last_commit(
 
 
 def test_publish_interrupted_before_its_manifest_is_rolled_back(
-    images: Path, model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    images: Path, tiny_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    embedder = Embedder(model_path)
+    embedder = Embedder(tiny_model_path)
     gallery = tmp_path / "g"
     Gallery.build(images / "id_000", embedder, gallery)
     generation = Manifest.read(gallery).generation
@@ -156,13 +156,13 @@ def test_publish_interrupted_before_its_manifest_is_rolled_back(
 
 
 def test_rejected_files_are_reported_as_json(
-    images: Path, model_path: Path, tmp_path: Path
+    images: Path, tiny_model_path: Path, tmp_path: Path
 ) -> None:
     (images / "id_000" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
     (images / "id_000" / "empty.png").write_bytes(b"")
     (images / "id_001" / "scan.psd").write_bytes(b"8BPS")
     report = Gallery.build(
-        images, Embedder(model_path), tmp_path / "g", report_path=tmp_path / "rejected.json"
+        images, Embedder(tiny_model_path), tmp_path / "g", report_path=tmp_path / "rejected.json"
     )
     assert report.count == 24
     rejected = json.loads((tmp_path / "rejected.json").read_text())
@@ -175,9 +175,9 @@ def test_rejected_files_are_reported_as_json(
     )
 
 
-def test_foreign_and_occupied_folders(images: Path, model_path: Path, tmp_path: Path) -> None:
+def test_foreign_and_occupied_folders(images: Path, tiny_model_path: Path, tmp_path: Path) -> None:
     gallery = tmp_path / "g"
-    Gallery.build(images / "id_000", Embedder(model_path), gallery)
+    Gallery.build(images / "id_000", Embedder(tiny_model_path), gallery)
     with GalleryWriter.open(gallery):
         with pytest.raises(GalleryError, match="gallery is locked by another writer"):
             Gallery.remove(gallery, identities=["x"])

@@ -37,7 +37,8 @@ def test_query_finds_the_identity(
     response = client.post("/v1/query?k=3", files=_upload(path))
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["query"] == path.name and body["generation"] >= 1
+    served = client.get("/v1/gallery").json()["generation"]
+    assert body["query"] == path.name and body["generation"] == served == 1  # built once
     best = body["identities"][0]
     assert best["identity"] == "id_002" and best["distance"] < 1e-3
     assert "path" not in best and best["thumbnail"] == f"/v1/items/{best['id']}/image"

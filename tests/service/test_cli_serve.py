@@ -33,11 +33,11 @@ def test_help_lists_the_options() -> None:
 
 
 def test_a_different_model_is_refused(
-    service_gallery: Path, model_path: Path, tmp_path: Path
+    service_gallery: Path, tiny_model_path: Path, tmp_path: Path
 ) -> None:
     import onnx
 
-    model = onnx.load(str(model_path))
+    model = onnx.load(str(tiny_model_path))
     entry = model.metadata_props.add()  # same network, different file: a different fingerprint
     entry.key, entry.value = "note", "another model"
     other = tmp_path / "other.onnx"

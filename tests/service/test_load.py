@@ -6,14 +6,16 @@ Timing ratios are not asserted here (the machine is shared); the full suite's JS
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from siamese.cli import app
 
 
-def test_service_load_quick(model_path: Path, service_gallery: Path, tmp_path: Path) -> None:
+def test_service_load_quick(tiny_model_path: Path, service_gallery: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         [
@@ -22,7 +24,7 @@ def test_service_load_quick(model_path: Path, service_gallery: Path, tmp_path: P
             "--quick",
             "--plot",
             "-O",
-            f"model={model_path}",
+            f"model={tiny_model_path}",
             "-O",
             f"gallery={service_gallery}",
             "-O",
@@ -44,13 +46,19 @@ def test_service_load_quick(model_path: Path, service_gallery: Path, tmp_path: P
         assert (
             stats["requests"] == 8 * 6 and stats["errors"] == 0 and stats["wrong_answers"] == 0
         ), stats
-        assert stats["requests_per_s"] > 0 and stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
+        assert stats["requests_per_s"] == pytest.approx(
+            statistics.median(stats["rounds_requests_per_s"]), abs=0.1
+        )
+        assert stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
     assert (
         measured["modes"]["one_at_a_time"]["mean_batch"] == 1.0 and measured["gallery_items"] == 24
     )
-    assert (
-        measured["throughput_ratio"]["median"] > 0
-        and figures["settings"]["host"] == "127.0.0.1"
-        and figures["table"]
+    # The ratio is batched over one-at-a-time requests/s, round by round (rates rounded to 0.1).
+    ratio, modes = measured["throughput_ratio"], measured["modes"]
+    rounds = zip(
+        modes["batched"]["rounds_requests_per_s"], modes["one_at_a_time"]["rounds_requests_per_s"]
     )
-    assert Path(figures["plot"]).stat().st_size > 0
+    assert ratio["per_round"] == pytest.approx([b / s for b, s in rounds], rel=0.05)
+    assert ratio["median"] == pytest.approx(statistics.median(ratio["per_round"]), abs=0.01)
+    assert figures["settings"]["host"] == "127.0.0.1" and figures["table"]
+    assert Path(figures["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

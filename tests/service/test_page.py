@@ -84,7 +84,7 @@ def _page(browser: Any, url: str, viewport: dict[str, int] = DESKTOP, **options:
 def _screenshot(page: Any, tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     keep = os.environ.get("SIAMESE_PAGE_SCREENSHOTS")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
@@ -345,14 +345,15 @@ def test_identity_view_filter_and_removal(
         items = page.locator("#identity-items .card")
         expect(items).to_have_count(6)
         # Every thumbnail loads (waits for all of them: they arrive in any order under load).
-        # Polled from here: wait_for_function's in-page polling uses eval, which the page's
-        # Content-Security-Policy forbids (it failed whenever the first check was not yet true).
-        deadline = time.monotonic() + 30
-        while not page.evaluate(
+        # Polled from Python: wait_for_function evals its predicate in the page, which the
+        # page's Content-Security-Policy (no 'unsafe-eval') refuses whenever it has to poll.
+        loaded = (
             "[...document.querySelectorAll('#identity-items img')]"
             ".every(i => i.complete && i.naturalWidth > 0)"
-        ):
-            assert time.monotonic() < deadline, "the identity view's thumbnails did not all load"
+        )
+        deadline = time.monotonic() + 30
+        while not page.evaluate(loaded):
+            assert time.monotonic() < deadline, "identity thumbnails did not load within 30 s"
             page.wait_for_timeout(50)
         _screenshot(page, tmp_path, "identity-desktop")
         page.set_viewport_size(PHONES[0])

@@ -182,7 +182,7 @@ def test_instance_loss_with_its_own_projector_trains_the_features() -> None:
     features = torch.randn(8, 6, requires_grad=True)
     value = loss(features, torch.arange(4).repeat_interleave(2))
     value.backward()
-    assert value.ndim == 0 and torch.isfinite(value)
+    assert value.ndim == 0  # its value: test_reference_losses.py (NT-Xent of PML)
     assert features.grad is not None and features.grad.abs().sum() > 0  # reaches the backbone
     assert (
         all(p.grad is not None for p in loss.parameters()) and len(list(loss.parameters())) == 4
