@@ -69,7 +69,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "untrained"
     run_dir.mkdir()
     config = TrainConfig(
-        data_dir=str(run_dir), out_dir=str(run_dir), image_size=32, widths=(8, 16), embedding_dim=8
+        data_dir=str(run_dir), out_dir=str(run_dir), image_size=32, widths=(8, 16), head_dim=8
     )
     spec = input_spec_for(config)
     with torch.random.fork_rng():  # fixed weights, and other tests' random stream left alone
