@@ -1,4 +1,4 @@
-"""Gallery benchmark: build time and memory, search QPS and recall@10 per index type and gallery size.
+"""Gallery benchmark: build time, memory, search QPS and recall@10 per index type and gallery size.
 
 Vectors are generated (the tower's dimension, 128 by default), clustered like embeddings of
 several photos per identity; queries are held-out vectors of the same identities. For each size
@@ -10,8 +10,8 @@ interleaved, so the overhead ratio is measured side by side.
 
 Options (-O key=value): sizes=10000,100000,1000000  dim=128  queries=1000  single=200
 types="Flat;HNSW32;IVF{n},Flat;IVF{n},SQ8;IVF{n},PQ32"  ({n} = the IVF list count `auto` would use)
-pairs=31  threads=1 (FAISS threads while searching: one keeps timings stable on a shared machine; 0 = all
-cores; builds always use all cores)
+pairs=31  threads=1 (FAISS threads while searching: one keeps timings stable on a shared
+machine; 0 = all cores; builds always use all cores)
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
 from _harness import BenchSettings
 from siamese.index import Gallery, GalleryWriter, RecallPolicy, bytes_per_vector, ivf_lists
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 _DEFAULT_TYPES = "Flat;HNSW32;IVF{n},Flat;IVF{n},SQ8;IVF{n},PQ32"
 _STAGE_CHUNK = 50_000
@@ -43,7 +46,7 @@ def _rss_mb() -> float:
 class _PeakMemory:
     """Peak resident memory above the starting point while the block runs (sampled every 20 ms)."""
 
-    def __enter__(self) -> _PeakMemory:
+    def __enter__(self) -> Self:
         self.start = self.peak = _rss_mb()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -65,7 +68,7 @@ class _PeakMemory:
 
 
 def _vectors(count: int, dim: int, seed: int) -> np.ndarray:
-    """Identities (a tenth of the count, with a few photos each) plus noise, L2-normalised like the conv tower."""
+    """Identities (a tenth of the count, a few photos each) plus noise, L2-normalised."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(max(count // 10, 1), dim)).astype(np.float32)
     owners = rng.integers(0, len(centres), count)
@@ -107,7 +110,7 @@ def _timed(call, calls: int) -> float:
 
 
 def _side_by_side(ours, raw, pairs: int) -> tuple[float, float, float]:
-    """Seconds per call of our path and of raw FAISS, and our overhead, from ``pairs`` paired timings.
+    """Seconds per call of our path and raw FAISS, and our overhead, from ``pairs`` paired timings.
 
     Each pair times both calls back to back (alternating which goes first), so load from other
     processes hits both alike; the overhead is the median of the paired ratios, and the times are
@@ -189,7 +192,7 @@ def _measure(
 
 
 def run(settings: BenchSettings) -> dict[str, Any]:
-    """Every (size, index type): build time and memory, QPS batched and single, recall@10, overhead over FAISS."""
+    """Per (size, index type): build time, memory, QPS batched/single, recall@10, FAISS overhead."""
     sizes = settings.option(
         "sizes",
         [2_000, 20_000] if settings.quick else [10_000, 100_000, 1_000_000],

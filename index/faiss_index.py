@@ -25,7 +25,7 @@ METRIC = "l2"
 #: threads whose start and barrier cost more than they save, and on busy cores far more (one
 #: query over 100k vectors: 1.3 ms on one thread, 6-23 ms on two shared cores; benchmarks/speed.py).
 SINGLE_THREAD_BELOW = 20
-#: The search parameter each family understands, and the values tried when tuning it (cheapest first).
+#: The search parameter each family understands and the values tried in tuning, cheapest first.
 TUNING_LADDERS = {
     "nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
     "efSearch": (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024),
@@ -33,14 +33,15 @@ TUNING_LADDERS = {
 _MMAP_FLAGS = (
     faiss.IO_FLAG_MMAP_IFC
 )  # maps flat codes and IVF lists alike (IO_FLAG_MMAP would add nothing)
-#: Training sample: this many points per centroid (FAISS warns below 39), and at least _MIN_TRAINING_SAMPLE.
+#: Training sample: this many points per centroid (FAISS warns below 39), at least
+#: _MIN_TRAINING_SAMPLE in all.
 _TRAINING_POINTS_PER_CENTROID = 64
 _MIN_TRAINING_SAMPLE = 20_000
 _PQ_TRAINING_ITERATIONS = 10
 
 
 def faiss_reason(exc: BaseException) -> str:
-    """The useful part of a FAISS error ("could not parse index string X"), without the C++ location."""
+    """A FAISS error's useful part ("could not parse index string X"), without the C++ location."""
     line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     return re.sub(r"^Error in .*? at \S+:\d+: ", "", line)
 
@@ -52,7 +53,7 @@ def faiss_factory(index_type: str) -> str:
 
 
 def new_index(dim: int, index_type: str = DEFAULT_INDEX) -> faiss.Index:
-    """An empty index of ``dim``-dimensional vectors for an index type such as "HNSW32" or "IVF1024,PQ16".
+    """An empty index for ``dim``-dimensional vectors of a type such as "HNSW32" or "IVF1024,PQ16".
 
     Raises:
         GalleryError: FAISS does not understand the type, or it does not fit the dimension.
@@ -62,12 +63,13 @@ def new_index(dim: int, index_type: str = DEFAULT_INDEX) -> faiss.Index:
     except RuntimeError as exc:
         reason = faiss_reason(exc)
         raise GalleryError(
-            f"invalid index type {index_type!r} for dimension {dim} ({reason}); try Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16 or SQ8"
+            f"invalid index type {index_type!r} for dimension {dim} ({reason}); try Flat, HNSW32, "
+            "IVF1024,Flat, IVF1024,PQ16 or SQ8"
         ) from exc
 
 
 def is_exact(index_type: str) -> bool:
-    """Whether the type searches exhaustively over uncompressed vectors (recall is 1 by construction)."""
+    """Whether the type searches all uncompressed vectors exhaustively: recall is 1 by design."""
     return index_type.replace(" ", "").removeprefix("IDMap2,").removeprefix("IDMap,") == "Flat"
 
 
@@ -82,7 +84,7 @@ def _is_hnsw(index: faiss.Index) -> bool:
 
 
 def _parts(index: faiss.Index) -> list[faiss.Index]:
-    """The index without its IDMap wrapper, and its IVF or HNSW storage part, as concrete classes."""
+    """The index without its IDMap wrapper and its IVF or HNSW storage part, as concrete classes."""
     inner = _inner(index)
     ivf = faiss.try_extract_index_ivf(inner)
     storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else None
@@ -94,7 +96,7 @@ def _parts(index: faiss.Index) -> list[faiss.Index]:
 
 
 def _centroids_to_learn(index: faiss.Index) -> int:
-    """The largest number of centroids training must fit (IVF lists, PQ codebook size); 1 for none."""
+    """The most centroids training must fit (IVF lists, PQ codebook size); 1 for none."""
     largest = 1
     for part in _parts(index):
         if isinstance(part, faiss.IndexIVF):
@@ -151,7 +153,7 @@ def add_vectors(index: faiss.Index, vectors: NDArray[np.float32], ids: NDArray[n
 
 
 def remove_ids(index: faiss.Index, ids: NDArray[np.int64]) -> bool:
-    """Remove ids in place; False when this index type cannot remove (HNSW), so it must be rebuilt."""
+    """Remove ids in place; False if this index type cannot remove (HNSW), so it must be rebuilt."""
     if _is_hnsw(index):
         return False
     index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
@@ -176,7 +178,7 @@ def index_ids(index: faiss.Index) -> NDArray[np.int64]:
 
 
 def tunable_parameter(index: faiss.Index) -> str | None:
-    """The search-time knob of this index: "nprobe" (IVF), "efSearch" (HNSW) or None (exhaustive)."""
+    """The search-time knob of this index: "nprobe" (IVF), "efSearch" (HNSW), None (exhaustive)."""
     if faiss.try_extract_index_ivf(index) is not None:
         return "nprobe"
     return "efSearch" if _is_hnsw(index) else None
@@ -210,7 +212,10 @@ def search_parameters(
 
 
 def write_index(index: faiss.Index, path: Path) -> tuple[str, int]:
-    """Write the index straight to a file published atomically at ``path``; return its sha256 and size."""
+    """Write the index straight to a file published atomically at ``path``.
+
+    Returns its sha256 and size.
+    """
     with atomic_path(path) as temporary:
         faiss.write_index(index, str(temporary))
         with open(temporary, "rb") as handle:
@@ -218,7 +223,10 @@ def write_index(index: faiss.Index, path: Path) -> tuple[str, int]:
 
 
 def read_index(path: Path, *, mmap: bool = False, name: Path | None = None) -> faiss.Index:
-    """Load an index file (memory-mapped where FAISS supports it), naming it (``name``, else ``path``) when FAISS cannot."""
+    """Load an index file, memory-mapped where FAISS supports it.
+
+    An index FAISS cannot read is named (``name``, else ``path``) in the GalleryError.
+    """
     try:
         return faiss.read_index(str(path), _MMAP_FLAGS if mmap else 0)
     except RuntimeError as exc:

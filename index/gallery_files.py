@@ -1,9 +1,10 @@
-"""The files of a gallery directory: generation-numbered index files, checksummed before FAISS reads them.
+"""A gallery folder's files: generation-numbered index files, checksummed before FAISS reads them.
 
-Layout: ``manifest.json`` (the commit point), ``items.sqlite`` (+ its WAL files), ``index.<G>.faiss``
-for the published generation G, ``.lock`` (the writer lock) and ``rejected.json`` (the last
-update's refused files). Anything else a writer finds (an index file of an unpublished or
-superseded generation, a temporary file) is debris of an interrupted writer and is removed.
+Layout: ``manifest.json`` (the commit point), ``items.sqlite`` (+ its WAL files),
+``index.<G>.faiss`` for the published generation G, ``.lock`` (the writer lock) and
+``rejected.json`` (the last update's refused files). Anything else a writer finds (an index file of
+an unpublished or superseded generation, a temporary file) is debris of an interrupted writer and is
+removed.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ def index_file_name(generation: int) -> str:
 def load_published_index(
     gallery_dir: Path, manifest: Manifest, *, mmap: bool = False
 ) -> faiss.Index:
-    """The manifest's index, after checking its size and checksum, so FAISS never reads a damaged file.
+    """The manifest's index, size and checksum checked first so FAISS never reads a damaged file.
 
     Raises:
-        FileNotFoundError: the file is gone (a writer may have just replaced it: re-read the manifest).
+        FileNotFoundError: the file is gone (a writer may have just replaced it: re-read the
+            manifest).
         GalleryError: damaged (size or checksum differs from the manifest) or of the wrong shape.
     """
     path = gallery_dir / manifest.index_file
@@ -44,7 +46,8 @@ def load_published_index(
         size = os.fstat(handle.fileno()).st_size
         if size != manifest.index_bytes:
             raise GalleryError(
-                f"{path}: {size} bytes, manifest.json says {manifest.index_bytes}; the index file is truncated or damaged"
+                f"{path}: {size} bytes, manifest.json says {manifest.index_bytes}; the index file "
+                "is truncated or damaged"
             )
         if sha256_handle(handle) != manifest.index_sha256:
             raise GalleryError(
@@ -54,13 +57,14 @@ def load_published_index(
         index = read_index(same_file if same_file.exists() else path, mmap=mmap, name=path)
     if index.d != manifest.dimension or index.ntotal != manifest.count:
         raise GalleryError(
-            f"{path}: holds {index.ntotal} vectors of dimension {index.d}, manifest.json says {manifest.count} of {manifest.dimension}"
+            f"{path}: holds {index.ntotal} vectors of dimension {index.d}, manifest.json says "
+            f"{manifest.count} of {manifest.dimension}"
         )
     return index
 
 
 def remove_debris(gallery_dir: Path, manifest: Manifest) -> list[str]:
-    """Delete index files other than the published one and leftover temporary files; return their names."""
+    """Delete index files but the published one, and temporary leftovers; return their names."""
     removed = []
     for path in gallery_dir.iterdir():
         stale_index = _INDEX_FILE.fullmatch(path.name) and path.name != manifest.index_file

@@ -1,4 +1,4 @@
-"""`--index auto`: pick a FAISS index type from the gallery size and a memory budget, as autofaiss reasons.
+"""`--index auto`: pick a FAISS index type from gallery size and memory budget, as autofaiss does.
 
 Small galleries get exact search; larger ones the most accurate approximate index whose vectors
 fit the budget: HNSW32 (graph, fast, memory-hungry), then IVF with flat, 8-bit or PQ codes.
@@ -42,7 +42,7 @@ class IndexChoice:
 
 
 def ivf_lists(count: int) -> int:
-    """IVF list count: the power of two nearest 4·√count, with at least 39 training points per list."""
+    """IVF lists: the power of two nearest 4·√count, with at least 39 training points per list."""
     target = 4 * math.sqrt(max(count, 1))
     lists = 2 ** round(math.log2(max(target, 16)))
     while lists > 16 and count < 39 * lists:
@@ -84,7 +84,7 @@ def expected_recall(index_type: str, dim: int) -> float:
 
 
 def choose_index(count: int, dim: int, memory_budget: int) -> IndexChoice:
-    """The most accurate index type for ``count`` vectors of ``dim`` that fits ``memory_budget`` bytes.
+    """The most accurate index type for ``count`` vectors of ``dim`` within ``memory_budget`` bytes.
 
     Raises:
         GalleryError: not even the smallest product-quantised index fits the budget.
@@ -113,7 +113,8 @@ def choose_index(count: int, dim: int, memory_budget: int) -> IndexChoice:
     smallest = candidates[-1]
     need = _format_bytes(int(bytes_per_vector(smallest, dim) * count))
     raise GalleryError(
-        f"no index type fits the memory budget {budget}: even {smallest} needs about {need}; raise --max-memory"
+        f"no index type fits the memory budget {budget}: even {smallest} needs about {need}; raise "
+        "--max-memory"
     )
 
 

@@ -75,13 +75,16 @@ def combine_fingerprint(
     added: Iterable[tuple[int, str, str, str]] = (),
     removed: Iterable[tuple[int, str, str, str]] = (),
 ) -> str:
-    """Update an order-free fingerprint of a set of items (sum of item hashes mod 2^256) by a change."""
+    """Apply a change to an order-free fingerprint of items (sum of item hashes mod 2^256)."""
     total = int(base, 16) + _sum_of_hashes(added) - _sum_of_hashes(removed)
     return f"{total % _FINGERPRINT_MODULUS:064x}"
 
 
 def _sum_of_hashes(rows: Iterable[tuple[int, str, str, str]]) -> int:
-    """The sum of :func:`item_hash` over ``rows``, inlined: galleries are opened through it (0.1 s per 100k rows)."""
+    """The sum of :func:`item_hash` over ``rows``, inlined: opening a gallery runs it.
+
+    It takes 0.1 s per 100k rows.
+    """
     sha256, from_bytes = hashlib.sha256, int.from_bytes
     return sum(
         from_bytes(sha256(f"{i}\0{p}\0{n}\0{h}".encode()).digest(), "big") for i, p, n, h in rows
@@ -94,7 +97,7 @@ FINGERPRINT_ROWS = f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE
 
 
 def refuse_edited_rows(path: Path, recomputed: str, recorded: str) -> None:
-    """Raise GalleryError naming the item database when its rows no longer give the manifest's fingerprint.
+    """Raise GalleryError naming the item database unless its rows give the manifest's fingerprint.
 
     The fingerprint (an order-free sum of a sha256 per row over id, path, identity and content
     hash) is checked whenever a gallery is opened, for searching or writing, so a changed byte
@@ -167,7 +170,11 @@ class ItemStore:
         for start in range(0, len(unique), MAX_SQL_PARAMS):
             chunk = unique[start : start + MAX_SQL_PARAMS]
             names = {f"p{i}": path for i, path in enumerate(chunk)}
-            sql = f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE} AND path IN ({','.join(':' + n for n in names)}) ORDER BY id"
+            marks = ",".join(":" + n for n in names)
+            sql = (
+                "SELECT id, path, identity, sha256 FROM items "
+                f"WHERE {VISIBLE} AND path IN ({marks}) ORDER BY id"
+            )
             rows += self._query(sql, {"gen": self.generation, **names})
         return [Item(*row) for row in rows]
 
@@ -182,7 +189,10 @@ class ItemStore:
         ]
 
     def of_identity(self, identity: str, offset: int = 0, limit: int | None = None) -> list[Item]:
-        """One identity's items, by id (``offset``/``limit`` page them; the identity index finds them)."""
+        """One identity's items, by id; ``offset`` and ``limit`` page them.
+
+        An index on identity finds them.
+        """
         rows = self._query(
             f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE} AND identity = :identity"
             " ORDER BY id LIMIT :limit OFFSET :offset",
@@ -196,7 +206,7 @@ class ItemStore:
         return [Item(*row) for row in rows]
 
     def by_sha256(self, hashes: Sequence[str]) -> list[Item]:
-        """Items whose content hash is one of ``hashes`` (in id order): the same image under any path."""
+        """Items whose content hash is in ``hashes``, in id order: the same image under any path."""
         rows: list[tuple] = []
         unique = list(dict.fromkeys(hashes))
         for start in range(0, len(unique), MAX_SQL_PARAMS):
@@ -204,7 +214,8 @@ class ItemStore:
             names = {f"h{i}": value for i, value in enumerate(chunk)}
             marks = ",".join(":" + n for n in names)
             rows += self._query(
-                f"SELECT id, path, identity, sha256 FROM items WHERE {VISIBLE} AND sha256 IN ({marks})"
+                "SELECT id, path, identity, sha256 FROM items "
+                f"WHERE {VISIBLE} AND sha256 IN ({marks})"
                 " ORDER BY id",
                 {"gen": self.generation, **names},
             )
@@ -220,7 +231,8 @@ class ItemStore:
     def identity_counts(self) -> dict[str, int]:
         """Number of items per identity."""
         rows = self._query(
-            f"SELECT identity, COUNT(*) FROM items WHERE {VISIBLE} GROUP BY identity ORDER BY identity",
+            f"SELECT identity, COUNT(*) FROM items WHERE {VISIBLE} "
+            "GROUP BY identity ORDER BY identity",
             {"gen": self.generation},
         )
         return {identity: count for identity, count in rows}

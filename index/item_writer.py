@@ -49,8 +49,9 @@ class KnownFile:
     size: int
     mtime_ns: int
     staged: bool
-    #: Other live rows of the same path, older than this one: (id, staged). A published one is what a
-    #: staged replacement replaces; several published ones are the damage an older siamese could leave.
+    #: Other live rows of the same path, older than this one: (id, staged). A published one is what
+    #: a staged replacement replaces; several published ones are the damage an older siamese could
+    #: leave.
     older: tuple[tuple[int, bool], ...] = ()
 
 
@@ -117,7 +118,10 @@ class ItemWriter:
         return combine_fingerprint(EMPTY_FINGERPRINT, rows)
 
     def roll_back_after(self, generation: int) -> None:
-        """Undo the marks of a publish that never reached its manifest: its items go back to staged."""
+        """Undo the marks of a publish that never reached its manifest.
+
+        Its items go back to staged.
+        """
         self._transaction(
             [
                 ("UPDATE items SET added_gen = NULL WHERE added_gen > ?", (generation,)),
@@ -126,7 +130,7 @@ class ItemWriter:
         )
 
     def drop_removed_vectors(self, generation: int) -> None:
-        """Free the embeddings of items removed by ``generation`` or earlier (their metadata stays)."""
+        """Free embeddings of items removed by ``generation`` or earlier (their metadata stays)."""
         self._transaction(
             [
                 (
@@ -137,7 +141,9 @@ class ItemWriter:
         )
 
     def known_files(self) -> dict[str, KnownFile]:
-        """Every file the gallery holds or has staged, by path: its newest live row, naming the older ones.
+        """Every file the gallery holds or has staged, by path: its newest live row.
+
+        The row names the older live rows of its path (:attr:`KnownFile.older`).
 
         A path has two live rows while a replacement is staged (the published row goes when the
         staged one is published); the plan needs both ids, so a file that vanished meanwhile loses
@@ -155,14 +161,17 @@ class ItemWriter:
         return known
 
     def superseded(self) -> list[int]:
-        """Published live rows that a newer live row of the same path replaces (staged or, after damage, published).
+        """Published live rows that a newer live row of the same path replaces.
+
+        The newer row is staged or, after damage, published.
 
         One path is one item: publishing a staged replacement must withdraw the row it replaces,
         whichever run staged it. Every publish withdraws these, so a gallery left with two rows
         for a path (by an interrupted run of an older siamese) is repaired by the next update.
         """
         rows = self._db.execute(
-            "SELECT old.id FROM items AS old WHERE old.removed_gen IS NULL AND old.added_gen IS NOT NULL "
+            "SELECT old.id FROM items AS old "
+            "WHERE old.removed_gen IS NULL AND old.added_gen IS NOT NULL "
             "AND EXISTS (SELECT 1 FROM items AS new WHERE new.path = old.path "
             "AND new.removed_gen IS NULL AND new.id > old.id)"
         )
@@ -183,7 +192,8 @@ class ItemWriter:
                 ((i.path,) for i in items),
             )
             self._db.executemany(
-                "INSERT INTO items (path, identity, sha256, size, mtime_ns, vector) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items (path, identity, sha256, size, mtime_ns, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     (
                         i.path,
@@ -203,7 +213,10 @@ class ItemWriter:
         reached("staged")
 
     def touch(self, updates: Sequence[tuple[int, int, int]]) -> None:
-        """Record new (size, mtime_ns) of files whose content hash did not change: (id, size, mtime_ns)."""
+        """Record new (size, mtime_ns) of files whose content hash did not change.
+
+        ``updates`` holds (id, size, mtime_ns) tuples.
+        """
         if updates:
             self._transaction(
                 [
@@ -248,7 +261,10 @@ class ItemWriter:
     def matching(
         self, *, identities: Sequence[str] = (), paths: Sequence[str] = ()
     ) -> tuple[list[int], list[int]]:
-        """(published ids, staged ids) of the items of ``identities``, at ``paths`` or under them (folders)."""
+        """(published ids, staged ids) of the items of ``identities`` and at ``paths``.
+
+        A path that is a folder matches every item under it.
+        """
         identities = [value for value in identities if _storable(value)]  # others match nothing
         queries = [("identity = ?", (value,)) for value in identities]
         for value in filter(_storable, paths):
@@ -258,14 +274,18 @@ class ItemWriter:
         staged: set[int] = set()
         for condition, params in queries:
             for item_id, is_staged in self._db.execute(
-                f"SELECT id, added_gen IS NULL FROM items WHERE {condition} AND removed_gen IS NULL",
+                f"SELECT id, added_gen IS NULL FROM items "
+                f"WHERE {condition} AND removed_gen IS NULL",
                 params,
             ):
                 (staged if is_staged else published).add(item_id)
         return sorted(published), sorted(staged)
 
     def publish(self, generation: int, removed: Sequence[int]) -> tuple[int, int]:
-        """Mark every staged row as added and ``removed`` as removed by ``generation``; return (count, identities) then."""
+        """Mark every staged row as added and ``removed`` as removed by ``generation``.
+
+        Returns the gallery's item and identity counts then.
+        """
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute("CREATE TEMP TABLE IF NOT EXISTS picked (id INTEGER PRIMARY KEY)")
@@ -274,7 +294,8 @@ class ItemWriter:
                 "INSERT OR IGNORE INTO picked (id) VALUES (?)", ((int(i),) for i in removed)
             )
             self._db.execute(
-                "UPDATE items SET removed_gen = ? WHERE id IN (SELECT id FROM picked) AND removed_gen IS NULL",
+                "UPDATE items SET removed_gen = ? "
+                "WHERE id IN (SELECT id FROM picked) AND removed_gen IS NULL",
                 (generation,),
             )
             self._db.execute(
@@ -294,7 +315,7 @@ class ItemWriter:
 
 
 def _storable(text: str) -> bool:
-    """Whether ``text`` is valid UTF-8 text, as every stored path and identity is (others are refused)."""
+    """Whether ``text`` is valid UTF-8, as each stored path and identity is (others are refused)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -10,14 +10,16 @@ import fcntl
 import os
 import sys
 from pathlib import Path
+from typing import final
 
 from siamese.errors import GalleryLockedError
 
 LOCK_FILE = ".lock"
 
 
+@final  # not meant for subclassing, so __enter__ returns exactly a WriterLock
 class WriterLock:
-    """Held while a process writes a gallery; :meth:`acquire` raises at once if another process holds it."""
+    """Held while a process writes a gallery; :meth:`acquire` raises at once if another holds it."""
 
     def __init__(self, gallery_dir: Path) -> None:
         self.path = Path(gallery_dir) / LOCK_FILE
@@ -36,7 +38,8 @@ class WriterLock:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
             raise GalleryLockedError(
-                f"{self.path.parent}: gallery is locked by another writer ({holder}); wait for it to finish and try again"
+                f"{self.path.parent}: gallery is locked by another writer ({holder}); wait for it "
+                "to finish and try again"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(

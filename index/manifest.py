@@ -1,4 +1,4 @@
-"""manifest.json: the gallery's commit point, naming its index file, checksums and the model it needs.
+"""manifest.json: the gallery's commit point, naming its index file, checksums and its model.
 
 A writer publishes generation G+1 by writing ``index.<G+1>.faiss``, marking its items in the
 SQLite database as belonging to G+1, and then atomically replacing this manifest: readers see
@@ -43,7 +43,8 @@ class Manifest:
     created: str
     search_params: dict[str, int] = field(default_factory=dict)
     recall: dict[str, Any] | None = None
-    #: {distance, far, source, set}: beyond ``distance`` a query is "unknown" (see siamese.index.threshold).
+    #: {distance, far, source, set}: beyond ``distance`` a query is "unknown".
+    #: See siamese.index.threshold.
     threshold: dict[str, Any] | None = None
     items_file: str = ITEMS_FILE
     format_version: int = GALLERY_FORMAT_VERSION
@@ -57,7 +58,10 @@ class Manifest:
         return replace(self, generation=self.generation + 1, created=now_iso(), **changes)
 
     def write(self, gallery_dir: Path) -> None:
-        """Atomically publish this manifest (with its checksum): the gallery switches to this generation."""
+        """Atomically publish this manifest (with its checksum).
+
+        The gallery switches to this generation.
+        """
         payload = self.to_dict()
         write_json_atomic(gallery_dir / MANIFEST_FILE, {**payload, "checksum": _checksum(payload)})
 
@@ -84,16 +88,19 @@ class Manifest:
         version = data.get("format_version")
         if isinstance(version, int) and version > GALLERY_FORMAT_VERSION:
             raise GalleryError(
-                f"{path}: gallery format {version} is newer than this siamese supports; upgrade siamese"
+                f"{path}: gallery format {version} is newer than this siamese supports; upgrade "
+                "siamese"
             )
         if version != GALLERY_FORMAT_VERSION:
             raise GalleryError(
-                f"{path}: gallery format {version} predates incremental galleries; build it again into a new folder"
+                f"{path}: gallery format {version} predates incremental galleries; build it again "
+                "into a new folder"
             )
         stored = data.pop("checksum", None)
         if stored != _checksum(data):
             raise GalleryError(
-                f"{path}: checksum does not match its content; the manifest is damaged or was edited"
+                f"{path}: checksum does not match its content; the manifest is damaged or was "
+                "edited"
             )
         try:
             return cls(**data)

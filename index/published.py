@@ -24,7 +24,7 @@ from siamese.index.results import Item, Match, QueryResult
 
 from siamese.errors import GalleryError, ModelMismatchError
 
-#: Identities are ranked from this many times k nearest items, so k distinct identities are usually found.
+#: Identities are ranked from this many times k nearest items, so k distinct ones are usually found.
 _IDENTITY_WIDEN = 10
 #: A writer may publish (and delete the old index file) between reading the manifest and the index.
 _OPEN_ATTEMPTS = 5
@@ -40,18 +40,19 @@ def short_fingerprint(fingerprint: str) -> str:
 def refuse_other_model(
     gallery_dir: Path, manifest: Manifest, fingerprint: str, model_name: str
 ) -> None:
-    """Raise ModelMismatchError, naming both models, unless ``fingerprint`` is the gallery's model."""
+    """Raise ModelMismatchError naming both models unless ``fingerprint`` is the gallery's model."""
     if fingerprint != manifest.model_fingerprint:
         raise ModelMismatchError(
-            f"{gallery_dir}: built with model {short_fingerprint(manifest.model_fingerprint)} but {model_name} is "
-            f"{short_fingerprint(fingerprint)}; use the gallery's model, or build a new gallery with this one"
+            f"{gallery_dir}: built with model {short_fingerprint(manifest.model_fingerprint)} but "
+            f"{model_name} is {short_fingerprint(fingerprint)}; use the gallery's model, "
+            "or build a new gallery with this one"
         )
 
 
 def gallery_model_path(
     gallery_dir: str | os.PathLike[str], model: str | os.PathLike[str] | None = None
 ) -> Path:
-    """The model to embed queries with: ``model``, or the one the gallery recorded (which must still exist).
+    """The model to embed queries with: ``model``, or the one the gallery recorded.
 
     Raises:
         GalleryError: no model given and the recorded one is gone (or the folder is not a gallery).
@@ -84,7 +85,8 @@ class PublishedGallery:
         self.items = items
         self.search_params = search_params
         self._params = fx.search_parameters(index, search_params)
-        #: Distance beyond which a query is "unknown": the stored calibration; set None (or another value) to override.
+        #: Distance beyond which a query is "unknown": the stored calibration; set None (or another
+        #: value) to override.
         self.threshold: float | None = (
             manifest.threshold["distance"] if manifest.threshold else None
         )
@@ -110,12 +112,15 @@ class PublishedGallery:
             gallery_dir: the gallery folder.
             model_fingerprint: sha256 of the model that will embed queries; refused if it differs.
             model_name: how to name that model in errors.
-            mmap: memory-map the index instead of reading it into memory (large IVF and flat indexes).
-            search_params: override the stored search parameters, e.g. {"nprobe": 32} or {"efSearch": 128}.
+            mmap: memory-map the index instead of reading it into memory (large IVF and flat
+                indexes).
+            search_params: override the stored search parameters, e.g. {"nprobe": 32} or
+                {"efSearch": 128}.
 
         Raises:
             GalleryError: missing or damaged files, or a search parameter the index lacks.
-            ModelMismatchError: ``model_fingerprint`` differs from the model the gallery was built with.
+            ModelMismatchError: ``model_fingerprint`` differs from the model the gallery was built
+                with.
         """
         gallery_dir = Path(gallery_dir)
         for attempt in range(_OPEN_ATTEMPTS):
@@ -156,12 +161,14 @@ class PublishedGallery:
         try:
             if items.meta("gallery_id") != manifest.gallery_id:
                 raise GalleryError(
-                    f"{items_path}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}; the manifest does not match this folder"
+                    f"{items_path}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}; "
+                    "the manifest does not match this folder"
                 )
             count = items.count()
             if count != manifest.count or count != index.ntotal:
                 raise GalleryError(
-                    f"{items_path}: holds {count} items at generation {manifest.generation}, manifest says {manifest.count}, index {index.ntotal}"
+                    f"{items_path}: holds {count} items at generation {manifest.generation}, "
+                    f"manifest says {manifest.count}, index {index.ntotal}"
                 )
             refuse_edited_rows(items_path, items.fingerprint(), manifest.items_fingerprint)
         except BaseException:
@@ -191,7 +198,7 @@ class PublishedGallery:
 
     @property
     def faiss_search_parameters(self) -> Any:
-        """The FAISS SearchParameters :meth:`nearest` passes by default (to time raw FAISS alike)."""
+        """The SearchParameters :meth:`nearest` passes by default (to time raw FAISS alike)."""
         return self._params
 
     def __len__(self) -> int:
@@ -204,7 +211,8 @@ class PublishedGallery:
         queries = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         if queries.shape[1] != self.manifest.dimension:
             raise ModelMismatchError(
-                f"query embeddings have dimension {queries.shape[1]}, gallery {self.gallery_dir} holds {self.manifest.dimension}"
+                f"query embeddings have dimension {queries.shape[1]}, gallery {self.gallery_dir} "
+                f"holds {self.manifest.dimension}"
             )
         return queries
 
@@ -216,9 +224,12 @@ class PublishedGallery:
         params: dict[str, int] | None = None,
         threads: int | None = None,
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """The k nearest item ids of each query and their L2 distances (Q×min(k, len)); -1 and inf where an
-        approximate index found fewer. ``params`` overrides search parameters for this call; ``threads``
-        caps FAISS's threads (see :func:`siamese.index.faiss_index.search`)."""
+        """The k nearest item ids of each query and their L2 distances (Q×min(k, len)).
+
+        Where an approximate index found fewer, the rest are -1 and inf. ``params`` overrides search
+        parameters for this call; ``threads`` caps FAISS's threads (see
+        :func:`siamese.index.faiss_index.search`).
+        """
         queries = self._queries(embeddings, k)
         search_params = (
             self._params

@@ -24,7 +24,7 @@ DEFAULT_TARGET = 0.95
 
 @dataclass(frozen=True)
 class Recall:
-    """recall@1 (the exact nearest neighbour found first) and recall@10 (share of the exact 10 found)."""
+    """recall@1 (exact nearest neighbour first) and recall@10 (share of the exact 10 found)."""
 
     at1: float
     at10: float
@@ -37,7 +37,7 @@ class Recall:
 
 
 class RecallProbe:
-    """Query-like vectors near a sample of the gallery and their exact neighbours, to score any index over it.
+    """Query-like vectors near a gallery sample and their exact neighbours, for scoring any index.
 
     Args:
         vectors: every vector the index holds, N×D float32.
@@ -92,7 +92,7 @@ _PLATEAU = 0.003
 
 
 def tune(index: faiss.Index, probe: RecallProbe, target: float = DEFAULT_TARGET) -> Recall:
-    """The cheapest search parameter value reaching ``target`` recall@10, or where recall stops improving."""
+    """The cheapest parameter value reaching ``target`` recall@10, else where recall plateaus."""
     knob = tunable_parameter(index)
     if knob is None:
         return probe.score(index)

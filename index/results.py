@@ -51,7 +51,7 @@ class QueryResult:
 
     @classmethod
     def ranked(cls, neighbours: list[Match], k: int, threshold: float | None) -> QueryResult:
-        """The result of a query's nearest items (closest first): identities ranked by closest item."""
+        """A query's result from its nearest items (closest first): identities by closest item."""
         ranked: dict[str, IdentityMatch] = {}
         for match in neighbours:
             if match.identity not in ranked:

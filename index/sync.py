@@ -1,4 +1,4 @@
-"""Which files an update must embed: compare files on disk with what the gallery holds or has staged.
+"""Which files an update must embed: compare the disk with what the gallery holds or has staged.
 
 A file whose size and mtime are unchanged since it was indexed is trusted (as git and rsync do);
 any other file is hashed, and embedded only when its content hash is new. Files the gallery
@@ -19,7 +19,7 @@ from siamese.index.item_writer import KnownFile
 from siamese.files import sha256_handle
 
 _HASH_THREADS = 4
-#: Errors that mean a listed name leads to no file (a dangling link, a link loop, deleted meanwhile).
+#: Errors meaning a listed name leads to no file (a dangling link, a link loop, deleted meanwhile).
 _GONE = {errno.ENOENT, errno.ELOOP, errno.ENOTDIR}
 
 
@@ -47,7 +47,7 @@ class SyncPlan:
 
 
 def canonical_path(path: str | os.PathLike[str]) -> str:
-    """Absolute path with the folder's symlinks resolved but not the file's (two links stay two items)."""
+    """Absolute path, the folder's symlinks resolved, not the file's (two links stay two items)."""
     absolute = os.path.abspath(os.fspath(path))
     return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
 
@@ -117,7 +117,10 @@ def unstorable_name(path: str, identity: str) -> str | None:
 
 
 def not_regular(mode: int) -> str | None:
-    """Why a file of this ``st_mode`` (links resolved) is no image file: reading a pipe could block forever."""
+    """Why a file of this ``st_mode`` (links resolved) is no image file; None for a regular file.
+
+    Only regular files are read: reading a pipe could block forever.
+    """
     if stat.S_ISREG(mode):
         return None
     kinds = (
@@ -172,7 +175,10 @@ def chunks(candidates: Sequence[Candidate], size: int) -> Iterator[Sequence[Cand
 def hash_files(
     candidates: Sequence[Candidate],
 ) -> tuple[list[tuple[Candidate, str]], list[tuple[str, str]]]:
-    """Content hashes of candidates (in threads: hashing releases the GIL); unreadable ones as failures."""
+    """Content hashes of candidates, unreadable ones as failures.
+
+    Hashed in threads: hashing releases the GIL.
+    """
 
     def digest(candidate: Candidate) -> str | OSError:
         try:

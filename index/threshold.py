@@ -45,7 +45,8 @@ def set_threshold(
     Returns the stored record (distance, far, source, set), or None when cleared.
 
     Args:
-        model_fingerprint: the model the threshold was calibrated with; refused unless the gallery's.
+        model_fingerprint: the model the threshold was calibrated with; refused unless the
+            gallery's.
 
     Raises:
         GalleryError: a bad distance, another model, or the gallery is locked by a writer.
@@ -56,8 +57,9 @@ def set_threshold(
         manifest = Manifest.read(gallery_dir)
         if model_fingerprint is not None and model_fingerprint != manifest.model_fingerprint:
             raise GalleryError(
-                f"{gallery_dir}: the threshold was calibrated with model {model_fingerprint[:12]}, the gallery holds "
-                f"embeddings of model {manifest.model_fingerprint[:12]}; distances of different models are not comparable"
+                f"{gallery_dir}: the threshold was calibrated with model {model_fingerprint[:12]}, "
+                f"the gallery holds embeddings of model {manifest.model_fingerprint[:12]}; "
+                "distances of different models are not comparable"
             )
         updated = replace(manifest, threshold=record)  # same generation: only the cut-off changes
         updated.write(gallery_dir)

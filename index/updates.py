@@ -60,7 +60,7 @@ def _ingest(
     incremental: bool,
     progress: bool,
 ) -> _Ingested:
-    """Hash, embed and stage the plan's candidates chunk by chunk, publishing as chunks accumulate."""
+    """Hash, embed and stage the plan's candidates chunk by chunk, publishing as chunks pile up."""
     done = _Ingested(failures=list(plan.failures))
     pending = plan.resumed
     with progress_bar("embedding", len(plan.candidates), progress) as ticker:
@@ -196,7 +196,7 @@ def build_gallery(
     report_path: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> UpdateReport:
-    """Create ``gallery_dir`` from an ImageFolder (or loose files), or bring an existing one up to date with it.
+    """Build ``gallery_dir`` from an ImageFolder (or loose files) or update an existing one from it.
 
     Re-running on a changed folder embeds only new or changed files (by content hash), removes
     items whose files vanished from the folder, and resumes the staged chunks of a killed run.
@@ -208,11 +208,14 @@ def build_gallery(
         memory_budget: bytes the index may use, or a size such as "8G", for ``index="auto"``
             (default: half the RAM).
         min_recall: refuse (publish nothing) if recall@10 against exact search is below this.
-        target_recall: approximate indexes get the cheapest search parameter reaching this recall@10.
-        search_params: fixed search parameters ({"nprobe": 16} or {"efSearch": 64}) instead of tuning.
+        target_recall: approximate indexes get the cheapest search parameter reaching this
+            recall@10.
+        search_params: fixed search parameters ({"nprobe": 16} or {"efSearch": 64}) instead of
+            tuning.
         commit_every: files embedded between two commits.
         recall_queries: gallery vectors used as queries to measure recall.
-        report_path: where the JSON list of refused files goes (default: ``gallery_dir/rejected.json``).
+        report_path: where the JSON list of refused files goes (default:
+            ``gallery_dir/rejected.json``).
 
     Raises:
         DataError: no images in ``image_dir``.
@@ -249,7 +252,8 @@ def build_gallery(
         needed = fx.min_training_vectors(fx.new_index(embedder.dim, index_type))
         if len(files) < needed:
             raise GalleryError(
-                f"index type {index_type} needs at least {needed} vectors to train, {image_dir} has {len(files)} images; choose a smaller index or --index auto"
+                f"index type {index_type} needs at least {needed} vectors to train, {image_dir} "
+                f"has {len(files)} images; choose a smaller index or --index auto"
             )
         writer = GalleryWriter.create(
             gallery_dir,
@@ -290,7 +294,8 @@ def _refuse_foreign_folder(gallery_dir: Path) -> None:
         raise GalleryError(f"{gallery_dir}: exists and is a file; choose another --out folder")
     if gallery_dir.is_dir() and any(not p.name.startswith(".") for p in gallery_dir.iterdir()):
         raise GalleryError(
-            f"{gallery_dir}: folder holds other files and is not a gallery; choose an empty or new --out folder"
+            f"{gallery_dir}: folder holds other files and is not a gallery; choose an empty or new "
+            "--out folder"
         )
 
 
@@ -305,7 +310,9 @@ def add_to_gallery(
     report_path: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> UpdateReport:
-    """Embed and add image files and folders to an existing gallery; files already there unchanged are skipped.
+    """Embed and add image files and folders to an existing gallery.
+
+    Files already there and unchanged are skipped.
 
     A folder is read like `index build` reads one (sub-folder = identity, loose file = its own
     identity); a file's identity is its folder's name. ``identity`` overrides both.
@@ -352,7 +359,7 @@ def remove_from_gallery(
     identities: Sequence[str] = (),
     paths: Sequence[str | os.PathLike[str]] = (),
 ) -> UpdateReport:
-    """Remove the items of ``identities`` and at ``paths`` (a folder path removes every item under it).
+    """Remove the items of ``identities`` and at ``paths`` (a folder removes every item under it).
 
     Raises:
         GalleryError: nothing matches, or the gallery is not a gallery, locked or damaged.

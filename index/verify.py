@@ -116,13 +116,14 @@ def _check_ids(gallery: PublishedGallery, report: VerifyReport) -> None:
 def _check_fingerprint(gallery: PublishedGallery, report: VerifyReport) -> None:
     if gallery.items.fingerprint() != gallery.manifest.items_fingerprint:
         report.problems.append(
-            f"{gallery.items.path}: items fingerprint does not match manifest.json; item rows were changed"
+            f"{gallery.items.path}: items fingerprint does not match manifest.json; item rows were "
+            "changed"
         )
     report.checked.append("items fingerprint")
 
 
 def _check_vectors(gallery: PublishedGallery, report: VerifyReport) -> None:
-    """For indexes that keep vectors exactly (Flat, HNSW over Flat), stored and indexed vectors agree."""
+    """Indexes keeping vectors exactly (Flat, HNSW over Flat): stored and indexed vectors agree."""
     inner = faiss.downcast_index(gallery.index)
     storage = faiss.downcast_index(inner.index) if isinstance(inner, faiss.IndexIDMap2) else None
     if isinstance(storage, faiss.IndexHNSW):
@@ -135,7 +136,8 @@ def _check_vectors(gallery: PublishedGallery, report: VerifyReport) -> None:
     indexed = np.stack([inner.reconstruct(int(i)) for i in sample])
     if not np.array_equal(stored, indexed):
         report.problems.append(
-            f"{gallery.gallery_dir / gallery.manifest.index_file}: vectors differ from the stored embeddings"
+            f"{gallery.gallery_dir / gallery.manifest.index_file}: vectors differ from the stored "
+            "embeddings"
         )
     report.checked.append(f"stored embeddings = indexed vectors ({len(sample)} sampled)")
 
@@ -148,7 +150,8 @@ def _check_model(gallery: PublishedGallery, report: VerifyReport) -> None:
         )
     elif sha256_file(model) != gallery.manifest.model_fingerprint:
         report.problems.append(
-            f"{model}: fingerprint differs from the model the gallery was built with; the model file was replaced"
+            f"{model}: fingerprint differs from the model the gallery was built with; the model "
+            "file was replaced"
         )
     else:
         report.checked.append("model fingerprint")
@@ -168,6 +171,7 @@ def _check_files(gallery: PublishedGallery, report: VerifyReport) -> None:
     if changed:
         listed = ", ".join(changed[:_LISTED]) + (" …" if len(changed) > _LISTED else "")
         report.problems.append(
-            f"{len(changed)} indexed files are missing or changed since indexing ({listed}); run `siamese index build` again"
+            f"{len(changed)} indexed files are missing or changed since indexing ({listed}); run "
+            "`siamese index build` again"
         )
     report.checked.append("image files' hashes")

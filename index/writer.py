@@ -1,4 +1,4 @@
-"""The single writer of a gallery: holds the lock and the current index, stages items, publishes generations.
+"""A gallery's single writer: holds the lock and current index, stages items, publishes generations.
 
 Publishing generation G+1: write ``index.<G+1>.faiss`` (temp file, fsync, rename, directory
 fsync), mark the staged and removed items as of G+1 in SQLite (one transaction), then replace
@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, final
 
 import faiss
 import numpy as np
@@ -35,7 +35,7 @@ from siamese.index.recall import DEFAULT_TARGET, Recall, RecallProbe, tune
 from siamese.errors import GalleryError, RecallTooLowError
 from siamese.files import fsync_dir
 
-#: Recall is measured again when the gallery has grown or shrunk by this share since the last figure.
+#: Recall is measured again once the gallery has grown or shrunk by this share since its figure.
 _RECALL_STALE_AFTER = 0.10
 
 
@@ -49,6 +49,7 @@ class RecallPolicy:
     queries: int = 1000
 
 
+@final  # not meant for subclassing, so __enter__ returns exactly a GalleryWriter
 class GalleryWriter:
     """Writes one gallery; use :meth:`open` or :meth:`create`, then :meth:`close` (or ``with``)."""
 
@@ -84,7 +85,8 @@ class GalleryWriter:
             items = ItemWriter(gallery_dir / manifest.items_file)
             if items.meta("gallery_id") != manifest.gallery_id:
                 raise GalleryError(
-                    f"{gallery_dir / manifest.items_file}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}"
+                    f"{gallery_dir / manifest.items_file}: belongs to another gallery than "
+                    f"{gallery_dir / MANIFEST_FILE}"
                 )
             writer = cls(gallery_dir, lock, manifest, items)
             writer._index = writer._load_index()  # checks the checksum before anything is changed
@@ -159,7 +161,8 @@ class GalleryWriter:
                 )  # replaces an empty folder; fails on a non-empty one
             except OSError:
                 raise GalleryError(
-                    f"{gallery_dir}: folder holds other files and is not a gallery; choose an empty or new folder"
+                    f"{gallery_dir}: folder holds other files and is not a gallery; choose an "
+                    "empty or new folder"
                 ) from None
             fsync_dir(gallery_dir.parent)
         except BaseException:
@@ -212,7 +215,10 @@ class GalleryWriter:
         identities: Sequence[str],
         sha256s: Sequence[str] | None = None,
     ) -> None:
-        """Stage embeddings computed elsewhere (a distributed job, a benchmark); :meth:`publish` makes them visible."""
+        """Stage embeddings computed elsewhere (a distributed job, a benchmark).
+
+        :meth:`publish` makes them visible.
+        """
         vectors = np.asarray(vectors, dtype=np.float32)
         if (
             vectors.ndim != 2
@@ -220,7 +226,8 @@ class GalleryWriter:
             or not len(vectors) == len(paths) == len(identities)
         ):
             raise GalleryError(
-                f"expected {len(paths)} vectors of dimension {self.dimension} for {len(paths)} paths, got shape {vectors.shape}"
+                f"expected {len(paths)} vectors of dimension {self.dimension} for {len(paths)} "
+                f"paths, got shape {vectors.shape}"
             )
         hashes = sha256s or [""] * len(paths)
         self.items.stage(
@@ -231,7 +238,7 @@ class GalleryWriter:
         )
 
     def needs_repair(self) -> bool:
-        """Whether published rows are superseded by newer rows of their path (a publish withdraws them)."""
+        """Whether newer rows of their path supersede published rows (a publish withdraws them)."""
         return bool(self.items.superseded())
 
     def can_publish_incrementally(self) -> bool:
@@ -247,7 +254,9 @@ class GalleryWriter:
         search_params: dict[str, int] | None = None,
         recall: RecallPolicy = RecallPolicy(),
     ) -> Manifest:
-        """Publish the next generation: staged items added, ``removed`` ids gone, optionally a new index type.
+        """Publish the next generation: staged items added, ``removed`` ids gone.
+
+        A new ``index_type`` rebuilds the index as that type.
 
         Published rows that a staged row of the same path replaces are withdrawn too (whichever
         run staged the replacement), as are older duplicates of a path: one path, one item.
@@ -267,7 +276,8 @@ class GalleryWriter:
             expected = self.manifest.count - len(removed) + len(staged_ids)
             if index.ntotal != expected:
                 raise GalleryError(
-                    f"{self.gallery_dir}: index would hold {index.ntotal} vectors, items {expected}; nothing published"
+                    f"{self.gallery_dir}: index would hold {index.ntotal} vectors, items "
+                    f"{expected}; nothing published"
                 )
             params, measured = self._check_recall(index, new_type, source, search_params, recall)
             generation = self.manifest.generation + 1
@@ -311,7 +321,10 @@ class GalleryWriter:
         staged_ids: NDArray[np.int64],
         staged_vectors: NDArray[np.float32],
     ) -> tuple[faiss.Index, tuple[NDArray[np.int64], NDArray[np.float32]] | None]:
-        """The current index changed in place, or a new one built from the stored vectors (then also returned)."""
+        """The current index changed in place, or a new one built from the stored vectors.
+
+        With a new index come the (ids, vectors) it was built from, else None.
+        """
         if index_type == self.manifest.index_type and self.index.is_trained:
             index = self.index
             if not len(removed) or fx.remove_ids(index, removed):
@@ -327,7 +340,8 @@ class GalleryWriter:
             needed = fx.min_training_vectors(index)
             if len(ids) < needed:
                 raise GalleryError(
-                    f"index type {index_type} needs at least {needed} vectors to train, the gallery has {len(ids)}; choose a smaller index (or --index auto)"
+                    f"index type {index_type} needs at least {needed} vectors to train, the "
+                    f"gallery has {len(ids)}; choose a smaller index (or --index auto)"
                 )
             sample = np.random.default_rng(0).choice(
                 len(ids), size=fx.training_sample_size(index, len(ids)), replace=False
@@ -344,7 +358,10 @@ class GalleryWriter:
         search_params: dict[str, int] | None,
         policy: RecallPolicy,
     ) -> tuple[dict[str, int], dict[str, Any] | None]:
-        """The search parameters to store and the recall figure, measured when due; refuse below the minimum."""
+        """The search parameters to store and the recall figure, measured when due.
+
+        Recall below the policy's minimum is refused (RecallTooLowError).
+        """
         fx.search_parameters(index, search_params)  # refuse a parameter this type lacks
         params = dict(
             search_params
@@ -387,7 +404,8 @@ class GalleryWriter:
         if policy.minimum is not None and measured.at10 < policy.minimum:
             knob = f" even with {measured.params}" if measured.params else ""
             raise RecallTooLowError(
-                f"{index_type}: recall@10 {measured.at10:.3f} against exact search{knob} is below --min-recall {policy.minimum}; "
+                f"{index_type}: recall@10 {measured.at10:.3f} against exact search{knob} "
+                f"is below --min-recall {policy.minimum}; "
                 "nothing was published (the embeddings are kept: try another --index)"
             )
         return measured.params, {**measured.to_dict(), "count": int(index.ntotal), "exact": False}
@@ -395,7 +413,10 @@ class GalleryWriter:
     def _vectors_of(
         self, ids: NDArray[np.int64], source: tuple[NDArray[np.int64], NDArray[np.float32]] | None
     ) -> NDArray[np.float32]:
-        """Stored embeddings aligned with ``ids``: from ``source`` (ids, vectors) when given, else from the database."""
+        """Stored embeddings aligned with ``ids``.
+
+        They come from ``source`` (ids, vectors) when given, else from the database.
+        """
         if source is None:
             live_ids, live_vectors = self.items.published_vectors(self.dimension)
             staged_ids, staged_vectors = self.items.staged(self.dimension)

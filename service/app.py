@@ -40,7 +40,7 @@ PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'
 
 
 def create_app(state: ServiceState) -> FastAPI:
-    """The app serving ``state`` (already loaded: errors in the model or gallery surface before serving)."""
+    """The app serving ``state``, loaded first: model and gallery errors surface before serving."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

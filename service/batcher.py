@@ -1,4 +1,4 @@
-"""Dynamic micro-batching: images from requests arriving together are embedded in one inference call.
+"""Dynamic micro-batching: images of requests arriving together are embedded in one inference call.
 
 A request hands over its preprocessed rows (N×C×H×W) with a context (the service's: its k) and
 awaits a future. One loop task takes the oldest waiting request, then gathers more until
@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -30,7 +31,8 @@ from numpy.typing import NDArray
 
 Rows = NDArray[np.float32]
 T = TypeVar("T")
-#: The batch function: all rows of the batch, and (row count, context) per request, in order → one result per request.
+#: The batch function: all rows of the batch, and (row count, context) per request, in order → one
+#: result per request.
 BatchFunction = Callable[[Rows, Sequence[tuple[int, Any]]], Sequence[T]]
 
 
@@ -70,7 +72,7 @@ class BatchStats:
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    """Cancel a background task and wait until it has really stopped (its cancellation is expected)."""
+    """Cancel a background task and wait until it really stops (its cancellation is expected)."""
     task.cancel()
     try:
         await task
@@ -84,13 +86,15 @@ def split_rows(embed: Callable[[Rows], Rows]) -> BatchFunction[Rows]:
     def run(rows: Rows, requests: Sequence[tuple[int, Any]]) -> list[Rows]:
         embeddings = embed(rows)
         bounds = np.cumsum([0, *(count for count, _ in requests)])
-        return [embeddings[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+        return [embeddings[start:end] for start, end in pairwise(bounds)]
 
     return run
 
 
 class MicroBatcher(Generic[T]):
-    """Batches concurrent requests into one call of a batch function; start it inside the running event loop.
+    """Batches concurrent requests into one call of a batch function.
+
+    Start it inside the running event loop.
 
     Args:
         run: the batch function (called on the batcher's own worker thread).
@@ -135,7 +139,10 @@ class MicroBatcher(Generic[T]):
 
     @contextmanager
     def incoming(self) -> Iterator[None]:
-        """Announce a request that will be submitted soon (wrap its decoding), so a gathering batch waits for it."""
+        """Announce a request that will be submitted soon, so a gathering batch waits for it.
+
+        Wrap the request's decoding in it.
+        """
         self._incoming += 1
         try:
             yield
@@ -145,7 +152,10 @@ class MicroBatcher(Generic[T]):
                 self._arrived.set()  # a gathering batch re-checks whether anyone is still coming
 
     async def submit(self, rows: Rows, context: Any = None) -> T:
-        """Run ``rows`` (N×C×H×W) together with whatever other requests are waiting; return this request's result."""
+        """Run ``rows`` (N×C×H×W) together with whatever other requests are waiting.
+
+        Returns this request's result.
+        """
         if self._arrived is None or not self.running:
             raise RuntimeError("the batcher is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -168,7 +178,7 @@ class MicroBatcher(Generic[T]):
         return size
 
     async def _gather(self) -> list[_Waiting[T]]:
-        """Wait for a first request, then for announced companions until the batch is full or the wait is over."""
+        """Await a first request, then announced ones until the batch is full or time is up."""
         assert self._arrived is not None
         batch: list[_Waiting[T]] = []
         size = 0
@@ -201,9 +211,9 @@ class MicroBatcher(Generic[T]):
             started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._worker, self._run, rows, requests)
-            except (
-                Exception
-            ) as exc:  # the model or search failed: every request of the batch hears why
+            except Exception as exc:  # noqa: BLE001 (a deliberate boundary, see below)
+                # Whatever the model or search raised, every request of the batch hears it rather
+                # than waiting forever, and the loop lives on to serve the next batch.
                 for waiting in batch:
                     if not waiting.future.done():
                         waiting.future.set_exception(exc)

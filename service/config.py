@@ -1,4 +1,4 @@
-"""The service's settings: one frozen dataclass, filled by `siamese serve` (the only argument parser)."""
+"""Service settings: one frozen dataclass, filled by `siamese serve` (the only argument parser)."""
 
 from __future__ import annotations
 
@@ -95,7 +95,10 @@ class ServiceConfig:
 
     @classmethod
     def with_env_key(cls, **fields: object) -> ServiceConfig:
-        """A config whose API key falls back to ``$SIAMESE_API_KEY`` (so the key need not be on the command line)."""
+        """A config whose API key falls back to ``$SIAMESE_API_KEY``.
+
+        The key then need not be on the command line.
+        """
         key = fields.pop("api_key", None) or os.environ.get(API_KEY_ENV) or None
         return cls(api_key=key, **fields)  # type: ignore[arg-type]
 

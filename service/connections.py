@@ -95,7 +95,7 @@ class _Tally:
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
-    """An h11 protocol class for ``uvicorn.Config(http=...)`` enforcing ``limits`` for one server."""
+    """An h11 protocol class for ``uvicorn.Config(http=...)`` enforcing one server's ``limits``."""
     tally = _Tally()
 
     class GuardedH11Protocol(H11Protocol):

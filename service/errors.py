@@ -1,4 +1,6 @@
-"""HTTP errors: every failure answers JSON ``{"error": {"code", "message"}}`` with the right 4xx/5xx status.
+"""HTTP errors: every failure answers with the right 4xx/5xx status and a JSON body.
+
+The body is ``{"error": {"code", "message"}}``.
 
 Product errors (siamese.errors) are mapped by type, decode errors by their ``kind``, FastAPI's
 validation and routing errors are rewrapped, and anything unexpected is a logged 500 that

@@ -1,4 +1,4 @@
-"""Request-size limit as ASGI middleware: an oversized body is refused with 413 before it fills memory.
+"""Request-size limit as ASGI middleware: an oversized body gets 413 before it fills memory.
 
 A declared Content-Length over the limit is refused before anything is read; a body that grows
 past the limit while streaming (chunked uploads) stops being read at the limit and gets 413 too,
@@ -27,7 +27,10 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, send: Send, declared: int | None = None) -> None:
         size = f" of {declared / 2**20:.1f} MiB" if declared is not None else ""
-        message = f"request body{size} exceeds the {self.max_bytes / 2**20:g} MiB limit; send smaller or fewer images"
+        message = (
+            f"request body{size} exceeds the {self.max_bytes / 2**20:g} MiB limit; "
+            "send smaller or fewer images"
+        )
         body = json.dumps(error_body("upload_too_large", message)).encode()
         await send(
             {

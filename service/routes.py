@@ -65,7 +65,8 @@ async def _timed(state: ServiceState, work: Any) -> Any:
         raise ApiError(
             504,
             "timeout",
-            f"the query took longer than {state.config.timeout_s:g} s; try again or send fewer images",
+            f"the query took longer than {state.config.timeout_s:g} s; try again or send fewer "
+            "images",
         ) from None
 
 
@@ -224,7 +225,7 @@ async def item_image(
         raise ApiError(
             404, "image_unavailable", f"item {item_id}: its image cannot be shown ({exc.reason})"
         ) from None
-    # An item id always means the same content (changed files get new ids), so browsers may cache it.
+    # An item id always means the same content (changed files get new ids): browsers may cache it.
     return Response(
         data,
         media_type="image/png",

@@ -1,4 +1,7 @@
-"""Running the app with uvicorn: in the foreground (`siamese serve`) or on a background thread (tests, load test)."""
+"""Running the app with uvicorn: in the foreground (`siamese serve`) or on a background thread.
+
+The thread is for tests and the load test.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +50,10 @@ def serve(
     log_level: str = "info",
     limits: ConnectionLimits | None = None,
 ) -> None:
-    """Serve until interrupted (Ctrl-C drains open requests, then stops the batcher and closes the gallery)."""
+    """Serve until interrupted.
+
+    Ctrl-C drains open requests, then stops the batcher and closes the gallery.
+    """
     uvicorn.Server(_config(app, host, port, log_level, limits)).run()
 
 
@@ -58,7 +64,7 @@ def background_server(
     log_level: str = "warning",
     limits: ConnectionLimits | None = None,
 ) -> Iterator[str]:
-    """Serve ``app`` on a free port of ``host`` from a thread; yield its base URL, stop it on exit."""
+    """Serve ``app`` on a free port of ``host`` in a thread; yield its base URL, stop it on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))

@@ -1,4 +1,4 @@
-"""Everything one running service shares: the embedder, the live gallery, the batcher, the write lock.
+"""What one running service shares: the embedder, the live gallery, the batcher, the write lock.
 
 Reads go decode pool → micro-batcher, whose one call per batch embeds every image and searches
 them all on the leased generation in a single FAISS call. Writes (add, remove) are
@@ -57,7 +57,8 @@ class ServiceState:
         """Load the model and open the gallery; refuse a model the gallery was not built with.
 
         Raises:
-            GalleryError, ModelMismatchError, ModelError, DeviceUnavailableError: as the CLI reports them.
+            GalleryError, ModelMismatchError, ModelError, DeviceUnavailableError: as the CLI
+                reports them.
         """
         model_path = Gallery.query_model(config.gallery_dir, config.model_path)
         embedder = Embedder(model_path, device=config.device, batch_size=max(config.max_batch, 1))
@@ -92,7 +93,7 @@ class ServiceState:
 
     # ------------------------------------------------------------------ reading
     async def query(self, uploads: list[Upload], k: int) -> tuple[int, list[QueryResult]]:
-        """Embed the uploads (batched with other requests) and search; return (generation, results)."""
+        """Embed uploads (batched with other requests) and search; return (generation, results)."""
         if not self.is_ready():
             raise ApiError(503, "not_ready", "the service is starting or stopping")
         with self.batcher.incoming():
@@ -102,17 +103,21 @@ class ServiceState:
     def _embed_and_search(
         self, rows: Rows, requests: Sequence[tuple[int, int]]
     ) -> list[tuple[int, list[QueryResult]]]:
-        """The batch function (on the batcher's thread): one inference call, one search at the largest k, split per request."""
+        """The batch function, on the batcher's thread: one inference call and one search.
+
+        The search runs at the largest k asked for; its answers are split per request.
+        """
         embeddings = self.embedder.embed_batch(rows)
         with self.live.read() as gallery:
-            # One FAISS thread: a batch of queries shares each pass over the gallery (8 queries over 100k vectors
-            # cost little more than one), and OpenMP threads fighting the server's other threads cost far more.
+            # One FAISS thread: a batch of queries shares each pass over the gallery (8 queries over
+            # 100k vectors cost little more than one), and OpenMP threads fighting the server's
+            # other threads cost far more.
             results = gallery.search(embeddings, max(k for _, k in requests), threads=1)
             generation = gallery.generation
         answers, offset = [], 0
         for count, k in requests:
-            # Trimming the largest k's answer gives the same nearest items as searching at k, and the same
-            # identities (more, where k·10 neighbours held fewer than k distinct ones).
+            # Trimming the largest k's answer gives the same nearest items as searching at k, and
+            # the same identities (more, where k·10 neighbours held fewer than k distinct ones).
             answers.append(
                 (
                     generation,
@@ -126,7 +131,10 @@ class ServiceState:
         return answers
 
     def info(self, identities_limit: int | None = None) -> dict[str, Any]:
-        """What the gallery holds (the first ``identities_limit`` identities by name), the model, and how the service batches."""
+        """What the gallery holds, the model, and how the service batches.
+
+        Identities are listed up to the first ``identities_limit`` by name.
+        """
         with self.live.read() as gallery:
             facts = gallery.info()  # what the generation holds, identity counts, writer state
             threshold = gallery.threshold
@@ -171,7 +179,7 @@ class ServiceState:
 
     # ------------------------------------------------------------------ writing
     async def add(self, uploads: list[Upload], identity: str) -> dict[str, Any]:
-        """Check, store and add uploads under ``identity``; publish, then swap in the new generation."""
+        """Check, store and add uploads as ``identity``; publish and swap in the new generation."""
         await preprocess_all(
             uploads, self.embedder.spec, self.config, self.decode_pool
         )  # refuse bad files before storing any

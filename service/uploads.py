@@ -33,7 +33,7 @@ class Upload:
 
 
 def _display_name(filename: str | None, position: int) -> str:
-    """The client's file name without any folder part, bounded, for messages (never used as a path)."""
+    """The client's file name without any folder, bounded, for messages (never used as a path)."""
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
     name = "".join(ch for ch in name if ch.isprintable())[:120]
     return name or f"upload {position + 1}"

@@ -49,7 +49,7 @@ def check_identity(identity: str) -> str:
 
 
 def check_identity_lookup(identity: str) -> str:
-    """An identity to look up (remove): any stored name may be asked for, but bounded and encodable."""
+    """An identity to look up (remove): any stored name may be asked, but bounded and encodable."""
     try:
         size = len(identity.encode("utf-8"))
     except UnicodeEncodeError:

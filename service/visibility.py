@@ -37,12 +37,15 @@ def may_see_paths(config: ServiceConfig, x_api_key: str | None, authorization: s
 
 
 def thumbnail_url(item_id: int) -> str:
-    """Where a client gets an item's picture (the service reads the file, the client never names it)."""
+    """The URL of an item's picture (the service reads the file, the client never names it)."""
     return f"/v1/items/{item_id}/image"
 
 
 def present_item(item: dict[str, Any], show_paths: bool) -> dict[str, Any]:
-    """An item-like dict (match, identity match, added item) with its thumbnail URL, path only if allowed."""
+    """An item-like dict (match, identity match, added item) with its thumbnail URL.
+
+    Its path is kept only where ``show_paths`` allows.
+    """
     shown = {key: value for key, value in item.items() if show_paths or key != "path"}
     shown["thumbnail"] = thumbnail_url(int(item["id"]))
     return shown

@@ -88,9 +88,9 @@ class TrainConfig:
     ``batch_size`` are per process, so a step's global batch is world × P identities × K images;
     ``threads=None`` gives each process an equal share of the machine's cores.
 
-    ``image_size=None`` takes the tower's default (or the images' size when smaller, in steps of 8 px,
-    at least 32); ``steps_per_epoch=None`` makes one epoch about one
-    pass over the training images (at least ``min_steps_per_epoch`` steps).
+    ``image_size=None`` takes the tower's default (or the images' size when smaller, in steps of 8
+    px, at least 32); ``steps_per_epoch=None`` makes one epoch about one pass over the training
+    images (at least ``min_steps_per_epoch`` steps).
 
     ``tower="seed"`` (the classic network's former name) is read as ``"classic"``.
     """

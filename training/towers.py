@@ -1,8 +1,8 @@
 """Tower networks: the shared-weight encoder of a Siamese network, chosen by name from TOWERS.
 
 Every tower but the classic one is a backbone (image → pooled features) and an EmbeddingHead that
-the loss trains (linear, optional batch-norm, optional L2 normalisation). What a gallery stores is the
-head's output, a FeatureProjection fitted to the training images' features, or (the recipe's
+the loss trains (linear, optional batch-norm, optional L2 normalisation). What a gallery stores is
+the head's output, a FeatureProjection fitted to the training images' features, or (the recipe's
 default, ``embed_from="both"``) the two side by side.
 """
 
@@ -97,13 +97,14 @@ class EmbeddingHead(nn.Module):
 
 
 class FeatureProjection(nn.Module):
-    """Pooled features → unit-length embedding, by the principal components of the training images' features.
+    """Pooled features → unit-length embedding by PCA of the training images' features.
 
     Why not the trained head: a loss sees only the training identities, so the head it trains keeps
     what separates those and collapses the rest, the detail that tells identities it never saw apart
-    (the lesson of SimCLR's projection head). The backbone's features keep that detail; their principal
-    components fit them into ``dim`` numbers. Fitted (:meth:`fit`), not trained: the buffers are saved
-    with the weights and the projection is one matrix product in the exported graph.
+    (the lesson of SimCLR's projection head). The backbone's features keep that detail; their
+    principal components fit them into ``dim`` numbers. Fitted (:meth:`fit`), not trained: the
+    buffers are saved with the weights and the projection is one matrix product in the exported
+    graph.
     """
 
     def __init__(self, in_features: int, dim: int) -> None:
@@ -133,7 +134,7 @@ EMBED_FROM = get_args(EmbedFrom)
 
 
 class EmbeddingTower(nn.Module):
-    """A backbone producing pooled features, an embedding head the loss trains, and the embedding it serves.
+    """A backbone producing pooled features, a head the loss trains, and the embedding it serves.
 
     ``embed_from="head"`` (the class default, which older runs load with): the served embedding is
     the trained head's output. ``"features"``: the FeatureProjection of the backbone's features,
@@ -192,11 +193,14 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
 def conv_backbone(
     in_channels: int = 1, widths: tuple[int, ...] = FIRST_CONV_WIDTHS, grid: int = 1
 ) -> tuple[nn.Module, int]:
-    """Compact VGG-style stages (two 3×3 convs, then 2×2 max-pool), average-pooled to a grid × grid map: any input size.
+    """Compact VGG-style stages (two 3×3 convs, 2×2 max-pool), average-pooled to a grid × grid map.
+
+    Any input size is accepted.
 
     ``grid=1`` is global average pooling. A larger grid keeps where a feature sits, which is part of
     an identity in centred or aligned images (a boot's shaft, a face's eyes): on Fashion-MNIST's
-    held-out classes a 4 × 4 grid lifted the backbone features' mAP@R from 0.54 to 0.62 (6-epoch probes).
+    held-out classes a 4 × 4 grid lifted the backbone features' mAP@R from 0.54 to 0.62 (6-epoch
+    probes).
 
     The defaults are what runs that did not record ``widths`` or ``grid`` were trained with, so they
     still load; the training recipe's own values live in TrainConfig and are always recorded.
@@ -223,7 +227,10 @@ def _first_conv_path(name: str) -> str:
 
 
 def _torchvision_backbone(name: str) -> Callable[[int], tuple[nn.Module, int]]:
-    """A torchvision classification network as a backbone: classifier removed, first conv fitted to the channels."""
+    """A torchvision classification network as a backbone.
+
+    Its classifier is removed and its first conv fitted to the channels.
+    """
 
     def build(in_channels: int) -> tuple[nn.Module, int]:
         import torchvision
@@ -320,13 +327,15 @@ def create_tower(name: str, spec: InputSpec, options: dict[str, Any] | None = No
 
 
 def load_pretrained(tower: nn.Module, path: str | os.PathLike[str], tower_name: str) -> list[str]:
-    """Initialise a torchvision tower's backbone from a local state-dict file (nothing is downloaded).
+    """Initialise a torchvision tower's backbone from a local state-dict file (nothing downloaded).
 
     Accepts safetensors or a torch file loaded with ``weights_only=True`` (never unpickling code).
-    3-channel first-conv weights are summed to fit grey input. Returns the backbone keys the file lacked.
+    3-channel first-conv weights are summed to fit grey input. Returns the backbone keys the file
+    lacked.
 
     Raises:
-        ConfigError: unreadable file, a non-torchvision tower, or weights that do not fit the backbone.
+        ConfigError: unreadable file, a non-torchvision tower, or weights that do not fit the
+            backbone.
     """
     if tower_name not in BACKBONES or tower_name == "conv" or not isinstance(tower, EmbeddingTower):
         raise ConfigError(
@@ -343,7 +352,8 @@ def load_pretrained(tower: nn.Module, path: str | os.PathLike[str], tower_name: 
     mismatched = [k for k, v in usable.items() if v.shape != target[k].shape]
     if mismatched or not usable:
         raise ConfigError(
-            f"{path}: weights do not fit {tower_name} ({'shape mismatch at ' + mismatched[0] if mismatched else 'no matching keys'})"
+            f"{path}: weights do not fit {tower_name} "
+            f"({'shape mismatch at ' + mismatched[0] if mismatched else 'no matching keys'})"
         )
     backbone.load_state_dict(usable, strict=False)
     return sorted(set(target) - set(usable))

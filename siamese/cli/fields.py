@@ -36,7 +36,7 @@ def _described_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Setting]]
 
 
 def config_parameters(cls: type) -> list[inspect.Parameter]:
-    """One keyword-only parameter per field of ``cls``, annotated for Typer; hidden aliases after."""
+    """One keyword-only parameter per field of ``cls``, typed for Typer; hidden aliases after."""
     hints = typing.get_type_hints(cls)
     parameters, aliases = [], []
     for item, how in _described_fields(cls):
@@ -74,7 +74,7 @@ def config_parameters(cls: type) -> list[inspect.Parameter]:
 
 
 def with_config_options(cls: type) -> Callable[[F], F]:
-    """Decorate ``command(*, own options…, **fields)`` so Typer sees ``cls``'s fields as options too.
+    """Decorate ``command(*, own options…, **fields)`` so Typer sees ``cls``'s fields as options.
 
     The command's own parameters (CLI-only options such as ``--json``) keep their annotations;
     every field of ``cls`` arrives in ``**fields`` for :func:`config_from_options`.

@@ -58,7 +58,8 @@ def _finish(report: Any, device: str, as_json: bool) -> None:
         if report.choice:
             choice = report.choice
             out.print(
-                f"index auto: {choice['index_type']} ({choice['reason']}; expected recall@10 ≈ {choice['expected_recall_at10']})",
+                f"index auto: {choice['index_type']} ({choice['reason']}; expected recall@10 ≈ "
+                f"{choice['expected_recall_at10']})",
                 highlight=False,
             )
         recall = report.recall
@@ -66,13 +67,16 @@ def _finish(report: Any, device: str, as_json: bool) -> None:
         if recall and not recall.get("exact"):
             params = ", ".join(f"{k}={v}" for k, v in recall["params"].items())
             quality = (
-                f", recall@1 {recall['at1']:.3f} recall@10 {recall['at10']:.3f} against exact search"
-                + (f" with {params}" if params else "")
+                f", recall@1 {recall['at1']:.3f} recall@10 {recall['at10']:.3f}"
+                " against exact search" + (f" with {params}" if params else "")
             )
         out.print(
-            f"gallery [bold]{escape(str(report.gallery_dir))}[/bold]: {report.count} images of {report.identities} identities "
-            f"(generation {report.generation}, {report.index_type}{quality}); embedded {report.embedded}, resumed {report.resumed}, "
-            f"unchanged {report.unchanged}, removed {report.removed} in {report.seconds:.1f}s on {device}"
+            f"gallery [bold]{escape(str(report.gallery_dir))}[/bold]: "
+            f"{report.count} images of {report.identities} identities "
+            f"(generation {report.generation}, {report.index_type}{quality}); "
+            f"embedded {report.embedded}, resumed {report.resumed}, "
+            f"unchanged {report.unchanged}, removed {report.removed} "
+            f"in {report.seconds:.1f}s on {device}"
             + (
                 f"; {len(report.failures)} refused, listed in {report.report_path}"
                 if report.failures
@@ -107,7 +111,13 @@ def _distance(text: Path) -> float:
         ) from None
 
 
-@index_app.command("build")
+@index_app.command(
+    "build",
+    help=(
+        "Create a gallery from IMAGE_DIR, or bring one up to date: only new or changed files are "
+        "embedded, vanished ones removed."
+    ),
+)
 @friendly_errors
 def index_build(
     image_dir: Annotated[
@@ -133,7 +143,10 @@ def index_build(
         str | None,
         typer.Option(
             "--index",
-            help="FAISS index type: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16, SQ8… or auto (default: Flat for a new gallery, else its current type).",
+            help=(
+                "FAISS index type: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16, SQ8… or auto "
+                "(default: Flat for a new gallery, else its current type)."
+            ),
         ),
     ] = None,
     max_memory: Annotated[
@@ -162,7 +175,6 @@ def index_build(
     batch_size: BatchOption = 32,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a gallery from IMAGE_DIR, or bring one up to date: only new or changed files are embedded, vanished ones removed."""
     out_dir = one_gallery(gallery_opt, out_dir, "--out", exists=False)
     from siamese.engine import Embedder
     from siamese.index import Gallery
@@ -255,26 +267,39 @@ def index_remove(
         print_json(report.to_dict())
     else:
         out.print(
-            f"gallery [bold]{escape(str(report.gallery_dir))}[/bold]: removed {report.removed}; {report.count} images of {report.identities} identities (generation {report.generation})",
+            f"gallery [bold]{escape(str(report.gallery_dir))}[/bold]: removed {report.removed}; "
+            f"{report.count} images of {report.identities} identities "
+            f"(generation {report.generation})",
             highlight=False,
         )
 
 
-@index_app.command("info")
+@index_app.command(
+    "info",
+    help=(
+        "Show what a gallery holds: model, index type and search parameters, recall, counts per "
+        "identity."
+    ),
+)
 @friendly_errors
 def index_info(
     gallery_arg: GalleryArgument = None,
     gallery_opt: GalleryOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show what a gallery holds: model, index type and search parameters, recall, counts per identity."""
     gallery_dir = one_gallery(gallery_opt, gallery_arg)
     from siamese.index import Gallery
 
     print_facts({"kind": "gallery", **Gallery.describe(gallery_dir)}, as_json)
 
 
-@index_app.command("threshold")
+@index_app.command(
+    "threshold",
+    help=(
+        'Show, set or clear the "unknown" threshold (calibrate one with `siamese eval '
+        "--save-threshold`)."
+    ),
+)
 @friendly_errors
 def index_threshold(
     gallery_arg: GalleryArgument = None,
@@ -291,7 +316,6 @@ def index_threshold(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Show, set or clear the "unknown" threshold (calibrate one with `siamese eval --save-threshold`)."""
     from siamese.index import Gallery
 
     if gallery_opt is not None and gallery_arg is not None and distance is None:
@@ -309,19 +333,27 @@ def index_threshold(
         print_json({"gallery": str(gallery_dir), "threshold": stored})
     elif stored is None:
         out.print(
-            f"gallery [bold]{gallery_dir}[/bold]: no threshold; every query answers its nearest identity",
+            f"gallery [bold]{gallery_dir}[/bold]: no threshold; every query answers its nearest "
+            "identity",
             highlight=False,
         )
     else:
         t = stored
         far = f" (false-accept rate {t['far']:g})" if t.get("far") else ""
         out.print(
-            f"gallery [bold]{gallery_dir}[/bold]: queries farther than {t['distance']:.4f}{far} answer unknown; {t['source']}, {t['set']}",
+            f"gallery [bold]{gallery_dir}[/bold]: queries farther than {t['distance']:.4f}{far} "
+            f"answer unknown; {t['source']}, {t['set']}",
             highlight=False,
         )
 
 
-@index_app.command("verify")
+@index_app.command(
+    "verify",
+    help=(
+        "Check a gallery: checksums, counts, every id present once, fingerprints, image hashes. "
+        "Exit 1 on any problem."
+    ),
+)
 @friendly_errors
 def index_verify(
     gallery_arg: GalleryArgument = None,
@@ -332,7 +364,6 @@ def index_verify(
     ] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Check a gallery: checksums, counts, every id present once, fingerprints, image hashes. Exit 1 on any problem."""
     from siamese.index import Gallery
 
     gallery_dir = one_gallery(gallery_opt, gallery_arg)

@@ -119,7 +119,8 @@ def train(
     else:
         early = " (stopped early)" if result.stopped_early else ""
         out.print(
-            f"run written to [bold]{result.run_dir}[/bold]; kept epoch {result.best_epoch} ({result.best_metric} = {result.best_value:.4f}){early}"
+            f"run written to [bold]{result.run_dir}[/bold]; kept epoch {result.best_epoch} "
+            f"({result.best_metric} = {result.best_value:.4f}){early}"
         )
 
 
@@ -148,7 +149,12 @@ def _run_training(config: Any, nproc: int, *, progress: bool) -> Any:
 
 
 # -------------------------------------------------------------------------- export
-@app.command()
+@app.command(
+    help=(
+        "Export the run's tower to ONNX (dynamic batch), verified against PyTorch (and variants "
+        "against fp32)."
+    ),
+)
 @_friendly_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by `siamese train`.")],
@@ -170,7 +176,6 @@ def export(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Export the run's tower to ONNX (dynamic batch), verified against PyTorch (and variants against fp32)."""
     from siamese.export import export_onnx
 
     report = export_onnx(
@@ -188,12 +193,18 @@ def export(
     if report.variant is not None:
         out.print(report.variant.summary(), highlight=False)
     out.print(
-        f"wrote [bold]{report.path}[/bold] ({report.size_bytes / 1e6:.1f} MB, sha256 {report.fingerprint[:16]})"
+        f"wrote [bold]{report.path}[/bold] ({report.size_bytes / 1e6:.1f} MB, sha256 "
+        f"{report.fingerprint[:16]})"
     )
 
 
 # ---------------------------------------------------------------------------- query
-@app.command()
+@app.command(
+    help=(
+        "Find the nearest gallery identities of each query image. Exit code 3: some queries were "
+        "unreadable."
+    ),
+)
 @_friendly_errors
 def query(
     images: Annotated[list[Path], typer.Argument(help="Query images (files or folders).")],
@@ -221,7 +232,10 @@ def query(
         float | None,
         typer.Option(
             min=0.0,
-            help='Answer "unknown" beyond this distance (default: the gallery\'s calibrated threshold).',
+            help=(
+                'Answer "unknown" beyond this distance '
+                "(default: the gallery's calibrated threshold)."
+            ),
         ),
     ] = None,
     no_threshold: Annotated[
@@ -233,7 +247,6 @@ def query(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    """Find the nearest gallery identities of each query image. Exit code 3: some queries were unreadable."""
     from siamese.engine import Embedder
     from siamese.image_folder import list_image_paths
     from siamese.index import Gallery
@@ -273,7 +286,8 @@ def query(
             out.print(table)
             if result.unknown:
                 out.print(
-                    f"[yellow]unknown[/yellow]: nothing within the threshold {result.threshold:.4f}; the nearest identities are listed above",
+                    "[yellow]unknown[/yellow]: nothing within the threshold "
+                    f"{result.threshold:.4f}; the nearest identities are listed above",
                     highlight=False,
                 )
     if show is not None and results:
@@ -322,7 +336,13 @@ def info(
 
 
 # ----------------------------------------------------------------------------- eval
-@app.command("eval")
+@app.command(
+    "eval",
+    help=(
+        "Measure identification (recall@k, mAP@R) and verification (ROC-AUC, EER, TAR@FAR) of "
+        "MODEL on your data."
+    ),
+)
 @_friendly_errors
 def eval_command(
     model: Annotated[Path, typer.Argument(help="model.onnx from `siamese export`.")],
@@ -358,7 +378,10 @@ def eval_command(
     save_threshold: Annotated[
         Path | None,
         typer.Option(
-            help='Store the threshold at --at-far in this gallery (built with MODEL): its queries then answer "unknown" beyond it.'
+            help=(
+                "Store the threshold at --at-far in this gallery (built with MODEL): "
+                'its queries then answer "unknown" beyond it.'
+            )
         ),
     ] = None,
     at_far: Annotated[
@@ -369,7 +392,6 @@ def eval_command(
     ] = 1e-3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Measure identification (recall@k, mAP@R) and verification (ROC-AUC, EER, TAR@FAR) of MODEL on your data."""
     from siamese.evaluation.evaluate import EvalConfig, evaluate, save_threshold_to
 
     fars = list(far) if far else [1e-2, 1e-3]
@@ -398,7 +420,8 @@ def eval_command(
     table = Table(show_header=False, show_edge=False)
     table.add_row(
         "gallery / queries",
-        f"{report['gallery_images']} images of {report['identities']} identities / {report['query_images']} queries",
+        f"{report['gallery_images']} images of {report['identities']} identities / "
+        f"{report['query_images']} queries",
     )
     for key in ("recall_at_1", "recall_at_5", "recall_at_10", "map_at_r"):
         table.add_row(
@@ -409,14 +432,16 @@ def eval_command(
     for value in config.fars:
         table.add_row(
             f"TAR @ FAR {value:g}",
-            f"{verif[f'tar_at_far_{value:g}']:.4f} (accept distance ≤ {verif[f'threshold_at_far_{value:g}']:.4f})",
+            f"{verif[f'tar_at_far_{value:g}']:.4f} (accept distance ≤ "
+            f"{verif[f'threshold_at_far_{value:g}']:.4f})",
         )
     out.print(table)
     if "files" in report:
         out.print(f"wrote {', '.join(report['files'].values())}")
     if save_threshold is not None:
         out.print(
-            f"gallery [bold]{save_threshold}[/bold]: queries farther than {report['saved_threshold']['distance']:.4f} now answer unknown (FAR {at_far:g})",
+            f"gallery [bold]{save_threshold}[/bold]: queries farther than "
+            f"{report['saved_threshold']['distance']:.4f} now answer unknown (FAR {at_far:g})",
             highlight=False,
         )
 
@@ -490,7 +515,12 @@ def _bench_harness() -> ModuleType:
 
 
 # ----------------------------------------------------------------------------- demo
-@app.command()
+@app.command(
+    help=(
+        "Run the whole pipeline on generated identities: train, export, index unseen identities, "
+        "query."
+    ),
+)
 @_friendly_errors
 def demo(
     out_dir: Annotated[
@@ -503,7 +533,6 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Run the whole pipeline on generated identities: train, export, index unseen identities, query."""
     from dataclasses import replace
 
     from siamese.demo import DemoConfig, run_demo
@@ -520,7 +549,8 @@ def demo(
         _print_json(report.to_dict())
         return
     out.print(
-        f"\n[bold]top-1 identification on {report.queries} queries of identities never seen in training[/bold]\n"
+        f"\n[bold]top-1 identification on {report.queries} queries of identities never seen in "
+        "training[/bold]\n"
         f"  trained tower (ONNX): {report.tower_top1:.1%}\n"
         f"  raw-pixel baseline:   {report.raw_pixel_top1:.1%}\n"
         f"embedding throughput: {report.embed_images_per_second:.0f} images/s\n"

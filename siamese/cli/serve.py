@@ -31,7 +31,10 @@ def serve(
     api_key: Annotated[
         str | None,
         typer.Option(
-            help="Key required by write endpoints (default: $SIAMESE_API_KEY; none: writes are open)."
+            help=(
+                "Key required by write endpoints "
+                "(default: $SIAMESE_API_KEY; none: writes are open)."
+            )
         ),
     ] = None,
     max_batch: Annotated[
@@ -73,7 +76,10 @@ def serve(
     expose_paths: Annotated[
         bool,
         typer.Option(
-            help="Show every client the server paths of gallery files (default: only clients with the API key)."
+            help=(
+                "Show every client the server paths of gallery files "
+                "(default: only clients with the API key)."
+            )
         ),
     ] = DEFAULTS["expose_paths"],
     log_level: Annotated[LogLevel, typer.Option(help="uvicorn log level.")] = "info",
@@ -103,10 +109,12 @@ def serve(
     )  # a wrong model or damaged gallery is refused here, as one line
     if host not in _LOOPBACK and config.api_key is None:
         err.print(
-            f"[yellow]warning:[/yellow] serving on {host} with no API key: anyone who can reach it can change the gallery"
+            f"[yellow]warning:[/yellow] serving on {host} with no API key: anyone who can reach it "
+            "can change the gallery"
         )
     err.print(
-        f"serving {gallery_dir} ({len(state.live.current)} items) on http://{host}:{port}/ — API docs at /docs",
+        f"serving {gallery_dir} ({len(state.live.current)} items) on http://{host}:{port}/ — API "
+        "docs at /docs",
         highlight=False,
     )
     run_server(create_app(state), host=host, port=port, log_level=log_level)

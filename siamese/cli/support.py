@@ -1,4 +1,4 @@
-"""What every `siamese` command shares: consoles, exit codes, one-line errors, JSON output, options."""
+"""What every `siamese` command shares: consoles, exit codes, one-line errors, JSON, options."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def search_params(nprobe: int | None, ef_search: int | None) -> dict[str, int] |
 
 
 def gallery_model(gallery_dir: Path, model: Path | None) -> Path:
-    """The model to embed with: ``model``, or the one the gallery recorded (which must still exist)."""
+    """The model to embed with: ``model``, else the one the gallery recorded (which must exist)."""
     from siamese.index import Gallery
 
     return Gallery.query_model(gallery_dir, model)
