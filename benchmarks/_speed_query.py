@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from _harness import latency_stats
-from siamese.engine import EmbeddedBatch, Embedder
+from siamese.engine import Embedder, EmbedResult
 
 from siamese.errors import GalleryError
 
@@ -41,7 +41,7 @@ class _StandInEmbedder:
         self.known = known
         self.rng = np.random.default_rng(seed)
 
-    def iter_embed_paths(self, paths: Iterable[str]) -> Iterator[EmbeddedBatch]:
+    def iter_embed_paths(self, paths: Iterable[str]) -> Iterator[EmbedResult]:
         names = list(paths)
         for start in range(0, len(names), 4096):
             chunk = names[start : start + 4096]
@@ -50,7 +50,7 @@ class _StandInEmbedder:
             for row, name in enumerate(chunk):
                 if name in self.known:
                     vectors[row] = self.known[name]
-            yield EmbeddedBatch(vectors, chunk, [])
+            yield EmbedResult(vectors, chunk, [])
 
 
 def build_gallery(

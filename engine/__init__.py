@@ -1,6 +1,6 @@
 """Engine stage: onnxruntime batch embedding from model.onnx alone. Never imports torch."""
 
-from siamese.engine.embedder import EmbeddedBatch, Embedder, EmbedResult
+from siamese.engine.embedder import Embedder, EmbedResult
 from siamese.engine.pipeline import DecodePipeline, PreparedBatch
 from siamese.engine.providers import DEVICES, create_session
 from siamese.engine.runtime import RuntimeOptions
@@ -12,7 +12,6 @@ __all__ = [
     "DEVICES",
     "DecodePipeline",
     "EmbedResult",
-    "EmbeddedBatch",
     "Embedder",
     "ModelInfo",
     "PreparedBatch",

@@ -54,20 +54,15 @@ _ORT_TYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}
 
 @dataclass
 class EmbedResult:
-    """Embeddings of the files that decoded, in input order, and the files that did not."""
+    """Embeddings of the files that decoded, in input order, and the files that did not.
+
+    The record of a whole call (:meth:`Embedder.embed_paths`) and of each batch streamed by
+    :meth:`Embedder.iter_embed_paths` alike.
+    """
 
     embeddings: Embeddings
     paths: list[str]
     failures: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class EmbeddedBatch:
-    """One batch as produced by :meth:`Embedder.iter_embed_paths`."""
-
-    embeddings: Embeddings
-    paths: list[str]
-    failures: list[tuple[str, str]]
 
 
 class Embedder:
@@ -293,10 +288,10 @@ class Embedder:
         """Decode files into uint8 batches, without inference (each batch valid until the next)."""
         return self.pipeline().iter_batches([os.fspath(p) for p in paths])
 
-    def iter_embed_paths(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[EmbeddedBatch]:
+    def iter_embed_paths(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[EmbedResult]:
         """Embed files batch by batch; undecodable files are reported in the batch's failures."""
         for batch in self.iter_preprocessed(paths):
-            yield EmbeddedBatch(self.embed_batch(batch.images), batch.paths, batch.failures)
+            yield EmbedResult(self.embed_batch(batch.images), batch.paths, batch.failures)
 
     def embed_paths(
         self, paths: Iterable[str | os.PathLike[str]], *, progress: bool = False

@@ -11,12 +11,7 @@ import torch
 from siamese.training.augment import Augmentation
 from siamese.training.data import ImageDataset
 from siamese.training.pixels import PixelNormalizer
-from siamese.training.samplers import (
-    PKSampler,
-    sample_class_pair_triplets,
-    sample_pairs,
-    sample_triplets,
-)
+from siamese.training.samplers import PKSampler, RandomTupleSampler
 from torch.utils.data import DataLoader, Dataset
 
 from siamese.spec import InputSpec
@@ -65,46 +60,6 @@ def flatten_views(
     count, views = images.shape[:2]
     instances = torch.arange(count, device=labels.device).repeat_interleave(views)
     return images.flatten(0, 1), labels.repeat_interleave(views), instances
-
-
-class RandomTupleSampler:
-    """Seed-style batches: ``batch_size`` random pairs ([firsts, seconds]) or triplets ([a, p, n]).
-
-    ``kind`` is "pairs", "triplets" or "class-pair-triplets" (Hoffer and Ailon's, for
-    triplet-softmax). Distributed (``world`` > 1): every rank draws the same world × ``batch_size``
-    tuples from the shared seeded generator and keeps tuples ``rank·batch_size …``, so
-    ``batch_size`` is per process.
-    """
-
-    def __init__(
-        self,
-        labels: np.ndarray,
-        kind: str,
-        batch_size: int,
-        steps: int,
-        seed: int = 0,
-        *,
-        rank: int = 0,
-        world: int = 1,
-    ) -> None:
-        self.labels, self.kind, self.batch_size, self.steps = labels, kind, batch_size, steps
-        self.rank, self.world = rank, world
-        self.rng = np.random.default_rng(seed)
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self):
-        draw = {
-            "pairs": sample_pairs,
-            "triplets": sample_triplets,
-            "class-pair-triplets": sample_class_pair_triplets,
-        }[self.kind]
-        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
-        for _ in range(self.steps):
-            parts = draw(self.labels, self.world * self.batch_size, self.rng)
-            members = parts[:2] if self.kind == "pairs" else parts
-            yield np.concatenate([part[mine] for part in members]).tolist()
 
 
 def make_sampler(

@@ -174,3 +174,43 @@ class PKSampler:
             ]
             mine = batch[self.rank * self.p : (self.rank + 1) * self.p]
             yield np.concatenate(mine).tolist()
+
+
+class RandomTupleSampler:
+    """Seed-style batches: ``batch_size`` random pairs ([firsts, seconds]) or triplets ([a, p, n]).
+
+    ``kind`` is "pairs", "triplets" or "class-pair-triplets" (Hoffer and Ailon's, for
+    triplet-softmax). Distributed (``world`` > 1): every rank draws the same world × ``batch_size``
+    tuples from the shared seeded generator and keeps tuples ``rank·batch_size …``, so
+    ``batch_size`` is per process.
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        kind: str,
+        batch_size: int,
+        steps: int,
+        seed: int = 0,
+        *,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.labels, self.kind, self.batch_size, self.steps = labels, kind, batch_size, steps
+        self.rank, self.world = rank, world
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        draw = {
+            "pairs": sample_pairs,
+            "triplets": sample_triplets,
+            "class-pair-triplets": sample_class_pair_triplets,
+        }[self.kind]
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        for _ in range(self.steps):
+            parts = draw(self.labels, self.world * self.batch_size, self.rng)
+            members = parts[:2] if self.kind == "pairs" else parts
+            yield np.concatenate([part[mine] for part in members]).tolist()

@@ -45,6 +45,7 @@ from siamese.training.run_dir import (
     save_weights,
     write_config,
 )
+from siamese.training.serving import embed_dataset, fit_projection
 from siamese.training.step import TrainingForward, step_loss
 from siamese.training.sync_batchnorm import synchronise_batch_norm
 from siamese.training.towers import (
@@ -57,7 +58,7 @@ from siamese.training.towers import (
     create_tower,
     load_pretrained,
 )
-from siamese.training.validation import embed_dataset, fit_projection, validation_metrics
+from siamese.training.validation import validation_metrics
 from torch import distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel

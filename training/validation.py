@@ -3,71 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-from siamese.training.batches import normalize_batch
-from siamese.training.data import ImageDataset
-from torch import nn
 
 from siamese.metrics import retrieval_metrics, sample_pair_distances, verification_metrics
-
-_EVAL_BATCH = 256
-
-
-#: Training images whose backbone features fit the tower's FeatureProjection (a sample, for speed).
-PROJECTION_SAMPLE = 5000
-
-
-@torch.no_grad()
-def _forward_all(
-    tower: nn.Module,
-    module: nn.Module,
-    data: ImageDataset,
-    device: torch.device,
-    channels_last: bool,
-) -> torch.Tensor:
-    """Run ``module`` over every image without augmentation.
-
-    With the tower in eval mode (restoring its mode).
-    """
-    was_training = tower.training
-    tower.eval()
-    pixels = torch.from_numpy(data.pixels).permute(0, 3, 1, 2)
-    chunks = []
-    for start in range(0, len(pixels), _EVAL_BATCH):
-        batch = normalize_batch(pixels[start : start + _EVAL_BATCH].to(device), data.spec)
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        chunks.append(module(batch).float())
-    tower.train(was_training)
-    return torch.cat(chunks)
-
-
-def embed_dataset(
-    tower: nn.Module, data: ImageDataset, device: torch.device, channels_last: bool = False
-) -> np.ndarray:
-    """Embed every image as the tower serves it."""
-    return _forward_all(tower, tower, data, device, channels_last).cpu().numpy()
-
-
-def fit_projection(
-    tower: nn.Module,
-    data: ImageDataset,
-    device: torch.device,
-    channels_last: bool = False,
-    seed: int = 0,
-) -> None:
-    """Refit the tower's FeatureProjection (if it has one) to backbone features of training images.
-
-    It sees up to PROJECTION_SAMPLE training images.
-    """
-    if getattr(tower, "projection", None) is None:
-        return
-    if len(data) > PROJECTION_SAMPLE:
-        keep = np.sort(
-            np.random.default_rng(seed).choice(len(data), PROJECTION_SAMPLE, replace=False)
-        )
-        data = data.rows(keep)
-    tower.projection.fit(_forward_all(tower, tower.backbone, data, device, channels_last))
 
 
 def validation_metrics(

@@ -54,7 +54,7 @@ def _global_batches(case: tuple, ranks: Ranks, pixels: torch.Tensor, labels: np.
         mine = PKSampler(labels, P, K, STEPS, seed=7, rank=ranks.rank, world=ranks.world)
         whole = PKSampler(labels, ranks.world * P, K, STEPS, seed=7)
         return list(zip(mine, whole))
-    from siamese.training.batches import RandomTupleSampler
+    from siamese.training.samplers import RandomTupleSampler
 
     kind = "pairs" if loss == "contrastive" else "triplets"
     mine = RandomTupleSampler(labels, kind, 4, STEPS, seed=7, rank=ranks.rank, world=ranks.world)

@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from siamese.training.batches import RandomTupleSampler
-from siamese.training.samplers import PKSampler
+from siamese.training.samplers import PKSampler, RandomTupleSampler
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 TIMEOUT = 240  # seconds for any multi-process job on a busy 2-core machine
