@@ -55,7 +55,10 @@ def setting_of(item: dataclasses.Field[Any]) -> Setting | None:
 
 
 def choices_of(annotation: Any) -> tuple[Any, ...] | None:
-    """The values a ``Literal[...]`` (or ``Literal[...] | None``) annotation allows; None if open."""
+    """The values a ``Literal[...]`` (or ``Literal[...] | None``) annotation allows.
+
+    None if open.
+    """
     if get_origin(annotation) is Literal:
         return get_args(annotation)
     inner = [a for a in get_args(annotation) if a is not type(None)]

@@ -30,7 +30,10 @@ def unseen_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A conv tower trained for two short epochs at 32×32 (fast, not accurate); it serves 16 numbers, 8 from its head and 8 components."""
+    """A conv tower trained for two short epochs at 32×32 (fast, not accurate).
+
+    It serves 16 numbers, 8 from its head and 8 components.
+    """
     from siamese.training import TrainConfig, train
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
@@ -55,11 +58,11 @@ def trained_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained conv tower with fixed, seeded weights, written as a run directory (no training).
 
-    The same tower, input and served size as trained_run (32×32 grey in, 16 numbers out: 8 from
-    the head, 8 pooled features through the unfitted projection), written by the run-dir writer
-    the trainer uses, so export treats it like any run. Random conv features still tell images apart, which is all that engine,
-    index, service and CLI tests ask (an image finds itself first, an upload is found again); only
-    tests about what training learns need trained_run.
+    The same tower, input and served size as trained_run (32×32 grey in, 16 numbers out: 8 from the
+    head, 8 pooled features through the unfitted projection), written by the run-dir writer the
+    trainer uses, so export treats it like any run. Random conv features still tell images apart,
+    which is all that engine, index, service and CLI tests ask (an image finds itself first, an
+    upload is found again); only tests about what training learns need trained_run.
     """
     import torch
     from siamese.training import TrainConfig, create_tower
@@ -94,7 +97,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_path(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The untrained tower exported once through siamese.export (the project's real model format)."""
+    """The untrained tower exported once through siamese.export, the project's model format."""
     from siamese.export import export_onnx
 
     return export_onnx(tiny_run, tmp_path_factory.mktemp("models") / "tiny.onnx").path

@@ -1,4 +1,7 @@
-"""The accuracy suite in --quick mode: every method trained/embedded and measured, targets computed, JSON written."""
+"""The accuracy suite in --quick mode.
+
+Every method trained/embedded and measured, targets computed, JSON written.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +52,8 @@ def test_accuracy_suite_quick(tmp_path: Path) -> None:
         and rows["default"]["epochs_run"] == 1
     )
     assert (tmp_path / "work" / "accuracy" / "runs" / "synthetic-default" / "model.onnx").is_file()
-    # one-shot trials where 12 unseen identities hold them (5-way; not 20-way), and training's arithmetic
+    # one-shot trials where 12 unseen identities hold them (5-way; not 20-way),
+    # and training's arithmetic
     assert all(set(row["one_shot"]) == {"5-way"} for row in rows.values())
     assert rows["default"]["one_shot"]["5-way"]["trials"] == 2000
     flops = rows["default"]["flops_per_image"]
@@ -72,8 +76,11 @@ def test_accuracy_suite_names_unknown_methods(tmp_path: Path) -> None:
 
 
 def test_enrolment_draws_and_sweep(unseen_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Several random enrolments of the same embeddings: the first draw is the main split, the spread is reported,
-    and the sweep over images enrolled per identity re-splits the same rows."""
+    """Several random enrolments of the same embeddings.
+
+    The first draw is the main split, the spread is reported, and the sweep over images enrolled per
+    identity re-splits the same rows.
+    """
     monkeypatch.syspath_prepend(str(benchmarks_dir()))
     import accuracy
 
@@ -142,7 +149,10 @@ def test_paired_gap_counts_draws(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_att_faces_folds_split_people(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each fold tests a different block of people and trains on all the others; no person is in both."""
+    """Each fold tests a different block of people and trains on all the others.
+
+    No person is in both.
+    """
     monkeypatch.syspath_prepend(str(benchmarks_dir()))
     from _datasets import att_faces
 

@@ -1,5 +1,8 @@
-"""The glyph set builder on whatever fonts are installed (DejaVu, not the Noto packages the suite uses):
-an ImageFolder per character, a manifest that rebuilds it exactly, clear errors without fonts."""
+"""The glyph set builder on whatever fonts are installed.
+
+Here DejaVu, not the Noto packages the suite uses: an ImageFolder per character, a manifest that
+rebuilds it exactly, clear errors without fonts.
+"""
 
 from __future__ import annotations
 

@@ -33,7 +33,10 @@ def test_separated_classes_are_always_found(one_shot) -> None:
 
 
 def test_identical_embeddings_score_chance(one_shot) -> None:
-    """All exemplars tie, the first wins: correct exactly when the query's class is drawn first (1/N)."""
+    """All exemplars tie, the first wins.
+
+    Correct exactly when the query's class is drawn first (1/N).
+    """
     vectors, labels = _classes(25, 3, separable=False)
     for ways in (5, 20):
         result = one_shot.one_shot_accuracy(vectors, labels, ways, trials=4000, seed=1)

@@ -74,7 +74,10 @@ def test_speed_suite_quick(tiny_run: Path, tmp_path: Path) -> None:
 def test_speed_suite_trains_its_own_tower(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without -O run=..., the suite trains the default tower briefly; its run must be a loadable run."""
+    """Without -O run=..., the suite trains the default tower briefly.
+
+    Its run must be a loadable run.
+    """
     monkeypatch.syspath_prepend(str(benchmarks_dir()))
     from _speed_setup import SpeedConfig, _train
     from siamese.training.run_dir import load_run
@@ -100,7 +103,10 @@ def test_speed_suite_trains_its_own_tower(
 def test_the_query_gallery_follows_the_model(
     tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A cached gallery of another model is rebuilt, not refused (a gallery never takes a second model)."""
+    """A cached gallery of another model is rebuilt, not refused.
+
+    A gallery never takes a second model.
+    """
     import onnx
 
     monkeypatch.syspath_prepend(str(benchmarks_dir()))

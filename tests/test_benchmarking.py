@@ -62,6 +62,8 @@ def test_bench_outside_a_checkout_says_where_suites_live(
     result = CliRunner().invoke(app, ["bench", "list"])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        "error: siamese bench runs the suites of a source checkout: run it inside the repository, "
-        "or set SIAMESE_BENCHMARKS to its benchmarks/ folder"
+        (
+            "error: siamese bench runs the suites of a source checkout: run it inside the "
+            "repository, or set SIAMESE_BENCHMARKS to its benchmarks/ folder"
+        )
     ]

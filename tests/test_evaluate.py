@@ -50,7 +50,8 @@ def test_evaluate_reports_and_plots(
     ident, verif = report["identification"], report["verification"]
     assert ident["recall_at_1"] <= ident["recall_at_5"] <= ident["recall_at_10"] == 1.0  # 4 ids
     assert verif["same_pairs"] == 16 * 2 and verif["different_pairs"] == 16 * 6
-    # The same split, embedded here and measured with scikit-learn: the report is about these images.
+    # The same split, embedded here and measured with scikit-learn: the report is about these
+    # images.
     gallery, queries = split_per_identity(scan_image_folder(unseen_dataset), 2, "random", seed=0)
     embedder = Embedder(tiny_model_path)
     distances = pairwise_distances(

@@ -1,4 +1,7 @@
-"""Untrusted checkpoints and models: a planted pickle never runs, external data never leaves the model's folder."""
+"""Untrusted checkpoints and models.
+
+A planted pickle never runs, external data never leaves the model's folder.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The Embedder: model.onnx alone is enough, training and serving preprocess identically, bad files are skipped."""
+"""The Embedder: model.onnx alone is enough, training and serving preprocess identically.
+
+Bad files are skipped.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""Mutation fuzzing of the decoder: randomly damaged JPEG and PNG files never crash it or half-decode.
+"""Mutation fuzzing of the decoder: damaged JPEG and PNG files never crash it or half-decode.
 
-The default run damages a few thousand files in a few seconds; SIAMESE_FUZZ_SCALE=20 runs twenty times more.
-Every input must end decoded or refused with ImageDecodeError; anything else is a crash. A file
-that was only cut short must never decode to pixels different from the intact file's.
+Files are damaged at random.
+
+The default run damages a few thousand files in a few seconds; SIAMESE_FUZZ_SCALE=20 runs twenty
+times more. Every input must end decoded or refused with ImageDecodeError; anything else is a crash.
+A file that was only cut short must never decode to pixels different from the intact file's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from siamese.errors import ImageDecodeError
 from siamese.images import load_pixels
 from siamese.spec import InputSpec
 
-# Scale up the run (e.g. SIAMESE_FUZZ_SCALE=20) to hunt longer; the default keeps the suite to minutes.
+# Scale up the run (e.g. SIAMESE_FUZZ_SCALE=20) to hunt longer;
+# the default keeps the suite to minutes.
 FUZZ_SCALE = max(1, int(os.environ.get("SIAMESE_FUZZ_SCALE", "1")))
 
 SPEC = InputSpec.create(24, 3)
@@ -28,7 +31,10 @@ Mutation = Callable[[bytes, np.random.Generator], bytes]
 
 
 def _seeds() -> dict[str, bytes]:
-    """Small valid files covering the decoder paths: baseline/progressive/grey JPEG, EXIF, PNG modes."""
+    """Small valid files covering the decoder paths.
+
+    Baseline/progressive/grey JPEG, EXIF, PNG modes.
+    """
     rng = np.random.default_rng(7)
     colour = Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
     grey = Image.fromarray(rng.integers(0, 256, (32, 48), dtype=np.uint8))
@@ -139,10 +145,12 @@ def fuzz(tmp_path: Path, inputs: int, seed: int) -> Counter:
         if kind == "truncate" and not np.array_equal(pixels, intact[name]):
             tally["half_decoded"] += 1
             crashes.append(
-                f"truncate of {name} to {len(damaged)}/{len(seeds[name])} bytes decoded different pixels"
+                f"truncate of {name} to {len(damaged)}/{len(seeds[name])} bytes "
+                "decoded different pixels"
             )
     print(
-        f"\nfuzz: inputs {tally['inputs']}, decoded {tally['decoded']}, rejected {tally['rejected']}, "
+        f"\nfuzz: inputs {tally['inputs']}, decoded {tally['decoded']}, "
+        f"rejected {tally['rejected']}, "
         f"crashes {tally['crashes']}, half-decoded {tally['half_decoded']}"
     )
     assert not crashes, crashes[:5]

@@ -1,4 +1,7 @@
-"""Images from the wild: each is decoded correctly or refused with a reason, never a crash or a half-decode."""
+"""Images from the wild: each is decoded correctly or refused with a reason.
+
+Never a crash or a half-decode.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,10 @@ RGB = InputSpec.create(16, 3)
 
 
 def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width×height pixels, with a few bytes of data: a decompression bomb."""
+    """A PNG whose header claims width×height pixels, with a few bytes of data.
+
+    A decompression bomb.
+    """
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (
@@ -155,7 +161,7 @@ def test_animation_uses_its_first_frame(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (16, 16), colour) for colour in ((255, 0, 0), (0, 0, 255))]
     path = tmp_path / "anim.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
-    red, green, blue = load_pixels(path, RGB).reshape(-1, 3).mean(axis=0)
+    red, _green, blue = load_pixels(path, RGB).reshape(-1, 3).mean(axis=0)
     assert red > 200 and blue < 60
 
 

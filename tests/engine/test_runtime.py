@@ -1,4 +1,7 @@
-"""onnxruntime tuning: thread settings applied, caches used and repaired, IO binding, GPU paths skip cleanly."""
+"""onnxruntime tuning: thread settings applied, caches used and repaired, IO binding.
+
+GPU paths skip cleanly.
+"""
 
 from __future__ import annotations
 
@@ -77,7 +80,10 @@ def test_optimised_model_cache_is_written_reused_and_repaired(
 
 
 def test_binding_runner_matches_plain_runs(tiny_model_path: Path, unseen_dataset: Path) -> None:
-    """The GPU path's IO binding, exercised with CPU buffers: same outputs, outputs never aliased."""
+    """The GPU path's IO binding, exercised with CPU buffers.
+
+    Same outputs, outputs never aliased.
+    """
     embedder = Embedder(tiny_model_path, device="cpu")
     plain, bound = (
         SessionRunner(embedder.session),

@@ -1,4 +1,7 @@
-"""fp16 and int8 variants: loadable on the CPU, metadata kept, checked against fp32 before publishing."""
+"""fp16 and int8 variants: loadable on the CPU, metadata kept.
+
+Checked against fp32 before publishing.
+"""
 
 from __future__ import annotations
 

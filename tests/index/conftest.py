@@ -1,4 +1,7 @@
-"""Galleries of generated vectors (no model needed): clustered like identities, with exact ground truth."""
+"""Galleries of generated vectors (no model needed).
+
+Clustered like identities, with exact ground truth.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +15,19 @@ from siamese.index.writer import RecallPolicy
 
 
 def clustered_vectors(count: int, dim: int, *, clusters: int = 50, seed: int = 0) -> np.ndarray:
-    """Vectors around ``clusters`` centres (identities), like embeddings of several photos per person."""
+    """Vectors around ``clusters`` centres (identities).
+
+    Like embeddings of several photos per person.
+    """
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(clusters, dim)).astype(np.float32)
     return (
         centres[rng.integers(0, clusters, count)] + 0.35 * rng.normal(size=(count, dim))
     ).astype(np.float32)
+
+
+# Recall measured on 300 queries keeps publishing quick; RecallPolicy is frozen, so one is shared.
+QUICK_RECALL = RecallPolicy(queries=300)
 
 
 def make_vector_gallery(
@@ -26,9 +36,12 @@ def make_vector_gallery(
     index_type: str = "Flat",
     *,
     search_params: dict[str, int] | None = None,
-    recall: RecallPolicy = RecallPolicy(queries=300),
+    recall: RecallPolicy = QUICK_RECALL,
 ) -> Path:
-    """A gallery holding ``vectors`` as items "vec/<n>" of identity "id<n % 10>", published in one generation."""
+    """A gallery holding ``vectors`` as items "vec/<n>" of identity "id<n % 10>".
+
+    Published in one generation.
+    """
     with GalleryWriter.create(
         folder,
         dimension=vectors.shape[1],

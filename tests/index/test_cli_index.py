@@ -1,4 +1,7 @@
-"""`siamese index build|add|remove|info|verify` and the query options for index types, through CliRunner."""
+"""`siamese index build|add|remove|info|verify` and the query options for index types.
+
+Through CliRunner.
+"""
 
 from __future__ import annotations
 
@@ -97,9 +100,7 @@ def test_index_lifecycle(tiny_model_path: Path, unseen_dataset: Path, tmp_path: 
 
     result = invoke("index", "verify", gallery)
     assert result.exit_code == 0 and ": ok" in result.stdout
-    (images / "id_000" / sorted(p.name for p in (images / "id_000").iterdir())[0]).write_bytes(
-        b"changed"
-    )
+    (images / "id_000" / min(p.name for p in (images / "id_000").iterdir())).write_bytes(b"changed")
     result = invoke("index", "verify", gallery, "--json")
     report = json.loads(result.stdout)
     assert result.exit_code == 1 and report["files_changed"] == 1 and not report["ok"]

@@ -1,4 +1,7 @@
-"""Readers in one process, a writer publishing in another: every reader sees one whole generation, never a mix."""
+"""Readers in one process, a writer publishing in another.
+
+Every reader sees one whole generation, never a mix.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +32,15 @@ with GalleryWriter.open({gallery!r}) as writer:
     n = 100
     for generation in range({generations}):
         fresh = range(n, n + 20)
-        writer.stage_embeddings(np.stack([vector(i) for i in fresh]), [f"vec/{{i}}" for i in fresh], [f"id{{i % 5}}" for i in fresh])
-        ids = [item_id for item_id, in writer.items._db.execute("SELECT id FROM items WHERE removed_gen IS NULL AND added_gen IS NOT NULL")]
+        writer.stage_embeddings(
+            np.stack([vector(i) for i in fresh]),
+            [f"vec/{{i}}" for i in fresh],
+            [f"id{{i % 5}}" for i in fresh],
+        )
+        rows = writer.items._db.execute(
+            "SELECT id FROM items WHERE removed_gen IS NULL AND added_gen IS NOT NULL"
+        )
+        ids = [item_id for item_id, in rows]
         writer.publish(removed=ids[generation % 7 :: 9])
         n += 20
 print("done", flush=True)

@@ -25,7 +25,8 @@ from siamese.index import Gallery
 from siamese.errors import GalleryError
 from siamese.synthetic import SyntheticSpec, generate_identities
 
-# Scale up the run (e.g. SIAMESE_FUZZ_SCALE=20) to hunt longer; the default keeps the suite to minutes.
+# Scale up the run (e.g. SIAMESE_FUZZ_SCALE=20) to hunt longer; the default keeps the suite to
+# minutes.
 FUZZ_SCALE = max(1, int(os.environ.get("SIAMESE_FUZZ_SCALE", "1")))
 
 COMMIT_EVERY = 6
@@ -61,7 +62,10 @@ def build_command(images: Path, model: Path, gallery: Path) -> list[str]:
 
 
 def inspect(gallery: Path, expected: set[str], tally: Counter) -> tuple[int, int]:
-    """Check a gallery after a kill; return its committed progress (published + staged items) and its published items."""
+    """Check a gallery after a kill.
+
+    Return its committed progress (published + staged items) and its published items.
+    """
     if not gallery.exists():
         tally["absent"] += 1  # killed before the first commit: nothing to load, nothing lost
         return 0, 0
@@ -95,7 +99,10 @@ def check_complete(gallery: Path, expected: set[str], tally: Counter) -> None:
 def kill_builds(
     images: Path, model: Path, gallery: Path, kills: int, seed: int, min_resumable: int = 0
 ) -> Counter:
-    """SIGKILL builds at random moments until `kills` kills, starting over once a build completes."""
+    """SIGKILL builds at random moments until `kills` kills.
+
+    It starts over once a build completes.
+    """
     expected = {str(p) for p in images.rglob("*") if p.is_file()}
     calibration = gallery.parent / "calibration"
     started = time.perf_counter()
@@ -107,7 +114,8 @@ def kill_builds(
     rng = np.random.default_rng(seed)
     tally: Counter = Counter()
     progress = published = 0
-    # Until `kills` kills, and (up to four times as many) until `min_resumable` kills have landed mid-build.
+    # Until `kills` kills, and (up to four times as many) until `min_resumable` kills have landed
+    # mid-build.
     while tally["kills"] < kills or (
         tally["resumable_states"] < min_resumable and tally["kills"] < 4 * kills
     ):
@@ -123,27 +131,34 @@ def kill_builds(
         _, stderr = process.communicate()
         if not killed:
             assert process.returncode == 0, (
-                f"a build that was not killed failed (exit {process.returncode}):\n{stderr.decode(errors='replace')}"
+                f"a build that was not killed failed (exit {process.returncode}):\n"
+                f"{stderr.decode(errors='replace')}"
             )
         else:
             now, published = inspect(gallery, expected, tally)
             assert now >= progress, "committed work was lost"
             tally["resumable_states"] += 0 < now < len(expected)
             progress = now
-        # It finished, or died after publishing everything: check it and start anew. (Killed with every
-        # file staged but not yet published, it is not finished: the next run must publish them.)
+        # It finished, or died after publishing everything: check it and start anew. (Killed with
+        # every file staged but not yet published, it is not finished: the next run must publish
+        # them.)
         if not killed or published == len(expected):
             check_complete(gallery, expected, tally)
             shutil.rmtree(gallery)
             progress = published = 0
-    final = subprocess.run(build_command(images, model, gallery), capture_output=True, text=True)
+    final = subprocess.run(
+        build_command(images, model, gallery), capture_output=True, text=True, check=False
+    )
     assert final.returncode == 0, final.stderr
     check_complete(gallery, expected, tally)
     print(
-        f"\ncrash test: {tally['kills']} kills ({tally['absent']} before the first commit, {tally['resumable_states']} mid-build states "
-        f"resumed by the next run), {tally['completed_builds']} builds completed; unreadable galleries {tally['unreadable']}, "
-        f"verify failures {tally['verify_failures']}, missing ids {tally['missing_ids']}, duplicate ids {tally['duplicate_ids']}, "
-        f"phantom ids {tally['phantom_ids']}, duplicate paths {tally['duplicate_paths']}, phantom paths {tally['phantom_paths']}; "
+        f"\ncrash test: {tally['kills']} kills ({tally['absent']} before the first commit, "
+        f"{tally['resumable_states']} mid-build states resumed by the next run), "
+        f"{tally['completed_builds']} builds completed; "
+        f"unreadable galleries {tally['unreadable']}, "
+        f"verify failures {tally['verify_failures']}, missing ids {tally['missing_ids']}, "
+        f"duplicate ids {tally['duplicate_ids']}, phantom ids {tally['phantom_ids']}, "
+        f"duplicate paths {tally['duplicate_paths']}, phantom paths {tally['phantom_paths']}; "
         f"full build {full:.1f}s, idle run {idle:.1f}s"
     )
     for key in (
@@ -201,7 +216,9 @@ def change_files(images: Path, stash: Path, rng: np.random.Generator, tally: Cou
 def kill_builds_while_files_change(
     images: Path, model: Path, gallery: Path, kills: int, seed: int
 ) -> Counter:
-    """SIGKILL builds at random moments while files are rewritten, deleted and restored between runs.
+    """SIGKILL builds at random moments while files change between runs.
+
+    Files are rewritten, deleted and restored between runs.
 
     After a kill the gallery opens, verifies (ids, counts, fingerprints) and holds no path twice
     and no path that never existed; after every finished build it passes `verify` with file
@@ -254,11 +271,14 @@ def kill_builds_while_files_change(
     assert final.returncode == 0, final.stderr
     check_complete(gallery, {str(p) for p in images.rglob("*") if p.is_file()}, tally)
     print(
-        f"\ncrash test with changing files: {tally['kills']} kills, {tally['completed_builds']} builds completed, "
-        f"{tally['rewritten']} rewrites, {tally['deleted']} deletions, {tally['restored']} restores; "
+        f"\ncrash test with changing files: {tally['kills']} kills, "
+        f"{tally['completed_builds']} builds completed, "
+        f"{tally['rewritten']} rewrites, {tally['deleted']} deletions, "
+        f"{tally['restored']} restores; "
         f"verify failures {tally['verify_failures']}, duplicate paths {tally['duplicate_paths']}, "
         f"phantom paths {tally['phantom_paths']}, duplicate ids {tally['duplicate_ids']}, "
-        f"missing ids {tally['missing_ids']}, phantom ids {tally['phantom_ids']}, tracebacks {tally['tracebacks']}"
+        f"missing ids {tally['missing_ids']}, phantom ids {tally['phantom_ids']}, "
+        f"tracebacks {tally['tracebacks']}"
     )
     for key in (
         "tracebacks",
@@ -274,7 +294,10 @@ def kill_builds_while_files_change(
 
 
 def wait_until_staged(gallery: Path, process: subprocess.Popen, deadline: float) -> None:
-    """Return once the build has staged embeddings it has not published (the window of issue 21), or ends."""
+    """Return once the build has staged embeddings it has not published, or once it ends.
+
+    Staged but unpublished embeddings are the window of issue 21.
+    """
     items = gallery / "items.sqlite"
     while process.poll() is None and time.perf_counter() < deadline:
         try:
@@ -288,7 +311,10 @@ def wait_until_staged(gallery: Path, process: subprocess.Popen, deadline: float)
 
 
 def inspect_after_kill(gallery: Path, ever: set[str], tally: Counter) -> None:
-    """A killed build leaves a gallery that opens and agrees with itself (its files may be behind the folder)."""
+    """A killed build leaves a gallery that opens and agrees with itself.
+
+    Its files may be behind the folder.
+    """
     report = Gallery.verify(gallery, check_files=False)
     tally["verify_failures"] += 0 if report.ok else 1
     assert report.ok, report.problems
@@ -297,7 +323,8 @@ def inspect_after_kill(gallery: Path, ever: set[str], tally: Counter) -> None:
         paths = [
             row[0]
             for row in db.execute(
-                "SELECT path FROM items WHERE added_gen <= ? AND (removed_gen IS NULL OR removed_gen > ?)",
+                "SELECT path FROM items WHERE added_gen <= ? "
+                "AND (removed_gen IS NULL OR removed_gen > ?)",
                 (gen, gen),
             )
         ]

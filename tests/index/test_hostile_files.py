@@ -38,7 +38,10 @@ ODD_BUT_FINE = [("x" * 250 + ".png").encode(), b"[bold]markup [red].png"]
 
 
 def make_hostile(folder: Path) -> None:
-    """Fill ``folder`` (one identity) with two plain images, the odd-but-fine ones and every hostile entry."""
+    """Fill ``folder`` (one identity) with two plain images.
+
+    The odd-but-fine ones and every hostile entry.
+    """
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for n, name in enumerate([b"plain1.png", b"plain2.png", *ODD_BUT_FINE]):

@@ -1,4 +1,7 @@
-"""Index types by factory string: training, recall against exact search, search parameters, mmap, auto choice."""
+"""Index types by factory string.
+
+Training, recall against exact search, search parameters, mmap, auto choice.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Damaged galleries are detected (by checksum, before FAISS reads a byte) and never silently replaced."""
+"""Damaged galleries are detected and never silently replaced.
+
+Damage is found by checksum, before FAISS reads a byte.
+"""
 
 from __future__ import annotations
 
@@ -97,7 +100,10 @@ def test_second_writer_fails_fast(gallery: Path) -> None:
         [
             sys.executable,
             "-c",
-            f"from siamese.index.lock import WriterLock; import time; WriterLock({str(gallery)!r}).acquire(); print('held', flush=True); time.sleep(60)",
+            (
+                "from siamese.index.lock import WriterLock; import time; "
+                f"WriterLock({str(gallery)!r}).acquire(); print('held', flush=True); time.sleep(60)"
+            ),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -122,7 +128,10 @@ def test_second_writer_fails_fast(gallery: Path) -> None:
 
 
 def flip_byte(items: Path, column: str, item_id: int, position: int, bit: int) -> None:
-    """Change one bit of one byte of an item row's ``column``, stored back as text like siamese stores it."""
+    """Change one bit of one byte of an item row's ``column``.
+
+    Stored back as text like siamese stores it.
+    """
     import sqlite3
 
     with sqlite3.connect(items) as db:

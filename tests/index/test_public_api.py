@@ -1,4 +1,6 @@
-"""The public gallery API on its own: no engine, a watch for other writers, uploads, one-way imports.
+"""The public gallery API on its own.
+
+No engine, a watch for other writers, uploads, one-way imports.
 
 The index needs from an embedder only what :class:`siamese.index.Embeds` names, so a stand-in
 that hashes file bytes drives a whole lifecycle without a model. Uploads are stored under

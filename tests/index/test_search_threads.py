@@ -1,4 +1,7 @@
-"""Small searches run on one OpenMP thread (see faiss_index.SINGLE_THREAD_BELOW) with unchanged results."""
+"""Small searches run on one OpenMP thread with unchanged results.
+
+See faiss_index.SINGLE_THREAD_BELOW.
+"""
 
 from __future__ import annotations
 

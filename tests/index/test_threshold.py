@@ -1,4 +1,7 @@
-"""The "unknown" threshold: stored in the manifest, kept across updates, applied by search, set by eval."""
+"""The "unknown" threshold: stored in the manifest, kept across updates, applied by search.
+
+Set by eval.
+"""
 
 from __future__ import annotations
 

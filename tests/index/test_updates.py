@@ -1,4 +1,7 @@
-"""Incremental galleries: re-builds embed only what changed, add/remove, stable ids, resuming interrupted runs."""
+"""Incremental galleries: re-builds embed only what changed, add/remove, stable ids.
+
+Resuming interrupted runs.
+"""
 
 from __future__ import annotations
 
@@ -35,12 +38,12 @@ def test_rebuild_embeds_only_new_and_changed_files(
     assert (first.embedded, first.count, first.identities) == (24, 24, 4)
     before = ids_by_path(gallery)
 
-    (images / "id_000" / sorted(os.listdir(images / "id_000"))[0]).unlink()  # vanished
-    changed = images / "id_001" / sorted(os.listdir(images / "id_001"))[0]
+    (images / "id_000" / min(os.listdir(images / "id_000"))).unlink()  # vanished
+    changed = images / "id_001" / min(os.listdir(images / "id_001"))
     shutil.copy(
-        images / "id_002" / sorted(os.listdir(images / "id_002"))[0], changed
+        images / "id_002" / min(os.listdir(images / "id_002")), changed
     )  # new content, same name
-    touched = images / "id_003" / sorted(os.listdir(images / "id_003"))[0]
+    touched = images / "id_003" / min(os.listdir(images / "id_003"))
     os.utime(
         touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9)
     )  # same content, new mtime
@@ -146,7 +149,8 @@ def test_publish_interrupted_before_its_manifest_is_rolled_back(
         patched.setattr(Manifest, "write", crash)
         with pytest.raises(_Crash):
             Gallery.add(gallery, [images / "id_001"], embedder)
-    # items were marked as published in SQLite, but the manifest never switched: readers see the old state
+    # items were marked as published in SQLite, but the manifest never switched:
+    # readers see the old state
     with Gallery.open(gallery) as opened:
         assert opened.manifest.generation == generation and len(opened) == 6
     assert Gallery.verify(gallery).ok
@@ -178,8 +182,10 @@ def test_rejected_files_are_reported_as_json(
 def test_foreign_and_occupied_folders(images: Path, tiny_model_path: Path, tmp_path: Path) -> None:
     gallery = tmp_path / "g"
     Gallery.build(images / "id_000", Embedder(tiny_model_path), gallery)
-    with GalleryWriter.open(gallery):
-        with pytest.raises(GalleryError, match="gallery is locked by another writer"):
-            Gallery.remove(gallery, identities=["x"])
+    with (
+        GalleryWriter.open(gallery),
+        pytest.raises(GalleryError, match="gallery is locked by another writer"),
+    ):
+        Gallery.remove(gallery, identities=["x"])
     with pytest.raises(GalleryError, match="not a siamese gallery"):
         GalleryWriter.open(images)

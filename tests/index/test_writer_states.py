@@ -1,4 +1,6 @@
-"""The gallery writer as a state machine: builds, adds, removes, rewrites, deletes and kills, in any order.
+"""The gallery writer as a state machine.
+
+Builds, adds, removes, rewrites, deletes and kills, in any order.
 
 Hypothesis drives random sequences of folder changes and gallery updates, and kills updates at
 a random durable step (the writer's crash points: a chunk staged, staged rows dropped, sizes
@@ -136,7 +138,10 @@ class GalleryLifecycle(RuleBasedStateMachine):
 
     @rule(name=NAMES, content=CONTENTS)
     def write(self, name: str, content: bytes) -> None:
-        """Create or rewrite a file in place; every write gets a new mtime (size and mtime are trusted)."""
+        """Create or rewrite a file in place.
+
+        Every write gets a new mtime (size and mtime are trusted).
+        """
         self.tally["writes"] += 1
         path = self.images / name
         path.parent.mkdir(exist_ok=True)
@@ -152,7 +157,10 @@ class GalleryLifecycle(RuleBasedStateMachine):
 
     @rule(name=NAMES, kind=st.sampled_from(["pipe", "dangling", "self-link", "folder-loop"]))
     def make_odd(self, name: str, kind: str) -> None:
-        """Put something that is no image file where an image was (or next to it): it is refused, never read."""
+        """Put something that is no image file where an image was (or next to it).
+
+        It is refused, never read.
+        """
         path = self.images / name
         path.parent.mkdir(exist_ok=True)
         path.unlink(missing_ok=True)
@@ -184,7 +192,10 @@ class GalleryLifecycle(RuleBasedStateMachine):
 
     @rule(kill=st.booleans(), kill_at=st.integers(1, 5), commit_every=st.integers(1, 3))
     def build(self, kill: bool, kill_at: int, commit_every: int) -> None:
-        """A build, killed at its ``kill_at``-th durable step when ``kill`` (finished if it has fewer)."""
+        """A build, killed at its ``kill_at``-th durable step when ``kill``.
+
+        It finishes if it has fewer steps.
+        """
         self._build(kill_at if kill else None, commit_every)
 
     def _build(self, kill_at: int | None, commit_every: int) -> None:
@@ -233,7 +244,10 @@ class GalleryLifecycle(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ checks
     def _check_matches_folder(self) -> None:
-        """After a finished build: verify passes with file hashes; items are exactly the decodable files."""
+        """After a finished build: verify passes with file hashes.
+
+        Items are exactly the decodable files.
+        """
         report = Gallery.verify(self.gallery)
         assert report.ok, report.problems
         assert report.staged == 0
@@ -249,7 +263,10 @@ class GalleryLifecycle(RuleBasedStateMachine):
 
     @invariant()
     def opens_and_agrees(self) -> None:
-        """Whatever happened, the published gallery opens, ids and fingerprint agree, and no path is held twice."""
+        """Whatever happened, the published gallery opens and ids and fingerprint agree.
+
+        No path is held twice.
+        """
         if not (self.gallery / "manifest.json").exists():
             return
         report = Gallery.verify(self.gallery, check_files=False)
@@ -259,7 +276,8 @@ class GalleryLifecycle(RuleBasedStateMachine):
             paths = [
                 row[0]
                 for row in db.execute(
-                    "SELECT path FROM items WHERE added_gen <= ? AND (removed_gen IS NULL OR removed_gen > ?)",
+                    "SELECT path FROM items WHERE added_gen <= ? "
+                    "AND (removed_gen IS NULL OR removed_gen > ?)",
                     (generation, generation),
                 )
             ]
@@ -295,7 +313,10 @@ def test_lifecycle_really_killed_and_finished() -> None:
 @pytest.mark.parametrize("delete_after", [False, True])
 @pytest.mark.parametrize("kill_at", range(1, 15))
 def test_kill_while_replacements_are_staged(kill_at: int, delete_after: bool) -> None:
-    """The issue's case at every crash point: rewrite files, kill the build, (delete one), build again."""
+    """The issue's case at every crash point.
+
+    Rewrite files, kill the build, (delete one), build again.
+    """
     machine = GalleryLifecycle()
     try:
         for n in range(4):
@@ -319,7 +340,10 @@ def test_kill_while_replacements_are_staged(kill_at: int, delete_after: bool) ->
 def test_any_build_repairs_a_path_held_twice(
     monkeypatch: pytest.MonkeyPatch, delete_before_repair: bool
 ) -> None:
-    """A gallery damaged as siamese before this fix left it (a path published twice) is repaired by the next build."""
+    """A gallery damaged as siamese before this fix left it is repaired by the next build.
+
+    The damage: a path published twice.
+    """
     from siamese.index.item_writer import ItemWriter
 
     machine = GalleryLifecycle()

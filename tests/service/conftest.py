@@ -20,7 +20,10 @@ def service_gallery(gallery_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def make_client(service_gallery: Path) -> Iterator[Callable[..., TestClient]]:
-    """Factory: a TestClient (lifespan started) of a service on the private gallery with config overrides."""
+    """Factory: a TestClient (lifespan started) of a service on the private gallery.
+
+    Keyword arguments override the service config.
+    """
     clients: list[TestClient] = []
 
     def make(**overrides: Any) -> TestClient:

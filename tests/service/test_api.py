@@ -1,4 +1,7 @@
-"""The /v1 API's happy paths: health, readiness, info, query, batch query, add, remove, thumbnails, docs, page."""
+"""The /v1 API's happy paths.
+
+Health, readiness, info, query, batch query, add, remove, thumbnails, docs, page.
+"""
 
 from __future__ import annotations
 

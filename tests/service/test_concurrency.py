@@ -1,4 +1,7 @@
-"""A real server on 127.0.0.1: many concurrent queries while an add runs each see the old or the new gallery, whole."""
+"""A real server on 127.0.0.1.
+
+Many concurrent queries while an add runs each see the old or the new gallery, whole.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Browsing by identity (filtered, paged list; one identity's items), duplicate warnings, and who sees paths."""
+"""Browsing by identity, duplicate warnings, and who sees paths.
+
+Browsing: a filtered, paged list; one identity's items.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""A bounded load test through `siamese bench service --quick`: concurrent clients on 127.0.0.1, no errors, every answer right.
+"""A bounded load test through `siamese bench service --quick`.
+
+Concurrent clients on 127.0.0.1, no errors, every answer right.
 
 Timing ratios are not asserted here (the machine is shared); the full suite's JSON records them.
 """

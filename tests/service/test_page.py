@@ -1,4 +1,6 @@
-"""The web page in a real browser: Debian's headless Chromium driven by Playwright (no browser download).
+"""The web page in a real browser.
+
+Debian's headless Chromium driven by Playwright (no browser download).
 
 Each test starts the service on a private copy of the test gallery and drives the page as a
 person would: searches that succeed and fail, the k selector, threshold badges, the add form's
@@ -40,7 +42,10 @@ ImageOf = Callable[..., Path]
 def _require_browser() -> None:
     if CHROMIUM.exists():
         return
-    message = f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium), as .ci/run does"
+    message = (
+        f"{CHROMIUM} is missing: install Debian's chromium package "
+        "(apt-get install -y chromium), as .ci/run does"
+    )
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -242,7 +247,8 @@ def test_search_states_badges_and_add_form(
         ]  # disabled while adding
         expect(page.locator("#add-form button")).to_be_enabled()
         expect(page.locator("#gallery-table")).to_contain_text("visitor")
-        # The failed search and the refused add, and nothing else (no favicon 404, no thumbnail error).
+        # The failed search and the refused add, and nothing else (no favicon 404, no thumbnail
+        # error).
         statuses = [f"{f.split()[0]} {urlparse(f.split()[1]).path}" for f in page.failures]
         assert statuses == ["415 /v1/query", "400 /v1/items"], page.failures
         page.close()

@@ -39,7 +39,10 @@ def _free_port() -> int:
 
 
 def _run_ranks(args: list[str], world: int = 2) -> None:
-    """Start ``world`` ranks of ddp_worker.py as torchrun would, and wait for all (or fail on timeout)."""
+    """Start ``world`` ranks of ddp_worker.py as torchrun would, and wait for all.
+
+    It fails on timeout.
+    """
     port = _free_port()
     processes = []
     for rank in range(world):
@@ -176,7 +179,10 @@ def test_a_failed_rank_is_one_clear_line(tmp_path: Path) -> None:
 def test_siamese_train_nproc_2_writes_a_run_that_exports_and_embeds(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    """`siamese train --nproc 2` through torchrun's elastic agent, then export and embed as usual."""
+    """`siamese train --nproc 2` through torchrun's elastic agent.
+
+    Then export and embed as usual.
+    """
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "siamese", "train", str(tiny_dataset), "--out", str(run_dir)]
     options = ["--nproc", "2", "--size", "24", "--widths", "4,8", "--embedding-dim", "8"]

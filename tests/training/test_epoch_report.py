@@ -113,7 +113,10 @@ def test_images_are_decoded_once_per_run_not_per_epoch(
 
 
 def test_flops_per_training_image_match_the_convolution_arithmetic() -> None:
-    """One 3×3 conv (1 → 4 channels) at 8×8 then a linear head: 2·MACs, backward about twice forward."""
+    """One 3×3 conv (1 → 4 channels) at 8×8 then a linear head.
+
+    2·MACs, backward about twice forward.
+    """
     import torch
     from siamese.training.flops import training_flops
     from torch import nn
@@ -134,7 +137,8 @@ def test_flops_per_training_image_match_the_convolution_arithmetic() -> None:
     flops = training_flops(tower, InputSpec.create(8, 1))
     conv, linear = 2 * 8 * 8 * 4 * 9, 2 * 256 * 5
     assert flops["forward"] == conv + linear
-    # backward: weight gradients of both layers, and the linear layer's input gradient (not the image's)
+    # backward: weight gradients of both layers, and the linear layer's input gradient
+    # (not the image's)
     assert flops["backward"] == conv + 2 * linear
     assert all(torch.equal(before[k], v) for k, v in tower.state_dict().items())
 

@@ -159,7 +159,8 @@ def test_random_pairs_criterion_matches_seed_formula() -> None:
 
 
 def test_instance_loss_by_hand() -> None:
-    # Two images, two views each, on the unit circle: each view's other view is at cosine c, the other image's at 0.
+    # Two images, two views each, on the unit circle: each view's other view is at cosine c, the
+    # other image's at 0.
     c = math.cos(0.3)
     emb = torch.tensor([[1.0, 0.0], [c, math.sin(0.3)], [0.0, 1.0], [-math.sin(0.3), c]])
     instances = torch.tensor([0, 0, 1, 1])
@@ -189,9 +190,12 @@ def test_instance_loss_with_its_own_projector_trains_the_features() -> None:
     )  # two linear layers
 
 
-# ----------------------------------------------------------- Hoffer and Ailon's triplet-network loss
+# ------------------------------------------------------ Hoffer and Ailon's triplet-network loss
 def test_softmax_triplet_by_hand() -> None:
-    """d+ = e^{d_ap} / (e^{d_ap} + e^{d_an}); loss = ((d+)^2 + (d- - 1)^2) / 2 = (d+)^2, averaged."""
+    """d+ = e^{d_ap} / (e^{d_ap} + e^{d_an}).
+
+    loss = ((d+)^2 + (d- - 1)^2) / 2 = (d+)^2, averaged.
+    """
     from siamese.training.losses import SoftmaxTripletLoss
 
     emb = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [2.0, 0.0]])

@@ -1,9 +1,10 @@
 """The project's losses and miners against pytorch-metric-learning (PML) on random P×K batches.
 
-PML shares no code with training/losses/. Batches are drawn by Hypothesis (P identities × K
-images, dimension, scale, margin) in float64, and compared within rel 1e-5 / abs 1e-5: our
-Euclidean distance adds torch's pairwise_distance eps (1e-6) to each coordinate of the difference,
-the only intended numerical difference. Where the definitions differ on purpose, the comparable part is compared:
+PML shares no code with training/losses/. Batches are drawn by Hypothesis (P identities × K images,
+dimension, scale, margin) in float64, and compared within rel 1e-5 / abs 1e-5: our Euclidean
+distance adds torch's pairwise_distance eps (1e-6) to each coordinate of the difference, the only
+intended numerical difference. Where the definitions differ on purpose, the comparable part is
+compared:
 
 - contrastive: ours is Hadsell et al.'s squared form, (1 − Y)·d² + Y·max(m − d, 0)², averaged over
   every pair; PML's ContrastiveLoss is unsquared, d and max(m − d, 0). Per-pair losses are compared

@@ -1,4 +1,7 @@
-"""Pair and triplet samplers: correct targets, no self-pairs, roughly balanced, seed-reproducible."""
+"""Pair and triplet samplers.
+
+Correct targets, no self-pairs, roughly balanced, seed-reproducible.
+"""
 
 from __future__ import annotations
 
@@ -46,8 +49,11 @@ def test_triplets_need_a_repeated_identity() -> None:
 
 
 def test_class_pair_triplets_are_two_identities_balanced_by_identity() -> None:
-    """Hoffer and Ailon's triplets: anchor and positive share an identity (other images), the negative
-    has another; the doubled identity is uniform over identities, not over images."""
+    """Hoffer and Ailon's triplets.
+
+    Anchor and positive share an identity (other images), the negative has another; the doubled
+    identity is uniform over identities, not over images.
+    """
     from siamese.training.samplers import sample_class_pair_triplets
 
     labels = np.array([0] * 90 + [1] * 5 + [2] * 5 + [3])  # a big identity and a single-image one

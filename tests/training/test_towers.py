@@ -1,4 +1,7 @@
-"""Towers: the seed tower's exact architecture, the conv tower, torchvision backbones and pretrained weights."""
+"""Towers: the seed tower's exact architecture, the conv tower.
+
+Torchvision backbones and pretrained weights.
+"""
 
 from __future__ import annotations
 

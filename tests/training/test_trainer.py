@@ -1,4 +1,7 @@
-"""Training writes a complete, safely loadable run directory; resume, early stopping, determinism."""
+"""Training writes a complete, safely loadable run directory.
+
+Resume, early stopping, determinism.
+"""
 
 from __future__ import annotations
 
@@ -20,19 +23,19 @@ from siamese.spec import InputSpec, normalize_pixels
 
 
 def tiny(data: Path, out: Path, **overrides) -> TrainConfig:
-    base = dict(
-        data_dir=str(data),
-        out_dir=str(out),
-        image_size=24,
-        widths=(4, 8),
-        head_dim=8,
-        epochs=2,
-        steps_per_epoch=2,
-        identities_per_batch=3,
-        images_per_identity=2,
-        val_fraction=0.25,
-        seed=3,
-    )
+    base = {
+        "data_dir": str(data),
+        "out_dir": str(out),
+        "image_size": 24,
+        "widths": (4, 8),
+        "head_dim": 8,
+        "epochs": 2,
+        "steps_per_epoch": 2,
+        "identities_per_batch": 3,
+        "images_per_identity": 2,
+        "val_fraction": 0.25,
+        "seed": 3,
+    }
     return TrainConfig(**{**base, **overrides})
 
 
@@ -359,7 +362,10 @@ def test_augmentations_keep_shape_and_dtype(preset: str) -> None:
 
 
 def test_medium_augmentation_erases_patches_light_does_not() -> None:
-    """Crops, small rotations and lighting keep the centre of a white image; random erasing blacks out patches."""
+    """Crops, small rotations and lighting keep the centre of a white image.
+
+    Random erasing blacks out patches.
+    """
     torch.manual_seed(0)
     spec = InputSpec.create(40, 1)
     white = torch.full((1, 40, 40), 255, dtype=torch.uint8)
