@@ -42,6 +42,7 @@ def torch_engine(tower: Any, spec: Any, device: str = "cpu") -> Engine:
     """What a PyTorch user writes: the eval-mode tower under inference_mode, fed the same uint8
     batches as the engines (normalised by training's own first layer, as the exported graph is)."""
     import torch
+
     from siamese.training.pixels import PixelInputTower
 
     tower = PixelInputTower(tower, spec).eval().to(device)
@@ -235,7 +236,6 @@ def identification(
 ) -> dict[str, Any]:
     """Top-1 identification of unseen identities (exact L2) per precision, and cosine to fp32."""
     from siamese.engine import Embedder
-
     from siamese.image_folder import scan_image_folder
 
     items = scan_image_folder(gallery_dir)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import faiss
 import numpy as np
 from _harness import BenchSettings
+
 from siamese.index import Gallery, GalleryWriter, RecallPolicy, bytes_per_vector, ivf_lists
 
 if TYPE_CHECKING:

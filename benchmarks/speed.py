@@ -48,6 +48,7 @@ def _config(settings: BenchSettings) -> SpeedConfig:
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Measure everything side by side and return the figures, targets and a text table."""
     import torch
+
     from siamese.engine import Embedder
     from siamese.engine.runtime import available_cores
     from siamese.training import load_run

@@ -4,7 +4,6 @@ from siamese.engine.embedder import Embedder, EmbedResult
 from siamese.engine.pipeline import DecodePipeline, PreparedBatch
 from siamese.engine.providers import DEVICES, create_session
 from siamese.engine.runtime import RuntimeOptions
-
 from siamese.images import decode_image, load_pixels, preprocess_images, to_tensor
 from siamese.model_card import ModelInfo
 

@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
+
 from siamese.engine import model_cache
 from siamese.engine.model_safety import check_external_data
 from siamese.engine.pipeline import DEFAULT_PREFETCH, DecodePipeline, PreparedBatch
@@ -36,7 +37,6 @@ from siamese.engine.runtime import (
     provider_options,
     session_options,
 )
-
 from siamese.errors import ModelError
 from siamese.files import sha256_file
 from siamese.images import preprocess_images, to_tensor

@@ -19,8 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import onnxruntime as ort
-from siamese.engine.runtime import RuntimeOptions, session_options
 
+from siamese.engine.runtime import RuntimeOptions, session_options
 from siamese.files import write_json_atomic
 
 

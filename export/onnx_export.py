@@ -22,6 +22,10 @@ from typing import Any
 
 import onnx
 import torch
+from torch import nn
+
+from siamese import __version__
+from siamese.errors import ConfigError, ModelError, ParityError
 from siamese.export.parity import ParityReport, check_parity
 from siamese.export.variants import (
     PRECISIONS,
@@ -32,16 +36,12 @@ from siamese.export.variants import (
     random_set,
     to_fp16,
 )
-from siamese.training.pixels import PixelInputTower
-from siamese.training.run_dir import load_run
-from torch import nn
-
-from siamese import __version__
-from siamese.errors import ConfigError, ModelError, ParityError
 from siamese.files import atomic_path, sha256_file
 from siamese.model_card import INPUT_NAME, OUTPUT_NAME, ModelInfo
 from siamese.progress import progress_bar
 from siamese.spec import InputSpec
+from siamese.training.pixels import PixelInputTower
+from siamese.training.run_dir import load_run
 
 DEFAULT_OPSET = 18
 

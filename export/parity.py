@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
-from siamese.training.pixels import PixelInputTower
 from torch import nn
 
 from siamese.model_card import INPUT_NAME
 from siamese.spec import InputSpec
+from siamese.training.pixels import PixelInputTower
 
 #: Default tolerances: float32 kernels differ in summation order, nothing more.
 ATOL = 1e-4

@@ -14,11 +14,11 @@ import re
 from pathlib import Path
 
 import faiss
-from siamese.index.faiss_index import read_index
-from siamese.index.manifest import Manifest
 
 from siamese.errors import GalleryError
 from siamese.files import sha256_handle
+from siamese.index.faiss_index import read_index
+from siamese.index.manifest import Manifest
 
 REJECTED_FILE = "rejected.json"
 _INDEX_FILE = re.compile(r"index\.\d{6,}\.faiss")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+
+from siamese.errors import GalleryError
 from siamese.index.crash_points import reached
 from siamese.index.item_store import (
     EMPTY_FINGERPRINT,
@@ -23,8 +25,6 @@ from siamese.index.item_store import (
     combine_fingerprint,
     select_by_ids,
 )
-
-from siamese.errors import GalleryError
 
 
 @dataclass(frozen=True)

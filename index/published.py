@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 import faiss
 import numpy as np
 from numpy.typing import NDArray
+
+from siamese.errors import GalleryError, ModelMismatchError
 from siamese.index import faiss_index as fx
 from siamese.index.gallery_files import load_published_index
 from siamese.index.item_store import ItemStore, refuse_edited_rows
 from siamese.index.lock import is_locked
 from siamese.index.manifest import MANIFEST_FILE, Manifest
 from siamese.index.results import Item, Match, QueryResult
-
-from siamese.errors import GalleryError, ModelMismatchError
 
 #: Identities are ranked from this many times k nearest items, so k distinct ones are usually found.
 _IDENTITY_WIDEN = 10

@@ -16,6 +16,7 @@ from typing import Any
 import faiss
 import numpy as np
 from numpy.typing import NDArray
+
 from siamese.index.faiss_index import TUNING_LADDERS, search_parameters, tunable_parameter
 
 DEFAULT_QUERIES = 1000

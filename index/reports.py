@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siamese.index.manifest import now_iso
-
 from siamese.files import write_json_atomic
+from siamese.index.manifest import now_iso
 
 
 @dataclass

@@ -15,10 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from siamese.errors import GalleryError
 from siamese.index.lock import WriterLock
 from siamese.index.manifest import Manifest, now_iso
-
-from siamese.errors import GalleryError
 
 
 def threshold_record(

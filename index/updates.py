@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from siamese.errors import DataError, GalleryError
+from siamese.image_folder import scan_gallery_folder
 from siamese.index import faiss_index as fx
 from siamese.index.embeds import Embeds
 from siamese.index.gallery_files import REJECTED_FILE
@@ -25,9 +27,6 @@ from siamese.index.recall import DEFAULT_TARGET
 from siamese.index.reports import UpdateReport, write_rejected_report
 from siamese.index.sync import SyncPlan, canonical_path, chunks, hash_files, plan_sync
 from siamese.index.writer import GalleryWriter, RecallPolicy
-
-from siamese.errors import DataError, GalleryError
-from siamese.image_folder import scan_gallery_folder
 from siamese.progress import progress_bar
 
 #: Files embedded between two commits.

@@ -15,12 +15,12 @@ from typing import Any
 
 import faiss
 import numpy as np
-from siamese.index import faiss_index as fx
-from siamese.index.published import PublishedGallery
-from siamese.index.sync import sha256_regular_file
 
 from siamese.errors import GalleryError
 from siamese.files import sha256_file
+from siamese.index import faiss_index as fx
+from siamese.index.published import PublishedGallery
+from siamese.index.sync import sha256_regular_file
 
 _VECTOR_SAMPLE = 1000
 _LISTED = 10

@@ -19,6 +19,9 @@ from typing import Any, final
 import faiss
 import numpy as np
 from numpy.typing import NDArray
+
+from siamese.errors import GalleryError, RecallTooLowError
+from siamese.files import fsync_dir
 from siamese.index import faiss_index as fx
 from siamese.index.crash_points import reached
 from siamese.index.gallery_files import index_file_name, load_published_index, remove_debris
@@ -31,9 +34,6 @@ from siamese.index.item_writer import ItemWriter, NewItem
 from siamese.index.lock import WriterLock, is_locked
 from siamese.index.manifest import ITEMS_FILE, MANIFEST_FILE, Manifest, now_iso
 from siamese.index.recall import DEFAULT_TARGET, Recall, RecallProbe, tune
-
-from siamese.errors import GalleryError, RecallTooLowError
-from siamese.files import fsync_dir
 
 #: Recall is measured again once the gallery has grown or shrunk by this share since its figure.
 _RECALL_STALE_AFTER = 0.10

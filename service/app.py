@@ -16,13 +16,13 @@ from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+
+from siamese import __version__
 from siamese.service.errors import install_error_handlers
 from siamese.service.identity_routes import router as identity_router
 from siamese.service.limits import BodyLimitMiddleware
 from siamese.service.routes import router
 from siamese.service.state import ServiceState
-
-from siamese import __version__
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: The page's icon; also the docs pages' (browsers ask for /favicon.ico whatever the page says).

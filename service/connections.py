@@ -30,10 +30,10 @@ from http import HTTPStatus
 from typing import Any
 
 import h11
-from siamese.service.errors import error_body
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from siamese.errors import ConfigError
+from siamese.service.errors import error_body
 
 #: h11 states of the client once its request is fully received (or the connection is over).
 _REQUEST_IN = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR, h11.SWITCHED_PROTOCOL)

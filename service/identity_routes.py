@@ -11,6 +11,7 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
+
 from siamese.service.errors import ApiError
 from siamese.service.state import ServiceState
 from siamese.service.visibility import may_see_paths, present_item

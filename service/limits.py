@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from siamese.service.errors import error_body
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from siamese.service.errors import error_body
 
 
 class _TooLarge(Exception):

@@ -9,6 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+
+from siamese.errors import ImageDecodeError
+from siamese.images import thumbnail
 from siamese.service.errors import ApiError, error_body
 from siamese.service.state import ServiceState
 from siamese.service.uploads import read_uploads
@@ -20,9 +23,6 @@ from siamese.service.visibility import (
     present_item,
     present_result,
 )
-
-from siamese.errors import ImageDecodeError
-from siamese.images import thumbnail
 
 router = APIRouter(prefix="/v1")
 

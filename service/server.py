@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
+
 from siamese.service.connections import ConnectionLimits, guarded_protocol
 
 #: Seconds an idle keep-alive connection stays open.

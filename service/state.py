@@ -20,15 +20,14 @@ from typing import Any
 
 from siamese.engine import Embedder
 from siamese.engine.runtime import available_cores
+from siamese.errors import GalleryError
+from siamese.files import sha256_bytes
 from siamese.index import Gallery, QueryResult, short_fingerprint
 from siamese.service.batcher import MicroBatcher, Rows, cancel_and_wait
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
 from siamese.service.live_gallery import LiveGallery
 from siamese.service.uploads import Upload, image_format, preprocess_all
-
-from siamese.errors import GalleryError
-from siamese.files import sha256_bytes
 
 log = logging.getLogger("siamese.service")
 

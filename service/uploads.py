@@ -17,10 +17,10 @@ import numpy as np
 from fastapi import UploadFile
 from numpy.typing import NDArray
 from PIL import Image
-from siamese.service.config import ServiceConfig
-from siamese.service.errors import ApiError
 
 from siamese.images import load_pixels, to_tensor
+from siamese.service.config import ServiceConfig
+from siamese.service.errors import ApiError
 from siamese.spec import InputSpec
 
 

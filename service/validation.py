@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path as PathParam
+
 from siamese.index import unusable_characters
 from siamese.service.errors import ApiError
 

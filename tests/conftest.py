@@ -65,6 +65,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     upload is found again); only tests about what training learns need trained_run.
     """
     import torch
+
     from siamese.training import TrainConfig, create_tower
     from siamese.training.run_dir import BEST_WEIGHTS, save_weights, write_config
     from siamese.training.trainer import input_spec_for, tower_options

@@ -80,6 +80,7 @@ def test_speed_suite_trains_its_own_tower(
     """
     monkeypatch.syspath_prepend(str(benchmarks_dir()))
     from _speed_setup import SpeedConfig, _train
+
     from siamese.training.run_dir import load_run
 
     run_dir = _train(tmp_path, SpeedConfig.quick(), tiny_dataset, 32)
@@ -111,6 +112,7 @@ def test_the_query_gallery_follows_the_model(
 
     monkeypatch.syspath_prepend(str(benchmarks_dir()))
     from _speed_query import build_gallery
+
     from siamese.engine import Embedder
     from siamese.index.manifest import Manifest
 

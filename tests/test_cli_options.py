@@ -17,7 +17,6 @@ import pytest
 import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from siamese.training.config import TOWER_ALIASES, TrainConfig
 from typer.core import TyperOption
 from typer.testing import CliRunner
 
@@ -26,6 +25,7 @@ from siamese.cli import main as cli
 from siamese.cli.fields import option_names
 from siamese.config_fields import choices_of
 from siamese.errors import ConfigError
+from siamese.training.config import TOWER_ALIASES, TrainConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 runner = CliRunner()
@@ -295,9 +295,8 @@ def test_info_on_a_gallery_is_index_info(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_threshold_distance_follows_either_gallery_form(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from siamese.index import Gallery
-
     from siamese.errors import GalleryError
+    from siamese.index import Gallery
 
     calls: list = []
 

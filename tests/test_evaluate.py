@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from siamese.engine import Embedder
 from sklearn.metrics import pairwise_distances, roc_auc_score
 from typer.testing import CliRunner
 
 from siamese.cli import app
+from siamese.engine import Embedder
 from siamese.errors import DataError
 from siamese.evaluation.evaluate import EvalConfig, evaluate, split_per_identity
 from siamese.image_folder import LabelledImage, scan_image_folder

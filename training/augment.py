@@ -10,11 +10,11 @@ from collections.abc import Callable
 from typing import get_args
 
 import torch
-from siamese.training import config
 from torchvision.transforms import v2
 
 from siamese.errors import ConfigError
 from siamese.spec import InputSpec
+from siamese.training import config
 
 AUGMENTATIONS = get_args(config.Augmentation)
 FLIPS = get_args(config.Flip)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
+
+from siamese.spec import InputSpec
 from siamese.training.augment import Augmentation
 from siamese.training.data import ImageDataset
 from siamese.training.pixels import PixelNormalizer
 from siamese.training.samplers import PKSampler, RandomTupleSampler
-from torch.utils.data import DataLoader, Dataset
-
-from siamese.spec import InputSpec
 
 
 class TrainingImages(Dataset):

@@ -14,14 +14,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from siamese.training.config import TrainConfig
-from siamese.training.distributed import Ranks
-from siamese.training.run_dir import HISTORY_FILE
-from siamese.training.trainer import TrainResult, check_run_dir, train
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
 
 from siamese.errors import ConfigError, SiameseError
 from siamese.files import read_json
+from siamese.training.config import TrainConfig
+from siamese.training.distributed import Ranks
+from siamese.training.run_dir import HISTORY_FILE
+from siamese.training.trainer import TrainResult, check_run_dir, train
 
 
 class TrainingFailed(SiameseError):

@@ -14,12 +14,12 @@ from typing import Any
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
-from siamese.training.towers import create_tower
 from torch import nn
 
 from siamese.errors import RunError
 from siamese.files import read_json, sha256_file, write_bytes_atomic, write_json_atomic
 from siamese.spec import InputSpec
+from siamese.training.towers import create_tower
 
 CONFIG_FILE = "config.json"
 BEST_WEIGHTS = "tower.safetensors"

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
+
 from siamese.training.batches import normalize_batch
 from siamese.training.data import ImageDataset
-from torch import nn
 
 _EVAL_BATCH = 256
 

@@ -9,10 +9,11 @@ loss and miner to it (training/distributed.py says why the gradients need no res
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from siamese.training.distributed import Ranks, gather_batch
 from siamese.training.losses import Criterion
 from siamese.training.losses.instance import InstanceLoss
-from torch import nn
 
 
 class TrainingForward(nn.Module):

@@ -15,9 +15,10 @@ parameter and buffer names, so the weights they save load into an ordinary tower
 from __future__ import annotations
 
 import torch
-from siamese.training.distributed import all_reduce_sum
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from siamese.training.distributed import all_reduce_sum
 
 
 class GlobalBatchNorm(_BatchNorm):

@@ -15,11 +15,11 @@ from typing import Any, get_args
 
 import torch
 import torch.nn.functional as F
-from siamese.training.config import FIRST_CONV_WIDTHS, TOWER_ALIASES, TOWERS, EmbedFrom
 from torch import nn
 
 from siamese.errors import ConfigError
 from siamese.spec import InputSpec
+from siamese.training.config import FIRST_CONV_WIDTHS, TOWER_ALIASES, TOWERS, EmbedFrom
 
 
 class ClassicTower(nn.Module):

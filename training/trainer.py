@@ -20,6 +20,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from siamese import __version__
+from siamese.errors import ConfigError, DataError, SiameseError
+from siamese.files import read_json, write_json_atomic
+from siamese.progress import epoch_line, progress_bar
+from siamese.spec import InputSpec
 from siamese.training.augment import build_augmentation
 from siamese.training.batches import flatten_views, make_loader, make_sampler, normalize_batch
 from siamese.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
@@ -59,15 +68,6 @@ from siamese.training.towers import (
     load_pretrained,
 )
 from siamese.training.validation import validation_metrics
-from torch import distributed as dist
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-
-from siamese import __version__
-from siamese.errors import ConfigError, DataError, SiameseError
-from siamese.files import read_json, write_json_atomic
-from siamese.progress import epoch_line, progress_bar
-from siamese.spec import InputSpec
 
 #: Config fields that may change when resuming a run (everything else must match).
 _RESUMABLE_CHANGES = {

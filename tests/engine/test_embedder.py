@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from siamese.engine import Embedder
 from siamese.engine.providers import gpu_present
+from siamese.errors import DeviceUnavailableError, ModelError
+from siamese.image_folder import scan_image_folder
 from siamese.training import load_run
 from siamese.training.batches import normalize_batch
 from siamese.training.data import load_image_folder
-
-from siamese.errors import DeviceUnavailableError, ModelError
-from siamese.image_folder import scan_image_folder
 
 
 def test_embeds_files_in_order(tiny_model_path: Path, unseen_dataset: Path) -> None:

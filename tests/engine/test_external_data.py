@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from siamese.engine.model_safety import check_external_data
 from typer.testing import CliRunner
 
 from siamese.cli import app
+from siamese.engine.model_safety import check_external_data
 from siamese.errors import ModelError
 
 
@@ -114,6 +114,7 @@ _REFUSED = {
 @pytest.mark.parametrize("case", sorted(_REFUSED))
 def test_odd_location_is_one_line_refusal(tiny_model_path: Path, tmp_path: Path, case: str) -> None:
     import onnx
+
     from siamese.engine import Embedder
 
     model_file = _layout(tmp_path, onnx.load(str(tiny_model_path)))
@@ -130,6 +131,7 @@ def test_odd_location_is_one_line_refusal(tiny_model_path: Path, tmp_path: Path,
 @pytest.mark.parametrize("location", ["weights.bin", "inner/w.bin", "self/weights.bin"])
 def test_location_really_inside_loads(tiny_model_path: Path, tmp_path: Path, location: str) -> None:
     import onnx
+
     from siamese.engine import Embedder
 
     model_file = _layout(tmp_path, onnx.load(str(tiny_model_path)))

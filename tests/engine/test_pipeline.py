@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from siamese.engine.pipeline import DecodePipeline
 
+from siamese.engine.pipeline import DecodePipeline
 from siamese.image_folder import scan_image_folder
 from siamese.images import load_pixels, to_tensor
 from siamese.spec import InputSpec

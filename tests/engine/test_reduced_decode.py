@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from siamese.engine import Embedder
 
+from siamese.engine import Embedder
 from siamese.images import decode_image, load_pixels
 from siamese.reduced_decode import draft_hook, pre_reduce
 from siamese.spec import InputSpec

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from siamese.engine import Embedder
 from siamese.engine.model_cache import CacheEntry
 from siamese.engine.providers import gpu_present
@@ -19,7 +20,6 @@ from siamese.engine.runtime import (
     provider_options,
     session_options,
 )
-
 from siamese.image_folder import scan_image_folder
 from siamese.images import load_pixels, to_tensor
 from siamese.spec import InputSpec

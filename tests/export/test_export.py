@@ -10,12 +10,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
+from siamese.errors import ParityError, RunError
 from siamese.export import check_parity, export_onnx
 from siamese.export.parity import ParityReport
 from siamese.training import load_run
 from siamese.training.batches import normalize_batch
-
-from siamese.errors import ParityError, RunError
 
 
 def test_signature_and_dynamic_batch(model_path: Path) -> None:

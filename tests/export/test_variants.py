@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from siamese.engine import Embedder
-from siamese.export import export_onnx
-from siamese.export.variants import leave_one_out_top1
 from typer.testing import CliRunner
 
 from siamese.cli import app
+from siamese.engine import Embedder
 from siamese.errors import ConfigError, ParityError
+from siamese.export import export_onnx
+from siamese.export.variants import leave_one_out_top1
 from siamese.image_folder import scan_image_folder
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from siamese.index import GalleryWriter
 from siamese.index.writer import RecallPolicy
 

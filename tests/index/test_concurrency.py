@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from siamese.index import Gallery, GalleryWriter
 
 DIM = 8

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from siamese.engine import Embedder
-from siamese.index import Gallery
 
+from siamese.engine import Embedder
 from siamese.errors import DataError, GalleryError, ModelMismatchError
 from siamese.image_folder import scan_image_folder
+from siamese.index import Gallery
 
 
 def test_gallery_files_and_manifest(gallery_dir: Path, tiny_model_path: Path) -> None:

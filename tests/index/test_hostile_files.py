@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from siamese.index import Gallery
 
 TIMEOUT_S = 120

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from siamese.errors import GalleryError, RecallTooLowError
 from siamese.index import Gallery, GalleryWriter
 from siamese.index.faiss_index import index_ids
 from siamese.index.index_choice import choose_index, ivf_lists, parse_memory
 from siamese.index.writer import RecallPolicy
-
-from siamese.errors import GalleryError, RecallTooLowError
 
 DIM = 16
 

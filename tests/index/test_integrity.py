@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from siamese.index import Gallery
-from siamese.index.manifest import Manifest
 from typer.testing import CliRunner
 
 from siamese.cli import app
 from siamese.errors import GalleryError
+from siamese.index import Gallery
+from siamese.index.manifest import Manifest
 
 
 @pytest.fixture()

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import siamese.index
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from siamese.index import Embeds, Gallery
 
+import siamese.index
 from siamese.errors import DataError
+from siamese.index import Embeds, Gallery
 
 _DIM = 8
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
+
 from siamese.index.faiss_index import SINGLE_THREAD_BELOW, add_vectors, new_index, search
 
 

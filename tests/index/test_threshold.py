@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from siamese.index import Gallery, GalleryWriter, Match, QueryResult
-from siamese.index.lock import WriterLock
-from siamese.index.manifest import Manifest
 from typer.testing import CliRunner
 
 from siamese.cli import app
 from siamese.errors import GalleryError
+from siamese.index import Gallery, GalleryWriter, Match, QueryResult
+from siamese.index.lock import WriterLock
+from siamese.index.manifest import Manifest
 
 
 def test_ranked_result_is_unknown_only_beyond_the_threshold() -> None:

@@ -11,11 +11,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from siamese.engine import Embedder
+from siamese.errors import GalleryError
 from siamese.index import Gallery, GalleryWriter
 from siamese.index.manifest import Manifest
-
-from siamese.errors import GalleryError
 
 
 @pytest.fixture()

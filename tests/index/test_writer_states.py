@@ -30,12 +30,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from siamese.index import Gallery, crash_points
-from siamese.index.sync import canonical_path
-from siamese.index.updates import add_to_gallery, build_gallery, remove_from_gallery
 
 from siamese.errors import DataError
 from siamese.files import sha256_file
+from siamese.index import Gallery, crash_points
+from siamese.index.sync import canonical_path
+from siamese.index.updates import add_to_gallery, build_gallery, remove_from_gallery
 
 DIM = 8
 #: One example of the state machine taking longer than this is a hang (on a pipe, a link loop).

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
 from siamese.service import ServiceConfig, ServiceState, create_app
 
 

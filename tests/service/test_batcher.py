@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from siamese.service.batcher import MicroBatcher, split_rows
 
 

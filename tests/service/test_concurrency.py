@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+
 from siamese.service import ServiceConfig, ServiceState, create_app
 from siamese.service.server import background_server
 

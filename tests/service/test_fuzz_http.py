@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+
 from siamese.index.uploads import upload_folder_name
 from siamese.service.validation import MAX_ITEM_ID
 

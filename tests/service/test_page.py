@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+
 from siamese.service import ServiceConfig, ServiceState, create_app
 from siamese.service.server import background_server
 
@@ -398,6 +399,7 @@ def test_accessibility_and_contrast(
     image_of: ImageOf,
 ) -> None:
     from playwright.sync_api import expect
+
     from siamese.index import Gallery
 
     Gallery.set_threshold(service_gallery, 1e-6)  # every answer but an exact copy is unknown

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from siamese.service import ServiceConfig, ServiceState, create_app
 from siamese.service.server import background_server
 

@@ -23,6 +23,9 @@ import sys
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from siamese.spec import InputSpec
 from siamese.training.batches import flatten_views
 from siamese.training.distributed import Ranks, ranks_from_environment, setup, teardown
 from siamese.training.losses import create_criterion
@@ -31,9 +34,6 @@ from siamese.training.samplers import PKSampler
 from siamese.training.step import TrainingForward, step_loss
 from siamese.training.sync_batchnorm import synchronise_batch_norm
 from siamese.training.towers import create_tower
-from torch.nn.parallel import DistributedDataParallel
-
-from siamese.spec import InputSpec
 
 #: (name, loss, miner, sampler, instance weight); P=2 identities per rank × K=3 images.
 CASES = [

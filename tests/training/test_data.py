@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from siamese.training.data import load_image_folder, split_identities
 
 from siamese.errors import DataError
 from siamese.spec import InputSpec
+from siamese.training.data import load_image_folder, split_identities
 
 
 def test_loads_every_format_with_labels(tmp_path: Path) -> None:

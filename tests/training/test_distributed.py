@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from siamese.training.samplers import PKSampler, RandomTupleSampler
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -162,8 +163,9 @@ def test_early_stop_reaches_every_rank(tiny_dataset: Path, tmp_path: Path) -> No
 
 
 def test_a_failed_rank_is_one_clear_line(tmp_path: Path) -> None:
-    from siamese.training.launch import describe_failure
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from siamese.training.launch import describe_failure
 
     killed = ProcessFailure(local_rank=1, pid=4242, exitcode=-9, error_file="/nonexistent")
     (tmp_path / "history.json").write_text(json.dumps({"epochs": [{"epoch": 1}, {"epoch": 2}]}))
@@ -214,7 +216,6 @@ def test_siamese_train_nproc_2_writes_a_run_that_exports_and_embeds(
 
     from siamese.engine import Embedder
     from siamese.export import export_onnx
-
     from siamese.image_folder import list_image_paths
 
     model = export_onnx(run_dir, tmp_path / "model.onnx").path

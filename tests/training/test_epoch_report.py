@@ -83,9 +83,8 @@ def test_images_are_decoded_once_per_run_not_per_epoch(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The training set is decoded and resized once into a uint8 array that every epoch reuses."""
-    from siamese.training import TrainConfig, data, train
-
     from siamese.image_folder import scan_image_folder
+    from siamese.training import TrainConfig, data, train
 
     calls: list[Path] = []
     real = data.load_pixels
@@ -118,10 +117,10 @@ def test_flops_per_training_image_match_the_convolution_arithmetic() -> None:
     2·MACs, backward about twice forward.
     """
     import torch
-    from siamese.training.flops import training_flops
     from torch import nn
 
     from siamese.spec import InputSpec
+    from siamese.training.flops import training_flops
 
     class Tiny(nn.Module):
         def __init__(self) -> None:
@@ -169,10 +168,9 @@ def test_keeping_freed_memory_spares_page_faults_and_changes_nothing(tmp_path: P
 
 
 def test_one_cycle_schedule_rises_then_falls(tiny_dataset: Path, tmp_path: Path) -> None:
+    from siamese.errors import ConfigError
     from siamese.training import TrainConfig, train
     from siamese.training.trainer import _schedule
-
-    from siamese.errors import ConfigError
 
     config = TrainConfig(data_dir="x", out_dir="y", epochs=10, schedule="one-cycle")
     factor = _schedule(config, steps_per_epoch=10)  # 100 steps, peak at step 30

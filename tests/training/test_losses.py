@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+
+from siamese.errors import ConfigError
 from siamese.training.losses import (
     AllPairsMiner,
     BatchAllMiner,
@@ -19,8 +21,6 @@ from siamese.training.losses import (
     create_criterion,
 )
 from siamese.training.losses.instance import InstanceLoss
-
-from siamese.errors import ConfigError
 
 EPS = 1e-6  # pairwise_distance adds eps to the difference, as in the seed
 

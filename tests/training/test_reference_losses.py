@@ -30,6 +30,7 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning import reducers as pml_reducers
 from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
+
 from siamese.training.losses import (
     AllPairsMiner,
     BatchAllMiner,

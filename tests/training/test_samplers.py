@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from siamese.training.samplers import sample_pairs, sample_triplets
 
 LABELS = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3], dtype=np.int64)  # identity 3 has one image

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
+from siamese.errors import ConfigError
+from siamese.spec import InputSpec
 from siamese.training.towers import (
     FeatureProjection,
     SeedTower,
@@ -16,10 +20,6 @@ from siamese.training.towers import (
     create_tower,
     load_pretrained,
 )
-from torch import nn
-
-from siamese.errors import ConfigError
-from siamese.spec import InputSpec
 
 
 def test_seed_tower_matches_the_seed() -> None:

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from siamese.training import TrainConfig, load_run, train
-from siamese.training.augment import build_augmentation
-from siamese.training.batches import flatten_views, normalize_batch
-from siamese.training.samplers import PKSampler
 
 from siamese.errors import ConfigError, RunError
 from siamese.images import to_tensor
 from siamese.spec import InputSpec, normalize_pixels
+from siamese.training import TrainConfig, load_run, train
+from siamese.training.augment import build_augmentation
+from siamese.training.batches import flatten_views, normalize_batch
+from siamese.training.samplers import PKSampler
 
 
 def tiny(data: Path, out: Path, **overrides) -> TrainConfig:

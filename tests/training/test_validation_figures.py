@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from siamese.engine import Embedder
-from siamese.training.validation import validation_metrics
 
+from siamese.engine import Embedder
 from siamese.image_folder import scan_image_folder
+from siamese.training.validation import validation_metrics
 
 
 def test_best_epoch_figures_are_the_kept_towers(

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any, get_args
 
 import torch
+from torch import nn
+
+from siamese.errors import ConfigError
 from siamese.training import config
 from siamese.training.losses.contrastive import ContrastiveLoss
 from siamese.training.losses.distances import EuclideanDistance
@@ -24,9 +27,6 @@ from siamese.training.losses.reducers import MeanReducer, NonZeroMeanReducer
 from siamese.training.losses.softmax_triplet import SoftmaxTripletLoss
 from siamese.training.losses.triplet import TripletLoss
 from siamese.training.losses.tuples import Pairs, Triplets, explicit_pairs, explicit_triplets
-from torch import nn
-
-from siamese.errors import ConfigError
 
 LOSSES: dict[str, type[nn.Module]] = {
     "contrastive": ContrastiveLoss,

@@ -6,10 +6,11 @@ On sampled or mined pairs.
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from siamese.training.losses.distances import EuclideanDistance
 from siamese.training.losses.reducers import MeanReducer
 from siamese.training.losses.tuples import Pairs
-from torch import nn
 
 
 class ContrastiveLoss(nn.Module):

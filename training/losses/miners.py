@@ -7,6 +7,7 @@ tuples; the loss then recomputes distances for just those tuples with gradients.
 from __future__ import annotations
 
 import torch
+
 from siamese.training.losses.distances import EuclideanDistance
 from siamese.training.losses.tuples import Pairs, Triplets
 

@@ -15,10 +15,11 @@ triplet, with a gradient that fades as the ratio of the two distances grows, not
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from siamese.training.losses.distances import EuclideanDistance
 from siamese.training.losses.reducers import MeanReducer
 from siamese.training.losses.tuples import Triplets
-from torch import nn
 
 
 class SoftmaxTripletLoss(nn.Module):

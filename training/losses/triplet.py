@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from siamese.training.losses.distances import EuclideanDistance
 from siamese.training.losses.reducers import MeanReducer
 from siamese.training.losses.tuples import Triplets
-from torch import nn
 
 
 class TripletLoss(nn.Module):
