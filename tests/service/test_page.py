@@ -240,6 +240,8 @@ def test_search_states_badges_and_add_form(
             page.input_value("#add-identity") == ""
             and page.eval_on_selector("#add-files", "e => e.files.length") == 0
         )
+        # The button comes back once the gallery list is refreshed, just after the status shows.
+        expect(page.locator("#add-form button[type=submit]")).to_be_enabled()
         assert page.evaluate("window.buttonStates") == [
             True,
             False,
