@@ -11,12 +11,13 @@ DEFINITIONS = {
         "per call"
     ),
     "inference_by_batch_size": (
-        "inference alone on preprocessed float32 tensors, per engine and batch size: throughput "
-        "and per-call latency percentiles; 'best' = the batch size with the highest throughput"
+        "inference alone on preprocessed uint8 pixel tensors, per engine and batch size: "
+        "throughput and per-call latency percentiles; 'best' = the batch size with the highest "
+        "throughput"
     ),
     "pipelines.decode_preprocess": (
-        "decode + resize + normalise alone, engine pipeline on all cores, reduced-scale decode "
-        "(the decode ceiling)"
+        "decode + resize alone (normalising is inside the model), engine pipeline on all cores, "
+        "reduced-scale decode (the decode ceiling)"
     ),
     "pipelines.decode_preprocess_full_scale": (
         "the same with reduced-scale decoding off (full JPEG decode, then resize)"
