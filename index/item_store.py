@@ -165,18 +165,7 @@ class ItemStore:
 
     def by_paths(self, paths: Sequence[str]) -> list[Item]:
         """Items at these paths (in id order; paths not in this generation are absent)."""
-        rows: list[tuple] = []
-        unique = list(dict.fromkeys(paths))
-        for start in range(0, len(unique), MAX_SQL_PARAMS):
-            chunk = unique[start : start + MAX_SQL_PARAMS]
-            names = {f"p{i}": path for i, path in enumerate(chunk)}
-            marks = ",".join(":" + n for n in names)
-            sql = (
-                "SELECT id, path, identity, sha256 FROM items "
-                f"WHERE {VISIBLE} AND path IN ({marks}) ORDER BY id"
-            )
-            rows += self._query(sql, {"gen": self.generation, **names})
-        return [Item(*row) for row in rows]
+        return self._where_in("path", paths)
 
     def all_items(self) -> list[Item]:
         """Every item, by id."""
@@ -207,16 +196,23 @@ class ItemStore:
 
     def by_sha256(self, hashes: Sequence[str]) -> list[Item]:
         """Items whose content hash is in ``hashes``, in id order: the same image under any path."""
+        return self._where_in("sha256", hashes)
+
+    def _where_in(self, column: str, values: Sequence[str]) -> list[Item]:
+        """This generation's items whose ``column`` is one of ``values``, in id order.
+
+        SQLite caps the parameters of one statement, so long lists are asked for in chunks.
+        """
         rows: list[tuple] = []
-        unique = list(dict.fromkeys(hashes))
+        unique = list(dict.fromkeys(values))
         for start in range(0, len(unique), MAX_SQL_PARAMS):
-            chunk = unique[start : start + MAX_SQL_PARAMS]
-            names = {f"h{i}": value for i, value in enumerate(chunk)}
-            marks = ",".join(":" + n for n in names)
+            names = {
+                f"v{i}": value for i, value in enumerate(unique[start : start + MAX_SQL_PARAMS])
+            }
+            marks = ",".join(":" + name for name in names)
             rows += self._query(
                 "SELECT id, path, identity, sha256 FROM items "
-                f"WHERE {VISIBLE} AND sha256 IN ({marks})"
-                " ORDER BY id",
+                f"WHERE {VISIBLE} AND {column} IN ({marks})",
                 {"gen": self.generation, **names},
             )
         return sorted((Item(*row) for row in rows), key=lambda item: item.id)
