@@ -1,6 +1,6 @@
 """Untrusted checkpoints and models.
 
-A planted pickle never runs, external data never leaves the model's folder.
+A planted pickle never runs (external data locations: tests/engine/test_external_data.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from siamese.cli import app
-from siamese.errors import ModelError, RunError
+from siamese.errors import RunError
 
 
 class _Payload:
@@ -47,61 +47,3 @@ def test_planted_pickle_is_refused_and_never_runs(tiny_run: Path, tmp_path: Path
         and "Traceback" not in result.output
     )
     assert not marker.exists() and not (tmp_path / "m.onnx").exists()
-
-
-def _with_external_data(tiny_model_path: Path, folder: Path) -> Path:
-    import onnx
-
-    folder.mkdir()
-    model = onnx.load(str(tiny_model_path))
-    target = folder / "model.onnx"
-    onnx.save_model(
-        model,
-        str(target),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location="weights.bin",
-        size_threshold=256,
-    )
-    return target
-
-
-def _point_external_data(model_file: Path, location: str) -> None:
-    import onnx
-
-    model = onnx.load(str(model_file), load_external_data=False)
-    for tensor in model.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                entry.value = location
-    onnx.save_model(model, str(model_file))
-
-
-def test_external_data_beside_the_model_loads(tiny_model_path: Path, tmp_path: Path) -> None:
-    from siamese.engine import Embedder
-
-    model = _with_external_data(tiny_model_path, tmp_path / "ok")
-    assert (tmp_path / "ok" / "weights.bin").stat().st_size > 1000
-    assert Embedder(model).dim == Embedder(tiny_model_path).dim
-
-
-@pytest.mark.parametrize("escape", ["../secret.bin", "/ABSOLUTE/secret.bin", "symlink"])
-def test_external_data_escaping_the_folder_is_refused(
-    tiny_model_path: Path, tmp_path: Path, escape: str
-) -> None:
-    from siamese.engine import Embedder
-
-    model = _with_external_data(tiny_model_path, tmp_path / "m")
-    secret = tmp_path / "secret.bin"
-    shutil.copy(
-        tmp_path / "m" / "weights.bin", secret
-    )  # readable bytes: only our check stands in the way
-    if escape == "symlink":
-        (tmp_path / "m" / "weights.bin").unlink()
-        (tmp_path / "m" / "weights.bin").symlink_to(secret)
-    else:
-        _point_external_data(model, escape.replace("/ABSOLUTE", str(tmp_path)))
-    with pytest.raises(ModelError, match="outside the model's folder"):
-        Embedder(model)
-    result = CliRunner().invoke(app, ["info", str(model)])
-    assert result.exit_code == 1 and "outside the model's folder" in result.stderr
