@@ -1,4 +1,4 @@
-"""Feeding the tower: a Dataset over decoded images (with augmentation) and the batch samplers.
+"""Feeding the tower: a Dataset over decoded images, batch augmentation and the batch samplers.
 
 A batch is a list of image indices; labels travel with the images, so P×K miners and seed-style
 sampled pairs (target = labels differ) need nothing else.
@@ -11,41 +11,49 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from siamese.spec import InputSpec
-from siamese.training.augment import Augmentation
+from siamese.training.augment import BatchAugmentation
 from siamese.training.data import ImageDataset
 from siamese.training.pixels import PixelNormalizer
 from siamese.training.samplers import PKSampler, RandomTupleSampler
 
 
 class TrainingImages(Dataset):
-    """Decoded uint8 images served as C×H×W tensors, augmented when an augmentation is given.
+    """Decoded uint8 images served as C×H×W tensors with their labels (augmented per batch)."""
 
-    With ``views=2`` each item is two independently augmented views stacked as 2×C×H×W (for the
-    instance-discrimination term).
-    """
-
-    def __init__(
-        self, data: ImageDataset, augmentation: Augmentation | None, views: int = 1
-    ) -> None:
-        if views not in (1, 2) or (views == 2 and augmentation is None):
-            raise ValueError("two views need an augmentation; otherwise use one view")
+    def __init__(self, data: ImageDataset) -> None:
         self.pixels = torch.from_numpy(data.pixels).permute(0, 3, 1, 2)  # a view: no copy
         self.labels = torch.from_numpy(data.labels)
-        self.augmentation = augmentation
-        self.views = views
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.pixels[index]
+        return self.pixels[index], self.labels[index]
+
+
+class AugmentedBatches:
+    """The loader's collate step: stack a batch, then augment it as a whole (training/augment.py).
+
+    With ``views=2`` each image comes as two independently augmented views, N×2×C×H×W (for the
+    instance-discrimination term).
+    """
+
+    def __init__(self, augmentation: BatchAugmentation | None, views: int = 1) -> None:
+        if views not in (1, 2) or (views == 2 and augmentation is None):
+            raise ValueError("two views need an augmentation; otherwise use one view")
+        self.augmentation = augmentation
+        self.views = views
+
+    def __call__(
+        self, items: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.stack([image for image, _ in items])
+        labels = torch.stack([label for _, label in items])
+        if self.augmentation is None:
+            return images, labels
         if self.views == 2:
-            return torch.stack([self.augmentation(image), self.augmentation(image)]), self.labels[
-                index
-            ]  # type: ignore[misc]
-        if self.augmentation is not None:
-            image = self.augmentation(image)
-        return image, self.labels[index]
+            return torch.stack([self.augmentation(images), self.augmentation(images)], 1), labels
+        return self.augmentation(images), labels
 
 
 def flatten_views(
@@ -88,7 +96,7 @@ def make_sampler(
 
 def make_loader(
     data: ImageDataset,
-    augmentation: Augmentation | None,
+    augmentation: BatchAugmentation | None,
     batch_sampler,
     workers: int,
     seed: int,
@@ -98,8 +106,9 @@ def make_loader(
     """A DataLoader whose augmentation randomness is reproducible from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        TrainingImages(data, augmentation, views),
+        TrainingImages(data),
         batch_sampler=batch_sampler,
+        collate_fn=AugmentedBatches(augmentation, views),
         num_workers=workers,
         generator=generator,
         pin_memory=pin,

@@ -314,7 +314,7 @@ def _train(config: TrainConfig, ranks: Ranks, device: torch.device, progress: bo
         miner=config.miner,
     )
     config = replace(config, margin=criterion.margin, miner=criterion.miner_name)
-    augmentation = build_augmentation(config.augment, config.flip, spec)
+    augmentation = build_augmentation(config.augment, config.flip)
     resumed = _prepare_run_dir(config, ranks)
     if ranks.enabled:  # each rank augments its own images differently, reproducibly
         torch.manual_seed(

@@ -6,6 +6,7 @@ Resume, early stopping, determinism.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -350,15 +351,61 @@ def test_training_normalisation_equals_engine_normalisation() -> None:
 
 
 @pytest.mark.parametrize("preset", ["light", "medium", "strong"])
-def test_augmentations_keep_shape_and_dtype(preset: str) -> None:
-    spec = InputSpec.create(20, 1)
-    augment = build_augmentation(preset, "horizontal", spec)
-    image = torch.randint(0, 256, (1, 20, 20), dtype=torch.uint8)
-    out = augment(image)
-    assert out.shape == image.shape and out.dtype == torch.uint8
-    assert build_augmentation("none", "none", spec) is None
+@pytest.mark.parametrize("shape", [(5, 1, 20, 20), (3, 3, 24, 40)])
+def test_augmentations_keep_shape_and_dtype(preset: str, shape: tuple[int, ...]) -> None:
+    augment = build_augmentation(preset, "both")
+    images = torch.randint(0, 256, shape, dtype=torch.uint8)
+    out = augment(images)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert build_augmentation("none", "none") is None
     with pytest.raises(ConfigError, match="unknown flip"):
-        build_augmentation("light", "sideways", spec)
+        build_augmentation("light", "sideways")
+    with pytest.raises(ConfigError, match="unknown augmentation"):
+        build_augmentation("wild", "none")
+
+
+def test_batch_augmentation_draws_each_image_its_own_transform_reproducibly() -> None:
+    """Sixteen copies of one image come out as sixteen different images, the same for one seed."""
+    image = torch.randint(0, 256, (1, 1, 32, 32), dtype=torch.uint8).expand(16, 1, 32, 32)
+    augment = build_augmentation("medium", "none")
+    torch.manual_seed(3)
+    first = augment(image)
+    torch.manual_seed(3)
+    again = augment(image)
+    assert torch.equal(first, again)
+    distinct = {first[i].numpy().tobytes() for i in range(16)}
+    assert len(distinct) == 16
+
+
+def test_identity_ranges_leave_images_unchanged_even_when_not_square() -> None:
+    """No crop, no rotation, no lighting: the affine resampling must be exact, with no shear."""
+    from siamese.training.augment import BatchAugmentation, Preset
+
+    images = torch.randint(0, 256, (4, 3, 24, 40), dtype=torch.uint8)
+    still = BatchAugmentation(Preset((1.0, 1.0), (1.0, 1.0), 0.0, 0.0), "none")
+    assert torch.equal(still(images), images)
+    flipped = BatchAugmentation(None, "horizontal")(images)
+    for original, out in zip(images, flipped, strict=True):
+        assert torch.equal(out, original) or torch.equal(out, original.flip(2))
+
+
+def test_rotation_turns_an_off_centre_mark_about_the_centre() -> None:
+    """A 90° turn of a non-square image moves a mark as a 90° turn in pixels does, not sheared."""
+    import torch.nn.functional as F
+
+    from siamese.training.augment import affine_theta
+
+    image = torch.zeros(1, 1, 40, 60)
+    image[0, 0, 18:22, 40:44] = 255  # 12 px right of the centre (row 19.5, column 29.5)
+    one, zero = torch.ones(1), torch.zeros(1)
+    theta = affine_theta(one, one, zero, zero, torch.tensor([math.pi / 2]), 60 / 40)
+    grid = F.affine_grid(theta, [1, 1, 40, 60], align_corners=False)
+    rotated = F.grid_sample(image, grid, align_corners=False)
+    rows, cols = torch.nonzero(rotated[0, 0] > 128, as_tuple=True)
+    row, col = rows.float().mean().item(), cols.float().mean().item()
+    # now 12 px above or below the centre, at its column, and still a 4 × 4 mark
+    assert abs(col - 29.5) < 1.0 and abs(abs(row - 19.5) - 12) < 1.0
+    assert 9 <= len(rows) <= 20
 
 
 def test_medium_augmentation_erases_patches_light_does_not() -> None:
@@ -367,14 +414,30 @@ def test_medium_augmentation_erases_patches_light_does_not() -> None:
     Random erasing blacks out patches.
     """
     torch.manual_seed(0)
-    spec = InputSpec.create(40, 1)
-    white = torch.full((1, 40, 40), 255, dtype=torch.uint8)
+    white = torch.full((100, 1, 40, 40), 255, dtype=torch.uint8)
 
     def centre_erased(preset: str) -> int:
-        augment = build_augmentation(preset, "none", spec)
-        return sum(int((augment(white)[:, 17:23, 17:23] == 0).any()) for _ in range(100))
+        out = build_augmentation(preset, "none")(white)
+        return int((out[:, :, 17:23, 17:23] == 0).flatten(1).any(1).sum())
 
     assert centre_erased("light") == 0 and centre_erased("medium") > 0
+
+
+def test_strong_augmentation_blurs_some_images() -> None:
+    """A checkerboard keeps its full contrast unless blurred: some are, some are not."""
+    from siamese.training.augment import BatchAugmentation, Preset
+
+    board = ((torch.arange(16).view(1, -1) + torch.arange(16).view(-1, 1)) % 2 * 255).to(
+        torch.uint8
+    )
+    images = board.expand(64, 1, 16, 16)
+    blur_only = Preset((1.0, 1.0), (1.0, 1.0), 0.0, 0.0, blur_p=0.5, blur_sigma=(1.0, 1.5))
+    torch.manual_seed(1)
+    out = BatchAugmentation(blur_only, "none")(images)
+    unchanged = [torch.equal(o, i) for o, i in zip(out, images, strict=True)]
+    assert 10 < sum(unchanged) < 54
+    blurred = out[[not u for u in unchanged]].float()
+    assert (blurred[:, :, 4:12, 4:12].std(dim=(1, 2, 3)) < 60).all()
 
 
 def test_bad_config_values() -> None:
