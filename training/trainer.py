@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -33,7 +34,12 @@ from siamese.training.augment import build_augmentation
 from siamese.training.batches import flatten_views, make_loader, make_sampler, normalize_batch
 from siamese.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from siamese.training.config import TrainConfig
-from siamese.training.data import load_image_folder, split_identities, typical_image_size
+from siamese.training.data import (
+    ImageDataset,
+    load_image_folder,
+    split_identities,
+    typical_image_size,
+)
 from siamese.training.distributed import (
     Ranks,
     broadcast_object,
@@ -54,7 +60,7 @@ from siamese.training.run_dir import (
     save_weights,
     write_config,
 )
-from siamese.training.serving import embed_dataset, fit_projection
+from siamese.training.serving import EPOCH_PROJECTION_SAMPLE, embed_dataset, fit_projection
 from siamese.training.step import TrainingForward, step_loss
 from siamese.training.sync_batchnorm import synchronise_batch_norm
 from siamese.training.towers import (
@@ -456,7 +462,9 @@ def _train(config: TrainConfig, ranks: Ranks, device: torch.device, progress: bo
             train_seconds = time.perf_counter() - started
             torch_rngs = gather_objects(ranks, torch.get_rng_state())
             if ranks.is_main:
-                fit_projection(tower, train_set, device, channels_last, config.seed)
+                fit_projection(
+                    tower, train_set, device, channels_last, config.seed, EPOCH_PROJECTION_SAMPLE
+                )
                 row: dict[str, Any] = {
                     "epoch": epoch,
                     "loss": loss,
@@ -522,10 +530,30 @@ def _train(config: TrainConfig, ranks: Ranks, device: torch.device, progress: bo
                 break
 
     if ranks.is_main:
+        _refit_kept_projection(tower, train_set, device, channels_last, config.seed, run_dir)
         plot_history(history, run_dir / LOSS_PLOT)
     history, best_epoch, best_value = broadcast_object(ranks, (history, best_epoch, best_value))
     reported = best_value if val_set is not None else -best_value
     return TrainResult(run_dir, history, best_epoch, metric, reported, data.skipped, stopped_early)
+
+
+def _refit_kept_projection(
+    tower: nn.Module,
+    train_set: ImageDataset,
+    device: torch.device,
+    channels_last: bool,
+    seed: int,
+    run_dir: Path,
+) -> None:
+    """Refit the kept epoch's served projection on the full sample (epochs fit a smaller one)."""
+    best = run_dir / BEST_WEIGHTS
+    if getattr(tower, "projection", None) is None or not best.is_file():
+        return
+    if len(train_set) <= EPOCH_PROJECTION_SAMPLE:
+        return  # the epochs already saw every training image
+    tower.load_state_dict(load_file(best, device=str(device)))
+    fit_projection(tower, train_set, device, channels_last, seed)
+    save_weights(tower, best)
 
 
 def _instance_loss(tower: nn.Module, weight: float) -> InstanceLoss:

@@ -101,6 +101,26 @@ def test_the_kept_weights_carry_the_fitted_projection(tiny_dataset: Path, tmp_pa
     assert config["tower"]["normalized"]
 
 
+def test_the_kept_projection_is_refitted_on_every_training_image(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Epochs fit the projection on a sample; the kept epoch's is refitted on the full sample."""
+    from siamese.image_folder import scan_image_folder
+    from siamese.training import trainer
+    from siamese.training.data import load_image_folder, split_identities
+    from siamese.training.serving import _forward_all
+
+    monkeypatch.setattr(trainer, "EPOCH_PROJECTION_SAMPLE", 4)  # fewer than the training images
+    config = tiny(tiny_dataset, tmp_path / "refit", embed_from="features", grid=2)
+    run = load_run(train(config).run_dir)
+    data = load_image_folder(config.data_dir, run.spec)
+    train_ids, _ = split_identities(data.identities, config.val_fraction, config.seed)
+    train_set = data.subset(train_ids)
+    assert 4 < len(train_set) < len(scan_image_folder(tiny_dataset))
+    features = _forward_all(run.tower, run.tower.backbone, train_set, torch.device("cpu"), False)
+    torch.testing.assert_close(run.tower.projection.mean, features.mean(0), atol=1e-4, rtol=1e-4)
+
+
 def test_runs_that_predate_the_projection_load_as_they_trained(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
