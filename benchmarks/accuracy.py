@@ -231,9 +231,12 @@ def pca(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dic
 
 
 def trained(
-    name: str, overrides: dict[str, Any]
+    name: str, overrides: dict[str, Any] | Callable[[Task], dict[str, Any]]
 ) -> Callable[[Task, Path, int, bool], tuple[Callable, dict[str, Any]]]:
-    """A training recipe: train on the task's train folder, export, embed with the ONNX engine."""
+    """A training recipe: train on the task's train folder, export, embed with the ONNX engine.
+
+    ``overrides`` are TrainConfig fields, or a function of the task that returns them.
+    """
 
     def method(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dict[str, Any]]:
         import shutil
@@ -245,7 +248,8 @@ def trained(
 
         run_dir = work / "runs" / f"{task.name}-{name}"
         shutil.rmtree(run_dir, ignore_errors=True)
-        settings = {"epochs": epochs, **(task.protocol or {}), **overrides}
+        chosen = overrides(task) if callable(overrides) else overrides
+        settings = {"epochs": epochs, **(task.protocol or {}), **chosen}
         if name == "seed" and task.seed_budget:
             settings.update(task.seed_budget, epochs=min(epochs, task.seed_budget["epochs"]))
         keep_freed_memory()
@@ -314,6 +318,12 @@ WIDE = {"widths": (24, 48, 96, 192)}
 #: augmentation.
 CONV_HEAD = {"embed_from": "head", "grid": 1, "head_batch_norm": False, "augment": "light"}
 
+
+def up_to_96px(task: Task) -> dict[str, Any]:
+    """The default recipe's input before issue 20: the images' own size up to 96 px (not 64)."""
+    return {"image_size": int(min(96, max(32, -(-task.native_size // 8) * 8)))}
+
+
 #: Hoffer and Ailon's triplet network loss with its own class-pair triplets, on the default tower.
 TRIPLET_SOFTMAX = {"loss": "triplet-softmax", "sampler": "random"}
 
@@ -322,6 +332,7 @@ METHODS: dict[str, Callable] = {
     "pca": pca,
     "seed": trained("seed", SEED_RECIPE),
     "default": trained("default", {}),
+    "default-96px": trained("default-96px", up_to_96px),
     "conv-triplet-batch-hard": trained("conv-triplet-batch-hard", {"loss": "triplet"}),
     "triplet-softmax": trained("triplet-softmax", TRIPLET_SOFTMAX),
     "conv-contrastive-hard-pairs": trained("conv-contrastive-hard-pairs", {"loss": "contrastive"}),
