@@ -21,18 +21,20 @@ can stall the job. Ray is an optional dependency, imported only here and only wh
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
 import math
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +50,9 @@ from siamese.engine.ray_parts import (
 )
 from siamese.engine.runtime import RuntimeOptions, available_cores
 from siamese.errors import ConfigError, SiameseError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 #: CPUs the pool leaves unclaimed for Ray Data's own tasks and the driver (see size_pool).
 RESERVED_CPUS = 0.5
@@ -166,19 +171,41 @@ def connect(address: str | None) -> tuple[ModuleType, bool]:
         "log_to_driver": False,
         "logging_level": logging.ERROR,
     }
-    # Ray's C++ core logs (an actor-restart advisory on every job, for one) go to stderr; the
-    # CLI prints only its own progress. Fatal errors still show; the full logs stay in /tmp/ray.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     if address is None:
         options["num_cpus"] = available_cores()
     else:
         options["address"] = address
     try:
-        ray.init(**options)
+        with _quiet_core_logs():
+            ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "a local cluster"
         raise SiameseError(f"ray: cannot start or reach {where}: {_first_line(exc)}") from None
     return ray, True
+
+
+@contextlib.contextmanager
+def _quiet_core_logs() -> Iterator[None]:
+    """Keep Ray's C++ core logs off this process's stderr, unless the user set their level.
+
+    They print an advisory on each job (actor restarts are on; Ray Data keeps the actors'
+    constructor arguments in the object store). The level is read once, when ``ray.init``
+    starts the core worker, which also announces the level it read: that one line goes to
+    /dev/null. Errors still arrive as exceptions; the full logs stay in Ray's session folder.
+    """
+    if "RAY_BACKEND_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -284,7 +311,7 @@ class RayStats:
 
 
 class RayEmbedder:
-    """Embeds files on a Ray cluster; a drop-in for :class:`Embedder` where a gallery build needs one.
+    """Embeds files on a Ray cluster: stands in for :class:`Embedder` in a gallery build.
 
     Args:
         model_path: model.onnx; every worker must see the same file at this path.
@@ -373,7 +400,7 @@ class RayEmbedder:
             self._ray.shutdown()
         self._owns_cluster = False
 
-    def __enter__(self) -> RayEmbedder:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
