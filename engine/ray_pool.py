@@ -147,7 +147,8 @@ def size_pool(
             + (f" and fits its {cluster_gpus:g} GPUs" if gpus_per_actor > 0 else "")
         )
     threads = max(1, math.floor(cpus + 0.5))
-    return PoolSize(count, round(cpus, 4), gpus_per_actor, threads, "; ".join(notes) or None)
+    cpus = math.floor(cpus * 1e4) / 1e4  # rounded down: the pool stays within its budget
+    return PoolSize(count, cpus, gpus_per_actor, threads, "; ".join(notes) or None)
 
 
 def connect(address: str | None) -> tuple[ModuleType, bool]:
