@@ -96,8 +96,8 @@ def test_distributed_build_equals_single_process(
 ) -> None:
     local = Gallery.build(photos, Embedder(tiny_model_path), tmp_path / "local")
     with deadline(), RayEmbedder(tiny_model_path, tmp_path / "parts", part_size=PART) as embedder:
-        distributed = Gallery.build(photos, embedder, tmp_path / "ray", commit_every=150)
-        assert embedder.stats.parts_embedded == 2 * len(split(list(range(150)), PART))  # per chunk
+        distributed = Gallery.build(photos, embedder, tmp_path / "ray")
+        assert embedder.stats.parts_embedded == len(split(list(range(300)), PART))
     assert distributed.count == local.count == 300
     assert not distributed.failures
     one, other = _gallery_vectors(tmp_path / "local"), _gallery_vectors(tmp_path / "ray")
@@ -292,3 +292,50 @@ def test_without_ray_the_engine_says_how_to_install_it(
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "siamese[ray]" in lines[0] and "Traceback" not in result.output
     assert not (tmp_path / "g").exists()
+
+
+class _KilledAfter:
+    """A RayEmbedder whose build is interrupted after ``parts`` parts reached the index."""
+
+    def __init__(self, embedder: RayEmbedder, parts: int) -> None:
+        self.inner, self.parts = embedder, parts
+        self.fingerprint, self.dim, self.model_path = (
+            embedder.fingerprint,
+            embedder.dim,
+            embedder.model_path,
+        )
+
+    def iter_embed_paths(self, paths: list[str]) -> Iterator:
+        stream = self.inner.iter_embed_paths(paths)
+        for _ in range(self.parts):
+            yield next(stream)
+        stream.close()
+        raise KeyboardInterrupt  # what Ctrl-C or a kill does to the build
+
+
+def test_cli_build_resumes_a_killed_ray_build(
+    cluster: None, photos: Path, tiny_model_path: Path, tmp_path: Path
+) -> None:
+    gallery = tmp_path / "gallery"
+    parts = gallery / ".ray-parts"  # where `index build --engine ray` commits its parts
+    with (
+        deadline(),
+        RayEmbedder(tiny_model_path, parts, part_size=PART) as embedder,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        Gallery.build(photos, _KilledAfter(embedder, 3), gallery)
+    committed = len(list(parts.glob("part-*")))
+    assert committed >= 3 and Gallery.describe(gallery)["count"] == 0  # nothing published yet
+    command = ["index", "build", str(photos), "-m", str(tiny_model_path), "-g", str(gallery)]
+    with deadline():
+        result = CliRunner().invoke(app, [*command, "--engine", "ray", "--part-size", str(PART)])
+    assert result.exit_code == 0, result.output
+    total = len(split(_paths(photos), PART))
+    assert f"parts {total - committed} embedded, {committed} resumed" in result.output
+    assert not parts.exists()
+    local = Gallery.build(photos, Embedder(tiny_model_path), tmp_path / "local")
+    assert local.count == 300
+    one, other = _gallery_vectors(gallery), _gallery_vectors(tmp_path / "local")
+    assert one.keys() == other.keys()
+    for key, vector in one.items():
+        np.testing.assert_allclose(other[key], vector, atol=1e-5)
