@@ -180,8 +180,8 @@ def connect(address: str | None) -> tuple[ModuleType, bool]:
         with _quiet_core_logs():
             ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = address or "a local cluster"
-        raise SiameseError(f"ray: cannot start or reach {where}: {_first_line(exc)}") from None
+        where = f"reach the cluster at {address}" if address else "start a local cluster"
+        raise SiameseError(f"ray: cannot {where}: {_first_line(exc)}") from None
     return ray, True
 
 
