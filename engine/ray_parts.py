@@ -10,7 +10,10 @@ re-run reads back instead of embedding again, and no half-written part is ever t
 
 The file is a NumPy ``.npz`` of plain arrays (no pickle, read with ``allow_pickle=False``): the
 model fingerprint, the part's paths in order, the embedded paths and their vectors (row i is
-embedded path i), and the files that could not be embedded with their reasons.
+embedded path i), and the files that could not be embedded with their reasons. An item's key is
+its part's name and its position there. Identities and content hashes are not repeated here: the
+gallery's update path hashes every file before embedding and stages path, identity, hash and
+vector together in its own crash-safe store, so a part holds only what embedding produces.
 """
 
 from __future__ import annotations
@@ -137,9 +140,6 @@ class PartStore:
     def path(self, name: str) -> Path:
         return self.folder / name
 
-    def committed(self, name: str) -> bool:
-        return self.path(name).is_file()
-
     def load(self, name: str, fingerprint: str, paths: Sequence[str]) -> Part | None:
         """The committed part ``name``, or None when absent or unusable (it is then removed)."""
         path = self.path(name)
@@ -154,9 +154,3 @@ class PartStore:
     def commit(self, name: str, data: bytes) -> None:
         """Write a finished part once: temporary name, fsync, rename."""
         write_bytes_atomic(self.path(name), data)
-
-    def names(self) -> list[str]:
-        """Names of the committed parts."""
-        if not self.folder.is_dir():
-            return []
-        return sorted(p.name for p in self.folder.glob(f"part-*{_SUFFIX}"))

@@ -32,7 +32,6 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -362,14 +361,18 @@ class RayEmbedder:
         self.batch_size = batch_size
         started = time.perf_counter()
         self._ray, self._owns_cluster = connect(address)
-        resources = self._ray.cluster_resources()
-        pool = size_pool(
-            float(resources.get("CPU", 0.0)),
-            float(resources.get("GPU", 0.0)),
-            actors=actors,
-            cpus_per_actor=cpus_per_actor,
-            gpus_per_actor=gpus_per_actor,
-        )
+        try:
+            resources = self._ray.cluster_resources()
+            pool = size_pool(
+                float(resources.get("CPU", 0.0)),
+                float(resources.get("GPU", 0.0)),
+                actors=actors,
+                cpus_per_actor=cpus_per_actor,
+                gpus_per_actor=gpus_per_actor,
+            )
+        except BaseException:
+            self.close()  # a cluster started here goes with the refusal
+            raise
         self.device = "cpu" if device == "auto" and gpus_per_actor == 0 else device
         self.stats = RayStats(pool, connect_s=time.perf_counter() - started)
 
@@ -492,8 +495,3 @@ class RayEmbedder:
             start = first_ready if first_ready is not None else ended
             self.stats.pool_start_s += max(0.0, start - submitted)
             self.stats.run_s += max(0.0, ended - start)
-
-
-def committed_parts(work_dir: str | os.PathLike[str]) -> list[str]:
-    """Names of the parts committed in ``work_dir`` (for reports and tests)."""
-    return PartStore(Path(work_dir)).names()
