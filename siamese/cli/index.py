@@ -305,11 +305,12 @@ def index_build(
     finally:
         if engine is Engine.ray:
             embedder.close()
+    # Published: parts of this or an earlier, killed Ray build are in the gallery now.
+    shutil.rmtree(out_dir / RAY_PARTS_DIR, ignore_errors=True)
     if engine is Engine.local:
         _finish(report, embedder.device, as_json)
-        return
-    shutil.rmtree(out_dir / RAY_PARTS_DIR, ignore_errors=True)  # published: the parts are done
-    _finish(report, f"ray ({embedder.device})", as_json, embedder.stats.to_dict())
+    else:
+        _finish(report, f"ray ({embedder.device})", as_json, embedder.stats.to_dict())
 
 
 @index_app.command("add")
