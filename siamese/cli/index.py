@@ -223,7 +223,9 @@ def index_build(
     engine: Annotated[
         Engine,
         typer.Option(
-            help='local: this process embeds. ray: a Ray Data actor pool (pip install -e ".[ray]").'
+            # "\\[" keeps rich from reading [ray] as markup.
+            help="local: this process embeds. ray: a Ray Data actor pool "
+            '(pip install -e ".\\[ray]").'
         ),
     ] = Engine.local,
     address: Annotated[
