@@ -16,6 +16,7 @@ from pathlib import Path
 
 from siamese.errors import DataError, GalleryError
 from siamese.image_folder import scan_gallery_folder
+from siamese.image_list import scan_image_list
 from siamese.index import faiss_index as fx
 from siamese.index.embeds import Embeds
 from siamese.index.gallery_files import REJECTED_FILE
@@ -197,6 +198,9 @@ def build_gallery(
 ) -> UpdateReport:
     """Build ``gallery_dir`` from an ImageFolder (or loose files) or update an existing one from it.
 
+    ``image_dir`` may also be a list file (.csv or .parquet with columns path and identity,
+    relative paths against the list's folder): the gallery then holds exactly what it names.
+
     Re-running on a changed folder embeds only new or changed files (by content hash), removes
     items whose files vanished from the folder, and resumes the staged chunks of a killed run.
 
@@ -225,10 +229,14 @@ def build_gallery(
     if isinstance(memory_budget, str):
         memory_budget = parse_memory(memory_budget) if memory_budget else None
     root = canonical_path(Path(image_dir))
-    scan = scan_gallery_folder(root)
+    listed = os.path.isfile(root)  # a CSV or Parquet list of path, identity
+    scan = scan_image_list(root) if listed else scan_gallery_folder(root)
     if not scan.images:
         raise DataError(
-            f"{image_dir}: no images found (expected one sub-folder per identity or image files)"
+            f"{image_dir}: the list names no images"
+            if listed
+            else f"{image_dir}: no images found (expected one sub-folder per identity or image "
+            "files)"
         )
     files = [(canonical_path(item.path), item.identity) for item in scan.images]
     gallery_dir = Path(gallery_dir)
@@ -263,7 +271,9 @@ def build_gallery(
             search_params=search_params,
         )
     with writer:
-        plan = plan_sync(files, writer.items.known_files(), vanish_under=root)
+        # A list is the whole gallery: items it no longer names go, wherever their files are.
+        vanish_under = os.sep if listed else root
+        plan = plan_sync(files, writer.items.known_files(), vanish_under=vanish_under)
         plan.failures += scan.refused
         report = _update(
             writer,

@@ -6,6 +6,8 @@ listed on stderr and in the JSON report, ``GALLERY/rejected.json`` by default).
 
 from __future__ import annotations
 
+import shutil
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,11 +51,40 @@ ReportOption = Annotated[
 ]
 
 
-def _finish(report: Any, device: str, as_json: bool) -> None:
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+#: Where a Ray build commits its finished parts: inside the gallery, removed once it publishes.
+RAY_PARTS_DIR = ".ray-parts"
+
+
+def _ray_line(stats: dict[str, Any]) -> str:
+    """What the Ray pool did: its size, start-up apart, throughput in all and per actor."""
+    rates = [a["images_per_s"] for a in stats["per_actor"].values() if a["images_per_s"]]
+    per_actor = f", {min(rates):.0f}–{max(rates):.0f} images/s per actor busy" if rates else ""
+    overall = (
+        f"{stats['images_per_s']:.0f} images/s in all{per_actor}"
+        if stats["images_per_s"]
+        else "nothing to embed"
+    )
+    note = f" ({stats['pool_note']})" if stats["pool_note"] else ""
+    return (
+        f"ray: {stats['actors']} actor{'s' if stats['actors'] != 1 else ''} × "
+        f"{stats['cpus_per_actor']:g} CPUs, "
+        f"{stats['threads_per_actor']} threads each{note}; start-up {stats['connect_s']:.1f}s "
+        f"cluster + {stats['pool_start_s']:.1f}s actors; embedded {stats['images_embedded']} "
+        f"images in {stats['run_s']:.1f}s: {overall}; parts {stats['parts_embedded']} embedded, "
+        f"{stats['parts_resumed']} resumed ({stats['images_resumed']} images)"
+    )
+
+
+def _finish(report: Any, device: str, as_json: bool, engine: dict[str, Any] | None = None) -> None:
     """Print an update's outcome; exit 3 when files were refused."""
     report_skipped(report.failures)
     if as_json:
-        print_json({**report.to_dict(), "device": device})
+        print_json({**report.to_dict(), "device": device, **({"ray": engine} if engine else {})})
     else:
         if report.choice:
             choice = report.choice
@@ -84,6 +115,8 @@ def _finish(report: Any, device: str, as_json: bool) -> None:
             ),
             highlight=False,
         )
+        if engine:
+            out.print(_ray_line(engine), highlight=False)
     if report.failures:
         raise typer.Exit(EXIT_SKIPPED)
 
@@ -114,8 +147,12 @@ def _distance(text: Path) -> float:
 @index_app.command(
     "build",
     help=(
-        "Create a gallery from IMAGE_DIR, or bring one up to date: only new or changed files are "
-        "embedded, vanished ones removed."
+        "Create a gallery from IMAGE_DIR (or a CSV/Parquet list of path, identity), or bring one "
+        "up to date: only new or changed files are embedded, vanished ones removed. "
+        "--engine ray embeds on a Ray cluster: an actor pool that never claims every CPU (at "
+        "least half a CPU stays free for Ray Data's own work, so actors × CPUs per actor is "
+        "capped below the cluster's CPUs); finished parts are committed in GALLERY/.ray-parts, "
+        "so a killed build resumes, and removed once the gallery is published."
     ),
 )
 @friendly_errors
@@ -123,7 +160,9 @@ def index_build(
     image_dir: Annotated[
         Path,
         typer.Argument(
-            help="Gallery images: one sub-folder per identity (or loose files, one identity each)."
+            help="Gallery images: one sub-folder per identity (or loose files, one identity "
+            "each), or a .csv/.parquet list with columns path and identity (relative paths "
+            "against the list's folder; the gallery then holds exactly what it names)."
         ),
     ],
     model: Annotated[Path, typer.Option("--model", "-m", help="model.onnx from `siamese export`.")],
@@ -169,30 +208,111 @@ def index_build(
         int | None,
         typer.Option(min=1, help="HNSW search breadth (default: tuned for recall@10 ≥ 0.95)."),
     ] = None,
-    commit_every: CommitOption = 1000,
+    commit_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Images embedded between two commits (a killed run resumes from the last); "
+            "default 1000, with --engine ray 8 parts per actor.",
+            show_default=False,
+        ),
+    ] = None,
     report_path: ReportOption = None,
     device: DeviceOption = Device.auto,
     batch_size: BatchOption = 32,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            # "\\[" keeps rich from reading [ray] as markup.
+            help="local: this process embeds. ray: a Ray Data actor pool "
+            '(pip install -e ".\\[ray]").'
+        ),
+    ] = Engine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster: auto (one started with `ray start`) or ray://host:port "
+            "(default: start a local cluster sized to this machine)."
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Ray actors, each one onnxruntime session (default: one per whole CPU the pool "
+            "may claim; fewer if asked for more than fit).",
+        ),
+    ] = None,
+    cpus_per_actor: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="CPUs per actor = its onnxruntime and decode threads (default: the pool's CPUs "
+            "shared evenly). The pool claims at most the cluster's CPUs minus 0.5.",
+        ),
+    ] = None,
+    gpus_per_actor: Annotated[
+        float, typer.Option(min=0.0, help="GPUs per actor (0: the actors run on CPUs).")
+    ] = 0.0,
+    part_size: Annotated[
+        int, typer.Option(min=1, help="Images per Ray part (the unit committed and resumed).")
+    ] = 512,
     as_json: JsonOption = False,
 ) -> None:
     out_dir = one_gallery(gallery_opt, out_dir, "--out", exists=False)
-    from siamese.engine import Embedder
     from siamese.index import Gallery
 
-    embedder = Embedder(model, device=device.value, batch_size=batch_size)
-    report = Gallery.build(
-        image_dir,
-        embedder,
-        out_dir,
-        index=index,
-        memory_budget=max_memory,
-        min_recall=min_recall,
-        search_params=search_params(nprobe, ef_search),
-        commit_every=commit_every,
-        report_path=report_path,
-        progress=not as_json,
-    )
-    _finish(report, embedder.device, as_json)
+    ray_only = {
+        "--address": address,
+        "--actors": actors,
+        "--cpus-per-actor": cpus_per_actor,
+        "--gpus-per-actor": gpus_per_actor or None,
+    }
+    if engine is Engine.local:
+        given = [name for name, value in ray_only.items() if value is not None]
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="--engine")
+        from siamese.engine import Embedder
+
+        embedder: Any = Embedder(model, device=device.value, batch_size=batch_size)
+        chunk = commit_every or 1000
+    else:
+        from siamese.engine.ray_pool import RayEmbedder
+
+        embedder = RayEmbedder(
+            model,
+            out_dir / RAY_PARTS_DIR,
+            address=address,
+            actors=actors,
+            cpus_per_actor=cpus_per_actor,
+            gpus_per_actor=gpus_per_actor,
+            device=device.value,
+            batch_size=batch_size,
+            part_size=part_size,
+        )
+        chunk = commit_every or max(1000, embedder.suggested_chunk)
+    try:
+        report = Gallery.build(
+            image_dir,
+            embedder,
+            out_dir,
+            index=index,
+            memory_budget=max_memory,
+            min_recall=min_recall,
+            search_params=search_params(nprobe, ef_search),
+            commit_every=chunk,
+            report_path=report_path,
+            progress=not as_json,
+        )
+    finally:
+        if engine is Engine.ray:
+            embedder.close()
+    # Published: parts of this or an earlier, killed Ray build are in the gallery now.
+    shutil.rmtree(out_dir / RAY_PARTS_DIR, ignore_errors=True)
+    if engine is Engine.local:
+        _finish(report, embedder.device, as_json)
+    else:
+        _finish(report, f"ray ({embedder.device})", as_json, embedder.stats.to_dict())
 
 
 @index_app.command("add")
