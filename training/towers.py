@@ -282,7 +282,7 @@ if set(TOWERS) != {"classic", *BACKBONES}:  # the names TrainConfig offers are t
     raise ImportError(f"TrainConfig's towers {TOWERS} differ from training/towers.py's")
 
 #: Input size each tower trains at unless told otherwise.
-DEFAULT_INPUT_SIZE = {"classic": 100, "conv": 64}
+DEFAULT_INPUT_SIZE = {"classic": 100, "conv": 96}
 TORCHVISION_INPUT_SIZE = 112
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
