@@ -176,6 +176,11 @@ def export(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
+    from siamese.training.pair_run import is_pair_run
+
+    if is_pair_run(run_dir):
+        _export_pair(run_dir, out_path, opset, precision.value, as_json)
+        return
     from siamese.export import export_onnx
 
     report = export_onnx(
@@ -198,6 +203,25 @@ def export(
     )
 
 
+def _export_pair(run_dir: Path, out_path: Path, opset: int, precision: str, as_json: bool) -> None:
+    """A pair run: NAME.query.onnx and NAME.gallery.onnx beside --out (export/pair_export.py)."""
+    from siamese.export.pair_export import export_pair
+
+    if precision != "fp32":
+        raise SiameseError(f"{run_dir}: a pair exports in fp32 only, not {precision}")
+    report = export_pair(run_dir, out_path, opset=opset, progress=not as_json)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    for role, side in (("query", report.query), ("gallery", report.gallery)):
+        out.print(f"{role}: {side.parity.summary()}", highlight=False)
+        out.print(
+            f"wrote [bold]{side.path}[/bold] ({side.size_bytes / 1e6:.1f} MB, sha256 "
+            f"{side.fingerprint[:16]})"
+        )
+    out.print(f"pair fingerprint {report.fingerprint[:16]}")
+
+
 # ---------------------------------------------------------------------------- query
 @app.command(
     help=(
@@ -207,8 +231,20 @@ def export(
 )
 @_friendly_errors
 def query(
-    images: Annotated[list[Path], typer.Argument(help="Query images (files or folders).")],
-    gallery_dir: Annotated[Path, typer.Option("--gallery", "-g", help="Gallery directory.")],
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Query images (files or folders).")
+    ] = None,
+    gallery_dir: Annotated[Path, typer.Option("--gallery", "-g", help="Gallery directory.")] = Path(
+        "gallery"
+    ),
+    text: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text",
+            "-t",
+            help="A text query (repeatable), for a gallery built with a text → image pair.",
+        ),
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Option("--model", "-m", help="Model (default: the one the gallery was built with)."),
@@ -247,23 +283,34 @@ def query(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    from siamese.engine import Embedder
+    from siamese.engine import open_query_embedder
     from siamese.image_folder import list_image_paths
     from siamese.index import Gallery
 
+    if bool(images) == bool(text):
+        raise typer.BadParameter("give query images or --text, one of the two", param_hint="IMAGES")
     model_path = _gallery_model(gallery_dir, model)
-    embedder = Embedder(model_path, device=device.value)
+    embedder = open_query_embedder(model_path, device=device.value)
+    if (embedder.kind == "text") != bool(text):
+        raise SiameseError(
+            f"{model_path}: "
+            + ("a text tower; query it with --text" if text is None else "embeds images, not text")
+        )
     params = search_params(nprobe, ef_search)
     with Gallery.open(
         gallery_dir,
         model_fingerprint=embedder.fingerprint,
         model_name=str(model_path),
+        model_pair=embedder.pair,
         mmap=mmap,
         search_params=params,
     ) as gallery:
         if no_threshold or threshold is not None:
             gallery.threshold = None if no_threshold else threshold
-        embedded = embedder.embed_paths(list_image_paths(images))
+        if text:
+            embedded = _embed_texts(embedder, text)
+        else:
+            embedded = embedder.embed_paths(list_image_paths(images or []))
         results = gallery.search(embedded.embeddings, k=k) if embedded.paths else []
     _report_skipped(embedded.failures)
     if as_json:
@@ -293,13 +340,20 @@ def query(
     if show is not None and results:
         from siamese.evaluation.plots import plot_query_results
 
-        plot_query_results(embedded.paths, results, show, k=k)
+        plot_query_results(embedded.paths, results, show, k=k, texts=bool(text))
         err.print(f"wrote {show}")
     if not embedded.paths:
         err.print("[red]error:[/red] none of the query images could be read")
         raise typer.Exit(EXIT_ERROR)
     if embedded.failures:
         raise typer.Exit(EXIT_SKIPPED)
+
+
+def _embed_texts(embedder: Any, texts: list[str]) -> Any:
+    """Text queries as an EmbedResult whose "paths" are the texts themselves."""
+    from siamese.engine import EmbedResult
+
+    return EmbedResult(embedder.embed_texts(texts), list(texts), [])
 
 
 # ----------------------------------------------------------------------------- info
