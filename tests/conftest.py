@@ -205,3 +205,33 @@ def text_pair_run(pair_dataset, tmp_path_factory: pytest.TempPathFactory) -> Pat
     run_dir = tmp_path_factory.mktemp("pair-runs") / "text"
     train(_pair_config(pair_dataset, run_dir, captions=str(pair_dataset.captions)))
     return run_dir
+
+
+def _export_pair_run(run_dir: Path, out: Path):
+    from siamese.export.pair_export import export_pair
+
+    return export_pair(run_dir, out / "model.onnx", batch_sizes=(1, 5))
+
+
+@pytest.fixture(scope="session")
+def image_pair_export(image_pair_run: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The sketch → photo pair exported: model.query.onnx and model.gallery.onnx (report)."""
+    return _export_pair_run(image_pair_run, tmp_path_factory.mktemp("pair-models"))
+
+
+@pytest.fixture(scope="session")
+def text_pair_export(text_pair_run: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The text → photo pair exported: model.query.onnx (text) and model.gallery.onnx (report)."""
+    return _export_pair_run(text_pair_run, tmp_path_factory.mktemp("pair-models"))
+
+
+@pytest.fixture(scope="session")
+def text_pair_gallery(text_pair_export, pair_dataset, tmp_path_factory) -> Path:
+    """A gallery of the pair dataset's photos built with the text pair's gallery tower."""
+    from siamese.engine import Embedder
+    from siamese.index import Gallery
+
+    gallery_dir = tmp_path_factory.mktemp("pair-galleries") / "photos"
+    with Embedder(text_pair_export.gallery.path, device="cpu") as embedder:
+        Gallery.build(pair_dataset.photos, embedder, gallery_dir)
+    return gallery_dir
