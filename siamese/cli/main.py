@@ -410,6 +410,16 @@ def eval_command(
     queries_dir: Annotated[
         Path | None, typer.Option("--queries", help="Query ImageFolder (with --gallery).")
     ] = None,
+    captions: Annotated[
+        Path | None,
+        typer.Option(help="Text queries: a captions CSV/JSONL, for MODEL a pair's text tower."),
+    ] = None,
+    gallery_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A pair's gallery tower for --gallery (default: the partner MODEL names)."
+        ),
+    ] = None,
     gallery_per_identity: Annotated[
         int,
         typer.Option(
@@ -462,6 +472,8 @@ def eval_command(
         fars=tuple(fars),
         device=device.value,
         out_dir=str(out_dir) if out_dir else None,
+        gallery_model=str(gallery_model) if gallery_model else None,
+        captions=str(captions) if captions else None,
     )
     report = evaluate(config, progress=not as_json)
     _report_skipped([(s["path"], s["reason"]) for s in report["skipped"]])
