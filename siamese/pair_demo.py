@@ -38,6 +38,7 @@ class PairDemoConfig:
     photo_size: int = 48
     sketch_size: int = 40
     epochs: int = 5
+    steps_per_epoch: int | None = None
     seed: int = 0
     k: int = 5
 
@@ -100,6 +101,7 @@ def pair_train_config(
         channels=3,
         image_size=config.photo_size,
         epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
         seed=config.seed,
         identities_per_batch=16,
         images_per_identity=2,

@@ -19,6 +19,7 @@ def test_pair_demo_runs_end_to_end(tmp_path: Path) -> None:
         photo_size=32,
         sketch_size=24,
         epochs=1,
+        steps_per_epoch=2,
     )
     lines: list[str] = []
     report = run_pair_demo(config, progress=False, log=lines.append)
