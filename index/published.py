@@ -74,12 +74,16 @@ def refuse_other_model(
 
 
 def gallery_model_path(
-    gallery_dir: str | os.PathLike[str], model: str | os.PathLike[str] | None = None
+    gallery_dir: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
+    *,
+    role: str = "query",
 ) -> Path:
     """The model to embed queries with: ``model``, or the one the gallery recorded.
 
     A pair's gallery records its query tower: that is the query model (the gallery tower itself
-    is still accepted when given as ``model``).
+    is still accepted when given as ``model``). ``role="gallery"``: the model that embeds images
+    added to the gallery, the gallery's own (a pair's gallery tower).
 
     Raises:
         GalleryError: no model given and the recorded one is gone (or the folder is not a gallery).
@@ -88,7 +92,8 @@ def gallery_model_path(
         return Path(model)
     gallery_dir = Path(gallery_dir)
     manifest = Manifest.read(gallery_dir)
-    recorded = Path(manifest.pair["query_model"] if manifest.pair else manifest.model_path)
+    query_side = manifest.pair is not None and role == "query"
+    recorded = Path(manifest.pair["query_model"] if query_side else manifest.model_path)
     if not recorded.is_file():
         raise GalleryError(
             f"{gallery_dir}: was built with {recorded}, which is no longer there; pass --model PATH"

@@ -66,9 +66,7 @@ def test_a_single_model_is_refused_naming_both(
     assert single.fingerprint[:16] in str(caught.value)
 
 
-def test_another_pairs_gallery_tower_is_refused(
-    text_pair_gallery: Path, image_pair_export
-) -> None:
+def test_another_pairs_gallery_tower_is_refused(text_pair_gallery: Path, image_pair_export) -> None:
     """The gallery tower of another pair (role gallery) is refused, like any other model."""
     from siamese.engine import Embedder
     from siamese.index import Gallery
@@ -113,3 +111,25 @@ def test_a_missing_query_tower_is_one_clear_error(
             Gallery.query_model(copy)
     finally:
         moved.rename(text_pair_export.query.path)
+
+
+def test_index_add_without_model_uses_the_gallery_tower(
+    text_pair_gallery: Path, pair_dataset, tmp_path: Path
+) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from siamese.cli import app
+    from siamese.index import Gallery
+
+    copy = Path(shutil.copytree(text_pair_gallery, tmp_path / "copy"))
+    with Gallery.open(copy) as gallery:
+        before = len(gallery)
+    photo = pair_dataset.photos / "id_001" / "001.png"
+    done = CliRunner().invoke(
+        app, ["index", "add", "--gallery", str(copy), str(photo), "--identity", "id_x"]
+    )
+    assert done.exit_code == 0, done.output
+    with Gallery.open(copy) as gallery:
+        assert len(gallery) == before + 1
