@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamese.errors import ConfigError, DataError
+from siamese.errors import ConfigError
 from siamese.files import write_bytes_atomic, write_json_atomic
 from siamese.progress import epoch_line, progress_bar
 from siamese.spec import InputSpec
@@ -323,10 +323,7 @@ def _query_side(
         "layers": config.text_layers,
         "head_dim": int(gallery_tower.embedding_dim),
     }
-    side = Side("query", create_text_tower(options).to(device), tokenizer=tokenizer)
-    if data.val_query is None and len(texts) < 2:
-        raise DataError(f"{config.captions}: too few captions to train a text tower")
-    return side, options
+    return Side("query", create_text_tower(options).to(device), tokenizer=tokenizer), options
 
 
 def _validate(query: Side, gallery: Side, data: PairData, device: torch.device) -> dict[str, float]:

@@ -126,7 +126,10 @@ def test_index_add_without_model_uses_the_gallery_tower(
     copy = Path(shutil.copytree(text_pair_gallery, tmp_path / "copy"))
     with Gallery.open(copy) as gallery:
         before = len(gallery)
-    photo = pair_dataset.photos / "id_001" / "001.png"
+    from PIL import Image, ImageOps
+
+    photo = tmp_path / "new.png"  # an image the gallery does not hold yet
+    ImageOps.mirror(Image.open(pair_dataset.photos / "id_001" / "001.png")).save(photo)
     done = CliRunner().invoke(
         app, ["index", "add", "--gallery", str(copy), str(photo), "--identity", "id_x"]
     )
