@@ -138,16 +138,19 @@ class TextEmbedder:
 def read_model_kind(model_path: str | os.PathLike[str]) -> str:
     """``"text"`` or ``"image"``, from the file's metadata alone (no session is built).
 
+    A file onnx cannot parse is reported as ``"image"``: the image Embedder then refuses it with
+    its usual one-line error (the same message as before pairs existed).
+
     Raises:
-        ModelError: missing or unreadable file.
+        ModelError: missing file.
     """
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found (export one with `siamese export`)")
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 (protobuf and onnx raise several unrelated types)
-        raise ModelError(f"{path}: not an ONNX model ({str(exc).splitlines()[0][:200]})") from None
+    except Exception:  # noqa: BLE001 (protobuf and onnx raise several unrelated types)
+        return "image"
     return model_kind({p.key: p.value for p in model.metadata_props})
 
 

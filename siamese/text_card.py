@@ -113,7 +113,7 @@ class TextModelInfo:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (for `siamese info`), the tokenizer summarised."""
         return {
-            "kind": TEXT_KIND,
+            "embeds": TEXT_KIND,
             "max_length": self.max_length,
             "tower": self.tower,
             "embedding_dim": self.embedding_dim,

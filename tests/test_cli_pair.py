@@ -163,3 +163,20 @@ def test_text_query_wrong_side_and_empty_text_are_one_line_errors(
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 1, (args, result.output)
         assert problem in result.output and "Traceback" not in result.output, result.output
+
+
+def test_info_describes_each_tower_of_a_pair(pair_story: dict[str, object]) -> None:
+    from siamese.cli import app
+
+    root = pair_story["root"]
+    assert isinstance(root, Path)
+    facts = {}
+    for name in ("text.query.onnx", "text.gallery.onnx"):
+        result = CliRunner().invoke(app, ["info", str(root / name), "--json"])
+        assert result.exit_code == 0, result.output
+        facts[name] = json.loads(result.output)
+    query, gallery = facts["text.query.onnx"], facts["text.gallery.onnx"]
+    assert query["embeds"] == "text" and query["input"]["name"] == "input_ids"
+    assert gallery["embeds"] == "image" and query["kind"] == gallery["kind"] == "model"
+    assert query["pair"]["role"] == "query" and gallery["pair"]["role"] == "gallery"
+    assert query["pair"]["fingerprint"] == gallery["pair"]["fingerprint"]

@@ -358,17 +358,19 @@ def _embed_texts(embedder: Any, texts: list[str]) -> Any:
 
 # ----------------------------------------------------------------------------- info
 def _model_info(path: Path) -> dict[str, Any]:
-    from siamese.engine import Embedder
+    from siamese.engine import open_query_embedder
 
-    embedder = Embedder(path, device="cpu")
+    embedder = open_query_embedder(path, device="cpu")
     session_input = embedder.session.get_inputs()[0]
     return {
         "kind": "model",
         "path": str(path),
         "fingerprint": embedder.fingerprint,
         "size_bytes": path.stat().st_size,
+        "embeds": embedder.kind,
         "input": {"name": session_input.name, "shape": [str(d) for d in session_input.shape]},
         **embedder.info.to_dict(),
+        **({"pair": embedder.pair.to_dict()} if embedder.pair is not None else {}),
     }
 
 
