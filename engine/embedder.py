@@ -41,6 +41,7 @@ from siamese.errors import ModelError
 from siamese.files import sha256_file
 from siamese.images import preprocess_images, to_tensor
 from siamese.model_card import INPUT_NAME, ModelInfo
+from siamese.pair_card import PairInfo, pair_of
 from siamese.progress import progress_bar
 from siamese.spec import normalize_pixels
 
@@ -235,6 +236,16 @@ class Embedder:
     def dim(self) -> int:
         """Embedding dimension."""
         return self.info.embedding_dim
+
+    @cached_property
+    def pair(self) -> PairInfo | None:
+        """The pseudo-siamese pair this tower belongs to (siamese/pair_card.py), or None."""
+        return pair_of(self.info.extra, str(self.model_path))
+
+    @property
+    def kind(self) -> str:
+        """What this model embeds: images."""
+        return "image"
 
     # ---------------------------------------------------------------- embedding
     def embed_batch(self, images: NDArray[np.uint8]) -> Embeddings:

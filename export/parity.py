@@ -79,3 +79,34 @@ def check_parity(
         scale = max(scale, float(np.abs(expected).max()))
     passed = max_diff <= ATOL + RTOL * scale and min_cos >= MIN_COSINE
     return ParityReport(tuple(batch_sizes), max_diff, min_cos, scale, passed)
+
+
+@torch.no_grad()
+def check_text_parity(
+    tower: nn.Module,
+    onnx_path: str | Path,
+    max_length: int,
+    vocab_size: int,
+    batch_sizes: Sequence[int] = (1, 2, 7, 32),
+    seed: int = 0,
+) -> ParityReport:
+    """The same random token ids and masks (every length from 1 to max_length) through both."""
+    from siamese.text_card import TEXT_INPUTS
+
+    tower = tower.eval().cpu()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    max_diff, min_cos, scale = 0.0, 1.0, 0.0
+    for size in batch_sizes:
+        lengths = rng.integers(1, max_length + 1, size=size)
+        mask = (np.arange(max_length)[None, :] < lengths[:, None]).astype(np.int64)
+        ids = rng.integers(1, vocab_size, size=(size, max_length)).astype(np.int64) * mask
+        expected = tower(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+        actual = session.run(None, dict(zip(TEXT_INPUTS, (ids, mask))))[0]
+        if actual.shape != expected.shape:
+            return ParityReport(tuple(batch_sizes), float("inf"), -1.0, scale, False)
+        max_diff = max(max_diff, float(np.abs(actual - expected).max()))
+        min_cos = min(min_cos, float(_cosines(actual, expected).min()))
+        scale = max(scale, float(np.abs(expected).max()))
+    passed = max_diff <= ATOL + RTOL * scale and min_cos >= MIN_COSINE
+    return ParityReport(tuple(batch_sizes), max_diff, min_cos, scale, passed)

@@ -48,6 +48,10 @@ class Manifest:
     threshold: dict[str, Any] | None = None
     items_file: str = ITEMS_FILE
     format_version: int = GALLERY_FORMAT_VERSION
+    #: Built with the gallery tower of a pseudo-siamese pair: {fingerprint (the pair's),
+    #: query_model (path of the query tower), query_kind (image or text), query_tower (its
+    #: tower fingerprint)}; queries through that query tower are accepted (siamese/pair_card.py).
+    pair: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

@@ -38,21 +38,52 @@ def short_fingerprint(fingerprint: str) -> str:
 
 
 def refuse_other_model(
-    gallery_dir: Path, manifest: Manifest, fingerprint: str, model_name: str
+    gallery_dir: Path,
+    manifest: Manifest,
+    fingerprint: str,
+    model_name: str,
+    pair: Any = None,
 ) -> None:
-    """Raise ModelMismatchError naming both models unless ``fingerprint`` is the gallery's model."""
-    if fingerprint != manifest.model_fingerprint:
+    """Raise ModelMismatchError naming both models unless ``fingerprint`` is the gallery's model.
+
+    A gallery built with a pair's gallery tower also accepts that pair's query tower: ``pair``
+    (the query model's :class:`~siamese.pair_card.PairInfo`, or None) must then have the query
+    role and the pair fingerprint the manifest recorded.
+    """
+    if fingerprint == manifest.model_fingerprint:
+        return
+    recorded = manifest.pair
+    if recorded is None:
         raise ModelMismatchError(
             f"{gallery_dir}: built with model {short_fingerprint(manifest.model_fingerprint)} but "
             f"{model_name} is {short_fingerprint(fingerprint)}; use the gallery's model, "
             "or build a new gallery with this one"
         )
+    if pair is not None and pair.role == "query" and pair.fingerprint == recorded["fingerprint"]:
+        return
+    theirs = (
+        f"the {pair.role} tower of pair {short_fingerprint(pair.fingerprint)}"
+        if pair is not None
+        else f"model {short_fingerprint(fingerprint)}, not part of a pair"
+    )
+    raise ModelMismatchError(
+        f"{gallery_dir}: built with the gallery tower of pair "
+        f"{short_fingerprint(recorded['fingerprint'])} but {model_name} is {theirs}; query with "
+        f"the pair's query tower ({recorded.get('query_model', '?')}) or build a new gallery"
+    )
 
 
 def gallery_model_path(
-    gallery_dir: str | os.PathLike[str], model: str | os.PathLike[str] | None = None
+    gallery_dir: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
+    *,
+    role: str = "query",
 ) -> Path:
     """The model to embed queries with: ``model``, or the one the gallery recorded.
+
+    A pair's gallery records its query tower: that is the query model (the gallery tower itself
+    is still accepted when given as ``model``). ``role="gallery"``: the model that embeds images
+    added to the gallery, the gallery's own (a pair's gallery tower).
 
     Raises:
         GalleryError: no model given and the recorded one is gone (or the folder is not a gallery).
@@ -60,7 +91,9 @@ def gallery_model_path(
     if model is not None:
         return Path(model)
     gallery_dir = Path(gallery_dir)
-    recorded = Path(Manifest.read(gallery_dir).model_path)
+    manifest = Manifest.read(gallery_dir)
+    query_side = manifest.pair is not None and role == "query"
+    recorded = Path(manifest.pair["query_model"] if query_side else manifest.model_path)
     if not recorded.is_file():
         raise GalleryError(
             f"{gallery_dir}: was built with {recorded}, which is no longer there; pass --model PATH"
@@ -99,6 +132,7 @@ class PublishedGallery:
         *,
         model_fingerprint: str | None = None,
         model_name: str = "the model",
+        model_pair: Any = None,
         mmap: bool = False,
         search_params: dict[str, int] | None = None,
     ) -> _Opened:
@@ -112,6 +146,8 @@ class PublishedGallery:
             gallery_dir: the gallery folder.
             model_fingerprint: sha256 of the model that will embed queries; refused if it differs.
             model_name: how to name that model in errors.
+            model_pair: the query model's pair record (``Embedder.pair``): a pair's query tower
+                is accepted by a gallery built with the same pair's gallery tower.
             mmap: memory-map the index instead of reading it into memory (large IVF and flat
                 indexes).
             search_params: override the stored search parameters, e.g. {"nprobe": 32} or
@@ -126,7 +162,7 @@ class PublishedGallery:
         for attempt in range(_OPEN_ATTEMPTS):
             manifest = Manifest.read(gallery_dir)
             if model_fingerprint is not None:
-                refuse_other_model(gallery_dir, manifest, model_fingerprint, model_name)
+                refuse_other_model(gallery_dir, manifest, model_fingerprint, model_name, model_pair)
             try:
                 index = load_published_index(gallery_dir, manifest, mmap=mmap)
                 break

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from siamese.errors import DataError, GalleryError
 from siamese.image_folder import scan_gallery_folder
@@ -49,6 +50,31 @@ def _check_model(writer: GalleryWriter, embedder: Embeds) -> None:
     refuse_other_model(
         writer.gallery_dir, writer.manifest, embedder.fingerprint, str(embedder.model_path)
     )
+
+
+def _pair_record(embedder: Embeds) -> dict[str, Any] | None:
+    """The manifest's pair record for a pair's gallery tower; None for a single tower.
+
+    ``pair`` is optional on an embedder (engine.Embedder has it; stand-ins need not).
+
+    Raises:
+        GalleryError: the model is a pair's query tower, which must not build galleries.
+    """
+    pair = getattr(embedder, "pair", None)
+    if pair is None:
+        return None
+    model = Path(embedder.model_path).resolve()
+    if pair.role != "gallery":
+        raise GalleryError(
+            f"{model}: the query tower of a pair; build the gallery with its gallery tower "
+            f"({pair.partner_file})"
+        )
+    return {
+        "fingerprint": pair.fingerprint,
+        "query_model": str(model.parent / pair.partner_file),
+        "query_kind": pair.partner_kind,
+        "query_tower": pair.partner,
+    }
 
 
 def _ingest(
@@ -269,6 +295,7 @@ def build_gallery(
             model_path=str(embedder.model_path.resolve()),
             index_type=index_type,
             search_params=search_params,
+            pair=_pair_record(embedder),
         )
     with writer:
         # A list is the whole gallery: items it no longer names go, wherever their files are.

@@ -113,8 +113,11 @@ class GalleryWriter:
         model_path: str,
         index_type: str = fx.DEFAULT_INDEX,
         search_params: dict[str, int] | None = None,
+        pair: dict[str, Any] | None = None,
     ) -> GalleryWriter:
         """Create an empty gallery (generation 0) and lock it for writing.
+
+        ``pair``: the manifest's pair record when ``model_path`` is a pair's gallery tower.
 
         It is assembled in a hidden sibling folder and renamed into place, so ``gallery_dir`` is
         either absent or a complete gallery, even if the process is killed meanwhile.
@@ -153,6 +156,7 @@ class GalleryWriter:
                 identities=0,
                 created=now_iso(),
                 search_params=dict(search_params or {}),
+                pair=pair,
             )
             manifest.write(staging)
             try:

@@ -114,15 +114,33 @@ async def gallery_info(
     return present_info(info, may_see_paths(state.config, x_api_key, authorization))
 
 
-@router.post("/query", summary="Nearest identities of one uploaded image")
+@router.post(
+    "/query", summary="Nearest identities of one uploaded image, or of a text (a text pair)"
+)
 async def query(
     request: Request,
-    file: Annotated[UploadFile, File(description="The query image.")],
+    file: Annotated[UploadFile | None, File(description="The query image.")] = None,
+    text: Annotated[
+        str | None,
+        Form(
+            description="A text query instead of a file, for a gallery built with a text → "
+            "image pair's gallery tower."
+        ),
+    ] = None,
     k: TopK = 5,
     x_api_key: KeyHeader = None,
     authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     state = _state(request)
+    if (file is None) == (text is None):
+        raise ApiError(422, "invalid_request", "send one query: an image file or a text field")
+    if text is not None:
+        generation, results = await _timed(state, state.query_texts([text], _k(state, k)))
+        shown = present_result(
+            results[0].to_dict(), may_see_paths(state.config, x_api_key, authorization)
+        )
+        return {"query": text, "generation": generation, **shown}
+    assert file is not None
     uploads = await read_uploads([file], state.config)
     generation, results = await _timed(state, state.query(uploads, _k(state, k)))
     shown = present_result(

@@ -6,6 +6,11 @@ serialised by one asyncio lock, run on a worker thread through the gallery's own
 update path (which also takes the on-disk writer lock, so a concurrent `siamese index add` gets
 "gallery is locked" rather than a torn gallery), then open the new generation and swap it in.
 A background task picks up generations (and thresholds) published by other processes.
+
+A gallery built with a pseudo-siamese pair's gallery tower is served with three roles apart:
+``embedder`` embeds image queries (the pair's image query tower, or the gallery's own model),
+``gallery_embedder`` embeds added images (always the gallery's model), and ``text_embedder``
+embeds text queries when the pair's query tower reads text (None otherwise).
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from siamese.engine import Embedder
+from siamese.engine import Embedder, TextEmbedder, open_query_embedder
 from siamese.engine.runtime import available_cores
-from siamese.errors import GalleryError
+from siamese.errors import DataError, GalleryError
 from siamese.files import sha256_bytes
 from siamese.index import Gallery, QueryResult, short_fingerprint
 from siamese.service.batcher import MicroBatcher, Rows, cancel_and_wait
@@ -35,9 +40,19 @@ log = logging.getLogger("siamese.service")
 class ServiceState:
     """The loaded model and gallery plus the machinery around them; create with :meth:`open`."""
 
-    def __init__(self, config: ServiceConfig, embedder: Embedder, gallery: Gallery) -> None:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        embedder: Embedder,
+        gallery: Gallery,
+        *,
+        gallery_embedder: Embedder | None = None,
+        text_embedder: TextEmbedder | None = None,
+    ) -> None:
         self.config = config
         self.embedder = embedder
+        self.gallery_embedder = gallery_embedder or embedder
+        self.text_embedder = text_embedder
         self.gallery_dir = Path(config.gallery_dir)
         self.live = LiveGallery(gallery)
         self.batcher: MicroBatcher[tuple[int, list[QueryResult]]] = MicroBatcher(
@@ -60,11 +75,30 @@ class ServiceState:
                 reports them.
         """
         model_path = Gallery.query_model(config.gallery_dir, config.model_path)
-        embedder = Embedder(model_path, device=config.device, batch_size=max(config.max_batch, 1))
+        batch = max(config.max_batch, 1)
+        opened = open_query_embedder(model_path, device=config.device, batch_size=batch)
+        text = opened if isinstance(opened, TextEmbedder) else None
         gallery = Gallery.open(
-            config.gallery_dir, model_fingerprint=embedder.fingerprint, model_name=str(model_path)
+            config.gallery_dir,
+            model_fingerprint=opened.fingerprint,
+            model_name=str(model_path),
+            model_pair=opened.pair,
         )
-        return cls(config, embedder, gallery)
+        own = Path(gallery.model_path)
+        if text is None and opened.pair is None:
+            return cls(config, opened, gallery)  # type: ignore[arg-type]
+        try:  # a pair: added images (and, with a text tower, image queries) use the gallery tower
+            if not own.is_file():
+                raise GalleryError(
+                    f"{config.gallery_dir}: its gallery tower {own} is no longer there; the "
+                    "service needs it to add images"
+                )
+            tower = Embedder(own, device=config.device, batch_size=batch)
+        except BaseException:
+            gallery.close()
+            raise
+        image = tower if text is not None else opened
+        return cls(config, image, gallery, gallery_embedder=tower, text_embedder=text)  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -85,6 +119,8 @@ class ServiceState:
         self.decode_pool.shutdown(wait=True, cancel_futures=True)
         self.live.close()
         self.embedder.close()
+        if self.gallery_embedder is not self.embedder:
+            self.gallery_embedder.close()
 
     def is_ready(self) -> bool:
         """Model loaded, gallery open, batcher running."""
@@ -98,6 +134,30 @@ class ServiceState:
         with self.batcher.incoming():
             rows = await preprocess_all(uploads, self.embedder.spec, self.config, self.decode_pool)
         return await self.batcher.submit(rows, k)
+
+    async def query_texts(self, texts: list[str], k: int) -> tuple[int, list[QueryResult]]:
+        """Embed text queries with the pair's text tower and search; (generation, results).
+
+        Raises:
+            ApiError: 422 when the gallery's pair has no text tower, or a text is empty/too long.
+        """
+        if not self.is_ready():
+            raise ApiError(503, "not_ready", "the service is starting or stopping")
+        embedder = self.text_embedder
+        if embedder is None:
+            raise ApiError(
+                422,
+                "text_not_supported",
+                "this gallery's model embeds images only; send a file (text queries need a "
+                "gallery built with a text → image pair)",
+            )
+        try:
+            embeddings = await asyncio.to_thread(embedder.embed_texts, texts)
+        except DataError as exc:
+            raise ApiError(422, "invalid_text", str(exc)) from None
+        with self.live.read() as gallery:
+            results = await asyncio.to_thread(gallery.search, embeddings, k, threads=1)
+            return gallery.generation, results
 
     def _embed_and_search(
         self, rows: Rows, requests: Sequence[tuple[int, int]]
@@ -157,6 +217,12 @@ class ServiceState:
                 "path": str(self.embedder.model_path),
                 "fingerprint": short_fingerprint(self.embedder.fingerprint),
                 "device": self.embedder.device,
+                "text_query": self.text_embedder is not None,
+                **(
+                    {"pair": short_fingerprint(self.gallery_embedder.pair.fingerprint)}
+                    if self.gallery_embedder.pair is not None
+                    else {}
+                ),
             },
             "writer_active": facts["writer_active"],
             "batching": {
@@ -180,7 +246,7 @@ class ServiceState:
     async def add(self, uploads: list[Upload], identity: str) -> dict[str, Any]:
         """Check, store and add uploads as ``identity``; publish and swap in the new generation."""
         await preprocess_all(
-            uploads, self.embedder.spec, self.config, self.decode_pool
+            uploads, self.gallery_embedder.spec, self.config, self.decode_pool
         )  # refuse bad files before storing any
         async with self._lock():
             duplicates = self._duplicates(uploads, identity)
@@ -195,7 +261,7 @@ class ServiceState:
                 for upload in uploads
             ]
             report = await asyncio.to_thread(
-                Gallery.add, self.gallery_dir, paths, self.embedder, identity=identity
+                Gallery.add, self.gallery_dir, paths, self.gallery_embedder, identity=identity
             )
             gallery = await self._reopen()
             items = gallery.items_at(paths)
@@ -273,8 +339,8 @@ class ServiceState:
         gallery = await asyncio.to_thread(
             Gallery.open,
             self.gallery_dir,
-            model_fingerprint=self.embedder.fingerprint,
-            model_name=str(self.embedder.model_path),
+            model_fingerprint=self.gallery_embedder.fingerprint,
+            model_name=str(self.gallery_embedder.model_path),
         )
         self.live.swap(gallery)
         self._watch.mark_seen()

@@ -62,6 +62,10 @@ class ModelInfo:
             ModelError: the model lacks siamese metadata or it is malformed or too new.
         """
         values = {k[len(_PREFIX) :]: v for k, v in metadata.items() if k.startswith(_PREFIX)}
+        if values.get("kind") == "text":  # siamese/text_card.py
+            raise ModelError(
+                f"{source}: a text tower; it embeds texts (siamese query --text), not images"
+            )
         if "input_spec" not in values:
             raise ModelError(
                 f"{source}: not a siamese model (no siamese.input_spec metadata); export it with "

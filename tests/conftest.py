@@ -131,3 +131,107 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ["SIAMESE_CACHE_DIR"] = str(tmp_path_factory.mktemp("siamese-cache"))
+
+
+# ------------------------------------------------------------------ pseudo-siamese pairs
+@pytest.fixture(scope="session")
+def pair_dataset(tmp_path_factory: pytest.TempPathFactory):
+    """Photos (RGB 32 px), sketches (grey 24 px) and captions of 16 identities, 2 photo-only."""
+    from siamese.synthetic import PairSpec, generate_pair_identities
+
+    spec = PairSpec(
+        identities=16,
+        photos_per_identity=3,
+        sketches_per_identity=2,
+        captions_per_identity=3,
+        photo_size=32,
+        sketch_size=24,
+        photo_only=2,
+    )
+    return generate_pair_identities(tmp_path_factory.mktemp("pair-data"), spec, seed=0)
+
+
+@pytest.fixture(scope="session")
+def pair_config():
+    """``pair_config(pair_dataset, out_dir, **changes)``: a tiny pair TrainConfig."""
+    return _pair_config
+
+
+def _pair_config(data, out: Path, **changes):
+    from siamese.training import TrainConfig
+
+    base = {
+        "data_dir": str(data.photos),
+        "out_dir": str(out),
+        "image_size": 32,
+        "channels": 3,
+        "widths": (8, 16),
+        "head_dim": 8,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "identities_per_batch": 6,
+        "images_per_identity": 2,
+        "val_fraction": 0.3,
+        "text_max_length": 16,
+        "text_layers": 1,
+        "seed": 0,
+    }
+    return TrainConfig(**{**base, **changes})
+
+
+@pytest.fixture(scope="session")
+def image_pair_run(pair_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sketch → photo pair (grey 24 px query tower, RGB 32 px gallery tower), two tiny epochs."""
+    from siamese.training import train
+
+    run_dir = tmp_path_factory.mktemp("pair-runs") / "sketch"
+    train(
+        _pair_config(
+            pair_dataset,
+            run_dir,
+            query_data=str(pair_dataset.sketches),
+            query_image_size=24,
+            query_channels=1,
+        )
+    )
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def text_pair_run(pair_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A text → photo pair (one-block transformer text tower), two tiny epochs."""
+    from siamese.training import train
+
+    run_dir = tmp_path_factory.mktemp("pair-runs") / "text"
+    train(_pair_config(pair_dataset, run_dir, captions=str(pair_dataset.captions)))
+    return run_dir
+
+
+def _export_pair_run(run_dir: Path, out: Path):
+    from siamese.export.pair_export import export_pair
+
+    return export_pair(run_dir, out / "model.onnx", batch_sizes=(1, 5))
+
+
+@pytest.fixture(scope="session")
+def image_pair_export(image_pair_run: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The sketch → photo pair exported: model.query.onnx and model.gallery.onnx (report)."""
+    return _export_pair_run(image_pair_run, tmp_path_factory.mktemp("pair-models"))
+
+
+@pytest.fixture(scope="session")
+def text_pair_export(text_pair_run: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The text → photo pair exported: model.query.onnx (text) and model.gallery.onnx (report)."""
+    return _export_pair_run(text_pair_run, tmp_path_factory.mktemp("pair-models"))
+
+
+@pytest.fixture(scope="session")
+def text_pair_gallery(text_pair_export, pair_dataset, tmp_path_factory) -> Path:
+    """A gallery of the pair dataset's photos built with the text pair's gallery tower."""
+    from siamese.engine import Embedder
+    from siamese.index import Gallery
+
+    gallery_dir = tmp_path_factory.mktemp("pair-galleries") / "photos"
+    with Embedder(text_pair_export.gallery.path, device="cpu") as embedder:
+        Gallery.build(pair_dataset.photos, embedder, gallery_dir)
+    return gallery_dir

@@ -40,6 +40,7 @@ Augmentation = Literal["none", "light", "medium", "strong"]
 Flip = Literal["none", "horizontal", "vertical", "both"]
 SelectBy = Literal["map_at_r", "recall_at_1", "recall_at_5", "roc_auc"]
 TrainDevice = Literal["auto", "cpu", "cuda"]
+PairLoss = Literal["symmetric-ce", "contrastive", "triplet"]
 
 SELECT_BY = get_args(SelectBy)
 SCHEDULES = get_args(Schedule)
@@ -211,6 +212,43 @@ class TrainConfig:
     patience: int | None = setting(
         10, "Stop after this many epochs without validation improvement.", min=1
     )
+    # pseudo-siamese pair (training/pair_trainer.py): a query tower and a gallery tower
+    query_data: str | None = setting(
+        None,
+        "Pseudo-siamese pair: ImageFolder of the query domain (sketches, scans…) whose identity "
+        "folders match DATA_DIR's, the gallery side. Trains a query tower and a gallery tower.",
+    )
+    captions: str | None = setting(
+        None,
+        "Pseudo-siamese pair with text queries: CSV or JSONL captions of DATA_DIR's identities "
+        "(columns identity or path, and text). Trains a text tower and an image tower.",
+    )
+    share_weights: bool = setting(
+        False, "With --query-data: one tower for both sides (the Siamese special case)."
+    )
+    query_tower: TowerName | None = setting(
+        None, "The query side's image tower (default: --tower)."
+    )
+    query_image_size: int | None = setting(
+        None, "The query side's input size (default: as --image-size would choose).", min=8
+    )
+    query_channels: Literal[1, 3] | None = setting(
+        None, "The query side's channels (default: --channels)."
+    )
+    pair_loss: PairLoss = setting(
+        "symmetric-ce",
+        "Loss across the sides: symmetric-ce (the dual-encoder loss over the batch's query × "
+        "gallery similarities), contrastive (--margin), triplet (query anchors; --miner "
+        "batch-hard or batch-all).",
+    )
+    temperature: float | None = setting(
+        None, "symmetric-ce: a fixed temperature (default: learnt, from 0.07).", min=1e-4
+    )
+    text_max_length: int = setting(32, "Text tower: tokens per text (longer ones are cut).", min=4)
+    text_vocab_size: int = setting(
+        1000, "Text tower: WordPiece vocabulary learnt from the captions (at most).", min=32
+    )
+    text_layers: int = setting(2, "Text tower: transformer blocks.", min=1)
     # machinery
     seed: int = setting(0, "Random seed (runs are deterministic for a given seed).")
     device: TrainDevice = setting("auto", "Where to train: auto (CUDA when present), cpu or cuda.")
@@ -262,12 +300,38 @@ class TrainConfig:
                 ),
             ),
         ]
+        checks += self._pair_checks()
         wrong_choice = check_choices(self)  # every Literal field: tower, loss, device, channels…
         if wrong_choice:
             checks.insert(0, (False, wrong_choice))
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    @property
+    def is_pair(self) -> bool:
+        """A pseudo-siamese run: a query side from --query-data or --captions."""
+        return self.query_data is not None or self.captions is not None
+
+    def _pair_checks(self) -> list[tuple[bool, str]]:
+        if not self.is_pair:
+            return [(not self.share_weights, "--share-weights needs --query-data")]
+        return [
+            (
+                self.query_data is None or self.captions is None,
+                "give --query-data (images) or --captions (texts) as the query side, not both",
+            ),
+            (not self.share_weights or self.captions is None, "a text tower cannot share weights"),
+            (not self.resume, "--resume does not continue pair runs yet; start a new --out"),
+            (
+                "classic" not in (self.tower, self.query_tower),
+                "pair runs need normalised embeddings: use the conv or a torchvision tower",
+            ),
+            (
+                self.temperature is None or self.temperature > 0,
+                f"temperature must be positive, got {self.temperature}",
+            ),
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

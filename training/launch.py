@@ -44,6 +44,8 @@ def launch(config: TrainConfig, nproc: int, *, progress: bool = False) -> TrainR
         raise ConfigError(f"--nproc must be at least 1, got {nproc}")
     if nproc == 1:
         return train(config, progress=progress)
+    if config.is_pair:
+        raise ConfigError("pair runs (--query-data, --captions) train in one process: no --nproc")
     if "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(
             "--nproc starts its own processes; under torchrun leave it out (torchrun's "

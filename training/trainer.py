@@ -243,6 +243,12 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
             absent.
     """
     ranks = ranks_from_environment()
+    if config.is_pair:  # --query-data or --captions: two towers (training/pair_trainer.py)
+        if ranks.enabled:
+            raise ConfigError("pair runs (--query-data, --captions) train in one process")
+        from siamese.training.pair_trainer import train_pair
+
+        return train_pair(config, progress=progress)
     device, joined = setup(ranks, resolve_device(config.device), config.threads)
     try:
         return _train(config, ranks, device, progress and ranks.is_main)

@@ -8,7 +8,7 @@ const SIMILARITY_HELP =
   "similarity = cosine of the two unit-length embeddings = 1 − d²/2, d being the L2 distance; " +
   "shown as a percentage (0% at or below zero)";
 
-const view = { file: null, search: 0, objectUrl: null, threshold: null, needsKey: false,
+const view = { file: null, text: null, search: 0, objectUrl: null, threshold: null, needsKey: false,
                filter: "", offset: 0, identity: null, identityOffset: 0 };
 
 function errorText(body, status) {
@@ -68,6 +68,7 @@ async function loadSummary() {
   view.threshold = info.threshold;
   view.needsKey = info.limits.write_requires_key;
   $("#key-field").hidden = !view.needsKey;
+  $("#text-form").hidden = !info.model.text_query;  // a text → image pair's gallery
   const threshold = info.threshold == null
     ? "no threshold calibrated"
     : `unknown beyond distance ${info.threshold.toPrecision(3)}`;
@@ -112,6 +113,7 @@ function resetSearch() {
   $("#legend").textContent = "";
   $("#results").replaceChildren();
   $("#query-image").removeAttribute("src");
+  $("#query-image").hidden = false;
   $("#query-name").textContent = "";
   if (view.objectUrl) URL.revokeObjectURL(view.objectUrl);
   view.objectUrl = null;
@@ -134,10 +136,15 @@ function matchCard(match, rank, result) {
     beyond ? el("span", { class: "badge" }, "beyond threshold") : null);
 }
 
-function showResult(result, file) {
-  view.objectUrl = URL.createObjectURL(file);
-  $("#query-image").src = view.objectUrl;
-  $("#query-name").textContent = file.name;
+function showResult(result, file, text = null) {
+  if (file) {
+    view.objectUrl = URL.createObjectURL(file);
+    $("#query-image").src = view.objectUrl;
+    $("#query-name").textContent = file.name;
+  } else {
+    $("#query-image").hidden = true;  // a text query: the words stand in for the picture
+    $("#query-name").textContent = `“${text}”`;
+  }
   $("#results").replaceChildren(...result.identities.map((match, rank) => matchCard(match, rank, result)));
   const verdict = $("#verdict");
   const best = result.identities[0];
@@ -164,23 +171,26 @@ function showResult(result, file) {
   $("#query-view").hidden = false;
 }
 
-async function search(file) {
+async function search(file, text = null) {
   const ticket = ++view.search;  // a later search supersedes this one, whichever answers first
   view.file = file;
+  view.text = text;
   resetSearch();
-  $("#search-status").textContent = `searching for ${file.name}…`;
+  const name = file ? file.name : `“${text}”`;
+  $("#search-status").textContent = `searching for ${name}…`;
   const form = new FormData();
-  form.append("file", file);
+  if (file) form.append("file", file);
+  else form.append("text", text);
   try {
     const result = await call(`/v1/query?k=${$("#k").value}`, { method: "POST", body: form });
     if (ticket !== view.search) return;
-    showResult(result, file);
+    showResult(result, file, text);
     $("#search-status").textContent = "";
     refreshGallery();  // keep the overview current: other writers may have changed the gallery
   } catch (error) {
     if (ticket !== view.search) return;
     $("#search-status").textContent = "";
-    say("#search-error", `${file.name}: ${error.message}`);
+    say("#search-error", `${name}: ${error.message}`);
   }
 }
 
@@ -309,7 +319,15 @@ function setUp() {
     drop.classList.remove("over");
     if (event.dataTransfer.files[0]) search(event.dataTransfer.files[0]);
   });
-  $("#k").addEventListener("change", () => { if (view.file) search(view.file); });
+  $("#k").addEventListener("change", () => {
+    if (view.file) search(view.file);
+    else if (view.text) search(null, view.text);
+  });
+  $("#text-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = $("#text-query").value.trim();
+    if (text) search(null, text);
+  });
   $("#add-form").addEventListener("submit", addImages);
 
   let typing = null;

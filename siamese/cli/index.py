@@ -347,7 +347,9 @@ def index_add(
     from siamese.index import Gallery
 
     embedder = Embedder(
-        gallery_model(gallery_dir, model), device=device.value, batch_size=batch_size
+        gallery_model(gallery_dir, model, role="gallery"),
+        device=device.value,
+        batch_size=batch_size,
     )
     report = Gallery.add(
         gallery_dir,

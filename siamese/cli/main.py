@@ -176,6 +176,11 @@ def export(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
+    from siamese.training.pair_run import is_pair_run
+
+    if is_pair_run(run_dir):
+        _export_pair(run_dir, out_path, opset, precision.value, as_json)
+        return
     from siamese.export import export_onnx
 
     report = export_onnx(
@@ -198,6 +203,25 @@ def export(
     )
 
 
+def _export_pair(run_dir: Path, out_path: Path, opset: int, precision: str, as_json: bool) -> None:
+    """A pair run: NAME.query.onnx and NAME.gallery.onnx beside --out (export/pair_export.py)."""
+    from siamese.export.pair_export import export_pair
+
+    if precision != "fp32":
+        raise SiameseError(f"{run_dir}: a pair exports in fp32 only, not {precision}")
+    report = export_pair(run_dir, out_path, opset=opset, progress=not as_json)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    for role, side in (("query", report.query), ("gallery", report.gallery)):
+        out.print(f"{role}: {side.parity.summary()}", highlight=False)
+        out.print(
+            f"wrote [bold]{side.path}[/bold] ({side.size_bytes / 1e6:.1f} MB, sha256 "
+            f"{side.fingerprint[:16]})"
+        )
+    out.print(f"pair fingerprint {report.fingerprint[:16]}")
+
+
 # ---------------------------------------------------------------------------- query
 @app.command(
     help=(
@@ -207,8 +231,20 @@ def export(
 )
 @_friendly_errors
 def query(
-    images: Annotated[list[Path], typer.Argument(help="Query images (files or folders).")],
-    gallery_dir: Annotated[Path, typer.Option("--gallery", "-g", help="Gallery directory.")],
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Query images (files or folders).")
+    ] = None,
+    gallery_dir: Annotated[Path, typer.Option("--gallery", "-g", help="Gallery directory.")] = Path(
+        "gallery"
+    ),
+    text: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text",
+            "-t",
+            help="A text query (repeatable), for a gallery built with a text → image pair.",
+        ),
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Option("--model", "-m", help="Model (default: the one the gallery was built with)."),
@@ -247,23 +283,34 @@ def query(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    from siamese.engine import Embedder
+    from siamese.engine import open_query_embedder
     from siamese.image_folder import list_image_paths
     from siamese.index import Gallery
 
+    if bool(images) == bool(text):
+        raise typer.BadParameter("give query images or --text, one of the two", param_hint="IMAGES")
     model_path = _gallery_model(gallery_dir, model)
-    embedder = Embedder(model_path, device=device.value)
+    embedder = open_query_embedder(model_path, device=device.value)
+    if (embedder.kind == "text") != bool(text):
+        raise SiameseError(
+            f"{model_path}: "
+            + ("a text tower; query it with --text" if text is None else "embeds images, not text")
+        )
     params = search_params(nprobe, ef_search)
     with Gallery.open(
         gallery_dir,
         model_fingerprint=embedder.fingerprint,
         model_name=str(model_path),
+        model_pair=embedder.pair,
         mmap=mmap,
         search_params=params,
     ) as gallery:
         if no_threshold or threshold is not None:
             gallery.threshold = None if no_threshold else threshold
-        embedded = embedder.embed_paths(list_image_paths(images))
+        if text:
+            embedded = _embed_texts(embedder, text)
+        else:
+            embedded = embedder.embed_paths(list_image_paths(images or []))
         results = gallery.search(embedded.embeddings, k=k) if embedded.paths else []
     _report_skipped(embedded.failures)
     if as_json:
@@ -293,7 +340,7 @@ def query(
     if show is not None and results:
         from siamese.evaluation.plots import plot_query_results
 
-        plot_query_results(embedded.paths, results, show, k=k)
+        plot_query_results(embedded.paths, results, show, k=k, texts=bool(text))
         err.print(f"wrote {show}")
     if not embedded.paths:
         err.print("[red]error:[/red] none of the query images could be read")
@@ -302,19 +349,28 @@ def query(
         raise typer.Exit(EXIT_SKIPPED)
 
 
+def _embed_texts(embedder: Any, texts: list[str]) -> Any:
+    """Text queries as an EmbedResult whose "paths" are the texts themselves."""
+    from siamese.engine import EmbedResult
+
+    return EmbedResult(embedder.embed_texts(texts), list(texts), [])
+
+
 # ----------------------------------------------------------------------------- info
 def _model_info(path: Path) -> dict[str, Any]:
-    from siamese.engine import Embedder
+    from siamese.engine import open_query_embedder
 
-    embedder = Embedder(path, device="cpu")
+    embedder = open_query_embedder(path, device="cpu")
     session_input = embedder.session.get_inputs()[0]
     return {
         "kind": "model",
         "path": str(path),
         "fingerprint": embedder.fingerprint,
         "size_bytes": path.stat().st_size,
+        "embeds": embedder.kind,
         "input": {"name": session_input.name, "shape": [str(d) for d in session_input.shape]},
         **embedder.info.to_dict(),
+        **({"pair": embedder.pair.to_dict()} if embedder.pair is not None else {}),
     }
 
 
@@ -355,6 +411,16 @@ def eval_command(
     ] = None,
     queries_dir: Annotated[
         Path | None, typer.Option("--queries", help="Query ImageFolder (with --gallery).")
+    ] = None,
+    captions: Annotated[
+        Path | None,
+        typer.Option(help="Text queries: a captions CSV/JSONL, for MODEL a pair's text tower."),
+    ] = None,
+    gallery_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A pair's gallery tower for --gallery (default: the partner MODEL names)."
+        ),
     ] = None,
     gallery_per_identity: Annotated[
         int,
@@ -408,6 +474,8 @@ def eval_command(
         fars=tuple(fars),
         device=device.value,
         out_dir=str(out_dir) if out_dir else None,
+        gallery_model=str(gallery_model) if gallery_model else None,
+        captions=str(captions) if captions else None,
     )
     report = evaluate(config, progress=not as_json)
     _report_skipped([(s["path"], s["reason"]) for s in report["skipped"]])
@@ -531,10 +599,21 @@ def demo(
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    pair: Annotated[
+        bool,
+        typer.Option(
+            "--pair",
+            help="Pseudo-siamese pairs instead: sketch → photo and text → photo, each with its "
+            "own towers.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     from dataclasses import replace
 
+    if pair:
+        _pair_demo(out_dir, epochs, seed, as_json)
+        return
     from siamese.demo import DemoConfig, run_demo
 
     config = DemoConfig(out_dir=str(out_dir) if out_dir else None, seed=seed)
@@ -555,6 +634,36 @@ def demo(
         f"  raw-pixel baseline:   {report.raw_pixel_top1:.1%}\n"
         f"embedding throughput: {report.embed_images_per_second:.0f} images/s\n"
         f"pictures of matches: {report.matches_png}\n"
+        f"total time {report.seconds['total']:.0f}s; files in {report.out_dir}",
+        highlight=False,
+    )
+
+
+def _pair_demo(out_dir: Path | None, epochs: int | None, seed: int, as_json: bool) -> None:
+    from dataclasses import replace
+
+    from siamese.pair_demo import PairDemoConfig, run_pair_demo
+
+    config = PairDemoConfig(out_dir=str(out_dir) if out_dir else None, seed=seed)
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    report = run_pair_demo(
+        config,
+        progress=not as_json,
+        log=(lambda _: None) if as_json else (lambda line: out.print(line, highlight=False)),
+    )
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    out.print(
+        f"\n[bold]identification of {report.identities} identities never seen in training "
+        "(gallery: their photos)[/bold]\n"
+        f"  sketch → photo: top-1 {report.sketch_top1:.1%}, top-5 {report.sketch_top5:.1%} "
+        f"({report.sketch_queries} sketches)\n"
+        f"  text → photo:   top-1 {report.text_top1:.1%}, top-5 {report.text_top5:.1%} "
+        f"({report.text_queries} captions)\n"
+        f"  chance top-1:   {report.chance_top1:.1%}\n"
+        f"pictures of text matches: {report.matches_png}\n"
         f"total time {report.seconds['total']:.0f}s; files in {report.out_dir}",
         highlight=False,
     )

@@ -3,6 +3,11 @@
 Embeds an ImageFolder split per identity into gallery and queries (or separate gallery and query
 folders) with the engine, then reports identification (recall@k, mAP@R) and verification
 (ROC-AUC, EER, TAR at fixed FAR and the distance threshold that achieves it). Torch-free.
+
+Cross-domain (a pseudo-siamese pair): MODEL is the pair's query tower; queries come from
+``--queries`` (images of the query domain) or ``--captions`` (texts), the gallery from
+``--gallery`` embedded with the pair's gallery tower (``--gallery-model``, by default the partner
+file the query tower names, beside it). The two towers must belong to the same pair.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class EvalConfig:
     device: str = "auto"
     batch_size: int = 64
     out_dir: str | None = None
+    gallery_model: str | None = None
+    captions: str | None = None
 
 
 def split_per_identity(
@@ -91,26 +98,41 @@ def engine_embedding(embedder, progress: bool = False) -> EmbedFunction:
     return embed
 
 
+def text_embedding(embedder, captions: list[Any]) -> EmbedFunction:
+    """Adapt a TextEmbedder: the "paths" it is given are ``caption N`` keys into ``captions``."""
+
+    def embed(keys: list[str]) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+        texts = [captions[int(key.split()[-1])].text for key in keys]
+        return embedder.embed_texts(texts), keys, []
+
+    return embed
+
+
 def measure(
     embed: EmbedFunction,
     gallery_items: list[LabelledImage],
     query_items: list[LabelledImage],
     fars: tuple[float, ...] = (1e-2, 1e-3),
     seed: int = 0,
+    embed_queries: EmbedFunction | None = None,
 ) -> dict[str, Any]:
     """Identification and verification of any embedding function on a gallery/query split.
+
+    ``embed_queries``: the queries' own embedding (a pair's query tower); default ``embed``.
 
     Returns identification and verification dicts, counts, skipped files, and the raw same/different
     pair distances (numpy arrays, for plots).
     """
 
-    def run(items: list[LabelledImage]) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    def run(
+        items: list[LabelledImage], embed: EmbedFunction
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
         identity_of = {os.fspath(item.path): item.identity for item in items}
         vectors, paths, failures = embed(list(identity_of))
         return vectors, np.array([identity_of[p] for p in paths]), failures
 
-    gallery, gallery_labels, gallery_failures = run(gallery_items)
-    queries, query_labels, query_failures = run(query_items)
+    gallery, gallery_labels, gallery_failures = run(gallery_items, embed)
+    queries, query_labels, query_failures = run(query_items, embed_queries or embed)
     same, different = sample_pair_distances(
         queries, query_labels, gallery, gallery_labels, seed=seed
     )
@@ -130,6 +152,10 @@ def measure(
 
 def eval_split(config: EvalConfig) -> tuple[list[LabelledImage], list[LabelledImage]]:
     """The gallery and query images an eval config describes."""
+    if config.captions:
+        if not config.gallery_dir or config.data_dir or config.queries_dir:
+            raise DataError("--captions are queries against --gallery (no DATA_DIR or --queries)")
+        return scan_image_folder(config.gallery_dir, loose_files=True), []
     if config.data_dir and (config.gallery_dir or config.queries_dir):
         raise DataError(
             "give either DATA_DIR (split per identity) or --gallery with --queries, not both"
@@ -162,18 +188,22 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> dict[str, Any]:
         DataError: missing folders, no queries, or an inconsistent choice of inputs.
         ModelError / DeviceUnavailableError: from the engine.
     """
-    from siamese.engine import Embedder
-
     gallery_items, query_items = eval_split(config)
-    embedder = Embedder(config.model, device=config.device, batch_size=config.batch_size)
+    embedder, query_embed, query_items = _embedders(config, query_items, progress)
     measured = measure(
-        engine_embedding(embedder, progress), gallery_items, query_items, config.fars, config.seed
+        engine_embedding(embedder, progress),
+        gallery_items,
+        query_items,
+        config.fars,
+        config.seed,
+        embed_queries=query_embed,
     )
     same, different = measured.pop("same_distances"), measured.pop("different_distances")
     verification = measured["verification"]
     report = {
         "model": str(config.model),
         "model_fingerprint": embedder.fingerprint,
+        **({"query_model": str(config.model)} if query_embed is not None else {}),
         "data": config.data_dir or f"{config.gallery_dir} + {config.queries_dir}",
         "device": embedder.device,
         **measured,
@@ -194,6 +224,46 @@ def evaluate(config: EvalConfig, *, progress: bool = False) -> dict[str, Any]:
         }
         write_json_atomic(out / "eval.json", report)
     return report
+
+
+def _embedders(
+    config: EvalConfig, query_items: list[LabelledImage], progress: bool
+) -> tuple[Any, EmbedFunction | None, list[LabelledImage]]:
+    """The gallery embedder, the queries' own embedding (None: the same), and the query items.
+
+    A pair's query tower (or ``gallery_model``) makes the evaluation cross-domain.
+
+    Raises:
+        DataError: the towers are not one pair, or captions given to an image tower.
+    """
+    from siamese.engine import Embedder, open_query_embedder
+
+    opened = open_query_embedder(config.model, device=config.device, batch_size=config.batch_size)
+    pair = opened.pair
+    cross = config.gallery_model is not None or (pair is not None and pair.role == "query")
+    if not cross:
+        if config.captions:
+            raise DataError(f"{config.model}: not a text tower; captions need a text → image pair")
+        return opened, None, query_items
+    gallery_model = config.gallery_model or str(Path(config.model).parent / pair.partner_file)
+    gallery = Embedder(gallery_model, device=config.device, batch_size=config.batch_size)
+    if pair is None or gallery.pair is None or gallery.pair.fingerprint != pair.fingerprint:
+        theirs = gallery.pair.fingerprint[:16] if gallery.pair else "none"
+        raise DataError(
+            f"{gallery_model}: not the gallery tower of {config.model}'s pair (pair "
+            f"{pair.fingerprint[:16] if pair else 'none'} against {theirs})"
+        )
+    if opened.kind == "text":
+        if not config.captions:
+            raise DataError(f"{config.model}: a text tower; give its queries with --captions")
+        from siamese.captions import read_captions
+
+        captions = read_captions(config.captions)
+        items = [LabelledImage(f"caption {i}", c.identity) for i, c in enumerate(captions)]  # type: ignore[arg-type]
+        return gallery, text_embedding(opened, captions), items
+    if config.captions:
+        raise DataError(f"{config.model}: embeds images; --captions need a text tower")
+    return gallery, engine_embedding(opened, progress), query_items
 
 
 def save_threshold_to(

@@ -37,8 +37,12 @@ def plot_query_results(
     *,
     expected: Sequence[str | None] | None = None,
     k: int = 5,
+    texts: bool = False,
 ) -> Path:
-    """Write a PNG grid: one row per query, the query then its top-k matches with distances."""
+    """Write a PNG grid: one row per query, the query then its top-k matches with distances.
+
+    ``texts``: the queries are texts (a text → image pair), shown as wrapped words, not images.
+    """
     plt = _pyplot()
     rows = max(1, len(queries))
     cols = 1 + max([min(k, len(r.matches)) for r in results] + [1])
@@ -49,10 +53,18 @@ def plot_query_results(
         axis.axis("off")
     for row, (query, result) in enumerate(zip(queries, results)):
         want = expected[row] if expected else None
-        axes[row][0].imshow(_thumbnail(query), cmap="gray")
         verdict = "\nunknown (beyond threshold)" if result.unknown else ""
+        if texts:
+            import textwrap
+
+            axes[row][0].text(
+                0.5, 0.5, textwrap.fill(query, 22), ha="center", va="center", fontsize=8, wrap=True
+            )
+        else:
+            axes[row][0].imshow(_thumbnail(query), cmap="gray")
+        label = "text" if texts else Path(query).name
         axes[row][0].set_title(
-            f"query\n{Path(query).name}" + (f" ({want})" if want else "") + verdict,
+            f"query\n{label}" + (f" ({want})" if want else "") + verdict,
             fontsize=9,
             color="darkorange" if result.unknown else "black",
         )
