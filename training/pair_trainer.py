@@ -39,7 +39,7 @@ from siamese.files import write_bytes_atomic, write_json_atomic
 from siamese.progress import epoch_line, progress_bar
 from siamese.spec import InputSpec
 from siamese.text import encode_texts, train_tokenizer
-from siamese.training.augment import Augmentation, build_augmentation
+from siamese.training.augment import BatchAugmentation, build_augmentation
 from siamese.training.batches import normalize_batch
 from siamese.training.checkpoint import save_checkpoint
 from siamese.training.config import TrainConfig
@@ -84,7 +84,7 @@ class Side:
     role: str
     tower: nn.Module
     spec: InputSpec | None = None
-    augmentation: Augmentation | None = None
+    augmentation: BatchAugmentation | None = None
     tokenizer: Any = None
 
     @property
@@ -98,7 +98,7 @@ class Side:
             return self.tower(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
         pixels = torch.from_numpy(data.pixels[rows]).permute(0, 3, 1, 2)
         if self.tower.training and self.augmentation is not None:
-            pixels = torch.stack([self.augmentation(image) for image in pixels])
+            pixels = self.augmentation(pixels)
         assert self.spec is not None
         return self.tower.training_embedding(normalize_batch(pixels.to(device), self.spec))
 
@@ -192,7 +192,7 @@ def train_pair(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     gallery_options = {**_image_options(config, config.tower), "_name": config.tower}
     gallery_tower = create_tower(config.tower, gallery_spec, _image_options(config, config.tower))
     gallery = Side("gallery", gallery_tower.to(device), gallery_spec)
-    gallery.augmentation = build_augmentation(config.augment, config.flip, gallery_spec)
+    gallery.augmentation = build_augmentation(config.augment, config.flip)
     query, query_options = _query_side(config, data, query_spec, gallery_tower, device)
 
     miner = config.miner if config.miner in ("batch-hard", "batch-all") else None
@@ -305,14 +305,14 @@ def _query_side(
     if config.share_weights:
         assert query_spec is not None
         side = Side("query", gallery_tower, query_spec)
-        side.augmentation = build_augmentation(config.augment, config.flip, query_spec)
+        side.augmentation = build_augmentation(config.augment, config.flip)
         return side, {}
     if query_spec is not None:
         name = config.query_tower or config.tower
         options = _image_options(config, name)
         tower = create_tower(name, query_spec, options).to(device)
         side = Side("query", tower, query_spec)
-        side.augmentation = build_augmentation(config.augment, config.flip, query_spec)
+        side.augmentation = build_augmentation(config.augment, config.flip)
         return side, {**options, "_name": name}
     texts = data.train_query.texts  # the tokenizer learns the training captions only
     assert isinstance(data.train_query, TextDataset)
