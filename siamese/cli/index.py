@@ -144,8 +144,10 @@ def index_build(
         typer.Option(
             "--index",
             help=(
-                "FAISS index type: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16, SQ8… or auto "
-                "(default: Flat for a new gallery, else its current type)."
+                "FAISS index type: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16, SQ8…, auto, or "
+                "ondisk (IVF built in parts, merged on disk, memory-mapped; or e.g. "
+                "ondisk:IVF4096_HNSW32,SQ8) (default: Flat for a new gallery, else its current "
+                "type)."
             ),
         ),
     ] = None,
