@@ -115,7 +115,9 @@ def trained_empty(header: Path) -> faiss.Index:
     """The trained index of a header with empty in-memory lists: a part to fill."""
     index = faiss.read_index(str(header), faiss.IO_FLAG_SKIP_IVF_DATA)
     ivf = faiss.extract_index_ivf(index)
-    ivf.replace_invlists(faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size), True)
+    lists = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+    ivf.replace_invlists(lists, True)
+    lists.this.disown()  # the index frees it now
     index.ntotal = ivf.ntotal = 0
     return index
 

@@ -116,8 +116,9 @@ def ondisk_state(index: Any) -> OnDiskState | None:
     return getattr(index, "__dict__", {}).get(STATE_ATTRIBUTE)
 
 
-def checksum_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> tuple[str, int, list[str]]:
+def checksum_file(path: Path, chunk_bytes: int | None = None) -> tuple[str, int, list[str]]:
     """sha256 of the whole file, its size and a sha256 per chunk, in one streamed pass."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     whole, chunks, size = hashlib.sha256(), [], 0
     with open(path, "rb") as handle:
         while True:
@@ -139,8 +140,9 @@ def checksum_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> tuple[str, int,
 
 def record(path: Path, role: str, count: int, **extra: Any) -> PartFile:
     """Checksum a written data file into its manifest record."""
-    digest, size, chunks = checksum_file(path)
-    return PartFile(role, path.name, int(count), size, digest, CHUNK_BYTES, chunks, **extra)
+    chunk_bytes = CHUNK_BYTES
+    digest, size, chunks = checksum_file(path, chunk_bytes)
+    return PartFile(role, path.name, int(count), size, digest, chunk_bytes, chunks, **extra)
 
 
 def check_part(gallery_dir: Path, part: PartFile, *, full: bool) -> None:

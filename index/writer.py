@@ -316,10 +316,12 @@ class GalleryWriter:
                 parts=parts,
             )
             manifest.write(self.gallery_dir)  # the commit point
-        except BaseException:
+        except BaseException as exc:
             self._index = (
                 None  # may have been changed in place: reload the published one if needed again
             )
+            if built is not None and isinstance(exc, Exception):  # refused, not killed: tidy up
+                remove_debris(self.gallery_dir, self.manifest)
             raise
         finally:
             if built is not None:
