@@ -1,13 +1,15 @@
 """One part of an on-disk index build: add a slice of the gallery's vectors to the trained index.
 
 Run in a worker: ``python -m siamese.index.ondisk_part '[trained, vectors, ids, dim, start,
-stop, out, threads]'`` prints the part's record as JSON; a Ray task calls :func:`fill_part`.
+stop, out, threads]'`` prints the part's record as JSON (with the worker's peak resident
+memory); a Ray task calls :func:`fill_part`.
 Every argument is a path or a number, so a part can run on any machine sharing the folder.
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,4 +49,6 @@ def fill_part(
 
 
 if __name__ == "__main__":
-    print(json.dumps(fill_part(*json.loads(sys.argv[1]))))
+    done = fill_part(*json.loads(sys.argv[1]))
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # this worker's alone
+    print(json.dumps({**done, "peak_rss_mib": round(peak_kib / 1024, 1)}))
