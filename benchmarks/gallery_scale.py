@@ -3,8 +3,8 @@
     siamese bench gallery_scale [--quick] [--plot] [-O sizes=1e5,1e6,1e7] [-O dim=256]
 
 Vectors are generated, never embedded: a Gaussian mixture of dimension ``dim`` (the default
-tower's 256) with ``size / 1000`` components (at least 100) whose centres are N(0, I), each
-vector a centre plus N(0, 0.6² I), L2-normalised like the tower's embeddings; generated in chunks
+tower's 256) with ``size / 100`` components (at least 100) whose centres are N(0, I), each
+vector a centre plus N(0, 0.8² I), L2-normalised like the tower's embeddings; generated in chunks
 of 100,000 from seeds (size, chunk), so exact ground truth is recomputed chunk by chunk instead of
 kept in memory. Queries are 1,000 further draws of the same mixture (not in the gallery).
 
@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 
 _CHUNK = 100_000
 _DEFAULT_PART_ITEMS = ondisk.PART_ITEMS
-_NOISE = 0.6
+_NOISE = 0.8
+#: Vectors per mixture component (an "identity" with this many photos, on average).
+_PER_COMPONENT = 100
 _BATCH = 100
 #: The issue's targets at 10^7 vectors.
 TARGETS = {"recall_at10": 0.9, "single_p50_ms": 20.0, "open_seconds": 2.0, "open_rss_mib": 2048}
@@ -126,7 +128,7 @@ class Mixture:
 
     def __init__(self, size: int, dim: int) -> None:
         self.size, self.dim = size, dim
-        components = max(100, size // 1000)
+        components = max(100, size // _PER_COMPONENT)
         self.centres = np.random.default_rng([size, dim]).normal(size=(components, dim))
         self.centres = self.centres.astype(np.float32)
 
@@ -374,7 +376,8 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress of a long run
     figures: dict[str, Any] = {
         "generator": (
-            f"Gaussian mixture: max(100, size/1000) centres N(0, I), noise N(0, {_NOISE}^2 I), "
+            f"Gaussian mixture: max(100, size/{_PER_COMPONENT}) centres N(0, I), noise "
+            f"N(0, {_NOISE}^2 I), "
             "L2-normalised; queries are further draws"
         ),
         "cpu_count": os.cpu_count(),

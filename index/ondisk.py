@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -275,15 +276,24 @@ def merge(
     ids_path = gallery_dir / f".ids-{tag}.tmp"
     trained_path = gallery_dir / f".trained-{tag}.tmp"
     temporary = [vectors_path, ids_path, trained_path]
+    clock, seconds = time.perf_counter(), {}
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        seconds[phase] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+
     try:
         ids = _stream_live_vectors(items, removed, dim, vectors_path)
         with open(ids_path, "wb") as handle:
             np.save(handle, ids, allow_pickle=False)
         vectors = np.memmap(vectors_path, dtype=np.float32, mode="r", shape=(len(ids), dim))
+        lap("stream")
         if trained is None:
             trained = _train(index_type, vectors)
         faiss.write_index(trained, str(trained_path))
         reached("ondisk-trained")
+        lap("train")
         bounds = list(range(0, len(ids), PART_ITEMS)) + [len(ids)]
         spans = list(itertools.pairwise(bounds)) or [(0, 0)]
         threads = max(1, (os.cpu_count() or 1) // len(spans))
@@ -297,6 +307,7 @@ def merge(
             )  # fmt: skip
         built_parts = _run_parts(jobs)
         reached("ondisk-parts-filled")
+        lap("fill")
         lists_path = gallery_dir / lists_file_name(generation)
         merged = faiss.read_index(str(trained_path))
         with _quiet_stdout():  # FAISS reports resizing the lists file on stdout
@@ -308,7 +319,8 @@ def merge(
         header_sha256, header_bytes = fx.write_index(merged, gallery_dir / header)
         del merged  # unmaps the lists file
         fsync_file(lists_path)
-        lists = record(lists_path, ROLE_LISTS, len(ids), merged_from=built_parts)
+        lap("merge")
+        lists = record(lists_path, ROLE_LISTS, len(ids), merged_from=built_parts, seconds=seconds)
         reached("ondisk-merged")
         for path in temporary[3:]:
             path.unlink(missing_ok=True)

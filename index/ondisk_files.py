@@ -74,6 +74,8 @@ class PartFile:
     chunk_bytes: int
     chunks: list[str]
     merged_from: list[dict[str, Any]] = field(default_factory=list)
+    #: The merge's phases (stream, train, fill, merge) in seconds, for the record.
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the manifest's form)."""

@@ -404,3 +404,29 @@ def test_cli_build_query_add_remove_verify(
     assert "id_001" not in names
     checked = run("index", "verify", gallery, "--json")
     assert checked.returncode == 0 and json.loads(checked.stdout)["ok"]
+
+
+# ------------------------------------------------------------------ parts as Ray tasks
+def test_parts_as_ray_tasks_match_local_processes(tmp_path: Path) -> None:
+    """With Ray initialised (a 2-CPU local cluster), parts run as Ray tasks: same index."""
+    ray = pytest.importorskip("ray")
+    pool = clustered_vectors(20_000, SMALL_DIM, clusters=30, seed=21)
+    previous, ondisk.PART_ITEMS = ondisk.PART_ITEMS, 5_000
+    started_here = not ray.is_initialized()
+    try:
+        local = make_vector_gallery(tmp_path / "local", pool, "ondisk:IVF64,SQ8")
+        if started_here:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        remote = make_vector_gallery(tmp_path / "ray", pool, "ondisk:IVF64,SQ8")
+    finally:
+        ondisk.PART_ITEMS = previous
+        if started_here and ray.is_initialized():
+            ray.shutdown()
+    sums = []
+    for gallery in (local, remote):
+        manifest = json.loads((gallery / "manifest.json").read_text())
+        sums.append([part["sha256"] for part in manifest["parts"][0]["merged_from"]])
+        assert len(sums[-1]) == 4
+    assert sums[0] == sums[1]  # the same parts, byte for byte
+    with Gallery.open(local) as first, Gallery.open(remote) as second:
+        assert np.array_equal(first.nearest(pool[:100], 10)[1], second.nearest(pool[:100], 10)[1])
