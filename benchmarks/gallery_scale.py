@@ -4,7 +4,8 @@
 
 Vectors are generated, never embedded: a Gaussian mixture of dimension ``dim`` (the default
 tower's 256) with ``size / 100`` components (at least 100) whose centres are N(0, I), each
-vector a centre plus N(0, 0.8² I), L2-normalised like the tower's embeddings; generated in chunks
+vector a centre plus N(0, 0.6² I) (the `gallery` suite's noise), L2-normalised like the tower's
+embeddings; generated in chunks
 of 100,000 from seeds (size, chunk), so exact ground truth is recomputed chunk by chunk instead of
 kept in memory. Queries are 1,000 further draws of the same mixture (not in the gallery).
 
@@ -21,8 +22,9 @@ and the items fingerprint over every row) and the index alone. Page cache is war
 shared: caches are not dropped). Each gallery is deleted after it is measured.
 
 Options (-O key=value): sizes=1e5,1e6,1e7 (quick: 2e4,5e4)  dim=256  queries=1000  single=300
-batches=20  keep=0 (1 keeps the galleries in the work folder)  part_items=1e6 (items per part:
-10^7 vectors are filled as 10 parts, one worker process per core at a time)
+batches=20  keep=0 (1 keeps the galleries in the work folder)  noise=0.6  per_component=100
+part_items=1e6 (items per part: 10^7 vectors are filled as 10 parts, one worker process per core
+at a time)
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
 
 _CHUNK = 100_000
 _DEFAULT_PART_ITEMS = ondisk.PART_ITEMS
-_NOISE = 0.8
+_NOISE = 0.6
 #: Vectors per mixture component (an "identity" with this many photos, on average).
 _PER_COMPONENT = 100
 _BATCH = 100
@@ -126,16 +128,18 @@ class _Peak:
 class Mixture:
     """The generated gallery: chunk ``n`` is always the same vectors (seeded by size and n)."""
 
-    def __init__(self, size: int, dim: int) -> None:
-        self.size, self.dim = size, dim
-        components = max(100, size // _PER_COMPONENT)
+    def __init__(
+        self, size: int, dim: int, noise: float = _NOISE, per_component: int = _PER_COMPONENT
+    ) -> None:
+        self.size, self.dim, self.noise = size, dim, noise
+        components = max(100, size // per_component)
         self.centres = np.random.default_rng([size, dim]).normal(size=(components, dim))
         self.centres = self.centres.astype(np.float32)
 
     def _draw(self, count: int, seed: list[int]) -> np.ndarray:
         rng = np.random.default_rng(seed)
         owners = rng.integers(0, len(self.centres), count)
-        noise = rng.standard_normal((count, self.dim), dtype=np.float32) * _NOISE
+        noise = rng.standard_normal((count, self.dim), dtype=np.float32) * self.noise
         vectors = self.centres[owners] + noise
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
@@ -235,7 +239,12 @@ def _open_fresh(folder: Path, queries: np.ndarray, work: Path) -> dict[str, Any]
 def measure(size: int, settings: BenchSettings) -> dict[str, Any]:
     """Build one on-disk gallery of ``size`` generated vectors and measure it."""
     dim = settings.option("dim", 256, int)
-    mixture = Mixture(size, dim)
+    mixture = Mixture(
+        size,
+        dim,
+        settings.option("noise", _NOISE, float),
+        settings.option("per_component", _PER_COMPONENT, int),
+    )
     index_type = ondisk_type(size)
     folder = settings.work_dir / f"gallery-scale-{size}"
     ondisk.PART_ITEMS = settings.option("part_items", _DEFAULT_PART_ITEMS, lambda s: int(float(s)))
@@ -374,11 +383,12 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     for size in sizes:
         rows.append(measure(size, settings))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress of a long run
+    per_component = settings.option("per_component", _PER_COMPONENT, int)
+    noise = settings.option("noise", _NOISE, float)
     figures: dict[str, Any] = {
         "generator": (
-            f"Gaussian mixture: max(100, size/{_PER_COMPONENT}) centres N(0, I), noise "
-            f"N(0, {_NOISE}^2 I), "
-            "L2-normalised; queries are further draws"
+            f"Gaussian mixture: max(100, size/{per_component}) centres N(0, I), noise "
+            f"N(0, {noise}^2 I), L2-normalised; queries are further draws"
         ),
         "cpu_count": os.cpu_count(),
         "faiss_threads": faiss.omp_get_max_threads(),

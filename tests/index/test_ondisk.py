@@ -180,13 +180,16 @@ def test_large_files_are_sampled_on_open_and_read_whole_by_verify(
 
 
 def test_min_recall_still_refuses(vectors: np.ndarray, tmp_path: Path) -> None:
-    with pytest.raises(RecallTooLowError, match="below --min-recall"), GalleryWriter.create(
-        tmp_path / "g",
-        dimension=DIM,
-        model_fingerprint="0" * 64,
-        model_path="none.onnx",
-        index_type="ondisk:IVF64,PQ4",
-    ) as writer:
+    with (
+        pytest.raises(RecallTooLowError, match="below --min-recall"),
+        GalleryWriter.create(
+            tmp_path / "g",
+            dimension=DIM,
+            model_fingerprint="0" * 64,
+            model_path="none.onnx",
+            index_type="ondisk:IVF64,PQ4",
+        ) as writer,
+    ):
         writer.stage_embeddings(vectors[:5000], [f"v/{n}" for n in range(5000)], ["x"] * 5000)
         writer.publish(
             search_params={"nprobe": 1},

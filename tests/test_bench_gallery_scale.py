@@ -1,0 +1,42 @@
+"""The gallery_scale suite runs small and records every cost of the scale curve, with a plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from siamese.cli import app
+
+
+def test_gallery_scale_suite_small(tmp_path: Path) -> None:
+    options = ["sizes=3000,6000", "dim=32", "queries=100", "single=20", "batches=2"]
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "gallery_scale",
+            "--plot",
+            *[arg for option in options for arg in ("-O", option)],
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    figures = json.loads(Path(record["path"]).read_text())["results"]
+    rows = figures["rows"]
+    assert [row["size"] for row in rows] == [3000, 6000]
+    for row in rows:
+        assert row["index_type"].startswith("ondisk:IVF")
+        assert 0.5 <= row["recall_at10"] <= 1.0 and row["build_seconds"] > 0
+        assert row["disk"]["lists_mib"] > 0 and row["single"]["calls"] == 20
+        opened = row["opened_fresh_process"]
+        assert opened["open_seconds"] > 0 and opened["index_open_rss_mib"] >= 0
+    assert set(figures["targets_at_largest"]) >= {"recall_at10", "single_p50_ms", "open_seconds"}
+    assert Path(figures["plot"]).stat().st_size > 10_000
+    assert not (tmp_path / "work" / "gallery-scale-3000").exists()  # deleted after measuring
