@@ -275,6 +275,7 @@ def measure(size: int, settings: BenchSettings) -> dict[str, Any]:
         "dim": dim,
         "index_type": index_type,
         "parts": len(facts["parts"][0]["merged_from"]),
+        "merge_phases_seconds": facts["parts"][0]["seconds"],  # stream, train, fill, merge
         "search_params": facts["search_params"],
         "build_recall": facts["recall"],
         "ingest_seconds": round(ingest_seconds, 1),
