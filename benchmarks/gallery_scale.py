@@ -352,7 +352,9 @@ def write_plot(rows: list[dict[str, Any]], path: Path) -> Path:
     ]  # fmt: skip
     for axis, (title, lines) in zip(axes.flat, panels):
         for label, values in lines.items():
-            axis.plot(sizes, [max(v, 1e-3) for v in values], marker="o", label=label)
+            axis.plot(
+                sizes, [v if v > 0 else float("nan") for v in values], marker="o", label=label
+            )
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_title(title)

@@ -154,13 +154,12 @@ def check_part(gallery_dir: Path, part: PartFile, *, full: bool) -> None:
     ones by size and their first and last chunk (opening).
 
     Raises:
+        FileNotFoundError: the file is gone (a writer may have just published a newer generation:
+            the caller re-reads the manifest).
         GalleryError: the file differs from its manifest record.
     """
     path = gallery_dir / part.name
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise GalleryError(f"{path}: missing; the gallery is incomplete") from None
+    size = path.stat().st_size
     if size != part.bytes:
         raise GalleryError(
             f"{path}: {size} bytes, manifest.json says {part.bytes}; the {part.role} file is "

@@ -105,6 +105,8 @@ def _check_parts(gallery: PublishedGallery, report: VerifyReport) -> None:
             check_part(gallery.gallery_dir, part, full=True)
         except GalleryError as exc:
             report.problems.append(str(exc))
+        except OSError as exc:  # removed or unreadable since the gallery was opened
+            report.problems.append(f"{exc.filename or part.name}: {exc.strerror or exc}")
     if parts:
         report.checked.append(
             f"data files of the on-disk index, every chunk ({', '.join(p.name for p in parts)})"

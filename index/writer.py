@@ -198,10 +198,9 @@ class GalleryWriter:
     def _load_index(self) -> faiss.Index:
         try:
             return load_published_index(self.gallery_dir, self.manifest)
-        except FileNotFoundError:
-            raise GalleryError(
-                f"{self.gallery_dir / self.manifest.index_file}: missing; the gallery is incomplete"
-            ) from None
+        except FileNotFoundError as exc:
+            missing = exc.filename or self.gallery_dir / self.manifest.index_file
+            raise GalleryError(f"{missing}: missing; the gallery is incomplete") from None
 
     @property
     def index(self) -> faiss.Index:
