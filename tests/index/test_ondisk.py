@@ -433,3 +433,37 @@ def test_parts_as_ray_tasks_match_local_processes(tmp_path: Path) -> None:
     assert sums[0] == sums[1]  # the same parts, byte for byte
     with Gallery.open(local) as first, Gallery.open(remote) as second:
         assert np.array_equal(first.nearest(pool[:100], 10)[1], second.nearest(pool[:100], 10)[1])
+
+
+# ------------------------------------------------------------------ through the service
+def test_service_serves_an_ondisk_gallery_unchanged(
+    gallery_dir: Path, tiny_dataset: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
+    """The session gallery rebuilt as an on-disk index: query, add, remove over HTTP."""
+    from fastapi.testclient import TestClient
+
+    from siamese.service import ServiceConfig, ServiceState, create_app
+
+    gallery = _copy(gallery_dir, tmp_path / "gallery")
+    with GalleryWriter.open(gallery) as writer:
+        writer.publish(index_type="ondisk:IVF4,Flat", search_params={"nprobe": 4})
+    config = ServiceConfig(gallery_dir=gallery, device="cpu")
+    with TestClient(create_app(ServiceState.open(config)), raise_server_exceptions=False) as client:
+        probe = sorted((unseen_dataset / "id_002").iterdir())[1]
+        upload = {"file": (probe.name, probe.read_bytes(), "image/png")}
+        best = client.post("/v1/query?k=3", files=upload).json()["identities"][0]
+        assert best["identity"] == "id_002" and best["distance"] < 1e-3
+        newcomer = min((tiny_dataset / "id_005").iterdir())
+        files = [("files", (newcomer.name, newcomer.read_bytes(), "image/png"))]
+        added = client.post("/v1/items", files=files, data={"identity": "newcomer"}).json()
+        assert added["count"] == 25
+        upload = {"file": (newcomer.name, newcomer.read_bytes(), "image/png")}
+        found = client.post("/v1/query", files=upload).json()
+        assert found["identities"][0]["identity"] == "newcomer"
+        gone = client.delete("/v1/items", params={"identity": "newcomer"})
+        assert gone.status_code == 200 and gone.json()["count"] == 24
+        after = client.post("/v1/query", files=upload).json()
+        assert after["identities"][0]["identity"] != "newcomer"
+    manifest = json.loads((gallery / "manifest.json").read_text())
+    assert manifest["index_type"] == "ondisk:IVF4,Flat" and manifest["parts"][0]["role"] == "lists"
+    assert verify_gallery(gallery, check_files=False).ok
