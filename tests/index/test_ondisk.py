@@ -10,6 +10,7 @@ readable and the next run finishes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -36,6 +37,7 @@ from siamese.index import Gallery, GalleryWriter, crash_points, ondisk
 from siamese.index import faiss_index as fx
 from siamese.index import ondisk_files as files
 from siamese.index.index_choice import choose_index, ondisk_type, parse_memory
+from siamese.index.manifest import Manifest
 from siamese.index.verify import verify_gallery
 from siamese.index.writer import RecallPolicy
 
@@ -467,3 +469,62 @@ def test_service_serves_an_ondisk_gallery_unchanged(
     manifest = json.loads((gallery / "manifest.json").read_text())
     assert manifest["index_type"] == "ondisk:IVF4,Flat" and manifest["parts"][0]["role"] == "lists"
     assert verify_gallery(gallery, check_files=False).ok
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    size=st.integers(1, 6 * 512 + 300),
+    where=st.floats(0.0, 1.0, exclude_max=True),
+    mask=st.integers(1, 255),
+)
+def test_any_changed_byte_is_found_by_a_full_check_and_by_open_where_it_samples(
+    size: int, where: float, mask: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One byte changed anywhere: verify (every chunk) refuses it, naming the file; opening refuses
+    it when the file is small or the byte lies in its first or last chunk, and otherwise passes."""
+    monkeypatch.setattr(files, "CHUNK_BYTES", 512)
+    monkeypatch.setattr(files, "OPEN_FULL_CHECK_BYTES", 1024)
+    path = tmp_path / "part.000002.faiss"
+    data = bytearray(np.random.default_rng(size).bytes(size))
+    path.write_bytes(bytes(data))
+    part = files.record(path, files.ROLE_DELTA, 1)
+    files.check_part(tmp_path, part, full=True)
+    files.check_part(tmp_path, part, full=False)
+    offset = int(where * size)
+    data[offset] ^= mask
+    path.write_bytes(bytes(data))
+    with pytest.raises(GalleryError, match=r"part\.000002\.faiss: checksum of bytes"):
+        files.check_part(tmp_path, part, full=True)
+    chunk, last = offset // 512, (size - 1) // 512
+    if size <= 1024 or chunk in (0, last):
+        with pytest.raises(GalleryError, match=r"part\.000002\.faiss"):
+            files.check_part(tmp_path, part, full=False)
+    else:
+        files.check_part(tmp_path, part, full=False)
+
+
+@pytest.mark.parametrize("content", ["pickle", "floats", "2-d"])
+def test_a_forged_removed_ids_file_is_refused_not_unpickled(tmp_path: Path, content: str) -> None:
+    """Even with a manifest re-signed to match, the removed-ids file is read without pickle."""
+    pool = clustered_vectors(SMALL, SMALL_DIM, clusters=30, seed=13)
+    gallery = _small_gallery(tmp_path / "g", pool)
+    with GalleryWriter.open(gallery) as writer:
+        writer.publish(removed=[1, 2, 3])
+    manifest = Manifest.read(gallery)
+    name = next(p["name"] for p in manifest.parts if p["role"] == "removed")
+    forged = {
+        "pickle": np.array([{"not": "ids"}], dtype=object),
+        "floats": np.array([1.0, 2.0]),
+        "2-d": np.zeros((2, 2), np.int64),
+    }[content]
+    with open(gallery / name, "wb") as handle:
+        np.save(handle, forged, allow_pickle=True)
+    parts = [
+        files.record(gallery / name, files.ROLE_REMOVED, 3).to_dict() if p["name"] == name else p
+        for p in manifest.parts
+    ]
+    dataclasses.replace(manifest, parts=parts).write(gallery)
+    with pytest.raises(GalleryError, match=f"{name}: "):
+        Gallery.open(gallery)
