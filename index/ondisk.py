@@ -401,6 +401,7 @@ def update(
         with atomic_path(path) as temporary, open(temporary, "wb") as handle:
             np.save(handle, tombstones, allow_pickle=False)
         new_parts.append(record(path, ROLE_REMOVED, len(tombstones)))
+    reached("ondisk-part-written")
     view = _view(manifest.index_file, new_parts)
     return Built(
         open_index(gallery_dir, view),

@@ -333,7 +333,18 @@ class Killed(BaseException):
     """Raised at a crash point, as if the process died there."""
 
 
-def _publish_killed_at(gallery: Path, pool: np.ndarray, kill_at: int | None) -> list[str]:
+#: What each scenario changes: a full build and merge (a new on-disk type, SMALL more items), or
+#: an update beside the merged lists (100 items added, 3 removed).
+CHANGES = {
+    "merge": ("ondisk:IVF32,Flat", SMALL, []),
+    "update": (None, 100, [1, 2, 3]),
+}
+
+
+def _publish_killed_at(
+    gallery: Path, pool: np.ndarray, change: str, kill_at: int | None
+) -> list[str]:
+    index_type, added, removed = CHANGES[change]
     seen: list[str] = []
 
     def hook(point: str) -> None:
@@ -344,31 +355,40 @@ def _publish_killed_at(gallery: Path, pool: np.ndarray, kill_at: int | None) -> 
     crash_points.install(hook)
     try:
         with GalleryWriter.open(gallery) as writer:
-            if not len(writer.items.staged_ids()) and writer.manifest.count == SMALL:
-                writer.stage_embeddings(
-                    pool, [f"k/{n}" for n in range(len(pool))], ["k"] * len(pool)
-                )
-            writer.publish(index_type="ondisk:IVF32,Flat")  # a new type: a full build and merge
+            if not len(writer.items.staged_ids()) and writer.manifest.generation == 1:
+                rows = pool[SMALL : SMALL + added]
+                writer.stage_embeddings(rows, [f"k/{n}" for n in range(added)], ["k"] * added)
+            writer.publish(index_type=index_type, removed=removed)
     finally:
         crash_points.install(None)
     return seen
 
 
-def test_killed_at_every_step_of_a_merge(tmp_path: Path) -> None:
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_killed_at_every_step(tmp_path: Path, change: str) -> None:
+    """Killed at each durable step of a merge or an update: the last generation stays readable,
+    the next run finishes, and no debris is left."""
     pool = clustered_vectors(SMALL * 2, SMALL_DIM, clusters=30, seed=5)
     base = _small_gallery(tmp_path / "base", pool[:SMALL])
-    points = _publish_killed_at(_copy(base, tmp_path / "probe"), pool[SMALL:], None)
-    assert {"ondisk-trained", "ondisk-parts-filled", "ondisk-merged", "published"} <= set(points)
-    for kill_at in range(1, len(points)):
+    points = _publish_killed_at(_copy(base, tmp_path / "probe"), pool, change, None)
+    expected = {
+        "merge": {"ondisk-trained", "ondisk-parts-filled", "ondisk-merged", "published"},
+        "update": {"ondisk-part-written", "published"},
+    }[change]
+    assert expected <= set(points), points
+    index_type, added, removed = CHANGES[change]
+    for kill_at in range(1, len(points) + 1):  # every durable step, the last included
         gallery = _copy(base, tmp_path / f"kill{kill_at}")
         with pytest.raises(Killed):
-            _publish_killed_at(gallery, pool[SMALL:], kill_at)
+            _publish_killed_at(gallery, pool, change, kill_at)
         if points[kill_at - 1] != "published":  # killed before the manifest: the old generation
             with Gallery.open(gallery) as opened:
                 assert opened.generation == 1 and len(opened) == SMALL
-        _publish_killed_at(gallery, pool[SMALL:], None)  # the next run finishes
+        _publish_killed_at(gallery, pool, change, None)  # the next run finishes
         with Gallery.open(gallery) as opened:
-            assert len(opened) == 2 * SMALL and opened.manifest.index_type == "ondisk:IVF32,Flat"
+            assert len(opened) == SMALL + added - len(removed)
+            assert opened.manifest.index_type == (index_type or "ondisk:IVF16,Flat")
+            assert not set(opened.nearest(pool[:3], 10)[1].ravel().tolist()) & set(removed)
         names = {p.name for p in gallery.iterdir()}
         assert not [n for n in names if n.endswith(".tmp")], names
         assert len([n for n in names if n.endswith(".ivfdata")]) == 1
