@@ -280,6 +280,7 @@ def build_gallery(
         )
     if choice is not None:
         report.choice = {
+            "asked": index,
             "index_type": choice.index_type,
             "expected_recall_at10": choice.expected_recall_at10,
             "estimated_bytes": choice.estimated_bytes,

@@ -58,7 +58,8 @@ def _finish(report: Any, device: str, as_json: bool) -> None:
         if report.choice:
             choice = report.choice
             out.print(
-                f"index auto: {choice['index_type']} ({choice['reason']}; expected recall@10 ≈ "
+                f"index {choice.get('asked', 'auto')}: {choice['index_type']} ({choice['reason']}; "
+                f"expected recall@10 ≈ "
                 f"{choice['expected_recall_at10']})",
                 highlight=False,
             )
