@@ -22,6 +22,7 @@ from siamese.files import sha256_handle
 from siamese.index.faiss_index import read_index
 from siamese.index.manifest import Manifest
 from siamese.index.ondisk_files import DATA_FILE_PATTERN
+from siamese.index.ondisk_read import open_index
 
 REJECTED_FILE = "rejected.json"
 _INDEX_FILE = re.compile(r"index\.\d{6,}\.faiss")
@@ -44,8 +45,6 @@ def load_published_index(
         GalleryError: damaged (size or checksum differs from the manifest) or of the wrong shape.
     """
     if manifest.parts is not None:  # built in parts and merged on disk: its own checks
-        from siamese.index.ondisk import open_index  # ondisk builds on this module
-
         with open(gallery_dir / manifest.index_file, "rb") as handle:
             _check_checksum(gallery_dir / manifest.index_file, handle, manifest)
         index = open_index(gallery_dir, manifest)

@@ -14,16 +14,13 @@ added and removed items reach :data:`MERGE_SHARE` of the merged lists.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import itertools
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,16 +42,22 @@ from siamese.index.ondisk_files import (
     ROLE_DELTA,
     ROLE_LISTS,
     ROLE_REMOVED,
-    STATE_ATTRIBUTE,
-    OnDiskState,
     PartFile,
     base_type,
-    check_part,
     delta_file_name,
     fsync_file,
     lists_file_name,
     record,
     removed_file_name,
+)
+from siamese.index.ondisk_part import WORKER_SCRIPT, fill_part
+from siamese.index.ondisk_read import (
+    load_removed,
+    open_index,
+    parts_of,
+    quiet_stdout,
+    role,
+    trained_empty,
 )
 
 #: Items per part: each part is filled (quantizer assignment and encoding) by one worker.
@@ -69,111 +72,6 @@ _STREAM_ROWS = 65_536
 _TRAINING_POINTS_PER_LIST = 40
 _MIN_TRAINING_SAMPLE = 20_000
 _KMEANS_ITERATIONS = 10
-_stdout_lock = threading.Lock()
-
-
-def parts_of(manifest: Manifest) -> list[PartFile]:
-    """The manifest's data-file records (empty for in-memory indexes)."""
-    return [PartFile.from_dict(part, Path(manifest.index_file)) for part in manifest.parts or []]
-
-
-def _role(parts: Sequence[PartFile], role: str) -> PartFile | None:
-    return next((part for part in parts if part.role == role), None)
-
-
-# ----------------------------------------------------------------------------------- reading
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Silence C stdout: FAISS prints a line on reading with IO_FLAG_ONDISK_SAME_DIR (--json!)."""
-    libc = ctypes.CDLL(None)
-    with _stdout_lock:
-        sys.stdout.flush()
-        libc.fflush(None)
-        saved = os.dup(1)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 1)
-            yield
-        finally:
-            libc.fflush(None)
-            os.dup2(saved, 1)
-            os.close(saved)
-            os.close(devnull)
-
-
-def _read_header(path: Path) -> faiss.Index:
-    """The header with its lists memory-mapped read-only from the file beside it."""
-    try:
-        with _quiet_stdout():
-            return faiss.read_index(
-                str(path), faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY
-            )
-    except RuntimeError as exc:
-        raise GalleryError(f"{path}: unreadable FAISS index ({fx.faiss_reason(exc)})") from exc
-
-
-def trained_empty(header: Path) -> faiss.Index:
-    """The trained index of a header with empty in-memory lists: a part to fill."""
-    index = faiss.read_index(str(header), faiss.IO_FLAG_SKIP_IVF_DATA)
-    ivf = faiss.extract_index_ivf(index)
-    lists = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
-    ivf.replace_invlists(lists, True)
-    lists.this.disown()  # the index frees it now
-    index.ntotal = ivf.ntotal = 0
-    return index
-
-
-def _load_removed(path: Path) -> NDArray[np.int64]:
-    try:
-        removed = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise GalleryError(f"{path}: unreadable list of removed ids ({exc})") from exc
-    if removed.dtype != np.int64 or removed.ndim != 1:
-        raise GalleryError(f"{path}: expected a 1-D int64 array of removed ids")
-    return removed
-
-
-def open_index(gallery_dir: Path, manifest: Manifest, *, full_check: bool = False) -> faiss.Index:
-    """The generation's index: merged lists (memory-mapped), the added part, removed ids skipped.
-
-    Every data file is checked against its manifest record first (``full_check``: every chunk).
-
-    Raises:
-        GalleryError: a data file is missing or differs from its record (named), or unreadable.
-    """
-    parts = parts_of(manifest)
-    for part in parts:
-        check_part(gallery_dir, part, full=full_check)
-    index = _read_header(gallery_dir / manifest.index_file)
-    ivf = faiss.extract_index_ivf(index)
-    base = faiss.downcast_InvertedLists(ivf.invlists)
-    components, keep = [base], []
-    delta = _role(parts, ROLE_DELTA)
-    if delta is not None:
-        added = fx.read_index(gallery_dir / delta.name, name=gallery_dir / delta.name)
-        if added.d != index.d or faiss.extract_index_ivf(added).nlist != ivf.nlist:
-            raise GalleryError(f"{gallery_dir / delta.name}: does not fit {manifest.index_file}")
-        components.append(faiss.extract_index_ivf(added).invlists)
-        keep.append(added)
-    gone = _role(parts, ROLE_REMOVED)
-    removed = _load_removed(gallery_dir / gone.name) if gone else np.zeros(0, np.int64)
-    if len(components) > 1:
-        ivf.own_invlists = False
-        base.this.own(True)  # the Python object frees the mapped lists with the index
-        pointers = faiss.InvertedListsPtrVector()
-        for lists in components:
-            pointers.push_back(lists)
-        stacked = faiss.HStackInvertedLists(pointers.size(), pointers.data())
-        ivf.replace_invlists(stacked, True)
-        stacked.this.disown()
-    stored = sum(lists.compute_ntotal() for lists in components)
-    index.ntotal = ivf.ntotal = stored - len(removed)
-    state = OnDiskState(components, removed, keep=(base, keep))
-    if len(removed):
-        batch = faiss.IDSelectorBatch(removed)
-        state.exclude, state.keep = faiss.IDSelectorNot(batch), (base, keep, batch)
-    index.__dict__[STATE_ATTRIBUTE] = state
-    return index
 
 
 # ----------------------------------------------------------------------------------- building
@@ -232,24 +130,22 @@ def _train(index_type: str, vectors: NDArray[np.float32]) -> faiss.Index:
 def _run_parts(jobs: list[list[Any]]) -> list[dict[str, Any]]:
     """Run part jobs: Ray tasks if Ray is initialised, else one local process per part.
 
-    Local parts run as ``python -m siamese.index.ondisk_part JOB`` processes, up to one per
-    core: not a multiprocessing pool, whose spawned workers re-run an unguarded main script and
-    whose forked ones can hang in OpenMP.
+    Local parts run as separate Python processes (:data:`siamese.index.ondisk_part.COMMAND`),
+    up to one per core: not a multiprocessing pool, whose spawned workers re-run an unguarded
+    main script and whose forked ones can hang in OpenMP.
     """
-    from siamese.index import ondisk_part  # only here: the module also runs as a script
-
-    ray = sys.modules.get("ray")
+    ray = sys.modules.get("ray")  # never imported here: Ray is optional
     if ray is not None and ray.is_initialized():
-        task = ray.remote(ondisk_part.fill_part)
+        task = ray.remote(fill_part)
         return list(ray.get([task.remote(*job) for job in jobs]))
     if len(jobs) == 1:
-        return [ondisk_part.fill_part(*jobs[0])]
+        return [fill_part(*jobs[0])]
     with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
         return list(pool.map(_run_process, jobs))
 
 
 def _run_process(job: list[Any]) -> dict[str, Any]:
-    command = [sys.executable, "-m", "siamese.index.ondisk_part", json.dumps(job)]
+    command = [sys.executable, "-c", WORKER_SCRIPT, json.dumps(job)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
@@ -310,7 +206,7 @@ def merge(
         lap("fill")
         lists_path = gallery_dir / lists_file_name(generation)
         merged = faiss.read_index(str(trained_path))
-        with _quiet_stdout():  # FAISS reports resizing the lists file on stdout
+        with quiet_stdout():  # FAISS reports resizing the lists file on stdout
             merge_ondisk(merged, [job[6] for job in jobs], str(lists_path))
         faiss.downcast_InvertedLists(faiss.extract_index_ivf(merged).invlists).filename = (
             lists_path.name  # the name alone: read back beside the header, wherever the folder is
@@ -370,10 +266,10 @@ def update(
     Returns None when the changes since the last merge reach :data:`MERGE_SHARE` of it: merge.
     """
     parts = parts_of(manifest)
-    lists = _role(parts, ROLE_LISTS)
+    lists = role(parts, ROLE_LISTS)
     if lists is None:
         return None
-    delta, gone = _role(parts, ROLE_DELTA), _role(parts, ROLE_REMOVED)
+    delta, gone = role(parts, ROLE_DELTA), role(parts, ROLE_REMOVED)
     header = gallery_dir / manifest.index_file
     added = (
         fx.read_index(gallery_dir / delta.name, name=gallery_dir / delta.name)
@@ -382,7 +278,7 @@ def update(
     )
     in_added = fx.index_ids(added)
     from_added = removed[np.isin(removed, in_added)]
-    previous = _load_removed(gallery_dir / gone.name) if gone else np.zeros(0, np.int64)
+    previous = load_removed(gallery_dir / gone.name) if gone else np.zeros(0, np.int64)
     tombstones = np.union1d(previous, removed[~np.isin(removed, in_added)]).astype(np.int64)
     added_count = len(in_added) - len(from_added) + len(staged_ids)
     if added_count + len(tombstones) > MERGE_SHARE * max(lists.count, 1):
@@ -417,7 +313,7 @@ def reusable_quantizer(gallery_dir: Path, manifest: Manifest, index_type: str, l
 
     Kept while the type is the same and the gallery has not doubled since it was trained.
     """
-    lists = _role(parts_of(manifest), ROLE_LISTS)
+    lists = role(parts_of(manifest), ROLE_LISTS)
     if manifest.index_type != index_type or lists is None or live > 2 * lists.count:
         return None
     return trained_empty(gallery_dir / manifest.index_file)

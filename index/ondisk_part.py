@@ -1,8 +1,8 @@
 """One part of an on-disk index build: add a slice of the gallery's vectors to the trained index.
 
-Run in a worker: ``python -m siamese.index.ondisk_part '[trained, vectors, ids, dim, start,
-stop, out, threads]'`` prints the part's record as JSON (with the worker's peak resident
-memory); a Ray task calls :func:`fill_part`.
+Run in a worker process (``python -c WORKER_SCRIPT '[trained, vectors, ids, dim, start, stop,
+out, threads]'``), it prints the part's record as JSON with the worker's peak resident memory;
+a Ray task calls :func:`fill_part` itself.
 Every argument is a path or a number, so a part can run on any machine sharing the folder.
 """
 
@@ -20,6 +20,8 @@ import numpy as np
 from siamese.index.faiss_index import add_vectors
 from siamese.index.ondisk_files import checksum_file
 
+#: What a worker process runs (not ``-m``: runpy would warn that the package imported it first).
+WORKER_SCRIPT = "import sys; from siamese.index.ondisk_part import main; main(sys.argv[1])"
 #: Vectors added at a time: a part's memory is its index plus one batch.
 _BATCH_ROWS = 65_536
 
@@ -48,7 +50,8 @@ def fill_part(
     }
 
 
-if __name__ == "__main__":
-    done = fill_part(*json.loads(sys.argv[1]))
+def main(job: str) -> None:
+    """Fill the part a JSON job describes; print its record and this process's peak memory."""
+    done = fill_part(*json.loads(job))
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # this worker's alone
-    print(json.dumps({**done, "peak_rss_mib": round(peak_kib / 1024, 1)}))
+    sys.stdout.write(json.dumps({**done, "peak_rss_mib": round(peak_kib / 1024, 1)}) + "\n")

@@ -19,8 +19,8 @@ import numpy as np
 from siamese.errors import GalleryError
 from siamese.files import sha256_file
 from siamese.index import faiss_index as fx
-from siamese.index.ondisk import parts_of
 from siamese.index.ondisk_files import check_part
+from siamese.index.ondisk_read import parts_of
 from siamese.index.published import PublishedGallery
 from siamese.index.sync import sha256_regular_file
 
