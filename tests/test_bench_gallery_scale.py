@@ -1,4 +1,4 @@
-"""The gallery_scale suite runs small and records every cost of the scale curve, with a plot."""
+"""The gallery_scale and ondisk_updates suites run small and record what they measure."""
 
 from __future__ import annotations
 
@@ -40,3 +40,23 @@ def test_gallery_scale_suite_small(tmp_path: Path) -> None:
     assert set(figures["targets_at_largest"]) >= {"recall_at10", "single_p50_ms", "open_seconds"}
     assert Path(figures["plot"]).stat().st_size > 10_000
     assert not (tmp_path / "work" / "gallery-scale-3000").exists()  # deleted after measuring
+
+
+def test_ondisk_updates_suite_small(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench", "ondisk_updates", "-O", "size=6000", "-O", "nprobe=4",
+            "--work-dir", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results"),
+            "--json",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    figures = json.loads(Path(json.loads(result.stdout)["path"]).read_text())["results"]
+    assert figures["parts"] == {
+        "merged": ["lists"],
+        "with_added_part": ["lists", "delta"],
+        "with_added_part_and_removed_ids": ["lists", "delta", "removed"],
+        "merged_again": ["lists"],
+    }
+    assert all(value > 0 for value in figures["single_query_ms"].values())
