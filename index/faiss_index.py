@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from siamese.errors import GalleryError
 from siamese.files import atomic_path, sha256_handle
+from siamese.index.ondisk_files import base_type, is_ondisk, ondisk_state
 
 #: Exact search: the default index type for new galleries.
 DEFAULT_INDEX = "Flat"
@@ -48,7 +49,7 @@ def faiss_reason(exc: BaseException) -> str:
 
 def faiss_factory(index_type: str) -> str:
     """The factory string actually built for a user's index type ("HNSW32" -> "IDMap2,HNSW32")."""
-    index_type = index_type.replace(" ", "")
+    index_type = base_type(index_type)
     return index_type if index_type.startswith(("IVF", "IDMap")) else f"IDMap2,{index_type}"
 
 
@@ -58,6 +59,11 @@ def new_index(dim: int, index_type: str = DEFAULT_INDEX) -> faiss.Index:
     Raises:
         GalleryError: FAISS does not understand the type, or it does not fit the dimension.
     """
+    if is_ondisk(index_type) and not base_type(index_type).startswith("IVF"):
+        raise GalleryError(
+            f"invalid index type {index_type!r}: an on-disk index is an inverted file, e.g. "
+            "ondisk:IVF4096_HNSW32,SQ8 or ondisk:IVF1024,Flat"
+        )
     try:
         return faiss.index_factory(dim, faiss_factory(index_type), faiss.METRIC_L2)
     except RuntimeError as exc:
@@ -154,7 +160,7 @@ def add_vectors(index: faiss.Index, vectors: NDArray[np.float32], ids: NDArray[n
 
 def remove_ids(index: faiss.Index, ids: NDArray[np.int64]) -> bool:
     """Remove ids in place; False if this index type cannot remove (HNSW), so it must be rebuilt."""
-    if _is_hnsw(index):
+    if _is_hnsw(index) or ondisk_state(index) is not None:
         return False
     index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
     return True
@@ -162,19 +168,23 @@ def remove_ids(index: faiss.Index, ids: NDArray[np.int64]) -> bool:
 
 def index_ids(index: faiss.Index) -> NDArray[np.int64]:
     """Every id the index holds, in storage order (duplicates included, so they can be detected)."""
+    state = ondisk_state(index)  # on-disk: merged lists + added part, less the removed ids
+    components = state.components if state else None
+    removed = state.removed if state else None
     index = faiss.downcast_index(index)
     if isinstance(index, faiss.IndexIDMap):
         return faiss.vector_to_array(index.id_map).astype(np.int64)
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is None:
         return np.arange(index.ntotal, dtype=np.int64)
-    lists = ivf.invlists
     chunks = [
         faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+        for lists in components or [ivf.invlists]
         for i in range(ivf.nlist)
         if lists.list_size(i)
     ]
-    return np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
+    ids = np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
+    return ids[~np.isin(ids, removed)] if removed is not None and len(removed) else ids
 
 
 def tunable_parameter(index: faiss.Index) -> str | None:
@@ -192,8 +202,11 @@ def search_parameters(
     Raises:
         GalleryError: a parameter this index type does not have.
     """
-    if not params:
+    state = ondisk_state(index)
+    exclude = state.exclude if state else None  # on-disk: ids removed since the last merge
+    if not params and exclude is None:
         return None
+    params = params or {}
     knob = tunable_parameter(index)
     unknown = sorted(set(params) - ({knob} if knob else set()))
     if unknown:
@@ -201,6 +214,11 @@ def search_parameters(
         raise GalleryError(
             f"search parameter {', '.join(unknown)} does not apply to this index ({has})"
         )
+    if exclude is not None:
+        value = int(params.get("nprobe", faiss.extract_index_ivf(index).nprobe))
+        if value < 1:
+            raise GalleryError(f"nprobe must be at least 1, got {value}")
+        return faiss.SearchParametersIVF(nprobe=value, sel=exclude)
     value = int(params[knob])
     if value < 1:
         raise GalleryError(f"{knob} must be at least 1, got {value}")

@@ -14,11 +14,20 @@ import re
 from dataclasses import dataclass
 
 from siamese.errors import GalleryError
+from siamese.index.ondisk_files import ONDISK_PREFIX, base_type
 
 #: Up to this many vectors, exhaustive search is fast enough and exact.
 EXACT_UP_TO = 50_000
 #: HNSW graphs take long to build beyond this size; IVF scales further.
 HNSW_UP_TO = 5_000_000
+#: Beyond this many vectors an index is built in parts and merged on disk, memory-mapped when
+#: searched. benchmarks/results/gallery_scale-*.json: 10^6 vectors of dimension 256 opened in
+#: 0.28 s with 12 MiB resident, the build's anonymous memory peaked at 475 MiB; an in-memory index
+#: is read and hashed whole before its first query (at 2·10^6 × 256-d even IVF,SQ8 is 0.5 GB, a
+#: second or more) and its build holds every vector in RAM (2 GB at 2·10^6).
+ONDISK_FROM = 2_000_000
+#: Points per IVF list the on-disk build trains on (FAISS warns below 39).
+_ONDISK_TRAINING_POINTS = 40
 _HNSW_LINK_BYTES = 2 * 32 * 4 * 1.1  # level-0 links of HNSW32, plus upper levels
 _IDMAP_BYTES = 48  # IDMap2: the id array and its reverse hash map
 _IVF_ID_BYTES = 8
@@ -50,9 +59,40 @@ def ivf_lists(count: int) -> int:
     return min(lists, 65536)
 
 
+def ondisk_type(count: int) -> str:
+    """The on-disk index type for ``count`` vectors: IVF with an HNSW coarse quantizer, 8-bit codes.
+
+    About 2·√count lists (a power of two): fewer than an in-memory IVF, so k-means training stays
+    affordable at 10^7 vectors on few cores (queries scan a little more), and the HNSW quantizer
+    assigns each vector to its list without comparing it with every centroid. SQ8 codes take a
+    quarter of the float vectors' space at recall@10 above 0.9.
+    """
+    lists = 2 ** round(math.log2(max(2 * math.sqrt(max(count, 1)), 16)))
+    while lists > 16 and count < _ONDISK_TRAINING_POINTS * lists:
+        lists //= 2
+    return f"{ONDISK_PREFIX}IVF{min(lists, 262_144)}_HNSW32,SQ8"
+
+
+def resolve_index(
+    index: str | None, count: int, dim: int, memory_budget: int
+) -> IndexChoice | None:
+    """The choice behind ``--index auto`` or ``--index ondisk``; None for an explicit type."""
+    if index == "auto":
+        return choose_index(count, dim, memory_budget)
+    if index == "ondisk":
+        kind = ondisk_type(count)
+        return IndexChoice(
+            kind,
+            expected_recall(kind, dim),
+            int(bytes_per_vector(kind, dim) * count),
+            f"{count} vectors: built in parts, merged on disk and memory-mapped",
+        )
+    return None
+
+
 def bytes_per_vector(index_type: str, dim: int) -> float:
     """Approximate memory per vector of an index type (codes, links and ids)."""
-    kind = index_type.replace(" ", "")
+    kind = base_type(index_type)
     ids = _IVF_ID_BYTES if kind.startswith("IVF") else _IDMAP_BYTES
     codes = 4.0 * dim
     if match := re.search(r"PQ(\d+)", kind):
@@ -69,7 +109,7 @@ def bytes_per_vector(index_type: str, dim: int) -> float:
 
 def expected_recall(index_type: str, dim: int) -> float:
     """Rule-of-thumb recall@10 of an index type with tuned search parameters."""
-    kind = index_type.replace(" ", "")
+    kind = base_type(index_type)
     if kind == "Flat":
         return _EXPECTED_RECALL["Flat"]
     if kind.startswith("HNSW"):
@@ -97,6 +137,11 @@ def choose_index(count: int, dim: int, memory_budget: int) -> IndexChoice:
     budget = _format_bytes(memory_budget)
     if count <= EXACT_UP_TO and bytes_per_vector("Flat", dim) * count <= memory_budget:
         return choice("Flat", f"{count} vectors: exhaustive search is fast at this size and exact")
+    if count > ONDISK_FROM:
+        kind = ondisk_type(count)
+        return choice(
+            kind, f"{count} vectors: built in parts, merged on disk and memory-mapped (little RAM)"
+        )
     if count <= HNSW_UP_TO and bytes_per_vector("HNSW32", dim) * count <= memory_budget:
         return choice(
             "HNSW32", f"{count} vectors: an HNSW graph fits {budget} and searches fastest"

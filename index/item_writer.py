@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,6 +248,28 @@ class ItemWriter:
         for n, (item_id, blob) in enumerate(cursor):
             ids[n], vectors[n] = item_id, np.frombuffer(blob, dtype=np.float32)
         return ids, vectors
+
+    def staged_ids(self) -> NDArray[np.int64]:
+        """Ids of every staged row, ascending (without loading their embeddings)."""
+        rows = self._db.execute(
+            "SELECT id FROM items WHERE added_gen IS NULL AND removed_gen IS NULL ORDER BY id"
+        ).fetchall()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def iter_live_vectors(
+        self, dim: int, rows: int
+    ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:
+        """(ids, embeddings) of every published or staged, not removed row, by id.
+
+        ``rows`` at a time: a gallery larger than memory streams through.
+        """
+        cursor = self._db.execute(
+            "SELECT id, vector FROM items WHERE removed_gen IS NULL ORDER BY id"
+        )
+        while batch := cursor.fetchmany(rows):
+            ids = np.fromiter((row[0] for row in batch), dtype=np.int64, count=len(batch))
+            vectors = np.frombuffer(b"".join(row[1] for row in batch), dtype=np.float32)
+            yield ids, vectors.reshape(len(batch), dim)
 
     def published_among(self, ids: Sequence[int]) -> list[int]:
         """Those of ``ids`` that are published and not removed (what a publish can withdraw)."""

@@ -46,6 +46,9 @@ class Manifest:
     #: {distance, far, source, set}: beyond ``distance`` a query is "unknown".
     #: See siamese.index.threshold.
     threshold: dict[str, Any] | None = None
+    #: On-disk galleries: their data files (merged lists, added part, removed ids) with sizes
+    #: and checksums (siamese.index.ondisk_files.PartFile); None for an index in one file.
+    parts: list[dict[str, Any]] | None = None
     items_file: str = ITEMS_FILE
     format_version: int = GALLERY_FORMAT_VERSION
     #: Built with the gallery tower of a pseudo-siamese pair: {fingerprint (the pair's),

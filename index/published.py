@@ -166,15 +166,14 @@ class PublishedGallery:
             try:
                 index = load_published_index(gallery_dir, manifest, mmap=mmap)
                 break
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 if (
                     attempt + 1 < _OPEN_ATTEMPTS
                     and Manifest.read(gallery_dir).generation != manifest.generation
                 ):
                     continue  # a writer published a newer generation meanwhile: open that one
-                raise GalleryError(
-                    f"{gallery_dir / manifest.index_file}: missing; the gallery is incomplete"
-                ) from None
+                missing = exc.filename or gallery_dir / manifest.index_file  # or an on-disk part
+                raise GalleryError(f"{missing}: missing; the gallery is incomplete") from None
         items = cls._open_items(gallery_dir, manifest, index)
         try:
             return cls(

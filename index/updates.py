@@ -21,7 +21,7 @@ from siamese.image_list import scan_image_list
 from siamese.index import faiss_index as fx
 from siamese.index.embeds import Embeds
 from siamese.index.gallery_files import REJECTED_FILE
-from siamese.index.index_choice import choose_index, default_memory_budget, parse_memory
+from siamese.index.index_choice import default_memory_budget, parse_memory, resolve_index
 from siamese.index.item_writer import NewItem
 from siamese.index.manifest import MANIFEST_FILE
 from siamese.index.published import refuse_other_model
@@ -231,7 +231,9 @@ def build_gallery(
     items whose files vanished from the folder, and resumes the staged chunks of a killed run.
 
     Args:
-        index: a FAISS index type ("Flat", "HNSW32", "IVF1024,PQ16", "SQ8"…) or "auto"; None keeps
+        index: a FAISS index type ("Flat", "HNSW32", "IVF1024,PQ16", "SQ8"…), "auto", "ondisk"
+            (an IVF index built in parts and merged on disk, sized for the gallery) or an on-disk
+            type such as "ondisk:IVF4096_HNSW32,SQ8"; None keeps
             the gallery's type (Flat for a new gallery). A different type rebuilds the index from
             the stored embeddings, without embedding again.
         memory_budget: bytes the index may use, or a size such as "8G", for ``index="auto"``
@@ -266,10 +268,8 @@ def build_gallery(
         )
     files = [(canonical_path(item.path), item.identity) for item in scan.images]
     gallery_dir = Path(gallery_dir)
-    choice = (
-        choose_index(len(files), embedder.dim, memory_budget or default_memory_budget())
-        if index == "auto"
-        else None
+    choice = resolve_index(
+        index, len(files), embedder.dim, memory_budget or default_memory_budget()
     )
     index_type = choice.index_type if choice else index
     if (gallery_dir / MANIFEST_FILE).exists():
@@ -317,6 +317,7 @@ def build_gallery(
         )
     if choice is not None:
         report.choice = {
+            "asked": index,
             "index_type": choice.index_type,
             "expected_recall_at10": choice.expected_recall_at10,
             "estimated_bytes": choice.estimated_bytes,

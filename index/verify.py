@@ -19,6 +19,8 @@ import numpy as np
 from siamese.errors import GalleryError
 from siamese.files import sha256_file
 from siamese.index import faiss_index as fx
+from siamese.index.ondisk_files import check_part
+from siamese.index.ondisk_read import parts_of
 from siamese.index.published import PublishedGallery
 from siamese.index.sync import sha256_regular_file
 
@@ -83,6 +85,7 @@ def verify_gallery(
             "manifest checksum, index checksum, counts (index = items = manifest)"
         )
         report.staged = gallery.items.staged_count()
+        _check_parts(gallery, report)
         _check_ids(gallery, report)
         _check_fingerprint(gallery, report)
         _check_vectors(gallery, report)
@@ -92,6 +95,22 @@ def verify_gallery(
         if check_files:
             _check_files(gallery, report)
     return report
+
+
+def _check_parts(gallery: PublishedGallery, report: VerifyReport) -> None:
+    """On-disk galleries: every chunk of every data file (opening checked sizes and a sample)."""
+    parts = parts_of(gallery.manifest)
+    for part in parts:
+        try:
+            check_part(gallery.gallery_dir, part, full=True)
+        except GalleryError as exc:
+            report.problems.append(str(exc))
+        except OSError as exc:  # removed or unreadable since the gallery was opened
+            report.problems.append(f"{exc.filename or part.name}: {exc.strerror or exc}")
+    if parts:
+        report.checked.append(
+            f"data files of the on-disk index, every chunk ({', '.join(p.name for p in parts)})"
+        )
 
 
 def _check_ids(gallery: PublishedGallery, report: VerifyReport) -> None:

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from siamese.errors import GalleryError, RecallTooLowError
 from siamese.files import fsync_dir
 from siamese.index import faiss_index as fx
+from siamese.index import ondisk
 from siamese.index.crash_points import reached
 from siamese.index.gallery_files import index_file_name, load_published_index, remove_debris
 from siamese.index.item_store import (
@@ -33,6 +34,7 @@ from siamese.index.item_store import (
 from siamese.index.item_writer import ItemWriter, NewItem
 from siamese.index.lock import WriterLock, is_locked
 from siamese.index.manifest import ITEMS_FILE, MANIFEST_FILE, Manifest, now_iso
+from siamese.index.ondisk_files import is_ondisk
 from siamese.index.recall import DEFAULT_TARGET, Recall, RecallProbe, tune
 
 #: Recall is measured again once the gallery has grown or shrunk by this share since its figure.
@@ -200,10 +202,9 @@ class GalleryWriter:
     def _load_index(self) -> faiss.Index:
         try:
             return load_published_index(self.gallery_dir, self.manifest)
-        except FileNotFoundError:
-            raise GalleryError(
-                f"{self.gallery_dir / self.manifest.index_file}: missing; the gallery is incomplete"
-            ) from None
+        except FileNotFoundError as exc:
+            missing = exc.filename or self.gallery_dir / self.manifest.index_file
+            raise GalleryError(f"{missing}: missing; the gallery is incomplete") from None
 
     @property
     def index(self) -> faiss.Index:
@@ -274,9 +275,16 @@ class GalleryWriter:
             np.asarray(self.items.published_among(asked) + self.items.superseded(), np.int64)
         )
         new_type = index_type or self.manifest.index_type
-        staged_ids, staged_vectors = self.items.staged(self.dimension)
+        generation = self.manifest.generation + 1
+        built: ondisk.Built | None = None
         try:
-            index, source = self._next_index(new_type, removed, staged_ids, staged_vectors)
+            if is_ondisk(new_type):  # built in parts and merged on disk, or updated beside that
+                staged_ids = self.items.staged_ids()
+                built = self._next_ondisk(new_type, removed, staged_ids, generation)
+                index, source = built.index, built.source
+            else:
+                staged_ids, staged_vectors = self.items.staged(self.dimension)
+                index, source = self._next_index(new_type, removed, staged_ids, staged_vectors)
             expected = self.manifest.count - len(removed) + len(staged_ids)
             if index.ntotal != expected:
                 raise GalleryError(
@@ -284,8 +292,12 @@ class GalleryWriter:
                     f"{expected}; nothing published"
                 )
             params, measured = self._check_recall(index, new_type, source, search_params, recall)
-            generation = self.manifest.generation + 1
-            digest, size = fx.write_index(index, self.gallery_dir / index_file_name(generation))
+            if built is None:
+                index_file, parts = index_file_name(generation), None
+                digest, size = fx.write_index(index, self.gallery_dir / index_file)
+            else:
+                index_file, digest, size = built.header, built.header_sha256, built.header_bytes
+                parts = [part.to_dict() for part in built.parts]
             reached("index-written")
             fingerprint = combine_fingerprint(
                 self.manifest.items_fingerprint,
@@ -296,7 +308,7 @@ class GalleryWriter:
             manifest = self.manifest.next(
                 index_type=new_type,
                 faiss_factory=fx.faiss_factory(new_type),
-                index_file=index_file_name(generation),
+                index_file=index_file,
                 index_sha256=digest,
                 index_bytes=size,
                 items_fingerprint=fingerprint,
@@ -304,13 +316,19 @@ class GalleryWriter:
                 identities=identities,
                 search_params=params,
                 recall=measured,
+                parts=parts,
             )
             manifest.write(self.gallery_dir)  # the commit point
-        except BaseException:
+        except BaseException as exc:
             self._index = (
                 None  # may have been changed in place: reload the published one if needed again
             )
+            if built is not None and isinstance(exc, Exception):  # refused, not killed: tidy up
+                remove_debris(self.gallery_dir, self.manifest)
             raise
+        finally:
+            if built is not None:
+                built.cleanup()
         self.manifest, self._index = manifest, index
         self.removed_count += len(removed)
         reached("published")
@@ -353,6 +371,36 @@ class GalleryWriter:
             fx.train(index, vectors[np.sort(sample)])
         fx.add_vectors(index, vectors, ids)
         return index, (ids, vectors)
+
+    def _next_ondisk(
+        self,
+        index_type: str,
+        removed: NDArray[np.int64],
+        staged_ids: NDArray[np.int64],
+        generation: int,
+    ) -> ondisk.Built:
+        """The next on-disk generation: the added part and removed ids updated, or a new merge."""
+        if index_type == self.manifest.index_type and self.manifest.parts is not None:
+            updated = ondisk.update(
+                self.gallery_dir,
+                self.manifest,
+                removed,
+                staged_ids,
+                lambda: self.items.staged(self.dimension),
+                generation,
+            )
+            if updated is not None:
+                return updated
+        live = self.manifest.count - len(removed) + len(staged_ids)
+        return ondisk.merge(
+            self.gallery_dir,
+            self.items,
+            index_type,
+            removed,
+            generation,
+            self.dimension,
+            trained=ondisk.reusable_quantizer(self.gallery_dir, self.manifest, index_type, live),
+        )
 
     def _check_recall(
         self,
@@ -397,8 +445,11 @@ class GalleryWriter:
             )
         ):
             return params, previous
-        ids = fx.index_ids(index)
-        probe = RecallProbe(self._vectors_of(ids, source), ids, queries=policy.queries)
+        if is_ondisk(index_type) and source is not None:  # the merge's vectors, memory-mapped
+            probe = RecallProbe(source[1], source[0], queries=policy.queries)
+        else:
+            ids = fx.index_ids(index)
+            probe = RecallProbe(self._vectors_of(ids, source), ids, queries=policy.queries)
         measured = (
             probe.score(index, params)
             if search_params is not None

@@ -89,7 +89,8 @@ def _finish(report: Any, device: str, as_json: bool, engine: dict[str, Any] | No
         if report.choice:
             choice = report.choice
             out.print(
-                f"index auto: {choice['index_type']} ({choice['reason']}; expected recall@10 ≈ "
+                f"index {choice.get('asked', 'auto')}: {choice['index_type']} ({choice['reason']}; "
+                f"expected recall@10 ≈ "
                 f"{choice['expected_recall_at10']})",
                 highlight=False,
             )
@@ -183,8 +184,10 @@ def index_build(
         typer.Option(
             "--index",
             help=(
-                "FAISS index type: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16, SQ8… or auto "
-                "(default: Flat for a new gallery, else its current type)."
+                "FAISS index type: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16, SQ8…, auto, or "
+                "ondisk (IVF built in parts, merged on disk, memory-mapped; or e.g. "
+                "ondisk:IVF4096_HNSW32,SQ8) (default: Flat for a new gallery, else its current "
+                "type)."
             ),
         ),
     ] = None,

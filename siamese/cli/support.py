@@ -102,6 +102,11 @@ def print_facts(facts: dict[str, Any], as_json: bool) -> None:
                 + ", ".join(f"{k} ({v})" for k, v in list(value.items())[:10])
                 + (" …" if len(value) > 10 else "")
             )
+        elif key == "parts" and isinstance(value, list):  # on-disk data files, without checksums
+            value = ", ".join(
+                f"{part['name']} ({part['role']}, {part['count']} items, {part['bytes']} bytes)"
+                for part in value
+            )
         elif isinstance(value, dict):
             value = json.dumps(value)
         table.add_row(key, str(value))
