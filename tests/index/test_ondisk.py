@@ -19,7 +19,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -94,7 +93,7 @@ def test_same_neighbours_as_one_process(built: Path, vectors: np.ndarray) -> Non
     single = ondisk.trained_empty(built / manifest["index_file"])
     single.add(vectors)  # ids 0..n-1: the gallery's are 1..n
     queries = clustered_vectors(500, DIM, clusters=400, seed=99)
-    params = faiss.SearchParametersIVF(nprobe=NPROBE)
+    params = fx.search_parameters(single, {"nprobe": NPROBE})  # the gallery's quantizer search too
     expected_d, expected_i = single.search(queries, 10, params=params)
     with Gallery.open(built) as gallery:
         distances, ids = gallery.nearest(queries, 10)
