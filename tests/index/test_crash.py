@@ -123,7 +123,8 @@ def kill_builds(
             build_command(images, model, gallery), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         # Start-up takes most of a small build: aim most kills at the part where work is committed.
-        time.sleep(float(rng.uniform(0.6 * idle, full)))
+        # (on a busy machine the idle run can take longer than the full one: keep the range ordered)
+        time.sleep(float(rng.uniform(*sorted((0.6 * idle, full)))))
         killed = process.poll() is None
         if killed:
             os.kill(process.pid, signal.SIGKILL)
