@@ -6,7 +6,7 @@ the ONNX graph with its built-in first layer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,21 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)
 
 
+def _compare(
+    batch_sizes: Sequence[int], outputs: Iterable[tuple[np.ndarray, np.ndarray]]
+) -> ParityReport:
+    """Compare (PyTorch, ONNX) outputs batch by batch; a shape mismatch fails at once."""
+    max_diff, min_cos, scale = 0.0, 1.0, 0.0
+    for expected, actual in outputs:
+        if actual.shape != expected.shape:
+            return ParityReport(tuple(batch_sizes), float("inf"), -1.0, scale, False)
+        max_diff = max(max_diff, float(np.abs(actual - expected).max()))
+        min_cos = min(min_cos, float(_cosines(actual, expected).min()))
+        scale = max(scale, float(np.abs(expected).max()))
+    passed = max_diff <= ATOL + RTOL * scale and min_cos >= MIN_COSINE
+    return ParityReport(tuple(batch_sizes), max_diff, min_cos, scale, passed)
+
+
 @torch.no_grad()
 def check_parity(
     tower: nn.Module,
@@ -67,18 +82,16 @@ def check_parity(
     model = PixelInputTower(tower.eval().cpu(), spec).eval()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
-    max_diff, min_cos, scale = 0.0, 1.0, 0.0
-    for size in batch_sizes:
-        pixels = rng.integers(0, 256, size=(size, *spec.shape), dtype=np.uint8)
-        expected = model(torch.from_numpy(pixels)).numpy()
-        actual = session.run(None, {INPUT_NAME: pixels})[0]
-        if actual.shape != expected.shape:
-            return ParityReport(tuple(batch_sizes), float("inf"), -1.0, scale, False)
-        max_diff = max(max_diff, float(np.abs(actual - expected).max()))
-        min_cos = min(min_cos, float(_cosines(actual, expected).min()))
-        scale = max(scale, float(np.abs(expected).max()))
-    passed = max_diff <= ATOL + RTOL * scale and min_cos >= MIN_COSINE
-    return ParityReport(tuple(batch_sizes), max_diff, min_cos, scale, passed)
+
+    def outputs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for size in batch_sizes:
+            pixels = rng.integers(0, 256, size=(size, *spec.shape), dtype=np.uint8)
+            yield (
+                model(torch.from_numpy(pixels)).numpy(),
+                session.run(None, {INPUT_NAME: pixels})[0],
+            )
+
+    return _compare(batch_sizes, outputs())
 
 
 @torch.no_grad()
@@ -96,17 +109,13 @@ def check_text_parity(
     tower = tower.eval().cpu()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
-    max_diff, min_cos, scale = 0.0, 1.0, 0.0
-    for size in batch_sizes:
-        lengths = rng.integers(1, max_length + 1, size=size)
-        mask = (np.arange(max_length)[None, :] < lengths[:, None]).astype(np.int64)
-        ids = rng.integers(1, vocab_size, size=(size, max_length)).astype(np.int64) * mask
-        expected = tower(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-        actual = session.run(None, dict(zip(TEXT_INPUTS, (ids, mask))))[0]
-        if actual.shape != expected.shape:
-            return ParityReport(tuple(batch_sizes), float("inf"), -1.0, scale, False)
-        max_diff = max(max_diff, float(np.abs(actual - expected).max()))
-        min_cos = min(min_cos, float(_cosines(actual, expected).min()))
-        scale = max(scale, float(np.abs(expected).max()))
-    passed = max_diff <= ATOL + RTOL * scale and min_cos >= MIN_COSINE
-    return ParityReport(tuple(batch_sizes), max_diff, min_cos, scale, passed)
+
+    def outputs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for size in batch_sizes:
+            lengths = rng.integers(1, max_length + 1, size=size)
+            mask = (np.arange(max_length)[None, :] < lengths[:, None]).astype(np.int64)
+            ids = rng.integers(1, vocab_size, size=(size, max_length)).astype(np.int64) * mask
+            expected = tower(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+            yield expected, session.run(None, dict(zip(TEXT_INPUTS, (ids, mask))))[0]
+
+    return _compare(batch_sizes, outputs())

@@ -609,23 +609,14 @@ def demo(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    from dataclasses import replace
-
     if pair:
         _pair_demo(out_dir, epochs, seed, as_json)
         return
     from siamese.demo import DemoConfig, run_demo
 
     config = DemoConfig(out_dir=str(out_dir) if out_dir else None, seed=seed)
-    if epochs is not None:
-        config = replace(config, epochs=epochs)
-    report = run_demo(
-        config,
-        progress=not as_json,
-        log=(lambda _: None) if as_json else (lambda line: out.print(line, highlight=False)),
-    )
-    if as_json:
-        _print_json(report.to_dict())
+    report = _run_demo(run_demo, config, epochs, as_json)
+    if report is None:
         return
     out.print(
         f"\n[bold]top-1 identification on {report.queries} queries of identities never seen in "
@@ -639,21 +630,29 @@ def demo(
     )
 
 
-def _pair_demo(out_dir: Path | None, epochs: int | None, seed: int, as_json: bool) -> None:
+def _run_demo(run: Any, config: Any, epochs: int | None, as_json: bool) -> Any:
+    """Run a demo (progress lines unless JSON); None once its JSON report is printed."""
     from dataclasses import replace
 
-    from siamese.pair_demo import PairDemoConfig, run_pair_demo
-
-    config = PairDemoConfig(out_dir=str(out_dir) if out_dir else None, seed=seed)
     if epochs is not None:
         config = replace(config, epochs=epochs)
-    report = run_pair_demo(
+    report = run(
         config,
         progress=not as_json,
         log=(lambda _: None) if as_json else (lambda line: out.print(line, highlight=False)),
     )
     if as_json:
         _print_json(report.to_dict())
+        return None
+    return report
+
+
+def _pair_demo(out_dir: Path | None, epochs: int | None, seed: int, as_json: bool) -> None:
+    from siamese.pair_demo import PairDemoConfig, run_pair_demo
+
+    config = PairDemoConfig(out_dir=str(out_dir) if out_dir else None, seed=seed)
+    report = _run_demo(run_pair_demo, config, epochs, as_json)
+    if report is None:
         return
     out.print(
         f"\n[bold]identification of {report.identities} identities never seen in training "
