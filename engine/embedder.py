@@ -66,7 +66,33 @@ class EmbedResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-class Embedder:
+class TowerFacts:
+    """What every exported tower tells about itself: file fingerprint, dimension, pair.
+
+    Shared by :class:`Embedder` and :class:`~siamese.engine.text_embedder.TextEmbedder`, whose
+    ``model_path`` and ``info`` (a model card with ``embedding_dim`` and ``extra``) it reads.
+    """
+
+    model_path: Path
+    info: Any
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the model file: what galleries record to refuse a different model."""
+        return sha256_file(self.model_path)
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return self.info.embedding_dim
+
+    @cached_property
+    def pair(self) -> PairInfo | None:
+        """The pseudo-siamese pair this tower belongs to (siamese/pair_card.py), or None."""
+        return pair_of(self.info.extra, str(self.model_path))
+
+
+class Embedder(TowerFacts):
     """Embeds images with an exported siamese model.
 
     Args:
@@ -226,21 +252,6 @@ class Embedder:
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-
-    @cached_property
-    def fingerprint(self) -> str:
-        """sha256 of the model file: what galleries record to refuse a different model."""
-        return sha256_file(self.model_path)
-
-    @property
-    def dim(self) -> int:
-        """Embedding dimension."""
-        return self.info.embedding_dim
-
-    @cached_property
-    def pair(self) -> PairInfo | None:
-        """The pseudo-siamese pair this tower belongs to (siamese/pair_card.py), or None."""
-        return pair_of(self.info.extra, str(self.model_path))
 
     @property
     def kind(self) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,17 @@ import numpy as np
 import onnx
 from numpy.typing import NDArray
 
-from siamese.engine.embedder import Embedder
+from siamese.engine.embedder import Embedder, TowerFacts
 from siamese.engine.model_safety import check_external_data
 from siamese.engine.providers import create_session
 from siamese.engine.runtime import RuntimeOptions, session_options
 from siamese.errors import DataError, ModelError
-from siamese.files import sha256_file
 from siamese.model_card import OUTPUT_NAME
-from siamese.pair_card import PairInfo, pair_of
 from siamese.text import encode_texts, load_tokenizer
 from siamese.text_card import TEXT_INPUTS, TEXT_KIND, TextModelInfo, model_kind
 
 
-class TextEmbedder:
+class TextEmbedder(TowerFacts):
     """Embeds texts with an exported text tower.
 
     Args:
@@ -81,21 +78,6 @@ class TextEmbedder:
                 f"{self.model_path}: a text tower takes inputs {', '.join(TEXT_INPUTS)}, this "
                 f"model takes {', '.join(names)}"
             )
-
-    @cached_property
-    def fingerprint(self) -> str:
-        """sha256 of the model file."""
-        return sha256_file(self.model_path)
-
-    @property
-    def dim(self) -> int:
-        """Embedding dimension."""
-        return self.info.embedding_dim
-
-    @cached_property
-    def pair(self) -> PairInfo | None:
-        """The pair this tower belongs to, or None."""
-        return pair_of(self.info.extra, str(self.model_path))
 
     def tokenize(self, texts: Sequence[str]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Token ids and attention mask, as training made them.
