@@ -31,8 +31,12 @@ def test_queries_during_an_add_see_old_or_new(
     with background_server(create_app(state)) as url:
 
         def query_loop() -> None:
+            # Every thread queries until the add has returned, then three more times (so some
+            # queries surely follow the add, however fast the machine), and 60 in all at least.
+            after_add = 0
             with httpx.Client(base_url=url, timeout=30) as client:
-                while not done.is_set() or len(responses) < 60:
+                while after_add < 3 or len(responses) < 60:
+                    after_add += done.is_set()
                     response = client.post(
                         "/v1/query?k=2", files={"file": ("probe.png", probe, "image/png")}
                     )
@@ -41,7 +45,7 @@ def test_queries_during_an_add_see_old_or_new(
                         if response.status_code == 200
                         else errors.append(response.text)
                     )
-                    if len(responses) > 400:
+                    if len(responses) > 400 and after_add >= 3:
                         break
 
         threads = [threading.Thread(target=query_loop) for _ in range(6)]
