@@ -87,6 +87,7 @@ def load_suite(name: str, folder: Path | None = None) -> ModuleType:
         SiameseError: the folder or suite is missing (e.g. siamese installed from a wheel).
     """
     folder = folder or benchmarks_dir()
+    name = name.replace("-", "_")  # `training-time` names benchmarks/training_time.py
     path = folder / f"{name}.py"
     if not path.is_file():
         known = ", ".join(available_suites(folder)) or "none found"

@@ -19,7 +19,8 @@ from numpy.typing import NDArray
 from siamese.errors import GalleryError, ModelMismatchError
 from siamese.index import faiss_index as fx
 from siamese.index.gallery_files import load_published_index
-from siamese.index.item_store import ItemStore, refuse_edited_rows
+from siamese.index.item_store import ItemStore
+from siamese.index.items_check import check_item_rows
 from siamese.index.lock import is_locked
 from siamese.index.manifest import MANIFEST_FILE, Manifest
 from siamese.index.results import Item, Match, QueryResult
@@ -140,7 +141,9 @@ class PublishedGallery:
 
         Checked before anything is served: the manifest's checksum, the index file's size and
         checksum, the counts, and the items fingerprint over every published row (id, path,
-        identity, content hash), so an edited item row is refused, not served as right.
+        identity, content hash), so an edited item row is refused, not served as right. The
+        rows' check is skipped when the item database is unchanged since it last passed
+        (:mod:`~siamese.index.items_check`), so opening a large gallery does not read every row.
 
         Args:
             gallery_dir: the gallery folder.
@@ -199,13 +202,7 @@ class PublishedGallery:
                     f"{items_path}: belongs to another gallery than {gallery_dir / MANIFEST_FILE}; "
                     "the manifest does not match this folder"
                 )
-            count = items.count()
-            if count != manifest.count or count != index.ntotal:
-                raise GalleryError(
-                    f"{items_path}: holds {count} items at generation {manifest.generation}, "
-                    f"manifest says {manifest.count}, index {index.ntotal}"
-                )
-            refuse_edited_rows(items_path, items.fingerprint(), manifest.items_fingerprint)
+            check_item_rows(gallery_dir, manifest, items, index.ntotal)
         except BaseException:
             items.close()
             raise

@@ -38,3 +38,9 @@ def test_unknown_recipes_are_refused(tmp_path: Path) -> None:
     settings = BenchSettings(quick=True, work_dir=tmp_path, options={"recipes": "default,fast"})
     with pytest.raises(ConfigError, match="unknown recipe fast"):
         training_time.run(settings)
+
+
+def test_the_suite_answers_to_its_hyphenated_name_as_the_docs_write_it() -> None:
+    from _harness import load_suite
+
+    assert load_suite("training-time").RECIPES == training_time.RECIPES
