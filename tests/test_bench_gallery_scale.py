@@ -37,6 +37,7 @@ def test_gallery_scale_suite_small(tmp_path: Path) -> None:
         assert row["disk"]["lists_mib"] > 0 and row["single"]["calls"] == 20
         opened = row["opened_fresh_process"]
         assert opened["open_seconds"] > 0 and opened["index_open_rss_mib"] >= 0
+        assert opened["row_check_seconds"] > 0 and opened["first_open_seconds"] > 0
     assert set(figures["targets_at_largest"]) >= {"recall_at10", "single_p50_ms", "open_seconds"}
     assert Path(figures["plot"]).stat().st_size > 10_000
     assert not (tmp_path / "work" / "gallery-scale-3000").exists()  # deleted after measuring

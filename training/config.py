@@ -72,7 +72,7 @@ def show_widths(widths: tuple[int, ...] | None) -> str:
 class TrainConfig:
     """Options of ``siamese train``: the command's options are generated from these fields.
 
-    The defaults are the recipe: conv tower with stage widths 16-32-64-128 at up to 96 px, pooled to
+    The defaults are the recipe: conv tower with stage widths 16-32-64-128 at up to 64 px, pooled to
     a 4 × 4 grid, a batch-norm head, P×K batches (16 identities × 4 images), multi-similarity loss,
     Adam with warm-up and cosine decay, medium augmentation (light plus random erasing), the
     checkpoint with the best mAP@R on held-out identities, and a served embedding that puts the
@@ -140,7 +140,7 @@ class TrainConfig:
     # input
     image_size: int | None = setting(
         None,
-        "Input size in pixels (default: 100 for classic, 96 for conv, 112 for torchvision "
+        "Input size in pixels (default: 100 for classic, 64 for conv, 112 for torchvision "
         "backbones, or the images' own size when smaller).",
         aliases=("--size",),
     )

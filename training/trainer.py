@@ -117,7 +117,7 @@ def default_input_size(config: TrainConfig) -> int:
 
     For others the tower default, or the images' own size when smaller.
 
-    Upscaling 28-px images to 96 px would cost 11× the compute and add no information.
+    Upscaling 28-px images to 64 px would cost 5× the compute and add no information.
     """
     default = DEFAULT_INPUT_SIZE.get(config.tower, TORCHVISION_INPUT_SIZE)
     if config.tower == "classic":
