@@ -19,8 +19,8 @@ exact search (brute force over the regenerated chunks), single-query latency p50
 (100 queries a call) p50/p95 and queries/s through Gallery.nearest, and, in a fresh process,
 the time and resident memory to open the gallery memory-mapped (Gallery.open: manifest, checks,
 the item rows' check recorded by an earlier open) and the index alone, and what the first open
-after a build adds by recounting every item row (``row_check_seconds``). Page cache is warm (the machine is
-shared: caches are not dropped). Each gallery is deleted after it is measured.
+after a build adds by recounting every item row (``row_check_seconds``). Page cache is warm
+(the machine is shared: caches are not dropped). Each gallery is deleted after it is measured.
 
 Options (-O key=value): sizes=1e5,1e6,1e7 (quick: 2e4,5e4)  dim=256  queries=1000  single=300
 batches=20  keep=0 (1 keeps the galleries in the work folder)  noise=0.6  per_component=100
@@ -249,7 +249,9 @@ def _open_fresh(folder: Path, queries: np.ndarray, work: Path) -> dict[str, Any]
                 text=True,
                 timeout=1800,
                 check=True,
-            ).stdout.strip().splitlines()[-1]
+            )
+            .stdout.strip()
+            .splitlines()[-1]
         )
         for _ in range(2)
     ]

@@ -1,4 +1,4 @@
-"""The item rows' check on open is skipped only while the item database is unchanged since it passed.
+"""The item rows' check on open is skipped only while the item database is unchanged since.
 
 The record (items.checked.json) is a shortcut for opening large galleries fast: every way the
 database can change (an edited row, a copy, a new generation) must bring the full check back.
