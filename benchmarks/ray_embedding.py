@@ -87,34 +87,14 @@ def _model(work_dir: Path, setup: Setup) -> Path:
     target = work_dir / f"ray-model-{setup.size}.onnx"
     if target.is_file():
         return target
-    import torch
-
     from siamese.export import export_onnx
-    from siamese.training import TrainConfig, create_tower
-    from siamese.training.run_dir import BEST_WEIGHTS, save_weights, write_config
-    from siamese.training.trainer import input_spec_for, tower_options
+    from siamese.training import TrainConfig
+    from siamese.training.trainer import write_untrained_run
 
     run_dir = work_dir / f"ray-run-{setup.size}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True)
     config = TrainConfig(data_dir=str(run_dir), out_dir=str(run_dir), image_size=setup.size)
-    spec = input_spec_for(config)
-    torch.manual_seed(setup.seed)
-    tower = create_tower(config.tower, spec, tower_options(config)).eval()
-    save_weights(tower, run_dir / BEST_WEIGHTS)
-    write_config(
-        run_dir,
-        {
-            "tower": {
-                "name": config.tower,
-                "options": tower_options(config),
-                "embedding_dim": tower.embedding_dim,
-                "normalized": bool(tower.normalized),
-            },
-            "input_spec": spec.to_dict(),
-            "train": config.to_dict(),
-        },
-    )
+    write_untrained_run(config, seed=setup.seed)
     return export_onnx(run_dir, target).path
 
 

@@ -54,6 +54,30 @@ class DemoReport:
         return asdict(self)
 
 
+def demo_folder(out_dir: str | Path | None, prefix: str) -> Path:
+    """The demo's output folder (a new temporary one when none is given), its old data removed.
+
+    Generated data is always drawn afresh, so a re-run never mixes two draws' images.
+    """
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=prefix))
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "data", ignore_errors=True)
+    return out
+
+
+class Laps:
+    """Seconds per named stage of a demo, for its report: call it with a stage's name as it ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._clock, 2)
+        self._clock = now
+
+
 def _split_unseen(unseen_dir: Path, gallery_dir: Path, per_identity: int) -> list[tuple[str, str]]:
     """Copy the first images of each unseen identity into a gallery folder.
 
@@ -103,20 +127,10 @@ def run_demo(
     from siamese.index import Gallery
     from siamese.training import TrainConfig, train
 
-    out = Path(config.out_dir) if config.out_dir else Path(tempfile.mkdtemp(prefix="siamese-demo-"))
-    out.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = round(now - clock, 2)
-        clock = now
-
+    out = demo_folder(config.out_dir, "siamese-demo-")
+    lap = Laps()
+    seconds = lap.seconds
     data = out / "data"
-    if data.exists():
-        shutil.rmtree(data)
     size = config.image_size + 8  # a little larger than the tower's input, so resizing is exercised
     train_spec = SyntheticSpec(
         identities=config.train_identities,

@@ -11,8 +11,6 @@ top-5 identification against chance. The helpers here are also what ``siamese be
 from __future__ import annotations
 
 import shutil
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from siamese.demo import Laps, demo_folder
 from siamese.files import write_json_atomic
 from siamese.synthetic import PairPaths, PairSpec, generate_pair_identities
 
@@ -131,19 +130,9 @@ def run_pair_demo(
     from siamese.index import Gallery
     from siamese.training import train
 
-    out = Path(config.out_dir) if config.out_dir else Path(tempfile.mkdtemp(prefix="siamese-pair-"))
-    out.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = round(now - clock, 2)
-        clock = now
-
-    if (out / "data").exists():
-        shutil.rmtree(out / "data")
+    out = demo_folder(config.out_dir, "siamese-pair-")
+    lap = Laps()
+    seconds = lap.seconds
     train_data, unseen = generate_pair_data(config, out / "data")
     lap("generate")
     log(

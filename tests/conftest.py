@@ -64,36 +64,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     which is all that engine, index, service and CLI tests ask (an image finds itself first, an
     upload is found again); only tests about what training learns need trained_run.
     """
-    import torch
-
-    from siamese.training import TrainConfig, create_tower
-    from siamese.training.run_dir import BEST_WEIGHTS, save_weights, write_config
-    from siamese.training.trainer import input_spec_for, tower_options
+    from siamese.training import TrainConfig
+    from siamese.training.trainer import write_untrained_run
 
     run_dir = tmp_path_factory.mktemp("runs") / "untrained"
-    run_dir.mkdir()
     config = TrainConfig(
         data_dir=str(run_dir), out_dir=str(run_dir), image_size=32, widths=(8, 16), head_dim=8
     )
-    spec = input_spec_for(config)
-    with torch.random.fork_rng():  # fixed weights, and other tests' random stream left alone
-        torch.manual_seed(20240516)
-        tower = create_tower(config.tower, spec, tower_options(config)).eval()
-    save_weights(tower, run_dir / BEST_WEIGHTS)
-    write_config(
-        run_dir,
-        {
-            "tower": {
-                "name": config.tower,
-                "options": tower_options(config),
-                "embedding_dim": tower.embedding_dim,
-                "normalized": bool(tower.normalized),
-            },
-            "input_spec": spec.to_dict(),
-            "train": config.to_dict(),
-        },
-    )
-    return run_dir
+    return write_untrained_run(config, seed=20240516)
 
 
 @pytest.fixture(scope="session")

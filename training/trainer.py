@@ -156,6 +156,35 @@ def tower_options(config: TrainConfig) -> dict[str, Any]:
     return options
 
 
+def write_untrained_run(config: TrainConfig, seed: int) -> Path:
+    """A run folder at ``config.out_dir`` holding the config's tower at its initial weights.
+
+    For tests and benchmarks that need a real exportable model but not a trained one: the
+    weights are fixed by ``seed``, drawn without disturbing the caller's random stream.
+    """
+    run_dir = Path(config.out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = input_spec_for(config)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        tower = create_tower(config.tower, spec, tower_options(config)).eval()
+    save_weights(tower, run_dir / BEST_WEIGHTS)
+    write_config(
+        run_dir,
+        {
+            "tower": {
+                "name": config.tower,
+                "options": tower_options(config),
+                "embedding_dim": tower.embedding_dim,
+                "normalized": bool(tower.normalized),
+            },
+            "input_spec": spec.to_dict(),
+            "train": config.to_dict(),
+        },
+    )
+    return run_dir
+
+
 def _library_versions() -> dict[str, str]:
     import PIL
     import torchvision
