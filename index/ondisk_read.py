@@ -95,6 +95,12 @@ def load_removed(path: Path) -> NDArray[np.int64]:
     return removed
 
 
+#: FAISS starts ``prefetch_nthread`` threads (32 by default) on every search to touch the probed
+#: lists' pages before scanning them: 3 ms per single query, four times the scan itself (2·10^5
+#: vectors, nprobe 64: 4.1 against 0.9 ms; 13 ms at 10^6). Served lists sit in the page cache.
+NO_PREFETCH_THREADS = 0
+
+
 def open_index(gallery_dir: Path, manifest: Manifest, *, full_check: bool = False) -> faiss.Index:
     """The generation's index: merged lists (memory-mapped), the added part, removed ids skipped.
 
@@ -109,6 +115,8 @@ def open_index(gallery_dir: Path, manifest: Manifest, *, full_check: bool = Fals
     index = _read_header(gallery_dir / manifest.index_file)
     ivf = faiss.extract_index_ivf(index)
     base = faiss.downcast_InvertedLists(ivf.invlists)
+    if isinstance(base, faiss.OnDiskInvertedLists):
+        base.prefetch_nthread = NO_PREFETCH_THREADS
     components, keep = [base], []
     delta = role(parts, ROLE_DELTA)
     if delta is not None:

@@ -101,6 +101,15 @@ def test_same_neighbours_as_one_process(built: Path, vectors: np.ndarray) -> Non
     np.testing.assert_allclose(distances, np.sqrt(expected_d), rtol=1e-5, atol=1e-5)
 
 
+def test_searches_start_no_prefetch_threads(built: Path) -> None:
+    """FAISS's default starts 32 threads per search to touch the lists: 4× a single query's scan."""
+    import faiss
+
+    with Gallery.open(built) as gallery:
+        lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(gallery.index).invlists)
+        assert isinstance(lists, faiss.OnDiskInvertedLists) and lists.prefetch_nthread == 0
+
+
 def test_every_item_once_and_verified(built: Path) -> None:
     with Gallery.open(built) as gallery:
         ids = np.sort(fx.index_ids(gallery.index))
