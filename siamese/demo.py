@@ -7,7 +7,6 @@ never saw → query with their other images → compare top-1 identification wit
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from siamese.files import write_json_atomic
+from siamese.files import demo_folder, write_json_atomic
+from siamese.progress import Laps
 from siamese.synthetic import SyntheticSpec, generate_identities
 
 
@@ -52,30 +52,6 @@ class DemoReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
-
-
-def demo_folder(out_dir: str | Path | None, prefix: str) -> Path:
-    """The demo's output folder (a new temporary one when none is given), its old data removed.
-
-    Generated data is always drawn afresh, so a re-run never mixes two draws' images.
-    """
-    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=prefix))
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "data", ignore_errors=True)
-    return out
-
-
-class Laps:
-    """Seconds per named stage of a demo, for its report: call it with a stage's name as it ends."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._clock = time.perf_counter()
-
-    def __call__(self, name: str) -> None:
-        now = time.perf_counter()
-        self.seconds[name] = round(now - self._clock, 2)
-        self._clock = now
 
 
 def _split_unseen(unseen_dir: Path, gallery_dir: Path, per_identity: int) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +108,14 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+
+
+def demo_folder(out_dir: str | Path | None, prefix: str) -> Path:
+    """The demo's output folder (a new temporary one when none is given), its old data removed.
+
+    Generated data is always drawn afresh, so a re-run never mixes two draws' images.
+    """
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=prefix))
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "data", ignore_errors=True)
+    return out

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from siamese.demo import Laps, demo_folder
-from siamese.files import write_json_atomic
+from siamese.files import demo_folder, write_json_atomic
+from siamese.progress import Laps
 from siamese.synthetic import PairPaths, PairSpec, generate_pair_identities
 
 

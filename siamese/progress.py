@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -81,3 +82,16 @@ def epoch_line(
     if row.get("train_seconds") and row.get("images"):
         parts.append(f"{row['images'] / row['train_seconds']:.0f} images/s")
     print("  ".join(parts), file=stream, flush=True)
+
+
+class Laps:
+    """Seconds per named stage of a demo, for its report: call it with a stage's name as it ends."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._clock, 2)
+        self._clock = now
