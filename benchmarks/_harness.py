@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -198,5 +199,9 @@ def run_suite(
     results_dir = results_dir or benchmarks_dir() / "results"
     suffix = "-quick" if settings.quick else ""
     path = results_dir / f"{name}{suffix}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    plot = figures.get("plot") if isinstance(figures, dict) else None
+    if isinstance(plot, str) and Path(plot).is_file():  # drawn in the work folder: keep it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figures["plot"] = str(shutil.copyfile(plot, path.with_suffix(".png")))
     write_json_atomic(path, record)
     return record, path

@@ -44,6 +44,7 @@ def test_gallery_scale_suite_small(tmp_path: Path) -> None:
     assert sweep[-1]["nprobe"] == rows[-1]["search_params"]["nprobe"]
     assert sweep[-1]["recall_at10"] >= sweep[0]["recall_at10"]  # more lists probed, never worse
     assert Path(figures["plot"]).stat().st_size > 10_000
+    assert Path(figures["plot"]) == Path(record["path"]).with_suffix(".png")  # beside the JSON
     assert not (tmp_path / "work" / "gallery-scale-3000").exists()  # deleted after measuring
 
 
