@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +97,10 @@ def _file_states(items_path: Path) -> dict[str, list[int]] | None:
     return states
 
 
-def _settled(states: dict[str, list[int]], now: Callable[[], int] = time.time_ns) -> bool:
+def _settled(states: dict[str, list[int]]) -> bool:
     """True when no file of ``states`` changed within RACY_SECONDS of now."""
     newest = max(max(state[3], state[4]) for state in states.values())
-    return now() - newest >= RACY_SECONDS * 1e9
+    return time.time_ns() - newest >= RACY_SECONDS * 1e9
 
 
 def _read_record(gallery_dir: Path) -> dict[str, Any] | None:
