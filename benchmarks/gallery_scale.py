@@ -15,7 +15,8 @@ in worker processes, merge with FAISS's merge_ondisk, recall check and nprobe tu
 recall@10), then measure: build seconds, peak resident memory of the build (this process,
 sampled every 20 ms, total and anonymous; the part workers' peak from getrusage), size on disk
 (index header, merged lists, items database), recall@1/@10 of the held-out queries against
-exact search (brute force over the regenerated chunks), single-query latency p50/p95 and batched
+exact search (brute force over the regenerated chunks), single-query latency p50/p95 (as `query`
+runs it, a long scan split over the cores, and on one thread, side by side) and batched
 (100 queries a call) p50/p95 and queries/s through Gallery.nearest, and, in a fresh process,
 the time and resident memory to open the gallery memory-mapped (Gallery.open: manifest, checks,
 the item rows' check recorded by an earlier open) and the index alone, and what the first open
@@ -214,11 +215,8 @@ def _sizes(folder: Path) -> dict[str, float]:
 def _latencies(gallery: Gallery, queries: np.ndarray, single: int, batches: int) -> dict[str, Any]:
     for row in queries[:20]:  # warm up: the lists' first pages come from disk
         gallery.nearest(row[None, :], 10)
-    one = []
-    for row in queries[:single]:
-        started = time.perf_counter()
-        gallery.nearest(row[None, :], 10)
-        one.append(time.perf_counter() - started)
+    one = _single_times(gallery, queries[:single])
+    one_thread = _single_times(gallery, queries[:single], threads=1)
     many = []
     for n in range(batches):
         block = queries[(n * _BATCH) % len(queries) :][:_BATCH]
@@ -228,6 +226,7 @@ def _latencies(gallery: Gallery, queries: np.ndarray, single: int, batches: int)
     batched = latency_stats(many)
     return {
         "single": latency_stats(one),
+        "single_one_thread": latency_stats(one_thread),
         "batched_100": batched,
         "batched_queries_per_s": round(_BATCH / (sum(many) / len(many)), 1),
     }
@@ -246,15 +245,33 @@ def _sweep(
         params = {"nprobe": nprobe}
         found = gallery.nearest(queries, 10, params=params)[1]
         recall = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(found, truth)])
-        times = []
-        for row in queries[:single]:
-            started = time.perf_counter()
-            gallery.nearest(row[None, :], 10, params=params)
-            times.append(time.perf_counter() - started)
+        times = _single_times(gallery, queries[:single], params=params)
+        one_thread = _single_times(gallery, queries[:single], params=params, threads=1)
         rows.append(
-            {"nprobe": nprobe, "recall_at10": round(float(recall), 4), **latency_stats(times)}
+            {
+                "nprobe": nprobe,
+                "recall_at10": round(float(recall), 4),
+                **latency_stats(times),
+                "one_thread": latency_stats(one_thread),
+            }
         )
     return rows
+
+
+def _single_times(
+    gallery: Gallery,
+    queries: np.ndarray,
+    params: dict[str, int] | None = None,
+    threads: int | None = None,
+) -> list[float]:
+    """Seconds of each single-query search: by default as `siamese query` runs it (a long scan
+    split over the cores, faiss_index.probe_split), or on ``threads`` threads."""
+    times = []
+    for row in queries:
+        started = time.perf_counter()
+        gallery.nearest(row[None, :], 10, params=params, threads=threads)
+        times.append(time.perf_counter() - started)
+    return times
 
 
 def _open_fresh(folder: Path, queries: np.ndarray, work: Path) -> dict[str, Any]:
@@ -390,6 +407,7 @@ def _both_at_one_nprobe(sweep: list[dict[str, Any]]) -> dict[str, Any]:
         "nprobe": step["nprobe"],
         "recall_at10": step["recall_at10"],
         "p50_ms": step["p50_ms"],
+        "one_thread_p50_ms": step["one_thread"]["p50_ms"],
         "met": met,
     }
 
@@ -416,6 +434,8 @@ def write_plot(rows: list[dict[str, Any]], path: Path) -> Path:
                                 "items database": [r["disk"]["items_db_mib"] for r in rows]}),
         ("query latency (ms)", {"single p50": [r["single"]["p50_ms"] for r in rows],
                                 "single p95": [r["single"]["p95_ms"] for r in rows],
+                                "single p50, one thread": [r["single_one_thread"]["p50_ms"]
+                                                           for r in rows],
                                 "batch of 100 p50": [r["batched_100"]["p50_ms"] for r in rows]}),
         ("open time (s)", {"Gallery.open": [r["opened_fresh_process"]["open_seconds"]
                                             for r in rows],

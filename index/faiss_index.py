@@ -26,6 +26,13 @@ METRIC = "l2"
 #: threads whose start and barrier cost more than they save, and on busy cores far more (one
 #: query over 100k vectors: 1.3 ms on one thread, 6-23 ms on two shared cores; benchmarks/speed.py).
 SINGLE_THREAD_BELOW = 20
+#: ...unless each query scans at least this many codes of an IVF index: then its probed lists are
+#: split over the cores (FAISS parallel_mode 1, one heap per thread, merged), whose fork and join
+#: cost microseconds against the milliseconds of the scan (256-d SQ8 codes: about 5 ms per 20k
+#: codes on one core here; a 10^7 gallery at nprobe 128 scans about 156k).
+SPLIT_PROBES_FROM_CODES = 20_000
+#: FAISS IndexIVF.parallel_mode values: over queries (its default), over one query's probed lists.
+_PARALLEL_OVER_QUERIES, _PARALLEL_OVER_PROBES = 0, 1
 #: The search parameter each family understands and the values tried in tuning, cheapest first.
 TUNING_LADDERS = {
     "nprobe": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
@@ -269,10 +276,11 @@ def search(
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """k nearest neighbours by L2 distance (not squared); k is capped at the index size.
 
-    ``threads`` caps FAISS's OpenMP threads for this call (default: one below SINGLE_THREAD_BELOW
-    queries, else all). A server running searches beside other work passes 1: on shared cores the
-    OpenMP split can cost far more than it saves (32 queries over 100k vectors: 12 ms on one
-    thread, 1.6 s on two busy cores; benchmarks/service.py).
+    ``threads`` caps FAISS's OpenMP threads for this call (default: all, but one below
+    SINGLE_THREAD_BELOW queries unless each scans enough IVF codes to split its lists over the
+    cores, :func:`probe_split`). A server running searches beside other work passes 1: on shared
+    cores the OpenMP split can cost far more than it saves (32 queries over 100k vectors: 12 ms on
+    one thread, 1.6 s on two busy cores; benchmarks/service.py).
 
     Returns:
         (distances, ids), each Q×min(k, ntotal). Approximate indexes may find fewer than k:
@@ -282,8 +290,15 @@ def search(
     if k <= 0 or len(queries) == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     previous = faiss.omp_get_max_threads()
-    if threads is None and len(queries) < SINGLE_THREAD_BELOW:
+    ivf = faiss.try_extract_index_ivf(index)
+    split = threads is None and len(queries) < SINGLE_THREAD_BELOW and probe_split(index, params)
+    if threads is None and len(queries) < SINGLE_THREAD_BELOW and not split:
         threads = 1
+    if ivf is not None:
+        # Set on every call rather than restored: the mode changes how FAISS shares out the work,
+        # never the result, so a concurrent search that sees the other mode is only scheduled
+        # differently.
+        ivf.parallel_mode = _PARALLEL_OVER_PROBES if split else _PARALLEL_OVER_QUERIES
     if threads is not None:
         faiss.omp_set_num_threads(
             max(1, threads)
@@ -297,3 +312,16 @@ def search(
     distances = np.sqrt(np.maximum(squared, 0.0, out=squared), out=squared)
     distances[ids < 0] = np.inf
     return distances, ids
+
+
+def probe_split(index: faiss.Index, params: faiss.SearchParameters | None = None) -> bool:
+    """Whether one query's scan of this IVF index is long enough to split its lists over the cores.
+
+    It is, from SPLIT_PROBES_FROM_CODES codes a query (nprobe × the mean list length), on more than
+    one core.
+    """
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None or ivf.nlist == 0 or faiss.omp_get_max_threads() < 2:
+        return False
+    nprobe = getattr(params, "nprobe", 0) or ivf.nprobe
+    return min(nprobe, ivf.nlist) * ivf.ntotal / ivf.nlist >= SPLIT_PROBES_FROM_CODES

@@ -35,12 +35,14 @@ def test_gallery_scale_suite_small(tmp_path: Path) -> None:
         assert row["index_type"].startswith("ondisk:IVF")
         assert 0.5 <= row["recall_at10"] <= 1.0 and row["build_seconds"] > 0
         assert row["disk"]["lists_mib"] > 0 and row["single"]["calls"] == 20
+        assert row["single_one_thread"]["calls"] == 20
         opened = row["opened_fresh_process"]
         assert opened["open_seconds"] > 0 and opened["index_open_rss_mib"] >= 0
         assert opened["row_check_seconds"] > 0 and opened["first_open_seconds"] > 0
     assert set(figures["targets_at_largest"]) >= {"recall_at10", "single_p50_ms", "open_seconds"}
     sweep = rows[-1]["nprobe_sweep"]
     assert [step["nprobe"] for step in sweep][:1] == [1] and sweep[-1]["calls"] == 100
+    assert sweep[-1]["one_thread"]["calls"] == 100
     assert sweep[-1]["nprobe"] == rows[-1]["search_params"]["nprobe"]
     assert sweep[-1]["recall_at10"] >= sweep[0]["recall_at10"]  # more lists probed, never worse
     assert Path(figures["plot"]).stat().st_size > 10_000
