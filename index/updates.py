@@ -215,7 +215,7 @@ def build_gallery(
     index: str | None = None,
     memory_budget: int | str | None = None,
     min_recall: float | None = None,
-    target_recall: float = DEFAULT_TARGET,
+    target_recall: float | None = None,
     search_params: dict[str, int] | None = None,
     commit_every: int = DEFAULT_COMMIT_EVERY,
     recall_queries: int = 1000,
@@ -240,7 +240,7 @@ def build_gallery(
             (default: half the RAM).
         min_recall: refuse (publish nothing) if recall@10 against exact search is below this.
         target_recall: approximate indexes get the cheapest search parameter reaching this
-            recall@10.
+            recall@10 (None: DEFAULT_TARGET, 0.95).
         search_params: fixed search parameters ({"nprobe": 16} or {"efSearch": 64}) instead of
             tuning.
         commit_every: files embedded between two commits.
@@ -310,7 +310,12 @@ def build_gallery(
             source=root,
             index_type=index_type,
             search_params=search_params,
-            recall=RecallPolicy(True, target_recall, min_recall, recall_queries),
+            recall=RecallPolicy(
+                True,
+                DEFAULT_TARGET if target_recall is None else target_recall,
+                min_recall,
+                recall_queries,
+            ),
             commit_every=commit_every,
             report_path=Path(report_path) if report_path else None,
             progress=progress,

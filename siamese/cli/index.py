@@ -201,15 +201,26 @@ def index_build(
             min=0.0, max=1.0, help="Refuse an index whose recall@10 against exact search is lower."
         ),
     ] = None,
+    target_recall: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help=(
+                "Tune --nprobe or --ef-search to the cheapest value whose recall@10 against exact "
+                "search reaches this, on queries near gallery items (default 0.95)."
+            ),
+        ),
+    ] = None,
     nprobe: Annotated[
         int | None,
         typer.Option(
-            min=1, help="IVF lists searched per query (default: tuned for recall@10 ≥ 0.95)."
+            min=1, help="IVF lists searched per query (default: tuned to --target-recall)."
         ),
     ] = None,
     ef_search: Annotated[
         int | None,
-        typer.Option(min=1, help="HNSW search breadth (default: tuned for recall@10 ≥ 0.95)."),
+        typer.Option(min=1, help="HNSW search breadth (default: tuned to --target-recall)."),
     ] = None,
     commit_every: Annotated[
         int | None,
@@ -302,6 +313,7 @@ def index_build(
             index=index,
             memory_budget=max_memory,
             min_recall=min_recall,
+            target_recall=target_recall,
             search_params=search_params(nprobe, ef_search),
             commit_every=chunk,
             report_path=report_path,

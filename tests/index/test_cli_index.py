@@ -190,3 +190,26 @@ def test_index_choice_and_refusals(
     one_line_error(
         invoke("index", "add", tmp_path / "nowhere", unseen_dataset), "gallery folder not found"
     )
+
+
+def test_target_recall_sets_how_far_the_search_parameter_is_tuned(
+    tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
+    built = {}
+    for target in ("0.3", "1.0"):
+        result = invoke(
+            "index", "build", unseen_dataset, "-m", tiny_model_path, "-o", tmp_path / target,
+            "--index", "IVF4,Flat", "--target-recall", target, "--json",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        built[target] = json.loads(result.stdout)
+    low, high = built["0.3"], built["1.0"]
+    # 0.3 stops at the first rung that reaches it; 1.0 goes on to every list (exact search here).
+    assert low["search_params"] == {"nprobe": 1} and low["recall"]["at10"] >= 0.3
+    assert high["search_params"] == {"nprobe": 4} and high["recall"]["at10"] == 1.0
+    refused = invoke(
+        "index", "build", unseen_dataset, "-m", tiny_model_path, "-o", tmp_path / "bad",
+        "--target-recall", "1.5",
+    )  # fmt: skip
+    assert refused.exit_code == 2 and "--target-recall" in refused.output
+    assert not (tmp_path / "bad").exists()
