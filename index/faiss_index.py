@@ -290,10 +290,11 @@ def search(
     if k <= 0 or len(queries) == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     previous = faiss.omp_get_max_threads()
+    split = False
+    if threads is None and len(queries) < SINGLE_THREAD_BELOW:
+        split = probe_split(index, params)
+        threads = None if split else 1
     ivf = faiss.try_extract_index_ivf(index)
-    split = threads is None and len(queries) < SINGLE_THREAD_BELOW and probe_split(index, params)
-    if threads is None and len(queries) < SINGLE_THREAD_BELOW and not split:
-        threads = 1
     if ivf is not None:
         # Set on every call rather than restored: the mode changes how FAISS shares out the work,
         # never the result, so a concurrent search that sees the other mode is only scheduled
