@@ -12,6 +12,7 @@ reports its training images/s beside the FLOPs per training image and the machin
 
     siamese bench accuracy [--quick] [-O datasets=synthetic,glyphs,fashion-unseen,fashion-closed]
                            [-O methods=raw,pca,seed,default,...] [-O epochs=N]
+                           [-O seeds=0,1,2]   (trained methods once per training seed)
 """
 
 from __future__ import annotations
@@ -244,7 +245,9 @@ def trained(
     ``overrides`` are TrainConfig fields, or a function of the task that returns them.
     """
 
-    def method(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dict[str, Any]]:
+    def method(
+        task: Task, work: Path, epochs: int, quick: bool, seed: int = 0
+    ) -> tuple[Callable, dict[str, Any]]:
         import shutil
 
         from siamese.engine import Embedder
@@ -252,10 +255,10 @@ def trained(
         from siamese.training import TrainConfig, train
         from siamese.training.memory import keep_freed_memory
 
-        run_dir = work / "runs" / f"{task.name}-{name}"
+        run_dir = work / "runs" / f"{task.name}-{name}{f'-seed{seed}' if seed else ''}"
         shutil.rmtree(run_dir, ignore_errors=True)
         chosen = overrides(task) if callable(overrides) else overrides
-        settings = {"epochs": epochs, **(task.protocol or {}), **chosen}
+        settings = {"epochs": epochs, "seed": seed, **(task.protocol or {}), **chosen}
         if name == "seed" and task.seed_budget:
             settings.update(task.seed_budget, epochs=min(epochs, task.seed_budget["epochs"]))
         keep_freed_memory()
@@ -274,6 +277,7 @@ def trained(
         }
         return engine_embedding(Embedder(report.path)), extra
 
+    method.trains = True  # type: ignore[attr-defined]  # run() repeats it per training seed
     return method
 
 
@@ -452,6 +456,38 @@ def _enrolment_figures(embed: Callable, task: Task) -> dict[str, Any]:
     return figures
 
 
+def _seed_figures(row: dict[str, Any]) -> dict[str, float]:
+    """The figures of one trained row that a training seed can move, flattened by name."""
+    figures = {"recall_at_1": row["recall_at_1"], "map_at_r": row["map_at_r"]}
+    for k, sweep in row.get("enrolment_sweep", {}).items():
+        figures[f"enrolled_{k}_recall_at_1"] = sweep["recall_at_1_mean"]
+        figures[f"enrolled_{k}_map_at_r"] = sweep["map_at_r_mean"]
+    if "enrolments" in row:
+        figures["enrolments_recall_at_1"] = row["enrolments"]["recall_at_1_mean"]
+    for protocol, accuracy in row.get("one_shot", {}).items():
+        if isinstance(accuracy, dict) and "accuracy" in accuracy:
+            figures[f"one_shot_{protocol}"] = accuracy["accuracy"]
+    return figures
+
+
+def _over_training_seeds(seeds: list[int], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread of each figure over training seeds (the main row is the first seed's).
+
+    Two recipes differ only where their gap is wide against this spread: one training run moves
+    a figure as much as many recipe changes do.
+    """
+    per_seed = [_seed_figures(row) for row in rows]
+    summary: dict[str, Any] = {"seeds": seeds}
+    for name in per_seed[0]:
+        values = [figures[name] for figures in per_seed if name in figures]
+        summary[name] = {
+            "mean": round(float(np.mean(values)), 4),
+            "std": round(float(np.std(values)), 4),
+            "per_seed": values,
+        }
+    return summary
+
+
 def _paired_gap(ours: dict[str, Any], rival: dict[str, Any], metric: str) -> dict[str, Any]:
     """Draw-by-draw difference on the same enrolments.
 
@@ -568,6 +604,7 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     wanted_tasks = settings.option("datasets", ",".join(tasks), str).split(",")
     wanted_methods = settings.option("methods", ",".join(DEFAULT_METHODS), str).split(",")
     epochs = settings.option("epochs", 2 if settings.quick else 30, int)
+    seeds = [int(seed) for seed in settings.option("seeds", "0", str).split(",")]
     unknown = [t for t in wanted_tasks if t not in tasks] + [
         m for m in wanted_methods if m not in METHODS
     ]
@@ -593,23 +630,36 @@ def run(settings: BenchSettings) -> dict[str, Any]:
             scan_image_folder(task.eval_dir), task.gallery_per_identity, "random", seed=0
         )
         for method_name in wanted_methods:
-            started = time.perf_counter()
-            embed, extra = METHODS[method_name](task, work, epochs, settings.quick)
-            measured = measure(embed, gallery, queries, fars=(1e-2, 1e-3))
-            extra = {**extra, **_enrolment_figures(embed, task)}
-            results.setdefault(task_name, {})[method_name] = {
-                **_summary(measured),
-                **extra,
-                "seconds": round(time.perf_counter() - started, 1),
-            }
-            print(
-                f"{task_name:15s} {method_name:22s} {results[task_name][method_name]}",
-                file=sys.stderr,
-                flush=True,
-            )
+            method = METHODS[method_name]
+            rows = []
+            for seed in seeds if getattr(method, "trains", False) else seeds[:1]:
+                started = time.perf_counter()
+                embed, extra = (
+                    method(task, work, epochs, settings.quick, seed=seed)
+                    if getattr(method, "trains", False)
+                    else method(task, work, epochs, settings.quick)
+                )
+                measured = measure(embed, gallery, queries, fars=(1e-2, 1e-3))
+                extra = {**extra, **_enrolment_figures(embed, task)}
+                rows.append(
+                    {
+                        **_summary(measured),
+                        **extra,
+                        "seconds": round(time.perf_counter() - started, 1),
+                    }
+                )
+                print(
+                    f"{task_name:15s} {method_name:22s} seed {seed} {rows[-1]}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            results.setdefault(task_name, {})[method_name] = rows[0]
+            if len(rows) > 1:
+                rows[0]["training_seeds"] = _over_training_seeds(seeds, rows)
     return {
         "datasets": descriptions,
         "epochs": epochs,
+        "training_seeds": seeds,
         "results": results,
         "targets": _targets(results),
         "one_shot_protocol": {"ways": list(ONE_SHOT_WAYS), "trials": ONE_SHOT_TRIALS},

@@ -29,6 +29,8 @@ def test_accuracy_suite_quick(tmp_path: Path) -> None:
             "methods=raw,pca,default",
             "-O",
             "epochs=1",
+            "-O",
+            "seeds=0,3",
             "--work-dir",
             str(tmp_path / "work"),
             "--results-dir",
@@ -39,6 +41,24 @@ def test_accuracy_suite_quick(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     rows = record["results"]["results"]["synthetic"]
+    # trained methods once per training seed, the first seed's row in front; pixels once
+    runs = tmp_path / "work" / "accuracy" / "runs"
+    spread = rows["default"]["training_seeds"]
+    assert spread["seeds"] == [0, 3] and record["results"]["training_seeds"] == [0, 3]
+    assert spread["recall_at_1"]["per_seed"][0] == rows["default"]["recall_at_1"]
+    assert spread["map_at_r"]["mean"] == pytest.approx(
+        np.mean(spread["map_at_r"]["per_seed"]), abs=1e-4
+    )
+    assert len(spread["one_shot_5-way"]["per_seed"]) == 2
+    assert "training_seeds" not in rows["raw"] and "training_seeds" not in rows["pca"]
+    recorded = [
+        json.loads((runs / name / "config.json").read_text())["train"]["seed"]
+        for name in ("synthetic-default", "synthetic-default-seed3")
+    ]
+    assert recorded == [0, 3]
+    assert (runs / "synthetic-default-seed3" / "tower.safetensors").read_bytes() != (
+        runs / "synthetic-default" / "tower.safetensors"
+    ).read_bytes()
     assert set(rows) == {"raw", "pca", "default"}
     for row in rows.values():
         assert (
@@ -51,7 +71,7 @@ def test_accuracy_suite_quick(tmp_path: Path) -> None:
         and rows["default"]["dimension"] == 256
         and rows["default"]["epochs_run"] == 1
     )
-    assert (tmp_path / "work" / "accuracy" / "runs" / "synthetic-default" / "model.onnx").is_file()
+    assert (runs / "synthetic-default" / "model.onnx").is_file()
     # one-shot trials where 12 unseen identities hold them (5-way; not 20-way),
     # and training's arithmetic
     assert all(set(row["one_shot"]) == {"5-way"} for row in rows.values())
