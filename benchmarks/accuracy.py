@@ -632,11 +632,12 @@ def run(settings: BenchSettings) -> dict[str, Any]:
         for method_name in wanted_methods:
             method = METHODS[method_name]
             rows = []
-            for seed in seeds if getattr(method, "trains", False) else seeds[:1]:
+            trains = getattr(method, "trains", False)
+            for seed in seeds if trains else seeds[:1]:
                 started = time.perf_counter()
                 embed, extra = (
                     method(task, work, epochs, settings.quick, seed=seed)
-                    if getattr(method, "trains", False)
+                    if trains
                     else method(task, work, epochs, settings.quick)
                 )
                 measured = measure(embed, gallery, queries, fars=(1e-2, 1e-3))
@@ -648,8 +649,9 @@ def run(settings: BenchSettings) -> dict[str, Any]:
                         "seconds": round(time.perf_counter() - started, 1),
                     }
                 )
+                label = f"{method_name} seed {seed}" if trains else method_name
                 print(
-                    f"{task_name:15s} {method_name:22s} seed {seed} {rows[-1]}",
+                    f"{task_name:15s} {label:22s} {rows[-1]}",
                     file=sys.stderr,
                     flush=True,
                 )
