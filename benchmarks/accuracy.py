@@ -464,9 +464,8 @@ def _seed_figures(row: dict[str, Any]) -> dict[str, float]:
         figures[f"enrolled_{k}_map_at_r"] = sweep["map_at_r_mean"]
     if "enrolments" in row:
         figures["enrolments_recall_at_1"] = row["enrolments"]["recall_at_1_mean"]
-    for protocol, accuracy in row.get("one_shot", {}).items():
-        if isinstance(accuracy, dict) and "accuracy" in accuracy:
-            figures[f"one_shot_{protocol}"] = accuracy["accuracy"]
+    for protocol, trials in row.get("one_shot", {}).items():
+        figures[f"one_shot_{protocol}"] = trials["accuracy"]
     return figures
 
 
@@ -597,6 +596,16 @@ def _targets(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return checks
 
 
+def _training_seeds(text: str) -> list[int]:
+    """``-O seeds=0,1,2`` as integers, or a one-line error naming what is wrong."""
+    try:
+        return [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"-O seeds={text}: training seeds are whole numbers separated by commas (0,1,2)"
+        ) from None
+
+
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Run every requested method on every requested dataset; return the accuracy table."""
     work = settings.work_dir / "accuracy"
@@ -604,7 +613,7 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     wanted_tasks = settings.option("datasets", ",".join(tasks), str).split(",")
     wanted_methods = settings.option("methods", ",".join(DEFAULT_METHODS), str).split(",")
     epochs = settings.option("epochs", 2 if settings.quick else 30, int)
-    seeds = [int(seed) for seed in settings.option("seeds", "0", str).split(",")]
+    seeds = _training_seeds(settings.option("seeds", "0", str))
     unknown = [t for t in wanted_tasks if t not in tasks] + [
         m for m in wanted_methods if m not in METHODS
     ]

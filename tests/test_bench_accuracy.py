@@ -93,6 +93,11 @@ def test_accuracy_suite_names_unknown_methods(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "unknown dataset or method: nope" in result.stderr
+    result = CliRunner().invoke(
+        app, ["bench", "accuracy", "--quick", "-O", "seeds=0,one", "--work-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "-O seeds=0,one: training seeds are whole numbers" in result.stderr
 
 
 def test_enrolment_draws_and_sweep(unseen_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
