@@ -166,11 +166,11 @@ def _train(root: Path, config: SpeedConfig, train_dir: Path, size: int) -> Path:
 def prepare(work_dir: Path, config: SpeedConfig) -> Workspace:
     """Generate (or reuse) every input and model the suite measures."""
     from siamese.export import export_onnx
-    from siamese.training.towers import DEFAULT_INPUT_SIZE
+    from siamese.training.towers import tower_entry
 
     root = work_dir / "speed"
     root.mkdir(parents=True, exist_ok=True)
-    size = config.size or DEFAULT_INPUT_SIZE["conv"]
+    size = config.size or tower_entry("conv").default_input()["size"]
     if config.run:  # a given run fixes the tower and its input size
         from siamese.training import load_run
 

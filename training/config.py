@@ -18,9 +18,12 @@ from siamese.spec import ResizeRule
 TowerName = Literal[
     "conv",
     "classic",
+    "tf_efficientnet_lite0",
     "resnet18",
     "resnet34",
     "resnet50",
+    "mobilenetv3_large_100",
+    "vit_tiny_patch16_224",
     "mobilenet_v3_small",
     "mobilenet_v3_large",
     "efficientnet_b0",
@@ -42,6 +45,8 @@ SelectBy = Literal["map_at_r", "recall_at_1", "recall_at_5", "roc_auc"]
 TrainDevice = Literal["auto", "cpu", "cuda"]
 PairLoss = Literal["symmetric-ce", "contrastive", "triplet"]
 
+RecipeName = Literal["auto", "conv", "photo"]
+
 SELECT_BY = get_args(SelectBy)
 SCHEDULES = get_args(Schedule)
 
@@ -49,9 +54,15 @@ SCHEDULES = get_args(Schedule)
 FIRST_CONV_WIDTHS = (16, 32, 64, 128)
 
 #: What runs written before a field existed (or with it unset) trained with.
-_BEFORE_THE_FIELD = {"embed_from": "head", "grid": 1, "widths": FIRST_CONV_WIDTHS}
+_BEFORE_THE_FIELD = {
+    "embed_from": "head",
+    "grid": 1,
+    "widths": FIRST_CONV_WIDTHS,
+    "freeze_epochs": 0.0,
+    "backbone_lr": 1.0,
+}
 #: Keys of config.json's "train" section that were renamed: old name → field.
-_RENAMED = {"embedding_dim": "head_dim"}
+_RENAMED = {"embedding_dim": "head_dim", "weights": "pretrained"}
 
 
 def parse_widths(text: str) -> tuple[int, ...]:
@@ -100,11 +111,18 @@ class TrainConfig:
         help="ImageFolder: one sub-folder of images per identity.", argument=True
     )
     out_dir: str = setting(help="Run directory to write.", names=("--out", "-o"))
-    # tower
-    tower: TowerName = setting(
-        "conv",
-        "conv; classic (the classic Siamese network, 100×100 grey; 'seed' is its former name); "
-        "torchvision backbones resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0.",
+    # recipe and tower
+    recipe: RecipeName = setting(
+        "auto",
+        "auto: chosen from the data (colour photographs: photo; otherwise conv) and printed; "
+        "conv: the conv tower from scratch; photo: a pretrained ImageNet backbone fine-tuned. "
+        "Options given explicitly override the recipe's.",
+    )
+    tower: TowerName | None = setting(
+        None,
+        "Tower (default: the recipe's). conv; classic (100×100 grey; 'seed' is its former "
+        "name); timm backbones tf_efficientnet_lite0, resnet18/34/50, mobilenetv3_large_100, "
+        "vit_tiny_patch16_224; torchvision mobilenet_v3_small/large, efficientnet_b0.",
     )
     head_dim: int | None = setting(
         None,
@@ -134,19 +152,42 @@ class TrainConfig:
         "are; 1 is one global average, for images where identities move around).",
         min=1,
     )
-    weights: str | None = setting(
-        None, "Initialise a torchvision backbone from this local state-dict file."
+    pretrained: str | None = setting(
+        None,
+        "Backbone's starting weights (default: the recipe's): imagenet (the weights a package "
+        "ships when installed, else timm's download), hub (timm's download), packaged, none, "
+        "or a local state-dict / .safetensors file.",
+        aliases=("--weights",),
+    )
+    freeze_epochs: float | None = setting(
+        None,
+        "Epochs with the backbone frozen (only the head learns) before fine-tuning it all "
+        "(default: the recipe's: 0 from scratch, 1.5 for a pretrained backbone).",
+        min=0.0,
+    )
+    backbone_lr: float | None = setting(
+        None,
+        "The backbone's learning rate as a fraction of --lr (default: 0.1 for a pretrained "
+        "backbone, 1 otherwise).",
+        min=0.0,
     )
     # input
     image_size: int | None = setting(
         None,
-        "Input size in pixels (default: 100 for classic, 64 for conv, 112 for torchvision "
-        "backbones, or the images' own size when smaller).",
+        "Input size in pixels (default: the recipe's: up to 64 for conv, or the images' own "
+        "size when smaller; 100 for classic; 128 for the photo recipe on a CPU, the "
+        "backbone's own 224 on a GPU).",
         aliases=("--size",),
     )
-    channels: Literal[1, 3] = setting(1, "1 = grey, 3 = RGB.")
-    resize: ResizeRule = setting(
-        "stretch", "stretch, or fit-crop (keep aspect ratio, crop the centre)."
+    channels: Literal[1, 3] | None = setting(
+        None,
+        "1 = grey, 3 = RGB (default: 3 when the training images are colour, else 1; "
+        "pretrained backbones always 3).",
+    )
+    resize: ResizeRule | None = setting(
+        None,
+        "stretch, or fit-crop (keep aspect ratio, crop the centre) (default: fit-crop for "
+        "timm backbones, stretch otherwise).",
     )
     # objective
     loss: LossName = setting(
@@ -179,7 +220,9 @@ class TrainConfig:
         min=0.0,
     )
     # optimisation
-    epochs: int = setting(30, "Training epochs.", min=1)
+    epochs: int | None = setting(
+        None, "Training epochs (default: the recipe's: 30 conv, 8 photo).", min=1
+    )
     steps_per_epoch: int | None = setting(
         None,
         "Steps per epoch (default: about one pass over the images, at least "
@@ -268,12 +311,15 @@ class TrainConfig:
         if self.widths is not None and not isinstance(self.widths, tuple):
             object.__setattr__(self, "widths", tuple(self.widths))
         checks = [
-            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (
+                self.epochs is None or self.epochs >= 1,
+                f"epochs must be at least 1, got {self.epochs}",
+            ),
             (self.batch_size >= 2, f"batch size must be at least 2, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.head_dim is None or self.head_dim >= 1, "head dim must be positive"),
             (
-                self.tower != "conv" or bool(self.widths) and min(self.widths) >= 1,
+                self.tower not in (None, "conv") or bool(self.widths) and min(self.widths) >= 1,
                 f"conv tower widths must be one or more positive numbers, got {self.widths}",
             ),
             (
@@ -309,6 +355,11 @@ class TrainConfig:
                 raise ConfigError(message)
 
     @property
+    def starting_weights(self) -> str | None:
+        """The backbone's starting weights: None when it starts from random ones."""
+        return None if self.pretrained in (None, "none") else self.pretrained
+
+    @property
     def is_pair(self) -> bool:
         """A pseudo-siamese run: a query side from --query-data or --captions."""
         return self.query_data is not None or self.captions is not None
@@ -322,7 +373,6 @@ class TrainConfig:
                 "give --query-data (images) or --captions (texts) as the query side, not both",
             ),
             (not self.share_weights or self.captions is None, "a text tower cannot share weights"),
-            (not self.resume, "--resume does not continue pair runs yet; start a new --out"),
             (
                 "classic" not in (self.tower, self.query_tower),
                 "pair runs need normalised embeddings: use the conv or a torchvision tower",

@@ -104,23 +104,51 @@ def load_image_folder(
     )
 
 
-def typical_image_size(root: str | os.PathLike[str], sample: int = 64) -> int:
-    """Median longer side of a sample of the folder's images.
+@dataclass(frozen=True)
+class FolderLook:
+    """What a sample of a folder's images looks like: what a recipe is chosen from."""
 
-    Read from headers only (no decoding).
+    images: int
+    longer_side: int  # median longer side, pixels (0 when nothing could be read)
+    colour: bool  # most sampled images have channels that differ (not grey stored as RGB)
+
+
+def look_at_folder(root: str | os.PathLike[str], sample: int = 48) -> FolderLook:
+    """Size and colour of a fixed sample of the folder's images.
+
+    A grey photo saved as RGB counts as grey: colour means the channels really differ, so a
+    tower is not given three copies of one channel to learn from.
     """
-    from PIL import Image
-
     items = scan_image_folder(root)
     picks = np.random.default_rng(0).choice(len(items), size=min(sample, len(items)), replace=False)
-    sides = []
+    sides, colourful = [], []
     for i in picks:
         try:
-            with Image.open(items[i].path) as image:
-                sides.append(max(image.size))
-        except OSError:
+            side, colour = _look_at_image(items[i].path)
+        except (OSError, ValueError):
             continue
-    return int(np.median(sides)) if sides else 0
+        sides.append(side)
+        colourful.append(colour)
+    longer = int(np.median(sides)) if sides else 0
+    return FolderLook(len(items), longer, bool(colourful) and np.mean(colourful) > 0.5)
+
+
+def _look_at_image(path: str | os.PathLike[str]) -> tuple[int, bool]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        side = max(image.size)
+        if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+            return side, False
+        image.draft("RGB", (64, 64))  # a reduced JPEG decode is plenty to tell colour
+        thumb = np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.int16)
+    spread = np.abs(thumb[..., 0] - thumb[..., 1]) + np.abs(thumb[..., 1] - thumb[..., 2])
+    return side, float(spread.mean()) > 4.0
+
+
+def typical_image_size(root: str | os.PathLike[str], sample: int = 64) -> int:
+    """Median longer side of a sample of the folder's images."""
+    return look_at_folder(root, sample).longer_side
 
 
 def split_identities(

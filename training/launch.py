@@ -21,7 +21,9 @@ from siamese.files import read_json
 from siamese.training.config import TrainConfig
 from siamese.training.distributed import Ranks
 from siamese.training.run_dir import HISTORY_FILE
-from siamese.training.trainer import TrainResult, check_run_dir, train
+from siamese.training.run_keeper import TrainResult
+from siamese.training.setup import check_run_dir
+from siamese.training.trainer import train
 
 
 class TrainingFailed(SiameseError):

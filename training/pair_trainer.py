@@ -23,8 +23,6 @@ for a text tower, history.json, loss.png and checkpoint.pt.
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,38 +33,36 @@ import torch
 from torch import nn
 
 from siamese.errors import ConfigError
-from siamese.files import write_bytes_atomic, write_json_atomic
-from siamese.progress import epoch_line, progress_bar
+from siamese.files import write_bytes_atomic
 from siamese.spec import InputSpec
 from siamese.text import encode_texts, train_tokenizer
 from siamese.training.augment import BatchAugmentation, build_augmentation
 from siamese.training.batches import normalize_batch
-from siamese.training.checkpoint import save_checkpoint
 from siamese.training.config import TrainConfig
-from siamese.training.data import ImageDataset
+from siamese.training.data import ImageDataset, look_at_folder
 from siamese.training.distributed import ranks_from_environment
+from siamese.training.loop import fit, make_optimisation, resume
 from siamese.training.losses.cross_domain import create_cross_loss
 from siamese.training.pair_data import PairData, PairSampler, TextDataset, load_pair_data
 from siamese.training.plots import plot_history
 from siamese.training.run_dir import (
     BEST_WEIGHTS,
-    HISTORY_FILE,
     LAST_WEIGHTS,
     LOSS_PLOT,
     save_weights,
     write_config,
 )
-from siamese.training.text_tower import TEXT_TOWER, create_text_tower
-from siamese.training.towers import count_parameters, create_tower
-from siamese.training.trainer import (
-    TrainResult,
-    _library_versions,
-    _schedule,
+from siamese.training.run_keeper import RunKeeper, TrainResult
+from siamese.training.setup import (
+    autocast_for,
     check_run_dir,
     input_spec_for,
+    library_versions,
     resolve_device,
     tower_options,
 )
+from siamese.training.text_tower import TEXT_TOWER, create_text_tower
+from siamese.training.towers import count_parameters, create_tower
 
 #: Weight files of an unshared pair's run directory, by role: (best, last).
 PAIR_WEIGHTS = {
@@ -154,14 +150,19 @@ def _query_spec(config: TrainConfig) -> InputSpec:
             data_dir=config.query_data,
             tower=config.query_tower or config.tower,
             image_size=config.query_image_size,
-            channels=config.query_channels or config.channels,
-            weights=None,
+            channels=config.query_channels or _channels_of(config.query_data),
+            pretrained=None,
         )
     )
 
 
+def _channels_of(folder: str) -> int:
+    """A query side's channels when not given: as its own images are (sketches are grey)."""
+    return 3 if look_at_folder(folder).colour else 1
+
+
 def train_pair(config: TrainConfig, *, progress: bool = False) -> TrainResult:
-    """Train the query and gallery towers of ``config`` jointly and write the run directory.
+    """Train the query and gallery towers of a resolved ``config`` jointly; write the run dir.
 
     Raises:
         DataError: unreadable data, or too few identities on both sides.
@@ -172,126 +173,172 @@ def train_pair(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    run_dir = Path(config.out_dir)
-    check_run_dir(config, ranks_from_environment())
-
-    gallery_spec = input_spec_for(config)
-    shared = config.share_weights
-    query_spec = gallery_spec if shared else (_query_spec(config) if config.query_data else None)
-    data = load_pair_data(
-        config.data_dir,
-        gallery_spec,
-        query_dir=config.query_data,
-        query_spec=query_spec,
-        captions=config.captions,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-        progress=progress,
-    )
-    gallery_options = {**_image_options(config, config.tower), "_name": config.tower}
-    gallery_tower = create_tower(config.tower, gallery_spec, _image_options(config, config.tower))
-    gallery = Side("gallery", gallery_tower.to(device), gallery_spec)
-    gallery.augmentation = build_augmentation(config.augment, config.flip)
-    query, query_options = _query_side(config, data, query_spec, gallery_tower, device)
-
-    miner = config.miner if config.miner in ("batch-hard", "batch-all") else None
-    if config.pair_loss == "triplet" and config.miner not in (None, "batch-hard", "batch-all"):
-        raise ConfigError(f"cross-domain triplets mine batch-hard or batch-all, not {config.miner}")
-    criterion = create_cross_loss(config.pair_loss, config.margin, config.temperature, miner)
-    criterion.to(device)
-    config = replace(config, margin=getattr(criterion, "margin", None), miner=miner)
-
-    sampler = PairSampler(
-        data.train_query.labels,
-        data.train_gallery.labels,
-        config.identities_per_batch,
-        config.images_per_identity,
-        config.seed,
-    )
-    per_step = config.identities_per_batch * config.images_per_identity
-    steps = config.steps_per_epoch or max(
-        config.min_steps_per_epoch, math.ceil(len(data.train_gallery) / per_step)
-    )
-    towers = [gallery.tower] if shared else [query.tower, gallery.tower]
-    parameters = [p for t in towers for p in t.parameters()] + list(criterion.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps))
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if query.tokenizer is not None:
-        write_bytes_atomic(run_dir / TOKENIZER_FILE, query.tokenizer.to_str(pretty=True).encode())
-    _write_pair_config(
-        config, run_dir, data, query, query_options, gallery, gallery_options, criterion, device
-    )
-
-    metric = config.select_by if data.val_query is not None else "loss"
+    ranks = ranks_from_environment()
+    resumed = check_run_dir(config, ranks)
+    job = PairJob(config, device, progress)
+    config, run_dir = job.config, Path(config.out_dir)
+    steps = job.steps()
+    optimisation = make_optimisation(config, job.parameters(), [], steps, device=device)
+    metric = config.select_by if job.data.val_query is not None else "loss"
     if metric == "roc_auc":
         metric = "map_at_r"  # cross-domain selection ranks retrieval (README: Pairs)
-    history: list[dict[str, Any]] = []
-    best_epoch, best_value, since_best, stopped_early = 0, -math.inf, 0, False
-    with progress_bar(f"epoch 1/{config.epochs}", steps, progress) as ticker:
-        for epoch in range(1, config.epochs + 1):
-            started = time.perf_counter()
-            ticker.reset(steps, f"epoch {epoch}/{config.epochs}")
-            losses = []
-            for tower in towers:
-                tower.train()
-            for _ in range(steps):
-                query_rows, gallery_rows = sampler.batch()
-                loss = criterion(
-                    query.embed(data.train_query, query_rows, device),
-                    torch.from_numpy(data.train_query.labels[query_rows]).to(device),
-                    gallery.embed(data.train_gallery, gallery_rows, device),
-                    torch.from_numpy(data.train_gallery.labels[gallery_rows]).to(device),
-                )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                losses.append(loss.item())
-                ticker.advance()
-                ticker.describe(f"loss {np.mean(losses):.4f}")
-            row: dict[str, Any] = {
-                "epoch": epoch,
-                "loss": float(np.mean(losses)),
-                "lr": scheduler.get_last_lr()[0],
-            }
-            if hasattr(criterion, "temperature"):
-                row["temperature"] = criterion.temperature
-            if data.val_query is not None and data.val_gallery is not None:
-                row.update(_validate(query, gallery, data, device))
-            row["seconds"] = round(time.perf_counter() - started, 3)
-            history.append(row)
-            epoch_line(row, config.epochs, progress)
-            value = row[f"val_{metric}"] if metric != "loss" else -row["loss"]
-            if value > best_value + 1e-6:
-                best_epoch, best_value, since_best = epoch, value, 0
-                _save(query, gallery, run_dir, shared, best=True)
-            else:
-                since_best += 1
-            _save(query, gallery, run_dir, shared, best=False)
-            write_json_atomic(
-                run_dir / HISTORY_FILE,
-                {"metric": metric, "best_epoch": best_epoch, "epochs": history},
+    keeper = RunKeeper(run_dir, metric, config.patience, job.save_weights)
+    start_epoch = 1
+    if resumed is not None:
+        start_epoch = resume(job, keeper, optimisation, resumed, ranks)
+    else:
+        job.write_run_files()
+    assert config.epochs is not None
+    stopped = fit(
+        job,
+        keeper,
+        optimisation,
+        epochs=config.epochs,
+        start_epoch=start_epoch,
+        steps=steps,
+        ranks=ranks,
+        progress=progress,
+    )
+    plot_history(keeper.history, run_dir / LOSS_PLOT)
+    return TrainResult(
+        run_dir,
+        keeper.history,
+        keeper.best_epoch,
+        metric,
+        keeper.reported_value(),
+        job.data.skipped,
+        stopped,
+    )
+
+
+class PairJob:
+    """A query tower and a gallery tower learning one space from paired P×K batches."""
+
+    def __init__(self, config: TrainConfig, device: torch.device, progress: bool) -> None:
+        torch.manual_seed(config.seed)
+        self.device = device
+        gallery_spec = input_spec_for(config)
+        shared = config.share_weights
+        query_spec = (
+            gallery_spec if shared else (_query_spec(config) if config.query_data else None)
+        )
+        self.data = load_pair_data(
+            config.data_dir,
+            gallery_spec,
+            query_dir=config.query_data,
+            query_spec=query_spec,
+            captions=config.captions,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+            progress=progress,
+        )
+        self.gallery_options = {**_image_options(config, str(config.tower)), "_name": config.tower}
+        gallery_tower = create_tower(
+            str(config.tower), gallery_spec, _image_options(config, str(config.tower))
+        )
+        self.gallery = Side("gallery", gallery_tower.to(device), gallery_spec)
+        self.gallery.augmentation = build_augmentation(config.augment, config.flip)
+        self.query, self.query_options = _query_side(
+            config, self.data, query_spec, gallery_tower, device
+        )
+        self.towers = [self.gallery.tower] if shared else [self.query.tower, self.gallery.tower]
+        miner = config.miner if config.miner in ("batch-hard", "batch-all") else None
+        if config.pair_loss == "triplet" and config.miner not in (None, "batch-hard", "batch-all"):
+            raise ConfigError(
+                f"cross-domain triplets mine batch-hard or batch-all, not {config.miner}"
             )
-            save_checkpoint(
-                run_dir,
-                {
-                    "epoch": epoch,
-                    "query": query.tower.state_dict(),
-                    "gallery": gallery.tower.state_dict(),
-                    "loss": criterion.state_dict(),
-                    "history": history,
-                    "best_epoch": best_epoch,
-                },
+        self.criterion = create_cross_loss(
+            config.pair_loss, config.margin, config.temperature, miner
+        ).to(device)
+        self.config = replace(config, margin=getattr(self.criterion, "margin", None), miner=miner)
+        self.sampler = PairSampler(
+            self.data.train_query.labels,
+            self.data.train_gallery.labels,
+            config.identities_per_batch,
+            config.images_per_identity,
+            config.seed,
+        )
+        self.autocast = autocast_for(device, config.amp)
+
+    def steps(self) -> int:
+        config = self.config
+        per_step = config.identities_per_batch * config.images_per_identity
+        return config.steps_per_epoch or max(
+            config.min_steps_per_epoch, -(-len(self.data.train_gallery) // per_step)
+        )
+
+    def parameters(self) -> list[nn.Parameter]:
+        towers = [p for tower in self.towers for p in tower.parameters()]
+        return towers + list(self.criterion.parameters())
+
+    def begin_epoch(self) -> None:
+        for tower in self.towers:
+            tower.train()
+
+    def batches(self) -> Any:
+        return (self.sampler.batch() for _ in range(self.steps()))
+
+    def step(self, batch: Any) -> tuple[torch.Tensor, int]:
+        query_rows, gallery_rows = batch
+        data, device = self.data, self.device
+        with self.autocast():
+            loss = self.criterion(
+                self.query.embed(data.train_query, query_rows, device).float(),
+                torch.from_numpy(data.train_query.labels[query_rows]).to(device),
+                self.gallery.embed(data.train_gallery, gallery_rows, device).float(),
+                torch.from_numpy(data.train_gallery.labels[gallery_rows]).to(device),
             )
-            if config.patience and metric != "loss" and since_best >= config.patience:
-                stopped_early = True
-                break
-    plot_history(history, run_dir / LOSS_PLOT)
-    reported = best_value if metric != "loss" else -best_value
-    return TrainResult(run_dir, history, best_epoch, metric, reported, data.skipped, stopped_early)
+        return loss, len(query_rows) + len(gallery_rows)
+
+    def validate(self) -> dict[str, float]:
+        row: dict[str, float] = {}
+        if hasattr(self.criterion, "temperature"):
+            row["temperature"] = self.criterion.temperature
+        if self.data.val_query is not None and self.data.val_gallery is not None:
+            row.update(_validate(self.query, self.gallery, self.data, self.device))
+        return row
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "query": self.query.tower.state_dict(),
+            "gallery": self.gallery.tower.state_dict(),
+            "loss": self.criterion.state_dict(),
+            "sampler_rng": self.sampler.rng.bit_generator.state,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.query.tower.load_state_dict(state["query"])
+        self.gallery.tower.load_state_dict(state["gallery"])
+        self.criterion.load_state_dict(state["loss"])
+        self.sampler.rng.bit_generator.state = state["sampler_rng"]
+
+    def save_weights(self, best: bool) -> None:
+        _save(
+            self.query,
+            self.gallery,
+            Path(self.config.out_dir),
+            self.config.share_weights,
+            best=best,
+        )
+
+    def write_run_files(self) -> None:
+        """The run folder of a new run: config.json, and the tokenizer of a text tower."""
+        run_dir = Path(self.config.out_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if self.query.tokenizer is not None:
+            tokenizer = self.query.tokenizer.to_str(pretty=True).encode()
+            write_bytes_atomic(run_dir / TOKENIZER_FILE, tokenizer)
+        _write_pair_config(
+            self.config,
+            run_dir,
+            self.data,
+            self.query,
+            self.query_options,
+            self.gallery,
+            self.gallery_options,
+            self.criterion,
+            self.device,
+        )
 
 
 def _query_side(
@@ -389,7 +436,7 @@ def _write_pair_config(
                 "skipped": [{"path": p, "reason": r} for p, r in data.skipped],
             },
             "device": str(device),
-            "versions": _library_versions(),
+            "versions": library_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )

@@ -1,19 +1,17 @@
-"""The training loop: P×K (or seed-style) batches, online mining.
+"""Training a tower: resolve the recipe, build the job, run the loop, keep the best epoch.
 
-Adam with warm-up and cosine decay, validation on held-out identities every epoch, best-checkpoint
-selection, early stopping, resume.
-
-Reads top to bottom: resolve the config, load and split the data by identity, then for each epoch
-train, validate, checkpoint, and stop early when validation stops improving.
+Reads top to bottom: :func:`train` settles the recipe (training/recipes.py) and the device,
+then a single-tower run builds its job here (the tower, P×K or seed-style batches, online
+mining, validation on held-out identities) and hands it to the one training loop
+(training/loop.py) with its run keeper; a pair run does the same with its own job
+(training/pair_trainer.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import platform
-import time
-from dataclasses import dataclass, replace
+import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,135 +23,77 @@ from torch import distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from siamese import __version__
-from siamese.errors import ConfigError, DataError, SiameseError
-from siamese.files import read_json, write_json_atomic
-from siamese.progress import epoch_line, progress_bar
-from siamese.spec import InputSpec
+from siamese.errors import ConfigError, DataError
 from siamese.training.augment import build_augmentation
 from siamese.training.batches import flatten_views, make_loader, make_sampler, normalize_batch
-from siamese.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from siamese.training.config import TrainConfig
-from siamese.training.data import (
-    ImageDataset,
-    load_image_folder,
-    split_identities,
-    typical_image_size,
-)
-from siamese.training.distributed import (
-    Ranks,
-    broadcast_object,
-    gather_objects,
-    ranks_from_environment,
-    setup,
-    teardown,
-)
-from siamese.training.losses import Criterion, create_criterion
+from siamese.training.data import FolderLook, load_image_folder, split_identities
+from siamese.training.distributed import Ranks, broadcast_object, ranks_from_environment, teardown
+from siamese.training.distributed import setup as join_ranks
+from siamese.training.loop import fit, make_optimisation, resume
+from siamese.training.losses import create_criterion
 from siamese.training.losses.instance import InstanceLoss
+from siamese.training.pair_trainer import train_pair
 from siamese.training.plots import plot_history
+from siamese.training.recipes import apply_recipe
 from siamese.training.run_dir import (
     BEST_WEIGHTS,
-    CONFIG_FILE,
-    HISTORY_FILE,
     LAST_WEIGHTS,
     LOSS_PLOT,
     save_weights,
     write_config,
 )
+from siamese.training.run_keeper import RunKeeper, TrainResult
 from siamese.training.serving import EPOCH_PROJECTION_SAMPLE, embed_dataset, fit_projection
+from siamese.training.setup import (
+    autocast_for,
+    input_spec_for,
+    library_versions,
+    prepare_run_dir,
+    resolve_device,
+    tower_options,
+)
 from siamese.training.step import TrainingForward, step_loss
 from siamese.training.sync_batchnorm import synchronise_batch_norm
-from siamese.training.towers import (
-    DEFAULT_INPUT_SIZE,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    TORCHVISION_INPUT_SIZE,
-    EmbeddingTower,
-    count_parameters,
-    create_tower,
-    load_pretrained,
-)
+from siamese.training.towers import EmbeddingTower, count_parameters, create_tower
+from siamese.training.towers.weights import describe_pretrained
 from siamese.training.validation import validation_metrics
 
-#: Config fields that may change when resuming a run (everything else must match).
-_RESUMABLE_CHANGES = {
-    "out_dir",
-    "epochs",
-    "resume",
-    "device",
-    "workers",
-    "threads",
-    "patience",
-    "amp",
-}
 
+def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
+    """Train a tower (or a pair of towers) as configured and write the run directory.
 
-@dataclass
-class TrainResult:
-    """What a finished run produced."""
+    Under torchrun (RANK/WORLD_SIZE in the environment) every process calls this: they join one
+    process group, train on their share of each global batch, and rank 0 alone validates, fits the
+    served projection and writes the run directory; every rank returns the same result.
 
-    run_dir: Path
-    history: list[dict[str, Any]]
-    best_epoch: int
-    best_metric: str
-    best_value: float
-    skipped: list[tuple[str, str]]
-    stopped_early: bool = False
+    Args:
+        config: the run's options; those left open (None) are filled by its recipe.
+        progress: show progress bars on stderr (rank 0 only).
 
+    Returns:
+        The run directory, per-epoch history, which epoch's weights were kept, and the recipe.
 
-def resolve_device(name: str) -> torch.device:
-    """Map "auto" to CUDA when present; refuse "cuda" on a machine without it."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "--device cuda was asked for, but PyTorch sees no CUDA device on this machine"
-        )
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def default_input_size(config: TrainConfig) -> int:
-    """The classic tower's fixed 100 px.
-
-    For others the tower default, or the images' own size when smaller.
-
-    Upscaling 28-px images to 64 px would cost 5× the compute and add no information.
+    Raises:
+        DataError: unreadable or too small dataset.
+        ConfigError: inconsistent options, an existing run without ``resume``, CUDA asked for but
+            absent, pretrained weights that cannot be had.
     """
-    default = DEFAULT_INPUT_SIZE.get(config.tower, TORCHVISION_INPUT_SIZE)
-    if config.tower == "classic":
-        return default
-    native = typical_image_size(config.data_dir)
-    return default if native <= 0 else int(min(default, max(32, -(-native // 8) * 8)))
-
-
-def input_spec_for(config: TrainConfig) -> InputSpec:
-    """The input spec a config implies: its size or the default.
-
-    ImageNet statistics for pretrained backbones.
-    """
-    size = config.image_size or default_input_size(config)
-    mean = std = None
-    if config.weights:
-        mean = IMAGENET_MEAN if config.channels == 3 else (float(np.mean(IMAGENET_MEAN)),)
-        std = IMAGENET_STD if config.channels == 3 else (float(np.mean(IMAGENET_STD)),)
-    return InputSpec.create(size, config.channels, mean=mean, std=std, resize=config.resize)
-
-
-def tower_options(config: TrainConfig) -> dict[str, Any]:
-    """The tower arguments a config sets explicitly (the rest keep the tower's defaults)."""
-    options: dict[str, Any] = {}
-    if config.head_dim is not None:
-        options["head_dim"] = config.head_dim
-    if config.tower != "classic":
-        options["normalize"] = config.normalize
-        options["embed_from"] = config.embed_from
-        options["batch_norm"] = config.head_batch_norm
-        if config.tower == "conv":
-            options["grid"] = config.grid
-            options["widths"] = list(
-                config.widths
-            )  # always recorded, so a changed default cannot change old runs
-    return options
+    ranks = ranks_from_environment()
+    config, choice = apply_recipe(config, resolve_device(config.device).type == "cuda")
+    if progress and ranks.is_main:  # before the minutes of training it explains
+        print(choice.line(), file=sys.stderr, flush=True)
+    if config.is_pair:  # --query-data or --captions: two towers (training/pair_trainer.py)
+        if ranks.enabled:
+            raise ConfigError("pair runs (--query-data, --captions) train in one process")
+        result = train_pair(config, progress=progress)
+    else:
+        device, joined = join_ranks(ranks, resolve_device(config.device), config.threads)
+        try:
+            result = _train(config, ranks, device, progress and ranks.is_main)
+        finally:
+            teardown(joined)
+    return replace(result, recipe=choice.recipe, recipe_reason=choice.line())
 
 
 def write_untrained_run(config: TrainConfig, seed: int) -> Path:
@@ -162,6 +102,8 @@ def write_untrained_run(config: TrainConfig, seed: int) -> Path:
     For tests and benchmarks that need a real exportable model but not a trained one: the
     weights are fixed by ``seed``, drawn without disturbing the caller's random stream.
     """
+    nothing_seen = FolderLook(images=0, longer_side=0, colour=False)  # grey, unless configured
+    config = apply_recipe(config, cuda=False, look=nothing_seen)[0]
     run_dir = Path(config.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = input_spec_for(config)
@@ -172,12 +114,7 @@ def write_untrained_run(config: TrainConfig, seed: int) -> Path:
     write_config(
         run_dir,
         {
-            "tower": {
-                "name": config.tower,
-                "options": tower_options(config),
-                "embedding_dim": tower.embedding_dim,
-                "normalized": bool(tower.normalized),
-            },
+            "tower": _tower_record(config, tower),
             "input_spec": spec.to_dict(),
             "train": config.to_dict(),
         },
@@ -185,461 +122,278 @@ def write_untrained_run(config: TrainConfig, seed: int) -> Path:
     return run_dir
 
 
-def _library_versions() -> dict[str, str]:
-    import PIL
-    import torchvision
-
-    return {
-        "siamese": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
-        "pillow": PIL.__version__,
-        "python": platform.python_version(),
+def _tower_record(config: TrainConfig, tower: nn.Module) -> dict[str, Any]:
+    """config.json's ``tower`` section: what export rebuilds the tower from."""
+    record = {
+        "name": config.tower,
+        "options": tower_options(config),
+        "parameters": count_parameters(tower),
+        "embedding_dim": tower.embedding_dim,
+        "normalized": bool(tower.normalized),
     }
+    pretrained = describe_pretrained(str(config.tower), config.starting_weights)
+    if pretrained:
+        record["pretrained"] = pretrained
+    return record
 
 
-def _schedule(config: TrainConfig, steps_per_epoch: int) -> Any:
-    """Linear warm-up, then cosine decay to 1% of the learning rate (or constant); or one cycle."""
-    total = config.epochs * steps_per_epoch
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-    if config.schedule == "one-cycle":
-        return _one_cycle(total)
+class TowerJob:
+    """A single tower learning from P×K (or seed-style) batches of one ImageFolder."""
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if config.schedule == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def _one_cycle(total: int, rise: float = 0.3) -> Any:
-    """One cycle (Smith, 2018): from 1/25 of the learning rate up to it over the first 30% of the
-    steps, then cosine down to 1/10,000 of it; its own warm-up, so ``warmup_epochs`` is unused.
-    An option, not yet measured by the accuracy suite (issue 20)."""
-    peak = max(1, int(rise * total))
-
-    def factor(step: int) -> float:
-        if step < peak:
-            return 0.04 + 0.96 * step / peak
-        progress = min(1.0, (step - peak) / max(1, total - peak))
-        return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def _autocast(device: torch.device, enabled: bool) -> Any:
-    """bfloat16 (or float16) autocast on CUDA; nothing on CPU, where it would not pay."""
-    if device.type != "cuda" or not enabled:
-        return contextlib.nullcontext
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return lambda: torch.autocast("cuda", dtype=dtype)
-
-
-def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
-    saved = TrainConfig.from_dict(read_json(run_dir / CONFIG_FILE)["train"]).to_dict()
-    changed = sorted(
-        k for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES and saved.get(k) != v
-    )
-    if changed:
-        raise ConfigError(
-            f"{run_dir}: cannot resume with different settings ({', '.join(changed)}); use the "
-            "original ones or a new --out"
+    def __init__(
+        self, config: TrainConfig, ranks: Ranks, device: torch.device, progress: bool
+    ) -> None:
+        self.config, self.ranks, self.device = config, ranks, device
+        self.spec = input_spec_for(config)
+        torch.manual_seed(config.seed)
+        self.tower = create_tower(
+            str(config.tower), self.spec, tower_options(config), config.starting_weights
+        ).to(device)
+        # Channels-last: tensor cores on CUDA; oneDNN's faster convolutions for the conv tower on
+        # CPU (about 20% less time per training step at 96 px).
+        self.channels_last = device.type == "cuda" or config.tower == "conv"
+        if self.channels_last:
+            self.tower.to(memory_format=torch.channels_last)
+        self.criterion = create_criterion(
+            config.loss,
+            margin=config.margin,
+            normalized=bool(self.tower.training_normalized),
+            sampler=config.sampler,
+            miner=config.miner,
         )
+        self.config = replace(config, margin=self.criterion.margin, miner=self.criterion.miner_name)
+        self.progress = progress
 
+    def _load_data(self) -> None:
+        config = self.config
+        data = load_image_folder(config.data_dir, self.spec, progress=self.progress)
+        self.data = data
+        self.train_ids, self.val_ids = split_identities(
+            data.identities, config.val_fraction, config.seed
+        )
+        self.train_set = data.subset(self.train_ids)
+        self.val_set = data.subset(self.val_ids) if self.val_ids else None
+        if np.bincount(self.train_set.labels).max() < 2:
+            raise DataError(
+                f"{config.data_dir}: every training identity has a single image; need two or "
+                "more per identity"
+            )
 
-def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
-    """Train a tower as configured and write the run directory.
+    def prepare(self) -> int:
+        """Sampler, loader, instance term and DDP wrapper; returns the steps per epoch."""
+        self._load_data()
+        config, ranks = self.config, self.ranks
+        if ranks.enabled:  # each rank augments its own images differently, reproducibly
+            seed = np.random.SeedSequence([config.seed, ranks.rank]).generate_state(1)[0]
+            torch.manual_seed(int(seed))
+            self.tower = synchronise_batch_norm(self.tower, self.device)
+        kind = self.criterion.tuple_kind if config.sampler == "random" else "batch"
+        tuple_size = {"pairs": 2, "triplets": 3, "class-pair-triplets": 3}.get(kind)
+        per_step = ranks.world * (
+            tuple_size * config.batch_size
+            if tuple_size
+            else config.identities_per_batch * config.images_per_identity
+        )
+        steps = config.steps_per_epoch or max(
+            config.min_steps_per_epoch, math.ceil(len(self.train_set) / per_step)
+        )
+        self.sampler = self._sampler(kind, steps)
+        views = 2 if config.instance_weight > 0 else 1
+        self.loader = make_loader(
+            self.train_set,
+            build_augmentation(config.augment, config.flip),
+            self.sampler,
+            config.workers,
+            config.seed + ranks.rank,
+            self.device.type == "cuda",
+            views,
+        )
+        self.instance_loss = (
+            _instance_loss(self.tower, config.instance_weight).to(self.device)
+            if views == 2
+            else None
+        )
+        self.forward: nn.Module = TrainingForward(self.tower, self.instance_loss)
+        self.parameters = list(self.forward.parameters())
+        backbone = getattr(self.tower, "backbone", None)
+        self.backbone = list(backbone.parameters()) if backbone is not None else []
+        self.autocast = autocast_for(self.device, config.amp)
+        return steps
 
-    Under torchrun (RANK/WORLD_SIZE in the environment) every process calls this: they join one
-    process group, train on their share of each global batch, and rank 0 alone validates, fits the
-    served projection and writes the run directory; every rank returns the same result.
-
-    Args:
-        config: the run's options.
-        progress: show progress bars on stderr (rank 0 only).
-
-    Returns:
-        The run directory, per-epoch history and which epoch's weights were kept.
-
-    Raises:
-        DataError: unreadable or too small dataset.
-        ConfigError: inconsistent options, an existing run without ``resume``, CUDA asked for but
-            absent.
-    """
-    ranks = ranks_from_environment()
-    if config.is_pair:  # --query-data or --captions: two towers (training/pair_trainer.py)
-        if ranks.enabled:
-            raise ConfigError("pair runs (--query-data, --captions) train in one process")
-        from siamese.training.pair_trainer import train_pair
-
-        return train_pair(config, progress=progress)
-    device, joined = setup(ranks, resolve_device(config.device), config.threads)
-    try:
-        return _train(config, ranks, device, progress and ranks.is_main)
-    finally:
-        teardown(joined)
-
-
-def _prepare_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None:
-    """Rank 0 checks the run directory (and reads the checkpoint to resume).
-
-    Every rank gets the outcome.
-
-    Agreeing first means a refused run stops every rank with rank 0's message instead of leaving
-    the others waiting for it.
-    """
-    outcome: tuple[dict[str, Any] | None, SiameseError | None] = (None, None)
-    if ranks.is_main:
+    def _sampler(self, kind: str, steps: int) -> Any:
+        config = self.config
         try:
-            outcome = (check_run_dir(config, ranks), None)
-        except SiameseError as exc:
-            outcome = (None, exc)
-    state, error = broadcast_object(ranks, outcome)
-    if error is not None:
-        if not ranks.is_main:
-            error.reported_by_rank0 = True  # the CLI prints it once, from rank 0
-        raise error
-    return state
+            return make_sampler(
+                self.train_set.labels,
+                config.sampler,
+                kind,
+                config.batch_size,
+                config.identities_per_batch,
+                config.images_per_identity,
+                steps,
+                config.seed,
+                rank=self.ranks.rank,
+                world=self.ranks.world,
+            )
+        except ValueError as exc:
+            raise DataError(f"{config.data_dir}: {exc}") from None
 
+    def wrap_for_ranks(self) -> None:
+        if self.ranks.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.forward, device_ids=ids)
 
-def check_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None:
-    """Refuse an existing run without ``resume``, or a resume that cannot continue.
+    def begin_epoch(self) -> None:
+        self.forward.train()
+        if self.config.starting_weights:  # small P×K batches would drift ImageNet's statistics
+            _freeze_batch_norm(self.tower.backbone)
 
-    Return the checkpoint to resume.
-    """
-    run_dir = Path(config.out_dir)
-    if (run_dir / CHECKPOINT_FILE).exists() and not config.resume:
-        raise ConfigError(
-            f"{run_dir}: already holds a training run; pass --resume to continue it or choose "
-            "another --out"
+    def batches(self) -> Any:
+        return self.loader
+
+    def step(self, batch: Any) -> tuple[torch.Tensor, int]:
+        images, labels, instances = flatten_views(*batch)
+        pixels = normalize_batch(images.to(self.device, non_blocking=True), self.spec)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        loss = step_loss(
+            self.forward,
+            self.criterion,
+            self.instance_loss,
+            pixels,
+            labels.to(self.device),
+            instances.to(self.device) if instances is not None else None,
+            self.ranks,
+            self.autocast,
         )
-    if not config.resume:
-        return None
-    _check_resumable(run_dir, config)
-    state = load_checkpoint(run_dir)
-    written_by = int(state.get("world_size", 1))
-    if written_by != ranks.world:
-        raise ConfigError(
-            f"{run_dir / CHECKPOINT_FILE}: written by {written_by} training process(es); resume it "
-            f"with {written_by} (--nproc {written_by}, or torchrun's --nproc-per-node × --nnodes), "
-            f"not {ranks.world}"
-        )
-    return state
+        return loss, len(pixels)
 
-
-def _train(config: TrainConfig, ranks: Ranks, device: torch.device, progress: bool) -> TrainResult:
-    spec = input_spec_for(config)
-    run_dir = Path(config.out_dir)
-    torch.manual_seed(config.seed)
-
-    tower = create_tower(config.tower, spec, tower_options(config))
-    if config.weights:
-        load_pretrained(tower, config.weights, config.tower)
-    tower.to(device)
-    # Channels-last: tensor cores on CUDA; oneDNN's faster convolutions for the conv tower on CPU
-    # (about 20% less time per training step at 96 px, issue 20).
-    channels_last = device.type == "cuda" or config.tower == "conv"
-    if channels_last:
-        tower.to(memory_format=torch.channels_last)
-    normalized = bool(tower.normalized)
-    criterion = create_criterion(
-        config.loss,
-        margin=config.margin,
-        normalized=bool(tower.training_normalized),
-        sampler=config.sampler,
-        miner=config.miner,
-    )
-    config = replace(config, margin=criterion.margin, miner=criterion.miner_name)
-    augmentation = build_augmentation(config.augment, config.flip)
-    resumed = _prepare_run_dir(config, ranks)
-    if ranks.enabled:  # each rank augments its own images differently, reproducibly
-        torch.manual_seed(
-            int(np.random.SeedSequence([config.seed, ranks.rank]).generate_state(1)[0])
-        )
-        tower = synchronise_batch_norm(tower, device)
-
-    data = load_image_folder(config.data_dir, spec, progress=progress)
-    train_ids, val_ids = split_identities(data.identities, config.val_fraction, config.seed)
-    train_set, val_set = data.subset(train_ids), (data.subset(val_ids) if val_ids else None)
-    if np.bincount(train_set.labels).max() < 2:
-        raise DataError(
-            f"{config.data_dir}: every training identity has a single image; need two or more per "
-            "identity"
-        )
-
-    kind = criterion.tuple_kind if config.sampler == "random" else "batch"
-    tuple_size = {"pairs": 2, "triplets": 3, "class-pair-triplets": 3}.get(kind)
-    images_per_step = ranks.world * (
-        tuple_size * config.batch_size
-        if tuple_size
-        else config.identities_per_batch * config.images_per_identity
-    )
-    steps = config.steps_per_epoch or max(
-        config.min_steps_per_epoch, math.ceil(len(train_set) / images_per_step)
-    )
-    try:
-        sampler = make_sampler(
-            train_set.labels,
-            config.sampler,
-            kind,
-            config.batch_size,
-            config.identities_per_batch,
-            config.images_per_identity,
-            steps,
+    def validate(self) -> dict[str, float]:
+        """Refit the served projection, then measure retrieval on the held-out identities."""
+        config = self.config
+        fit_projection(
+            self.tower,
+            self.train_set,
+            self.device,
+            self.channels_last,
             config.seed,
-            rank=ranks.rank,
-            world=ranks.world,
+            EPOCH_PROJECTION_SAMPLE,
         )
-    except ValueError as exc:
-        raise DataError(f"{config.data_dir}: {exc}") from None
-    views = 2 if config.instance_weight > 0 else 1
-    loader = make_loader(
-        train_set,
-        augmentation,
-        sampler,
-        config.workers,
-        config.seed + ranks.rank,
-        device.type == "cuda",
-        views,
-    )
-    instance_loss = _instance_loss(tower, config.instance_weight).to(device) if views == 2 else None
-    forward: nn.Module = TrainingForward(tower, instance_loss)
-    trained = list(forward.parameters())
+        if self.val_set is None:
+            return {}
+        embeddings = embed_dataset(self.tower, self.val_set, self.device, self.channels_last)
+        found = validation_metrics(embeddings, self.val_set.labels, seed=config.seed)
+        return {f"val_{k}": v for k, v in found.items()}
 
-    optimizer = torch.optim.Adam(trained, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps))
-    autocast = _autocast(device, config.amp)
-    scaler = torch.amp.GradScaler(
-        "cuda", enabled=device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
-    )
+    def state(self) -> dict[str, Any]:
+        state = {
+            "model": self.tower.state_dict(),
+            "sampler_rng": self.sampler.rng.bit_generator.state,
+        }
+        if self.instance_loss is not None:
+            state["instance"] = self.instance_loss.state_dict()
+        return state
 
-    metric = config.select_by if val_set is not None else "loss"
-    history: list[dict[str, Any]] = []
-    best_epoch, best_value, since_best, start_epoch = 0, -math.inf, 0, 1
-    if resumed is not None:
-        state = resumed
-        tower.load_state_dict(state["model"])
-        if instance_loss is not None and "instance" in state:
-            instance_loss.load_state_dict(state["instance"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        sampler.rng.bit_generator.state = state["sampler_rng"]
-        torch.set_rng_state(state.get("torch_rng_ranks", [state["torch_rng"]])[ranks.rank])
-        history, best_epoch, best_value, since_best = (
-            state["history"],
-            state["best_epoch"],
-            state["best_value"],
-            state["since_best"],
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.tower.load_state_dict(state["model"])
+        if self.instance_loss is not None and "instance" in state:
+            self.instance_loss.load_state_dict(state["instance"])
+        self.sampler.rng.bit_generator.state = state["sampler_rng"]
+
+    def save_weights(self, best: bool) -> None:
+        save_weights(
+            self.tower, Path(self.config.out_dir) / (BEST_WEIGHTS if best else LAST_WEIGHTS)
         )
-        start_epoch = state["epoch"] + 1
-    elif ranks.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, device: torch.device) -> None:
+        """config.json of a new run (rank 0)."""
+        config, data = self.config, self.data
+        distributed = (
+            {"distributed": {"world_size": self.ranks.world, "backend": dist.get_backend()}}
+            if self.ranks.enabled
+            else {}
+        )
         write_config(
-            run_dir,
+            Path(config.out_dir),
             {
-                "tower": {
-                    "name": config.tower,
-                    "options": tower_options(config),
-                    "parameters": count_parameters(tower),
-                    "embedding_dim": tower.embedding_dim,
-                    "normalized": normalized,
-                },
-                "input_spec": spec.to_dict(),
-                "loss": criterion.describe(),
+                "tower": _tower_record(config, self.tower),
+                "input_spec": self.spec.to_dict(),
+                "loss": self.criterion.describe(),
                 "train": config.to_dict(),
                 "data": {
                     "dir": str(Path(config.data_dir).resolve()),
                     "images": len(data),
-                    "train_identities": train_ids,
-                    "val_identities": val_ids,
+                    "train_identities": self.train_ids,
+                    "val_identities": self.val_ids,
                     "skipped": [{"path": p, "reason": r} for p, r in data.skipped],
                 },
                 "device": str(device),
-                **(
-                    {"distributed": {"world_size": ranks.world, "backend": dist.get_backend()}}
-                    if ranks.enabled
-                    else {}
-                ),
-                "versions": _library_versions(),
+                **distributed,
+                "versions": library_versions(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             },
         )
-    if ranks.enabled:
-        forward = DistributedDataParallel(
-            forward, device_ids=[device.index] if device.type == "cuda" else None
+
+    def refit_kept_projection(self) -> None:
+        """Refit the kept epoch's served projection on every sampled training image."""
+        best = Path(self.config.out_dir) / BEST_WEIGHTS
+        if getattr(self.tower, "projection", None) is None or not best.is_file():
+            return
+        if len(self.train_set) <= EPOCH_PROJECTION_SAMPLE:
+            return  # the epochs already saw every training image
+        self.tower.load_state_dict(load_file(best, device=str(self.device)))
+        fit_projection(
+            self.tower, self.train_set, self.device, self.channels_last, self.config.seed
         )
+        save_weights(self.tower, best)
 
-    stopped_early = False
-    with progress_bar(f"epoch {start_epoch}/{config.epochs}", steps, progress) as ticker:
-        for epoch in range(start_epoch, config.epochs + 1):
-            started = time.perf_counter()
-            ticker.reset(steps, f"epoch {epoch}/{config.epochs}")
-            loss, images = _train_epoch(
-                forward,
-                criterion,
-                instance_loss,
-                loader,
-                optimizer,
-                scheduler,
-                scaler,
-                autocast,
-                spec,
-                device,
-                channels_last,
-                ticker,
-                ranks,
-            )
-            train_seconds = time.perf_counter() - started
-            torch_rngs = gather_objects(ranks, torch.get_rng_state())
-            if ranks.is_main:
-                fit_projection(
-                    tower, train_set, device, channels_last, config.seed, EPOCH_PROJECTION_SAMPLE
-                )
-                row: dict[str, Any] = {
-                    "epoch": epoch,
-                    "loss": loss,
-                    "lr": scheduler.get_last_lr()[0],
-                }
-                if val_set is not None:
-                    embeddings = embed_dataset(tower, val_set, device, channels_last)
-                    row.update(
-                        {
-                            f"val_{k}": v
-                            for k, v in validation_metrics(
-                                embeddings, val_set.labels, seed=config.seed
-                            ).items()
-                        }
-                    )
-                row["seconds"] = round(time.perf_counter() - started, 3)
-                row["train_seconds"] = round(train_seconds, 3)
-                row["images"] = images
-                history.append(row)
-                epoch_line(row, config.epochs, progress)
 
-                value = row[f"val_{metric}"] if val_set is not None else -loss
-                if value > best_value + 1e-6:
-                    best_epoch, best_value, since_best = epoch, value, 0
-                    save_weights(tower, run_dir / BEST_WEIGHTS)
-                else:
-                    since_best += 1
-                save_weights(tower, run_dir / LAST_WEIGHTS)
-                write_json_atomic(
-                    run_dir / HISTORY_FILE,
-                    {"metric": metric, "best_epoch": best_epoch, "epochs": history},
-                )
-                save_checkpoint(
-                    run_dir,
-                    {
-                        "epoch": epoch,
-                        "model": tower.state_dict(),
-                        **(
-                            {"instance": instance_loss.state_dict()}
-                            if instance_loss is not None
-                            else {}
-                        ),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "sampler_rng": sampler.rng.bit_generator.state,
-                        "torch_rng": torch_rngs[0],
-                        **({"torch_rng_ranks": torch_rngs} if ranks.enabled else {}),
-                        "world_size": ranks.world,
-                        "history": history,
-                        "best_epoch": best_epoch,
-                        "best_value": best_value,
-                        "since_best": since_best,
-                    },
-                )
-                stopped_early = (
-                    config.patience is not None
-                    and val_set is not None
-                    and since_best >= config.patience
-                )
-            # rank 0 decides; every rank must hear it, or the others would wait for a step forever
-            if broadcast_object(ranks, stopped_early):
-                stopped_early = True
-                break
-
+def _train(config: TrainConfig, ranks: Ranks, device: torch.device, progress: bool) -> TrainResult:
+    job = TowerJob(config, ranks, device, progress)
+    config = job.config
+    resumed = prepare_run_dir(config, ranks)
+    steps = job.prepare()
+    optimisation = make_optimisation(
+        config, job.parameters, job.backbone, steps, device=device, distributed=ranks.enabled
+    )
+    metric = config.select_by if job.val_set is not None else "loss"
+    run_dir = Path(config.out_dir)
+    keeper = RunKeeper(run_dir, metric, config.patience, job.save_weights)
+    start_epoch = 1
+    if resumed is not None:
+        start_epoch = resume(job, keeper, optimisation, resumed, ranks)
+    elif ranks.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        job.write_config(device)
+    job.wrap_for_ranks()
+    assert config.epochs is not None
+    stopped = fit(
+        job,
+        keeper,
+        optimisation,
+        epochs=config.epochs,
+        start_epoch=start_epoch,
+        steps=steps,
+        ranks=ranks,
+        progress=progress,
+    )
     if ranks.is_main:
-        _refit_kept_projection(tower, train_set, device, channels_last, config.seed, run_dir)
-        plot_history(history, run_dir / LOSS_PLOT)
-    history, best_epoch, best_value = broadcast_object(ranks, (history, best_epoch, best_value))
-    reported = best_value if val_set is not None else -best_value
-    return TrainResult(run_dir, history, best_epoch, metric, reported, data.skipped, stopped_early)
+        job.refit_kept_projection()
+        plot_history(keeper.history, run_dir / LOSS_PLOT)
+    history, best_epoch, value = broadcast_object(
+        ranks, (keeper.history, keeper.best_epoch, keeper.reported_value())
+    )
+    return TrainResult(run_dir, history, best_epoch, metric, value, job.data.skipped, stopped)
 
 
-def _refit_kept_projection(
-    tower: nn.Module,
-    train_set: ImageDataset,
-    device: torch.device,
-    channels_last: bool,
-    seed: int,
-    run_dir: Path,
-) -> None:
-    """Refit the kept epoch's served projection on the full sample (epochs fit a smaller one)."""
-    best = run_dir / BEST_WEIGHTS
-    if getattr(tower, "projection", None) is None or not best.is_file():
-        return
-    if len(train_set) <= EPOCH_PROJECTION_SAMPLE:
-        return  # the epochs already saw every training image
-    tower.load_state_dict(load_file(best, device=str(device)))
-    fit_projection(tower, train_set, device, channels_last, seed)
-    save_weights(tower, best)
+def _freeze_batch_norm(module: nn.Module) -> None:
+    """Batch-norm layers use and keep their running statistics (their affine terms still learn)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.eval()
 
 
 def _instance_loss(tower: nn.Module, weight: float) -> InstanceLoss:
     """The instance term: on the backbone's features through its own projector, if there is one."""
     in_features = tower.head.linear.in_features if isinstance(tower, EmbeddingTower) else None
     return InstanceLoss(weight, in_features=in_features)
-
-
-def _train_epoch(
-    forward: nn.Module,
-    criterion: Criterion,
-    instance_loss: InstanceLoss | None,
-    loader,
-    optimizer,
-    scheduler,
-    scaler,
-    autocast,
-    spec: InputSpec,
-    device: torch.device,
-    channels_last: bool,
-    ticker,
-    ranks: Ranks,
-) -> tuple[float, int]:
-    """One pass over the epoch's batches.
-
-    Returns the mean loss and the images trained on (all ranks).
-    """
-    forward.train()
-    losses, images_seen = [], 0
-    for images, labels in loader:
-        images, labels, instances = flatten_views(images, labels)
-        batch = normalize_batch(images.to(device, non_blocking=True), spec)
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        loss = step_loss(
-            forward,
-            criterion,
-            instance_loss,
-            batch,
-            labels.to(device),
-            instances.to(device) if instances is not None else None,
-            ranks,
-            autocast,
-        )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        losses.append(loss.item())
-        images_seen += len(batch) * ranks.world
-        ticker.advance()
-        ticker.describe(f"loss {np.mean(losses):.4f}")
-    return float(np.mean(losses)), images_seen

@@ -112,6 +112,8 @@ def train(
         "metric": result.best_metric,
         "value": result.best_value,
         "stopped_early": result.stopped_early,
+        "recipe": result.recipe,
+        "recipe_reason": result.recipe_reason,
         "history": result.history,
     }
     if as_json:

@@ -1,4 +1,5 @@
-"""Service fixtures: a private copy of the test gallery per test, and a running app on it."""
+"""Service fixtures: a private copy of the test gallery per test, a running app on it, and the
+page tests' browser version, printed at the end of the run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,26 @@ import pytest
 from fastapi.testclient import TestClient
 
 from siamese.service import ServiceConfig, ServiceState, create_app
+
+BROWSERS = pytest.StashKey[dict[str, str]]()
+
+
+@pytest.fixture(scope="session")
+def browser_versions(pytestconfig: pytest.Config) -> dict[str, str]:
+    """Where the page tests record the browsers they launch: executable → version.
+
+    pytest_terminal_summary below prints them once at the end of the run, so a log says which
+    browser build the page tests ran against.
+    """
+    return pytestconfig.stash.setdefault(BROWSERS, {})
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    browsers = config.stash.get(BROWSERS, {})
+    if browsers:
+        terminalreporter.section("browser of the page tests", sep="-")
+        for executable, version in browsers.items():
+            terminalreporter.write_line(f"chromium: {version} ({executable})")
 
 
 @pytest.fixture()

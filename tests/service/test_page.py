@@ -53,13 +53,14 @@ def _require_browser() -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(browser_versions: dict[str, str]) -> Iterator[Any]:
     """One headless Chromium for the module (each test opens its own pages)."""
     _require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser_versions[str(CHROMIUM)] = launched.version  # printed at the end of the run
         try:
             yield launched
         finally:

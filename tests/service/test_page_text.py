@@ -23,7 +23,7 @@ TIMEOUT_MS = 15_000
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(browser_versions: dict[str, str]) -> Iterator[Any]:
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing: install Debian's chromium package"
         if os.environ.get("CI"):
@@ -33,6 +33,7 @@ def browser() -> Iterator[Any]:
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser_versions[str(CHROMIUM)] = launched.version  # printed at the end of the run
         try:
             yield launched
         finally:

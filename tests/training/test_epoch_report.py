@@ -170,7 +170,7 @@ def test_keeping_freed_memory_spares_page_faults_and_changes_nothing(tmp_path: P
 def test_one_cycle_schedule_rises_then_falls(tiny_dataset: Path, tmp_path: Path) -> None:
     from siamese.errors import ConfigError
     from siamese.training import TrainConfig, train
-    from siamese.training.trainer import _schedule
+    from siamese.training.setup import lr_schedule as _schedule
 
     config = TrainConfig(data_dir="x", out_dir="y", epochs=10, schedule="one-cycle")
     factor = _schedule(config, steps_per_epoch=10)  # 100 steps, peak at step 30

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,38 @@ def test_margin_losses_train_and_record_their_margin(
     assert recorded["margin"] == {"contrastive": 1.0, "triplet": 0.2}[loss]
 
 
+def test_a_pair_run_resumes_where_it_stopped(
+    pair_dataset, pair_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after epoch 1 of 2 and resumed, a pair run ends as an uninterrupted one does."""
+    from siamese.training import run_keeper, train
+
+    def run(out: Path, **options):
+        config = pair_config(
+            pair_dataset, out, query_data=str(pair_dataset.sketches), epochs=2, steps_per_epoch=2
+        )
+        return train(replace(config, **options))
+
+    straight = run(tmp_path / "straight").history
+    real_save = run_keeper.save_checkpoint
+
+    def interrupt_after_epoch_1(run_dir, state):
+        real_save(run_dir, state)
+        if state["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_keeper, "save_checkpoint", interrupt_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed")
+    monkeypatch.setattr(run_keeper, "save_checkpoint", real_save)
+    with pytest.raises(ConfigError, match="--resume"):
+        run(tmp_path / "resumed")
+    resumed = run(tmp_path / "resumed", resume=True).history
+    assert [row["epoch"] for row in resumed] == [1, 2]
+    for key in ("loss", "val_map_at_r"):
+        assert resumed[1][key] == pytest.approx(straight[1][key], rel=1e-5, abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
@@ -104,7 +137,6 @@ def test_margin_losses_train_and_record_their_margin(
         ({"query_data": "a", "captions": "b"}, "not both"),
         ({"captions": "b", "share_weights": True}, "cannot share weights"),
         ({"query_data": "a", "tower": "classic"}, "normalised embeddings"),
-        ({"query_data": "a", "resume": True}, "does not continue pair runs"),
     ],
 )
 def test_inconsistent_pair_options_are_refused(changes: dict, problem: str) -> None:

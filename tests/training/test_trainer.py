@@ -281,19 +281,19 @@ def test_resume_continues_where_it_stopped(
 
     straight = train(tiny_run(tmp_path / "straight", epochs=3)).history
 
-    from siamese.training import trainer
+    from siamese.training import run_keeper
 
-    real_save = trainer.save_checkpoint
+    real_save = run_keeper.save_checkpoint
 
     def interrupt_after_epoch_2(run_dir, state):
         real_save(run_dir, state)
         if state["epoch"] == 2:
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-run
 
-    monkeypatch.setattr(trainer, "save_checkpoint", interrupt_after_epoch_2)
+    monkeypatch.setattr(run_keeper, "save_checkpoint", interrupt_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_run(tmp_path / "resumed", epochs=3))
-    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    monkeypatch.setattr(run_keeper, "save_checkpoint", real_save)
 
     with pytest.raises(ConfigError, match="--resume"):
         train(tiny_run(tmp_path / "resumed", epochs=3))
