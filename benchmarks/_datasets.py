@@ -128,3 +128,28 @@ def att_faces(
             )
         done.write_text("ok")
     return train, unseen
+
+
+GROCERY = Path(__file__).resolve().parents[2] / "shared" / "data" / "grocery"
+#: Classes of the grocery photographs seen in training; the other 31 are never seen.
+GROCERY_SEEN = 50
+
+
+def grocery(root: Path, source: Path = GROCERY, seed: int = 0) -> tuple[Path, Path]:
+    """The grocery photographs (81 classes) split by class: 50 train, 31 unseen (fixed by seed).
+
+    Both of the source's own splits of a class go to the same side: identities never cross.
+    """
+    import shutil
+
+    classes = sorted(p for p in (source / "images").iterdir() if p.is_dir())
+    order = np.random.default_rng(seed).permutation(len(classes))
+    seen = {classes[i].name for i in order[:GROCERY_SEEN]}
+    train, unseen = root / "grocery-train", root / "grocery-unseen"
+    done = root / f".grocery-{seed}-complete"
+    if not done.exists():
+        for folder in classes:
+            target = (train if folder.name in seen else unseen) / folder.name
+            shutil.copytree(folder, target, dirs_exist_ok=True)
+        done.write_text("ok")
+    return train, unseen

@@ -29,7 +29,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _compute_peak import measured_matmul_gflops, nominal_peak_gflops
-from _datasets import ATT_FACES, att_faces, fashion_mnist, fashion_mnist_available, synthetic
+from _datasets import (
+    ATT_FACES,
+    GROCERY,
+    att_faces,
+    fashion_mnist,
+    fashion_mnist_available,
+    grocery,
+    synthetic,
+)
 from _glyphs import GlyphSettings, glyph_fonts_available, glyphs, manifest, script_of
 from _harness import BenchSettings
 from _one_shot import one_shot_figures
@@ -190,7 +198,22 @@ def _tasks(work: Path, quick: bool) -> dict[str, Callable[[], Task]]:
             seed_budget=None if quick else GLYPHS_SEED_BUDGET,
         )
 
+    def grocery_task() -> Task:
+        train, unseen = grocery(work)
+        return Task(
+            "grocery",
+            train,
+            unseen,
+            1,
+            64,
+            "grocery photographs (colour, 348 px): 50 classes train; 31 classes never seen, 1 "
+            "photo enrols each, the others query",
+            enrol_draws=5,
+        )
+
     tasks = {"synthetic": synthetic_task}
+    if GROCERY.is_dir():
+        tasks["grocery"] = grocery_task
     if glyph_fonts_available():
         tasks["glyphs"] = glyph_task
     if ATT_FACES.is_dir():
@@ -237,6 +260,23 @@ def pca(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dic
     }
 
 
+def pretrained_features(
+    task: Task, work: Path, epochs: int, quick: bool
+) -> tuple[Callable, dict[str, Any]]:
+    """ImageNet EfficientNet-Lite0's pooled features, not fine-tuned, through the ONNX engine."""
+    from siamese.engine import Embedder
+    from siamese.export import export_pretrained
+
+    out = work / "runs" / f"{task.name}-pretrained.onnx"
+    report = export_pretrained("tf_efficientnet_lite0", out, image_size=PHOTO_SIZE)
+    extra = {"input": f"{PHOTO_SIZE}px", "dimension": report.info.embedding_dim}
+    return engine_embedding(Embedder(report.path)), extra
+
+
+#: The photo recipe's input size on a CPU, for the features it is compared with.
+PHOTO_SIZE = 128
+
+
 def trained(
     name: str, overrides: dict[str, Any] | Callable[[Task], dict[str, Any]]
 ) -> Callable[[Task, Path, int, bool], tuple[Callable, dict[str, Any]]]:
@@ -259,6 +299,8 @@ def trained(
         shutil.rmtree(run_dir, ignore_errors=True)
         chosen = overrides(task) if callable(overrides) else overrides
         settings = {"epochs": epochs, "seed": seed, **(task.protocol or {}), **chosen}
+        if settings["epochs"] is None and quick:  # the recipe's epochs, but not in a quick run
+            settings["epochs"] = epochs
         if name == "seed" and task.seed_budget:
             settings.update(task.seed_budget, epochs=min(epochs, task.seed_budget["epochs"]))
         keep_freed_memory()
@@ -344,7 +386,11 @@ METHODS: dict[str, Callable] = {
     "raw": raw_pixels,
     "pca": pca,
     "seed": trained("seed", SEED_RECIPE),
-    "default": trained("default", {}),
+    # the recipe chosen from the data, with its own epochs (conv: 30, photo: 8)
+    "default": trained("default", {"epochs": None}),
+    "conv-grey": trained("conv-grey", {"recipe": "conv", "channels": 1}),
+    "conv-colour": trained("conv-colour", {"recipe": "conv", "channels": 3}),
+    "pretrained": pretrained_features,
     "default-96px": trained("default-96px", up_to_96px),
     "conv-triplet-batch-hard": trained("conv-triplet-batch-hard", {"loss": "triplet"}),
     "triplet-softmax": trained("triplet-softmax", TRIPLET_SOFTMAX),

@@ -2,6 +2,7 @@
 
 from siamese.export.onnx_export import ExportReport, export_onnx, tower_to_onnx
 from siamese.export.parity import ParityReport, check_parity
+from siamese.export.pretrained_export import export_pretrained
 from siamese.export.variants import PRECISIONS, VariantReport
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "VariantReport",
     "check_parity",
     "export_onnx",
+    "export_pretrained",
     "tower_to_onnx",
 ]

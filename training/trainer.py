@@ -109,7 +109,9 @@ def write_untrained_run(config: TrainConfig, seed: int) -> Path:
     spec = input_spec_for(config)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        tower = create_tower(config.tower, spec, tower_options(config)).eval()
+        tower = create_tower(
+            str(config.tower), spec, tower_options(config), config.starting_weights
+        ).eval()
     save_weights(tower, run_dir / BEST_WEIGHTS)
     write_config(
         run_dir,
@@ -120,6 +122,18 @@ def write_untrained_run(config: TrainConfig, seed: int) -> Path:
         },
     )
     return run_dir
+
+
+def write_features_run(config: TrainConfig) -> Path:
+    """A run serving a pretrained backbone's pooled features as they are, unit length: nothing
+    trained, so a gallery can be built from ImageNet features in minutes and fine-tuned later.
+
+    The served projection keeps every feature (an identity basis, no centring).
+    """
+    config = apply_recipe(config, cuda=False, look=FolderLook(0, 0, colour=True))[0]
+    probe = create_tower(str(config.tower), input_spec_for(config), {"embed_from": "head"})
+    features = int(probe.head.linear.in_features)
+    return write_untrained_run(replace(config, embed_from="features", head_dim=features), seed=0)
 
 
 def _tower_record(config: TrainConfig, tower: nn.Module) -> dict[str, Any]:

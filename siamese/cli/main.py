@@ -159,7 +159,10 @@ def _run_training(config: Any, nproc: int, *, progress: bool) -> Any:
 )
 @_friendly_errors
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory written by `siamese train`.")],
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(help="Run directory written by `siamese train` (or give --backbone)."),
+    ] = None,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")] = Path(
         "model.onnx"
     ),
@@ -176,10 +179,35 @@ def export(
             help="Gallery images (ImageFolder) to calibrate int8 on and check the variant with."
         ),
     ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="No training: export this timm backbone's pooled features (e.g. "
+            "tf_efficientnet_lite0) with its --pretrained weights."
+        ),
+    ] = None,
+    pretrained: Annotated[
+        str,
+        typer.Option(help="With --backbone: imagenet, hub, packaged, or a weights file."),
+    ] = "imagenet",
+    image_size: Annotated[
+        int | None, typer.Option(help="With --backbone: input size (default: its own).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     from siamese.training.pair_run import is_pair_run
 
+    if (run_dir is None) == (backbone is None):
+        raise SiameseError("give a run directory or --backbone NAME, not both and not neither")
+    if backbone is not None:
+        from siamese.export import export_pretrained
+
+        report = export_pretrained(
+            backbone, out_path, pretrained=pretrained, image_size=image_size, progress=not as_json
+        )
+        _print_export(report, as_json)
+        return
+    assert run_dir is not None
     if is_pair_run(run_dir):
         _export_pair(run_dir, out_path, opset, precision.value, as_json)
         return
@@ -193,6 +221,10 @@ def export(
         precision=precision.value,
         calibration=calibration,
     )
+    _print_export(report, as_json)
+
+
+def _print_export(report: Any, as_json: bool) -> None:
     if as_json:
         _print_json(report.to_dict())
         return
