@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from siamese.errors import SiameseError
+from siamese.errors import ConfigError, SiameseError
 from siamese.files import write_json_atomic
 
 _VERSIONED = (
@@ -179,11 +179,26 @@ def time_calls(call: Callable[[], Any], *, repeat: int, warmup: int = 2) -> list
     return durations
 
 
+def check_options(suite: str, given: dict[str, str], known: tuple[str, ...]) -> None:
+    """Refuse -O keys the suite does not read: a misspelt key would otherwise do nothing.
+
+    Raises:
+        ConfigError: one line naming the unknown keys and the known ones.
+    """
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"bench {suite}: unknown option(s) {', '.join(unknown)}; it reads "
+            f"{', '.join(known) or 'no options'}"
+        )
+
+
 def run_suite(
     name: str, settings: BenchSettings, results_dir: Path | None = None
 ) -> tuple[dict[str, Any], Path]:
     """Run a suite and write ``results/<name>-<timestamp>.json``; return (record, path)."""
     module = load_suite(name)
+    check_options(name, settings.options, tuple(getattr(module, "OPTIONS", ())))
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()

@@ -273,6 +273,30 @@ def pretrained_features(
     return engine_embedding(Embedder(report.path)), extra
 
 
+def int8_of(name: str) -> Callable[[Task, Path, int, bool], tuple[Callable, dict[str, Any]]]:
+    """The int8 variant of the run method ``name`` trained in this work folder (run that first):
+    static quantisation calibrated on the task's training images, through export's own gate."""
+
+    def method(task: Task, work: Path, epochs: int, quick: bool) -> tuple[Callable, dict[str, Any]]:
+        from siamese.engine import Embedder
+        from siamese.export import export_onnx
+
+        run_dir = work / "runs" / f"{task.name}-{name}"
+        if not (run_dir / "tower.safetensors").is_file():
+            raise ConfigError(f"{run_dir}: run method {name} on {task.name} first")
+        report = export_onnx(
+            run_dir,
+            run_dir / "model-int8.onnx",
+            precision="int8",
+            calibration=task.train_dir,
+        )
+        assert report.variant is not None
+        extra = {"variant": report.variant.to_dict(), "dimension": report.info.embedding_dim}
+        return engine_embedding(Embedder(report.path)), extra
+
+    return method
+
+
 #: The photo recipe's input size on a CPU, for the features it is compared with.
 PHOTO_SIZE = 128
 
@@ -391,6 +415,7 @@ METHODS: dict[str, Callable] = {
     "conv-grey": trained("conv-grey", {"recipe": "conv", "channels": 1}),
     "conv-colour": trained("conv-colour", {"recipe": "conv", "channels": 3}),
     "pretrained": pretrained_features,
+    "default-int8": int8_of("default"),
     "default-96px": trained("default-96px", up_to_96px),
     "conv-triplet-batch-hard": trained("conv-triplet-batch-hard", {"loss": "triplet"}),
     "triplet-softmax": trained("triplet-softmax", TRIPLET_SOFTMAX),
@@ -650,6 +675,10 @@ def _training_seeds(text: str) -> list[int]:
         raise ConfigError(
             f"-O seeds={text}: training seeds are whole numbers separated by commas (0,1,2)"
         ) from None
+
+
+#: The -O keys this suite reads; the harness refuses any other.
+OPTIONS = ("datasets", "methods", "epochs", "seeds")
 
 
 def run(settings: BenchSettings) -> dict[str, Any]:

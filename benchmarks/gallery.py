@@ -192,6 +192,10 @@ def _measure(
     }
 
 
+#: The -O keys this suite reads; the harness refuses any other.
+OPTIONS = ("sizes", "dim", "queries", "single", "pairs", "types", "threads")
+
+
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Per (size, index type): build time, memory, QPS batched/single, recall@10, FAISS overhead."""
     sizes = settings.option(

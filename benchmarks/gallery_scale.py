@@ -472,6 +472,21 @@ def write_plot(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+#: The -O keys this suite reads; the harness refuses any other.
+OPTIONS = (
+    "sizes",
+    "dim",
+    "noise",
+    "per_component",
+    "part_items",
+    "queries",
+    "single",
+    "batches",
+    "sweep_single",
+    "keep",
+)
+
+
 def run(settings: BenchSettings) -> dict[str, Any]:
     """The scale curve: one on-disk gallery per size, measured, then deleted."""
     sizes = settings.option("sizes", [20_000, 50_000] if settings.quick else [10**5, 10**6, 10**7],

@@ -39,6 +39,10 @@ def _single_query_ms(folder: Path, queries: np.ndarray) -> tuple[float, list[str
         return round(min(rounds), 3), [part["role"] for part in gallery.manifest.parts]
 
 
+#: The -O keys this suite reads; the harness refuses any other.
+OPTIONS = ("size", "share", "nprobe")
+
+
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Single-query latency merged, with an added part, with removed ids, merged again."""
     size = settings.option("size", 20_000 if settings.quick else 100_000, lambda s: int(float(s)))

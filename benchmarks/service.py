@@ -385,6 +385,19 @@ def _plot(scenarios: dict[str, Any], path: Path) -> Path:
     return path
 
 
+#: The -O keys this suite reads; the harness refuses any other.
+OPTIONS = (
+    "clients",
+    "requests",
+    "rounds",
+    "max_batch",
+    "max_wait_ms",
+    "model",
+    "gallery",
+    "scenarios",
+)
+
+
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Measure each scenario (or the given model and gallery) in both modes; return the figures."""
     quick = settings.quick

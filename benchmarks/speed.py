@@ -45,6 +45,10 @@ def _config(settings: BenchSettings) -> SpeedConfig:
     return replace(config, **changes)
 
 
+#: The -O keys this suite reads; the harness refuses any other.
+OPTIONS = tuple(item.name for item in fields(SpeedConfig))
+
+
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Measure everything side by side and return the figures, targets and a text table."""
     import torch

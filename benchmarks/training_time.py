@@ -117,6 +117,10 @@ def _throughput(run_dir: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+#: The -O keys this suite reads; the harness refuses any other.
+OPTIONS = ("recipes", "size", "epochs", "images")
+
+
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Train each recipe on the same data, one after the other, and compare."""
     names = settings.option("recipes", "default,96px", str).split(",")

@@ -18,6 +18,7 @@ def suites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "benchmarks"
     folder.mkdir()
     (folder / "echo.py").write_text(
+        "OPTIONS = ('n',)\n"
         "def run(settings):\n"
         "    return {'quick': settings.quick, 'n': settings.option('n', 3, int)}\n"
     )
@@ -45,6 +46,22 @@ def test_bench_errors(suites: Path) -> None:
     assert "run(settings)" in runner.invoke(app, ["bench", "broken"]).stderr
     assert "KEY=VALUE" in runner.invoke(app, ["bench", "echo", "-O", "novalue"]).stderr
     assert runner.invoke(app, ["bench", "list"]).stdout.split() == ["broken", "echo"]
+    misspelt = runner.invoke(app, ["bench", "echo", "-O", "m=3"])
+    assert misspelt.exit_code == 1
+    assert "bench echo: unknown option(s) m; it reads n" in misspelt.stderr
+
+
+def test_every_suite_declares_the_options_it_reads() -> None:
+    """Each -O key a suite reads is declared, so a misspelt key fails instead of doing nothing."""
+    import re
+
+    from _harness import available_suites, benchmarks_dir, load_suite
+
+    for name in available_suites():
+        module = load_suite(name)
+        source = (benchmarks_dir() / f"{name}.py").read_text()
+        read = set(re.findall(r"settings\.option\(\s*\"(\w+)\"", source))
+        assert read <= set(module.OPTIONS), (name, read - set(module.OPTIONS))
 
 
 def test_latency_stats() -> None:
