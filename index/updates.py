@@ -333,7 +333,7 @@ def build_gallery(
 
 def _refuse_foreign_folder(gallery_dir: Path) -> None:
     if gallery_dir.exists() and not gallery_dir.is_dir():
-        raise GalleryError(f"{gallery_dir}: exists and is a file; choose another --out folder")
+        raise GalleryError(f"{gallery_dir}: exists and is a file; choose another gallery folder")
     if gallery_dir.is_dir() and any(not p.name.startswith(".") for p in gallery_dir.iterdir()):
         raise GalleryError(
             f"{gallery_dir}: folder holds other files and is not a gallery; choose an empty or new "

@@ -23,10 +23,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from siamese.engine import Embedder, TextEmbedder, open_query_embedder
+from siamese.engine import Embedder, TextEmbedder
 from siamese.engine.runtime import available_cores
 from siamese.errors import DataError, GalleryError
 from siamese.files import sha256_bytes
+from siamese.galleries import open_served_gallery
 from siamese.index import Gallery, QueryResult, short_fingerprint
 from siamese.service.batcher import MicroBatcher, Rows, cancel_and_wait
 from siamese.service.config import ServiceConfig
@@ -74,31 +75,21 @@ class ServiceState:
             GalleryError, ModelMismatchError, ModelError, DeviceUnavailableError: as the CLI
                 reports them.
         """
-        model_path = Gallery.query_model(config.gallery_dir, config.model_path)
-        batch = max(config.max_batch, 1)
-        opened = open_query_embedder(model_path, device=config.device, batch_size=batch)
-        text = opened if isinstance(opened, TextEmbedder) else None
-        gallery = Gallery.open(
+        served = open_served_gallery(
             config.gallery_dir,
-            model_fingerprint=opened.fingerprint,
-            model_name=str(model_path),
-            model_pair=opened.pair,
+            config.model_path,
+            device=config.device,
+            batch_size=max(config.max_batch, 1),
+            adds=True,
         )
-        own = Path(gallery.model_path)
-        if text is None and opened.pair is None:
-            return cls(config, opened, gallery)  # type: ignore[arg-type]
-        try:  # a pair: added images (and, with a text tower, image queries) use the gallery tower
-            if not own.is_file():
-                raise GalleryError(
-                    f"{config.gallery_dir}: its gallery tower {own} is no longer there; the "
-                    "service needs it to add images"
-                )
-            tower = Embedder(own, device=config.device, batch_size=batch)
-        except BaseException:
-            gallery.close()
-            raise
-        image = tower if text is not None else opened
-        return cls(config, image, gallery, gallery_embedder=tower, text_embedder=text)  # type: ignore[arg-type]
+        assert served.images is not None  # loaded with the gallery tower (adds=True)
+        return cls(
+            config,
+            served.images,
+            served.gallery,
+            gallery_embedder=served.adds,
+            text_embedder=served.text,
+        )
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:

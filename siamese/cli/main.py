@@ -34,7 +34,6 @@ from siamese.cli.support import (
     search_params,
 )
 from siamese.cli.support import friendly_errors as _friendly_errors
-from siamese.cli.support import gallery_model as _gallery_model
 from siamese.cli.support import print_json as _print_json
 from siamese.cli.support import report_skipped as _report_skipped
 from siamese.errors import SiameseError
@@ -317,28 +316,25 @@ def query(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    from siamese.engine import open_query_embedder
+    from siamese.galleries import open_served_gallery
     from siamese.image_folder import list_image_paths
-    from siamese.index import Gallery
 
     if bool(images) == bool(text):
         raise typer.BadParameter("give query images or --text, one of the two", param_hint="IMAGES")
-    model_path = _gallery_model(gallery_dir, model)
-    embedder = open_query_embedder(model_path, device=device.value)
-    if (embedder.kind == "text") != bool(text):
-        raise SiameseError(
-            f"{model_path}: "
-            + ("a text tower; query it with --text" if text is None else "embeds images, not text")
-        )
     params = search_params(nprobe, ef_search)
-    with Gallery.open(
-        gallery_dir,
-        model_fingerprint=embedder.fingerprint,
-        model_name=str(model_path),
-        model_pair=embedder.pair,
-        mmap=mmap,
-        search_params=params,
-    ) as gallery:
+    with open_served_gallery(
+        gallery_dir, model, device=device.value, mmap=mmap, search_params=params
+    ) as served:
+        embedder, model_path, gallery = served.query, served.model_path, served.gallery
+        if (embedder.kind == "text") != bool(text):
+            raise SiameseError(
+                f"{model_path}: "
+                + (
+                    "a text tower; query it with --text"
+                    if text is None
+                    else "embeds images, not text"
+                )
+            )
         if no_threshold or threshold is not None:
             gallery.threshold = None if no_threshold else threshold
         if text:
