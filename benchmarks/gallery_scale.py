@@ -47,9 +47,11 @@ import faiss
 import numpy as np
 from _harness import BenchSettings, latency_stats
 
-from siamese.index import Gallery, GalleryWriter, RecallPolicy, items_check, ondisk
-from siamese.index.faiss_index import TUNING_LADDERS
-from siamese.index.index_choice import ondisk_type
+from siamese.index import Gallery, GalleryWriter, RecallPolicy
+from siamese.index.ondisk import build as ondisk
+from siamese.index.search.faiss_index import TUNING_LADDERS
+from siamese.index.search.index_choice import ondisk_type
+from siamese.index.store import items_check
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -72,8 +74,8 @@ def rss(key):
             return int(line.split()[1]) / 1024
 import numpy as np
 from siamese.index import Gallery
-from siamese.index.gallery_files import load_published_index
-from siamese.index.manifest import Manifest
+from siamese.index.store.gallery_files import load_published_index
+from siamese.index.store.manifest import Manifest
 folder = Path(sys.argv[1])
 before = rss("VmRSS")
 started = time.perf_counter()
@@ -91,7 +93,7 @@ started = time.perf_counter()
 for row in queries:
     gallery.nearest(row[None, :], 10)
 first_queries = (time.perf_counter() - started) / len(queries)
-from siamese.index.item_store import ItemStore
+from siamese.index.store.item_store import ItemStore
 started = time.perf_counter()
 store = ItemStore(folder / manifest.items_file, manifest.generation)
 store.count(), store.fingerprint()
@@ -278,7 +280,8 @@ def _open_fresh(folder: Path, queries: np.ndarray, work: Path) -> dict[str, Any]
     """Open the gallery in a fresh process, as `siamese query` or `serve` do: the second time.
 
     The first open after a build may recount every item row (when no check has been recorded
-    since the database last changed, index/items_check.py); its time is ``first_open_seconds``,
+    since the database last changed, index/store/items_check.py); its time is
+    ``first_open_seconds``,
     and what that recount alone costs is ``row_check_seconds``.
     """
     path = work / "open-queries.npy"

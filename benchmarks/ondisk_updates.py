@@ -20,7 +20,8 @@ import numpy as np
 from _harness import BenchSettings
 from gallery_scale import Mixture
 
-from siamese.index import Gallery, GalleryWriter, RecallPolicy, ondisk
+from siamese.index import Gallery, GalleryWriter, RecallPolicy
+from siamese.index.ondisk import build as ondisk
 
 _NO_RECALL = RecallPolicy(measure=False)
 

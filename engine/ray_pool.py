@@ -1,7 +1,8 @@
 """Embedding on Ray Data: an actor pool of onnxruntime sessions, parts committed exactly once.
 
 :class:`RayEmbedder` has the members the gallery's update path drives (``fingerprint``, ``dim``,
-``model_path``, ``iter_embed_paths``: ``siamese.index.embeds.Embeds``), so a gallery built with it
+``model_path``, ``iter_embed_paths``: ``siamese.index.updates.embeds.Embeds``), so a gallery
+built with it
 keeps every guarantee of the single-process build: staging, resumption, verify, model binding,
 recall check, and the same rejected-file reasons. Only how the vectors are computed changes.
 

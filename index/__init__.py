@@ -21,16 +21,16 @@ The public API, used alike by the CLI, the HTTP service, the evaluation and the 
 Never imports torch.
 """
 
-from siamese.index.embeds import Embeds, VectorBatch
 from siamese.index.gallery import Gallery
-from siamese.index.index_choice import bytes_per_vector, ivf_lists
 from siamese.index.published import short_fingerprint
-from siamese.index.reports import UpdateReport
-from siamese.index.results import IdentityMatch, Item, Match, QueryResult
-from siamese.index.uploads import unusable_characters
+from siamese.index.search.index_choice import bytes_per_vector, ivf_lists
+from siamese.index.search.results import IdentityMatch, Item, Match, QueryResult
+from siamese.index.updates.embeds import Embeds, VectorBatch
+from siamese.index.updates.reports import UpdateReport
+from siamese.index.updates.uploads import unusable_characters
+from siamese.index.updates.writer import GalleryWriter, RecallPolicy
 from siamese.index.verify import VerifyReport
 from siamese.index.watch import GenerationWatch
-from siamese.index.writer import GalleryWriter, RecallPolicy
 
 __all__ = [
     "Embeds",

@@ -2,8 +2,9 @@
 
 Everything outside index/ (the CLI, the HTTP service, the benchmarks, the evaluation) goes
 through :class:`Gallery`; the manifest, the item store and the uploads folder are this
-package's business. Writing lives in the modules below (:mod:`~siamese.index.updates`,
-:mod:`~siamese.index.verify`, :mod:`~siamese.index.threshold`, :mod:`~siamese.index.uploads`);
+package's business. Writing lives in the modules below (:mod:`~siamese.index.updates.operations`,
+:mod:`~siamese.index.verify`, :mod:`~siamese.index.search.threshold`,
+:mod:`~siamese.index.updates.uploads`);
 ``Gallery`` offers each of their operations under one name (the same functions, not wrappers),
 and searching is inherited from :class:`~siamese.index.published.PublishedGallery`. Imports go
 one way: this module imports those, none of them imports this one.
@@ -16,11 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from siamese.index.manifest import Manifest
 from siamese.index.published import PublishedGallery, gallery_model_path
-from siamese.index.threshold import set_threshold
-from siamese.index.updates import add_to_gallery, build_gallery, remove_from_gallery
-from siamese.index.uploads import forget_uploads, store_upload, stored_uploads
+from siamese.index.search.threshold import set_threshold
+from siamese.index.store.manifest import Manifest
+from siamese.index.updates.operations import add_to_gallery, build_gallery, remove_from_gallery
+from siamese.index.updates.uploads import forget_uploads, store_upload, stored_uploads
 from siamese.index.verify import verify_gallery
 from siamese.index.watch import GenerationWatch
 

@@ -1,7 +1,8 @@
 """A gallery directory opened for searching: one published generation of index and items.
 
 This is the reading half of :class:`siamese.index.Gallery`, kept below the modules that write
-(:mod:`~siamese.index.updates`, :mod:`~siamese.index.verify`) so that they can open a gallery
+(:mod:`~siamese.index.updates.operations`, :mod:`~siamese.index.verify`) so that they can open a
+gallery
 without importing the public class that drives them: imports in index/ go one way.
 """
 
@@ -17,13 +18,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamese.errors import GalleryError, ModelMismatchError
-from siamese.index import faiss_index as fx
-from siamese.index.gallery_files import load_published_index
-from siamese.index.item_store import ItemStore
-from siamese.index.items_check import check_item_rows
-from siamese.index.lock import is_locked
-from siamese.index.manifest import MANIFEST_FILE, Manifest
-from siamese.index.results import Item, Match, QueryResult
+from siamese.index.search import faiss_index as fx
+from siamese.index.search.results import Item, Match, QueryResult
+from siamese.index.store.gallery_files import load_published_index
+from siamese.index.store.item_store import ItemStore
+from siamese.index.store.items_check import check_item_rows
+from siamese.index.store.lock import is_locked
+from siamese.index.store.manifest import MANIFEST_FILE, Manifest
 
 #: Identities are ranked from this many times k nearest items, so k distinct ones are usually found.
 _IDENTITY_WIDEN = 10
@@ -143,7 +144,8 @@ class PublishedGallery:
         checksum, the counts, and the items fingerprint over every published row (id, path,
         identity, content hash), so an edited item row is refused, not served as right. The
         rows' check is skipped when the item database is unchanged since it last passed
-        (:mod:`~siamese.index.items_check`), so opening a large gallery does not read every row.
+        (:mod:`~siamese.index.store.items_check`), so opening a large gallery does not read every
+        row.
 
         Args:
             gallery_dir: the gallery folder.
@@ -260,7 +262,7 @@ class PublishedGallery:
 
         Where an approximate index found fewer, the rest are -1 and inf. ``params`` overrides search
         parameters for this call; ``threads`` caps FAISS's threads (see
-        :func:`siamese.index.faiss_index.search`).
+        :func:`siamese.index.search.faiss_index.search`).
         """
         queries = self._queries(embeddings, k)
         search_params = (

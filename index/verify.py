@@ -18,11 +18,11 @@ import numpy as np
 
 from siamese.errors import GalleryError
 from siamese.files import sha256_file
-from siamese.index import faiss_index as fx
-from siamese.index.ondisk_files import check_part
-from siamese.index.ondisk_read import parts_of
+from siamese.index.ondisk.files import check_part
+from siamese.index.ondisk.read import parts_of
 from siamese.index.published import PublishedGallery
-from siamese.index.sync import sha256_regular_file
+from siamese.index.search import faiss_index as fx
+from siamese.index.updates.sync import sha256_regular_file
 
 _VECTOR_SAMPLE = 1000
 _LISTED = 10

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from siamese.index.manifest import MANIFEST_FILE, Manifest
 from siamese.index.published import PublishedGallery
+from siamese.index.store.manifest import MANIFEST_FILE, Manifest
 
 
 class GenerationWatch:

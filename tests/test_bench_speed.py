@@ -114,7 +114,7 @@ def test_the_query_gallery_follows_the_model(
     from _speed_query import build_gallery
 
     from siamese.engine import Embedder
-    from siamese.index.manifest import Manifest
+    from siamese.index.store.manifest import Manifest
 
     other = tmp_path / "other.onnx"
     model = onnx.load(tiny_model_path)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from siamese.index import GalleryWriter
-from siamese.index.writer import RecallPolicy
+from siamese.index.updates.writer import RecallPolicy
 
 
 def clustered_vectors(count: int, dim: int, *, clusters: int = 50, seed: int = 0) -> np.ndarray:

@@ -13,9 +13,9 @@ import pytest
 
 from siamese.errors import GalleryError, RecallTooLowError
 from siamese.index import Gallery, GalleryWriter
-from siamese.index.faiss_index import index_ids
-from siamese.index.index_choice import choose_index, ivf_lists, parse_memory
-from siamese.index.writer import RecallPolicy
+from siamese.index.search.faiss_index import index_ids
+from siamese.index.search.index_choice import choose_index, ivf_lists, parse_memory
+from siamese.index.updates.writer import RecallPolicy
 
 DIM = 16
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from siamese.cli import app
 from siamese.errors import GalleryError
 from siamese.index import Gallery
-from siamese.index.manifest import Manifest
+from siamese.index.store.manifest import Manifest
 
 
 @pytest.fixture()
@@ -101,7 +101,7 @@ def test_second_writer_fails_fast(gallery: Path) -> None:
             sys.executable,
             "-c",
             (
-                "from siamese.index.lock import WriterLock; import time; "
+                "from siamese.index.store.lock import WriterLock; import time; "
                 f"WriterLock({str(gallery)!r}).acquire(); print('held', flush=True); time.sleep(60)"
             ),
         ],

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from siamese.errors import GalleryError
-from siamese.index import Gallery, items_check
-from siamese.index.item_store import ItemStore
+from siamese.index import Gallery
+from siamese.index.store import items_check
+from siamese.index.store.item_store import ItemStore
 from tests.index.test_integrity import flip_byte
 
 

@@ -32,13 +32,15 @@ from hypothesis.stateful import (
 )
 
 from siamese.errors import GalleryError, RecallTooLowError
-from siamese.index import Gallery, GalleryWriter, crash_points, ondisk
-from siamese.index import faiss_index as fx
-from siamese.index import ondisk_files as files
-from siamese.index.index_choice import choose_index, ondisk_type, parse_memory
-from siamese.index.manifest import Manifest
+from siamese.index import Gallery, GalleryWriter
+from siamese.index.ondisk import build as ondisk
+from siamese.index.ondisk import files
+from siamese.index.search import faiss_index as fx
+from siamese.index.search.index_choice import choose_index, ondisk_type, parse_memory
+from siamese.index.store import crash_points
+from siamese.index.store.manifest import Manifest
+from siamese.index.updates.writer import RecallPolicy
 from siamese.index.verify import verify_gallery
-from siamese.index.writer import RecallPolicy
 
 from .conftest import QUICK_RECALL, clustered_vectors, make_vector_gallery
 

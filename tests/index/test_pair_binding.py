@@ -11,7 +11,7 @@ from siamese.errors import GalleryError, ModelMismatchError
 
 def test_the_manifest_records_the_pair(text_pair_gallery: Path, text_pair_export) -> None:
     from siamese.index import Gallery
-    from siamese.index.manifest import Manifest
+    from siamese.index.store.manifest import Manifest
 
     manifest = Manifest.read(text_pair_gallery)
     assert manifest.pair == {

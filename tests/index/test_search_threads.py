@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
-from siamese.index.faiss_index import (
+from siamese.index.search.faiss_index import (
     SINGLE_THREAD_BELOW,
     SPLIT_PROBES_FROM_CODES,
     add_vectors,

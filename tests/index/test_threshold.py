@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from siamese.cli import app
 from siamese.errors import GalleryError
 from siamese.index import Gallery, GalleryWriter, Match, QueryResult
-from siamese.index.lock import WriterLock
-from siamese.index.manifest import Manifest
+from siamese.index.store.lock import WriterLock
+from siamese.index.store.manifest import Manifest
 
 
 def test_ranked_result_is_unknown_only_beyond_the_threshold() -> None:

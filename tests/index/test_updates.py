@@ -15,7 +15,7 @@ import pytest
 from siamese.engine import Embedder
 from siamese.errors import GalleryError
 from siamese.index import Gallery, GalleryWriter
-from siamese.index.manifest import Manifest
+from siamese.index.store.manifest import Manifest
 
 
 @pytest.fixture()

@@ -33,9 +33,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from siamese.errors import DataError
 from siamese.files import sha256_file
-from siamese.index import Gallery, crash_points
-from siamese.index.sync import canonical_path
-from siamese.index.updates import add_to_gallery, build_gallery, remove_from_gallery
+from siamese.index import Gallery
+from siamese.index.store import crash_points
+from siamese.index.updates.operations import add_to_gallery, build_gallery, remove_from_gallery
+from siamese.index.updates.sync import canonical_path
 
 DIM = 8
 #: One example of the state machine taking longer than this is a hang (on a pipe, a link loop).
@@ -344,7 +345,7 @@ def test_any_build_repairs_a_path_held_twice(
 
     The damage: a path published twice.
     """
-    from siamese.index.item_writer import ItemWriter
+    from siamese.index.store.item_writer import ItemWriter
 
     machine = GalleryLifecycle()
     try:

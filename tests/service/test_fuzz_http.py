@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from siamese.index.uploads import upload_folder_name
+from siamese.index.updates.uploads import upload_folder_name
 from siamese.service.validation import MAX_ITEM_ID
 
 _TALLY: Counter[str] = Counter()

@@ -1,7 +1,8 @@
 """The item rows' check on open: recomputed over every row, unless the database is unchanged since.
 
 Opening a gallery checks its item rows against the manifest: the row count and the items
-fingerprint (:func:`~siamese.index.item_store.refuse_edited_rows`), so an edited row is refused,
+fingerprint (:func:`~siamese.index.store.item_store.refuse_edited_rows`), so an edited row is
+refused,
 not served as right. Both read every row: 0.1 s per 100k rows plus the scan of the table, close
 to a minute at 10^7 items, which every `siamese serve` or `siamese query` start would wait for.
 
@@ -26,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from siamese.errors import GalleryError
-from siamese.index.item_store import ItemStore, refuse_edited_rows
-from siamese.index.manifest import Manifest
+from siamese.index.store.item_store import ItemStore, refuse_edited_rows
+from siamese.index.store.manifest import Manifest
 
 CHECKED_FILE = "items.checked.json"
 #: Files changed more recently than this when a check starts leave no record (clock ticks are

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from siamese.errors import DataError
 from siamese.files import sha256_bytes, write_bytes_atomic
-from siamese.index.sync import canonical_path
+from siamese.index.updates.sync import canonical_path
 
 #: Folder inside the gallery where added uploads are kept.
 UPLOADS_DIR = "uploads"

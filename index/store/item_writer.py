@@ -17,8 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamese.errors import GalleryError
-from siamese.index.crash_points import reached
-from siamese.index.item_store import (
+from siamese.index.store.crash_points import reached
+from siamese.index.store.item_store import (
     EMPTY_FINGERPRINT,
     FINGERPRINT_ROWS,
     SCHEMA,

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from siamese.errors import GalleryError
 from siamese.files import atomic_path, sha256_handle
-from siamese.index.ondisk_files import base_type, is_ondisk, ondisk_state
+from siamese.index.ondisk.files import base_type, is_ondisk, ondisk_state
 
 #: Exact search: the default index type for new galleries.
 DEFAULT_INDEX = "Flat"

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from siamese.errors import GalleryError
-from siamese.index.ondisk_files import ONDISK_PREFIX, base_type
+from siamese.index.ondisk.files import ONDISK_PREFIX, base_type
 
 #: Up to this many vectors, exhaustive search is fast enough and exact.
 EXACT_UP_TO = 50_000

@@ -22,20 +22,20 @@ from numpy.typing import NDArray
 
 from siamese.errors import GalleryError, RecallTooLowError
 from siamese.files import fsync_dir
-from siamese.index import faiss_index as fx
-from siamese.index import ondisk
-from siamese.index.crash_points import reached
-from siamese.index.gallery_files import index_file_name, load_published_index, remove_debris
-from siamese.index.item_store import (
+from siamese.index.ondisk import build as ondisk
+from siamese.index.ondisk.files import is_ondisk
+from siamese.index.search import faiss_index as fx
+from siamese.index.search.recall import DEFAULT_TARGET, Recall, RecallProbe, tune
+from siamese.index.store.crash_points import reached
+from siamese.index.store.gallery_files import index_file_name, load_published_index, remove_debris
+from siamese.index.store.item_store import (
     EMPTY_FINGERPRINT,
     combine_fingerprint,
     refuse_edited_rows,
 )
-from siamese.index.item_writer import ItemWriter, NewItem
-from siamese.index.lock import WriterLock, is_locked
-from siamese.index.manifest import ITEMS_FILE, MANIFEST_FILE, Manifest, now_iso
-from siamese.index.ondisk_files import is_ondisk
-from siamese.index.recall import DEFAULT_TARGET, Recall, RecallProbe, tune
+from siamese.index.store.item_writer import ItemWriter, NewItem
+from siamese.index.store.lock import WriterLock, is_locked
+from siamese.index.store.manifest import ITEMS_FILE, MANIFEST_FILE, Manifest, now_iso
 
 #: Recall is measured again once the gallery has grown or shrunk by this share since its figure.
 _RECALL_STALE_AFTER = 0.10

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from siamese.files import write_json_atomic
-from siamese.index.manifest import now_iso
+from siamese.index.store.manifest import now_iso
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Reading an on-disk gallery's index: merged lists memory-mapped, the added part, removed ids.
 
-Kept apart from the build (:mod:`siamese.index.ondisk`) so that opening a gallery
-(:mod:`~siamese.index.gallery_files`) needs nothing of the writing side: imports in index/ go
+Kept apart from the build (:mod:`siamese.index.ondisk.build`) so that opening a gallery
+(:mod:`~siamese.index.store.gallery_files`) needs nothing of the writing side: imports in index/ go
 one way.
 """
 
@@ -20,9 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamese.errors import GalleryError
-from siamese.index import faiss_index as fx
-from siamese.index.manifest import Manifest
-from siamese.index.ondisk_files import (
+from siamese.index.ondisk.files import (
     ROLE_DELTA,
     ROLE_REMOVED,
     STATE_ATTRIBUTE,
@@ -30,6 +28,8 @@ from siamese.index.ondisk_files import (
     PartFile,
     check_part,
 )
+from siamese.index.search import faiss_index as fx
+from siamese.index.store.manifest import Manifest
 
 _stdout_lock = threading.Lock()
 

@@ -18,17 +18,17 @@ from typing import Any
 from siamese.errors import DataError, GalleryError
 from siamese.image_folder import scan_gallery_folder
 from siamese.image_list import scan_image_list
-from siamese.index import faiss_index as fx
-from siamese.index.embeds import Embeds
-from siamese.index.gallery_files import REJECTED_FILE
-from siamese.index.index_choice import default_memory_budget, parse_memory, resolve_index
-from siamese.index.item_writer import NewItem
-from siamese.index.manifest import MANIFEST_FILE
 from siamese.index.published import refuse_other_model
-from siamese.index.recall import DEFAULT_TARGET
-from siamese.index.reports import UpdateReport, write_rejected_report
-from siamese.index.sync import SyncPlan, canonical_path, chunks, hash_files, plan_sync
-from siamese.index.writer import GalleryWriter, RecallPolicy
+from siamese.index.search import faiss_index as fx
+from siamese.index.search.index_choice import default_memory_budget, parse_memory, resolve_index
+from siamese.index.search.recall import DEFAULT_TARGET
+from siamese.index.store.gallery_files import REJECTED_FILE
+from siamese.index.store.item_writer import NewItem
+from siamese.index.store.manifest import MANIFEST_FILE
+from siamese.index.updates.embeds import Embeds
+from siamese.index.updates.reports import UpdateReport, write_rejected_report
+from siamese.index.updates.sync import SyncPlan, canonical_path, chunks, hash_files, plan_sync
+from siamese.index.updates.writer import GalleryWriter, RecallPolicy
 from siamese.progress import progress_bar
 
 #: Files embedded between two commits.

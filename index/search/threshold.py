@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from siamese.errors import GalleryError
-from siamese.index.lock import WriterLock
-from siamese.index.manifest import Manifest, now_iso
+from siamese.index.store.lock import WriterLock
+from siamese.index.store.manifest import Manifest, now_iso
 
 
 def threshold_record(

@@ -33,12 +33,7 @@ from numpy.typing import NDArray
 
 from siamese.errors import GalleryError
 from siamese.files import atomic_path
-from siamese.index import faiss_index as fx
-from siamese.index.crash_points import reached
-from siamese.index.gallery_files import index_file_name
-from siamese.index.item_writer import ItemWriter
-from siamese.index.manifest import Manifest
-from siamese.index.ondisk_files import (
+from siamese.index.ondisk.files import (
     ROLE_DELTA,
     ROLE_LISTS,
     ROLE_REMOVED,
@@ -50,8 +45,8 @@ from siamese.index.ondisk_files import (
     record,
     removed_file_name,
 )
-from siamese.index.ondisk_part import WORKER_SCRIPT, fill_part
-from siamese.index.ondisk_read import (
+from siamese.index.ondisk.part import WORKER_SCRIPT, fill_part
+from siamese.index.ondisk.read import (
     load_removed,
     open_index,
     parts_of,
@@ -59,6 +54,11 @@ from siamese.index.ondisk_read import (
     role,
     trained_empty,
 )
+from siamese.index.search import faiss_index as fx
+from siamese.index.store.crash_points import reached
+from siamese.index.store.gallery_files import index_file_name
+from siamese.index.store.item_writer import ItemWriter
+from siamese.index.store.manifest import Manifest
 
 #: Items per part: each part is filled (quantizer assignment and encoding) by one worker.
 PART_ITEMS = 1_000_000
@@ -130,7 +130,7 @@ def _train(index_type: str, vectors: NDArray[np.float32]) -> faiss.Index:
 def _run_parts(jobs: list[list[Any]]) -> list[dict[str, Any]]:
     """Run part jobs: Ray tasks if Ray is initialised, else one local process per part.
 
-    Local parts run as separate Python processes (:data:`siamese.index.ondisk_part.COMMAND`),
+    Local parts run as separate Python processes (:data:`siamese.index.ondisk.part.COMMAND`),
     up to one per core: not a multiprocessing pool, whose spawned workers re-run an unguarded
     main script and whose forked ones can hang in OpenMP.
     """

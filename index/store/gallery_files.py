@@ -3,7 +3,7 @@
 Layout: ``manifest.json`` (the commit point), ``items.sqlite`` (+ its WAL files),
 ``index.<G>.faiss`` for the published generation G, ``.lock`` (the writer lock) and
 ``rejected.json`` (the last update's refused files); an on-disk gallery adds the data files
-its manifest lists (see :mod:`~siamese.index.ondisk_files`). Anything else a writer finds (an
+its manifest lists (see :mod:`~siamese.index.ondisk.files`). Anything else a writer finds (an
 index or data file of an unpublished or superseded generation, a temporary file) is debris of an
 interrupted writer and is removed.
 """
@@ -19,10 +19,10 @@ import faiss
 
 from siamese.errors import GalleryError
 from siamese.files import sha256_handle
-from siamese.index.faiss_index import read_index
-from siamese.index.manifest import Manifest
-from siamese.index.ondisk_files import DATA_FILE_PATTERN
-from siamese.index.ondisk_read import open_index
+from siamese.index.ondisk.files import DATA_FILE_PATTERN
+from siamese.index.ondisk.read import open_index
+from siamese.index.search.faiss_index import read_index
+from siamese.index.store.manifest import Manifest
 
 REJECTED_FILE = "rejected.json"
 _INDEX_FILE = re.compile(r"index\.\d{6,}\.faiss")

@@ -17,11 +17,11 @@ from typing import Any
 import faiss
 import numpy as np
 
-from siamese.index.faiss_index import add_vectors
-from siamese.index.ondisk_files import checksum_file
+from siamese.index.ondisk.files import checksum_file
+from siamese.index.search.faiss_index import add_vectors
 
 #: What a worker process runs (not ``-m``: runpy would warn that the package imported it first).
-WORKER_SCRIPT = "import sys; from siamese.index.ondisk_part import main; main(sys.argv[1])"
+WORKER_SCRIPT = "import sys; from siamese.index.ondisk.part import main; main(sys.argv[1])"
 #: Vectors added at a time: a part's memory is its index plus one batch.
 _BATCH_ROWS = 65_536
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from siamese.files import sha256_handle
-from siamese.index.item_writer import KnownFile
+from siamese.index.store.item_writer import KnownFile
 
 _HASH_THREADS = 4
 #: Errors meaning a listed name leads to no file (a dangling link, a link loop, deleted meanwhile).

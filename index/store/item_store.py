@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from siamese.errors import GalleryError
-from siamese.index.results import Item
+from siamese.index.search.results import Item
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

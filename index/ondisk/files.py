@@ -114,7 +114,7 @@ STATE_ATTRIBUTE = "siamese_ondisk"
 
 
 def ondisk_state(index: Any) -> OnDiskState | None:
-    """The OnDiskState of an index opened by siamese.index.ondisk (None for any other index)."""
+    """The OnDiskState of an index opened by ondisk/read.py (None for any other index)."""
     return getattr(index, "__dict__", {}).get(STATE_ATTRIBUTE)
 
 

@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.index.faiss_index import TUNING_LADDERS, search_parameters, tunable_parameter
+from siamese.index.search.faiss_index import TUNING_LADDERS, search_parameters, tunable_parameter
 
 DEFAULT_QUERIES = 1000
 DEFAULT_TARGET = 0.95

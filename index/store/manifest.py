@@ -44,10 +44,10 @@ class Manifest:
     search_params: dict[str, int] = field(default_factory=dict)
     recall: dict[str, Any] | None = None
     #: {distance, far, source, set}: beyond ``distance`` a query is "unknown".
-    #: See siamese.index.threshold.
+    #: See siamese.index.search.threshold.
     threshold: dict[str, Any] | None = None
     #: On-disk galleries: their data files (merged lists, added part, removed ids) with sizes
-    #: and checksums (siamese.index.ondisk_files.PartFile); None for an index in one file.
+    #: and checksums (siamese.index.ondisk.files.PartFile); None for an index in one file.
     parts: list[dict[str, Any]] | None = None
     items_file: str = ITEMS_FILE
     format_version: int = GALLERY_FORMAT_VERSION

@@ -1,0 +1,1 @@
+"""FAISS: index types by factory string, the automatic choice, recall, threshold, results."""
