@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from siamese.engine import Embedder, TextEmbedder, open_query_embedder
-from siamese.errors import GalleryError
+from siamese.errors import GalleryError, SiameseError
 from siamese.index import Gallery
 from siamese.index.published import PublishedGallery
 
@@ -66,6 +66,7 @@ def open_served_gallery(
     device: str = "auto",
     batch_size: int | None = None,
     adds: bool = False,
+    queries: str | None = None,
     **gallery_options: Any,
 ) -> ServedGallery:
     """Open ``gallery_dir`` with the towers it was built with (or ``model``).
@@ -73,6 +74,8 @@ def open_served_gallery(
     Args:
         model: the query model (default: the one the gallery recorded).
         adds: also load the tower that embeds added images (a pair's gallery tower).
+        queries: "text" or "image": refuse a query model of the other kind before the gallery
+            is opened.
         gallery_options: passed to :meth:`Gallery.open` (mmap, search_params).
 
     Raises:
@@ -82,6 +85,13 @@ def open_served_gallery(
     model_path = Gallery.query_model(gallery_dir, model)
     options = {} if batch_size is None else {"batch_size": batch_size}
     opened = open_query_embedder(model_path, device=device, **options)
+    if queries is not None and opened.kind != queries:
+        wrong = (
+            "a text tower; query it with --text"
+            if queries == "image"
+            else "embeds images, not text"
+        )
+        raise SiameseError(f"{model_path}: {wrong}")
     try:
         gallery = Gallery.open(
             gallery_dir,

@@ -323,18 +323,14 @@ def query(
         raise typer.BadParameter("give query images or --text, one of the two", param_hint="IMAGES")
     params = search_params(nprobe, ef_search)
     with open_served_gallery(
-        gallery_dir, model, device=device.value, mmap=mmap, search_params=params
+        gallery_dir,
+        model,
+        device=device.value,
+        queries="text" if text else "image",
+        mmap=mmap,
+        search_params=params,
     ) as served:
         embedder, model_path, gallery = served.query, served.model_path, served.gallery
-        if (embedder.kind == "text") != bool(text):
-            raise SiameseError(
-                f"{model_path}: "
-                + (
-                    "a text tower; query it with --text"
-                    if text is None
-                    else "embeds images, not text"
-                )
-            )
         if no_threshold or threshold is not None:
             gallery.threshold = None if no_threshold else threshold
         if text:
