@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from siamese.synthetic import SyntheticSpec, generate_identities
+from siamese.demos.synthetic import SyntheticSpec, generate_identities
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = (
@@ -85,7 +85,7 @@ def fashion_mnist(
 
 
 def synthetic(root: Path, identities: int, per_identity: int, seed: int, size: int = 72) -> Path:
-    """Generated identities (siamese.synthetic); a different seed gives different identities."""
+    """Generated identities (siamese.demos.synthetic); another seed gives other identities."""
     out = root / f"synthetic-{identities}x{per_identity}-s{seed}"
     if not (out / ".complete").exists():
         generate_identities(

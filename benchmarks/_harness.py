@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from siamese.errors import ConfigError, SiameseError
-from siamese.files import write_json_atomic
+from siamese.core.errors import ConfigError, SiameseError
+from siamese.core.files import write_json_atomic
 
 _VERSIONED = (
     "siamese",

@@ -17,7 +17,7 @@ import numpy as np
 from _harness import latency_stats
 from numpy.typing import NDArray
 
-from siamese.errors import SiameseError
+from siamese.core.errors import SiameseError
 
 Engine = Callable[[NDArray[np.uint8]], Any]
 
@@ -235,8 +235,8 @@ def identification(
     models: dict[str, Path], gallery_dir: Path, queries: list[tuple[str, str]]
 ) -> dict[str, Any]:
     """Top-1 identification of unseen identities (exact L2) per precision, and cosine to fp32."""
+    from siamese.data.image_folder import scan_image_folder
     from siamese.engine import Embedder
-    from siamese.image_folder import scan_image_folder
 
     items = scan_image_folder(gallery_dir)
     labels = np.array([item.identity for item in items])

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from _harness import latency_stats
 
+from siamese.core.errors import GalleryError
 from siamese.engine import Embedder, EmbedResult
-from siamese.errors import GalleryError
 
 _FILLER_PER_IDENTITY = 10
 

@@ -2,7 +2,8 @@
 
 - photos/: 640×480 photo-like RGB JPEGs (decode cost of real pictures); native/: the same at the
   tower's input size.
-- identities/: synthetic identities (siamese.synthetic): train/ to train the default tower briefly,
+- identities/: synthetic identities (siamese.demos.synthetic): train/ to train the default tower
+briefly,
   gallery/ and queries/ of unseen identities for the fp32-vs-int8 identification comparison
   (int8 is calibrated on gallery/).
 - run/ and model-{fp32,fp16,int8}.onnx: the trained default conv tower and its exports.
@@ -18,8 +19,8 @@ from typing import Any
 
 from _photos import generate_photos, resized_copies
 
-from siamese.image_folder import scan_image_folder
-from siamese.synthetic import SyntheticSpec, generate_identities
+from siamese.data.image_folder import scan_image_folder
+from siamese.demos.synthetic import SyntheticSpec, generate_identities
 
 
 @dataclass(frozen=True)

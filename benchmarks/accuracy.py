@@ -42,12 +42,12 @@ from _glyphs import GlyphSettings, glyph_fonts_available, glyphs, manifest, scri
 from _harness import BenchSettings
 from _one_shot import one_shot_figures
 
-from siamese.errors import ConfigError
+from siamese.contracts.spec import InputSpec, normalize_pixels
+from siamese.core.errors import ConfigError
+from siamese.core.metrics import retrieval_metrics
+from siamese.data.image_folder import scan_image_folder
+from siamese.data.images import load_pixels, to_tensor
 from siamese.evaluation.evaluate import engine_embedding, measure, split_per_identity
-from siamese.image_folder import scan_image_folder
-from siamese.images import load_pixels, to_tensor
-from siamese.metrics import retrieval_metrics
-from siamese.spec import InputSpec, normalize_pixels
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def _setup(settings: BenchSettings) -> Setup:
 
 
 def _data(work_dir: Path, setup: Setup) -> Path:
-    from siamese.synthetic import SyntheticSpec, generate_identities
+    from siamese.demos.synthetic import SyntheticSpec, generate_identities
 
     folder = work_dir / (
         f"distributed-data-{setup.identities}x{setup.images_per_identity}-{setup.size}-{setup.seed}"

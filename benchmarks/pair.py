@@ -1,9 +1,9 @@
 """Pseudo-siamese pair benchmark: cross-domain retrieval on identities unseen in training.
 
-Generated two-domain data (siamese.synthetic.generate_pair_identities: photos, sketches and
+Generated two-domain data (siamese.demos.synthetic.generate_pair_identities: photos, sketches and
 captions of scenes); towers train on ``identities`` identities and are measured on ``unseen``
 others (another seed). Gallery: the unseen identities' photos. Queries: their sketches and their
-captions. Figures: recall@1, recall@5 and mAP@R (siamese.metrics.retrieval_metrics) for
+captions. Figures: recall@1, recall@5 and mAP@R (siamese.core.metrics.retrieval_metrics) for
 
 - sketch → photo: the pair (grey sketch tower, RGB photo tower), the shared-weight Siamese tower
   trained on the same pairs (``--share-weights``), raw pixels (grey, the photo's size), PCA of
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from _harness import BenchSettings, latency_stats
 
-from siamese.metrics import retrieval_metrics
-from siamese.pair_demo import PairDemoConfig, generate_pair_data, pair_train_config
+from siamese.core.metrics import retrieval_metrics
+from siamese.demos.pair import PairDemoConfig, generate_pair_data, pair_train_config
 
 _DEFAULTS = {
     "identities": 150,
@@ -67,7 +67,7 @@ def _pixels(paths: list[Path], size: int) -> np.ndarray:
 
 
 def _images(folder: Path) -> tuple[list[Path], list[str]]:
-    from siamese.image_folder import scan_image_folder
+    from siamese.data.image_folder import scan_image_folder
 
     items = scan_image_folder(folder)
     return [i.path for i in items], [i.identity for i in items]
@@ -89,7 +89,7 @@ OPTIONS = tuple(_DEFAULTS)
 
 
 def run(settings: BenchSettings) -> dict[str, Any]:
-    from siamese.captions import read_captions
+    from siamese.data.captions import read_captions
     from siamese.engine import TextEmbedder
     from siamese.export import export_onnx
     from siamese.export.pair_export import export_pair

@@ -35,7 +35,7 @@ OPTIONS = ("run", "photos", "images", "rounds", "batch")
 
 
 def _photos(folder: Path, count: int) -> list[Path]:
-    from siamese.image_folder import scan_image_folder
+    from siamese.data.image_folder import scan_image_folder
 
     items = scan_image_folder(folder)
     picks = np.random.default_rng(0).choice(len(items), size=min(count, len(items)), replace=False)
@@ -95,8 +95,8 @@ def _round(
 
 def run(settings: BenchSettings) -> dict[str, Any]:
     """Rates on photographs, the end-to-end fraction of the limit, and the int8 variants."""
+    from siamese.core.errors import ConfigError
     from siamese.engine import Embedder
-    from siamese.errors import ConfigError
     from siamese.export import export_onnx
     from siamese.export.variants import compare_variant, load_calibration
 

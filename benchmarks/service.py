@@ -44,7 +44,7 @@ sys.path.insert(
 from _harness import BenchSettings, latency_stats
 from _service_load import Query, RoundResult, batching_stats, run_load
 
-from siamese.errors import SiameseError
+from siamese.core.errors import SiameseError
 from siamese.index import Gallery, GalleryWriter
 
 _HOST = "127.0.0.1"  # never anything else: the load test must not leave the machine
@@ -92,9 +92,9 @@ def _prepare(scenario: Scenario, work_dir: Path) -> tuple[Path, Path]:
 
     The tower's speed matters here, not its accuracy.
     """
+    from siamese.demos.synthetic import SyntheticSpec, generate_identities
     from siamese.engine import Embedder
     from siamese.export import export_onnx
-    from siamese.synthetic import SyntheticSpec, generate_identities
     from siamese.training import TrainConfig, train
 
     root = work_dir / "service" / scenario.name

@@ -37,7 +37,7 @@ from _compute_peak import measured_matmul_gflops, nominal_peak_gflops
 from _glyphs import GlyphSettings, glyph_fonts_available, glyphs
 from _harness import BenchSettings
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 
 #: Command-line options of each recipe (on top of the data, the output folder and the epochs).
 RECIPES: dict[str, list[str]] = {
@@ -56,7 +56,7 @@ def _data(work: Path, size: int, images: int, quick: bool) -> tuple[Path, str]:
         train, _ = glyphs(work / ("glyphs-quick" if quick else "glyphs"), settings)
         count = sum(1 for path in train.rglob("*") if path.is_file())
         return train, f"glyphs of 19 scripts, {size} px, {count} images (fonts-noto-*)"
-    from siamese.synthetic import SyntheticSpec, generate_identities
+    from siamese.demos.synthetic import SyntheticSpec, generate_identities
 
     per_identity = 10
     identities = max(images // per_identity, 4)

@@ -26,6 +26,13 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
+from siamese.contracts.model_card import INPUT_NAME, ModelInfo
+from siamese.contracts.pair_card import PairInfo, pair_of
+from siamese.contracts.spec import normalize_pixels
+from siamese.core.errors import ModelError
+from siamese.core.files import sha256_file
+from siamese.core.progress import progress_bar
+from siamese.data.images import preprocess_images, to_tensor
 from siamese.engine import model_cache
 from siamese.engine.model_safety import check_external_data
 from siamese.engine.pipeline import DEFAULT_PREFETCH, DecodePipeline, PreparedBatch
@@ -37,13 +44,6 @@ from siamese.engine.runtime import (
     provider_options,
     session_options,
 )
-from siamese.errors import ModelError
-from siamese.files import sha256_file
-from siamese.images import preprocess_images, to_tensor
-from siamese.model_card import INPUT_NAME, ModelInfo
-from siamese.pair_card import PairInfo, pair_of
-from siamese.progress import progress_bar
-from siamese.spec import normalize_pixels
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
@@ -88,7 +88,7 @@ class TowerFacts:
 
     @cached_property
     def pair(self) -> PairInfo | None:
-        """The pseudo-siamese pair this tower belongs to (siamese/pair_card.py), or None."""
+        """The pseudo-siamese pair this tower belongs to (contracts/pair_card.py), or None."""
         return pair_of(self.info.extra, str(self.model_path))
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from siamese.core.files import write_json_atomic
 from siamese.engine.runtime import RuntimeOptions, session_options
-from siamese.files import write_json_atomic
 
 
 @lru_cache(maxsize=1)

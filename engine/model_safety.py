@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from siamese.errors import ModelError
+from siamese.core.errors import ModelError
 
 #: Longest external-data location considered (bytes of UTF-8); no real file name is longer.
 MAX_LOCATION_BYTES = 4096

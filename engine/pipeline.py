@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.errors import ImageDecodeError
-from siamese.images import load_pixels
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ImageDecodeError
+from siamese.data.images import load_pixels
 
 #: Batches decoded ahead of the one being embedded.
 DEFAULT_PREFETCH = 2

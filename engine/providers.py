@@ -16,7 +16,7 @@ from typing import Any
 
 import onnxruntime as ort
 
-from siamese.errors import DeviceUnavailableError, ModelError
+from siamese.core.errors import DeviceUnavailableError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 PROVIDERS = {

@@ -4,7 +4,8 @@ A job's path list is cut into parts of fixed size. A part's name is a digest of 
 fingerprint and of each of its files' path, size and modification time, so the same files with
 the same model always make the same name, and a file changed since a part was embedded makes
 another name (its stale part is never read back). A finished part is written whole under a
-temporary name and renamed into place (:func:`siamese.files.write_bytes_atomic`), so a part file
+temporary name and renamed into place (:func:`siamese.core.files.write_bytes_atomic`), so a part
+file
 either exists complete or not at all: a job killed at any point leaves committed parts that a
 re-run reads back instead of embedding again, and no half-written part is ever taken for one.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.files import write_bytes_atomic
+from siamese.core.files import write_bytes_atomic
 
 #: Files per part: enough to amortise a Ray task, small enough that a kill loses little.
 DEFAULT_PART_SIZE = 512

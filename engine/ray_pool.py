@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from siamese.core.errors import ConfigError, SiameseError
 from siamese.engine.embedder import Embedder, EmbedResult
 from siamese.engine.ray_parts import (
     DEFAULT_PART_SIZE,
@@ -49,7 +50,6 @@ from siamese.engine.ray_parts import (
     split,
 )
 from siamese.engine.runtime import RuntimeOptions, available_cores
-from siamese.errors import ConfigError, SiameseError
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11

@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from siamese.model_card import INPUT_NAME, OUTPUT_NAME
+from siamese.contracts.model_card import INPUT_NAME, OUTPUT_NAME
 
 #: Batch sizes whose device buffers are kept (a gallery uses one, its last partial batch another).
 _MAX_BOUND_SHAPES = 4

@@ -17,7 +17,7 @@ from typing import Any
 
 import onnxruntime as ort
 
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
 
 OPTIMIZATION_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

@@ -1,8 +1,8 @@
 """Text embedding with onnxruntime and the tokenizer a text tower carries (torch-free).
 
 A text tower's ONNX file holds its tokenizer (Hugging Face ``tokenizers`` JSON) in its metadata
-(siamese/text_card.py), so :class:`TextEmbedder` needs the file alone: it tokenises with
-:func:`siamese.text.encode_texts`, the very function training used, and runs the graph.
+(siamese/contracts/text_card.py), so :class:`TextEmbedder` needs the file alone: it tokenises with
+:func:`siamese.data.text.encode_texts`, the very function training used, and runs the graph.
 :func:`open_query_embedder` opens either kind of model by what its metadata says, so the query
 side of a pair is one call whether it reads images or texts.
 """
@@ -18,14 +18,14 @@ import numpy as np
 import onnx
 from numpy.typing import NDArray
 
+from siamese.contracts.model_card import OUTPUT_NAME
+from siamese.contracts.text_card import TEXT_INPUTS, TEXT_KIND, TextModelInfo, model_kind
+from siamese.core.errors import DataError, ModelError
+from siamese.data.text import encode_texts, load_tokenizer
 from siamese.engine.embedder import Embedder, TowerFacts
 from siamese.engine.model_safety import check_external_data
 from siamese.engine.providers import create_session
 from siamese.engine.runtime import RuntimeOptions, session_options
-from siamese.errors import DataError, ModelError
-from siamese.model_card import OUTPUT_NAME
-from siamese.text import encode_texts, load_tokenizer
-from siamese.text_card import TEXT_INPUTS, TEXT_KIND, TextModelInfo, model_kind
 
 
 class TextEmbedder(TowerFacts):

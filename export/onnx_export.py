@@ -25,7 +25,11 @@ import torch
 from torch import nn
 
 from siamese import __version__
-from siamese.errors import ConfigError, ModelError, ParityError
+from siamese.contracts.model_card import INPUT_NAME, OUTPUT_NAME, ModelInfo
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ConfigError, ModelError, ParityError
+from siamese.core.files import atomic_path, sha256_file
+from siamese.core.progress import progress_bar
 from siamese.export.parity import ParityReport, check_parity
 from siamese.export.variants import (
     PRECISIONS,
@@ -36,10 +40,6 @@ from siamese.export.variants import (
     random_set,
     to_fp16,
 )
-from siamese.files import atomic_path, sha256_file
-from siamese.model_card import INPUT_NAME, OUTPUT_NAME, ModelInfo
-from siamese.progress import progress_bar
-from siamese.spec import InputSpec
 from siamese.training.pixels import PixelInputTower
 from siamese.training.run_dir import load_run
 

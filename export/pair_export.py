@@ -4,7 +4,8 @@
 beside each other (:func:`pair_paths`). An image tower is exported exactly as a single tower is
 (uint8 pixels in, normalisation in the graph, its input spec in the metadata); a text tower takes
 ``input_ids`` and ``attention_mask`` and carries its tokenizer JSON in the metadata
-(siamese/text_card.py). Both files record ``siamese.pair`` (siamese/pair_card.py): the pair
+(siamese/contracts/text_card.py). Both files record ``siamese.pair``
+(siamese/contracts/pair_card.py): the pair
 fingerprint, the file's role, its own and its partner's tower fingerprint, the partner's kind
 and file name. Each file passes onnx.checker and its own parity check against PyTorch before
 either is published; nothing is written when one fails.
@@ -29,15 +30,15 @@ import torch
 from torch import nn
 
 from siamese import __version__
-from siamese.errors import ModelError, ParityError
+from siamese.contracts.model_card import OUTPUT_NAME, ModelInfo
+from siamese.contracts.pair_card import PAIR_KEY, PairInfo
+from siamese.contracts.text_card import TEXT_INPUTS, TextModelInfo
+from siamese.core.errors import ModelError, ParityError
+from siamese.core.files import atomic_path, sha256_file
+from siamese.core.progress import progress_bar
+from siamese.data.text import load_tokenizer
 from siamese.export.onnx_export import DEFAULT_OPSET, ExportReport, tower_to_onnx
 from siamese.export.parity import ParityReport, check_parity, check_text_parity
-from siamese.files import atomic_path, sha256_file
-from siamese.model_card import OUTPUT_NAME, ModelInfo
-from siamese.pair_card import PAIR_KEY, PairInfo
-from siamese.progress import progress_bar
-from siamese.text import load_tokenizer
-from siamese.text_card import TEXT_INPUTS, TextModelInfo
 from siamese.training.pair_run import PairRun, RunSide, load_pair_run
 
 

@@ -16,8 +16,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from siamese.model_card import INPUT_NAME
-from siamese.spec import InputSpec
+from siamese.contracts.model_card import INPUT_NAME
+from siamese.contracts.spec import InputSpec
 from siamese.training.pixels import PixelInputTower
 
 #: Default tolerances: float32 kernels differ in summation order, nothing more.
@@ -104,7 +104,7 @@ def check_text_parity(
     seed: int = 0,
 ) -> ParityReport:
     """The same random token ids and masks (every length from 1 to max_length) through both."""
-    from siamese.text_card import TEXT_INPUTS
+    from siamese.contracts.text_card import TEXT_INPUTS
 
     tower = tower.eval().cpu()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

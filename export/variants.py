@@ -23,11 +23,11 @@ from numpy.typing import NDArray
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from siamese.errors import DataError, ImageDecodeError
-from siamese.image_folder import scan_image_folder
-from siamese.images import load_pixels, to_tensor
-from siamese.model_card import INPUT_NAME
-from siamese.spec import InputSpec
+from siamese.contracts.model_card import INPUT_NAME
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import DataError, ImageDecodeError
+from siamese.data.image_folder import scan_image_folder
+from siamese.data.images import load_pixels, to_tensor
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: fp16 keeps about 3 decimal digits: embeddings must still point the same way.

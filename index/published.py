@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.errors import GalleryError, ModelMismatchError
+from siamese.core.errors import GalleryError, ModelMismatchError
 from siamese.index.search import faiss_index as fx
 from siamese.index.search.results import Item, Match, QueryResult
 from siamese.index.store.gallery_files import load_published_index
@@ -49,7 +49,8 @@ def refuse_other_model(
     """Raise ModelMismatchError naming both models unless ``fingerprint`` is the gallery's model.
 
     A gallery built with a pair's gallery tower also accepts that pair's query tower: ``pair``
-    (the query model's :class:`~siamese.pair_card.PairInfo`, or None) must then have the query
+    (the query model's :class:`~siamese.contracts.pair_card.PairInfo`, or None) must then have the
+    query
     role and the pair fingerprint the manifest recorded.
     """
     if fingerprint == manifest.model_fingerprint:

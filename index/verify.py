@@ -16,8 +16,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from siamese.errors import GalleryError
-from siamese.files import sha256_file
+from siamese.core.errors import GalleryError
+from siamese.core.files import sha256_file
 from siamese.index.ondisk.files import check_part
 from siamese.index.ondisk.read import parts_of
 from siamese.index.published import PublishedGallery

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from siamese.service.connections import ConnectionLimits
@@ -60,7 +60,7 @@ class ServiceConfig:
     expose_paths: bool = False
 
     def __post_init__(self) -> None:
-        from siamese.images import MAX_PIXELS  # here: `siamese serve --help` stays light
+        from siamese.data.images import MAX_PIXELS  # here: `siamese serve --help` stays light
 
         checks = [
             (self.max_batch >= 1, f"max batch must be at least 1, got {self.max_batch}"),

@@ -32,7 +32,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 from siamese.service.errors import error_body
 
 #: h11 states of the client once its request is fully received (or the connection is over).

@@ -2,7 +2,7 @@
 
 The body is ``{"error": {"code", "message"}}``.
 
-Product errors (siamese.errors) are mapped by type, decode errors by their ``kind``, FastAPI's
+Product errors (siamese.core.errors) are mapped by type, decode errors by their ``kind``, FastAPI's
 validation and routing errors are rewrapped, and anything unexpected is a logged 500 that
 reveals nothing — never the answer to a user's bad file (the API tests assert that).
 """
@@ -17,7 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from siamese.errors import GalleryLockedError, ImageDecodeError, ModelMismatchError, SiameseError
+from siamese.core.errors import (
+    GalleryLockedError,
+    ImageDecodeError,
+    ModelMismatchError,
+    SiameseError,
+)
 
 log = logging.getLogger("siamese.service")
 

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from siamese.errors import ImageDecodeError
-from siamese.images import thumbnail
+from siamese.core.errors import ImageDecodeError
+from siamese.data.images import thumbnail
 from siamese.service.errors import ApiError, error_body
 from siamese.service.state import ServiceState
 from siamese.service.uploads import read_uploads

@@ -23,10 +23,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from siamese.core.errors import DataError, GalleryError
+from siamese.core.files import sha256_bytes
 from siamese.engine import Embedder, TextEmbedder
 from siamese.engine.runtime import available_cores
-from siamese.errors import DataError, GalleryError
-from siamese.files import sha256_bytes
 from siamese.galleries import open_served_gallery
 from siamese.index import Gallery, QueryResult, short_fingerprint
 from siamese.service.batcher import MicroBatcher, Rows, cancel_and_wait

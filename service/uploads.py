@@ -1,6 +1,6 @@
 """Uploaded images: read within limits and decoded with the engine's own checks.
 
-Uploads are decoded by :func:`siamese.images.load_pixels` from bytes, so they meet exactly
+Uploads are decoded by :func:`siamese.data.images.load_pixels` from bytes, so they meet exactly
 the rules gallery files meet (format allow-list, pixel and size limits, no half-decodes). Images
 added to the gallery are kept by the gallery itself (:meth:`siamese.index.Gallery.store_upload`),
 which owns the folder they live in.
@@ -18,10 +18,10 @@ from fastapi import UploadFile
 from numpy.typing import NDArray
 from PIL import Image
 
-from siamese.images import load_pixels, to_tensor
+from siamese.contracts.spec import InputSpec
+from siamese.data.images import load_pixels, to_tensor
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
-from siamese.spec import InputSpec
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "Embedder": "siamese.engine",
     "EmbedResult": "siamese.engine",
-    "ModelInfo": "siamese.model_card",
+    "ModelInfo": "siamese.contracts.model_card",
     "Gallery": "siamese.index",
-    "InputSpec": "siamese.spec",
+    "InputSpec": "siamese.contracts.spec",
     "TrainConfig": "siamese.training",
     "train": "siamese.training",
     "load_run": "siamese.training",

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from siamese.core.errors import GalleryError, SiameseError
 from siamese.engine import Embedder, TextEmbedder, open_query_embedder
-from siamese.errors import GalleryError, SiameseError
 from siamese.index import Gallery
 from siamese.index.published import PublishedGallery
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from siamese.synthetic import SyntheticSpec, generate_identities
+from siamese.demos.synthetic import SyntheticSpec, generate_identities
 
 TINY = SyntheticSpec(identities=8, images_per_identity=6, size=40)
 
@@ -115,7 +115,7 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(scope="session")
 def pair_dataset(tmp_path_factory: pytest.TempPathFactory):
     """Photos (RGB 32 px), sketches (grey 24 px) and captions of 16 identities, 2 photo-only."""
-    from siamese.synthetic import PairSpec, generate_pair_identities
+    from siamese.demos.synthetic import PairSpec, generate_pair_identities
 
     spec = PairSpec(
         identities=16,

@@ -109,8 +109,8 @@ def test_enrolment_draws_and_sweep(unseen_dataset: Path, monkeypatch: pytest.Mon
     monkeypatch.syspath_prepend(str(benchmarks_dir()))
     import accuracy
 
+    from siamese.data.image_folder import scan_image_folder
     from siamese.evaluation.evaluate import measure, split_per_identity
-    from siamese.image_folder import scan_image_folder
 
     task = accuracy.Task(
         "tiny", unseen_dataset, unseen_dataset, 1, 32, "tiny", enrol_draws=4, enrol_sweep=(2, 3)

@@ -16,7 +16,7 @@ import pytest
 from _harness import benchmarks_dir
 from PIL import Image
 
-from siamese.image_folder import scan_image_folder
+from siamese.data.image_folder import scan_image_folder
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import training_time
 from _harness import BenchSettings
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 
 
 def test_training_time_quick_measures_each_recipe_as_its_own_process(

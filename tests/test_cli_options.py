@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from siamese.cli import app
 from siamese.cli import main as cli
 from siamese.cli.fields import option_names
-from siamese.config_fields import choices_of
-from siamese.errors import ConfigError
+from siamese.core.config_fields import choices_of
+from siamese.core.errors import ConfigError
 from siamese.training.config import TOWER_ALIASES, TrainConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -295,7 +295,7 @@ def test_info_on_a_gallery_is_index_info(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_threshold_distance_follows_either_gallery_form(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from siamese.errors import GalleryError
+    from siamese.core.errors import GalleryError
     from siamese.index import Gallery
 
     calls: list = []

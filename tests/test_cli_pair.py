@@ -55,7 +55,7 @@ def pair_story(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     import os
 
     from siamese.cli import app
-    from siamese.synthetic import PairSpec, generate_pair_identities
+    from siamese.demos.synthetic import PairSpec, generate_pair_identities
 
     root = tmp_path_factory.mktemp("readme-pairs")
     spec = PairSpec(

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from siamese.errors import ConfigError, DataError
-from siamese.files import atomic_path, sha256_file, write_json_atomic
-from siamese.image_folder import list_image_paths, scan_image_folder
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ConfigError, DataError
+from siamese.core.files import atomic_path, sha256_file, write_json_atomic
+from siamese.data.image_folder import list_image_paths, scan_image_folder
 
 
 def test_input_spec_round_trip_and_validation() -> None:

@@ -11,10 +11,10 @@ from sklearn.metrics import pairwise_distances, roc_auc_score
 from typer.testing import CliRunner
 
 from siamese.cli import app
+from siamese.core.errors import DataError
+from siamese.data.image_folder import LabelledImage, scan_image_folder
 from siamese.engine import Embedder
-from siamese.errors import DataError
 from siamese.evaluation.evaluate import EvalConfig, evaluate, split_per_identity
-from siamese.image_folder import LabelledImage, scan_image_folder
 
 
 def test_split_per_identity() -> None:

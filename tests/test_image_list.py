@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from siamese.core.errors import DataError
+from siamese.data.image_list import scan_image_list
 from siamese.engine import Embedder
-from siamese.errors import DataError
-from siamese.image_list import scan_image_list
 from siamese.index import Gallery
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from siamese.metrics import (
+from siamese.core.metrics import (
     retrieval_metrics,
     roc_curve,
     sample_pair_distances,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def test_pair_demo_runs_end_to_end(tmp_path: Path) -> None:
-    from siamese.pair_demo import PairDemoConfig, run_pair_demo
+    from siamese.demos.pair import PairDemoConfig, run_pair_demo
 
     config = PairDemoConfig(
         out_dir=str(tmp_path / "demo"),

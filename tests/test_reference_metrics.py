@@ -1,4 +1,4 @@
-"""siamese.metrics against independent implementations, on random embeddings drawn by Hypothesis.
+"""siamese.core.metrics against independent implementations, on random embeddings from Hypothesis.
 
 The references share no code with the project: scikit-learn's roc_auc_score and roc_curve for
 verification, pytorch-metric-learning's AccuracyCalculator (with its own torch k-NN, not FAISS)
@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 from sklearn.neighbors import NearestNeighbors
 
-from siamese.metrics import (
+from siamese.core.metrics import (
     retrieval_metrics,
     roc_curve,
     sample_pair_distances,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from siamese.synthetic import SyntheticSpec, generate_identities
+from siamese.demos.synthetic import SyntheticSpec, generate_identities
 
 
 def test_layout_formats_and_determinism(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from siamese.captions import read_captions
-from siamese.errors import DataError
-from siamese.synthetic import COLOURS, KINDS, PairSpec, generate_pair_identities
+from siamese.core.errors import DataError
+from siamese.data.captions import read_captions
+from siamese.demos.synthetic import COLOURS, KINDS, PairSpec, generate_pair_identities
 
 
 def test_two_domains_share_identities_and_captions_describe_them(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_two_domains_share_identities_and_captions_describe_them(tmp_path: Path)
 
 def test_existing_generator_output_is_unchanged(tmp_path: Path) -> None:
     """The single-domain generator still writes the very bytes it wrote before this feature."""
-    from siamese.synthetic import SyntheticSpec, generate_identities
+    from siamese.demos.synthetic import SyntheticSpec, generate_identities
 
     root = generate_identities(tmp_path, SyntheticSpec(identities=1, images_per_identity=1), 0)
     pixels = np.asarray(Image.open(root / "id_000" / "000.png"))

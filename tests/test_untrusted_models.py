@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from siamese.cli import app
-from siamese.errors import RunError
+from siamese.core.errors import RunError
 
 
 class _Payload:

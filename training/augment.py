@@ -21,7 +21,7 @@ from typing import get_args
 import torch
 import torch.nn.functional as F
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 from siamese.training import config
 
 AUGMENTATIONS = get_args(config.Augmentation)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
 from siamese.training.augment import BatchAugmentation
 from siamese.training.data import ImageDataset
 from siamese.training.pixels import PixelNormalizer

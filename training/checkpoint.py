@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from siamese.errors import RunError
-from siamese.files import atomic_path
+from siamese.core.errors import RunError
+from siamese.core.files import atomic_path
 
 CHECKPOINT_FILE = "checkpoint.pt"
 

@@ -1,6 +1,6 @@
 """TrainConfig: every choice a training run makes, frozen and written into the run's config.json.
 
-Each field declares its command-line option too (:func:`siamese.config_fields.setting`): help
+Each field declares its command-line option too (:func:`siamese.core.config_fields.setting`): help
 text, names and aliases here; type, default and closed choices (``Literal``) from the field.
 ``siamese train`` is generated from these fields, so this is the one place a training option is
 defined.
@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
-from siamese.config_fields import check_choices, setting
-from siamese.errors import ConfigError
-from siamese.spec import ResizeRule
+from siamese.contracts.spec import ResizeRule
+from siamese.core.config_fields import check_choices, setting
+from siamese.core.errors import ConfigError
 
 TowerName = Literal[
     "conv",

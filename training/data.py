@@ -1,6 +1,7 @@
 """Training data: an ImageFolder decoded once into memory, and identity-level splits.
 
-Images are decoded and resized by the foundation (siamese.images) that the engine also uses, so the
+Images are decoded and resized by the foundation (siamese.data.images) that the engine also uses,
+so the
 pixels a tower trains on are produced by exactly the code that serves it.
 """
 
@@ -14,11 +15,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.errors import DataError, ImageDecodeError
-from siamese.image_folder import scan_image_folder
-from siamese.images import load_pixels
-from siamese.progress import progress_bar
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import DataError, ImageDecodeError
+from siamese.core.progress import progress_bar
+from siamese.data.image_folder import scan_image_folder
+from siamese.data.images import load_pixels
 
 
 @dataclass

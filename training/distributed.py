@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from torch.autograd import Function
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 
 #: How long a collective may wait for a slow rank (rank 0 validating a large set) before failing.
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)

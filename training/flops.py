@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
 
 
 def training_flops(tower: nn.Module, spec: InputSpec, batch: int = 4) -> dict[str, int]:

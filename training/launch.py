@@ -16,8 +16,8 @@ from typing import Any
 
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
 
-from siamese.errors import ConfigError, SiameseError
-from siamese.files import read_json
+from siamese.core.errors import ConfigError, SiameseError
+from siamese.core.files import read_json
 from siamese.training.config import TrainConfig
 from siamese.training.distributed import Ranks
 from siamese.training.run_dir import HISTORY_FILE

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamese.progress import epoch_line, progress_bar
+from siamese.core.progress import epoch_line, progress_bar
 from siamese.training.config import TrainConfig
 from siamese.training.distributed import Ranks, broadcast_object, gather_objects
 from siamese.training.run_keeper import RunKeeper

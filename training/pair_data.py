@@ -1,7 +1,8 @@
 """Data of a pseudo-siamese pair: a query side and a gallery side labelled by shared identities.
 
 The gallery side is an ImageFolder. The query side is another ImageFolder whose identity folders
-have the same names (``--query-data``), or captions (``--captions``, siamese/captions.py) naming
+have the same names (``--query-data``), or captions (``--captions``, siamese/data/captions.py)
+naming
 the gallery's identities. An identity may be on one side only: it cannot teach the towers to meet,
 so it is left out of training, and a gallery-only identity joins validation as a distractor.
 """
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.captions import read_captions
-from siamese.errors import DataError
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import DataError
+from siamese.data.captions import read_captions
 from siamese.training.data import ImageDataset, load_image_folder, split_identities
 
 

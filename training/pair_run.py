@@ -11,11 +11,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from siamese.errors import ConfigError, ModelError, RunError
-from siamese.files import read_json, sha256_file
-from siamese.pair_card import pair_fingerprint, tower_fingerprint
-from siamese.spec import InputSpec
-from siamese.text import load_tokenizer
+from siamese.contracts.pair_card import pair_fingerprint, tower_fingerprint
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ConfigError, ModelError, RunError
+from siamese.core.files import read_json, sha256_file
+from siamese.data.text import load_tokenizer
 from siamese.training.run_dir import CONFIG_FILE
 from siamese.training.text_tower import create_text_tower
 from siamese.training.towers import create_tower
@@ -49,7 +49,7 @@ class PairRun:
 
     @property
     def fingerprint(self) -> str:
-        """The pair fingerprint (siamese/pair_card.py)."""
+        """The pair fingerprint (siamese/contracts/pair_card.py)."""
         return pair_fingerprint(self.query.fingerprint, self.gallery.fingerprint)
 
 

@@ -11,7 +11,7 @@ model.onnx.
 
 Validation embeds the held-out identities' query items with the query tower and their gallery
 items (plus gallery-only identities as distractors) with the gallery tower and measures
-cross-domain retrieval (recall@1/5, mAP@R, siamese.metrics); the best epoch's weights are kept,
+cross-domain retrieval (recall@1/5, mAP@R, siamese.core.metrics); the best epoch's weights are kept,
 as the single-tower trainer does, with the same optimiser, schedule, run-dir files and plots.
 
 Run directory of an unshared pair (the contract with export/pair_export.py, read back by
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from siamese.errors import ConfigError
-from siamese.files import write_bytes_atomic
-from siamese.spec import InputSpec
-from siamese.text import encode_texts, train_tokenizer
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ConfigError
+from siamese.core.files import write_bytes_atomic
+from siamese.data.text import encode_texts, train_tokenizer
 from siamese.training.augment import BatchAugmentation, build_augmentation
 from siamese.training.batches import normalize_batch
 from siamese.training.config import TrainConfig
@@ -375,7 +375,7 @@ def _query_side(
 
 def _validate(query: Side, gallery: Side, data: PairData, device: torch.device) -> dict[str, float]:
     """Cross-domain retrieval of held-out identities: query side against gallery side."""
-    from siamese.metrics import retrieval_metrics
+    from siamese.core.metrics import retrieval_metrics
 
     assert data.val_query is not None and data.val_gallery is not None
     queries = query.embed_all(data.val_query, device)

@@ -2,7 +2,8 @@
 
 Training normalises its (augmented, still uint8) batches with :class:`PixelNormalizer`, and the
 exported graph is :class:`PixelInputTower`, which starts with the same module. The constants come
-from :func:`siamese.spec.normalization_constants`, the one definition the engine's host path
+from :func:`siamese.contracts.spec.normalization_constants`, the one definition the engine's host
+path
 for old float-input models also uses, so no side can drift from the other.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from siamese.spec import InputSpec, normalization_constants
+from siamese.contracts.spec import InputSpec, normalization_constants
 
 
 class PixelNormalizer(nn.Module):

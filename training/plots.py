@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from siamese.files import atomic_path
+from siamese.core.files import atomic_path
 
 _VALIDATION_CURVES = (
     ("val_map_at_r", "mAP@R", "tab:green"),

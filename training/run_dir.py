@@ -16,9 +16,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
-from siamese.errors import RunError
-from siamese.files import read_json, sha256_file, write_bytes_atomic, write_json_atomic
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import RunError
+from siamese.core.files import read_json, sha256_file, write_bytes_atomic, write_json_atomic
 from siamese.training.towers import create_tower
 
 CONFIG_FILE = "config.json"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siamese.files import write_json_atomic
+from siamese.core.files import write_json_atomic
 from siamese.training.checkpoint import save_checkpoint
 from siamese.training.run_dir import HISTORY_FILE
 

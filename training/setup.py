@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from siamese import __version__
-from siamese.errors import ConfigError, SiameseError
-from siamese.files import read_json
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ConfigError, SiameseError
+from siamese.core.files import read_json
 from siamese.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from siamese.training.config import TrainConfig
 from siamese.training.data import typical_image_size

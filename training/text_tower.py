@@ -4,7 +4,7 @@ Token and learnt position embeddings, ``layers`` pre-norm transformer blocks who
 ignores padding, a masked mean over the tokens, and a linear head to the image tower's embedding
 size, L2-normalised. Attention is written out with plain matrix products (no fused kernels), so
 the ONNX export is the same arithmetic onnxruntime can run anywhere. Inputs are ``input_ids`` and
-``attention_mask``, both int64 N × max_length, as :func:`siamese.text.encode_texts` makes them.
+``attention_mask``, both int64 N × max_length, as :func:`siamese.data.text.encode_texts` makes them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 
 TEXT_TOWER = "text"
 _OPTIONS = {"vocab_size", "max_length", "width", "layers", "heads", "head_dim"}

@@ -23,7 +23,7 @@ from torch import distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from siamese.errors import ConfigError, DataError
+from siamese.core.errors import ConfigError, DataError
 from siamese.training.augment import build_augmentation
 from siamese.training.batches import flatten_views, make_loader, make_sampler, normalize_batch
 from siamese.training.config import TrainConfig

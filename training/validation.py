@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from siamese.metrics import retrieval_metrics, sample_pair_distances, verification_metrics
+from siamese.core.metrics import retrieval_metrics, sample_pair_distances, verification_metrics
 
 
 def validation_metrics(

@@ -31,8 +31,8 @@ import numpy as np
 from faiss.contrib.ondisk import merge_ondisk
 from numpy.typing import NDArray
 
-from siamese.errors import GalleryError
-from siamese.files import atomic_path
+from siamese.core.errors import GalleryError
+from siamese.core.files import atomic_path
 from siamese.index.ondisk.files import (
     ROLE_DELTA,
     ROLE_LISTS,

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siamese.errors import GalleryError
+from siamese.core.errors import GalleryError
 
 #: The prefix marking an index type as built in parts and merged on disk ("ondisk:IVF…,SQ8").
 ONDISK_PREFIX = "ondisk:"

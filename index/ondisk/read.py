@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.errors import GalleryError
+from siamese.core.errors import GalleryError
 from siamese.index.ondisk.files import (
     ROLE_DELTA,
     ROLE_REMOVED,

@@ -15,8 +15,8 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.errors import GalleryError
-from siamese.files import atomic_path, sha256_handle
+from siamese.core.errors import GalleryError
+from siamese.core.files import atomic_path, sha256_handle
 from siamese.index.ondisk.files import base_type, is_ondisk, ondisk_state
 
 #: Exact search: the default index type for new galleries.

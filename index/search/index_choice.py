@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from siamese.errors import GalleryError
+from siamese.core.errors import GalleryError
 from siamese.index.ondisk.files import ONDISK_PREFIX, base_type
 
 #: Up to this many vectors, exhaustive search is fast enough and exact.

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from siamese.errors import GalleryError
+from siamese.core.errors import GalleryError
 from siamese.index.store.lock import WriterLock
 from siamese.index.store.manifest import Manifest, now_iso
 

@@ -17,8 +17,8 @@ from typing import BinaryIO
 
 import faiss
 
-from siamese.errors import GalleryError
-from siamese.files import sha256_handle
+from siamese.core.errors import GalleryError
+from siamese.core.files import sha256_handle
 from siamese.index.ondisk.files import DATA_FILE_PATTERN
 from siamese.index.ondisk.read import open_index
 from siamese.index.search.faiss_index import read_index

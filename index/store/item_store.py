@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.errors import GalleryError
+from siamese.core.errors import GalleryError
 from siamese.index.search.results import Item
 
 SCHEMA = """

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.errors import GalleryError
+from siamese.core.errors import GalleryError
 from siamese.index.store.crash_points import reached
 from siamese.index.store.item_store import (
     EMPTY_FINGERPRINT,

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from siamese.errors import GalleryError
+from siamese.core.errors import GalleryError
 from siamese.index.store.item_store import ItemStore, refuse_edited_rows
 from siamese.index.store.manifest import Manifest
 

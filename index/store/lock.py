@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import final
 
-from siamese.errors import GalleryLockedError
+from siamese.core.errors import GalleryLockedError
 
 LOCK_FILE = ".lock"
 

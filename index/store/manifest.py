@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from siamese.errors import GalleryError
-from siamese.files import read_json, sha256_bytes, write_json_atomic
+from siamese.core.errors import GalleryError
+from siamese.core.files import read_json, sha256_bytes, write_json_atomic
 
 MANIFEST_FILE = "manifest.json"
 ITEMS_FILE = "items.sqlite"
@@ -53,7 +53,8 @@ class Manifest:
     format_version: int = GALLERY_FORMAT_VERSION
     #: Built with the gallery tower of a pseudo-siamese pair: {fingerprint (the pair's),
     #: query_model (path of the query tower), query_kind (image or text), query_tower (its
-    #: tower fingerprint)}; queries through that query tower are accepted (siamese/pair_card.py).
+    #: tower fingerprint)}; queries through that query tower are accepted
+    # (siamese/contracts/pair_card.py).
     pair: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

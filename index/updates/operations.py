@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siamese.errors import DataError, GalleryError
-from siamese.image_folder import scan_gallery_folder
-from siamese.image_list import scan_image_list
+from siamese.core.errors import DataError, GalleryError
+from siamese.core.progress import progress_bar
+from siamese.data.image_folder import scan_gallery_folder
+from siamese.data.image_list import scan_image_list
 from siamese.index.published import refuse_other_model
 from siamese.index.search import faiss_index as fx
 from siamese.index.search.index_choice import default_memory_budget, parse_memory, resolve_index
@@ -29,7 +30,6 @@ from siamese.index.updates.embeds import Embeds
 from siamese.index.updates.reports import UpdateReport, write_rejected_report
 from siamese.index.updates.sync import SyncPlan, canonical_path, chunks, hash_files, plan_sync
 from siamese.index.updates.writer import GalleryWriter, RecallPolicy
-from siamese.progress import progress_bar
 
 #: Files embedded between two commits.
 DEFAULT_COMMIT_EVERY = 1000

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siamese.files import write_json_atomic
+from siamese.core.files import write_json_atomic
 from siamese.index.store.manifest import now_iso
 
 

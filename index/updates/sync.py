@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from siamese.files import sha256_handle
+from siamese.core.files import sha256_handle
 from siamese.index.store.item_writer import KnownFile
 
 _HASH_THREADS = 4

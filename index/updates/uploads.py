@@ -17,8 +17,8 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from siamese.errors import DataError
-from siamese.files import sha256_bytes, write_bytes_atomic
+from siamese.core.errors import DataError
+from siamese.core.files import sha256_bytes, write_bytes_atomic
 from siamese.index.updates.sync import canonical_path
 
 #: Folder inside the gallery where added uploads are kept.

@@ -20,8 +20,8 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.errors import GalleryError, RecallTooLowError
-from siamese.files import fsync_dir
+from siamese.core.errors import GalleryError, RecallTooLowError
+from siamese.core.files import fsync_dir
 from siamese.index.ondisk import build as ondisk
 from siamese.index.ondisk.files import is_ondisk
 from siamese.index.search import faiss_index as fx

@@ -1,8 +1,8 @@
-"""Command-line options generated from a config dataclass's fields (siamese/config_fields.py).
+"""Command-line options generated from a config dataclass's fields (siamese/core/config_fields.py).
 
 :func:`config_options` gives a Typer command one option per field: the field's type (a
 ``Literal`` becomes a choice), its default, and the help, names, bounds and hidden aliases its
-:class:`~siamese.config_fields.Setting` declares. :func:`config_from_options` maps the parsed
+:class:`~siamese.core.config_fields.Setting` declares. :func:`config_from_options` maps the parsed
 values back onto the dataclass, one field each. Nothing is mapped by hand, so an option cannot
 be forgotten, renamed on one side only, or given a second default.
 """
@@ -17,8 +17,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from siamese.config_fields import Setting, setting_of
-from siamese.errors import ConfigError
+from siamese.core.config_fields import Setting, setting_of
+from siamese.core.errors import ConfigError
 
 C = TypeVar("C")
 F = TypeVar("F", bound=Callable[..., Any])

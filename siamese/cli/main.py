@@ -36,7 +36,7 @@ from siamese.cli.support import (
 from siamese.cli.support import friendly_errors as _friendly_errors
 from siamese.cli.support import print_json as _print_json
 from siamese.cli.support import report_skipped as _report_skipped
-from siamese.errors import SiameseError
+from siamese.core.errors import SiameseError
 from siamese.training.config import TrainConfig
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_SKIPPED", "app"]
@@ -316,8 +316,8 @@ def query(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
+    from siamese.data.image_folder import list_image_paths
     from siamese.galleries import open_served_gallery
-    from siamese.image_folder import list_image_paths
 
     if bool(images) == bool(text):
         raise typer.BadParameter("give query images or --text, one of the two", param_hint="IMAGES")
@@ -638,7 +638,7 @@ def demo(
     if pair:
         _pair_demo(out_dir, epochs, seed, as_json)
         return
-    from siamese.demo import DemoConfig, run_demo
+    from siamese.demos.pipeline import DemoConfig, run_demo
 
     config = DemoConfig(out_dir=str(out_dir) if out_dir else None, seed=seed)
     report = _run_demo(run_demo, config, epochs, as_json)
@@ -674,7 +674,7 @@ def _run_demo(run: Any, config: Any, epochs: int | None, as_json: bool) -> Any:
 
 
 def _pair_demo(out_dir: Path | None, epochs: int | None, seed: int, as_json: bool) -> None:
-    from siamese.pair_demo import PairDemoConfig, run_pair_demo
+    from siamese.demos.pair import PairDemoConfig, run_pair_demo
 
     config = PairDemoConfig(out_dir=str(out_dir) if out_dir else None, seed=seed)
     report = _run_demo(run_pair_demo, config, epochs, as_json)

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from siamese.errors import GalleryError, SiameseError
+from siamese.core.errors import GalleryError, SiameseError
 
 #: Exit codes: success, failure, and "finished but some input files were skipped".
 EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 1, 3

@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from siamese.errors import DataError, SiameseError
-from siamese.files import write_json_atomic
-from siamese.image_folder import LabelledImage, scan_image_folder
-from siamese.metrics import (
+from siamese.core.errors import DataError, SiameseError
+from siamese.core.files import write_json_atomic
+from siamese.core.metrics import (
     retrieval_metrics,
     roc_curve,
     sample_pair_distances,
     verification_metrics,
 )
+from siamese.data.image_folder import LabelledImage, scan_image_folder
 
 SPLITS = ("random", "first")
 
@@ -256,7 +256,7 @@ def _embedders(
     if opened.kind == "text":
         if not config.captions:
             raise DataError(f"{config.model}: a text tower; give its queries with --captions")
-        from siamese.captions import read_captions
+        from siamese.data.captions import read_captions
 
         captions = read_captions(config.captions)
         items = [LabelledImage(f"caption {i}", c.identity) for i, c in enumerate(captions)]  # type: ignore[arg-type]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese.errors import ImageDecodeError
-from siamese.files import atomic_path
-from siamese.images import thumbnail
+from siamese.core.errors import ImageDecodeError
+from siamese.core.files import atomic_path
+from siamese.data.images import thumbnail
 from siamese.index import QueryResult
 
 _THUMB = 2.0  # inches per thumbnail

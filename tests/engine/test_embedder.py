@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from siamese.core.errors import DeviceUnavailableError, ModelError
+from siamese.data.image_folder import scan_image_folder
 from siamese.engine import Embedder
 from siamese.engine.providers import gpu_present
-from siamese.errors import DeviceUnavailableError, ModelError
-from siamese.image_folder import scan_image_folder
 from siamese.training import load_run
 from siamese.training.batches import normalize_batch
 from siamese.training.data import load_image_folder

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from siamese.cli import app
+from siamese.core.errors import ModelError
 from siamese.engine.model_safety import check_external_data
-from siamese.errors import ModelError
 
 
 def _save_external(model, target: Path, location: str) -> None:

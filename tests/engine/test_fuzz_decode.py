@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from siamese.errors import ImageDecodeError
-from siamese.images import load_pixels
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ImageDecodeError
+from siamese.data.images import load_pixels
 
 # Scale up the run (e.g. SIAMESE_FUZZ_SCALE=20) to hunt longer;
 # the default keeps the suite to minutes.

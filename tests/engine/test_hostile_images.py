@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese.errors import ImageDecodeError
-from siamese.image_folder import scan_gallery_folder
-from siamese.images import MAX_FILE_BYTES, decode_image, load_pixels
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ImageDecodeError
+from siamese.data.image_folder import scan_gallery_folder
+from siamese.data.images import MAX_FILE_BYTES, decode_image, load_pixels
 
 RGB = InputSpec.create(16, 3)
 

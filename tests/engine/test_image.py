@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese.errors import ImageDecodeError
-from siamese.images import convert_mode, decode_image, load_pixels, to_tensor
-from siamese.spec import InputSpec, normalize_pixels
+from siamese.contracts.spec import InputSpec, normalize_pixels
+from siamese.core.errors import ImageDecodeError
+from siamese.data.images import convert_mode, decode_image, load_pixels, to_tensor
 
 
 def test_normalize_matches_torchvision_to_tensor_and_normalize() -> None:

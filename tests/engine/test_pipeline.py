@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from siamese.contracts.spec import InputSpec
+from siamese.data.image_folder import scan_image_folder
+from siamese.data.images import load_pixels, to_tensor
 from siamese.engine.pipeline import DecodePipeline
-from siamese.image_folder import scan_image_folder
-from siamese.images import load_pixels, to_tensor
-from siamese.spec import InputSpec
 
 SPEC = InputSpec.create(24, 1, mean=(0.5,), std=(0.25,))
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from siamese.contracts.spec import InputSpec
+from siamese.data.images import decode_image, load_pixels
+from siamese.data.reduced_decode import draft_hook, pre_reduce
 from siamese.engine import Embedder
-from siamese.images import decode_image, load_pixels
-from siamese.reduced_decode import draft_hook, pre_reduce
-from siamese.spec import InputSpec
 
 
 def _photo(path: Path, size: tuple[int, int] = (640, 480), seed: int = 0, **save: object) -> Path:

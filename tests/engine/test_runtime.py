@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from siamese.contracts.spec import InputSpec
+from siamese.data.image_folder import scan_image_folder
+from siamese.data.images import load_pixels, to_tensor
 from siamese.engine import Embedder
 from siamese.engine.model_cache import CacheEntry
 from siamese.engine.providers import gpu_present
@@ -20,9 +23,6 @@ from siamese.engine.runtime import (
     provider_options,
     session_options,
 )
-from siamese.image_folder import scan_image_folder
-from siamese.images import load_pixels, to_tensor
-from siamese.spec import InputSpec
 
 
 def _batch(embedder: Embedder, folder: Path, count: int = 5) -> np.ndarray:

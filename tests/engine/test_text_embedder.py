@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from siamese.errors import DataError, ModelError
+from siamese.core.errors import DataError, ModelError
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def text_embedder(text_pair_export):
 def test_engine_matches_the_pytorch_tower_on_real_texts(text_embedder, text_pair_run) -> None:
     import torch
 
-    from siamese.text import encode_texts, load_tokenizer
+    from siamese.data.text import encode_texts, load_tokenizer
     from siamese.training.pair_run import load_pair_run
 
     texts = ["a large red disc above a small blue box", "a purple wedge", "Ünïcode, ÇAPS; 42!"]

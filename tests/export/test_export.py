@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from siamese.errors import ParityError, RunError
+from siamese.core.errors import ParityError, RunError
 from siamese.export import check_parity, export_onnx
 from siamese.export.parity import ParityReport
 from siamese.training import load_run

@@ -8,8 +8,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from siamese.errors import ModelError, ParityError
-from siamese.pair_card import PairInfo, pair_fingerprint
+from siamese.contracts.pair_card import PairInfo, pair_fingerprint
+from siamese.core.errors import ModelError, ParityError
 
 
 def _metadata(path: Path) -> dict[str, str]:

@@ -18,14 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from siamese.contracts.model_card import INPUT_DTYPES, MODEL_FORMAT_VERSION, ModelInfo
+from siamese.contracts.spec import InputSpec, normalization_constants, normalize_pixels
+from siamese.core.errors import ModelError
+from siamese.data.images import load_pixels, to_tensor
 from siamese.engine import Embedder
 from siamese.engine.runner import BindingRunner
-from siamese.errors import ModelError
 from siamese.export.onnx_export import module_to_onnx, tower_to_onnx
 from siamese.export.parity import check_parity
-from siamese.images import load_pixels, to_tensor
-from siamese.model_card import INPUT_DTYPES, MODEL_FORMAT_VERSION, ModelInfo
-from siamese.spec import InputSpec, normalization_constants, normalize_pixels
 from siamese.training.pixels import PixelNormalizer
 from siamese.training.towers import create_tower
 

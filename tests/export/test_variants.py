@@ -14,11 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from siamese.cli import app
+from siamese.core.errors import ConfigError, ParityError
+from siamese.data.image_folder import scan_image_folder
 from siamese.engine import Embedder
-from siamese.errors import ConfigError, ParityError
 from siamese.export import export_onnx
 from siamese.export.variants import leave_one_out_top1
-from siamese.image_folder import scan_image_folder
 
 
 @pytest.fixture(scope="module")

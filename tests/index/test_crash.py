@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siamese.errors import GalleryError
+from siamese.core.errors import GalleryError
+from siamese.demos.synthetic import SyntheticSpec, generate_identities
 from siamese.index import Gallery
-from siamese.synthetic import SyntheticSpec, generate_identities
 
 # Scale up the run (e.g. SIAMESE_FUZZ_SCALE=20) to hunt longer; the default keeps the suite to
 # minutes.

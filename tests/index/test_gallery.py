@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from siamese.core.errors import DataError, GalleryError, ModelMismatchError
+from siamese.data.image_folder import scan_image_folder
 from siamese.engine import Embedder
-from siamese.errors import DataError, GalleryError, ModelMismatchError
-from siamese.image_folder import scan_image_folder
 from siamese.index import Gallery
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siamese.errors import GalleryError, RecallTooLowError
+from siamese.core.errors import GalleryError, RecallTooLowError
 from siamese.index import Gallery, GalleryWriter
 from siamese.index.search.faiss_index import index_ids
 from siamese.index.search.index_choice import choose_index, ivf_lists, parse_memory

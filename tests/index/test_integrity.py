@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from siamese.cli import app
-from siamese.errors import GalleryError
+from siamese.core.errors import GalleryError
 from siamese.index import Gallery
 from siamese.index.store.manifest import Manifest
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siamese.errors import GalleryError
+from siamese.core.errors import GalleryError
 from siamese.index import Gallery
 from siamese.index.store import items_check
 from siamese.index.store.item_store import ItemStore

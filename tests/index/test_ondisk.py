@@ -31,7 +31,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from siamese.errors import GalleryError, RecallTooLowError
+from siamese.core.errors import GalleryError, RecallTooLowError
 from siamese.index import Gallery, GalleryWriter
 from siamese.index.ondisk import build as ondisk
 from siamese.index.ondisk import files

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from siamese.errors import GalleryError, ModelMismatchError
+from siamese.core.errors import GalleryError, ModelMismatchError
 
 
 def test_the_manifest_records_the_pair(text_pair_gallery: Path, text_pair_export) -> None:

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import siamese.index
-from siamese.errors import DataError
+from siamese.core.errors import DataError
 from siamese.index import Embeds, Gallery
 
 _DIM = 8

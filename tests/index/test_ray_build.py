@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from siamese.cli import app
+from siamese.core.errors import ConfigError
+from siamese.demos.synthetic import SyntheticSpec, generate_identities
 from siamese.engine import Embedder
 from siamese.engine.ray_parts import part_name, split
 from siamese.engine.ray_pool import (
@@ -31,9 +33,7 @@ from siamese.engine.ray_pool import (
     RayUnavailableError,
     size_pool,
 )
-from siamese.errors import ConfigError
 from siamese.index import Gallery
-from siamese.synthetic import SyntheticSpec, generate_identities
 
 TIMEOUT_S = 240
 PART = 32

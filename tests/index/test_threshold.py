@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from siamese.cli import app
-from siamese.errors import GalleryError
+from siamese.core.errors import GalleryError
 from siamese.index import Gallery, GalleryWriter, Match, QueryResult
 from siamese.index.store.lock import WriterLock
 from siamese.index.store.manifest import Manifest

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from siamese.core.errors import GalleryError
 from siamese.engine import Embedder
-from siamese.errors import GalleryError
 from siamese.index import Gallery, GalleryWriter
 from siamese.index.store.manifest import Manifest
 

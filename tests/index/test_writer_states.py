@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from siamese.errors import DataError
-from siamese.files import sha256_file
+from siamese.core.errors import DataError
+from siamese.core.files import sha256_file
 from siamese.index import Gallery
 from siamese.index.store import crash_points
 from siamese.index.updates.operations import add_to_gallery, build_gallery, remove_from_gallery

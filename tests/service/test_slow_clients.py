@@ -196,7 +196,7 @@ def test_queries_keep_their_latency_while_slow_clients_hold_connections(
     [{"max_connections": 0}, {"max_client_connections": -1}, {"body_timeout_s": 0}],
 )
 def test_bad_connection_limits_are_refused(service_gallery: Path, bad: dict) -> None:
-    from siamese.errors import ConfigError
+    from siamese.core.errors import ConfigError
 
     with pytest.raises(ConfigError):
         ServiceConfig(gallery_dir=service_gallery, **bad)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
 from siamese.training.batches import flatten_views
 from siamese.training.distributed import Ranks, ranks_from_environment, setup, teardown
 from siamese.training.losses import create_criterion

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese.errors import DataError
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import DataError
 from siamese.training.data import load_image_folder, split_identities
 
 

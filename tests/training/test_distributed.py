@@ -214,9 +214,9 @@ def test_siamese_train_nproc_2_writes_a_run_that_exports_and_embeds(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [row["epoch"] for row in json.loads(resumed.stdout)["history"]] == [1, 2, 3]
 
+    from siamese.data.image_folder import list_image_paths
     from siamese.engine import Embedder
     from siamese.export import export_onnx
-    from siamese.image_folder import list_image_paths
 
     model = export_onnx(run_dir, tmp_path / "model.onnx").path
     embedded = Embedder(model).embed_paths(list_image_paths([tiny_dataset]))

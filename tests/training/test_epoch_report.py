@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from siamese.progress import epoch_line
+from siamese.core.progress import epoch_line
 
 ROW = {"epoch": 3, "loss": 0.41234, "lr": 1e-3, "images": 640, "train_seconds": 2.0}
 
@@ -83,7 +83,7 @@ def test_images_are_decoded_once_per_run_not_per_epoch(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The training set is decoded and resized once into a uint8 array that every epoch reuses."""
-    from siamese.image_folder import scan_image_folder
+    from siamese.data.image_folder import scan_image_folder
     from siamese.training import TrainConfig, data, train
 
     calls: list[Path] = []
@@ -119,7 +119,7 @@ def test_flops_per_training_image_match_the_convolution_arithmetic() -> None:
     import torch
     from torch import nn
 
-    from siamese.spec import InputSpec
+    from siamese.contracts.spec import InputSpec
     from siamese.training.flops import training_flops
 
     class Tiny(nn.Module):
@@ -168,7 +168,7 @@ def test_keeping_freed_memory_spares_page_faults_and_changes_nothing(tmp_path: P
 
 
 def test_one_cycle_schedule_rises_then_falls(tiny_dataset: Path, tmp_path: Path) -> None:
-    from siamese.errors import ConfigError
+    from siamese.core.errors import ConfigError
     from siamese.training import TrainConfig, train
     from siamese.training.setup import lr_schedule as _schedule
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 from siamese.training.losses import (
     AllPairsMiner,
     BatchAllMiner,

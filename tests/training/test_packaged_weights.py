@@ -20,7 +20,7 @@ from efficientnet_lite_pytorch import EfficientNet
 from safetensors.torch import save_file
 from torch import nn
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 from siamese.training.towers import packaged as pretrained_weights
 from siamese.training.towers.packaged import (
     PACKAGED_WEIGHTS,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siamese.errors import ConfigError, DataError
-from siamese.files import read_json
+from siamese.core.errors import ConfigError, DataError
+from siamese.core.files import read_json
 
 
 def test_image_pair_run_records_both_towers(image_pair_run: Path) -> None:
@@ -35,7 +35,7 @@ def test_image_pair_run_records_both_towers(image_pair_run: Path) -> None:
 def test_text_pair_run_saves_its_tokenizer_which_reads_back_the_same(
     text_pair_run: Path, pair_dataset
 ) -> None:
-    from siamese.text import encode_texts, load_tokenizer
+    from siamese.data.text import encode_texts, load_tokenizer
     from siamese.training.pair_run import load_pair_run
 
     config = read_json(text_pair_run / "config.json")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from siamese.errors import ConfigError
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ConfigError
 from siamese.training.config import TOWERS
 from siamese.training.towers import REGISTRY, create_tower, tower_entry
 

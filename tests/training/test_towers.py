@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from siamese.errors import ConfigError
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ConfigError
 from siamese.training.towers import (
     FeatureProjection,
     SeedTower,

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.errors import ConfigError, RunError
-from siamese.images import to_tensor
-from siamese.spec import InputSpec, normalize_pixels
+from siamese.contracts.spec import InputSpec, normalize_pixels
+from siamese.core.errors import ConfigError, RunError
+from siamese.data.images import to_tensor
 from siamese.training import TrainConfig, load_run, train
 from siamese.training.augment import build_augmentation
 from siamese.training.batches import flatten_views, normalize_batch
@@ -105,7 +105,7 @@ def test_the_kept_projection_is_refitted_on_every_training_image(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Epochs fit the projection on a sample; the kept epoch's is refitted on the full sample."""
-    from siamese.image_folder import scan_image_folder
+    from siamese.data.image_folder import scan_image_folder
     from siamese.training import trainer
     from siamese.training.data import load_image_folder, split_identities
     from siamese.training.serving import _forward_all

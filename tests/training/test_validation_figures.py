@@ -1,7 +1,7 @@
 """The validation figures a run records are those of its kept tower on its held-out identities.
 
 Recomputed from outside the trainer: the exported best tower (model_path) embeds the held-out
-images through the engine, and siamese.metrics (itself checked against scikit-learn and
+images through the engine, and siamese.core.metrics (itself checked against scikit-learn and
 pytorch-metric-learning in tests/test_reference_metrics.py) scores them.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from siamese.data.image_folder import scan_image_folder
 from siamese.engine import Embedder
-from siamese.image_folder import scan_image_folder
 from siamese.training.validation import validation_metrics
 
 

@@ -12,7 +12,7 @@ from typing import Any, get_args
 import torch
 from torch import nn
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 from siamese.training import config
 from siamese.training.losses.contrastive import ContrastiveLoss
 from siamese.training.losses.distances import EuclideanDistance

@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from siamese.errors import ConfigError
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ConfigError
 from siamese.training.towers.classic import ClassicTower
 from siamese.training.towers.conv import conv_backbone
 from siamese.training.towers.heads import EmbeddingTower

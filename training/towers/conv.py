@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 from siamese.training.config import FIRST_CONV_WIDTHS
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 from siamese.training.config import EmbedFrom
 
 

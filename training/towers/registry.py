@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 from siamese.training.config import TOWER_ALIASES, TOWERS
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

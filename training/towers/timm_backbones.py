@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from siamese.errors import ConfigError
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ConfigError
 
 #: timm networks whose input size is fixed at creation (patch grids): built for the spec's size.
 _SIZED_AT_CREATION = ("vit_", "deit_", "eva")

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 from siamese.training.towers.heads import EmbeddingTower
 
 #: ``--pretrained`` values that name a source rather than a file.
@@ -50,7 +50,7 @@ def describe_pretrained(name: str, source: str | None) -> str | None:
         from siamese.training.towers.packaged import describe_source
 
         return describe_source(name, source)
-    from siamese.files import sha256_file
+    from siamese.core.files import sha256_file
 
     return f"file {Path(source).name} sha256:{sha256_file(Path(source))[:16]}"
 

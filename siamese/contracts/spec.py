@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.errors import ConfigError
+from siamese.core.errors import ConfigError
 
 ResizeRule = Literal["stretch", "fit-crop"]
 RESIZE_RULES: tuple[str, ...] = get_args(ResizeRule)

@@ -24,8 +24,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from siamese.errors import ModelError
-from siamese.files import sha256_bytes
+from siamese.core.errors import ModelError
+from siamese.core.files import sha256_bytes
 
 PAIR_KEY = "pair"
 ROLES = ("query", "gallery")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from siamese.errors import DataError
+from siamese.core.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def _extension_formats() -> dict[str, str]:
 @lru_cache(maxsize=1)
 def image_extensions() -> frozenset[str]:
     """Lower-case extensions of the formats the decoder allows (".png", ".jpg", ".pgm", …)."""
-    from siamese.images import ALLOWED_FORMATS
+    from siamese.data.images import ALLOWED_FORMATS
 
     return frozenset(ext for ext, fmt in _extension_formats().items() if fmt in ALLOWED_FORMATS)
 

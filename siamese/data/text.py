@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from siamese.errors import ModelError
+from siamese.core.errors import ModelError
 
 PAD, UNKNOWN = "[PAD]", "[UNK]"
 #: Longest text accepted for embedding (characters): longer ones are refused, not cut silently.

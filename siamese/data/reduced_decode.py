@@ -7,7 +7,7 @@ channel alone. Other formats are shrunk by an integer box filter before the fina
 antialiased resize still does the real filtering and embeddings barely move (a test reports
 the cosine against a full decode).
 
-The hook composes with :func:`siamese.images.decode_image`: it runs on the opened image
+The hook composes with :func:`siamese.data.images.decode_image`: it runs on the opened image
 before its pixels are loaded, and changes nothing else about decoding.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
 
 #: Keep at least this many times the target size before the final resize (Pillow's thumbnail
 #: default).

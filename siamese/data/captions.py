@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from siamese.errors import DataError
+from siamese.core.errors import DataError
 
 #: Longest caption kept (characters); a longer one is a data error, not a silent cut.
 MAX_CAPTION_CHARS = 2000

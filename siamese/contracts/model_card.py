@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from siamese.errors import ModelError
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ModelError
 
 MODEL_FORMAT_VERSION = 2
 #: The input element type per format: what the ``images`` tensor holds.
@@ -62,7 +62,7 @@ class ModelInfo:
             ModelError: the model lacks siamese metadata or it is malformed or too new.
         """
         values = {k[len(_PREFIX) :]: v for k, v in metadata.items() if k.startswith(_PREFIX)}
-        if values.get("kind") == "text":  # siamese/text_card.py
+        if values.get("kind") == "text":  # siamese/contracts/text_card.py
             raise ModelError(
                 f"{source}: a text tower; it embeds texts (siamese query --text), not images"
             )

@@ -14,8 +14,8 @@ import csv
 import os
 from pathlib import Path
 
-from siamese.errors import DataError
-from siamese.image_folder import FolderScan, LabelledImage, image_extensions
+from siamese.core.errors import DataError
+from siamese.data.image_folder import FolderScan, LabelledImage, image_extensions
 
 LIST_SUFFIXES = (".csv", ".parquet")
 _COLUMNS = ("path", "identity")

@@ -1,10 +1,11 @@
-"""What a text tower's ONNX file says about itself: the text counterpart of siamese/model_card.py.
+"""What a text tower's ONNX file says about itself: the text counterpart of model_card.py.
 
 A text model takes ``input_ids`` and ``attention_mask`` (int64 N × max_length) and returns
 ``embeddings`` (float32 N × D). Its metadata_props (prefix ``siamese.``) hold ``kind`` = text,
 the ``tokenizer`` as JSON (Hugging Face ``tokenizers``, padding and truncating to
 ``max_length``), the tower, the dimension, whether outputs are L2-normalised, the run
-fingerprint and, for a pair, the ``pair`` record (siamese/pair_card.py). So the engine tokenises
+fingerprint and, for a pair, the ``pair`` record (siamese/contracts/pair_card.py). So the engine
+tokenises
 and embeds a text from the file alone, without torch or the run directory.
 """
 
@@ -14,8 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from siamese.errors import ModelError
-from siamese.model_card import MODEL_FORMAT_VERSION, OUTPUT_NAME
+from siamese.contracts.model_card import MODEL_FORMAT_VERSION, OUTPUT_NAME
+from siamese.core.errors import ModelError
 
 TEXT_KIND = "text"
 TEXT_INPUTS = ("input_ids", "attention_mask")

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from siamese.files import demo_folder, write_json_atomic
-from siamese.progress import Laps
-from siamese.synthetic import PairPaths, PairSpec, generate_pair_identities
+from siamese.core.files import demo_folder, write_json_atomic
+from siamese.core.progress import Laps
+from siamese.demos.synthetic import PairPaths, PairSpec, generate_pair_identities
 
 
 @dataclass(frozen=True)
@@ -122,11 +122,11 @@ def run_pair_demo(
     log: Callable[[str], None] = print,
 ) -> PairDemoReport:
     """Run both pairs end to end and return their figures (artefacts in ``config.out_dir``)."""
-    from siamese.captions import read_captions
+    from siamese.data.captions import read_captions
+    from siamese.data.image_folder import scan_image_folder
     from siamese.engine import Embedder, TextEmbedder
     from siamese.evaluation.plots import plot_query_results
     from siamese.export.pair_export import export_pair
-    from siamese.image_folder import scan_image_folder
     from siamese.index import Gallery
     from siamese.training import train
 

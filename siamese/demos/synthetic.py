@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFilter
 
-from siamese.files import atomic_path
+from siamese.core.files import atomic_path
 
 _CANVAS = 160  # identities are drawn large, then posed and reduced to the output size
 

@@ -1,7 +1,8 @@
 """Image decoding and preprocessing: the single implementation used by training and by the engine.
 
 Pixels go file → Pillow image → mode conversion → resize (uint8 H×W×C) → uint8 C×H×W, the
-model's input: the graph normalises itself (see siamese.spec.normalization_constants). Training
+model's input: the graph normalises itself (see siamese.contracts.spec.normalization_constants).
+Training
 caches the uint8 stage, so both sides share every step.
 """
 
@@ -16,9 +17,9 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from siamese.errors import ImageDecodeError
-from siamese.reduced_decode import draft_hook, pre_reduce
-from siamese.spec import InputSpec
+from siamese.contracts.spec import InputSpec
+from siamese.core.errors import ImageDecodeError
+from siamese.data.reduced_decode import draft_hook, pre_reduce
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -103,7 +104,7 @@ def decode_image(
     """Fully decode an image file or bytes (an animation's first frame); apply its EXIF orientation.
 
     ``before_load`` runs on the opened image before its pixels are decoded (e.g. the JPEG
-    draft request of :func:`siamese.reduced_decode.draft_hook`). Uploaded bytes go
+    draft request of :func:`siamese.data.reduced_decode.draft_hook`). Uploaded bytes go
     through exactly the checks a file does, so the service needs no second set of rules.
 
     Args:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from siamese.files import demo_folder, write_json_atomic
-from siamese.progress import Laps
-from siamese.synthetic import SyntheticSpec, generate_identities
+from siamese.core.files import demo_folder, write_json_atomic
+from siamese.core.progress import Laps
+from siamese.demos.synthetic import SyntheticSpec, generate_identities
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,9 @@ def raw_pixel_top1(gallery_dir: Path, queries: list[tuple[str, str]], spec) -> f
     """Top-1 accuracy of exact L2 search on the preprocessed pixels themselves (the baseline)."""
     import faiss
 
-    from siamese.image_folder import scan_image_folder
-    from siamese.images import load_pixels, to_tensor
-    from siamese.spec import normalize_pixels
+    from siamese.contracts.spec import normalize_pixels
+    from siamese.data.image_folder import scan_image_folder
+    from siamese.data.images import load_pixels, to_tensor
 
     def features(path) -> np.ndarray:
         return normalize_pixels(to_tensor(load_pixels(path, spec)), spec).ravel()

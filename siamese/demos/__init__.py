@@ -1,0 +1,2 @@
+"""`siamese demo` and `siamese demo --pair`, and the synthetic identities they (and the
+tests) generate."""
