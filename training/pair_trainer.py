@@ -285,8 +285,8 @@ class PairJob:
             loss = self.criterion(
                 self.query.embed(data.train_query, query_rows, device).float(),
                 torch.from_numpy(data.train_query.labels[query_rows]).to(device),
-                self.gallery.embed(data.train_gallery, gallery_rows, device).float(),
-                torch.from_numpy(data.train_gallery.labels[gallery_rows]).to(device),
+                ref=self.gallery.embed(data.train_gallery, gallery_rows, device).float(),
+                ref_labels=torch.from_numpy(data.train_gallery.labels[gallery_rows]).to(device),
             )
         return loss, len(query_rows) + len(gallery_rows)
 

@@ -1,4 +1,8 @@
-"""The cross-domain losses against values computed by hand, and their behaviour at the edges."""
+"""The cross-domain losses against values computed by hand, and their behaviour at the edges.
+
+The contrastive and triplet ones are the single tower's losses and miners given the gallery side as
+reference embeddings (losses.Criterion); the distance keeps pairwise_distance's eps of 1e-6.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,8 @@ import math
 import pytest
 import torch
 
-from siamese.training.losses.cross_domain import (
-    CrossContrastiveLoss,
-    CrossTripletLoss,
-    SymmetricCrossEntropy,
-    create_cross_loss,
-)
+from siamese.training.losses import Criterion, create_criterion
+from siamese.training.losses.cross_domain import SymmetricCrossEntropy, create_cross_loss
 
 # Two queries (identities 0 and 1) against four gallery items (0, 0, 1, 1). Distances:
 #   q0: g0 1, g1 2, g2 5, g3 2.5        q1: g0 3, g1 √20 ≈ 4.4721, g2 3, g3 1.5
@@ -26,25 +26,26 @@ def test_contrastive_is_the_classic_loss_on_every_cross_pair() -> None:
     # same (Y = 0): d²; different (Y = 1): max(2 − d, 0)², margin 2. q0: 1 + 4 + 0 + 0;
     # q1: 0 + 0 + 9 + 2.25. Mean over the 8 pairs.
     expected = (1 + 4 + 0 + 0 + 0 + 0 + 9 + 2.25) / 8
-    assert CrossContrastiveLoss(margin=2.0)(Q, QL, G, GL).item() == pytest.approx(expected)
+    loss = create_cross_loss("contrastive", margin=2.0)(Q, QL, ref=G, ref_labels=GL)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_triplet_batch_hard_takes_each_query_anchors_hardest_gallery_items() -> None:
     # q0: farthest positive 2, nearest negative 2.5 → 2 − 2.5 + 1 = 0.5
     # q1: farthest positive 3, nearest negative 3   → 1
-    loss = CrossTripletLoss(margin=1.0, mining="batch-hard")(Q, QL, G, GL)
-    assert loss.item() == pytest.approx((0.5 + 1.0) / 2)
+    loss = create_cross_loss("triplet", margin=1.0, miner="batch-hard")(Q, QL, G, GL)
+    assert loss.item() == pytest.approx((0.5 + 1.0) / 2, rel=1e-5)
 
 
 def test_triplet_batch_all_averages_the_violating_triplets() -> None:
     # q0: (1, 5) −3, (1, 2.5) −0.5, (2, 5) −2, (2, 2.5) 0.5
     # q1: (3, 3) 1, (3, √20) < 0, (1.5, ·) < 0
-    loss = CrossTripletLoss(margin=1.0, mining="batch-all")(Q, QL, G, GL)
-    assert loss.item() == pytest.approx((0.5 + 1.0) / 2)
+    loss = create_cross_loss("triplet", margin=1.0, miner="batch-all")(Q, QL, G, GL)
+    assert loss.item() == pytest.approx((0.5 + 1.0) / 2, rel=1e-5)
 
 
 def test_triplet_without_a_negative_is_zero_not_nan() -> None:
-    loss = CrossTripletLoss()(Q[:1], QL[:1], G[:2], GL[:2])
+    loss = create_cross_loss("triplet")(Q[:1], QL[:1], G[:2], GL[:2])
     assert loss.item() == 0.0 and not torch.isnan(loss)
 
 
@@ -99,3 +100,24 @@ def test_gradients_flow_to_both_sides_and_stay_finite(name: str) -> None:
 def test_unknown_loss_is_refused() -> None:
     with pytest.raises(ValueError, match="symmetric-ce"):
         create_cross_loss("hinge")
+
+
+def test_cross_losses_are_the_single_tower_losses_with_reference_embeddings() -> None:
+    """One interface: the criterion a single tower trains with takes the other side as ``ref``,
+    and then compares only across the sides (never two queries or two gallery items)."""
+    single = create_criterion("triplet", margin=1.0, normalized=False, miner="batch-hard")
+    cross = create_cross_loss("triplet", margin=1.0, miner="batch-hard")
+    assert isinstance(single, Criterion) and isinstance(cross, Criterion)
+    assert type(single.loss) is type(cross.loss) and type(single.miner) is type(cross.miner)
+    assert single(Q, QL, ref=G, ref_labels=GL).item() == pytest.approx(cross(Q, QL, G, GL).item())
+    # the same embeddings as one batch mix in query-query and gallery-gallery tuples
+    together = single(torch.cat([Q, G]), torch.cat([QL, GL])).item()
+    assert together != pytest.approx(cross(Q, QL, G, GL).item())
+
+
+def test_multi_similarity_takes_reference_embeddings() -> None:
+    criterion = create_criterion("multi-similarity", margin=None, normalized=True)
+    q, g = torch.nn.functional.normalize(Q + 0.5, dim=1), torch.nn.functional.normalize(G, dim=1)
+    loss = criterion(q.requires_grad_(True), QL, ref=g.requires_grad_(True), ref_labels=GL)
+    loss.backward()
+    assert torch.isfinite(loss) and q.grad.abs().sum() > 0 and g.grad.abs().sum() > 0

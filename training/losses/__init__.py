@@ -6,7 +6,6 @@ contrastive and triplet losses share mining and distance code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, get_args
 
 import torch
@@ -61,18 +60,22 @@ if set(LOSSES) != set(get_args(config.LossName)) or {
     raise ImportError("training/config.py's loss or miner names differ from training/losses'")
 
 
-@dataclass
-class Criterion:
-    """A loss with its tuple source.
+class Criterion(nn.Module):
+    """A loss with its tuple source: the one interface of every loss, single tower or pair.
 
-    ``sampler="random"`` draws seed-style pairs/triplets, ``"pk"`` mines batches.
+    ``sampler="random"`` draws seed-style pairs/triplets, ``"pk"`` mines batches. Reference
+    embeddings (``ref``, ``ref_labels``; pytorch-metric-learning's ``ref_emb``) make it a
+    cross-domain loss: every tuple then has its anchor (or first item) among the embeddings and
+    its other items among the references, so a pair's query tower meets its gallery tower
+    through the same losses and miners a single tower trains with.
     """
 
-    loss: nn.Module
-    miner: Any
-    sampler: str
-    loss_name: str
-    miner_name: str
+    def __init__(
+        self, loss: nn.Module, miner: Any, sampler: str, loss_name: str, miner_name: str
+    ) -> None:
+        super().__init__()
+        self.loss, self.miner = loss, miner
+        self.sampler, self.loss_name, self.miner_name = sampler, loss_name, miner_name
 
     @property
     def margin(self) -> float | None:
@@ -87,10 +90,16 @@ class Criterion:
         """
         return getattr(self.loss, "sampling", self.loss.consumes)
 
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Loss of one batch: P×K images mined here, or sampled tuples laid out block-wise.
 
-        Sampled tuples come as [firsts, seconds] or [a, p, n].
+        Sampled tuples come as [firsts, seconds] or [a, p, n] (one side only).
         """
         if self.sampler == "random":
             if self.loss.consumes == "pairs":
@@ -100,8 +109,11 @@ class Criterion:
                 )
             return self.loss(embeddings, explicit_triplets(len(labels) // 3, embeddings.device))
         if self.miner is None:
-            return self.loss(embeddings, labels)
-        return self.loss(embeddings, self.miner(embeddings, labels))
+            if ref is None:
+                return self.loss(embeddings, labels)
+            return self.loss(embeddings, labels, ref, ref_labels)
+        tuples = self.miner(embeddings, labels, ref, ref_labels)
+        return self.loss(embeddings, tuples) if ref is None else self.loss(embeddings, tuples, ref)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary for config.json."""

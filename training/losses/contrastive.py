@@ -30,8 +30,12 @@ class ContrastiveLoss(nn.Module):
         self.distance = distance or EuclideanDistance()
         self.reducer = reducer or MeanReducer()
 
-    def forward(self, embeddings: torch.Tensor, pairs: Pairs) -> torch.Tensor:
-        d = self.distance.pairs(embeddings[pairs.first], embeddings[pairs.second])
+    def forward(
+        self, embeddings: torch.Tensor, pairs: Pairs, ref: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``pairs.second`` indexes ``ref`` when given (a pair's other side)."""
+        other = embeddings if ref is None else ref
+        d = self.distance.pairs(embeddings[pairs.first], other[pairs.second])
         target = pairs.target.to(d.dtype)
         losses = (1 - target) * d.pow(2) + target * torch.clamp(self.margin - d, min=0.0).pow(2)
         return self.reducer(losses)

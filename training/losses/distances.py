@@ -16,9 +16,11 @@ class EuclideanDistance:
         """Distance of each row of ``first`` to the same row of ``second``."""
         return F.pairwise_distance(first, second, eps=self.eps)
 
-    def matrix(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """All-pairs distance matrix of one batch (for mining; differentiable away from zero)."""
-        squared = torch.cdist(
-            embeddings, embeddings, compute_mode="donot_use_mm_for_euclid_dist"
-        ).pow(2)
+    def matrix(self, embeddings: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+        """Distances of every embedding to every other (or to every ``ref`` embedding).
+
+        For mining; differentiable away from zero.
+        """
+        other = embeddings if ref is None else ref
+        squared = torch.cdist(embeddings, other, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
         return squared.clamp_min(0).add(self.eps**2).sqrt()

@@ -1,7 +1,10 @@
 """Online miners: choose informative pairs or triplets inside a batch of P identities × K images.
 
 Miners see detached distances (mining is selection, not part of the gradient) and return index
-tuples; the loss then recomputes distances for just those tuples with gradients.
+tuples; the loss then recomputes distances for just those tuples with gradients. With reference
+embeddings (``ref``, as pytorch-metric-learning's ``ref_emb``: a pair's gallery side), anchors
+and first items index the embeddings and every other position indexes ``ref``: tuples then
+always cross from one side to the other.
 """
 
 from __future__ import annotations
@@ -12,10 +15,20 @@ from siamese.training.losses.distances import EuclideanDistance
 from siamese.training.losses.tuples import Pairs, Triplets
 
 
-def _masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _masks(
+    labels: torch.Tensor, ref_labels: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positive, negative) masks; an item is never its own positive within one batch."""
+    if ref_labels is not None:
+        same = labels[:, None] == ref_labels[None, :]
+        return same, ~same
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return same & ~eye, ~same
+
+
+def _detached(ref: torch.Tensor | None) -> torch.Tensor | None:
+    return None if ref is None else ref.detach()
 
 
 class AllPairsMiner:
@@ -32,11 +45,19 @@ class AllPairsMiner:
         self.distance = distance or EuclideanDistance()
         self.margin = margin
 
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Pairs:
-        positive, negative = _masks(labels)
-        upper = torch.ones_like(positive).triu(1)
+    def __call__(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> Pairs:
+        positive, negative = _masks(labels, ref_labels)
+        # within one batch each pair once; across two sides every (embedding, ref) pair
+        upper = torch.ones_like(positive).triu(1) if ref is None else torch.ones_like(positive)
         if self.margin is not None:
-            negative = negative & (self.distance.matrix(embeddings.detach()) < self.margin)
+            d = self.distance.matrix(embeddings.detach(), _detached(ref))
+            negative = negative & (d < self.margin)
         pi, pj = torch.nonzero(positive & upper, as_tuple=True)
         ni, nj = torch.nonzero(negative & upper, as_tuple=True)
         target = torch.cat([torch.zeros_like(pi), torch.ones_like(ni)])
@@ -51,9 +72,15 @@ class BatchHardMiner:
     def __init__(self, distance: EuclideanDistance | None = None) -> None:
         self.distance = distance or EuclideanDistance()
 
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
-        d = self.distance.matrix(embeddings.detach())
-        positive, negative = _masks(labels)
+    def __call__(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> Triplets:
+        d = self.distance.matrix(embeddings.detach(), _detached(ref))
+        positive, negative = _masks(labels, ref_labels)
         valid = positive.any(1) & negative.any(1)
         hardest_positive = torch.where(positive, d, torch.full_like(d, -1.0)).argmax(1)
         hardest_negative = torch.where(negative, d, torch.full_like(d, float("inf"))).argmin(1)
@@ -74,9 +101,14 @@ class _MarginTripletMiner:
         self.distance = distance or EuclideanDistance()
 
     def _distances_and_masks(
-        self, embeddings: torch.Tensor, labels: torch.Tensor
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref: torch.Tensor | None,
+        ref_labels: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return (self.distance.matrix(embeddings.detach()), *_masks(labels))
+        d = self.distance.matrix(embeddings.detach(), _detached(ref))
+        return (d, *_masks(labels, ref_labels))
 
 
 class SemiHardMiner(_MarginTripletMiner):
@@ -85,8 +117,14 @@ class SemiHardMiner(_MarginTripletMiner):
     The negative is farther than the positive but within the margin.
     """
 
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
-        d, positive, negative = self._distances_and_masks(embeddings, labels)
+    def __call__(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> Triplets:
+        d, positive, negative = self._distances_and_masks(embeddings, labels, ref, ref_labels)
         a, p = torch.nonzero(positive, as_tuple=True)
         d_ap = d[a, p][:, None]
         d_an = d[a]
@@ -100,8 +138,14 @@ class SemiHardMiner(_MarginTripletMiner):
 class BatchAllMiner(_MarginTripletMiner):
     """Every valid triplet that still violates the margin (pair with a non-zero-mean reducer)."""
 
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
-        d, positive, negative = self._distances_and_masks(embeddings, labels)
+    def __call__(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> Triplets:
+        d, positive, negative = self._distances_and_masks(embeddings, labels, ref, ref_labels)
         violating = (
             positive[:, :, None]
             & negative[:, None, :]

@@ -24,12 +24,25 @@ class MultiSimilarityLoss(nn.Module):
         super().__init__()
         self.margin, self.alpha, self.beta, self.epsilon = margin, alpha, beta, epsilon
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """With ``ref``: each embedding against the reference embeddings (a pair's other side)."""
         unit = nn.functional.normalize(embeddings, dim=1)
-        sim = unit @ unit.T
-        same = labels[:, None] == labels[None, :]
-        eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-        positive, negative = same & ~eye, ~same
+        if ref is None:
+            sim = unit @ unit.T
+            same = labels[:, None] == labels[None, :]
+            eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+            positive, negative = same & ~eye, ~same
+        else:
+            assert ref_labels is not None
+            sim = unit @ nn.functional.normalize(ref, dim=1).T
+            positive = labels[:, None] == ref_labels[None, :]
+            negative = ~positive
         neg_inf, pos_inf = torch.full_like(sim, -float("inf")), torch.full_like(sim, float("inf"))
         hardest_negative = torch.where(negative, sim, neg_inf).amax(1, keepdim=True)
         hardest_positive = torch.where(positive, sim, pos_inf).amin(1, keepdim=True)

@@ -39,9 +39,13 @@ class SoftmaxTripletLoss(nn.Module):
         self.distance = distance or EuclideanDistance()
         self.reducer = reducer or MeanReducer()
 
-    def forward(self, embeddings: torch.Tensor, triplets: Triplets) -> torch.Tensor:
-        d_ap = self.distance.pairs(embeddings[triplets.anchor], embeddings[triplets.positive])
-        d_an = self.distance.pairs(embeddings[triplets.anchor], embeddings[triplets.negative])
+    def forward(
+        self, embeddings: torch.Tensor, triplets: Triplets, ref: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Positives and negatives index ``ref`` when given (a pair's other side)."""
+        other = embeddings if ref is None else ref
+        d_ap = self.distance.pairs(embeddings[triplets.anchor], other[triplets.positive])
+        d_an = self.distance.pairs(embeddings[triplets.anchor], other[triplets.negative])
         shares = torch.softmax(torch.stack([d_ap, d_an], dim=1), dim=1)  # (d⁺, d⁻) per triplet
         target = shares.new_tensor([0.0, 1.0])
         return self.reducer((shares - target).pow(2).mean(dim=1))

@@ -23,7 +23,11 @@ class TripletLoss(nn.Module):
         self.distance = distance or EuclideanDistance()
         self.reducer = reducer or MeanReducer()
 
-    def forward(self, embeddings: torch.Tensor, triplets: Triplets) -> torch.Tensor:
-        d_ap = self.distance.pairs(embeddings[triplets.anchor], embeddings[triplets.positive])
-        d_an = self.distance.pairs(embeddings[triplets.anchor], embeddings[triplets.negative])
+    def forward(
+        self, embeddings: torch.Tensor, triplets: Triplets, ref: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Positives and negatives index ``ref`` when given (a pair's other side)."""
+        other = embeddings if ref is None else ref
+        d_ap = self.distance.pairs(embeddings[triplets.anchor], other[triplets.positive])
+        d_an = self.distance.pairs(embeddings[triplets.anchor], other[triplets.negative])
         return self.reducer(torch.clamp(d_ap - d_an + self.margin, min=0.0))
