@@ -323,3 +323,21 @@ def test_add_takes_the_gallery_first_or_as_an_option(tmp_path: Path) -> None:
     assert _gallery_and_paths(tmp_path, [tmp_path, *images]) == (tmp_path, images)
     with pytest.raises(typer.BadParameter, match="images or folders"):
         _gallery_and_paths(tmp_path, [])
+
+
+def test_train_help_groups_options_in_panels_without_python_types() -> None:
+    from typer.testing import CliRunner
+
+    from siamese.cli import app
+    from siamese.training.config import TrainConfig
+
+    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "160"}).output
+    for panel in TrainConfig.PANELS:
+        assert f"─ {panel} ─" in shown, panel
+    generated = shown.split("─ Recipe and tower ─", 1)[1]  # the panels of TrainConfig's fields
+    for python_type in ("<bool>", "<str>", "<int", "<float", "list[", "Path"):
+        assert python_type not in generated, python_type
+    grouped = {name for names in TrainConfig.PANELS.values() for name in names}
+    from dataclasses import fields
+
+    assert grouped | {"data_dir", "out_dir"} == {f.name for f in fields(TrainConfig)}

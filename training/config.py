@@ -9,7 +9,7 @@ defined.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from siamese.contracts.spec import ResizeRule
 from siamese.core.config_fields import check_choices, setting
@@ -106,6 +106,60 @@ class TrainConfig:
 
     ``tower="seed"`` (the classic network's former name) is read as ``"classic"``.
     """
+
+    #: ``siamese train --help`` groups the options in these panels (the sections below).
+    PANELS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Recipe and tower": (
+            "recipe",
+            "tower",
+            "head_dim",
+            "normalize",
+            "head_batch_norm",
+            "embed_from",
+            "widths",
+            "grid",
+            "pretrained",
+            "freeze_epochs",
+            "backbone_lr",
+        ),
+        "Input": ("image_size", "channels", "resize"),
+        "Objective": (
+            "loss",
+            "miner",
+            "sampler",
+            "margin",
+            "identities_per_batch",
+            "images_per_identity",
+            "batch_size",
+            "instance_weight",
+        ),
+        "Optimisation": (
+            "epochs",
+            "steps_per_epoch",
+            "min_steps_per_epoch",
+            "lr",
+            "weight_decay",
+            "warmup_epochs",
+            "schedule",
+            "augment",
+            "flip",
+        ),
+        "Validation and checkpoints": ("val_fraction", "select_by", "patience"),
+        "Pseudo-siamese pair": (
+            "query_data",
+            "captions",
+            "share_weights",
+            "query_tower",
+            "query_image_size",
+            "query_channels",
+            "pair_loss",
+            "temperature",
+            "text_max_length",
+            "text_vocab_size",
+            "text_layers",
+        ),
+        "Machinery": ("seed", "device", "workers", "threads", "amp", "resume"),
+    }
 
     data_dir: str = setting(
         help="ImageFolder: one sub-folder of images per identity.", argument=True

@@ -48,10 +48,18 @@ def config_parameters(cls: type) -> list[inspect.Parameter]:
             annotation = str | None if default is None else str
             if default not in (None, inspect.Parameter.empty) and how.show is not None:
                 default = how.show(default)
+        panel = _panel_of(cls, item.name)
         if how.argument:
-            info: Any = typer.Argument(help=how.help)
+            info: Any = typer.Argument(help=how.help, metavar=item.name.upper())
         else:
-            info = typer.Option(*how.names, help=how.help, min=how.min, max=how.max)
+            info = typer.Option(
+                *how.names,
+                help=how.help,
+                min=how.min,
+                max=how.max,
+                metavar=_metavar(annotation),
+                rich_help_panel=panel,
+            )
         parameters.append(
             inspect.Parameter(
                 item.name,
@@ -71,6 +79,30 @@ def config_parameters(cls: type) -> list[inspect.Parameter]:
                 )
             )
     return parameters + aliases
+
+
+def _panel_of(cls: type, name: str) -> str | None:
+    """The help panel a config groups the field under (its ``PANELS``), if any."""
+    for panel, names in getattr(cls, "PANELS", {}).items():
+        if name in names:
+            return panel
+    return None
+
+
+def _metavar(annotation: Any) -> str | None:
+    """What ``--help`` shows after an option: a word for its value, nothing after a flag.
+
+    Closed choices keep Typer's own list; Python type names never show.
+    """
+    from siamese.core.config_fields import choices_of
+
+    if choices_of(annotation) is not None:
+        return None
+    kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    kind = kinds[0]
+    if kind is bool:
+        return ""
+    return {int: "N", float: "X"}.get(kind, "TEXT")
 
 
 def with_config_options(cls: type) -> Callable[[F], F]:
