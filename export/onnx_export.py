@@ -130,6 +130,34 @@ def tower_to_onnx(tower: nn.Module, spec: InputSpec, opset: int = DEFAULT_OPSET)
     return module_to_onnx(PixelInputTower(tower, spec), example, opset)
 
 
+def _model_info(run: Any) -> ModelInfo:
+    """The model card of a run's tower: input spec, tower (and its starting weights), output."""
+    tower_config = run.config["tower"]
+    tower = {"name": tower_config["name"], "options": tower_config.get("options", {})}
+    if tower_config.get("pretrained"):  # a backbone's source weights, as config.json names them
+        tower["pretrained"] = tower_config["pretrained"]
+    return ModelInfo(
+        input_spec=run.spec,
+        tower=tower,
+        embedding_dim=int(tower_config["embedding_dim"]),
+        normalized=bool(tower_config["normalized"]),
+        run_fingerprint=run.weights_sha256,
+        siamese_version=__version__,
+    )
+
+
+def _checked_model(run: Any, info: ModelInfo, opset: int, out_path: Path) -> onnx.ModelProto:
+    """The tower as ONNX with its model card, passed by ``onnx.checker``."""
+    model = tower_to_onnx(run.tower, run.spec, opset)
+    onnx.helper.set_model_props(model, info.to_metadata())
+    model.producer_name, model.producer_version = "siamese", __version__
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"{out_path}: exported graph fails onnx.checker ({exc})") from exc
+    return model
+
+
 def export_onnx(
     run_dir: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -172,22 +200,8 @@ def export_onnx(
     with progress_bar("exporting", 4 if precision == "fp32" else 5, progress) as ticker:
         run = load_run(run_dir)
         ticker.advance()
-        model = tower_to_onnx(run.tower, run.spec, opset)
-        tower_config = run.config["tower"]
-        info = ModelInfo(
-            input_spec=run.spec,
-            tower={"name": tower_config["name"], "options": tower_config.get("options", {})},
-            embedding_dim=int(tower_config["embedding_dim"]),
-            normalized=bool(tower_config["normalized"]),
-            run_fingerprint=run.weights_sha256,
-            siamese_version=__version__,
-        )
-        onnx.helper.set_model_props(model, info.to_metadata())
-        model.producer_name, model.producer_version = "siamese", __version__
-        try:
-            onnx.checker.check_model(model, full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise ModelError(f"{out_path}: exported graph fails onnx.checker ({exc})") from exc
+        info = _model_info(run)
+        model = _checked_model(run, info, opset, out_path)
         ticker.advance()
         with atomic_path(out_path) as tmp:
             onnx.save_model(model, str(tmp))

@@ -27,7 +27,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -94,139 +94,145 @@ class _Tally:
         self.per_client: Counter[str] = Counter()
 
 
-def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
-    """An h11 protocol class for ``uvicorn.Config(http=...)`` enforcing one server's ``limits``."""
-    tally = _Tally()
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a request deadline and per-client and total limits.
 
-    class GuardedH11Protocol(H11Protocol):
-        """uvicorn's h11 protocol with a request deadline and per-client and total limits."""
+    ``limits`` and ``tally`` belong to one server: :func:`guarded_protocol` makes the subclass
+    that holds them.
+    """
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._deadline: asyncio.TimerHandle | None = None
-            self._linger: asyncio.TimerHandle | None = None
-            self._counted: str | None = None
-            self._refused = False
+    limits: ClassVar[ConnectionLimits]
+    tally: ClassVar[_Tally]
 
-        # ------------------------------------------------------------ connection lifecycle
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            client = self.client[0] if self.client else "local"
-            if tally.total >= limits.max_connections:
-                self._refuse(
-                    503,
-                    "too_many_connections",
-                    f"the server has {limits.max_connections} connections open, its limit; "
-                    "try again shortly",
-                )
-                return
-            if limits.max_client_connections and (
-                tally.per_client[client] >= limits.max_client_connections
-            ):
-                self._refuse(
-                    429,
-                    "too_many_client_connections",
-                    f"{client} has {limits.max_client_connections} connections open, the limit "
-                    "per client; reuse or close them",
-                )
-                return
-            tally.total += 1
-            tally.per_client[client] += 1
-            self._counted = client
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._counted: str | None = None
+        self._refused = False
+
+    # ------------------------------------------------------------ connection lifecycle
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        client = self.client[0] if self.client else "local"
+        if self.tally.total >= self.limits.max_connections:
+            self._refuse(
+                503,
+                "too_many_connections",
+                f"the server has {self.limits.max_connections} connections open, its limit; "
+                "try again shortly",
+            )
+            return
+        if self.limits.max_client_connections and (
+            self.tally.per_client[client] >= self.limits.max_client_connections
+        ):
+            self._refuse(
+                429,
+                "too_many_client_connections",
+                f"{client} has {self.limits.max_client_connections} connections open, the limit "
+                "per client; reuse or close them",
+            )
+            return
+        self.tally.total += 1
+        self.tally.per_client[client] += 1
+        self._counted = client
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted is not None:
+            self.tally.total -= 1
+            self.tally.per_client[self._counted] -= 1
+            if self.tally.per_client[self._counted] <= 0:
+                del self.tally.per_client[self._counted]
+            self._counted = None
+        self._disarm()
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # draining a refused connection: its bytes are discarded
+        super().data_received(data)
+        self._follow()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._follow()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (bad request line, header too large): JSON 400, close."""
+        self._refuse(400, "bad_request", f"{msg.rstrip('.')}: not a valid HTTP/1.1 request")
+
+    def shutdown(self) -> None:
+        if self._refused:
+            self.transport.close()
+            return
+        super().shutdown()
+
+    # ------------------------------------------------------------------ the deadline
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.limits.body_timeout_s, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _follow(self) -> None:
+        """Run the clock while a request is arriving; stop it once the request is in."""
+        if self._refused or self.transport.is_closing() or self.conn.their_state in _REQUEST_IN:
+            self._disarm()
+        else:
             self._arm()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._counted is not None:
-                tally.total -= 1
-                tally.per_client[self._counted] -= 1
-                if tally.per_client[self._counted] <= 0:
-                    del tally.per_client[self._counted]
-                self._counted = None
-            self._disarm()
-            if self._linger is not None:
-                self._linger.cancel()
-                self._linger = None
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            if self._refused:
-                return  # draining a refused connection: its bytes are discarded
-            super().data_received(data)
-            self._follow()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._follow()
-
-        def send_400_response(self, msg: str) -> None:
-            """A request h11 cannot parse (bad request line, header too large): JSON 400, close."""
-            self._refuse(400, "bad_request", f"{msg.rstrip('.')}: not a valid HTTP/1.1 request")
-
-        def shutdown(self) -> None:
-            if self._refused:
-                self.transport.close()
-                return
-            super().shutdown()
-
-        # ------------------------------------------------------------------ the deadline
-        def _arm(self) -> None:
-            if self._deadline is None:
-                self._deadline = self.loop.call_later(limits.body_timeout_s, self._expired)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
-        def _follow(self) -> None:
-            """Run the clock while a request is arriving; stop it once the request is in."""
-            if self._refused or self.transport.is_closing() or self.conn.their_state in _REQUEST_IN:
-                self._disarm()
-            else:
-                self._arm()
-
-        def _expired(self) -> None:
-            self._deadline = None
-            if self._refused or self.transport.is_closing():
-                return
-            if self.conn.their_state in _REQUEST_IN:
-                return
-            if self.conn.our_state in _ANSWERING:  # answered early (413, 401): just stop
-                self._close_gently()
-                return
-            partial = self.conn.their_state is h11.SEND_BODY or bool(self.conn.trailing_data[0])
-            if not partial:  # an idle connection that never started a request
-                self.transport.close()
-                return
-            self._refuse(
-                408,
-                "request_timeout",
-                f"the request did not arrive in full within {limits.body_timeout_s:g} s "
-                "(the server's body timeout); send it faster or in smaller parts",
-            )
-
-        # ------------------------------------------------------------------- refusing
-        def _refuse(self, status: int, code: str, message: str) -> None:
-            """Answer ``status`` with the JSON error body, abandon the request, close gently."""
-            self.logger.warning("refused %s: %s", self.client, message)
-            cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:
-                cycle.disconnected = True  # the application hears http.disconnect, sends nowhere
-                cycle.message_event.set()
-            headers = (("retry-after", "1"),) if status in (429, 503) else ()
-            if not self.transport.is_closing():
-                self.transport.write(json_refusal(status, code, message, headers))
+    def _expired(self) -> None:
+        self._deadline = None
+        if self._refused or self.transport.is_closing():
+            return
+        if self.conn.their_state in _REQUEST_IN:
+            return
+        if self.conn.our_state in _ANSWERING:  # answered early (413, 401): just stop
             self._close_gently()
+            return
+        partial = self.conn.their_state is h11.SEND_BODY or bool(self.conn.trailing_data[0])
+        if not partial:  # an idle connection that never started a request
+            self.transport.close()
+            return
+        self._refuse(
+            408,
+            "request_timeout",
+            f"the request did not arrive in full within {self.limits.body_timeout_s:g} s "
+            "(the server's body timeout); send it faster or in smaller parts",
+        )
 
-        def _close_gently(self) -> None:
-            self._refused = True
-            self._disarm()
-            self._unset_keepalive_if_required()
-            if self.transport.is_closing():
-                return
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
-            self.flow.resume_reading()
-            self._linger = self.loop.call_later(limits.linger_s, self.transport.close)
+    # ------------------------------------------------------------------- refusing
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer ``status`` with the JSON error body, abandon the request, close gently."""
+        self.logger.warning("refused %s: %s", self.client, message)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the application hears http.disconnect, sends nowhere
+            cycle.message_event.set()
+        headers = (("retry-after", "1"),) if status in (429, 503) else ()
+        if not self.transport.is_closing():
+            self.transport.write(json_refusal(status, code, message, headers))
+        self._close_gently()
 
-    return GuardedH11Protocol
+    def _close_gently(self) -> None:
+        self._refused = True
+        self._disarm()
+        self._unset_keepalive_if_required()
+        if self.transport.is_closing():
+            return
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.flow.resume_reading()
+        self._linger = self.loop.call_later(self.limits.linger_s, self.transport.close)
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
+    """An h11 protocol class for ``uvicorn.Config(http=...)`` enforcing one server's ``limits``."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits, "tally": _Tally()})

@@ -258,45 +258,15 @@ def build_gallery(
         memory_budget = parse_memory(memory_budget) if memory_budget else None
     root = canonical_path(Path(image_dir))
     listed = os.path.isfile(root)  # a CSV or Parquet list of path, identity
-    scan = scan_image_list(root) if listed else scan_gallery_folder(root)
-    if not scan.images:
-        raise DataError(
-            f"{image_dir}: the list names no images"
-            if listed
-            else f"{image_dir}: no images found (expected one sub-folder per identity or image "
-            "files)"
-        )
+    scan = _scan_source(image_dir, root, listed)
     files = [(canonical_path(item.path), item.identity) for item in scan.images]
-    gallery_dir = Path(gallery_dir)
     choice = resolve_index(
         index, len(files), embedder.dim, memory_budget or default_memory_budget()
     )
     index_type = choice.index_type if choice else index
-    if (gallery_dir / MANIFEST_FILE).exists():
-        writer = GalleryWriter.open(gallery_dir)
-        try:
-            _check_model(writer, embedder)
-        except BaseException:
-            writer.close()
-            raise
-    else:
-        _refuse_foreign_folder(gallery_dir)
-        index_type = index_type or fx.DEFAULT_INDEX
-        needed = fx.min_training_vectors(fx.new_index(embedder.dim, index_type))
-        if len(files) < needed:
-            raise GalleryError(
-                f"index type {index_type} needs at least {needed} vectors to train, {image_dir} "
-                f"has {len(files)} images; choose a smaller index or --index auto"
-            )
-        writer = GalleryWriter.create(
-            gallery_dir,
-            dimension=embedder.dim,
-            model_fingerprint=embedder.fingerprint,
-            model_path=str(embedder.model_path.resolve()),
-            index_type=index_type,
-            search_params=search_params,
-            pair=_pair_record(embedder),
-        )
+    writer, index_type = _writer_for_build(
+        Path(gallery_dir), embedder, index_type, search_params, len(files), image_dir
+    )
     with writer:
         # A list is the whole gallery: items it no longer names go, wherever their files are.
         vanish_under = os.sep if listed else root
@@ -310,25 +280,82 @@ def build_gallery(
             source=root,
             index_type=index_type,
             search_params=search_params,
-            recall=RecallPolicy(
-                True,
-                DEFAULT_TARGET if target_recall is None else target_recall,
-                min_recall,
-                recall_queries,
-            ),
+            recall=_build_recall(min_recall, target_recall, recall_queries),
             commit_every=commit_every,
             report_path=Path(report_path) if report_path else None,
             progress=progress,
         )
     if choice is not None:
-        report.choice = {
-            "asked": index,
-            "index_type": choice.index_type,
-            "expected_recall_at10": choice.expected_recall_at10,
-            "estimated_bytes": choice.estimated_bytes,
-            "reason": choice.reason,
-        }
+        report.choice = {"asked": index, **_choice_record(choice)}
     return report
+
+
+def _build_recall(
+    min_recall: float | None, target_recall: float | None, queries: int
+) -> RecallPolicy:
+    """A build measures recall (and tunes to the target) on every approximate index."""
+    target = DEFAULT_TARGET if target_recall is None else target_recall
+    return RecallPolicy(True, target, min_recall, queries)
+
+
+def _choice_record(choice: Any) -> dict[str, Any]:
+    """What ``--index auto`` chose and why, for the report."""
+    return {
+        "index_type": choice.index_type,
+        "expected_recall_at10": choice.expected_recall_at10,
+        "estimated_bytes": choice.estimated_bytes,
+        "reason": choice.reason,
+    }
+
+
+def _scan_source(image_dir: str | os.PathLike[str], root: Path, listed: bool) -> Any:
+    """The images a build reads: a folder's, or those a list file names (refused ones apart)."""
+    scan = scan_image_list(root) if listed else scan_gallery_folder(root)
+    if not scan.images:
+        raise DataError(
+            f"{image_dir}: the list names no images"
+            if listed
+            else f"{image_dir}: no images found (expected one sub-folder per identity or image "
+            "files)"
+        )
+    return scan
+
+
+def _writer_for_build(
+    gallery_dir: Path,
+    embedder: Embeds,
+    index_type: str | None,
+    search_params: dict[str, int] | None,
+    count: int,
+    source: str | os.PathLike[str],
+) -> tuple[GalleryWriter, str | None]:
+    """The writer of an existing gallery (bound to this model), or of a new one; its index type."""
+    if (gallery_dir / MANIFEST_FILE).exists():
+        writer = GalleryWriter.open(gallery_dir)
+        try:
+            _check_model(writer, embedder)
+        except BaseException:
+            writer.close()
+            raise
+        return writer, index_type
+    _refuse_foreign_folder(gallery_dir)
+    index_type = index_type or fx.DEFAULT_INDEX
+    needed = fx.min_training_vectors(fx.new_index(embedder.dim, index_type))
+    if count < needed:
+        raise GalleryError(
+            f"index type {index_type} needs at least {needed} vectors to train, {source} "
+            f"has {count} images; choose a smaller index or --index auto"
+        )
+    writer = GalleryWriter.create(
+        gallery_dir,
+        dimension=embedder.dim,
+        model_fingerprint=embedder.fingerprint,
+        model_path=str(embedder.model_path.resolve()),
+        index_type=index_type,
+        search_params=search_params,
+        pair=_pair_record(embedder),
+    )
+    return writer, index_type
 
 
 def _refuse_foreign_folder(gallery_dir: Path) -> None:

@@ -278,13 +278,7 @@ class GalleryWriter:
         generation = self.manifest.generation + 1
         built: ondisk.Built | None = None
         try:
-            if is_ondisk(new_type):  # built in parts and merged on disk, or updated beside that
-                staged_ids = self.items.staged_ids()
-                built = self._next_ondisk(new_type, removed, staged_ids, generation)
-                index, source = built.index, built.source
-            else:
-                staged_ids, staged_vectors = self.items.staged(self.dimension)
-                index, source = self._next_index(new_type, removed, staged_ids, staged_vectors)
+            index, source, staged_ids, built = self._build_next(new_type, removed, generation)
             expected = self.manifest.count - len(removed) + len(staged_ids)
             if index.ntotal != expected:
                 raise GalleryError(
@@ -292,12 +286,7 @@ class GalleryWriter:
                     f"{expected}; nothing published"
                 )
             params, measured = self._check_recall(index, new_type, source, search_params, recall)
-            if built is None:
-                index_file, parts = index_file_name(generation), None
-                digest, size = fx.write_index(index, self.gallery_dir / index_file)
-            else:
-                index_file, digest, size = built.header, built.header_sha256, built.header_bytes
-                parts = [part.to_dict() for part in built.parts]
+            index_file, digest, size, parts = self._write_index_file(index, built, generation)
             reached("index-written")
             fingerprint = combine_fingerprint(
                 self.manifest.items_fingerprint,
@@ -335,6 +324,30 @@ class GalleryWriter:
         remove_debris(self.gallery_dir, manifest)
         self.items.drop_removed_vectors(generation)
         return manifest
+
+    def _build_next(
+        self, new_type: str, removed: NDArray[np.int64], generation: int
+    ) -> tuple[faiss.Index, Any, NDArray[np.int64], ondisk.Built | None]:
+        """The next generation's index, its recall source, the staged ids it adds, and the
+        on-disk build behind it (None for an index in one file)."""
+        if is_ondisk(new_type):  # built in parts and merged on disk, or updated beside that
+            staged_ids = self.items.staged_ids()
+            built = self._next_ondisk(new_type, removed, staged_ids, generation)
+            return built.index, built.source, staged_ids, built
+        staged_ids, staged_vectors = self.items.staged(self.dimension)
+        index, source = self._next_index(new_type, removed, staged_ids, staged_vectors)
+        return index, source, staged_ids, None
+
+    def _write_index_file(
+        self, index: faiss.Index, built: ondisk.Built | None, generation: int
+    ) -> tuple[str, str, int, list[dict[str, Any]] | None]:
+        """(file name, sha256, bytes, on-disk parts) of the generation's index, written."""
+        if built is None:
+            index_file = index_file_name(generation)
+            digest, size = fx.write_index(index, self.gallery_dir / index_file)
+            return index_file, digest, size, None
+        parts = [part.to_dict() for part in built.parts]
+        return built.header, built.header_sha256, built.header_bytes, parts
 
     def _next_index(
         self,

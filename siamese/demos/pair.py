@@ -115,6 +115,24 @@ def top_k_hits(results: list[Any], wanted: list[str], k: int) -> float:
     return float(np.mean(hits)) if hits else 0.0
 
 
+def _embed_queries(query: str, model: Path, unseen: Any) -> tuple[Any, list[str], list[str], Any]:
+    """(query tower, query texts or paths, their identities, their embeddings) of one pair."""
+    from siamese.data.captions import read_captions
+    from siamese.data.image_folder import scan_image_folder
+    from siamese.engine import Embedder, TextEmbedder
+
+    if query == "text":
+        captions = read_captions(unseen.captions)
+        texts = [c.text for c in captions]
+        embedder = TextEmbedder(model)
+        return embedder, texts, [c.identity for c in captions], embedder.embed_texts(texts)
+    items = scan_image_folder(unseen.sketches)
+    embedder = Embedder(model)
+    embedded = embedder.embed_paths([item.path for item in items])
+    wanted = [Path(p).parent.name for p in embedded.paths]
+    return embedder, embedded.paths, wanted, embedded.embeddings
+
+
 def run_pair_demo(
     config: PairDemoConfig = PairDemoConfig(),
     *,
@@ -122,9 +140,7 @@ def run_pair_demo(
     log: Callable[[str], None] = print,
 ) -> PairDemoReport:
     """Run both pairs end to end and return their figures (artefacts in ``config.out_dir``)."""
-    from siamese.data.captions import read_captions
-    from siamese.data.image_folder import scan_image_folder
-    from siamese.engine import Embedder, TextEmbedder
+    from siamese.engine import Embedder
     from siamese.evaluation.plots import plot_query_results
     from siamese.export.pair_export import export_pair
     from siamese.index import Gallery
@@ -157,17 +173,7 @@ def run_pair_demo(
         shutil.rmtree(gallery_dir, ignore_errors=True)
         with Embedder(report.gallery.path) as tower:
             Gallery.build(unseen.photos, tower, gallery_dir, progress=progress)
-        if query == "text":
-            captions = read_captions(unseen.captions)
-            texts, wanted = [c.text for c in captions], [c.identity for c in captions]
-            embedder: Any = TextEmbedder(report.query.path)
-            vectors = embedder.embed_texts(texts)
-        else:
-            items = scan_image_folder(unseen.sketches)
-            embedder = Embedder(report.query.path)
-            embedded = embedder.embed_paths([item.path for item in items])
-            texts, wanted = embedded.paths, [Path(p).parent.name for p in embedded.paths]
-            vectors = embedded.embeddings
+        embedder, texts, wanted, vectors = _embed_queries(query, report.query.path, unseen)
         with Gallery.open(
             gallery_dir, model_fingerprint=embedder.fingerprint, model_pair=embedder.pair
         ) as gallery:

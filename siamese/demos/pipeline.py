@@ -90,23 +90,8 @@ def raw_pixel_top1(gallery_dir: Path, queries: list[tuple[str, str]], spec) -> f
     return float(np.mean(hits))
 
 
-def run_demo(
-    config: DemoConfig = DemoConfig(), *, progress: bool = True, log: Callable[[str], None] = print
-) -> DemoReport:
-    """Run the whole pipeline and return its figures.
-
-    Artefacts go to ``config.out_dir`` (or a temp dir).
-    """
-    from siamese.engine import Embedder
-    from siamese.evaluation.plots import plot_query_results
-    from siamese.export import export_onnx
-    from siamese.index import Gallery
-    from siamese.training import TrainConfig, train
-
-    out = demo_folder(config.out_dir, "siamese-demo-")
-    lap = Laps()
-    seconds = lap.seconds
-    data = out / "data"
+def _generate(config: DemoConfig, data: Path) -> list[tuple[str, str]]:
+    """Training identities, and unseen ones split into a gallery and queries (returned)."""
     size = config.image_size + 8  # a little larger than the tower's input, so resizing is exercised
     train_spec = SyntheticSpec(
         identities=config.train_identities,
@@ -121,7 +106,42 @@ def run_demo(
     generate_identities(data / "train", train_spec, seed=config.seed)
     # A different seed draws different patterns: these identities never appear in training.
     generate_identities(data / "unseen", unseen_spec, seed=config.seed + 10_000)
-    queries = _split_unseen(data / "unseen", data / "gallery", config.gallery_per_identity)
+    return _split_unseen(data / "unseen", data / "gallery", config.gallery_per_identity)
+
+
+def _plot_some(
+    paths: list[str], results: list[Any], want: dict[str, str], png: Path, k: int
+) -> Path:
+    """Six queries beside their matches, spread over the query list."""
+    from siamese.evaluation.plots import plot_query_results
+
+    shown = list(range(0, len(paths), max(1, len(paths) // 6)))[:6]
+    return plot_query_results(
+        [paths[i] for i in shown],
+        [results[i] for i in shown],
+        png,
+        expected=[want[paths[i]] for i in shown],
+        k=k,
+    )
+
+
+def run_demo(
+    config: DemoConfig = DemoConfig(), *, progress: bool = True, log: Callable[[str], None] = print
+) -> DemoReport:
+    """Run the whole pipeline and return its figures.
+
+    Artefacts go to ``config.out_dir`` (or a temp dir).
+    """
+    from siamese.engine import Embedder
+    from siamese.export import export_onnx
+    from siamese.index import Gallery
+    from siamese.training import TrainConfig, train
+
+    out = demo_folder(config.out_dir, "siamese-demo-")
+    lap = Laps()
+    seconds = lap.seconds
+    data = out / "data"
+    queries = _generate(config, data)
     lap("generate")
     log(
         f"generated {config.train_identities} training identities and {config.unseen_identities} "
@@ -168,14 +188,7 @@ def run_demo(
     pixel_top1 = raw_pixel_top1(data / "gallery", queries, embedder.spec)
     lap("query")
 
-    shown = list(range(0, len(embedded.paths), max(1, len(embedded.paths) // 6)))[:6]
-    png = plot_query_results(
-        [embedded.paths[i] for i in shown],
-        [results[i] for i in shown],
-        out / "matches.png",
-        expected=[want[embedded.paths[i]] for i in shown],
-        k=config.k,
-    )
+    png = _plot_some(embedded.paths, results, want, out / "matches.png", config.k)
     demo = DemoReport(
         out_dir=str(out),
         queries=len(embedded.paths),
