@@ -31,7 +31,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -398,6 +398,17 @@ class RayEmbedder:
             "gpus_per_actor": self.pool.gpus_per_actor,
             "threads_per_actor": self.pool.threads,
         }
+
+    def run_tasks(
+        self, function: Callable[..., Any], argument_lists: Sequence[Sequence[Any]]
+    ) -> list[Any]:
+        """``function(*arguments)`` for each argument list as tasks on this embedder's cluster.
+
+        The executor a Ray build hands to the on-disk index merge, so its parts run on the
+        cluster too (``siamese.index.ondisk.build.PartRunner``).
+        """
+        task = self._ray.remote(function)
+        return list(self._ray.get([task.remote(*arguments) for arguments in argument_lists]))
 
     def close(self) -> None:
         """Shut down the local cluster if this embedder started it."""

@@ -4,19 +4,21 @@ A gallery answers queries embedded by the model it was built with. For one tower
 model; for a pseudo-siamese pair it is three roles: the query tower (images or text), the
 gallery tower that embeds images added to the gallery, and which of them embeds image queries.
 This module settles the roles and the fingerprint handshake once, for the CLI and the service
-alike (engine and index never see each other: this is where they meet).
+alike (engine and index never see each other: this is where they meet). Builds run here too,
+with a local or a Ray embedder: this module owns a Ray build's parts folder.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from siamese.core.errors import GalleryError, SiameseError
 from siamese.engine import Embedder, TextEmbedder, open_query_embedder
-from siamese.index import Gallery
+from siamese.index import Gallery, UpdateReport
 from siamese.index.published import PublishedGallery
 
 if TYPE_CHECKING:
@@ -130,3 +132,66 @@ def _gallery_tower(
             "added to the gallery"
         )
     return Embedder(own, device=device, **options)
+
+
+#: The folder inside a gallery where a Ray build commits its finished parts (resumable).
+RAY_PARTS_DIR = ".ray-parts"
+
+
+@dataclass
+class BuildOutcome:
+    """What a build did, and with which engine (a Ray build adds its pool's figures)."""
+
+    report: UpdateReport
+    device: str
+    ray: dict[str, Any] | None = None
+
+
+def build_with_engine(
+    image_dir: str | os.PathLike[str],
+    model: str | os.PathLike[str],
+    gallery_dir: str | os.PathLike[str],
+    *,
+    engine: str = "local",
+    device: str = "auto",
+    batch_size: int = 32,
+    commit_every: int | None = None,
+    ray: dict[str, Any] | None = None,
+    **build_options: Any,
+) -> BuildOutcome:
+    """Build or update ``gallery_dir`` with a local or a Ray embedder (``engine``).
+
+    The Ray path owns its parts folder (``gallery_dir/.ray-parts``): a killed build leaves it
+    for the next run to resume from, a published gallery removes it. Its cluster also runs the
+    parts of an on-disk index merge, handed to the index explicitly.
+
+    Args:
+        ray: RayEmbedder options (address, actors, cpus_per_actor, gpus_per_actor, part_size).
+        build_options: :meth:`Gallery.build`'s (index, memory_budget, min_recall, ...).
+    """
+    gallery_dir = Path(gallery_dir)
+    if engine == "local":
+        with Embedder(model, device=device, batch_size=batch_size) as embedder:
+            report = Gallery.build(
+                image_dir, embedder, gallery_dir, commit_every=commit_every or 1000, **build_options
+            )
+            return BuildOutcome(report, embedder.device)
+    from siamese.engine.ray_pool import RayEmbedder
+
+    pool = RayEmbedder(
+        model, gallery_dir / RAY_PARTS_DIR, device=device, batch_size=batch_size, **(ray or {})
+    )
+    with pool:
+        chunk = commit_every or max(1000, pool.suggested_chunk)
+        report = Gallery.build(
+            image_dir,
+            pool,
+            gallery_dir,
+            commit_every=chunk,
+            part_runner=pool.run_tasks,
+            **build_options,
+        )
+        stats = pool.stats.to_dict()
+    # Published: the parts of this build, or of an earlier killed one, are in the gallery now.
+    shutil.rmtree(gallery_dir / RAY_PARTS_DIR, ignore_errors=True)
+    return BuildOutcome(report, f"ray ({pool.device})", stats)

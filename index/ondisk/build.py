@@ -127,17 +127,21 @@ def _train(index_type: str, vectors: NDArray[np.float32]) -> faiss.Index:
     return index
 
 
-def _run_parts(jobs: list[list[Any]]) -> list[dict[str, Any]]:
-    """Run part jobs: Ray tasks if Ray is initialised, else one local process per part.
+#: Runs ``function(*arguments)`` for each argument list elsewhere (a cluster's tasks) and returns
+#: the results in order: how a caller hands the parts of an on-disk build to its own executor
+#: (``siamese.engine.ray_pool.run_as_ray_tasks``); this package never imports one.
+PartRunner = Callable[[Callable[..., dict[str, Any]], list[list[Any]]], list[dict[str, Any]]]
+
+
+def _run_parts(jobs: list[list[Any]], runner: PartRunner | None = None) -> list[dict[str, Any]]:
+    """Run part jobs: through ``runner`` when given, else one local process per part.
 
     Local parts run as separate Python processes (:data:`siamese.index.ondisk.part.COMMAND`),
     up to one per core: not a multiprocessing pool, whose spawned workers re-run an unguarded
     main script and whose forked ones can hang in OpenMP.
     """
-    ray = sys.modules.get("ray")  # never imported here: Ray is optional
-    if ray is not None and ray.is_initialized():
-        task = ray.remote(fill_part)
-        return list(ray.get([task.remote(*job) for job in jobs]))
+    if runner is not None:
+        return list(runner(fill_part, jobs))
     if len(jobs) == 1:
         return [fill_part(*jobs[0])]
     with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
@@ -162,6 +166,7 @@ def merge(
     dim: int,
     *,
     trained: faiss.Index | None = None,
+    runner: PartRunner | None = None,
 ) -> Built:
     """Build the generation from every live vector: train (unless given), fill parts, merge.
 
@@ -201,7 +206,7 @@ def merge(
                 [str(trained_path), str(vectors_path), str(ids_path), dim, start, stop, str(out),
                  threads]
             )  # fmt: skip
-        built_parts = _run_parts(jobs)
+        built_parts = _run_parts(jobs, runner)
         reached("ondisk-parts-filled")
         lap("fill")
         lists_path = gallery_dir / lists_file_name(generation)

@@ -221,6 +221,7 @@ def build_gallery(
     recall_queries: int = 1000,
     report_path: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    part_runner: Any = None,
 ) -> UpdateReport:
     """Build ``gallery_dir`` from an ImageFolder (or loose files) or update an existing one from it.
 
@@ -231,22 +232,20 @@ def build_gallery(
     items whose files vanished from the folder, and resumes the staged chunks of a killed run.
 
     Args:
-        index: a FAISS index type ("Flat", "HNSW32", "IVF1024,PQ16", "SQ8"…), "auto", "ondisk"
-            (an IVF index built in parts and merged on disk, sized for the gallery) or an on-disk
-            type such as "ondisk:IVF4096_HNSW32,SQ8"; None keeps
-            the gallery's type (Flat for a new gallery). A different type rebuilds the index from
-            the stored embeddings, without embedding again.
+        index: a FAISS index type ("Flat", "HNSW32", "IVF1024,PQ16"…), "auto", "ondisk" or an
+            on-disk type ("ondisk:IVF4096_HNSW32,SQ8"); None keeps the gallery's (Flat for a new
+            one). Another type is rebuilt from the stored embeddings, without embedding again.
         memory_budget: bytes the index may use, or a size such as "8G", for ``index="auto"``
             (default: half the RAM).
         min_recall: refuse (publish nothing) if recall@10 against exact search is below this.
-        target_recall: approximate indexes get the cheapest search parameter reaching this
-            recall@10 (None: DEFAULT_TARGET, 0.95).
-        search_params: fixed search parameters ({"nprobe": 16} or {"efSearch": 64}) instead of
-            tuning.
+        target_recall: the recall@10 the search parameter is tuned to (None: 0.95).
+        search_params: fixed search parameters ({"nprobe": 16}, {"efSearch": 64}), not tuned.
         commit_every: files embedded between two commits.
         recall_queries: gallery vectors used as queries to measure recall.
         report_path: where the JSON list of refused files goes (default:
             ``gallery_dir/rejected.json``).
+        part_runner: where the parts of an on-disk merge run (ondisk.PartRunner; default:
+            local processes).
 
     Raises:
         DataError: no images in ``image_dir``.
@@ -267,6 +266,7 @@ def build_gallery(
     writer, index_type = _writer_for_build(
         Path(gallery_dir), embedder, index_type, search_params, len(files), image_dir
     )
+    writer.part_runner = part_runner
     with writer:
         # A list is the whole gallery: items it no longer names go, wherever their files are.
         vanish_under = os.sep if listed else root

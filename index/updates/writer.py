@@ -66,6 +66,8 @@ class GalleryWriter:
         self.last_recall: Recall | None = None
         #: Items withdrawn by this writer's publishes (removed, replaced, or repaired duplicates).
         self.removed_count = 0
+        #: Where the parts of an on-disk merge run (None: local processes); see ondisk.PartRunner.
+        self.part_runner: ondisk.PartRunner | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -413,6 +415,7 @@ class GalleryWriter:
             generation,
             self.dimension,
             trained=ondisk.reusable_quantizer(self.gallery_dir, self.manifest, index_type, live),
+            runner=self.part_runner,
         )
 
     def _check_recall(

@@ -6,7 +6,6 @@ listed on stderr and in the JSON report, ``GALLERY/rejected.json`` by default).
 
 from __future__ import annotations
 
-import shutil
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,7 +56,6 @@ class Engine(str, Enum):
 
 
 #: Where a Ray build commits its finished parts: inside the gallery, removed once it publishes.
-RAY_PARTS_DIR = ".ray-parts"
 
 
 def _ray_line(stats: dict[str, Any]) -> str:
@@ -274,7 +272,7 @@ def index_build(
     as_json: JsonOption = False,
 ) -> None:
     out_dir = one_gallery(gallery_opt, out_dir, "--out", exists=False)
-    from siamese.index import Gallery
+    from siamese.galleries import build_with_engine
 
     ray_only = {
         "--address": address,
@@ -286,48 +284,31 @@ def index_build(
         given = [name for name, value in ray_only.items() if value is not None]
         if given:
             raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="--engine")
-        from siamese.engine import Embedder
-
-        embedder: Any = Embedder(model, device=device.value, batch_size=batch_size)
-        chunk = commit_every or 1000
-    else:
-        from siamese.engine.ray_pool import RayEmbedder
-
-        embedder = RayEmbedder(
-            model,
-            out_dir / RAY_PARTS_DIR,
-            address=address,
-            actors=actors,
-            cpus_per_actor=cpus_per_actor,
-            gpus_per_actor=gpus_per_actor,
-            device=device.value,
-            batch_size=batch_size,
-            part_size=part_size,
-        )
-        chunk = commit_every or max(1000, embedder.suggested_chunk)
-    try:
-        report = Gallery.build(
-            image_dir,
-            embedder,
-            out_dir,
-            index=index,
-            memory_budget=max_memory,
-            min_recall=min_recall,
-            target_recall=target_recall,
-            search_params=search_params(nprobe, ef_search),
-            commit_every=chunk,
-            report_path=report_path,
-            progress=not as_json,
-        )
-    finally:
-        if engine is Engine.ray:
-            embedder.close()
-    # Published: parts of this or an earlier, killed Ray build are in the gallery now.
-    shutil.rmtree(out_dir / RAY_PARTS_DIR, ignore_errors=True)
-    if engine is Engine.local:
-        _finish(report, embedder.device, as_json)
-    else:
-        _finish(report, f"ray ({embedder.device})", as_json, embedder.stats.to_dict())
+    ray = {
+        "address": address,
+        "actors": actors,
+        "cpus_per_actor": cpus_per_actor,
+        "gpus_per_actor": gpus_per_actor,
+        "part_size": part_size,
+    }
+    built = build_with_engine(
+        image_dir,
+        model,
+        out_dir,
+        engine=engine.value,
+        device=device.value,
+        batch_size=batch_size,
+        commit_every=commit_every,
+        ray=ray if engine is Engine.ray else None,
+        index=index,
+        memory_budget=max_memory,
+        min_recall=min_recall,
+        target_recall=target_recall,
+        search_params=search_params(nprobe, ef_search),
+        report_path=report_path,
+        progress=not as_json,
+    )
+    _finish(built.report, built.device, as_json, built.ray)
 
 
 @index_app.command("add")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,10 +39,11 @@ def make_vector_gallery(
     *,
     search_params: dict[str, int] | None = None,
     recall: RecallPolicy = QUICK_RECALL,
+    part_runner: Callable[..., list[Any]] | None = None,
 ) -> Path:
     """A gallery holding ``vectors`` as items "vec/<n>" of identity "id<n % 10>".
 
-    Published in one generation.
+    Published in one generation (an on-disk index's parts through ``part_runner`` if given).
     """
     with GalleryWriter.create(
         folder,
@@ -50,6 +52,7 @@ def make_vector_gallery(
         model_path="none.onnx",
         index_type=index_type,
     ) as writer:
+        writer.part_runner = part_runner
         writer.stage_embeddings(
             vectors,
             [f"vec/{n}" for n in range(len(vectors))],

@@ -443,20 +443,31 @@ def test_cli_build_query_add_remove_verify(
 
 # ------------------------------------------------------------------ parts as Ray tasks
 def test_parts_as_ray_tasks_match_local_processes(tmp_path: Path) -> None:
-    """With Ray initialised (a 2-CPU local cluster), parts run as Ray tasks: same index."""
+    """Parts handed to a Ray runner (a 2-CPU local cluster) build the same index as local
+    processes; without a runner none goes to Ray, even with Ray initialised."""
     ray = pytest.importorskip("ray")
     pool = clustered_vectors(20_000, SMALL_DIM, clusters=30, seed=21)
     previous, ondisk.PART_ITEMS = ondisk.PART_ITEMS, 5_000
     started_here = not ray.is_initialized()
+    handed: list[int] = []
+
+    def ray_runner(function, jobs):
+        handed.append(len(jobs))
+        task = ray.remote(function)
+        return ray.get([task.remote(*job) for job in jobs])
+
     try:
-        local = make_vector_gallery(tmp_path / "local", pool, "ondisk:IVF64,SQ8")
         if started_here:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        remote = make_vector_gallery(tmp_path / "ray", pool, "ondisk:IVF64,SQ8")
+        local = make_vector_gallery(tmp_path / "local", pool, "ondisk:IVF64,SQ8")
+        remote = make_vector_gallery(
+            tmp_path / "ray", pool, "ondisk:IVF64,SQ8", part_runner=ray_runner
+        )
     finally:
         ondisk.PART_ITEMS = previous
         if started_here and ray.is_initialized():
             ray.shutdown()
+    assert handed == [4]  # the remote build's four parts, and nothing of the local one
     sums = []
     for gallery in (local, remote):
         manifest = json.loads((gallery / "manifest.json").read_text())

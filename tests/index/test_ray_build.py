@@ -339,3 +339,37 @@ def test_cli_build_resumes_a_killed_ray_build(
     assert one.keys() == other.keys()
     for key, vector in one.items():
         np.testing.assert_allclose(other[key], vector, atol=1e-5)
+
+
+def test_the_use_case_owns_the_parts_and_runs_ondisk_parts_on_the_cluster(
+    cluster: None, tiny_model_path: Path, photos: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A library caller of the build use case: the parts folder is made, used and removed, and
+    an on-disk index's parts run as tasks of the embedder's cluster (handed over explicitly)."""
+    from siamese.galleries import RAY_PARTS_DIR, build_with_engine
+    from siamese.index.ondisk import build as ondisk
+
+    ran: list[int] = []
+    real_run_tasks = RayEmbedder.run_tasks
+
+    def counted(self, function, argument_lists):
+        ran.append(len(argument_lists))
+        return real_run_tasks(self, function, argument_lists)
+
+    monkeypatch.setattr(RayEmbedder, "run_tasks", counted)
+    monkeypatch.setattr(ondisk, "PART_ITEMS", 150)  # 300 images: two parts
+    with deadline():
+        built = build_with_engine(
+            photos,
+            tiny_model_path,
+            tmp_path / "gallery",
+            engine="ray",
+            ray={"part_size": PART},
+            index="ondisk:IVF8,Flat",
+        )
+    assert built.report.count == 300 and built.device.startswith("ray")
+    assert built.ray is not None and built.ray["parts_embedded"] > 0
+    assert ran == [2]  # the on-disk merge's two parts, as Ray tasks
+    assert not (tmp_path / "gallery" / RAY_PARTS_DIR).exists()
+    with Gallery.open(tmp_path / "gallery") as gallery:
+        assert gallery.info()["count"] == 300
