@@ -240,8 +240,7 @@ def build_gallery(
         min_recall: refuse (publish nothing) if recall@10 against exact search is below this.
         target_recall: the recall@10 the search parameter is tuned to (None: 0.95).
         search_params: fixed search parameters ({"nprobe": 16}, {"efSearch": 64}), not tuned.
-        commit_every: files embedded between two commits.
-        recall_queries: gallery vectors used as queries to measure recall.
+        commit_every, recall_queries: files embedded between commits; recall's query count.
         report_path: where the JSON list of refused files goes (default:
             ``gallery_dir/rejected.json``).
         part_runner: where the parts of an on-disk merge run (ondisk.PartRunner; default:
