@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,52 @@ def test_a_sideways_import_breaks_a_contract(
     imported = sideways.split()[1]
     broken = capsys.readouterr().out.split("Broken contracts", 1)[-1]
     assert f"{importer} -> {imported}" in broken, broken  # this import, not another, broke it
+
+
+def _package_modules(mirror: Path) -> dict[str, Any]:
+    """Every module of the installed layout by dotted name, parsed."""
+    import ast
+
+    found = {}
+    for path in (mirror / "siamese").rglob("*.py"):
+        parts = path.relative_to(mirror).with_suffix("").parts
+        name = ".".join(part for part in parts if part != "__init__")
+        found[name] = ast.parse(path.read_text())
+    return found
+
+
+def _imports_of(tree: Any, modules: dict[str, Any]) -> set[str]:
+    """Package modules a module imports anywhere in it (lazy imports inside functions too).
+
+    ``from pkg import submodule`` counts as the submodule alone, not the package.
+    """
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & set(modules)
+            found |= subs
+            if len(subs) < len(node.names) and node.module in modules:
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names} & set(modules)
+    return found
+
+
+def test_no_import_cycles_in_the_package(tmp_path: Path) -> None:
+    """No two modules import each other, even through lazy imports: each reads on its own."""
+    modules = _package_modules(_mirror_installed_layout(tmp_path))
+    arrows = {name: _imports_of(tree, modules) - {name} for name, tree in modules.items()}
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            pytest.fail(f"import cycle: {' -> '.join((*path[path.index(name) :], name))}")
+        if name not in done:
+            for target in sorted(arrows[name]):
+                visit(target, (*path, name))
+            done.add(name)
+
+    for name in sorted(arrows):
+        visit(name, ())

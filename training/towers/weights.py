@@ -14,6 +14,7 @@ from torch import nn
 
 from siamese.core.errors import ConfigError
 from siamese.training.towers.heads import EmbeddingTower
+from siamese.training.towers.state_files import read_state_dict
 
 #: ``--pretrained`` values that name a source rather than a file.
 PRETRAINED_SOURCES = ("imagenet", "hub", "packaged")
@@ -101,41 +102,3 @@ def load_pretrained(tower: nn.Module, path: str | os.PathLike[str], tower_name: 
             f"{tower_name!r} tower"
         )
     return load_file_into_backbone(tower.backbone, path, tower_name)
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict of tensors from safetensors or a torch file, never running pickled code.
-
-    Safetensors is recognised by its content, not its suffix.
-
-    Raises:
-        ConfigError: missing or unreadable file, a pickle that needs code, or not tensors.
-    """
-    if not path.is_file():
-        raise ConfigError(f"{path}: weights file not found")
-    try:
-        loaded = _load_tensors(path)
-    except Exception as exc:  # corrupt file, or a pickle needing code execution (refused)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}: cannot load weights safely ({reason})") from exc
-    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"{path}: not a state dict of tensors")
-    return dict(state)
-
-
-def _load_tensors(path: Path) -> object:
-    if _is_safetensors(path):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _is_safetensors(path: Path) -> bool:
-    """Sniff the content: an 8-byte little-endian header length, then JSON."""
-    with path.open("rb") as f:
-        head = f.read(9)
-    if len(head) < 9 or head[8:9] != b"{":
-        return False
-    return int.from_bytes(head[:8], "little") < path.stat().st_size
