@@ -108,3 +108,26 @@ def test_cli_eval(tiny_model_path: Path, unseen_dataset: Path, tmp_path: Path) -
         app, ["eval", str(tiny_model_path), str(unseen_dataset), "--gallery-per-identity", "6"]
     )
     assert result.exit_code == 1 and "no query images" in result.stderr
+
+
+def test_eval_options_come_from_evalconfig(tiny_model_path: Path, unseen_dataset: Path) -> None:
+    """Every EvalConfig field is an option; rates are comma-separated; a bad one is one line."""
+    from dataclasses import fields
+
+    from siamese.cli.fields import option_names
+    from siamese.evaluation.config import EvalConfig
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "160"}).output
+    for name, names in option_names(EvalConfig).items():
+        if name not in ("model", "data_dir"):
+            assert names[0] in shown, names[0]
+    assert "--gallery " not in shown  # the image folder's former name is a hidden alias
+    assert {f.name for f in fields(EvalConfig)} == set(option_names(EvalConfig))
+    args = ["eval", str(tiny_model_path), str(unseen_dataset), "--json"]
+    two = runner.invoke(app, [*args, "--far", "0.1,0.05"])
+    assert two.exit_code == 0, two.output
+    verification = json.loads(two.stdout)["verification"]
+    assert "tar_at_far_0.1" in verification and "tar_at_far_0.05" in verification
+    bad = runner.invoke(app, [*args, "--far", "ten"])
+    assert bad.exit_code == 1 and "--far takes comma-separated rates" in bad.output

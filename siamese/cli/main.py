@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from types import ModuleType
@@ -37,6 +38,7 @@ from siamese.cli.support import friendly_errors as _friendly_errors
 from siamese.cli.support import print_json as _print_json
 from siamese.cli.support import report_skipped as _report_skipped
 from siamese.core.errors import SiameseError
+from siamese.evaluation.config import EvalConfig
 from siamese.training.config import TrainConfig
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_SKIPPED", "app"]
@@ -426,47 +428,8 @@ def info(
     ),
 )
 @_friendly_errors
+@with_config_options(EvalConfig)
 def eval_command(
-    model: Annotated[Path, typer.Argument(help="model.onnx from `siamese export`.")],
-    data_dir: Annotated[
-        Path | None,
-        typer.Argument(help="ImageFolder to split per identity into gallery and queries."),
-    ] = None,
-    gallery_dir: Annotated[
-        Path | None, typer.Option("--gallery", help="Gallery ImageFolder (instead of DATA_DIR).")
-    ] = None,
-    queries_dir: Annotated[
-        Path | None, typer.Option("--queries", help="Query ImageFolder (with --gallery).")
-    ] = None,
-    captions: Annotated[
-        Path | None,
-        typer.Option(help="Text queries: a captions CSV/JSONL, for MODEL a pair's text tower."),
-    ] = None,
-    gallery_model: Annotated[
-        Path | None,
-        typer.Option(
-            help="A pair's gallery tower for --gallery (default: the partner MODEL names)."
-        ),
-    ] = None,
-    gallery_per_identity: Annotated[
-        int,
-        typer.Option(
-            min=1, help="Images per identity that enrol it in the gallery; the rest are queries."
-        ),
-    ] = 1,
-    split: Annotated[
-        str, typer.Option(help="random (seeded) or first (by file name): which images enrol.")
-    ] = "random",
-    far: Annotated[
-        list[float] | None,
-        typer.Option(help="Target false-accept rate(s) for TAR and thresholds (repeatable)."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed for the split and pair sampling.")] = 0,
-    device: Annotated[Device, typer.Option(help="Execution provider.")] = Device.auto,
-    out_dir: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Write eval.json, roc.png and distances.png here."),
-    ] = None,
     save_threshold: Annotated[
         Path | None,
         typer.Option(
@@ -483,26 +446,13 @@ def eval_command(
         ),
     ] = 1e-3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    **fields: Any,
 ) -> None:
-    from siamese.evaluation.evaluate import EvalConfig, evaluate, save_threshold_to
+    from siamese.evaluation.evaluate import evaluate, save_threshold_to
 
-    fars = list(far) if far else [1e-2, 1e-3]
-    if save_threshold is not None and at_far not in fars:
-        fars.append(at_far)
-    config = EvalConfig(
-        model=str(model),
-        data_dir=str(data_dir) if data_dir else None,
-        gallery_dir=str(gallery_dir) if gallery_dir else None,
-        queries_dir=str(queries_dir) if queries_dir else None,
-        gallery_per_identity=gallery_per_identity,
-        split=split,
-        seed=seed,
-        fars=tuple(fars),
-        device=device.value,
-        out_dir=str(out_dir) if out_dir else None,
-        gallery_model=str(gallery_model) if gallery_model else None,
-        captions=str(captions) if captions else None,
-    )
+    config = config_from_options(EvalConfig, fields)
+    if save_threshold is not None and at_far not in config.fars:
+        config = replace(config, fars=(*config.fars, at_far))
     report = evaluate(config, progress=not as_json)
     _report_skipped([(s["path"], s["reason"]) for s in report["skipped"]])
     if save_threshold is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,32 +28,9 @@ from siamese.core.metrics import (
     verification_metrics,
 )
 from siamese.data.image_folder import LabelledImage, scan_image_folder
+from siamese.evaluation.config import EvalConfig
 
 SPLITS = ("random", "first")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Options of ``siamese eval``.
-
-    Either ``data_dir`` (split per identity: ``gallery_per_identity`` images enrol the identity,
-    the rest are queries; ``split`` picks them at random with ``seed`` or the first by file name),
-    or both ``gallery_dir`` and ``queries_dir``.
-    """
-
-    model: str
-    data_dir: str | None = None
-    gallery_dir: str | None = None
-    queries_dir: str | None = None
-    gallery_per_identity: int = 1
-    split: str = "random"
-    seed: int = 0
-    fars: tuple[float, ...] = (1e-2, 1e-3)
-    device: str = "auto"
-    batch_size: int = 64
-    out_dir: str | None = None
-    gallery_model: str | None = None
-    captions: str | None = None
 
 
 def split_per_identity(
