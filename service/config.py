@@ -1,12 +1,13 @@
-"""Service settings: one frozen dataclass, filled by `siamese serve` (the only argument parser)."""
+"""Service settings: one frozen dataclass; `siamese serve` generates its options from the fields."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
+from siamese.core.config_fields import setting
 from siamese.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -14,6 +15,17 @@ if TYPE_CHECKING:
 
 #: Environment variable holding the API key when --api-key is not given.
 API_KEY_ENV = "SIAMESE_API_KEY"
+
+
+def _positive(text: str, option: str) -> float:
+    """A positive number written on the command line; anything else is a one-line error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{option} takes a number, got {text!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{option} must be positive, got {text}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -41,23 +53,68 @@ class ServiceConfig:
             the model (otherwise only clients sending the API key see them).
     """
 
-    gallery_dir: Path
-    model_path: Path | None = None
-    device: str = "auto"
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    max_upload_bytes: int = 20 * 2**20
-    max_pixels: int = 40_000_000
-    max_files: int = 64
-    max_k: int = 100
-    timeout_s: float = 30.0
-    api_key: str | None = None
-    decode_threads: int | None = None
-    refresh_s: float = 2.0
-    max_connections: int = 256
-    max_client_connections: int = 64
-    body_timeout_s: float = 60.0
-    expose_paths: bool = False
+    gallery_dir: Path = setting(
+        help="Gallery directory to search and update.", names=("--gallery", "-g")
+    )
+    model_path: Path | None = setting(
+        None, "Model (default: the one the gallery was built with).", names=("--model", "-m")
+    )
+    device: Literal["auto", "cpu", "cuda", "tensorrt"] = setting("auto", "Execution provider.")
+    max_batch: int = setting(
+        32, "Images embedded together at most (1: one request at a time).", min=1
+    )
+    max_wait_ms: float = setting(
+        5.0, "How long a query waits for others to share its batch.", min=0, max=1000
+    )
+    max_upload_bytes: int = setting(
+        20 * 2**20,
+        "Largest request body, in MiB (413 beyond).",
+        names=("--max-upload-mb",),
+        parse=lambda text: int(_positive(text, "--max-upload-mb") * 2**20),
+        show=lambda value: f"{value / 2**20:g}",
+    )
+    max_pixels: int = setting(
+        40_000_000,
+        "Largest image, in megapixels (413 beyond).",
+        names=("--max-megapixels",),
+        parse=lambda text: int(_positive(text, "--max-megapixels") * 1_000_000),
+        show=lambda value: f"{value / 1_000_000:g}",
+    )
+    max_files: int = setting(64, "Images per request at most.", min=1)
+    max_k: int = setting(100, "The largest k a query may ask for.", min=1)
+    timeout_s: float = setting(
+        30.0, "Seconds before a query is answered 504.", names=("--timeout",), min=0.001
+    )
+    api_key: str | None = setting(
+        None, "Key required by write endpoints (default: $SIAMESE_API_KEY; none: writes are open)."
+    )
+    decode_threads: int | None = setting(
+        None, "Threads decoding uploads (default: one per core).", min=1
+    )
+    refresh_s: float = setting(
+        2.0,
+        "How often to look for a generation or threshold another process published, in seconds.",
+        names=("--refresh",),
+        min=0.001,
+    )
+    max_connections: int = setting(256, "Open connections at most (503 beyond).", min=1)
+    max_client_connections: int = setting(
+        64,
+        "Open connections per client address at most (429 beyond; 0: no limit).",
+        names=("--max-per-client",),
+        min=0,
+    )
+    body_timeout_s: float = setting(
+        60.0,
+        "Seconds a request may take to arrive in full (408 beyond).",
+        names=("--body-timeout",),
+        min=0.001,
+    )
+    expose_paths: bool = setting(
+        False,
+        "Show every client the server paths of gallery files (default: only clients with the "
+        "API key).",
+    )
 
     def __post_init__(self) -> None:
         from siamese.data.images import MAX_PIXELS  # here: `siamese serve --help` stays light
@@ -101,7 +158,3 @@ class ServiceConfig:
         """
         key = fields.pop("api_key", None) or os.environ.get(API_KEY_ENV) or None
         return cls(api_key=key, **fields)  # type: ignore[arg-type]
-
-
-#: Every field's default: `siamese serve` shows these, so each is written once, above.
-DEFAULTS: dict[str, Any] = {item.name: item.default for item in fields(ServiceConfig)}

@@ -13,6 +13,7 @@ import dataclasses
 import inspect
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -102,6 +103,8 @@ def _metavar(annotation: Any) -> str | None:
     kind = kinds[0]
     if kind is bool:
         return ""
+    if kind is Path or "path" in str(kind).lower():
+        return "PATH"
     return {int: "N", float: "X"}.get(kind, "TEXT")
 
 

@@ -63,3 +63,23 @@ def test_a_different_model_is_refused(
 def test_bad_options(service_gallery: Path, args: list[str], says: str) -> None:
     result = CliRunner().invoke(app, ["serve", "--gallery", str(service_gallery), *args])
     assert result.exit_code != 0 and says in result.output
+
+
+def test_serve_options_come_from_serviceconfig() -> None:
+    """Every ServiceConfig field is a `siamese serve` option; sizes in the units people write."""
+    from dataclasses import fields
+
+    from typer.testing import CliRunner
+
+    from siamese.cli import app
+    from siamese.cli.fields import config_from_options, option_names
+    from siamese.service.config import ServiceConfig
+
+    shown = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "160"}).output
+    for names in option_names(ServiceConfig).values():
+        assert names[0] in shown, names[0]
+    assert set(option_names(ServiceConfig)) == {f.name for f in fields(ServiceConfig)}
+    values = {f.name: f.default for f in fields(ServiceConfig)}
+    values.update(gallery_dir="g", max_upload_bytes="1.5", max_pixels="2")
+    config = config_from_options(ServiceConfig, values)
+    assert (config.max_upload_bytes, config.max_pixels) == (int(1.5 * 2**20), 2_000_000)
