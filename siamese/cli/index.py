@@ -6,13 +6,14 @@ listed on stderr and in the JSON report, ``GALLERY/rejected.json`` by default).
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from siamese.build_config import BuildConfig
+from siamese.cli.fields import config_from_options, with_config_options
 from siamese.cli.support import (
     EXIT_ERROR,
     EXIT_SKIPPED,
@@ -48,14 +49,6 @@ ReportOption = Annotated[
     Path | None,
     typer.Option("--report", help="JSON list of refused files (default: GALLERY/rejected.json)."),
 ]
-
-
-class Engine(str, Enum):
-    local = "local"
-    ray = "ray"
-
-
-#: Where a Ray build commits its finished parts: inside the gallery, removed once it publishes.
 
 
 def _ray_line(stats: dict[str, Any]) -> str:
@@ -155,16 +148,8 @@ def _distance(text: Path) -> float:
     ),
 )
 @friendly_errors
+@with_config_options(BuildConfig)
 def index_build(
-    image_dir: Annotated[
-        Path,
-        typer.Argument(
-            help="Gallery images: one sub-folder per identity (or loose files, one identity "
-            "each), or a .csv/.parquet list with columns path and identity (relative paths "
-            "against the list's folder; the gallery then holds exactly what it names)."
-        ),
-    ],
-    model: Annotated[Path, typer.Option("--model", "-m", help="model.onnx from `siamese export`.")],
     gallery_opt: Annotated[
         Path | None,
         typer.Option(
@@ -177,135 +162,31 @@ def index_build(
     out_dir: Annotated[
         Path | None, typer.Option("--out", "-o", hidden=True, help="Former name of --gallery.")
     ] = None,
-    index: Annotated[
-        str | None,
-        typer.Option(
-            "--index",
-            help=(
-                "FAISS index type: Flat, HNSW32, IVF1024,Flat, IVF1024,PQ16, SQ8…, auto, or "
-                "ondisk (IVF built in parts, merged on disk, memory-mapped; or e.g. "
-                "ondisk:IVF4096_HNSW32,SQ8) (default: Flat for a new gallery, else its current "
-                "type)."
-            ),
-        ),
-    ] = None,
-    max_memory: Annotated[
-        str | None,
-        typer.Option(help="Memory budget of --index auto, e.g. 8G (default: half the RAM)."),
-    ] = None,
-    min_recall: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0, max=1.0, help="Refuse an index whose recall@10 against exact search is lower."
-        ),
-    ] = None,
-    target_recall: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help=(
-                "Tune --nprobe or --ef-search to the cheapest value whose recall@10 against exact "
-                "search reaches this, on queries near gallery items (default 0.95)."
-            ),
-        ),
-    ] = None,
-    nprobe: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="IVF lists searched per query (default: tuned to --target-recall)."
-        ),
-    ] = None,
-    ef_search: Annotated[
-        int | None,
-        typer.Option(min=1, help="HNSW search breadth (default: tuned to --target-recall)."),
-    ] = None,
-    commit_every: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Images embedded between two commits (a killed run resumes from the last); "
-            "default 1000, with --engine ray 8 parts per actor.",
-            show_default=False,
-        ),
-    ] = None,
-    report_path: ReportOption = None,
-    device: DeviceOption = Device.auto,
-    batch_size: BatchOption = 32,
-    engine: Annotated[
-        Engine,
-        typer.Option(
-            # "\\[" keeps rich from reading [ray] as markup.
-            help="local: this process embeds. ray: a Ray Data actor pool "
-            '(pip install -e ".\\[ray]").'
-        ),
-    ] = Engine.local,
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help="Ray cluster: auto (one started with `ray start`) or ray://host:port "
-            "(default: start a local cluster sized to this machine)."
-        ),
-    ] = None,
-    actors: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Ray actors, each one onnxruntime session (default: one per whole CPU the pool "
-            "may claim; fewer if asked for more than fit).",
-        ),
-    ] = None,
-    cpus_per_actor: Annotated[
-        float | None,
-        typer.Option(
-            min=0.01,
-            help="CPUs per actor = its onnxruntime and decode threads (default: the pool's CPUs "
-            "shared evenly). The pool claims at most the cluster's CPUs minus 0.5.",
-        ),
-    ] = None,
-    gpus_per_actor: Annotated[
-        float, typer.Option(min=0.0, help="GPUs per actor (0: the actors run on CPUs).")
-    ] = 0.0,
-    part_size: Annotated[
-        int, typer.Option(min=1, help="Images per Ray part (the unit committed and resumed).")
-    ] = 512,
     as_json: JsonOption = False,
+    **fields: Any,
 ) -> None:
     out_dir = one_gallery(gallery_opt, out_dir, "--out", exists=False)
+    config = config_from_options(BuildConfig, fields)
+    given = config.ray_only_given()
+    if given:
+        raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="--engine")
     from siamese.galleries import build_with_engine
 
-    ray_only = {
-        "--address": address,
-        "--actors": actors,
-        "--cpus-per-actor": cpus_per_actor,
-        "--gpus-per-actor": gpus_per_actor or None,
-    }
-    if engine is Engine.local:
-        given = [name for name, value in ray_only.items() if value is not None]
-        if given:
-            raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="--engine")
-    ray = {
-        "address": address,
-        "actors": actors,
-        "cpus_per_actor": cpus_per_actor,
-        "gpus_per_actor": gpus_per_actor,
-        "part_size": part_size,
-    }
     built = build_with_engine(
-        image_dir,
-        model,
+        config.image_dir,
+        config.model,
         out_dir,
-        engine=engine.value,
-        device=device.value,
-        batch_size=batch_size,
-        commit_every=commit_every,
-        ray=ray if engine is Engine.ray else None,
-        index=index,
-        memory_budget=max_memory,
-        min_recall=min_recall,
-        target_recall=target_recall,
-        search_params=search_params(nprobe, ef_search),
-        report_path=report_path,
+        engine=config.engine,
+        device=config.device,
+        batch_size=config.batch_size,
+        commit_every=config.commit_every,
+        ray=config.ray_options() if config.engine == "ray" else None,
+        index=config.index,
+        memory_budget=config.max_memory,
+        min_recall=config.min_recall,
+        target_recall=config.target_recall,
+        search_params=search_params(config.nprobe, config.ef_search),
+        report_path=config.report_path,
         progress=not as_json,
     )
     _finish(built.report, built.device, as_json, built.ray)

@@ -213,3 +213,22 @@ def test_target_recall_sets_how_far_the_search_parameter_is_tuned(
     )  # fmt: skip
     assert refused.exit_code == 2 and "--target-recall" in refused.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_index_build_options_come_from_buildconfig() -> None:
+    """Every BuildConfig field is an `index build` option (or its argument), shown in --help."""
+    from dataclasses import fields
+
+    from typer.testing import CliRunner
+
+    from siamese.build_config import BuildConfig
+    from siamese.cli import app
+    from siamese.cli.fields import option_names
+
+    shown = CliRunner().invoke(app, ["index", "build", "--help"], env={"COLUMNS": "160"}).output
+    for name, names in option_names(BuildConfig).items():
+        assert (name.upper() if name == "image_dir" else names[0]) in shown, names[0]
+    assert set(option_names(BuildConfig)) == {f.name for f in fields(BuildConfig)}
+    local = BuildConfig(image_dir="i", model="m", actors=2, address="auto")
+    assert local.ray_only_given() == ["--address", "--actors"]
+    assert BuildConfig(image_dir="i", model="m", engine="ray", actors=2).ray_only_given() == []
