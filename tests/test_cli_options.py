@@ -21,7 +21,7 @@ from typer.core import TyperOption
 from typer.testing import CliRunner
 
 from siamese.cli import app
-from siamese.cli import main as cli
+from siamese.cli import train as cli
 from siamese.cli.fields import option_names
 from siamese.core.config_fields import choices_of
 from siamese.core.errors import ConfigError
@@ -286,8 +286,10 @@ def test_readme_command_lines_use_options_that_exist() -> None:
 
 def test_info_on_a_gallery_is_index_info(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """One implementation: `siamese info DIR` is the `index info` command's function."""
+    from siamese.cli import info
+
     calls: list = []
-    monkeypatch.setattr(cli, "index_info", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(info, "index_info", lambda **kwargs: calls.append(kwargs))
     assert runner.invoke(app, ["info", str(tmp_path), "--json"]).exit_code == 0
     assert calls == [{"gallery_arg": tmp_path, "as_json": True}]
 
