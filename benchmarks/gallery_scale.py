@@ -47,7 +47,7 @@ import faiss
 import numpy as np
 from _harness import BenchSettings, latency_stats
 
-from siamese.index import Gallery, GalleryWriter, RecallPolicy
+from siamese.index import Gallery, GalleryReader, GalleryWriter, RecallPolicy
 from siamese.index.ondisk import build as ondisk
 from siamese.index.search.faiss_index import TUNING_LADDERS
 from siamese.index.search.index_choice import ondisk_type
@@ -214,7 +214,9 @@ def _sizes(folder: Path) -> dict[str, float]:
     return {key: round(value, 1) for key, value in mib.items()}
 
 
-def _latencies(gallery: Gallery, queries: np.ndarray, single: int, batches: int) -> dict[str, Any]:
+def _latencies(
+    gallery: GalleryReader, queries: np.ndarray, single: int, batches: int
+) -> dict[str, Any]:
     for row in queries[:20]:  # warm up: the lists' first pages come from disk
         gallery.nearest(row[None, :], 10)
     one = _single_times(gallery, queries[:single])
@@ -235,7 +237,7 @@ def _latencies(gallery: Gallery, queries: np.ndarray, single: int, batches: int)
 
 
 def _sweep(
-    gallery: Gallery, queries: np.ndarray, truth: np.ndarray, tuned: int, single: int
+    gallery: GalleryReader, queries: np.ndarray, truth: np.ndarray, tuned: int, single: int
 ) -> list[dict[str, Any]]:
     """Recall@10 and single-query latency at each `nprobe` of the tuning ladder up to the tuned one.
 
@@ -261,7 +263,7 @@ def _sweep(
 
 
 def _single_times(
-    gallery: Gallery,
+    gallery: GalleryReader,
     queries: np.ndarray,
     params: dict[str, int] | None = None,
     threads: int | None = None,

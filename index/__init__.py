@@ -10,7 +10,8 @@ The public API, used alike by the CLI, the HTTP service, the evaluation and the 
   ``Gallery.describe(gallery_dir)``, ``Gallery.query_model(gallery_dir, model)``,
   ``Gallery.watch(gallery_dir)`` (a :class:`GenerationWatch`), ``Gallery.store_upload(...)`` /
   ``Gallery.stored_uploads(...)``; and ``Gallery.open(gallery_dir, ...)`` for searching one
-  published generation (``search``, ``nearest``, ``item``, ``items_of``, ``info``…).
+  published generation: a :class:`GalleryReader` (``search``, ``nearest``, ``item``,
+  ``items_of``, ``info``…).
 - :class:`GalleryWriter` with :class:`RecallPolicy`: embeddings computed elsewhere go in here.
 - :class:`Embeds`: what an update needs from an embedder (``siamese.engine.Embedder`` fits it;
   this package never imports the engine).
@@ -22,7 +23,7 @@ Never imports torch.
 """
 
 from siamese.index.gallery import Gallery
-from siamese.index.published import short_fingerprint
+from siamese.index.published import GalleryReader, short_fingerprint
 from siamese.index.search.index_choice import bytes_per_vector, ivf_lists
 from siamese.index.search.results import IdentityMatch, Item, Match, QueryResult
 from siamese.index.updates.embeds import Embeds, VectorBatch
@@ -35,6 +36,7 @@ from siamese.index.watch import GenerationWatch
 __all__ = [
     "Embeds",
     "Gallery",
+    "GalleryReader",
     "GalleryWriter",
     "GenerationWatch",
     "IdentityMatch",

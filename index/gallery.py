@@ -6,35 +6,38 @@ package's business. Writing lives in the modules below (:mod:`~siamese.index.upd
 :mod:`~siamese.index.verify`, :mod:`~siamese.index.search.threshold`,
 :mod:`~siamese.index.updates.uploads`);
 ``Gallery`` offers each of their operations under one name (the same functions, not wrappers),
-and searching is inherited from :class:`~siamese.index.published.PublishedGallery`. Imports go
+and searching is inherited from :class:`~siamese.index.published.GalleryReader`. Imports go
 one way: this module imports those, none of them imports this one.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from siamese.index.published import PublishedGallery, gallery_model_path
+from siamese.index.published import GalleryReader, gallery_model_path
 from siamese.index.search.threshold import set_threshold
 from siamese.index.store.manifest import Manifest
 from siamese.index.updates.operations import add_to_gallery, build_gallery, remove_from_gallery
-from siamese.index.updates.uploads import forget_uploads, store_upload, stored_uploads
+from siamese.index.updates.uploads import store_upload, stored_uploads
 from siamese.index.verify import verify_gallery
 from siamese.index.watch import GenerationWatch
 
 
-class Gallery(PublishedGallery):
-    """A gallery: class methods build, change and check one on disk; :meth:`open` searches it.
+class Gallery:
+    """A gallery on disk, by its folder: build, change and check it; :meth:`open` reads it.
 
     Writing (each takes the gallery's writer lock, so concurrent writers are refused, never torn):
     :meth:`build`, :meth:`add`, :meth:`remove`, :meth:`set_threshold`, :meth:`store_upload`.
     Checking and reading without searching: :meth:`verify`, :meth:`facts`, :meth:`describe`,
-    :meth:`query_model`, :meth:`stored_uploads`, :meth:`watch`. Searching an opened generation:
-    :meth:`search`, :meth:`nearest`, :meth:`item`, :meth:`items_of`, :meth:`info` and friends.
+    :meth:`query_model`, :meth:`stored_uploads`, :meth:`watch`. :meth:`open` returns a separate
+    :class:`GalleryReader` of one published generation (``search``, ``nearest``, ``item``,
+    ``items_of``, ``info``, ``forget_uploads``…), so a handle and a reader are never confused.
     """
+
+    #: Open the published generation for searching: a :class:`GalleryReader` (see its ``open``).
+    open = staticmethod(GalleryReader.open)
 
     # ------------------------------------------------------------------ writing
     #: Create ``gallery_dir`` from a folder of images, or bring it up to date (see build_gallery).
@@ -70,20 +73,10 @@ class Gallery(PublishedGallery):
     @classmethod
     def describe(cls, gallery_dir: str | os.PathLike[str]) -> dict[str, Any]:
         """Open the gallery (checking its files) and return :meth:`info`."""
-        with cls.open(gallery_dir) as gallery:
+        with GalleryReader.open(gallery_dir) as gallery:
             return gallery.info()
 
     @staticmethod
     def watch(gallery_dir: str | os.PathLike[str]) -> GenerationWatch:
         """A watch that tells when another process publishes a new generation or threshold."""
         return GenerationWatch(gallery_dir)
-
-    # ------------------------------------------------------- an opened generation
-    def forget_uploads(self, candidates: Sequence[Path]) -> int:
-        """Delete the stored uploads among ``candidates`` that this generation no longer holds.
-
-        Call it on the generation published by a removal (see :meth:`stored_uploads` for the
-        candidates, listed before removing); returns how many files were deleted.
-        """
-        referenced = {item.path for item in self.items_at([str(p) for p in candidates])}
-        return forget_uploads(list(candidates), referenced)

@@ -25,13 +25,14 @@ from siamese.index.store.item_store import ItemStore
 from siamese.index.store.items_check import check_item_rows
 from siamese.index.store.lock import is_locked
 from siamese.index.store.manifest import MANIFEST_FILE, Manifest
+from siamese.index.updates.uploads import forget_uploads
 
 #: Identities are ranked from this many times k nearest items, so k distinct ones are usually found.
 _IDENTITY_WIDEN = 10
 #: A writer may publish (and delete the old index file) between reading the manifest and the index.
 _OPEN_ATTEMPTS = 5
 
-_Opened = TypeVar("_Opened", bound="PublishedGallery")
+_Opened = TypeVar("_Opened", bound="GalleryReader")
 
 
 def short_fingerprint(fingerprint: str) -> str:
@@ -104,7 +105,7 @@ def gallery_model_path(
     return recorded
 
 
-class PublishedGallery:
+class GalleryReader:
     """An opened gallery: search it with embeddings from the model it was built with."""
 
     def __init__(
@@ -338,3 +339,12 @@ class PublishedGallery:
             "writer_active": is_locked(self.gallery_dir),
             "identity_counts": counts,
         }
+
+    def forget_uploads(self, candidates: Sequence[Path]) -> int:
+        """Delete the stored uploads among ``candidates`` that this generation no longer holds.
+
+        Call it on the generation published by a removal (see ``Gallery.stored_uploads`` for the
+        candidates, listed before removing); returns how many files were deleted.
+        """
+        referenced = {item.path for item in self.items_at([str(p) for p in candidates])}
+        return forget_uploads(list(candidates), referenced)

@@ -20,7 +20,7 @@ from siamese.core.errors import GalleryError
 from siamese.core.files import sha256_file
 from siamese.index.ondisk.files import check_part
 from siamese.index.ondisk.read import parts_of
-from siamese.index.published import PublishedGallery
+from siamese.index.published import GalleryReader
 from siamese.index.search import faiss_index as fx
 from siamese.index.updates.sync import sha256_regular_file
 
@@ -75,7 +75,7 @@ def verify_gallery(
     """
     report = VerifyReport(str(gallery_dir))
     try:
-        gallery = PublishedGallery.open(gallery_dir)
+        gallery = GalleryReader.open(gallery_dir)
     except GalleryError as exc:
         report.problems.append(str(exc))
         return report
@@ -97,7 +97,7 @@ def verify_gallery(
     return report
 
 
-def _check_parts(gallery: PublishedGallery, report: VerifyReport) -> None:
+def _check_parts(gallery: GalleryReader, report: VerifyReport) -> None:
     """On-disk galleries: every chunk of every data file (opening checked sizes and a sample)."""
     parts = parts_of(gallery.manifest)
     for part in parts:
@@ -113,7 +113,7 @@ def _check_parts(gallery: PublishedGallery, report: VerifyReport) -> None:
         )
 
 
-def _check_ids(gallery: PublishedGallery, report: VerifyReport) -> None:
+def _check_ids(gallery: GalleryReader, report: VerifyReport) -> None:
     in_index = fx.index_ids(gallery.index)
     unique, counts = np.unique(in_index, return_counts=True)
     rows = gallery.items.ids()
@@ -132,7 +132,7 @@ def _check_ids(gallery: PublishedGallery, report: VerifyReport) -> None:
     report.checked.append("every item id in the index exactly once")
 
 
-def _check_fingerprint(gallery: PublishedGallery, report: VerifyReport) -> None:
+def _check_fingerprint(gallery: GalleryReader, report: VerifyReport) -> None:
     if gallery.items.fingerprint() != gallery.manifest.items_fingerprint:
         report.problems.append(
             f"{gallery.items.path}: items fingerprint does not match manifest.json; item rows were "
@@ -141,7 +141,7 @@ def _check_fingerprint(gallery: PublishedGallery, report: VerifyReport) -> None:
     report.checked.append("items fingerprint")
 
 
-def _check_vectors(gallery: PublishedGallery, report: VerifyReport) -> None:
+def _check_vectors(gallery: GalleryReader, report: VerifyReport) -> None:
     """Indexes keeping vectors exactly (Flat, HNSW over Flat): stored and indexed vectors agree."""
     inner = faiss.downcast_index(gallery.index)
     storage = faiss.downcast_index(inner.index) if isinstance(inner, faiss.IndexIDMap2) else None
@@ -161,7 +161,7 @@ def _check_vectors(gallery: PublishedGallery, report: VerifyReport) -> None:
     report.checked.append(f"stored embeddings = indexed vectors ({len(sample)} sampled)")
 
 
-def _check_model(gallery: PublishedGallery, report: VerifyReport) -> None:
+def _check_model(gallery: GalleryReader, report: VerifyReport) -> None:
     model = gallery.model_path
     if not model.is_file():
         report.warnings.append(
@@ -176,7 +176,7 @@ def _check_model(gallery: PublishedGallery, report: VerifyReport) -> None:
         report.checked.append("model fingerprint")
 
 
-def _check_files(gallery: PublishedGallery, report: VerifyReport) -> None:
+def _check_files(gallery: GalleryReader, report: VerifyReport) -> None:
     changed = []
     for item in gallery.items.all_items():
         report.files_checked += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from siamese.index.published import PublishedGallery
+from siamese.index.published import GalleryReader
 from siamese.index.store.manifest import MANIFEST_FILE, Manifest
 
 
@@ -31,7 +31,7 @@ class GenerationWatch:
         """The manifest was rewritten since it was last marked seen (one stat; nothing read)."""
         return self._stamp() != self._seen
 
-    def differs(self, current: PublishedGallery) -> bool:
+    def differs(self, current: GalleryReader) -> bool:
         """Whether the published manifest differs from ``current``'s: a new generation or threshold.
 
         When it does not (rewritten with the same content), the rewrite is marked seen.

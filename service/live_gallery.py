@@ -1,6 +1,6 @@
 """The gallery generation the service searches, swapped atomically after each write.
 
-Readers lease the current :class:`Gallery` for the length of one search; a write publishes a
+Readers lease the current :class:`GalleryReader` for the length of one search; a write publishes a
 new generation on disk, opens it, and swaps it in. Searches already running finish on the old
 generation (whose items stay readable in SQLite), which is closed when its last reader leaves.
 So a reader sees the gallery before or after an update, never a mix, and never waits for a write.
@@ -12,25 +12,25 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from siamese.index import Gallery
+from siamese.index import GalleryReader
 
 
 class LiveGallery:
     """Holds the current generation and counts the readers of each one still in use."""
 
-    def __init__(self, gallery: Gallery) -> None:
+    def __init__(self, gallery: GalleryReader) -> None:
         self._current = gallery
-        self._readers: dict[Gallery, int] = {}
-        self._retired: set[Gallery] = set()
+        self._readers: dict[GalleryReader, int] = {}
+        self._retired: set[GalleryReader] = set()
         self._lock = threading.Lock()
 
     @property
-    def current(self) -> Gallery:
+    def current(self) -> GalleryReader:
         """The generation new readers get (for quick facts; hold :meth:`read` across a search)."""
         return self._current
 
     @contextmanager
-    def read(self) -> Iterator[Gallery]:
+    def read(self) -> Iterator[GalleryReader]:
         """Lease the current generation; it stays open until the lease ends, even if swapped out."""
         with self._lock:
             gallery = self._current
@@ -49,7 +49,7 @@ class LiveGallery:
             if close:
                 gallery.close()
 
-    def swap(self, gallery: Gallery) -> None:
+    def swap(self, gallery: GalleryReader) -> None:
         """Make ``gallery`` current; close the previous one now, or when its last reader leaves."""
         with self._lock:
             old, self._current = self._current, gallery

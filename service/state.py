@@ -28,7 +28,7 @@ from siamese.core.files import sha256_bytes
 from siamese.engine import Embedder, TextEmbedder
 from siamese.engine.runtime import available_cores
 from siamese.galleries import open_served_gallery
-from siamese.index import Gallery, QueryResult, short_fingerprint
+from siamese.index import Gallery, GalleryReader, QueryResult, short_fingerprint
 from siamese.service.batcher import MicroBatcher, Rows, cancel_and_wait
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
@@ -45,7 +45,7 @@ class ServiceState:
         self,
         config: ServiceConfig,
         embedder: Embedder,
-        gallery: Gallery,
+        gallery: GalleryReader,
         *,
         gallery_embedder: Embedder | None = None,
         text_embedder: TextEmbedder | None = None,
@@ -325,7 +325,7 @@ class ServiceState:
             "failures": [{"name": p, "reason": r} for p, r in report.failures],
         }
 
-    async def _reopen(self) -> Gallery:
+    async def _reopen(self) -> GalleryReader:
         """Open the newest published generation and make it current."""
         gallery = await asyncio.to_thread(
             Gallery.open,

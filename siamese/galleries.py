@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from siamese.core.errors import GalleryError, SiameseError
 from siamese.engine import Embedder, TextEmbedder, open_query_embedder
 from siamese.index import Gallery, UpdateReport
-from siamese.index.published import PublishedGallery
+from siamese.index.published import GalleryReader
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
@@ -38,7 +38,7 @@ class ServedGallery:
         text: embeds text queries; None unless the query tower reads text.
     """
 
-    gallery: PublishedGallery
+    gallery: GalleryReader
     query: Embedder | TextEmbedder
     images: Embedder | None
     adds: Embedder | None
@@ -121,7 +121,7 @@ def open_served_gallery(
 
 def _gallery_tower(
     gallery_dir: str | os.PathLike[str],
-    gallery: PublishedGallery,
+    gallery: GalleryReader,
     device: str,
     options: dict[str, Any],
 ) -> Embedder:

@@ -343,3 +343,12 @@ def test_train_help_groups_options_in_panels_without_python_types() -> None:
     from dataclasses import fields
 
     assert grouped | {"data_dir", "out_dir"} == {f.name for f in fields(TrainConfig)}
+
+
+def test_help_lists_the_verbs_in_pipeline_order() -> None:
+    """train → export → query → serve → eval → info → bench → demo (index, a group, last)."""
+    shown = runner.invoke(app, ["--help"], env={"COLUMNS": "120"}).output
+    commands = shown.split("Commands", 1)[1]
+    order = ["train", "export", "query", "serve", "eval", "info", "bench", "demo", "index"]
+    positions = [commands.index(f"│ {verb} ") for verb in order]
+    assert positions == sorted(positions), positions

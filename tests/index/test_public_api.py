@@ -211,3 +211,16 @@ def test_index_imports_go_one_way_and_never_reach_the_engine() -> None:
         visit(name, ())
     assert "published" in arrows["gallery"]
     assert "gallery" not in arrows["updates.operations"]
+
+
+def test_open_returns_a_reader_apart_from_the_handle(gallery_dir: Path) -> None:
+    """`Gallery` names a folder and changes it; `Gallery.open` gives a reader of one generation,
+    which has no writing methods, so `reader.add(other_dir, ...)` cannot even be written."""
+    from siamese.index import GalleryReader
+
+    with Gallery.open(gallery_dir) as reader:
+        assert isinstance(reader, GalleryReader) and not isinstance(reader, Gallery)
+        assert reader.info()["count"] == Gallery.facts(gallery_dir)["count"]
+        for writing in ("build", "add", "remove", "set_threshold", "store_upload"):
+            assert not hasattr(reader, writing), writing
+    assert not hasattr(Gallery, "search") and not issubclass(Gallery, GalleryReader)
