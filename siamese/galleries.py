@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from siamese.core.errors import GalleryError, SiameseError
+from siamese.core.errors import DataError, GalleryError, SiameseError
 from siamese.engine import Embedder, TextEmbedder, open_query_embedder
 from siamese.index import Gallery, UpdateReport
 from siamese.index.published import GalleryReader
@@ -134,8 +134,43 @@ def _gallery_tower(
     return Embedder(own, device=device, **options)
 
 
-#: The folder inside a gallery where a Ray build commits its finished parts (resumable).
-RAY_PARTS_DIR = ".ray-parts"
+@dataclass
+class ModelTowers:
+    """A model's towers: ``query`` embeds queries; ``gallery`` embeds gallery images when the
+    model is a pair's query tower (None: one tower does both)."""
+
+    query: Embedder | TextEmbedder
+    gallery: Embedder | None
+
+
+def open_towers(
+    model: str | os.PathLike[str],
+    gallery_model: str | os.PathLike[str] | None = None,
+    *,
+    device: str = "auto",
+    batch_size: int | None = None,
+) -> ModelTowers:
+    """``model``, and for a pair's query tower its gallery tower (``gallery_model``, or the
+    partner file beside it), checked to belong to the same pair.
+
+    Raises:
+        DataError: the two models are not one pair.
+    """
+    options = {} if batch_size is None else {"batch_size": batch_size}
+    opened = open_query_embedder(model, device=device, **options)
+    pair = opened.pair
+    if gallery_model is None and (pair is None or pair.role != "query"):
+        return ModelTowers(opened, None)
+    assert gallery_model is not None or pair is not None
+    path = gallery_model or Path(model).parent / pair.partner_file  # type: ignore[union-attr]
+    gallery = Embedder(path, device=device, **options)
+    if pair is None or gallery.pair is None or gallery.pair.fingerprint != pair.fingerprint:
+        theirs = gallery.pair.fingerprint[:16] if gallery.pair else "none"
+        raise DataError(
+            f"{path}: not the gallery tower of {model}'s pair (pair "
+            f"{pair.fingerprint[:16] if pair else 'none'} against {theirs})"
+        )
+    return ModelTowers(opened, gallery)
 
 
 @dataclass
@@ -145,6 +180,27 @@ class BuildOutcome:
     report: UpdateReport
     device: str
     ray: dict[str, Any] | None = None
+
+
+def add_with_tower(
+    gallery_dir: str | os.PathLike[str],
+    paths: Any,
+    model: str | os.PathLike[str] | None = None,
+    *,
+    device: str = "auto",
+    batch_size: int = 32,
+    **add_options: Any,
+) -> BuildOutcome:
+    """Embed ``paths`` with the tower the gallery adds images with (``model``, or the one it
+    recorded: a pair's gallery tower) and add them (:meth:`Gallery.add`)."""
+    tower = Gallery.query_model(gallery_dir, model, role="gallery")
+    with Embedder(tower, device=device, batch_size=batch_size) as embedder:
+        report = Gallery.add(gallery_dir, paths, embedder, **add_options)
+        return BuildOutcome(report, embedder.device)
+
+
+#: The folder inside a gallery where a Ray build commits its finished parts (resumable).
+RAY_PARTS_DIR = ".ray-parts"
 
 
 def build_with_engine(

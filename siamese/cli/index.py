@@ -22,7 +22,6 @@ from siamese.cli.support import (
     GalleryOption,
     err,
     friendly_errors,
-    gallery_model,
     one_gallery,
     out,
     print_facts,
@@ -220,24 +219,20 @@ def index_add(
 ) -> None:
     """Embed images and add them to a gallery; files already there unchanged are skipped."""
     gallery_dir, paths = _gallery_and_paths(gallery_opt, paths)
-    from siamese.engine import Embedder
-    from siamese.index import Gallery
+    from siamese.galleries import add_with_tower
 
-    embedder = Embedder(
-        gallery_model(gallery_dir, model, role="gallery"),
-        device=device.value,
-        batch_size=batch_size,
-    )
-    report = Gallery.add(
+    added = add_with_tower(
         gallery_dir,
         paths,
-        embedder,
+        model,
+        device=device.value,
+        batch_size=batch_size,
         identity=identity,
         commit_every=commit_every,
         report_path=report_path,
         progress=not as_json,
     )
-    _finish(report, embedder.device, as_json)
+    _finish(added.report, added.device, as_json)
 
 
 @index_app.command("remove")

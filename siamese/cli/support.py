@@ -77,16 +77,6 @@ def search_params(nprobe: int | None, ef_search: int | None) -> dict[str, int] |
     return params or None
 
 
-def gallery_model(gallery_dir: Path, model: Path | None, role: str = "query") -> Path:
-    """The model to embed with: ``model``, else the one the gallery recorded (which must exist).
-
-    ``role="gallery"``: the gallery's own model (a pair's gallery tower), for adding images.
-    """
-    from siamese.index import Gallery
-
-    return Gallery.query_model(gallery_dir, model, role=role)
-
-
 def print_facts(facts: dict[str, Any], as_json: bool) -> None:
     """Key/value facts (of a model or a gallery) as JSON or as a two-column table."""
     if as_json:

@@ -115,19 +115,16 @@ def top_k_hits(results: list[Any], wanted: list[str], k: int) -> float:
     return float(np.mean(hits)) if hits else 0.0
 
 
-def _embed_queries(query: str, model: Path, unseen: Any) -> tuple[Any, list[str], list[str], Any]:
+def _embed_queries(embedder: Any, unseen: Any) -> tuple[Any, list[str], list[str], Any]:
     """(query tower, query texts or paths, their identities, their embeddings) of one pair."""
     from siamese.data.captions import read_captions
     from siamese.data.image_folder import scan_image_folder
-    from siamese.engine import Embedder, TextEmbedder
 
-    if query == "text":
+    if embedder.kind == "text":
         captions = read_captions(unseen.captions)
         texts = [c.text for c in captions]
-        embedder = TextEmbedder(model)
         return embedder, texts, [c.identity for c in captions], embedder.embed_texts(texts)
     items = scan_image_folder(unseen.sketches)
-    embedder = Embedder(model)
     embedded = embedder.embed_paths([item.path for item in items])
     wanted = [Path(p).parent.name for p in embedded.paths]
     return embedder, embedded.paths, wanted, embedded.embeddings
@@ -140,9 +137,9 @@ def run_pair_demo(
     log: Callable[[str], None] = print,
 ) -> PairDemoReport:
     """Run both pairs end to end and return their figures (artefacts in ``config.out_dir``)."""
-    from siamese.engine import Embedder
     from siamese.evaluation.plots import plot_query_results
     from siamese.export.pair_export import export_pair
+    from siamese.galleries import open_towers
     from siamese.index import Gallery
     from siamese.training import train
 
@@ -171,9 +168,11 @@ def run_pair_demo(
         log(f"exported {report.query.path.name} and {report.gallery.path.name}")
         gallery_dir = out / f"gallery-{query}"
         shutil.rmtree(gallery_dir, ignore_errors=True)
-        with Embedder(report.gallery.path) as tower:
+        towers = open_towers(report.query.path)  # the query tower and its pair's gallery tower
+        assert towers.gallery is not None
+        with towers.gallery as tower:
             Gallery.build(unseen.photos, tower, gallery_dir, progress=progress)
-        embedder, texts, wanted, vectors = _embed_queries(query, report.query.path, unseen)
+        embedder, texts, wanted, vectors = _embed_queries(towers.query, unseen)
         with Gallery.open(
             gallery_dir, model_fingerprint=embedder.fingerprint, model_pair=embedder.pair
         ) as gallery:

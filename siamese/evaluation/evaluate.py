@@ -212,23 +212,16 @@ def _embedders(
     Raises:
         DataError: the towers are not one pair, or captions given to an image tower.
     """
-    from siamese.engine import Embedder, open_query_embedder
+    from siamese.galleries import open_towers
 
-    opened = open_query_embedder(config.model, device=config.device, batch_size=config.batch_size)
-    pair = opened.pair
-    cross = config.gallery_model is not None or (pair is not None and pair.role == "query")
-    if not cross:
+    towers = open_towers(
+        config.model, config.gallery_model, device=config.device, batch_size=config.batch_size
+    )
+    opened, gallery = towers.query, towers.gallery
+    if gallery is None:
         if config.captions:
             raise DataError(f"{config.model}: not a text tower; captions need a text → image pair")
         return opened, None, query_items
-    gallery_model = config.gallery_model or str(Path(config.model).parent / pair.partner_file)
-    gallery = Embedder(gallery_model, device=config.device, batch_size=config.batch_size)
-    if pair is None or gallery.pair is None or gallery.pair.fingerprint != pair.fingerprint:
-        theirs = gallery.pair.fingerprint[:16] if gallery.pair else "none"
-        raise DataError(
-            f"{gallery_model}: not the gallery tower of {config.model}'s pair (pair "
-            f"{pair.fingerprint[:16] if pair else 'none'} against {theirs})"
-        )
     if opened.kind == "text":
         if not config.captions:
             raise DataError(f"{config.model}: a text tower; give its queries with --captions")
