@@ -114,8 +114,10 @@ class FolderLook:
     colour: bool  # most sampled images have channels that differ (not grey stored as RGB)
 
 
-def look_at_folder(root: str | os.PathLike[str], sample: int = 48) -> FolderLook:
-    """Size and colour of a fixed sample of the folder's images.
+def look_at_folder(
+    root: str | os.PathLike[str], sample: int = 48, *, colour: bool = True
+) -> FolderLook:
+    """Size (read from headers) and, unless ``colour=False``, colour of a fixed sample of images.
 
     A grey photo saved as RGB counts as grey: colour means the channels really differ, so a
     tower is not given three copies of one channel to learn from.
@@ -125,21 +127,21 @@ def look_at_folder(root: str | os.PathLike[str], sample: int = 48) -> FolderLook
     sides, colourful = [], []
     for i in picks:
         try:
-            side, colour = _look_at_image(items[i].path)
+            side, is_colour = _look_at_image(items[i].path, colour)
         except (OSError, ValueError):
             continue
         sides.append(side)
-        colourful.append(colour)
+        colourful.append(is_colour)
     longer = int(np.median(sides)) if sides else 0
     return FolderLook(len(items), longer, bool(colourful) and np.mean(colourful) > 0.5)
 
 
-def _look_at_image(path: str | os.PathLike[str]) -> tuple[int, bool]:
+def _look_at_image(path: str | os.PathLike[str], colour: bool) -> tuple[int, bool]:
     from PIL import Image
 
     with Image.open(path) as image:
         side = max(image.size)
-        if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        if not colour or image.mode in ("1", "L", "LA", "I", "I;16", "F"):
             return side, False
         image.draft("RGB", (64, 64))  # a reduced JPEG decode is plenty to tell colour
         thumb = np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.int16)
@@ -148,8 +150,8 @@ def _look_at_image(path: str | os.PathLike[str]) -> tuple[int, bool]:
 
 
 def typical_image_size(root: str | os.PathLike[str], sample: int = 64) -> int:
-    """Median longer side of a sample of the folder's images."""
-    return look_at_folder(root, sample).longer_side
+    """Median longer side of a sample of the folder's images, read from headers only."""
+    return look_at_folder(root, sample, colour=False).longer_side
 
 
 def split_identities(

@@ -10,7 +10,7 @@ alone validates and writes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -143,6 +143,43 @@ def fit(
             if broadcast_object(ranks, stop):
                 return True
     return False
+
+
+def run_job(
+    job: TrainingJob,
+    optimisation: Optimisation,
+    keeper: RunKeeper,
+    resumed: dict[str, Any] | None,
+    *,
+    start: Callable[[], None],
+    ready: Callable[[], None] | None = None,
+    epochs: int,
+    steps: int,
+    ranks: Ranks,
+    progress: bool,
+) -> bool:
+    """Continue a checkpoint (``resumed``) or ``start`` a new run, then train every epoch left.
+
+    ``ready`` runs once the weights are in place, before the first step (DDP wraps the tower
+    there). Returns True when patience stopped the run early.
+    """
+    start_epoch = 1
+    if resumed is not None:
+        start_epoch = resume(job, keeper, optimisation, resumed, ranks)
+    else:
+        start()
+    if ready is not None:
+        ready()
+    return fit(
+        job,
+        keeper,
+        optimisation,
+        epochs=epochs,
+        start_epoch=start_epoch,
+        steps=steps,
+        ranks=ranks,
+        progress=progress,
+    )
 
 
 def resume(

@@ -41,7 +41,7 @@ from siamese.training.batches import normalize_batch
 from siamese.training.config import TrainConfig
 from siamese.training.data import ImageDataset, look_at_folder
 from siamese.training.distributed import ranks_from_environment
-from siamese.training.loop import fit, make_optimisation, resume
+from siamese.training.loop import make_optimisation, run_job
 from siamese.training.losses.cross_domain import create_cross_loss
 from siamese.training.pair_data import PairData, PairSampler, TextDataset, load_pair_data
 from siamese.training.plots import plot_history
@@ -183,18 +183,14 @@ def train_pair(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     if metric == "roc_auc":
         metric = "map_at_r"  # cross-domain selection ranks retrieval (README: Pairs)
     keeper = RunKeeper(run_dir, metric, config.patience, job.save_weights)
-    start_epoch = 1
-    if resumed is not None:
-        start_epoch = resume(job, keeper, optimisation, resumed, ranks)
-    else:
-        job.write_run_files()
     assert config.epochs is not None
-    stopped = fit(
+    stopped = run_job(
         job,
-        keeper,
         optimisation,
+        keeper,
+        resumed,
+        start=job.write_run_files,
         epochs=config.epochs,
-        start_epoch=start_epoch,
         steps=steps,
         ranks=ranks,
         progress=progress,

@@ -86,14 +86,16 @@ def apply_recipe(
 
     Idempotent: a resolved config (as config.json records it) resolves to itself.
     """
+    if look is None and (config.channels is None or config.recipe == "auto" and not config.tower):
+        look = look_at_folder(config.data_dir)  # once, for the recipe and the channels alike
     choice = choose_recipe(config, look)
     settings = dict(RECIPES[choice.recipe].settings)
     tower = config.tower or settings["tower"]
     filled = {k: v for k, v in settings.items() if getattr(config, k) is None and k != "tower"}
     pretrained = filled.get("pretrained", config.pretrained) not in (None, "none")
     if config.channels is None and "channels" not in filled:
-        colour = (look or look_at_folder(config.data_dir)).colour
-        filled["channels"] = 3 if colour or pretrained else 1
+        assert look is not None
+        filled["channels"] = 3 if look.colour or pretrained else 1
     if config.resize is None and "resize" not in filled:
         filled["resize"] = "fit-crop" if _is_timm(tower) else "stretch"
     if config.image_size is None and choice.recipe == "photo" and not cuda:

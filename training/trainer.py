@@ -30,7 +30,7 @@ from siamese.training.config import TrainConfig
 from siamese.training.data import FolderLook, load_image_folder, split_identities
 from siamese.training.distributed import Ranks, broadcast_object, ranks_from_environment, teardown
 from siamese.training.distributed import setup as join_ranks
-from siamese.training.loop import fit, make_optimisation, resume
+from siamese.training.loop import make_optimisation, run_job
 from siamese.training.losses import create_criterion
 from siamese.training.losses.instance import InstanceLoss
 from siamese.training.pair_trainer import train_pair
@@ -373,20 +373,21 @@ def _train(config: TrainConfig, ranks: Ranks, device: torch.device, progress: bo
     metric = config.select_by if job.val_set is not None else "loss"
     run_dir = Path(config.out_dir)
     keeper = RunKeeper(run_dir, metric, config.patience, job.save_weights)
-    start_epoch = 1
-    if resumed is not None:
-        start_epoch = resume(job, keeper, optimisation, resumed, ranks)
-    elif ranks.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        job.write_config(device)
-    job.wrap_for_ranks()
+
+    def start() -> None:
+        if ranks.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            job.write_config(device)
+
     assert config.epochs is not None
-    stopped = fit(
+    stopped = run_job(
         job,
-        keeper,
         optimisation,
+        keeper,
+        resumed,
+        start=start,
+        ready=job.wrap_for_ranks,
         epochs=config.epochs,
-        start_epoch=start_epoch,
         steps=steps,
         ranks=ranks,
         progress=progress,

@@ -9,6 +9,8 @@ always cross from one side to the other.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from siamese.training.losses.distances import EuclideanDistance
@@ -31,7 +33,29 @@ def _detached(ref: torch.Tensor | None) -> torch.Tensor | None:
     return None if ref is None else ref.detach()
 
 
-class AllPairsMiner:
+class _Miner:
+    """What every miner does first: detached distances and the positive and negative masks
+    (across the two sides when ``ref`` is given); ``_mine`` picks the tuples from them."""
+
+    distance: EuclideanDistance
+
+    def __call__(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> Any:
+        d = self.distance.matrix(embeddings.detach(), _detached(ref))
+        return self._mine(d, *_masks(labels, ref_labels), crossing=ref is not None)
+
+    def _mine(
+        self, d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *, crossing: bool
+    ) -> Any:
+        raise NotImplementedError
+
+
+class AllPairsMiner(_Miner):
     """Every positive and negative pair of the batch.
 
     With ``hard_negatives_only`` drop negatives beyond the margin.
@@ -45,18 +69,12 @@ class AllPairsMiner:
         self.distance = distance or EuclideanDistance()
         self.margin = margin
 
-    def __call__(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
+    def _mine(
+        self, d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *, crossing: bool
     ) -> Pairs:
-        positive, negative = _masks(labels, ref_labels)
         # within one batch each pair once; across two sides every (embedding, ref) pair
-        upper = torch.ones_like(positive).triu(1) if ref is None else torch.ones_like(positive)
+        upper = torch.ones_like(positive) if crossing else torch.ones_like(positive).triu(1)
         if self.margin is not None:
-            d = self.distance.matrix(embeddings.detach(), _detached(ref))
             negative = negative & (d < self.margin)
         pi, pj = torch.nonzero(positive & upper, as_tuple=True)
         ni, nj = torch.nonzero(negative & upper, as_tuple=True)
@@ -64,7 +82,7 @@ class AllPairsMiner:
         return Pairs(torch.cat([pi, ni]), torch.cat([pj, nj]), target)
 
 
-class BatchHardMiner:
+class BatchHardMiner(_Miner):
     """For each anchor, its farthest positive and nearest negative (Hermans et al., 2017)."""
 
     produces = "triplets"
@@ -72,15 +90,9 @@ class BatchHardMiner:
     def __init__(self, distance: EuclideanDistance | None = None) -> None:
         self.distance = distance or EuclideanDistance()
 
-    def __call__(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
+    def _mine(
+        self, d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *, crossing: bool
     ) -> Triplets:
-        d = self.distance.matrix(embeddings.detach(), _detached(ref))
-        positive, negative = _masks(labels, ref_labels)
         valid = positive.any(1) & negative.any(1)
         hardest_positive = torch.where(positive, d, torch.full_like(d, -1.0)).argmax(1)
         hardest_negative = torch.where(negative, d, torch.full_like(d, float("inf"))).argmin(1)
@@ -88,27 +100,14 @@ class BatchHardMiner:
         return Triplets(anchors, hardest_positive[anchors], hardest_negative[anchors])
 
 
-class _MarginTripletMiner:
-    """Shared by the miners that pick triplets relative to a margin.
-
-    The margin, the distance, the batch's masks.
-    """
+class _MarginTripletMiner(_Miner):
+    """Shared by the miners that pick triplets relative to a margin."""
 
     produces = "triplets"
 
     def __init__(self, margin: float, distance: EuclideanDistance | None = None) -> None:
         self.margin = margin
         self.distance = distance or EuclideanDistance()
-
-    def _distances_and_masks(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref: torch.Tensor | None,
-        ref_labels: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        d = self.distance.matrix(embeddings.detach(), _detached(ref))
-        return (d, *_masks(labels, ref_labels))
 
 
 class SemiHardMiner(_MarginTripletMiner):
@@ -117,14 +116,9 @@ class SemiHardMiner(_MarginTripletMiner):
     The negative is farther than the positive but within the margin.
     """
 
-    def __call__(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
+    def _mine(
+        self, d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *, crossing: bool
     ) -> Triplets:
-        d, positive, negative = self._distances_and_masks(embeddings, labels, ref, ref_labels)
         a, p = torch.nonzero(positive, as_tuple=True)
         d_ap = d[a, p][:, None]
         d_an = d[a]
@@ -138,14 +132,9 @@ class SemiHardMiner(_MarginTripletMiner):
 class BatchAllMiner(_MarginTripletMiner):
     """Every valid triplet that still violates the margin (pair with a non-zero-mean reducer)."""
 
-    def __call__(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
+    def _mine(
+        self, d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *, crossing: bool
     ) -> Triplets:
-        d, positive, negative = self._distances_and_masks(embeddings, labels, ref, ref_labels)
         violating = (
             positive[:, :, None]
             & negative[:, None, :]

@@ -19,6 +19,7 @@ from torch import nn
 
 from siamese.training.losses.distances import EuclideanDistance
 from siamese.training.losses.reducers import MeanReducer
+from siamese.training.losses.triplet import triplet_distances
 from siamese.training.losses.tuples import Triplets
 
 
@@ -43,9 +44,7 @@ class SoftmaxTripletLoss(nn.Module):
         self, embeddings: torch.Tensor, triplets: Triplets, ref: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Positives and negatives index ``ref`` when given (a pair's other side)."""
-        other = embeddings if ref is None else ref
-        d_ap = self.distance.pairs(embeddings[triplets.anchor], other[triplets.positive])
-        d_an = self.distance.pairs(embeddings[triplets.anchor], other[triplets.negative])
+        d_ap, d_an = triplet_distances(self.distance, embeddings, triplets, ref)
         shares = torch.softmax(torch.stack([d_ap, d_an], dim=1), dim=1)  # (d⁺, d⁻) per triplet
         target = shares.new_tensor([0.0, 1.0])
         return self.reducer((shares - target).pow(2).mean(dim=1))

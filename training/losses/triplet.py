@@ -10,6 +10,21 @@ from siamese.training.losses.reducers import MeanReducer
 from siamese.training.losses.tuples import Triplets
 
 
+def triplet_distances(
+    distance: EuclideanDistance,
+    embeddings: torch.Tensor,
+    triplets: Triplets,
+    ref: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d(a, p), d(a, n)) per triplet; positives and negatives index ``ref`` when given."""
+    other = embeddings if ref is None else ref
+    anchors = embeddings[triplets.anchor]
+    return (
+        distance.pairs(anchors, other[triplets.positive]),
+        distance.pairs(anchors, other[triplets.negative]),
+    )
+
+
 class TripletLoss(nn.Module):
     """max(d(a, p) − d(a, n) + margin, 0) per triplet, then reduced."""
 
@@ -27,7 +42,5 @@ class TripletLoss(nn.Module):
         self, embeddings: torch.Tensor, triplets: Triplets, ref: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Positives and negatives index ``ref`` when given (a pair's other side)."""
-        other = embeddings if ref is None else ref
-        d_ap = self.distance.pairs(embeddings[triplets.anchor], other[triplets.positive])
-        d_an = self.distance.pairs(embeddings[triplets.anchor], other[triplets.negative])
+        d_ap, d_an = triplet_distances(self.distance, embeddings, triplets, ref)
         return self.reducer(torch.clamp(d_ap - d_an + self.margin, min=0.0))
