@@ -26,6 +26,7 @@ favour of a private module; they work on every backend and their adjoint is stat
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -117,10 +118,22 @@ def setup(ranks: Ranks, device: torch.device, threads: int | None) -> tuple[torc
     return device, joined
 
 
-def teardown(joined: bool) -> None:
-    """Leave the process group this module joined (not one the caller set up)."""
-    if joined and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(joined: bool, *, finished: bool = True) -> None:
+    """Leave the process group this module joined (not one the caller set up).
+
+    After a run that ``finished`` on every rank, the ranks first meet at a barrier, so none tears
+    its connections down while a peer still uses them, and unreachable objects (a DDP wrapper in a
+    reference cycle holds the group) are collected while the interpreter is whole: a gloo group
+    outliving destroy_process_group into interpreter shutdown aborts the process ("terminate
+    called without an active exception"). After a failure there is no barrier: the peers may be
+    stuck in another collective.
+    """
+    if not (joined and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 class _AllGather(Function):

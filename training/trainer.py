@@ -91,8 +91,10 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
         device, joined = join_ranks(ranks, resolve_device(config.device), config.threads)
         try:
             result = _train(config, ranks, device, progress and ranks.is_main)
-        finally:
-            teardown(joined)
+        except BaseException:
+            teardown(joined, finished=False)
+            raise
+        teardown(joined)
     return replace(result, recipe=choice.recipe, recipe_reason=choice.line())
 
 

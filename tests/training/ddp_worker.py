@@ -132,6 +132,7 @@ def equivalence(out: str) -> None:
             digest.update(p.detach().numpy().tobytes())
         worst["digest"] = digest.hexdigest()
         report[name] = worst
+    del model, ranked, reference, optimisers  # the DDP wrapper holds the group: drop it first
     teardown(joined)
     with open(out, "w") as handle:
         json.dump(report, handle)
