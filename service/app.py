@@ -13,14 +13,16 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from siamese import __version__
+from siamese.service.access import AccessMiddleware
 from siamese.service.errors import install_error_handlers
 from siamese.service.identity_routes import router as identity_router
 from siamese.service.limits import BodyLimitMiddleware
+from siamese.service.metrics import CONTENT_TYPE, MetricsMiddleware
 from siamese.service.routes import router
 from siamese.service.state import ServiceState
 
@@ -61,7 +63,11 @@ def create_app(state: ServiceState) -> FastAPI:
     )
     app.state.service = state
     install_error_handlers(app)
+    # Outermost last: metrics count every answer, refusals included; access refuses before the
+    # body is read; the body limit guards what the routes read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.config.max_upload_bytes)
+    app.add_middleware(AccessMiddleware, config=state.config)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics, routes=app.router.routes)
     app.include_router(router)
     app.include_router(identity_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -85,6 +91,15 @@ def create_app(state: ServiceState) -> FastAPI:
         )
         page.headers["Content-Security-Policy"] = REDOC_POLICY
         return page
+
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics (text format); needs the API key with --protect reads",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}}},
+    )
+    async def metrics() -> Response:
+        return Response(state.metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> FileResponse:

@@ -137,6 +137,16 @@ class MicroBatcher(Generic[T]):
         """Whether the loop is alive (readiness)."""
         return self._task is not None and not self._task.done()
 
+    @property
+    def queued(self) -> int:
+        """Requests submitted and waiting for a batch (the queue depth /metrics shows)."""
+        return sum(1 for waiting in self._waiting if not waiting.future.done())
+
+    @property
+    def announced(self) -> int:
+        """Requests announced by :meth:`incoming` and still being decoded."""
+        return self._incoming
+
     @contextmanager
     def incoming(self) -> Iterator[None]:
         """Announce a request that will be submitted soon, so a gathering batch waits for it.

@@ -44,6 +44,9 @@ class ServiceConfig:
         max_k: the largest k a query may ask for.
         timeout_s: a query not answered within this many seconds gets 504.
         api_key: when set, write endpoints need it (X-API-Key or Authorization: Bearer).
+        protect: what the key guards: "writes" (adds and removals), or "reads" too (queries,
+            thumbnails, identity lists, gallery facts, metrics: all but the page shell, the API
+            docs and health), for galleries that are personal data. "reads" needs a key.
         decode_threads: threads decoding uploads (default: one per core).
         refresh_s: how often to look for a generation or threshold published by another process.
         max_connections: open connections at most (503 beyond).
@@ -87,6 +90,11 @@ class ServiceConfig:
     )
     api_key: str | None = setting(
         None, "Key required by write endpoints (default: $SIAMESE_API_KEY; none: writes are open)."
+    )
+    protect: Literal["writes", "reads"] = setting(
+        "writes",
+        "What the API key guards: writes, or reads too (queries, thumbnails, lists, metrics; "
+        "not the page shell or health).",
     )
     decode_threads: int | None = setting(
         None, "Threads decoding uploads (default: one per core).", min=1
@@ -135,6 +143,12 @@ class ServiceConfig:
             (self.timeout_s > 0, f"timeout must be positive, got {self.timeout_s}"),
             (self.refresh_s > 0, f"refresh interval must be positive, got {self.refresh_s}"),
         ]
+        if self.protect not in ("writes", "reads"):
+            raise ConfigError(f"protect must be writes or reads, got {self.protect!r}")
+        if self.protect == "reads" and self.api_key is None:
+            raise ConfigError(
+                f"--protect reads needs an API key: give --api-key or set ${API_KEY_ENV}"
+            )
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 from io import BytesIO
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from siamese.core.errors import ImageDecodeError
 from siamese.data.images import thumbnail
+from siamese.service.access import ready_detail_allowed
 from siamese.service.errors import ApiError, error_body
 from siamese.service.state import ServiceState
 from siamese.service.uploads import read_uploads
@@ -33,24 +33,6 @@ def _state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
-def _require_key(state: ServiceState, x_api_key: str | None, authorization: str | None) -> None:
-    """Write endpoints need the API key when one is configured (compared in constant time)."""
-    expected = state.config.api_key
-    if expected is None:
-        return
-    offered = x_api_key
-    if offered is None and authorization and authorization.lower().startswith("bearer "):
-        offered = authorization[7:].strip()
-    if offered is None or not hmac.compare_digest(offered.encode(), expected.encode()):
-        reason = "missing" if offered is None else "wrong"
-        raise ApiError(
-            401,
-            "unauthorized",
-            f"{reason} API key; send it as X-API-Key or Authorization: Bearer",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
 def _k(state: ServiceState, k: int) -> int:
     if k > state.config.max_k:
         raise ApiError(422, "invalid_request", f"k must be at most {state.config.max_k}, got {k}")
@@ -70,8 +52,21 @@ async def _timed(state: ServiceState, work: Any) -> Any:
         ) from None
 
 
+def _provenance(state: ServiceState, generation: int, *, text: bool = False) -> dict[str, Any]:
+    """What produced a query answer: the model that embedded it and the generation searched.
+
+    The same short fingerprint as /v1/gallery and /metrics' ``siamese_model_info``, so an answer
+    can be traced to the model and gallery state behind it (after a model swap or a write).
+    """
+    return {"model": state.answer_model(text=text), "gallery_generation": generation}
+
+
 KeyHeader = Annotated[
-    str | None, Header(description="API key for write endpoints (when the service has one).")
+    str | None,
+    Header(
+        description="API key: needed for writes when the service has one, and for reads too "
+        "with --protect reads; answers then also carry server paths."
+    ),
 ]
 AuthHeader = Annotated[str | None, Header(description="Alternatively: Bearer API key.")]
 TopK = Annotated[int, Query(ge=1, description="Identities (and nearest items) returned per query.")]
@@ -91,6 +86,8 @@ async def ready(request: Request) -> JSONResponse:
         return JSONResponse(
             error_body("not_ready", "the service is starting or stopping"), status_code=503
         )
+    if not ready_detail_allowed(state.config, request.headers):
+        return JSONResponse({"status": "ready"})  # reads are protected: no gallery facts
     gallery = state.live.current
     return JSONResponse(
         {"status": "ready", "generation": gallery.generation, "count": len(gallery)}
@@ -139,14 +136,14 @@ async def query(
         shown = present_result(
             results[0].to_dict(), may_see_paths(state.config, x_api_key, authorization)
         )
-        return {"query": text, "generation": generation, **shown}
+        return {"query": text, **_provenance(state, generation, text=True), **shown}
     assert file is not None
     uploads = await read_uploads([file], state.config)
     generation, results = await _timed(state, state.query(uploads, _k(state, k)))
     shown = present_result(
         results[0].to_dict(), may_see_paths(state.config, x_api_key, authorization)
     )
-    return {"query": uploads[0].name, "generation": generation, **shown}
+    return {"query": uploads[0].name, **_provenance(state, generation), **shown}
 
 
 @router.post("/query/batch", summary="Nearest identities of each of several uploaded images")
@@ -162,7 +159,7 @@ async def query_batch(
     generation, results = await _timed(state, state.query(uploads, _k(state, k)))
     show = may_see_paths(state.config, x_api_key, authorization)
     return {
-        "generation": generation,
+        **_provenance(state, generation),
         "results": [
             {"query": u.name, **present_result(r.to_dict(), show)} for u, r in zip(uploads, results)
         ],
@@ -180,7 +177,6 @@ async def add_items(
     authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     state = _state(request)
-    _require_key(state, x_api_key, authorization)
     name = check_identity(identity)
     report = await state.add(await read_uploads(files, state.config), name)
     show = may_see_paths(state.config, x_api_key, authorization)
@@ -199,7 +195,6 @@ async def remove_identity(
     authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     state = _state(request)
-    _require_key(state, x_api_key, authorization)
     report = await state.remove(identity=check_identity_lookup(identity))
     show = may_see_paths(state.config, x_api_key, authorization)
     return {**report, "failures": present_failures(report["failures"], show)}
@@ -210,7 +205,6 @@ async def remove_item(
     request: Request, item_id: ItemId, x_api_key: KeyHeader = None, authorization: AuthHeader = None
 ) -> dict[str, Any]:
     state = _state(request)
-    _require_key(state, x_api_key, authorization)
     report = await state.remove(item_id=item_id)
     show = may_see_paths(state.config, x_api_key, authorization)
     return {**report, "failures": present_failures(report["failures"], show)}

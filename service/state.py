@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from siamese.core.errors import DataError, GalleryError
@@ -33,6 +33,7 @@ from siamese.service.batcher import MicroBatcher, Rows, cancel_and_wait
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
 from siamese.service.live_gallery import LiveGallery
+from siamese.service.metrics import ServiceMetrics
 from siamese.service.uploads import Upload, image_format, preprocess_all
 
 log = logging.getLogger("siamese.service")
@@ -66,6 +67,45 @@ class ServiceState:
         self._write_lock: asyncio.Lock | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._watch = Gallery.watch(self.gallery_dir)
+        self.metrics = ServiceMetrics()
+        self.metrics.watch(
+            queued=lambda: self.batcher.queued,
+            decoding=lambda: self.batcher.announced,
+            items=lambda: len(self.live.current),
+            generation=lambda: self.live.current.generation,
+        )
+        for role, facts in self.towers().items():
+            self.metrics.set_model(role, facts["fingerprint"], facts["name"])
+
+    def towers(self) -> dict[str, dict[str, str]]:
+        """The towers serving, by role: short fingerprint and file name of each.
+
+        What answers, /v1/gallery and /metrics name, so a client can tell which model produced
+        an answer (and an operator which one a dashboard is about) without seeing server paths.
+        """
+
+        def facts(tower: Embedder | TextEmbedder) -> dict[str, str]:
+            return {
+                "fingerprint": short_fingerprint(tower.fingerprint),
+                "name": PurePath(tower.model_path).name,
+            }
+
+        towers = {"image_query": facts(self.embedder), "gallery": facts(self.gallery_embedder)}
+        if self.text_embedder is not None:
+            towers["text_query"] = facts(self.text_embedder)
+        return towers
+
+    def answer_model(self, *, text: bool = False) -> dict[str, str]:
+        """The ``model`` of a query answer: the tower that embedded the query (and its pair)."""
+        tower = self.text_embedder if text and self.text_embedder is not None else self.embedder
+        model = {
+            "fingerprint": short_fingerprint(tower.fingerprint),
+            "name": PurePath(tower.model_path).name,
+        }
+        pair = self.gallery_embedder.pair
+        if pair is not None:
+            model["pair"] = short_fingerprint(pair.fingerprint)
+        return model
 
     @classmethod
     def open(cls, config: ServiceConfig) -> ServiceState:
@@ -122,7 +162,7 @@ class ServiceState:
         """Embed uploads (batched with other requests) and search; return (generation, results)."""
         if not self.is_ready():
             raise ApiError(503, "not_ready", "the service is starting or stopping")
-        with self.batcher.incoming():
+        with self.batcher.incoming(), self.metrics.stage("decode"):
             rows = await preprocess_all(uploads, self.embedder.spec, self.config, self.decode_pool)
         return await self.batcher.submit(rows, k)
 
@@ -143,10 +183,11 @@ class ServiceState:
                 "gallery built with a text → image pair)",
             )
         try:
-            embeddings = await asyncio.to_thread(embedder.embed_texts, texts)
+            with self.metrics.stage("embed"):
+                embeddings = await asyncio.to_thread(embedder.embed_texts, texts)
         except DataError as exc:
             raise ApiError(422, "invalid_text", str(exc)) from None
-        with self.live.read() as gallery:
+        with self.live.read() as gallery, self.metrics.stage("search"):
             results = await asyncio.to_thread(gallery.search, embeddings, k, threads=1)
             return gallery.generation, results
 
@@ -157,8 +198,10 @@ class ServiceState:
 
         The search runs at the largest k asked for; its answers are split per request.
         """
-        embeddings = self.embedder.embed_batch(rows)
-        with self.live.read() as gallery:
+        self.metrics.batch_size.observe(len(rows))
+        with self.metrics.stage("embed"):
+            embeddings = self.embedder.embed_batch(rows)
+        with self.live.read() as gallery, self.metrics.stage("search"):
             # One FAISS thread: a batch of queries shares each pass over the gallery (8 queries over
             # 100k vectors cost little more than one), and OpenMP threads fighting the server's
             # other threads cost far more.
@@ -206,9 +249,10 @@ class ServiceState:
             "threshold_calibration": facts.get("threshold"),
             "model": {
                 "path": str(self.embedder.model_path),
-                "fingerprint": short_fingerprint(self.embedder.fingerprint),
+                **self.towers()["image_query"],
                 "device": self.embedder.device,
                 "text_query": self.text_embedder is not None,
+                "towers": self.towers(),
                 **(
                     {"pair": short_fingerprint(self.gallery_embedder.pair.fingerprint)}
                     if self.gallery_embedder.pair is not None
@@ -230,6 +274,7 @@ class ServiceState:
                 "max_client_connections": config.max_client_connections,
                 "body_timeout_s": config.body_timeout_s,
                 "write_requires_key": config.api_key is not None,
+                "read_requires_key": config.protect == "reads",
             },
         }
 

@@ -7,33 +7,16 @@ client when the service runs with ``--expose-paths``.
 
 from __future__ import annotations
 
-import hmac
 from pathlib import PurePath
 from typing import Any
 
+from siamese.service.access import key_matches
 from siamese.service.config import ServiceConfig
-
-
-def offered_key(x_api_key: str | None, authorization: str | None) -> str | None:
-    """The key a request offers: ``X-API-Key``, else ``Authorization: Bearer KEY``."""
-    if x_api_key is not None:
-        return x_api_key
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return None
 
 
 def may_see_paths(config: ServiceConfig, x_api_key: str | None, authorization: str | None) -> bool:
     """True with ``expose_paths``, or when the service has a key and the request offers it."""
-    if config.expose_paths:
-        return True
-    offered = offered_key(x_api_key, authorization)
-    expected = config.api_key
-    return (
-        expected is not None
-        and offered is not None
-        and hmac.compare_digest(offered.encode(), expected.encode())
-    )
+    return config.expose_paths or key_matches(config, x_api_key, authorization)
 
 
 def thumbnail_url(item_id: int) -> str:

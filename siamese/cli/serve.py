@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import fields as dataclass_fields
+import os
 from typing import Annotated, Any, Literal
 
 import typer
 
 from siamese.cli.fields import config_from_options, with_config_options
 from siamese.cli.support import err, friendly_errors
-from siamese.service.config import ServiceConfig
+from siamese.service.config import API_KEY_ENV, ServiceConfig
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -29,10 +29,9 @@ def serve(
     from siamese.service import ServiceState, create_app
     from siamese.service.server import serve as run_server
 
-    given = config_from_options(ServiceConfig, fields)
-    config = ServiceConfig.with_env_key(
-        **{f.name: getattr(given, f.name) for f in dataclass_fields(given)}
-    )
+    # The key from the environment before the config is made: --protect reads checks it has one.
+    fields["api_key"] = fields.get("api_key") or os.environ.get(API_KEY_ENV) or None
+    config = config_from_options(ServiceConfig, fields)
     gallery_dir = config.gallery_dir
     state = ServiceState.open(
         config
@@ -40,7 +39,8 @@ def serve(
     if host not in _LOOPBACK and config.api_key is None:
         err.print(
             f"[yellow]warning:[/yellow] serving on {host} with no API key: anyone who can reach it "
-            "can change the gallery"
+            "can search and change the gallery (set --api-key, and --protect reads for a gallery "
+            "of personal data)"
         )
     err.print(
         f"serving {gallery_dir} ({len(state.live.current)} items) on http://{host}:{port}/ — API "

@@ -41,7 +41,7 @@ def test_query_finds_the_identity(
     assert response.status_code == 200, response.text
     body = response.json()
     served = client.get("/v1/gallery").json()["generation"]
-    assert body["query"] == path.name and body["generation"] == served == 1  # built once
+    assert body["query"] == path.name and body["gallery_generation"] == served == 1  # built once
     best = body["identities"][0]
     assert best["identity"] == "id_002" and best["distance"] < 1e-3
     assert "path" not in best and best["thumbnail"] == f"/v1/items/{best['id']}/image"
@@ -87,7 +87,7 @@ def test_add_then_query_then_remove(
     found = client.post("/v1/query", files=_upload(newcomer[0])).json()
     assert (
         found["identities"][0]["identity"] == "newcomer"
-        and found["generation"] == report["generation"]
+        and found["gallery_generation"] == report["generation"]
     )
     info = client.get("/v1/gallery").json()
     assert {"identity": "newcomer", "count": 2} in info["identities"]

@@ -67,11 +67,11 @@ def test_queries_during_an_add_see_old_or_new(
     new_generation = added.json()["generation"]
     assert not errors, errors[:3]
     assert info["generation"] == new_generation and info["count"] == old_count + 3
-    seen = {r["generation"] for r in responses}
+    seen = {r["gallery_generation"] for r in responses}
     assert seen <= {old_generation, new_generation} and new_generation in seen
     for body in responses:
         best = body["identities"][0]
-        if body["generation"] == new_generation:
+        if body["gallery_generation"] == new_generation:
             assert best["identity"] == "newcomer" and best["distance"] < 1e-4, body
         else:
             assert best["identity"] != "newcomer" and not any(

@@ -47,7 +47,7 @@ def test_an_image_query_and_an_add_use_the_gallery_tower(
     )
     assert added.status_code == 201, added.text
     again = pair_client.post("/v1/query", data={"text": "a small blue box"})
-    assert again.status_code == 200 and again.json()["generation"] == added.json()["generation"]
+    assert again.status_code == 200 and again.json()["gallery_generation"] == added.json()["generation"]
 
 
 @pytest.mark.parametrize(
