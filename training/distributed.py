@@ -118,6 +118,13 @@ def setup(ranks: Ranks, device: torch.device, threads: int | None) -> tuple[torc
     return device, joined
 
 
+def run_record(ranks: Ranks) -> dict[str, Any]:
+    """config.json's ``distributed`` section of a run on several processes (none for one)."""
+    if not ranks.enabled:
+        return {}
+    return {"distributed": {"world_size": ranks.world, "backend": dist.get_backend()}}
+
+
 def teardown(joined: bool, *, finished: bool = True) -> None:
     """Leave the process group this module joined (not one the caller set up).
 

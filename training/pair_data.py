@@ -126,7 +126,9 @@ class PairSampler:
     """P training identities per step, K items of each on each side (repeats when fewer).
 
     Deterministic from ``seed``; the two sides draw their K independently, so a query is never
-    tied to one gallery image.
+    tied to one gallery image. With several processes every rank draws the same global batch of
+    ``world``·P identities (one shared stream) and keeps its own P: gathered in rank order, the
+    ranks' shares are exactly the batch one process would draw with ``world``·P.
     """
 
     def __init__(
@@ -136,18 +138,30 @@ class PairSampler:
         p: int,
         k: int,
         seed: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.rng = np.random.default_rng(seed)
-        self.p, self.k = p, k
+        self.k, self.rank, self.world = k, rank, world
         self.query_items = _items_per_label(query_labels)
         self.gallery_items = _items_per_label(gallery_labels)
         self.labels = np.array(sorted(set(self.query_items) & set(self.gallery_items)))
+        # every rank embeds the same number of items, or the gather could not stack them
+        self.p = min(p * world, len(self.labels)) // world
+        if self.p == 0:
+            raise ValueError(
+                f"{len(self.labels)} training identities with items on both sides cannot give "
+                f"each of {world} processes one"
+            )
 
     def batch(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Indices into the query side and the gallery side; labels follow from the data."""
-        count = min(self.p, len(self.labels))
-        chosen = self.rng.choice(self.labels, size=count, replace=False)
-        return self._draw(self.query_items, chosen), self._draw(self.gallery_items, chosen)
+        chosen = self.rng.choice(self.labels, size=self.p * self.world, replace=False)
+        query = self._draw(self.query_items, chosen)
+        gallery = self._draw(self.gallery_items, chosen)
+        mine = slice(self.rank * self.p * self.k, (self.rank + 1) * self.p * self.k)
+        return query[mine], gallery[mine]
 
     def _draw(self, items: dict[int, NDArray[np.int64]], chosen: NDArray) -> NDArray[np.int64]:
         picks = [

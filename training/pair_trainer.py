@@ -31,16 +31,17 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from siamese.contracts.spec import InputSpec
-from siamese.core.errors import ConfigError
+from siamese.core.errors import ConfigError, DataError
 from siamese.core.files import write_bytes_atomic
 from siamese.data.text import encode_texts, train_tokenizer
 from siamese.training.augment import BatchAugmentation, build_augmentation
 from siamese.training.batches import normalize_batch
 from siamese.training.config import TrainConfig
 from siamese.training.data import ImageDataset, look_at_folder
-from siamese.training.distributed import ranks_from_environment
+from siamese.training.distributed import Ranks, broadcast_object, gather_batch, run_record
 from siamese.training.loop import make_optimisation, run_job
 from siamese.training.losses.cross_domain import create_cross_loss
 from siamese.training.pair_data import PairData, PairSampler, TextDataset, load_pair_data
@@ -58,9 +59,9 @@ from siamese.training.setup import (
     check_run_dir,
     input_spec_for,
     library_versions,
-    resolve_device,
     tower_options,
 )
+from siamese.training.sync_batchnorm import synchronise_batch_norm
 from siamese.training.text_tower import TEXT_TOWER, create_text_tower
 from siamese.training.towers import count_parameters, create_tower
 
@@ -87,16 +88,19 @@ class Side:
     def kind(self) -> str:
         return "text" if self.spec is None else "image"
 
-    def embed(self, data: ImageDataset | TextDataset, rows: np.ndarray, device: torch.device):
-        """Embeddings of ``data``'s ``rows`` as the loss sees them (augmented in training mode)."""
+    def inputs(
+        self, data: ImageDataset | TextDataset, rows: np.ndarray, device: torch.device
+    ) -> tuple[torch.Tensor, ...]:
+        """What the tower takes for ``data``'s ``rows``: token ids and mask, or normalised pixels
+        (augmented in training mode)."""
         if isinstance(data, TextDataset):
             ids, mask = encode_texts(self.tokenizer, [data.texts[i] for i in rows])
-            return self.tower(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+            return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
         pixels = torch.from_numpy(data.pixels[rows]).permute(0, 3, 1, 2)
         if self.tower.training and self.augmentation is not None:
             pixels = self.augmentation(pixels)
         assert self.spec is not None
-        return self.tower.training_embedding(normalize_batch(pixels.to(device), self.spec))
+        return (normalize_batch(pixels.to(device), self.spec),)
 
     @torch.no_grad()
     def embed_all(self, data: ImageDataset | TextDataset, device: torch.device) -> np.ndarray:
@@ -106,12 +110,7 @@ class Side:
         chunks = []
         for start in range(0, len(data), _EVAL_BATCH):
             rows = np.arange(start, min(start + _EVAL_BATCH, len(data)))
-            if isinstance(data, TextDataset):
-                chunks.append(self.embed(data, rows, device).float().cpu().numpy())
-            else:
-                pixels = torch.from_numpy(data.pixels[rows]).permute(0, 3, 1, 2).to(device)
-                assert self.spec is not None
-                chunks.append(self.tower(normalize_batch(pixels, self.spec)).float().cpu().numpy())
+            chunks.append(self.tower(*self.inputs(data, rows, device)).float().cpu().numpy())
         self.tower.train(was_training)
         return np.concatenate(chunks)
 
@@ -133,6 +132,24 @@ class Side:
         else:
             record["tokenizer"] = TOKENIZER_FILE
         return record
+
+
+class PairForward(nn.Module):
+    """Both towers' training forward pass, the module DDP wraps; it holds the cross-domain loss
+    too, so a learnt temperature is averaged over the ranks like the towers' weights."""
+
+    def __init__(self, query: Side, gallery: Side, criterion: nn.Module) -> None:
+        super().__init__()
+        self.query_tower, self.gallery_tower, self.criterion = query.tower, gallery.tower, criterion
+
+    def forward(
+        self, query_inputs: tuple[torch.Tensor, ...], gallery_inputs: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(query embeddings, gallery embeddings) as the loss sees them."""
+        return (
+            self.query_tower.training_embedding(*query_inputs),
+            self.gallery_tower.training_embedding(*gallery_inputs),
+        )
 
 
 def _image_options(config: TrainConfig, name: str) -> dict[str, Any]:
@@ -161,24 +178,27 @@ def _channels_of(folder: str) -> int:
     return 3 if look_at_folder(folder).colour else 1
 
 
-def train_pair(config: TrainConfig, *, progress: bool = False) -> TrainResult:
+def train_pair(
+    config: TrainConfig, ranks: Ranks, device: torch.device, progress: bool
+) -> TrainResult:
     """Train the query and gallery towers of a resolved ``config`` jointly; write the run dir.
+
+    Under torchrun every rank calls this in the process group training/distributed.py joined;
+    rank 0 alone validates and writes, and every rank returns the same result.
 
     Raises:
         DataError: unreadable data, or too few identities on both sides.
         ConfigError: inconsistent options, an existing run, or CUDA asked for but absent.
     """
     if not config.is_pair:
-        raise ConfigError("train_pair needs --query-data or --captions")
-    device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    ranks = ranks_from_environment()
+        raise ConfigError("train_pair needs a query folder (query_data) or captions")
     resumed = check_run_dir(config, ranks)
-    job = PairJob(config, device, progress)
+    job = PairJob(config, ranks, device, progress)
     config, run_dir = job.config, Path(config.out_dir)
     steps = job.steps()
-    optimisation = make_optimisation(config, job.parameters(), [], steps, device=device)
+    optimisation = make_optimisation(
+        config, job.parameters(), [], steps, device=device, distributed=ranks.enabled
+    )
     metric = config.select_by if job.data.val_query is not None else "loss"
     if metric == "roc_auc":
         metric = "map_at_r"  # cross-domain selection ranks retrieval (README: Pairs)
@@ -190,29 +210,28 @@ def train_pair(config: TrainConfig, *, progress: bool = False) -> TrainResult:
         keeper,
         resumed,
         start=job.write_run_files,
+        ready=job.wrap_for_ranks,
         epochs=config.epochs,
         steps=steps,
         ranks=ranks,
         progress=progress,
     )
-    plot_history(keeper.history, run_dir / LOSS_PLOT)
-    return TrainResult(
-        run_dir,
-        keeper.history,
-        keeper.best_epoch,
-        metric,
-        keeper.reported_value(),
-        job.data.skipped,
-        stopped,
+    if ranks.is_main:
+        plot_history(keeper.history, run_dir / LOSS_PLOT)
+    history, best_epoch, value = broadcast_object(
+        ranks, (keeper.history, keeper.best_epoch, keeper.reported_value())
     )
+    return TrainResult(run_dir, history, best_epoch, metric, value, job.data.skipped, stopped)
 
 
 class PairJob:
     """A query tower and a gallery tower learning one space from paired P×K batches."""
 
-    def __init__(self, config: TrainConfig, device: torch.device, progress: bool) -> None:
+    def __init__(
+        self, config: TrainConfig, ranks: Ranks, device: torch.device, progress: bool
+    ) -> None:
         torch.manual_seed(config.seed)
-        self.device = device
+        self.ranks, self.device = ranks, device
         gallery_spec = input_spec_for(config)
         shared = config.share_weights
         query_spec = (
@@ -237,6 +256,8 @@ class PairJob:
         self.query, self.query_options = _query_side(
             config, self.data, query_spec, gallery_tower, device
         )
+        if ranks.enabled:
+            self._spread_over_ranks(config.seed, shared)
         self.towers = [self.gallery.tower] if shared else [self.query.tower, self.gallery.tower]
         miner = config.miner if config.miner in ("batch-hard", "batch-all") else None
         if config.pair_loss == "triplet" and config.miner not in (None, "batch-hard", "batch-all"):
@@ -247,25 +268,50 @@ class PairJob:
             config.pair_loss, config.margin, config.temperature, miner
         ).to(device)
         self.config = replace(config, margin=getattr(self.criterion, "margin", None), miner=miner)
-        self.sampler = PairSampler(
-            self.data.train_query.labels,
-            self.data.train_gallery.labels,
-            config.identities_per_batch,
-            config.images_per_identity,
-            config.seed,
-        )
+        self.sampler = self._sampler()
+        self.forward: nn.Module = PairForward(self.query, self.gallery, self.criterion)
         self.autocast = autocast_for(device, config.amp)
+
+    def _spread_over_ranks(self, seed: int, shared: bool) -> None:
+        """Each rank augments its own items differently, reproducibly; batch-norm layers see the
+        global batch, as one process would."""
+        own_seed = np.random.SeedSequence([seed, self.ranks.rank]).generate_state(1)[0]
+        torch.manual_seed(int(own_seed))
+        self.gallery.tower = synchronise_batch_norm(self.gallery.tower, self.device)
+        if shared:
+            self.query.tower = self.gallery.tower
+        else:
+            self.query.tower = synchronise_batch_norm(self.query.tower, self.device)
+
+    def _sampler(self) -> PairSampler:
+        config = self.config
+        try:
+            return PairSampler(
+                self.data.train_query.labels,
+                self.data.train_gallery.labels,
+                config.identities_per_batch,
+                config.images_per_identity,
+                config.seed,
+                rank=self.ranks.rank,
+                world=self.ranks.world,
+            )
+        except ValueError as exc:
+            raise DataError(f"{config.data_dir}: {exc}") from None
 
     def steps(self) -> int:
         config = self.config
-        per_step = config.identities_per_batch * config.images_per_identity
+        per_step = self.ranks.world * config.identities_per_batch * config.images_per_identity
         return config.steps_per_epoch or max(
             config.min_steps_per_epoch, -(-len(self.data.train_gallery) // per_step)
         )
 
     def parameters(self) -> list[nn.Parameter]:
-        towers = [p for tower in self.towers for p in tower.parameters()]
-        return towers + list(self.criterion.parameters())
+        return list(self.forward.parameters())
+
+    def wrap_for_ranks(self) -> None:
+        if self.ranks.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.forward, device_ids=ids)
 
     def begin_epoch(self) -> None:
         for tower in self.towers:
@@ -275,15 +321,19 @@ class PairJob:
         return (self.sampler.batch() for _ in range(self.steps()))
 
     def step(self, batch: Any) -> tuple[torch.Tensor, int]:
+        """The cross-domain loss of the global batch (every rank's share, gathered)."""
         query_rows, gallery_rows = batch
-        data, device = self.data, self.device
+        data, device, ranks = self.data, self.device, self.ranks
+        query_inputs = self.query.inputs(data.train_query, query_rows, device)
+        gallery_inputs = self.gallery.inputs(data.train_gallery, gallery_rows, device)
         with self.autocast():
-            loss = self.criterion(
-                self.query.embed(data.train_query, query_rows, device).float(),
-                torch.from_numpy(data.train_query.labels[query_rows]).to(device),
-                ref=self.gallery.embed(data.train_gallery, gallery_rows, device).float(),
-                ref_labels=torch.from_numpy(data.train_gallery.labels[gallery_rows]).to(device),
-            )
+            queries, items = self.forward(query_inputs, gallery_inputs)
+        query_labels = torch.from_numpy(data.train_query.labels[query_rows]).to(device)
+        item_labels = torch.from_numpy(data.train_gallery.labels[gallery_rows]).to(device)
+        queries, query_labels, _, _ = gather_batch(ranks, queries.float(), query_labels)
+        items, item_labels, _, _ = gather_batch(ranks, items.float(), item_labels)
+        with self.autocast():
+            loss = self.criterion(queries, query_labels, ref=items, ref_labels=item_labels)
         return loss, len(query_rows) + len(gallery_rows)
 
     def validate(self) -> dict[str, float]:
@@ -319,6 +369,8 @@ class PairJob:
 
     def write_run_files(self) -> None:
         """The run folder of a new run: config.json, and the tokenizer of a text tower."""
+        if not self.ranks.is_main:
+            return
         run_dir = Path(self.config.out_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         if self.query.tokenizer is not None:
@@ -334,6 +386,7 @@ class PairJob:
             self.gallery_options,
             self.criterion,
             self.device,
+            self.ranks,
         )
 
 
@@ -400,6 +453,7 @@ def _write_pair_config(
     gallery_options: dict[str, Any],
     criterion: nn.Module,
     device: torch.device,
+    ranks: Ranks,
 ) -> None:
     """config.json: the ``pair`` section, and for a shared tower the single-tower keys too."""
     loss = {"name": config.pair_loss, "margin": config.margin}
@@ -432,6 +486,7 @@ def _write_pair_config(
                 "skipped": [{"path": p, "reason": r} for p, r in data.skipped],
             },
             "device": str(device),
+            **run_record(ranks),
             "versions": library_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },

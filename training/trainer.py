@@ -19,16 +19,21 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file
-from torch import distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from siamese.core.errors import ConfigError, DataError
+from siamese.core.errors import DataError
 from siamese.training.augment import build_augmentation
 from siamese.training.batches import flatten_views, make_loader, make_sampler, normalize_batch
 from siamese.training.config import TrainConfig
 from siamese.training.data import FolderLook, load_image_folder, split_identities
-from siamese.training.distributed import Ranks, broadcast_object, ranks_from_environment, teardown
+from siamese.training.distributed import (
+    Ranks,
+    broadcast_object,
+    ranks_from_environment,
+    run_record,
+    teardown,
+)
 from siamese.training.distributed import setup as join_ranks
 from siamese.training.loop import make_optimisation, run_job
 from siamese.training.losses import create_criterion
@@ -83,18 +88,15 @@ def train(config: TrainConfig, *, progress: bool = False) -> TrainResult:
     config, choice = apply_recipe(config, resolve_device(config.device).type == "cuda")
     if progress and ranks.is_main:  # before the minutes of training it explains
         print(choice.line(), file=sys.stderr, flush=True)
-    if config.is_pair:  # --query-data or --captions: two towers (training/pair_trainer.py)
-        if ranks.enabled:
-            raise ConfigError("pair runs (--query-data, --captions) train in one process")
-        result = train_pair(config, progress=progress)
-    else:
-        device, joined = join_ranks(ranks, resolve_device(config.device), config.threads)
-        try:
-            result = _train(config, ranks, device, progress and ranks.is_main)
-        except BaseException:
-            teardown(joined, finished=False)
-            raise
-        teardown(joined)
+    # a query folder or captions make a pair: two towers (training/pair_trainer.py)
+    run = train_pair if config.is_pair else _train
+    device, joined = join_ranks(ranks, resolve_device(config.device), config.threads)
+    try:
+        result = run(config, ranks, device, progress and ranks.is_main)
+    except BaseException:
+        teardown(joined, finished=False)
+        raise
+    teardown(joined)
     return replace(result, recipe=choice.recipe, recipe_reason=choice.line())
 
 
@@ -324,11 +326,7 @@ class TowerJob:
     def write_config(self, device: torch.device) -> None:
         """config.json of a new run (rank 0)."""
         config, data = self.config, self.data
-        distributed = (
-            {"distributed": {"world_size": self.ranks.world, "backend": dist.get_backend()}}
-            if self.ranks.enabled
-            else {}
-        )
+        distributed = run_record(self.ranks)
         write_config(
             Path(config.out_dir),
             {

@@ -222,3 +222,45 @@ def test_siamese_train_nproc_2_writes_a_run_that_exports_and_embeds(
     embedded = Embedder(model).embed_paths(list_image_paths([tiny_dataset]))
     assert embedded.embeddings.shape == (48, 16) and not embedded.failures
     assert np.allclose(np.linalg.norm(embedded.embeddings, axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.slow  # one launch of two processes and one in-process run: ~20 s on 2 idle cores
+def test_a_pair_on_two_processes_learns_as_one_process_on_the_global_batch(
+    pair_dataset, pair_config, tmp_path: Path
+) -> None:
+    """Sketch → photo on two ranks of P identities equals one process of 2P: same loss, weights."""
+    from safetensors.numpy import load_file
+
+    from siamese.training import train
+    from siamese.training.launch import launch
+
+    settings = {
+        "query_data": str(pair_dataset.sketches),
+        "query_image_size": 24,
+        "query_channels": 1,
+        "augment": "none",
+        "epochs": 1,
+        "steps_per_epoch": 2,
+    }
+    ranked = launch(
+        pair_config(pair_dataset, tmp_path / "ranked", identities_per_batch=3, **settings), 2
+    )
+    alone = train(pair_config(pair_dataset, tmp_path / "alone", identities_per_batch=6, **settings))
+    config = json.loads((tmp_path / "ranked" / "config.json").read_text())
+    assert config["distributed"] == {"world_size": 2, "backend": "gloo"}
+    (ranked_row,), (alone_row,) = ranked.history, alone.history
+    assert ranked_row["images"] == alone_row["images"] == 2 * 6 * 2 * 2  # steps × 2P × K × sides
+    assert ranked_row["loss"] == pytest.approx(alone_row["loss"], rel=1e-5)
+    assert ranked_row["val_map_at_r"] == pytest.approx(alone_row["val_map_at_r"], abs=1e-6)
+    # The head's linear bias feeds a batch norm, which cancels it: its true gradient is zero, and
+    # Adam turns the rounding noise left in its place into steps of ±lr, on one side as the other
+    # (and the running mean follows). Every other weight must agree.
+    noise_only = {"head.linear.bias", "head.bn.running_mean"}
+    for name in ("query.last.safetensors", "gallery.last.safetensors"):
+        ranked_weights = load_file(tmp_path / "ranked" / name)
+        alone_weights = load_file(tmp_path / "alone" / name)
+        assert ranked_weights.keys() == alone_weights.keys()
+        for key in alone_weights.keys() - noise_only:
+            np.testing.assert_allclose(
+                ranked_weights[key], alone_weights[key], atol=2e-5, err_msg=key
+            )
