@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from siamese.build_config import BuildConfig
+from siamese.cli.audit import register as register_audit
 from siamese.cli.fields import config_from_options, with_config_options
 from siamese.cli.support import (
     EXIT_ERROR,
@@ -375,3 +376,6 @@ def index_verify(
         out.print(report.summary(), highlight=False)
     if not report.ok:
         raise typer.Exit(EXIT_ERROR)
+
+
+register_audit(index_app)  # `siamese index audit` (siamese/cli/audit.py)
