@@ -37,9 +37,7 @@ def on_files(files: Any, config: Any) -> Any:
     """Add the plots the figures show, as generated files of the site."""
 
     for name, source in _figures().assets_used().items():
-        files.append(
-            File.generated(config, f"figures/{name}", abs_src_path=str(source))
-        )
+        files.append(File.generated(config, f"figures/{name}", abs_src_path=str(source)))
     return files
 
 
