@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from siamese.core.errors import GalleryError, ModelMismatchError
 from siamese.index.search import faiss_index as fx
+from siamese.index.search.filters import Where, as_where
 from siamese.index.search.results import Item, Match, QueryResult
 from siamese.index.store.gallery_files import load_published_index
 from siamese.index.store.item_store import ItemStore
@@ -31,6 +32,8 @@ from siamese.index.updates.uploads import forget_uploads
 _IDENTITY_WIDEN = 10
 #: A writer may publish (and delete the old index file) between reading the manifest and the index.
 _OPEN_ATTEMPTS = 5
+#: A filtered search an approximate index answered short is redone exactly up to this many matches.
+EXACT_FILTER_SCAN = 200_000
 
 _Opened = TypeVar("_Opened", bound="GalleryReader")
 
@@ -259,20 +262,58 @@ class GalleryReader:
         *,
         params: dict[str, int] | None = None,
         threads: int | None = None,
+        where: Where | str | None = None,
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """The k nearest item ids of each query and their L2 distances (Q×min(k, len)).
 
         Where an approximate index found fewer, the rest are -1 and inf. ``params`` overrides search
         parameters for this call; ``threads`` caps FAISS's threads (see
-        :func:`siamese.index.search.faiss_index.search`).
+        :func:`siamese.index.search.faiss_index.search`). ``where`` (a filter,
+        :func:`~siamese.index.search.filters.parse_where`) ranks only the matching items:
+        Q×min(k, matching).
+
+        Raises:
+            FilterError: ``where`` does not parse.
         """
         queries = self._queries(embeddings, k)
+        where = as_where(where)
+        if where is not None:
+            return self._nearest_where(queries, k, where, params, threads)
         search_params = (
             self._params
             if params is None
             else fx.search_parameters(self.index, {**self.search_params, **params})
         )
         return fx.search(self.index, queries, k, search_params, threads=threads)
+
+    def _nearest_where(
+        self,
+        queries: NDArray[np.float32],
+        k: int,
+        where: Where,
+        params: dict[str, int] | None,
+        threads: int | None,
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Search among the items ``where`` selects: FAISS with an id selector over them.
+
+        An approximate index can still come back short of min(k, matching) (IVF lists not
+        probed, an HNSW walk that meets few matches); those queries are answered exactly over
+        the matching items' stored vectors, when there are few enough of them to scan.
+        """
+        ids = self.items.ids_where(*where.sql())
+        selector = fx.id_selector(ids)
+        search_params = fx.search_parameters(
+            self.index, {**self.search_params, **(params or {})}, selector=selector
+        )
+        k = min(k, len(ids))
+        distances, found = fx.search(self.index, queries, k, search_params, threads=threads)
+        short = np.flatnonzero((found < 0).any(axis=1)) if k else np.zeros(0, np.int64)
+        if len(short) and len(ids) <= EXACT_FILTER_SCAN:
+            vectors = self.items.vectors(ids, self.manifest.dimension)
+            squared, rows = faiss.knn(queries[short], vectors, k)
+            distances[short] = np.sqrt(np.maximum(squared, 0.0))
+            found[short] = ids[rows]
+        return distances, found
 
     def search(
         self,
@@ -281,14 +322,16 @@ class GalleryReader:
         *,
         params: dict[str, int] | None = None,
         threads: int | None = None,
+        where: Where | str | None = None,
     ) -> list[QueryResult]:
         """The k nearest items of each query embedding, and the identities ranked by closest item.
 
         k larger than the gallery returns every item; never a placeholder. Each result is marked
-        ``unknown`` when its nearest identity lies beyond :attr:`threshold`.
+        ``unknown`` when its nearest identity lies beyond :attr:`threshold`. ``where`` searches
+        only the items a filter selects (see :meth:`nearest`).
         """
         distances, ids = self.nearest(
-            embeddings, k * _IDENTITY_WIDEN, params=params, threads=threads
+            embeddings, k * _IDENTITY_WIDEN, params=params, threads=threads, where=where
         )
         items = self.items.get(ids[ids >= 0].tolist())
         results = []

@@ -205,16 +205,39 @@ def tunable_parameter(index: faiss.Index) -> str | None:
     return "efSearch" if _is_hnsw(index) else None
 
 
+def id_selector(ids: NDArray[np.int64]) -> faiss.IDSelector:
+    """A FAISS selector admitting exactly ``ids`` (a search filter's matching items).
+
+    Item ids are small and dense (SQLite row ids), so a bitmap over 0..max(ids) is compact and
+    each test one lookup; ids too sparse for that go in a hash set.
+    """
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    top = int(ids.max()) + 1 if len(ids) else 0
+    if len(ids) and (ids.min() < 0 or top > 64 * len(ids) + 4096):
+        return faiss.IDSelectorBatch(ids)
+    mask = np.zeros(top, dtype=bool)
+    mask[ids] = True
+    return faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+
+
 def search_parameters(
-    index: faiss.Index, params: dict[str, Any] | None
+    index: faiss.Index,
+    params: dict[str, Any] | None,
+    *,
+    selector: faiss.IDSelector | None = None,
 ) -> faiss.SearchParameters | None:
     """FAISS search parameters for ``params`` such as {"nprobe": 16}; None when there are none.
+
+    ``selector`` (:func:`id_selector`) restricts the search to those ids: FAISS ranks only them,
+    so a filter gets k matching items wherever they lie, not fewer after the fact.
 
     Raises:
         GalleryError: a parameter this index type does not have.
     """
     state = ondisk_state(index)
     exclude = state.exclude if state else None  # on-disk: ids removed since the last merge
+    if selector is not None:
+        exclude = selector if exclude is None else faiss.IDSelectorAnd(selector, exclude)
     ivf = faiss.try_extract_index_ivf(index)
     graph_quantizer = ivf is not None and _is_hnsw(faiss.downcast_index(ivf.quantizer))
     if not params and exclude is None and not graph_quantizer:
@@ -231,7 +254,10 @@ def search_parameters(
     if value < 1:
         raise GalleryError(f"{knob} must be at least 1, got {value}")
     if knob != "nprobe":
-        return faiss.SearchParametersHNSW(efSearch=value)
+        chosen = faiss.SearchParametersHNSW(efSearch=value) if knob else faiss.SearchParameters()
+        if exclude is not None:
+            chosen.sel = exclude
+        return chosen
     chosen = faiss.SearchParametersIVF(nprobe=value)
     if exclude is not None:
         chosen.sel = exclude

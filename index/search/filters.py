@@ -44,7 +44,8 @@ _INT64 = (-(2**63), 2**63 - 1)
 _OPERATORS = "an operator (==, !=, <, <=, >, >=, in, not in, like)"
 _TOKEN = re.compile(
     r"""\s*(?:
-    (?P<int>[-+]?\d+)
+    (?P<float>[-+]?(?:\d+\.\d*|\.\d+)(?:[eE][-+]?\d+)?)
+  | (?P<int>[-+]?\d+)
   | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>==|!=|<=|>=|<|>|&&|\|\||!|\(|\)|\[|\]|,)
@@ -61,7 +62,7 @@ class FilterError(ConfigError):
 
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # int, str, word, op, end
+    kind: str  # int, float (refused: no float fields), str, word, op, end
     text: str
     position: int  # 0-based offset in the filter text
 

@@ -224,6 +224,18 @@ class ItemStore:
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def ids_where(self, condition: str, params: dict[str, object]) -> NDArray[np.int64]:
+        """The ids, ascending, of the items meeting an SQL ``condition`` over the item columns.
+
+        ``condition`` comes from a parsed search filter (``Where.sql()``), never from user text
+        directly; its values are bound as named parameters.
+        """
+        rows = self._query(
+            f"SELECT id FROM items WHERE {VISIBLE} AND ({condition}) ORDER BY id",
+            {**params, "gen": self.generation},
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
     def identity_counts(self) -> dict[str, int]:
         """Number of items per identity."""
         rows = self._query(
