@@ -40,3 +40,27 @@ def test_readme_commands_exist() -> None:
     for command in re.findall(r"^siamese ((?:index )?[a-z]+)", text, flags=re.MULTILINE):
         result = CliRunner().invoke(app, [*command.split(), "--help"])
         assert result.exit_code == 0 and f"Usage: siamese {command} " in result.stdout, command
+
+
+def test_readme_is_short_and_user_facing() -> None:
+    text = README.read_text()
+    assert len(text.splitlines()) <= 320, "README.md grew past 320 lines: move detail into docs/"
+    found = re.search(r"\bissues? #?\d+", text, flags=re.IGNORECASE)
+    assert found is None, f"internal issue number in README.md: {found.group(0)!r}"
+
+
+def test_readme_figures_match_the_results_files() -> None:
+    import doc_figures
+
+    text = README.read_text()
+    assert doc_figures.BLOCK.search(text), "README.md has no figure rendered from results"
+    assert doc_figures.sync_readme(text) == text, (
+        "README.md's figures differ from benchmarks/results: python benchmarks/doc_figures.py "
+        "--readme"
+    )
+
+
+def test_readme_links_point_at_files() -> None:
+    text = README.read_text()
+    for target in re.findall(r"\]\(((?:docs|benchmarks)/[^)#]+)", text):
+        assert (README.parent / target).is_file(), target
