@@ -116,7 +116,7 @@ def origin_matches_host(origin: str, host: str) -> bool:
     except ValueError:
         return False
     default = _DEFAULT_PORTS.get(parts.scheme)
-    if default is None or parts.path or parts.query or parts.fragment:
+    if default is None or parts.path or parts.query or parts.fragment or parts.netloc.endswith(":"):
         return False  # "null", "file://", anything that is not a web origin
     ours = _host_port(host, default)
     theirs = _host_port(parts.netloc, default)

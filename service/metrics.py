@@ -160,11 +160,21 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+def flat_routes(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route of an app, those of included routers too (FastAPI keeps them in a branch)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from flat_routes(inner.routes)
+        else:
+            yield route
+
+
 def route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
     """The template of the route a request went to (or would have, had it not been refused)."""
     route = scope.get("route")
     if route is None:  # refused before routing (401, 403, 413): find the route it was meant for
-        for candidate in routes:
+        for candidate in flat_routes(routes):
             match, _ = candidate.matches(scope)
             if match == Match.FULL:
                 route = candidate

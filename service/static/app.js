@@ -8,15 +8,18 @@ const SIMILARITY_HELP =
   "similarity = cosine of the two unit-length embeddings = 1 − d²/2, d being the L2 distance; " +
   "shown as a percentage (0% at or below zero)";
 
+const KEY_STORE = "siamese-api-key";  // this tab only (sessionStorage): a reload keeps the key
+
 const view = { file: null, text: null, search: 0, objectUrl: null, threshold: null, needsKey: false,
-               filter: "", offset: 0, identity: null, identityOffset: 0 };
+               readsNeedKey: false, filter: "", offset: 0, identity: null, identityOffset: 0 };
 
 function errorText(body, status) {
   return body && body.error ? `${body.error.message} (${status})` : `request failed (${status})`;
 }
 
 async function call(url, options = {}) {
-  const response = await fetch(url, options);
+  // The key goes with every call: writes need it, reads too when the service protects them.
+  const response = await fetch(url, { ...options, headers: { ...keyHeaders(), ...(options.headers || {}) } });
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const error = new Error(errorText(body, response.status));
@@ -27,8 +30,37 @@ async function call(url, options = {}) {
 }
 
 function explain(error) {
-  // A write refused for its key: say where the key goes.
+  // A request refused for its key: say where the key goes.
   return error.status === 401 ? `${error.message}. Enter the API key at the top of the page.` : error.message;
+}
+
+function showKeyField(forReads) {
+  $("#key-field").hidden = false;
+  $("#key-label").textContent = forReads
+    ? "API key, needed to search and browse this gallery"
+    : "API key, for adding and removing";
+}
+
+function showImage(img, url) {
+  // An <img> cannot send the key: when reads need it, fetch the picture and show a blob: URL.
+  if (!view.readsNeedKey) {
+    img.src = url;
+    return;
+  }
+  fetch(url, { headers: keyHeaders() })
+    .then((response) => (response.ok ? response.blob() : Promise.reject(new Error(String(response.status)))))
+    .then((blob) => {
+      const objectUrl = URL.createObjectURL(blob);
+      img.addEventListener("load", () => URL.revokeObjectURL(objectUrl), { once: true });
+      img.src = objectUrl;
+    })
+    .catch(() => img.setAttribute("alt", `${img.alt || "image"} (not available)`));
+}
+
+function thumbnail(url, alt) {
+  const img = el("img", { alt, loading: "lazy" });
+  showImage(img, `${url}?size=160`);
+  return img;
 }
 
 function keyHeaders() {
@@ -64,10 +96,24 @@ function similarity(distance) {
 
 // ------------------------------------------------------------------ gallery overview
 async function loadSummary() {
-  const info = await call("/v1/gallery?limit=0");
+  let info;
+  try {
+    info = await call("/v1/gallery?limit=0");
+  } catch (error) {
+    if (error.status === 401) {  // reads are protected: nothing to show before the key
+      view.readsNeedKey = true;
+      showKeyField(true);
+      error.message = $("#api-key").value
+        ? "This API key is not accepted; check it and enter it again."
+        : "This gallery is protected: enter the API key above to search and browse it.";
+    }
+    throw error;
+  }
   view.threshold = info.threshold;
   view.needsKey = info.limits.write_requires_key;
-  $("#key-field").hidden = !view.needsKey;
+  view.readsNeedKey = info.limits.read_requires_key;
+  if (view.needsKey) showKeyField(view.readsNeedKey);
+  else $("#key-field").hidden = true;
   $("#text-form").hidden = !info.model.text_query;  // a text → image pair's gallery
   const threshold = info.threshold == null
     ? "no threshold calibrated"
@@ -100,7 +146,8 @@ async function loadIdentities() {
 }
 
 function refreshGallery() {
-  return Promise.all([loadSummary(), loadIdentities()]).catch((error) => {
+  // The summary first: it finds out whether reads need the key before thumbnails are asked for.
+  return loadSummary().then(loadIdentities).catch((error) => {
     $("#summary").textContent = error.message;
   });
 }
@@ -128,7 +175,7 @@ function matchCard(match, rank, result) {
                     "data-identity": match.identity, "data-distance": String(match.distance) },
     el("a", { class: "open", href: identityHref(match.identity),
               title: `see every image of ${match.identity}` },
-      el("img", { src: `${match.thumbnail}?size=160`, alt: "", loading: "lazy" }),
+      thumbnail(match.thumbnail, ""),
       el("span", { class: "rank" }, `#${rank + 1}`),
       el("span", { class: "identity" }, match.identity)),
     el("span", { class: "similarity", title: SIMILARITY_HELP }, `${Math.round(share * 100)}% similar`),
@@ -190,7 +237,7 @@ async function search(file, text = null) {
   } catch (error) {
     if (ticket !== view.search) return;
     $("#search-status").textContent = "";
-    say("#search-error", `${name}: ${error.message}`);
+    say("#search-error", `${name}: ${explain(error)}`);
   }
 }
 
@@ -208,7 +255,7 @@ async function addImages(event) {
   button.disabled = true;
   button.textContent = "Adding…";
   try {
-    const report = await call("/v1/items", { method: "POST", body: form, headers: keyHeaders() });
+    const report = await call("/v1/items", { method: "POST", body: form });
     formNode.reset();
     const who = report.items.length ? report.items[0].identity : "";
     say("#add-status",
@@ -238,12 +285,12 @@ async function loadIdentity(name, more = false) {
   const params = new URLSearchParams({ offset: view.identityOffset, limit: ITEMS_PAGE });
   let page;
   try {
-    page = await call(`/v1/identities/${encodeURIComponent(name)}?${params}`, { headers: keyHeaders() });
+    page = await call(`/v1/identities/${encodeURIComponent(name)}?${params}`);
   } catch (error) {
     if (view.identity !== name) return;
     $("#identity-count").textContent = error.status === 404 ? "This identity is not in the gallery (any more)." : "";
     $("#remove-identity").hidden = true;
-    if (error.status !== 404) say("#identity-error", error.message);
+    if (error.status !== 404) say("#identity-error", explain(error));
     return;
   }
   if (view.identity !== name) return;
@@ -251,7 +298,7 @@ async function loadIdentity(name, more = false) {
   $("#identity-count").textContent = `${images(page.count)} in the gallery`;
   const cards = page.items.map((item) =>
     el("li", { class: "card", "data-id": String(item.id) },
-      el("img", { src: `${item.thumbnail}?size=160`, alt: `${name}, item ${item.id}`, loading: "lazy" }),
+      thumbnail(item.thumbnail, `${name}, item ${item.id}`),
       el("span", { class: "rank" }, `item ${item.id}`),
       item.path ? el("span", { class: "distance" }, item.path) : null,
       el("button", { type: "button", class: "danger remove-item", "data-id": String(item.id),
@@ -265,7 +312,7 @@ async function removeItem(id) {
   say("#identity-status", "");
   say("#identity-error", "");
   try {
-    const report = await call(`/v1/items/${id}`, { method: "DELETE", headers: keyHeaders() });
+    const report = await call(`/v1/items/${id}`, { method: "DELETE" });
     say("#identity-status", `Removed item ${id}; the gallery now holds ${report.count}.`);
     await loadIdentity(view.identity);
     refreshGallery();
@@ -281,7 +328,7 @@ async function removeIdentity() {
   say("#identity-error", "");
   try {
     const params = new URLSearchParams({ identity: name });
-    const report = await call(`/v1/items?${params}`, { method: "DELETE", headers: keyHeaders() });
+    const report = await call(`/v1/items?${params}`, { method: "DELETE" });
     say("#overview-status", `Removed ${name} (${images(report.removed)}); the gallery now holds ${report.count}.`);
     window.location.hash = "";
     await refreshGallery();
@@ -308,6 +355,12 @@ function route() {
 
 function setUp() {
   const drop = $("#drop");
+  $("#api-key").value = sessionStorage.getItem(KEY_STORE) || "";
+  $("#api-key").addEventListener("change", (event) => {
+    sessionStorage.setItem(KEY_STORE, event.target.value);
+    refreshGallery();  // with reads protected, the gallery shows once the key is right
+    if (view.identity !== null) loadIdentity(view.identity);
+  });
   $("#file-input").addEventListener("change", (event) => {
     if (event.target.files[0]) search(event.target.files[0]);
     event.target.value = "";  // choosing the same file again searches again

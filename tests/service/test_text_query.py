@@ -47,7 +47,18 @@ def test_an_image_query_and_an_add_use_the_gallery_tower(
     )
     assert added.status_code == 201, added.text
     again = pair_client.post("/v1/query", data={"text": "a small blue box"})
-    assert again.status_code == 200 and again.json()["gallery_generation"] == added.json()["generation"]
+    assert again.status_code == 200
+    assert again.json()["gallery_generation"] == added.json()["generation"]
+    # Each answer names the tower that embedded its query, as /v1/gallery and /metrics do.
+    towers = pair_client.get("/v1/gallery").json()["model"]["towers"]
+    assert again.json()["model"]["fingerprint"] == towers["text_query"]["fingerprint"]
+    assert found.json()["model"]["fingerprint"] == towers["image_query"]["fingerprint"]
+    assert towers["text_query"]["fingerprint"] != towers["image_query"]["fingerprint"]
+    assert again.json()["model"]["pair"] == found.json()["model"]["pair"]
+    metrics = pair_client.get("/metrics").text
+    text_tower = towers["text_query"]
+    assert f'fingerprint="{text_tower["fingerprint"]}"' in metrics
+    assert f'name="{text_tower["name"]}",role="text_query"' in metrics
 
 
 @pytest.mark.parametrize(
