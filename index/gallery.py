@@ -5,17 +5,22 @@ through :class:`Gallery`; the manifest, the item store and the uploads folder ar
 package's business. Writing lives in the modules below (:mod:`~siamese.index.updates.operations`,
 :mod:`~siamese.index.verify`, :mod:`~siamese.index.search.threshold`,
 :mod:`~siamese.index.updates.uploads`);
-``Gallery`` offers each of their operations under one name (the same functions, not wrappers),
-and searching is inherited from :class:`~siamese.index.published.GalleryReader`. Imports go
-one way: this module imports those, none of them imports this one.
+``Gallery`` offers each of their operations under one name (the same functions, behind one
+switch on the location: a ``milvus…:`` location goes to the Milvus backend,
+:mod:`siamese.index.milvus`, with the same arguments and results), and searching is
+:class:`~siamese.index.published.GalleryReader`'s (or the Milvus reader's). Imports go one way:
+this module imports those, none of them imports this one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from siamese.index.location import is_milvus
 from siamese.index.published import GalleryReader, gallery_model_path
 from siamese.index.search.threshold import set_threshold
 from siamese.index.store.manifest import Manifest
@@ -23,6 +28,27 @@ from siamese.index.updates.operations import add_to_gallery, build_gallery, remo
 from siamese.index.updates.uploads import store_upload, stored_uploads
 from siamese.index.verify import verify_gallery
 from siamese.index.watch import GenerationWatch
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _by_location(folder: _F, milvus: str, position: int = 0, name: str = "gallery_dir") -> _F:
+    """``folder``, or for a ``milvus…:`` location the Milvus backend's ``milvus`` function.
+
+    The location is argument ``position`` (or keyword ``name``); both backends take the same
+    arguments, and pymilvus is imported only when a Milvus gallery is used.
+    """
+
+    @functools.wraps(folder)
+    def located(*args: Any, **kwargs: Any) -> Any:
+        where = args[position] if len(args) > position else kwargs.get(name)
+        if is_milvus(where):
+            from siamese.index import milvus as backend
+
+            return functools.reduce(getattr, milvus.split("."), backend)(*args, **kwargs)
+        return folder(*args, **kwargs)
+
+    return located  # type: ignore[return-value]
 
 
 class Gallery:
@@ -37,27 +63,27 @@ class Gallery:
     """
 
     #: Open the published generation for searching: a :class:`GalleryReader` (see its ``open``).
-    open = staticmethod(GalleryReader.open)
+    open = staticmethod(_by_location(GalleryReader.open, "MilvusGalleryReader.open"))
 
     # ------------------------------------------------------------------ writing
     #: Create ``gallery_dir`` from a folder of images, or bring it up to date (see build_gallery).
-    build = staticmethod(build_gallery)
+    build = staticmethod(_by_location(build_gallery, "build_gallery", 2))
     #: Embed files or folders and add them (see add_to_gallery).
-    add = staticmethod(add_to_gallery)
+    add = staticmethod(_by_location(add_to_gallery, "add_to_gallery"))
     #: Remove items by identity or path (see remove_from_gallery).
-    remove = staticmethod(remove_from_gallery)
+    remove = staticmethod(_by_location(remove_from_gallery, "remove_from_gallery"))
     #: Store (or clear) the "unknown" distance threshold; returns the stored record or None.
-    set_threshold = staticmethod(set_threshold)
+    set_threshold = staticmethod(_by_location(set_threshold, "set_threshold"))
     #: Keep an image given as bytes inside the gallery (``uploads/``); returns the path to add.
-    store_upload = staticmethod(store_upload)
+    store_upload = staticmethod(_by_location(store_upload, "store_upload"))
 
     # ----------------------------------------------------------------- checking
     #: Check every invariant of a gallery from scratch; problems are reported, not raised.
-    verify = staticmethod(verify_gallery)
+    verify = staticmethod(_by_location(verify_gallery, "verify_gallery"))
     #: The model to embed queries with: the one given, or the one the gallery recorded.
-    query_model = staticmethod(gallery_model_path)
+    query_model = staticmethod(_by_location(gallery_model_path, "query_model"))
     #: Images stored by :meth:`store_upload` that are ``paths`` or lie in ``identity``'s folder.
-    stored_uploads = staticmethod(stored_uploads)
+    stored_uploads = staticmethod(_by_location(stored_uploads, "stored_uploads"))
 
     @staticmethod
     def facts(gallery_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -68,15 +94,23 @@ class Gallery:
         Raises:
             GalleryError: not a gallery, or its manifest is damaged.
         """
+        if is_milvus(gallery_dir):
+            from siamese.index.milvus import facts
+
+            return facts(gallery_dir)
         return Manifest.read(Path(gallery_dir)).to_dict()
 
     @classmethod
     def describe(cls, gallery_dir: str | os.PathLike[str]) -> dict[str, Any]:
         """Open the gallery (checking its files) and return :meth:`info`."""
-        with GalleryReader.open(gallery_dir) as gallery:
+        with cls.open(gallery_dir) as gallery:
             return gallery.info()
 
     @staticmethod
     def watch(gallery_dir: str | os.PathLike[str]) -> GenerationWatch:
         """A watch that tells when another process publishes a new generation or threshold."""
+        if is_milvus(gallery_dir):
+            from siamese.index.milvus import MilvusGenerationWatch
+
+            return MilvusGenerationWatch(gallery_dir)  # type: ignore[return-value]
         return GenerationWatch(gallery_dir)

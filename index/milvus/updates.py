@@ -1,0 +1,444 @@
+"""Build, add to and remove from a Milvus gallery: the folder galleries' sync plan, upserted.
+
+An update plans exactly as a folder gallery's does (:func:`~siamese.index.updates.sync.plan_sync`
+against what the collection holds), then writes each chunk of embedded files as one upsert keyed
+by the item id, the hash of the file's path. A run killed at any point leaves rows that are
+right for their files; the next run finds them unchanged and embeds only the rest, and no file
+is ever two rows. The gallery record (counts, generation, recall, search parameters) is written
+last, once the rows are in; rows newer than the record are what a killed run left (``resumed``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from siamese.core.errors import DataError, GalleryError, ModelMismatchError, named
+from siamese.core.progress import progress_bar
+from siamese.data.image_folder import scan_gallery_folder
+from siamese.index.location import MilvusLocation, parse_location
+from siamese.index.milvus import collection as col
+from siamese.index.milvus.quality import check_recall
+from siamese.index.milvus.store import MilvusStore
+from siamese.index.published import refuse_other_model
+from siamese.index.search.index_choice import default_memory_budget, parse_memory, resolve_index
+from siamese.index.search.recall import DEFAULT_TARGET
+from siamese.index.store.crash_points import reached
+from siamese.index.store.manifest import GALLERY_FORMAT_VERSION, Manifest, now_iso
+from siamese.index.updates.embeds import Embeds
+from siamese.index.updates.operations import DEFAULT_COMMIT_EVERY, _pair_record, _scan_source
+from siamese.index.updates.reports import UpdateReport, write_rejected_report
+from siamese.index.updates.sync import SyncPlan, canonical_path, chunks, hash_files, plan_sync
+
+#: Recall is measured again once the count has moved this share since it was (as folders do).
+_RECALL_STALE_AFTER = 0.10
+
+
+@dataclass
+class _Policy:
+    """What an update asks of the index: its type, fixed search parameters, recall."""
+
+    index: str | None = None
+    search_params: dict[str, int] | None = None
+    target: float = DEFAULT_TARGET
+    minimum: float | None = None
+    queries: int = 1000
+    always_measure: bool = False
+
+
+@dataclass
+class _Done:
+    embedded: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def milvus_location(location: Any) -> MilvusLocation:
+    """``location`` as a MilvusLocation (callers dispatch on :func:`is_milvus` first)."""
+    parsed = parse_location(location)
+    assert isinstance(parsed, MilvusLocation)
+    return parsed
+
+
+def index_of(manifest: Manifest) -> col.MilvusIndex:
+    """The Milvus index a gallery record names."""
+    return col.MilvusIndex.from_json(manifest.faiss_factory)
+
+
+def default_report(location: MilvusLocation) -> Path:
+    """Where refused files are listed: beside a Lite file, or ``COLLECTION.rejected.json`` here."""
+    if location.lite:
+        return Path(location.uri + ".rejected.json")
+    return Path(f"{location.collection}.rejected.json")
+
+
+def open_bound(location: MilvusLocation, embedder: Embeds) -> tuple[MilvusStore, Manifest]:
+    """The gallery's store and record, refusing a model other than the one it is bound to.
+
+    Raises:
+        GalleryError: no such gallery; ModelMismatchError: another model (both named).
+    """
+    store = MilvusStore(location)
+    manifest = store.record()
+    refuse_other_model(
+        location,  # type: ignore[arg-type]  (only named in the message)
+        manifest,
+        embedder.fingerprint,
+        str(embedder.model_path),
+        getattr(embedder, "pair", None),
+    )
+    if embedder.dim != manifest.dimension:
+        raise ModelMismatchError(
+            f"{location}: holds {manifest.dimension}-long vectors, {embedder.model_path} makes "
+            f"{embedder.dim}"
+        )
+    return store, manifest
+
+
+def _resolve(asked: str, count: int, dim: int, budget: int, where: MilvusLocation) -> Any:
+    """The Milvus index for ``asked`` (``auto`` chooses as folder galleries do) and the choice."""
+    if asked == "ondisk" or asked.startswith("ondisk:"):
+        raise GalleryError(
+            f"{where}: on-disk indexes are for folder galleries; Milvus keeps its own segments "
+            f"(use IVF_SQ8 or HNSW, or DISKANN on a server, {named('index')})"
+        )
+    choice = resolve_index(asked, count, dim, budget)
+    index = col.milvus_index(choice.index_type if choice else asked, count, where)
+    return col.complete_pq(index, dim), choice
+
+
+def _new_record(embedder: Embeds, index: col.MilvusIndex, location: MilvusLocation) -> Manifest:
+    return Manifest(
+        gallery_id=uuid.uuid4().hex,
+        generation=0,
+        model_fingerprint=embedder.fingerprint,
+        model_path=str(Path(embedder.model_path).resolve()),
+        dimension=embedder.dim,
+        metric="l2",
+        index_type=index.name,
+        faiss_factory=index.to_json(),
+        index_file=location.collection,
+        index_sha256="",
+        index_bytes=0,
+        items_fingerprint="",
+        count=0,
+        identities=0,
+        created=now_iso(),
+        items_file=location.uri if location.lite else location.text,
+        format_version=GALLERY_FORMAT_VERSION,
+        pair=_pair_record(embedder),
+    )
+
+
+def _store_for_build(
+    location: MilvusLocation, embedder: Embeds, asked: str | None, count: int, budget: int
+) -> tuple[MilvusStore, Manifest, col.MilvusIndex, Any]:
+    """The bound store and record (a new collection if none), the index to use, the choice."""
+    store = MilvusStore(location)
+    if store.exists():
+        store, manifest = open_bound(location, embedder)
+        if asked is None:
+            return store, manifest, index_of(manifest), None
+        index, choice = _resolve(asked, count, embedder.dim, budget, location)
+        return store, manifest, index, choice
+    index, choice = _resolve(asked or "FLAT", count, embedder.dim, budget, location)
+    manifest = _new_record(embedder, index, location)
+    store.create(manifest, index)
+    return store, manifest, index, choice
+
+
+def build_gallery(
+    image_dir: str | os.PathLike[str],
+    embedder: Embeds,
+    gallery_dir: Any,
+    *,
+    index: str | None = None,
+    memory_budget: int | str | None = None,
+    min_recall: float | None = None,
+    target_recall: float | None = None,
+    search_params: dict[str, int] | None = None,
+    commit_every: int = DEFAULT_COMMIT_EVERY,
+    recall_queries: int = 1000,
+    report_path: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    part_runner: Any = None,
+) -> UpdateReport:
+    """:func:`siamese.index.updates.operations.build_gallery` for a Milvus collection.
+
+    ``part_runner`` is accepted for the same signature; Milvus builds its own index.
+    """
+    location = milvus_location(gallery_dir)
+    if isinstance(memory_budget, str):
+        memory_budget = parse_memory(memory_budget) if memory_budget else None
+    root = canonical_path(Path(image_dir))
+    listed = os.path.isfile(root)
+    scan = _scan_source(image_dir, root, listed)
+    files = [(canonical_path(item.path), item.identity) for item in scan.images]
+    budget = memory_budget or default_memory_budget()
+    store, manifest, chosen, choice = _store_for_build(
+        location, embedder, index, len(files), budget
+    )
+    plan = plan_sync(files, store.known_files(), vanish_under=os.sep if listed else root)
+    plan.failures += scan.refused
+    policy = _Policy(
+        index, search_params, target_recall or DEFAULT_TARGET, min_recall, recall_queries, True
+    )
+    report = _apply(
+        store, manifest, chosen, embedder, plan, policy, "build", root, commit_every,
+        report_path, progress,
+    )  # fmt: skip
+    if choice is not None:
+        report.choice = {
+            "asked": index,
+            "index_type": chosen.name,
+            "expected_recall_at10": choice.expected_recall_at10,
+            "estimated_bytes": choice.estimated_bytes,
+            "reason": choice.reason,
+        }
+    return report
+
+
+def _listed(paths: Sequence[str | os.PathLike[str]], identity: str | None) -> tuple[list, list]:
+    """(canonical path, identity) of the files and folders given to ``add``; refused files."""
+    files: list[tuple[str, str]] = []
+    refused: list[tuple[str, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            scan = scan_gallery_folder(path)
+            files += [(canonical_path(i.path), identity or i.identity) for i in scan.images]
+            refused += scan.refused
+        else:
+            canonical = canonical_path(path)
+            files.append((canonical, identity or Path(canonical).parent.name))
+    if not files and not refused:
+        raise DataError(f"no image files in {', '.join(map(str, paths))}")
+    return files, refused
+
+
+def add_to_gallery(
+    gallery_dir: Any,
+    paths: Sequence[str | os.PathLike[str]],
+    embedder: Embeds,
+    *,
+    identity: str | None = None,
+    commit_every: int = DEFAULT_COMMIT_EVERY,
+    min_recall: float | None = None,
+    report_path: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> UpdateReport:
+    """:func:`siamese.index.updates.operations.add_to_gallery` for a Milvus collection."""
+    location = milvus_location(gallery_dir)
+    files, refused = _listed(paths, identity)
+    store, manifest = open_bound(location, embedder)
+    plan = plan_sync(files, store.known_files())
+    plan.failures += refused
+    source = " ".join(map(str, paths))
+    policy = _Policy(minimum=min_recall)
+    return _apply(
+        store, manifest, index_of(manifest), embedder, plan, policy, "add", source, commit_every,
+        report_path, progress,
+    )  # fmt: skip
+
+
+def _apply(
+    store: MilvusStore,
+    manifest: Manifest,
+    index: col.MilvusIndex,
+    embedder: Embeds,
+    plan: SyncPlan,
+    policy: _Policy,
+    command: str,
+    source: str,
+    commit_every: int,
+    report_path: str | os.PathLike[str] | None,
+    progress: bool,
+) -> UpdateReport:
+    """Upsert the plan's files chunk by chunk, delete vanished items, then write the record."""
+    started = time.perf_counter()
+    if commit_every < 1:
+        raise GalleryError(f"commit_every must be at least 1, got {commit_every}")
+    generation = manifest.generation + 1
+    resumed = min(plan.unchanged, store.count(f"generation >= {generation}"))
+    plan.unchanged, plan.resumed = plan.unchanged - resumed, resumed
+    if index != store.built_index(index_of(manifest)):
+        store.rebuild_index(index)
+        reached("milvus.index_rebuilt")
+    store.delete(plan.vanished_published)
+    reached("milvus.vanished_deleted")
+    done = _ingest(store, embedder, plan, generation, commit_every, progress)
+    published = _publish(store, manifest, index, policy, generation)
+    location = store.location
+    report = Path(report_path) if report_path else default_report(location)
+    write_rejected_report(report, command, source, done.failures)
+    return UpdateReport(
+        gallery_dir=location,  # type: ignore[arg-type]  (printed; a location, not a folder)
+        generation=published.generation,
+        count=published.count,
+        identities=published.identities,
+        index_type=published.index_type,
+        added=max(published.count - manifest.count + len(plan.vanished_published), 0),
+        removed=len(plan.vanished_published),
+        embedded=done.embedded,
+        resumed=plan.resumed,
+        unchanged=plan.unchanged,
+        failures=done.failures,
+        search_params=published.search_params,
+        recall=published.recall,
+        seconds=time.perf_counter() - started,
+        report_path=report,
+    )
+
+
+def _row(path: str, identity: str, sha: str, size: int, mtime_ns: int, vector: Any, gen: int):
+    return {
+        "id": col.item_id(path),
+        "vector": [float(x) for x in vector],
+        "path": path,
+        "identity": identity,
+        "sha256": sha,
+        "size": int(size),
+        "mtime_ns": int(mtime_ns),
+        "generation": gen,
+    }
+
+
+def _too_long(path: str, identity: str) -> str | None:
+    if len(path.encode("utf-8")) > col.MAX_PATH_BYTES:
+        return f"path longer than Milvus stores ({col.MAX_PATH_BYTES} bytes)"
+    if len(identity.encode("utf-8")) > col.MAX_IDENTITY_BYTES:
+        return f"identity (folder name) longer than Milvus stores ({col.MAX_IDENTITY_BYTES} bytes)"
+    return None
+
+
+def _ingest(
+    store: MilvusStore,
+    embedder: Embeds,
+    plan: SyncPlan,
+    generation: int,
+    commit_every: int,
+    progress: bool,
+) -> _Done:
+    """Hash and embed the candidates chunk by chunk; each chunk is one upsert (then a crash point).
+
+    A file whose content changed replaces its row (same id); if it can no longer be embedded,
+    its old row goes, as in a folder gallery.
+    """
+    done = _Done(failures=list(plan.failures))
+    with progress_bar("embedding", len(plan.candidates), progress) as ticker:
+        for chunk in chunks(plan.candidates, commit_every):
+            hashed, failures = hash_files(chunk)
+            done.failures += failures
+            rows, touched, replaced, to_embed = [], {}, set(), {}
+            for candidate, sha in hashed:
+                known, name = candidate.known, candidate.path
+                if reason := _too_long(name, candidate.identity):
+                    done.failures.append((name, reason))
+                elif known and (known.sha256, known.identity) == (sha, candidate.identity):
+                    touched[known.id] = (candidate, sha)  # same content, new mtime
+                else:
+                    replaced |= {known.id} if known else set()
+                    to_embed[name] = (candidate, sha)
+            for item, vector in store.vectors(list(touched)).items():
+                c, sha = touched[item]
+                rows.append(_row(c.path, c.identity, sha, c.size, c.mtime_ns, vector, generation))
+            for batch in embedder.iter_embed_paths(list(to_embed)):
+                done.failures += batch.failures
+                for name, vector in zip(batch.paths, batch.embeddings):
+                    c, sha = to_embed[name]
+                    rows.append(_row(name, c.identity, sha, c.size, c.mtime_ns, vector, generation))
+            store.upsert(rows)
+            store.delete(sorted(replaced - {row["id"] for row in rows}))
+            reached("milvus.chunk_upserted")
+            done.embedded += len(rows) - len(touched)
+            ticker.advance(len(chunk))
+    return done
+
+
+def _publish(
+    store: MilvusStore, manifest: Manifest, index: col.MilvusIndex, policy: _Policy, gen: int
+) -> Manifest:
+    """Measure recall when due and write the record of generation ``gen`` (the commit point)."""
+    count = store.count()
+    same = index == index_of(manifest)
+    knob = col.KNOBS.get(index.kind)
+    fixed = policy.search_params
+    if fixed and set(fixed) - {knob}:
+        raise GalleryError(
+            f"{store.location}: {index.name} has no search parameter "
+            f"{', '.join(sorted(set(fixed) - {knob}))} (it tunes {knob or 'nothing'})"
+        )
+    previous = manifest.recall if same else None
+    stale = previous is None or abs(count - previous.get("count", 0)) > _RECALL_STALE_AFTER * max(
+        previous.get("count", 0), 1
+    )
+    params, recall = dict(fixed or (manifest.search_params if same else {})), previous
+    if policy.always_measure or stale or fixed or policy.minimum is not None:
+        params, recall = check_recall(
+            store, index, fixed=dict(fixed) if fixed else None,
+            target=policy.target, minimum=policy.minimum, queries=policy.queries,
+            count=count, dimension=manifest.dimension,
+        )  # fmt: skip
+    published = replace(
+        manifest,
+        generation=gen,
+        created=now_iso(),
+        index_type=index.name,
+        faiss_factory=index.to_json(),
+        search_params=params,
+        recall=recall,
+        count=count,
+        identities=len(store.identity_counts()),
+    )
+    store.write_record(published)
+    reached("milvus.record_written")
+    return published
+
+
+def remove_from_gallery(
+    gallery_dir: Any,
+    *,
+    identities: Sequence[str] = (),
+    paths: Sequence[str | os.PathLike[str]] = (),
+) -> UpdateReport:
+    """:func:`siamese.index.updates.operations.remove_from_gallery` for a Milvus collection."""
+    location = milvus_location(gallery_dir)
+    if not identities and not paths:
+        raise GalleryError(
+            f"name what to remove: identities ({named('identities')} NAME) or paths "
+            f"({named('paths')} PATH)"
+        )
+    started = time.perf_counter()
+    store = MilvusStore(location)
+    manifest = store.record()
+    wanted = set(identities)
+    exact = {canonical_path(p) for p in paths}
+    folders = tuple(p.rstrip(os.sep) + os.sep for p in exact)
+    doomed = [
+        known.id
+        for path, known in store.known_files().items()
+        if known.identity in wanted or path in exact or path.startswith(folders)
+    ]
+    if not doomed:
+        asked = [f"identity {i!r}" for i in identities] + [f"path {str(p)!r}" for p in paths]
+        raise GalleryError(
+            f"{location}: no items match {', '.join(asked)}; see `siamese index info {location}`"
+        )
+    store.delete(doomed)
+    reached("milvus.vanished_deleted")
+    published = _publish(store, manifest, index_of(manifest), _Policy(), manifest.generation + 1)
+    return UpdateReport(
+        gallery_dir=location,  # type: ignore[arg-type]
+        generation=published.generation,
+        count=published.count,
+        identities=published.identities,
+        index_type=published.index_type,
+        removed=len(doomed),
+        search_params=published.search_params,
+        recall=published.recall,
+        seconds=time.perf_counter() - started,
+    )
