@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from siamese.core.errors import ImageDecodeError
 from siamese.data.images import thumbnail
+from siamese.index.search.filters import FilterError, Where, parse_where
 from siamese.service.access import ready_detail_allowed
 from siamese.service.errors import ApiError, error_body
 from siamese.service.state import ServiceState
@@ -70,6 +71,21 @@ KeyHeader = Annotated[
 ]
 AuthHeader = Annotated[str | None, Header(description="Alternatively: Bearer API key.")]
 TopK = Annotated[int, Query(ge=1, description="Identities (and nearest items) returned per query.")]
+WhereForm = Annotated[
+    str | None,
+    Form(
+        description='Search only the items this filter selects, e.g. identity like "acme-%" '
+        "and id > 100 (fields id, identity, path, sha256; Milvus's expression syntax)."
+    ),
+]
+
+
+def _where(text: str | None) -> Where | None:
+    """The parsed filter; 422 naming the position of a mistake."""
+    try:
+        return parse_where(text) if text is not None else None
+    except FilterError as exc:
+        raise ApiError(422, "invalid_filter", str(exc)) from None
 
 
 @router.get("/health", summary="Liveness: the process answers")
@@ -125,21 +141,25 @@ async def query(
         ),
     ] = None,
     k: TopK = 5,
+    where: WhereForm = None,
     x_api_key: KeyHeader = None,
     authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     state = _state(request)
     if (file is None) == (text is None):
         raise ApiError(422, "invalid_request", "send one query: an image file or a text field")
+    chosen = _where(where)
     if text is not None:
-        generation, results = await _timed(state, state.query_texts([text], _k(state, k)))
+        generation, results = await _timed(
+            state, state.query_texts([text], _k(state, k), where=chosen)
+        )
         shown = present_result(
             results[0].to_dict(), may_see_paths(state.config, x_api_key, authorization)
         )
         return {"query": text, **_provenance(state, generation, text=True), **shown}
     assert file is not None
     uploads = await read_uploads([file], state.config)
-    generation, results = await _timed(state, state.query(uploads, _k(state, k)))
+    generation, results = await _timed(state, state.query(uploads, _k(state, k), where=chosen))
     shown = present_result(
         results[0].to_dict(), may_see_paths(state.config, x_api_key, authorization)
     )
@@ -151,12 +171,14 @@ async def query_batch(
     request: Request,
     files: Annotated[list[UploadFile], File(description="The query images.")],
     k: TopK = 5,
+    where: WhereForm = None,
     x_api_key: KeyHeader = None,
     authorization: AuthHeader = None,
 ) -> dict[str, Any]:
     state = _state(request)
+    chosen = _where(where)
     uploads = await read_uploads(files, state.config)
-    generation, results = await _timed(state, state.query(uploads, _k(state, k)))
+    generation, results = await _timed(state, state.query(uploads, _k(state, k), where=chosen))
     show = may_see_paths(state.config, x_api_key, authorization)
     return {
         **_provenance(state, generation),

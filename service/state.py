@@ -29,6 +29,7 @@ from siamese.engine import Embedder, TextEmbedder
 from siamese.engine.runtime import available_cores
 from siamese.galleries import open_served_gallery
 from siamese.index import Gallery, GalleryReader, QueryResult, short_fingerprint
+from siamese.index.search.filters import Where
 from siamese.service.batcher import MicroBatcher, Rows, cancel_and_wait
 from siamese.service.config import ServiceConfig
 from siamese.service.errors import ApiError
@@ -158,15 +159,35 @@ class ServiceState:
         return self.ready and self.batcher.running
 
     # ------------------------------------------------------------------ reading
-    async def query(self, uploads: list[Upload], k: int) -> tuple[int, list[QueryResult]]:
-        """Embed uploads (batched with other requests) and search; return (generation, results)."""
+    async def query(
+        self, uploads: list[Upload], k: int, where: Where | None = None
+    ) -> tuple[int, list[QueryResult]]:
+        """Embed uploads (batched with other requests) and search; return (generation, results).
+
+        A filtered query (``where``) is embedded and searched on its own: the batch's one search
+        serves unfiltered requests only.
+        """
         if not self.is_ready():
             raise ApiError(503, "not_ready", "the service is starting or stopping")
         with self.batcher.incoming(), self.metrics.stage("decode"):
             rows = await preprocess_all(uploads, self.embedder.spec, self.config, self.decode_pool)
-        return await self.batcher.submit(rows, k)
+        if where is None:
+            return await self.batcher.submit(rows, k)
+        with self.metrics.stage("embed"):
+            embeddings = await asyncio.to_thread(self.embedder.embed_batch, rows)
+        return await self._search(embeddings, k, where)
 
-    async def query_texts(self, texts: list[str], k: int) -> tuple[int, list[QueryResult]]:
+    async def _search(
+        self, embeddings: Any, k: int, where: Where | None
+    ) -> tuple[int, list[QueryResult]]:
+        """Search the live generation on a worker thread; (generation, results)."""
+        with self.live.read() as gallery, self.metrics.stage("search"):
+            results = await asyncio.to_thread(gallery.search, embeddings, k, threads=1, where=where)
+            return gallery.generation, results
+
+    async def query_texts(
+        self, texts: list[str], k: int, where: Where | None = None
+    ) -> tuple[int, list[QueryResult]]:
         """Embed text queries with the pair's text tower and search; (generation, results).
 
         Raises:
@@ -187,9 +208,7 @@ class ServiceState:
                 embeddings = await asyncio.to_thread(embedder.embed_texts, texts)
         except DataError as exc:
             raise ApiError(422, "invalid_text", str(exc)) from None
-        with self.live.read() as gallery, self.metrics.stage("search"):
-            results = await asyncio.to_thread(gallery.search, embeddings, k, threads=1)
-            return gallery.generation, results
+        return await self._search(embeddings, k, where)
 
     def _embed_and_search(
         self, rows: Rows, requests: Sequence[tuple[int, int]]

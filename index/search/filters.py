@@ -81,8 +81,15 @@ def _tokens(text: str) -> list[_Token]:
         kind = match.lastgroup or "bad"
         start = match.start(kind)
         if kind == "bad":
-            quote = text[start] in "\"'"
-            raise _error(text, start, "a closed string" if quote else "a field, value or operator")
+            char = text[start]
+            expected = (
+                "a closed string"
+                if char in "\"'"
+                else "'==' (equality is written ==)"
+                if char == "="
+                else "a field, value or operator"
+            )
+            raise _error(text, start, expected)
         tokens.append(_Token(kind, match.group(kind), start))
         at = match.end()
 

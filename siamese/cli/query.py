@@ -27,6 +27,11 @@ _ModelOption = Annotated[
 _NPROBE_HELP = "IVF lists searched per query (default: the gallery's)."
 _EF_HELP = "HNSW search breadth (default: the gallery's)."
 _THRESHOLD_HELP = 'Answer "unknown" beyond this distance (default: the gallery\'s calibrated one).'
+_WHERE_HELP = (
+    "Search only the items this filter selects, e.g. 'identity like \"acme-%\" and id > 100' "
+    "(fields id, identity, path, sha256; ==, !=, <, <=, >, >=, in [..], not in, like, and, or, "
+    "not: Milvus's expression syntax)."
+)
 
 
 @_friendly_errors
@@ -56,12 +61,15 @@ def query(
         typer.Option("--no-threshold", help="Ignore the gallery's threshold: always the nearest."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    where: Annotated[str | None, typer.Option(help=_WHERE_HELP)] = None,
 ) -> None:
     from siamese.data.image_folder import list_image_paths
     from siamese.galleries import open_served_gallery
+    from siamese.index.search.filters import parse_where
 
     if bool(images) == bool(text):
         raise typer.BadParameter("give query images or --text, one of the two", param_hint="IMAGES")
+    chosen = parse_where(where) if where is not None else None  # refused before any embedding
     options = {"mmap": mmap, "search_params": search_params(nprobe, ef_search)}
     with open_served_gallery(
         gallery_dir, model, device=device.value, queries="text" if text else "image", **options
@@ -73,7 +81,9 @@ def query(
             embedded = _embed_texts(embedder, text)
         else:
             embedded = embedder.embed_paths(list_image_paths(images or []))
-        results = served.gallery.search(embedded.embeddings, k=k) if embedded.paths else []
+        results = (
+            served.gallery.search(embedded.embeddings, k=k, where=chosen) if embedded.paths else []
+        )
     _report_skipped(embedded.failures)
     if as_json:
         _print_json(

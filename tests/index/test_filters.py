@@ -7,6 +7,8 @@ lie), so each index type is checked against brute force on the subset the filter
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +203,7 @@ def test_like_is_case_sensitive_and_escapes_its_wildcards() -> None:
         ('identity == "open', 13, "a closed string"),
         ("(id > 1", 8, "')'"),
         ("id > 1 id > 2", 8, "and, or"),
+        ("id = 2", 4, "'=='"),
         ("id in [1, 2", 12, "',' or ']'"),
         ("id in 1", 7, "'['"),
         ("id not 3", 8, "'in' after 'not'"),
@@ -229,3 +232,49 @@ def test_any_text_parses_or_is_refused_in_one_line(text: str) -> None:
         assert "\n" not in str(exc) and "position" in str(exc)
     else:
         assert parse_where(where.expression) == where
+
+
+# ------------------------------------------------------------------------------ the CLI and service
+def test_query_where_on_the_command_line(gallery_dir: Path, unseen_dataset: Path) -> None:
+    from typer.testing import CliRunner
+
+    from siamese.cli import app
+
+    image = min((unseen_dataset / "id_002").iterdir())
+    args = ["query", str(image), "--gallery", str(gallery_dir), "--json", "-k", "3"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*args, "--where", 'identity in ["id_001", "id_003"]'])
+    assert result.exit_code == 0, result.output
+    [answer] = json.loads(result.stdout)["results"]
+    assert {m["identity"] for m in answer["matches"]} <= {"id_001", "id_003"}
+    assert len(answer["matches"]) == 3
+    bad = runner.invoke(app, [*args, "--where", 'identity = "id_001"'])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    [line] = bad.stderr.strip().splitlines()
+    assert "where" in line and "at position 10 expected '=='" in line
+
+
+def test_the_service_query_takes_the_same_filter(
+    gallery_dir: Path, unseen_dataset: Path, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from siamese.service import ServiceConfig, ServiceState, create_app
+
+    image = min((unseen_dataset / "id_002").iterdir())
+    upload = {"file": (image.name, image.read_bytes(), "application/octet-stream")}
+    config = ServiceConfig(gallery_dir=shutil.copytree(gallery_dir, tmp_path / "g"), device="cpu")
+    with TestClient(create_app(ServiceState.open(config)), raise_server_exceptions=False) as client:
+        plain = client.post("/v1/query?k=4", files=upload).json()
+        kept = client.post("/v1/query?k=2", files=upload, data={"where": 'identity != "id_002"'})
+        batch = client.post(
+            "/v1/query/batch?k=2", files=[("files", upload["file"])], data={"where": "id < 0"}
+        )
+        bad = client.post("/v1/query", files=upload, data={"where": "id like 3"})
+    ranked = [i["identity"] for i in plain["identities"]]
+    assert ranked[0] == "id_002" and len(ranked) == 4
+    assert kept.status_code == 200, kept.text
+    assert [i["identity"] for i in kept.json()["identities"]] == ranked[1:3]
+    assert batch.status_code == 200 and batch.json()["results"][0]["matches"] == []
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_filter"
+    assert "position 4" in bad.json()["error"]["message"]
