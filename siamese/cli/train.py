@@ -28,7 +28,7 @@ def train(
             min=1,
             help="Training processes on this machine (torchrun's elastic agent; one per GPU). "
             "--identities-per-batch and --batch-size are per process. Several machines: torchrun "
-            "(README).",
+            "(docs/guide/distributed.md).",
         ),
     ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
