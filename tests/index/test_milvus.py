@@ -22,13 +22,13 @@ import pytest
 
 pytest.importorskip("pymilvus", reason="the milvus extra is not installed")
 
-from siamese.core.errors import DataError, GalleryError, ModelMismatchError  # noqa: E402
-from siamese.core.files import sha256_file  # noqa: E402
-from siamese.index import Gallery  # noqa: E402
-from siamese.index.location import MilvusLocation, parse_location  # noqa: E402
-from siamese.index.milvus.collection import item_id  # noqa: E402
-from siamese.index.milvus.store import MilvusStore  # noqa: E402
-from siamese.index.store import crash_points  # noqa: E402
+from siamese.core.errors import DataError, GalleryError, ModelMismatchError
+from siamese.core.files import sha256_file
+from siamese.index import Gallery
+from siamese.index.location import MilvusLocation, parse_location
+from siamese.index.milvus.collection import item_id
+from siamese.index.milvus.store import MilvusStore
+from siamese.index.store import crash_points
 
 DIM = 16
 #: A Milvus server to run every test against as well (``milvus://HOST:PORT``); unset: skipped.
