@@ -30,6 +30,9 @@ from siamese.index.audit.calibration import (
     calibrate,
     neighbour_distances,
 )
+from siamese.index.audit.calibration import (
+    duplicate_distance as calibrated_duplicates,
+)
 from siamese.index.audit.neighbours import GalleryVectors, nearest_neighbours, read_gallery
 from siamese.index.published import GalleryReader
 
@@ -184,7 +187,7 @@ def audit(
 def _audit(
     gallery: GalleryReader,
     k: int,
-    duplicate_distance: float | None,
+    given_duplicate: float | None,
     identity_distance: float | None,
     rate: float,
     limit: int,
@@ -198,18 +201,20 @@ def _audit(
     distances, rows = nearest_neighbours(gallery, data, k, threads=threads)
     laps["search"] = time.perf_counter() - started - laps["read"]
     same, other = neighbour_distances(data.labels, data.hashes, distances, rows)
+    duplicate = calibrated_duplicates(same, given_duplicate)
+    identities = fd.Identities(data.labels, len(data.names))
+    exact = fd.exact_duplicates(data)
+    near = fd.near_duplicates(data, distances, rows, duplicate[0])
+    copied = np.union1d(fd.cross_identity_rows(exact), fd.cross_identity_rows(near))
+    other[copied] = np.nan
     calibration = calibrate(
         same,
         other,
         stranger_accept_rate=rate,
-        duplicate_distance=duplicate_distance,
+        duplicate=duplicate,
         identity_distance=identity_distance,
         gallery_threshold=gallery.threshold,
     )
-    identities = fd.Identities(data.labels, len(data.names))
-    exact = fd.exact_duplicates(data)
-    near = fd.near_duplicates(data, distances, rows, calibration.duplicate_distance)
-    copied = np.union1d(fd.cross_identity_rows(exact), fd.cross_identity_rows(near))
     overlap = fd.overlaps(
         data, identities, distances, rows, same, calibration.identity_distance, copied
     )

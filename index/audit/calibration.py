@@ -78,7 +78,7 @@ def neighbour_distances(
         & (hash_array != "")[:, None]
     )
     same_mask = valid & (theirs == own) & ~copy
-    other_mask = valid & (theirs != own)
+    other_mask = valid & (theirs != own) & ~copy
     same = _first(distances, same_mask)
     other = _first(distances, other_mask)
     censored = ~other_mask.any(axis=1)
@@ -95,26 +95,45 @@ def _first(distances: NDArray[np.float32], mask: NDArray[np.bool_]) -> NDArray[n
     return np.where(mask.any(axis=1), first, np.inf).astype(np.float32)
 
 
+def _check_distance(name: str, value: float | None) -> None:
+    if value is not None and not (np.isfinite(value) and value > 0):
+        raise GalleryError(f"the {name} must be a positive finite L2 distance, got {value}")
+
+
+def duplicate_distance(same: NDArray[np.float32], given: float | None = None) -> tuple[float, str]:
+    """The near-duplicate distance and where it came from: ``given``, else calibrated on ``same``.
+
+    Raises:
+        GalleryError: ``given`` is not a positive finite distance.
+    """
+    _check_distance("duplicate distance", given)
+    if given is not None:
+        return float(given), "given"
+    finite = same[np.isfinite(same)]
+    if not len(finite):
+        return 0.0, "no identity has two items: near-duplicates not sought"
+    source = f"{DUPLICATE_FRACTION:g} × median nearest same-identity distance"
+    return DUPLICATE_FRACTION * float(np.median(finite)), source
+
+
 def calibrate(
     same: NDArray[np.float32],
     other: NDArray[np.float32],
     *,
     stranger_accept_rate: float = STRANGER_ACCEPT_RATE,
-    duplicate_distance: float | None = None,
+    duplicate: tuple[float, str] | None = None,
     identity_distance: float | None = None,
     gallery_threshold: float | None = None,
 ) -> Calibration:
     """The audit's distances: given ones win, then the gallery's stored threshold, then calibrated.
 
+    ``other`` should be nan for items whose nearest other identity is a copy of themselves (found
+    by the duplicate search): a file filed twice says nothing about strangers.
+
     Raises:
         GalleryError: a given distance or rate that cannot be one.
     """
-    for name, value in (
-        ("duplicate distance", duplicate_distance),
-        ("identity distance", identity_distance),
-    ):
-        if value is not None and not (np.isfinite(value) and value > 0):
-            raise GalleryError(f"the {name} must be a positive finite L2 distance, got {value}")
+    _check_distance("identity distance", identity_distance)
     if not 0 < stranger_accept_rate < 1:
         raise GalleryError(
             f"the stranger accept rate must lie between 0 and 1, got {stranger_accept_rate}"
@@ -127,13 +146,7 @@ def calibrate(
         if len(other_finite)
         else float("nan")
     )
-    if duplicate_distance is not None:
-        duplicate, duplicate_source = float(duplicate_distance), "given"
-    elif len(same_finite):
-        duplicate = DUPLICATE_FRACTION * same_median
-        duplicate_source = f"{DUPLICATE_FRACTION:g} × median nearest same-identity distance"
-    else:
-        duplicate, duplicate_source = 0.0, "no identity has two items: near-duplicates not sought"
+    duplicate, duplicate_source = duplicate or duplicate_distance(same)
     if identity_distance is not None:
         identity, identity_source = float(identity_distance), "given"
     elif gallery_threshold is not None:
