@@ -19,6 +19,7 @@ from fastapi_offline import FastAPIOffline
 
 from siamese import __version__
 from siamese.service.access import AccessMiddleware
+from siamese.service.audit_routes import router as audit_router
 from siamese.service.errors import install_error_handlers
 from siamese.service.identity_routes import router as identity_router
 from siamese.service.limits import BodyLimitMiddleware
@@ -70,6 +71,7 @@ def create_app(state: ServiceState) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=state.metrics, routes=app.router.routes)
     app.include_router(router)
     app.include_router(identity_router)
+    app.include_router(audit_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
