@@ -476,3 +476,161 @@ def test_api_docs_render_offline(browser: Any, service_gallery: Path) -> None:
         expect(page.get_by_text("/v1/identities/{identity}").first).to_be_attached()
         assert outside == [], f"requests beyond 127.0.0.1: {outside}"
         page.close()
+
+
+def _thumbnails_loaded(page: Any, selector: str) -> None:
+    """Wait until every image under ``selector`` has loaded (polled from Python, see above)."""
+    loaded = (
+        f"[...document.querySelectorAll('{selector} img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    deadline = time.monotonic() + 30
+    while not page.evaluate(loaded):
+        assert time.monotonic() < deadline, f"{selector} thumbnails did not load within 30 s"
+        page.wait_for_timeout(50)
+
+
+def test_page_with_reads_protected(
+    browser: Any,
+    service_gallery: Path,
+    unseen_dataset: Path,
+    tiny_dataset: Path,
+    image_of: ImageOf,
+) -> None:
+    """--protect reads: the page asks for the key, then searches, browses and adds with it."""
+    from playwright.sync_api import expect
+
+    with _serving(service_gallery, api_key="sesame", protect="reads") as url:
+        assert httpx.get(f"{url}/v1/identities").status_code == 401  # really protected
+        page = _page(browser, url)
+        summary = page.locator("#summary")
+        expect(summary).to_contain_text("enter the API key above")
+        expect(page.locator("#key-field")).to_be_visible()
+        expect(page.locator("#key-label")).to_contain_text("search and browse")
+        page.fill("#api-key", "guess")
+        page.press("#api-key", "Enter")
+        expect(summary).to_contain_text("not accepted")
+        page.fill("#api-key", "sesame")
+        page.press("#api-key", "Enter")
+        expect(summary).to_contain_text("24 images of 4 identities")
+        expect(page.locator("#gallery-table tbody tr")).to_have_count(4)
+
+        page.set_input_files("#file-input", str(image_of(unseen_dataset, "id_001", 2)))
+        expect(page.locator("#verdict")).to_contain_text("Best match: id_001")
+        expect(page.locator("#results .match")).to_have_count(4)
+        _thumbnails_loaded(page, "#results")  # fetched with the key, shown as blob: URLs
+        assert page.eval_on_selector("#results img", "i => i.src.startsWith('blob:')")
+
+        page.locator("#results .match a.open").first.click()
+        expect(page.locator("#identity-count")).to_have_text("6 images in the gallery")
+        _thumbnails_loaded(page, "#identity-items")
+        page.click("a:text('← back to search')")
+
+        page.fill("#add-identity", "visitor")
+        page.set_input_files("#add-files", str(image_of(tiny_dataset, "id_006", 0)))
+        page.click("#add-form button[type=submit]")
+        expect(page.locator("#add-status")).to_contain_text("Added 1 image to “visitor”")
+
+        page.reload()  # the key is kept for the tab
+        expect(summary).to_contain_text("25 images of 5 identities")
+        refused = [urlparse(f.split()[1]).path for f in page.failures]
+        assert refused == ["/v1/gallery", "/v1/gallery"], page.failures  # before the key only
+        page.close()
+
+
+class _Elsewhere:
+    """Another web site: serves one blank page on its own port (a page the service never made)."""
+
+    def __enter__(self) -> int:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Blank(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b"<!doctype html><title>elsewhere</title><p>another site</p>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Blank)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self.server.server_address[1]
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+#: Run in a page: a classic CSRF form post (multipart, into a frame) and a no-cors fetch, both
+#: adding an image to the service. Returns once both have had their answer.
+_ATTACK = """async ([target, png]) => {
+  const bytes = new Uint8Array(png);
+  const body = new FormData();
+  body.append("identity", "intruder");
+  body.append("files", new Blob([bytes], {type: "image/png"}), "x.png");
+  await fetch(target + "/v1/items", {method: "POST", mode: "no-cors", body});
+  const frame = document.createElement("iframe");
+  frame.name = "sink";
+  document.body.append(frame);
+  const form = document.createElement("form");
+  Object.assign(form, {method: "POST", action: target + "/v1/items", target: "sink",
+                       enctype: "multipart/form-data"});
+  const name = document.createElement("input");
+  Object.assign(name, {name: "identity", value: "intruder"});
+  const file = document.createElement("input");
+  Object.assign(file, {type: "file", name: "files"});
+  const files = new DataTransfer();
+  files.items.add(new File([bytes], "x.png", {type: "image/png"}));
+  file.files = files.files;
+  form.append(name, file);
+  document.body.append(form);
+  const sent = new Promise((resolve) => frame.addEventListener("load", resolve, {once: true}));
+  form.submit();
+  await sent;
+}"""
+
+
+def _adds(url: str, status: int) -> float:
+    """POST /v1/items answered with ``status`` so far, as the service's /metrics counts them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+        for sample in family.samples
+        if sample.name == "siamese_http_requests_total"
+        and sample.labels == {"method": "POST", "route": "/v1/items", "status": str(status)}
+    )
+
+
+def test_a_page_elsewhere_cannot_add_to_the_gallery(
+    browser: Any, service_gallery: Path, tiny_dataset: Path, image_of: ImageOf
+) -> None:
+    """No key at all: a page on another site (or another port) still cannot change the gallery."""
+    png = list(image_of(tiny_dataset, "id_006", 0).read_bytes())
+    with _serving(service_gallery) as url, _Elsewhere() as port:
+        service_port = urlparse(url).port
+        # localhost:PORT is another site than 127.0.0.1 (cross-site); 127.0.0.1:PORT is the same
+        # site on another port (same-site): both refused, by Sec-Fetch-Site and by Origin.
+        for elsewhere in (f"http://localhost:{port}/", f"http://127.0.0.1:{port}/"):
+            page = browser.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(elsewhere)
+            page.evaluate(_ATTACK, [f"http://127.0.0.1:{service_port}", png])
+            page.close()
+        assert _adds(url, 403) == 4  # the browser sent all four; the service refused them
+        assert _adds(url, 201) == 0
+        assert httpx.get(f"{url}/v1/gallery").json()["count"] == 24
+        assert httpx.get(f"{url}/v1/identities/intruder").status_code == 404
+
+        # The same requests from the service's own page go through: the check is the origin.
+        page = _page(browser, url)
+        page.evaluate(_ATTACK, [url, png])
+        page.close()
+        assert _adds(url, 403) == 4 and _adds(url, 201) == 2
+        assert httpx.get(f"{url}/v1/identities/intruder").json()["count"] == 1  # the same image
