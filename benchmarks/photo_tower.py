@@ -9,8 +9,10 @@ inference), set against min(decode, inference), the most an overlapped pipeline 
 Then int8 variants, each judged as ``siamese export --precision int8`` judges its own (cosine to
 fp32 and leave-one-out top-1 on calibration photos) and timed beside fp32:
 
-- ``export``: what ``siamese export --precision int8`` writes (convolutions and matrix products);
-- ``convs``: every convolution but the first;
+- ``export``: what ``siamese export --precision int8`` writes (every operator onnxruntime runs in
+  int8, so activations stay int8 from one convolution to the next);
+- ``convs``: every convolution but the first, and nothing else (what the export used to write,
+  less the first convolution): each convolution dequantises into a float32 activation;
 - ``pointwise``: only the 1×1 and full convolutions, depthwise ones and the head left in fp32.
 """
 
