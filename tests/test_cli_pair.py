@@ -39,7 +39,7 @@ TINY_TRAINING = [
 
 
 def _pair_commands() -> list[list[str]]:
-    section = README.read_text().split("### Pseudo-siamese pairs", 1)[1]
+    section = (README.parent / "docs" / "guide" / "pairs.md").read_text()  # moved from README
     (block,) = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)[:1]
     commands = []
     for line in block.splitlines():
