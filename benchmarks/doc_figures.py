@@ -199,14 +199,16 @@ def accuracy_table(
     """One row per dataset and method of an accuracy run, in the order given."""
 
     runs = results(file)["results"]
+    several = len(datasets) > 1  # one dataset: its name is in the text, not in every row
     rows = []
     for dataset in datasets:
         for method in methods:
             row = runs.get(dataset, {}).get(method)
             if row is not None:
                 label = METHOD_LABELS.get(method, f"`{method}`")
-                rows.append([dataset, label, *(ACCURACY_COLUMNS[c](row) for c in columns)])
-    return table(["dataset", "method", *columns], rows)
+                cells = [label, *(ACCURACY_COLUMNS[c](row) for c in columns)]
+                rows.append([dataset, *cells] if several else cells)
+    return table(["dataset", "method", *columns] if several else ["method", *columns], rows)
 
 
 GROCERY = "accuracy-20261207T180747Z.json"

@@ -66,7 +66,7 @@ def _render(command: Any, ctx: Any) -> str:
     panels: dict[str, list[str]] = {}
     for param in command.get_params(ctx):
         record = param.get_help_record(ctx)
-        if record is None or getattr(param, "hidden", False):
+        if record is None or getattr(param, "hidden", False) or param.name == "help":
             continue
         names, help_text = record
         panel = getattr(param, "rich_help_panel", None)
