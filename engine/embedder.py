@@ -26,8 +26,8 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
-from siamese.contracts.model_card import INPUT_NAME, ModelInfo
-from siamese.contracts.pair_card import PairInfo, pair_of
+from siamese.contracts.model_card import INPUT_NAME, ModelCard, ModelInfo
+from siamese.contracts.pair_card import PairInfo
 from siamese.contracts.spec import normalize_pixels
 from siamese.core.errors import ModelError
 from siamese.core.files import sha256_file
@@ -70,11 +70,11 @@ class TowerFacts:
     """What every exported tower tells about itself: file fingerprint, dimension, pair.
 
     Shared by :class:`Embedder` and :class:`~siamese.engine.text_embedder.TextEmbedder`, whose
-    ``model_path`` and ``info`` (a model card with ``embedding_dim`` and ``extra``) it reads.
+    ``model_path`` and ``info`` (the model card, either kind) it reads.
     """
 
     model_path: Path
-    info: Any
+    info: ModelCard
 
     @cached_property
     def fingerprint(self) -> str:
@@ -86,10 +86,10 @@ class TowerFacts:
         """Embedding dimension."""
         return self.info.embedding_dim
 
-    @cached_property
+    @property
     def pair(self) -> PairInfo | None:
-        """The pseudo-siamese pair this tower belongs to (contracts/pair_card.py), or None."""
-        return pair_of(self.info.extra, str(self.model_path))
+        """The pseudo-siamese pair this tower belongs to (its card's, checked on load), or None."""
+        return self.info.pair
 
 
 class Embedder(TowerFacts):

@@ -1,7 +1,7 @@
 """Text embedding with onnxruntime and the tokenizer a text tower carries (torch-free).
 
 A text tower's ONNX file holds its tokenizer (Hugging Face ``tokenizers`` JSON) in its metadata
-(siamese/contracts/text_card.py), so :class:`TextEmbedder` needs the file alone: it tokenises with
+(siamese/contracts/model_card.py), so :class:`TextEmbedder` needs the file alone: it tokenises with
 :func:`siamese.data.text.encode_texts`, the very function training used, and runs the graph.
 :func:`open_query_embedder` opens either kind of model by what its metadata says, so the query
 side of a pair is one call whether it reads images or texts.
@@ -18,8 +18,13 @@ import numpy as np
 import onnx
 from numpy.typing import NDArray
 
-from siamese.contracts.model_card import OUTPUT_NAME
-from siamese.contracts.text_card import TEXT_INPUTS, TEXT_KIND, TextModelInfo, model_kind
+from siamese.contracts.model_card import (
+    OUTPUT_NAME,
+    TEXT_INPUTS,
+    TEXT_KIND,
+    TextModelInfo,
+    model_kind,
+)
 from siamese.core.errors import DataError, ModelError
 from siamese.data.text import encode_texts, load_tokenizer
 from siamese.engine.embedder import Embedder, TowerFacts
@@ -120,11 +125,12 @@ class TextEmbedder(TowerFacts):
 def read_model_kind(model_path: str | os.PathLike[str]) -> str:
     """``"text"`` or ``"image"``, from the file's metadata alone (no session is built).
 
-    A file onnx cannot parse is reported as ``"image"``: the image Embedder then refuses it with
-    its usual one-line error (the same message as before pairs existed).
+    A file onnx cannot parse, or without siamese metadata, is reported as ``"image"``: the image
+    Embedder then refuses it with its usual one-line error (the same message as before pairs
+    existed).
 
     Raises:
-        ModelError: missing file.
+        ModelError: missing file, or a kind this siamese does not know.
     """
     path = Path(model_path)
     if not path.is_file():
@@ -133,7 +139,7 @@ def read_model_kind(model_path: str | os.PathLike[str]) -> str:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 (protobuf and onnx raise several unrelated types)
         return "image"
-    return model_kind({p.key: p.value for p in model.metadata_props})
+    return model_kind({p.key: p.value for p in model.metadata_props}, str(path))
 
 
 def open_query_embedder(

@@ -4,11 +4,10 @@
 beside each other (:func:`pair_paths`). An image tower is exported exactly as a single tower is
 (uint8 pixels in, normalisation in the graph, its input spec in the metadata); a text tower takes
 ``input_ids`` and ``attention_mask`` and carries its tokenizer JSON in the metadata
-(siamese/contracts/text_card.py). Both files record ``siamese.pair``
-(siamese/contracts/pair_card.py): the pair
-fingerprint, the file's role, its own and its partner's tower fingerprint, the partner's kind
-and file name. Each file passes onnx.checker and its own parity check against PyTorch before
-either is published; nothing is written when one fails.
+(siamese/contracts/model_card.py). Both files record ``siamese.pair`` (pair_card.py): the pair
+fingerprint, the file's role, its own and its partner's tower fingerprint, the partner's kind and
+file name. Each file passes onnx.checker and its own parity check against PyTorch before either
+is published; nothing is written when one fails.
 
 A shared-weight run (``--share-weights``) is one tower and is exported by ``export_onnx`` as
 today.
@@ -30,9 +29,14 @@ import torch
 from torch import nn
 
 from siamese import __version__
-from siamese.contracts.model_card import OUTPUT_NAME, ModelInfo
-from siamese.contracts.pair_card import PAIR_KEY, PairInfo
-from siamese.contracts.text_card import TEXT_INPUTS, TextModelInfo
+from siamese.contracts.model_card import (
+    OUTPUT_NAME,
+    TEXT_INPUTS,
+    ModelCard,
+    ModelInfo,
+    TextModelInfo,
+)
+from siamese.contracts.pair_card import PairInfo
 from siamese.core.errors import ModelError, ParityError
 from siamese.core.files import atomic_path, sha256_file
 from siamese.core.progress import progress_bar
@@ -102,35 +106,26 @@ def _pair_info(run: PairRun, side: RunSide, partner: RunSide, partner_file: str)
     )
 
 
-def _side_model(side: RunSide, pair: PairInfo, opset: int) -> tuple[Any, ModelInfo | TextModelInfo]:
+def _side_model(side: RunSide, pair: PairInfo, opset: int) -> tuple[Any, ModelCard]:
     tower = side.record["tower"]
-    extra = {PAIR_KEY: pair.to_json()}
+    facts: dict[str, Any] = {
+        "tower": {"name": tower["name"], "options": tower.get("options", {})},
+        "embedding_dim": int(tower["embedding_dim"]),
+        "normalized": bool(tower["normalized"]),
+        "run_fingerprint": side.fingerprint,
+        "siamese_version": __version__,
+        "pair": pair,
+    }
+    info: ModelCard
     if side.kind == "text":
         assert side.tokenizer_json is not None
         max_length = int(tower["options"]["max_length"])
         model = text_tower_to_onnx(side.tower, max_length, opset)
-        info: ModelInfo | TextModelInfo = TextModelInfo(
-            tokenizer_json=side.tokenizer_json,
-            max_length=max_length,
-            tower={"name": tower["name"], "options": tower.get("options", {})},
-            embedding_dim=int(tower["embedding_dim"]),
-            normalized=bool(tower["normalized"]),
-            run_fingerprint=side.fingerprint,
-            siamese_version=__version__,
-            extra=extra,
-        )
+        info = TextModelInfo(tokenizer_json=side.tokenizer_json, max_length=max_length, **facts)
     else:
         assert side.spec is not None
         model = tower_to_onnx(side.tower, side.spec, opset)
-        info = ModelInfo(
-            input_spec=side.spec,
-            tower={"name": tower["name"], "options": tower.get("options", {})},
-            embedding_dim=int(tower["embedding_dim"]),
-            normalized=bool(tower["normalized"]),
-            run_fingerprint=side.fingerprint,
-            siamese_version=__version__,
-            extra=extra,
-        )
+        info = ModelInfo(input_spec=side.spec, **facts)
     onnx.helper.set_model_props(model, info.to_metadata())
     model.producer_name, model.producer_version = "siamese", __version__
     return model, info
@@ -168,7 +163,7 @@ def export_pair(
         run = load_pair_run(run_dir)
         ticker.advance()
         sides = {"query": (run.query, run.gallery), "gallery": (run.gallery, run.query)}
-        staged: dict[str, tuple[Any, ModelInfo | TextModelInfo, ParityReport]] = {}
+        staged: dict[str, tuple[Any, ModelCard, ParityReport]] = {}
         with contextlib.ExitStack() as stack:
             temporary: dict[str, Path] = {}
             for role, (side, partner) in sides.items():

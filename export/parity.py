@@ -104,7 +104,7 @@ def check_text_parity(
     seed: int = 0,
 ) -> ParityReport:
     """The same random token ids and masks (every length from 1 to max_length) through both."""
-    from siamese.contracts.text_card import TEXT_INPUTS
+    from siamese.contracts.model_card import TEXT_INPUTS
 
     tower = tower.eval().cpu()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

@@ -8,7 +8,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from siamese.contracts.pair_card import PairInfo, pair_fingerprint
+from siamese.contracts.model_card import ModelCard
+from siamese.contracts.pair_card import pair_fingerprint
 from siamese.core.errors import ModelError, ParityError
 
 
@@ -27,10 +28,11 @@ def test_both_towers_pass_parity_and_name_each_other(
     assert query.parity.passed and gallery.parity.passed
     assert query.parity.max_abs_diff < 1e-4 and gallery.parity.max_abs_diff < 1e-4
     records = {
-        role: PairInfo.from_json(_metadata(side.path)["siamese.pair"], str(side.path))
+        role: ModelCard.from_metadata(_metadata(side.path), str(side.path)).pair
         for role, side in (("query", query), ("gallery", gallery))
     }
     q, g = records["query"], records["gallery"]
+    assert q is not None and g is not None
     assert q.fingerprint == g.fingerprint == report.fingerprint
     assert (q.role, g.role) == ("query", "gallery")
     assert q.partner == g.own and g.partner == q.own and q.own != g.own
@@ -56,12 +58,14 @@ def test_text_tower_carries_its_tokenizer(text_pair_export, text_pair_run: Path)
 
 
 def test_an_edited_pair_record_is_refused(image_pair_export) -> None:
-    meta = json.loads(_metadata(image_pair_export.query.path)["siamese.pair"])
-    meta["partner"] = "0" * 64  # claim another gallery tower
-    with pytest.raises(ModelError, match="edited or damaged"):
-        PairInfo.from_json(json.dumps(meta), "model.query.onnx")
-    with pytest.raises(ModelError, match="malformed"):
-        PairInfo.from_json("{not json", "model.query.onnx")
+    metadata = _metadata(image_pair_export.query.path)
+    record = json.loads(metadata["siamese.pair"])
+    record["partner"] = "0" * 64  # claim another gallery tower
+    edited = {**metadata, "siamese.pair": json.dumps(record)}
+    with pytest.raises(ModelError, match=r"^model.query.onnx: .*siamese.pair .*edited or damaged"):
+        ModelCard.from_metadata(edited, "model.query.onnx")
+    with pytest.raises(ModelError, match="malformed siamese metadata: siamese.pair is not JSON"):
+        ModelCard.from_metadata({**metadata, "siamese.pair": "{not json"}, "model.query.onnx")
 
 
 def test_parity_failure_writes_neither_file(

@@ -61,10 +61,9 @@ def tower() -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def models(tower: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("pixel-models")
-    info = ModelInfo(SPEC, {"name": "conv", "options": {}}, 8, True)
-    old_info = ModelInfo(
-        SPEC, {"name": "conv", "options": {}}, 8, True, format_version=1, input_dtype="float32"
-    )
+    facts = {"tower": {"name": "conv", "options": {}}, "embedding_dim": 8, "normalized": True}
+    info = ModelInfo(input_spec=SPEC, **facts)
+    old_info = ModelInfo(input_spec=SPEC, format_version=1, **facts)
     uint8_graph = tower_to_onnx(tower, SPEC)
     float_graph = module_to_onnx(tower, torch.zeros((2, *SPEC.shape), dtype=torch.float32))
     return {
@@ -157,11 +156,11 @@ def test_a_graph_that_contradicts_its_metadata_is_refused(
 
 
 def test_format2_metadata_without_input_dtype_is_refused() -> None:
-    metadata = ModelInfo(SPEC, {}, 8, True).to_metadata()
+    metadata = ModelInfo(input_spec=SPEC, embedding_dim=8).to_metadata()
     del metadata["siamese.input_dtype"]
     with pytest.raises(ModelError, match="model.onnx: model format 2 takes uint8 input"):
         ModelInfo.from_metadata(metadata, "model.onnx")
-    old = ModelInfo(SPEC, {}, 8, True, format_version=1, input_dtype="float32").to_metadata()
+    old = ModelInfo(input_spec=SPEC, embedding_dim=8, format_version=1).to_metadata()
     assert "siamese.input_dtype" not in old  # format 1 files never had the key
     assert ModelInfo.from_metadata(old, "old.onnx").input_dtype == INPUT_DTYPES[1]
 
