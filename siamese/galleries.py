@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from siamese.core.errors import DataError, GalleryError, SiameseError
 from siamese.engine import Embedder, TextEmbedder, open_query_embedder
-from siamese.index import Gallery, UpdateReport
+from siamese.index import Gallery, UpdateReport, VerifyReport
+from siamese.index.location import is_milvus, parse_location
 from siamese.index.published import GalleryReader
 
 if TYPE_CHECKING:
@@ -203,6 +204,31 @@ def add_with_tower(
 RAY_PARTS_DIR = ".ray-parts"
 
 
+def ray_parts_dir(gallery_dir: str | os.PathLike[str]) -> Path:
+    """Where a Ray build commits its parts: inside a gallery folder; beside a Milvus Lite file
+    (``PATH.db.ray-parts``), or in the working folder for a server (``COLLECTION.ray-parts``)."""
+    if is_milvus(gallery_dir):
+        location = parse_location(gallery_dir)
+        assert not isinstance(location, Path)
+        return Path((location.uri if location.lite else location.collection) + RAY_PARTS_DIR)
+    return Path(gallery_dir) / RAY_PARTS_DIR
+
+
+def verify_with_model(
+    gallery_dir: str | os.PathLike[str], *, check_files: bool = True, device: str = "auto"
+) -> VerifyReport:
+    """``Gallery.verify``; a Milvus gallery also embeds a sample of its items again with its own
+    model (when the file is on this machine) and compares them with the stored vectors."""
+    if not is_milvus(gallery_dir):
+        return Gallery.verify(gallery_dir, check_files=check_files)
+    try:
+        tower = Gallery.query_model(gallery_dir, role="gallery")
+    except GalleryError:  # no gallery, or its model is elsewhere: verify says which
+        return Gallery.verify(gallery_dir, check_files=check_files)
+    with Embedder(tower, device=device) as embedder:
+        return Gallery.verify(gallery_dir, check_files=check_files, embedder=embedder)
+
+
 def build_with_engine(
     image_dir: str | os.PathLike[str],
     model: str | os.PathLike[str],
@@ -235,7 +261,7 @@ def build_with_engine(
     from siamese.engine.ray_pool import RayEmbedder
 
     pool = RayEmbedder(
-        model, gallery_dir / RAY_PARTS_DIR, device=device, batch_size=batch_size, **(ray or {})
+        model, ray_parts_dir(gallery_dir), device=device, batch_size=batch_size, **(ray or {})
     )
     with pool:
         chunk = commit_every or max(1000, pool.suggested_chunk)
@@ -249,5 +275,5 @@ def build_with_engine(
         )
         stats = pool.stats.to_dict()
     # Published: the parts of this build, or of an earlier killed one, are in the gallery now.
-    shutil.rmtree(gallery_dir / RAY_PARTS_DIR, ignore_errors=True)
+    shutil.rmtree(ray_parts_dir(gallery_dir), ignore_errors=True)
     return BuildOutcome(report, f"ray ({pool.device})", stats)

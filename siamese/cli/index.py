@@ -18,6 +18,7 @@ from siamese.cli.fields import config_from_options, with_config_options
 from siamese.cli.support import (
     EXIT_ERROR,
     EXIT_SKIPPED,
+    MILVUS_HELP,
     Device,
     GalleryArgument,
     GalleryOption,
@@ -155,7 +156,7 @@ def index_build(
         typer.Option(
             "--gallery",
             "-g",
-            help="Gallery directory to create or bring up to date.",
+            help=f"Gallery directory to create or bring up to date{MILVUS_HELP}.",
             show_default=False,
         ),
     ] = None,
@@ -359,11 +360,11 @@ def index_verify(
     ] = True,
     as_json: JsonOption = False,
 ) -> None:
-    from siamese.index import Gallery
+    from siamese.galleries import verify_with_model
 
     gallery_dir = one_gallery(gallery_opt, gallery_arg)
 
-    report = Gallery.verify(gallery_dir, check_files=files)
+    report = verify_with_model(gallery_dir, check_files=files)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -11,6 +11,7 @@ from rich.table import Table
 from siamese.cli.support import (
     EXIT_ERROR,
     EXIT_SKIPPED,
+    MILVUS_HELP,
     Device,
     err,
     out,
@@ -39,9 +40,9 @@ def query(
     images: Annotated[
         list[Path] | None, typer.Argument(help="Query images (files or folders).")
     ] = None,
-    gallery_dir: Annotated[Path, typer.Option("--gallery", "-g", help="Gallery directory.")] = Path(
-        "gallery"
-    ),
+    gallery_dir: Annotated[
+        Path, typer.Option("--gallery", "-g", help=f"Gallery directory{MILVUS_HELP}.")
+    ] = Path("gallery"),
     text: Annotated[
         list[str] | None,
         typer.Option("--text", "-t", help="A text query (repeatable), for a text → image pair."),

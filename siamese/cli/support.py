@@ -16,6 +16,8 @@ from rich.markup import escape
 
 from siamese.core.errors import GalleryError, SiameseError
 
+#: How --gallery names a gallery in Milvus (docs/milvus.md).
+MILVUS_HELP = ", or a Milvus collection: milvus://HOST:PORT/NAME or milvus-lite:FILE.db"
 #: Exit codes: success, failure, and "finished but some input files were skipped".
 EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 1, 3
 
@@ -105,7 +107,8 @@ def print_facts(facts: dict[str, Any], as_json: bool) -> None:
 
 #: ``--gallery`` names the gallery directory on every command that takes one.
 GalleryOption = Annotated[
-    Path | None, typer.Option("--gallery", "-g", help="Gallery directory.", show_default=False)
+    Path | None,
+    typer.Option("--gallery", "-g", help=f"Gallery directory{MILVUS_HELP}.", show_default=False),
 ]
 #: The older form, the gallery as the first argument, still accepted.
 GalleryArgument = Annotated[
@@ -131,7 +134,9 @@ def one_gallery(
             param_hint="--gallery",
         )
     gallery: Path = option if option is not None else positional  # type: ignore[assignment]
-    if exists and not gallery.is_dir():
+    from siamese.index.location import is_milvus  # a Milvus collection: its store checks it
+
+    if exists and not is_milvus(gallery) and not gallery.is_dir():
         raise GalleryError(
             f"{gallery}: gallery folder not found (build one with `siamese index build`)"
         )
