@@ -101,11 +101,32 @@ def provenance(name: str) -> str:
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure: its results files, how to render it, and a stale note where one applies."""
+    """One figure: its results files, how to render it, and a stale note where one applies.
+
+    ``files`` names fixed results files; a figure that follows a suite's newest run names a
+    ``pattern`` instead (``install_profiles-*.json``), resolved when the docs are built.
+    """
 
     files: tuple[str, ...]
     render: Callable[..., str]
     stale: str = ""
+    pattern: str = ""
+
+    def sources(self) -> tuple[str, ...]:
+        """The results files this figure is rendered from."""
+
+        return (*self.files, latest(self.pattern)) if self.pattern else self.files
+
+
+def latest(pattern: str) -> str:
+    """The newest results file matching ``pattern`` (names end in their UTC start time)."""
+
+    found = sorted(RESULTS.glob(pattern), key=lambda path: path.name[-21:])
+    if not found:
+        raise FileNotFoundError(
+            f"{RESULTS / pattern}: no results file yet; run the suite, the figure needs one"
+        )
+    return found[-1].name
 
 
 def render(name: str, *, assets: str = "figures/", admonitions: bool = True) -> str:
@@ -115,7 +136,7 @@ def render(name: str, *, assets: str = "figures/", admonitions: bool = True) -> 
         raise KeyError(f"unknown figure {name!r}; known: {', '.join(sorted(FIGURES))}")
     figure = FIGURES[name]
     body = figure.render(assets) if _takes_assets(figure) else figure.render()
-    sources = "; ".join(provenance(file) for file in figure.files)
+    sources = "; ".join(provenance(file) for file in figure.sources())
     text = f"{body}\n\n*Source: {sources}.*"
     if figure.stale:
         note = f"Stale: {figure.stale}."
@@ -519,6 +540,25 @@ def pair() -> str:
     )
 
 
+def install_profiles() -> str:
+    """Each install profile's time and size in a fresh venv (the suite's newest run)."""
+
+    run = results(latest("install_profiles-*.json"))
+    rows = [
+        [
+            f"`{record['command']}`",
+            num(record["install_s"], 0),
+            record.get("du_sh") or f"{record['size_gib']:.2f} GiB",
+            record["distributions"],
+            "yes" if record["torch_importable"] else "no",
+            ", ".join(record["onnxruntime_builds"]) or "none",
+        ]
+        for record in run["profiles"]
+    ]
+    headers = ["profile", "install s", "size", "distributions", "PyTorch", "onnxruntime"]
+    return table(headers, rows)
+
+
 # ---------------------------------------------------------------- galleries
 
 
@@ -660,6 +700,7 @@ FIGURES: dict[str, Figure] = {
         ("distributed-20261201T183647Z.json", "distributed-20261201T183819Z.json"), distributed
     ),
     "pair": Figure(("pair-20261201T203658Z.json", "pair-20261201T204152Z.json"), pair),
+    "install-profiles": Figure((), install_profiles, pattern="install_profiles-*.json"),
     "gallery-index-types": Figure(GALLERY_FILES, gallery_index_types),
     "gallery-scale": Figure((SCALE,), gallery_scale),
     "gallery-scale-sweep": Figure((SCALE,), gallery_scale_sweep),
@@ -678,7 +719,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for name, figure in FIGURES.items():
-            print(f"{name}: {', '.join(figure.files)}{' (stale)' if figure.stale else ''}")
+            files = figure.files + ((figure.pattern,) if figure.pattern else ())
+            print(f"{name}: {', '.join(files)}{' (stale)' if figure.stale else ''}")
     current = README.read_text()
     synced = sync_readme(current)
     if args.readme and synced != current:

@@ -67,7 +67,7 @@ def test_every_figure_in_the_site_names_its_results_file(site: Path) -> None:
         )
         html = built.read_text()
         assert "<!-- figure:" not in html, f"{page}: a marker was left unexpanded"
-        for results_file in doc_figures.FIGURES[name].files:
+        for results_file in doc_figures.FIGURES[name].sources():
             assert f"benchmarks/results/{results_file}" in html, (name, results_file)
     for picture in doc_figures.PICTURES:
         assert (site / "figures" / picture).is_file(), picture
@@ -128,3 +128,40 @@ def test_stale_figures_say_so() -> None:
     assert stale
     for name in stale:
         assert "Stale" in doc_figures.render(name)
+
+
+def test_a_suite_figure_follows_its_newest_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import json
+
+    import doc_figures
+
+    def record(seconds: float) -> dict[str, object]:
+        return {
+            "command": 'pip install "siamese[cpu]"',
+            "install_s": seconds,
+            "du_sh": "321M",
+            "size_gib": 0.31,
+            "distributions": 40,
+            "torch_importable": False,
+            "onnxruntime_builds": ["onnxruntime"],
+        }
+
+    for stamp, seconds in (("20261201T000000Z", 11.0), ("20261207T000000Z", 22.0)):
+        run = {
+            "suite": "install_profiles",
+            "started": f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T00:00:00+00:00",
+            "machine": {"cpu": "test CPU", "cores": 2},
+            "settings": {"options": {}, "quick": False},
+            "results": {"profiles": [record(seconds)]},
+        }
+        (tmp_path / f"install_profiles-{stamp}.json").write_text(json.dumps(run))
+    monkeypatch.setattr(doc_figures, "RESULTS", tmp_path)
+    doc_figures.load.cache_clear()
+    try:
+        text = doc_figures.render("install-profiles")
+    finally:
+        doc_figures.load.cache_clear()
+    assert "install_profiles-20261207T000000Z.json" in text and "| 22 |" in text
+    assert "20261201" not in text and "2026-12-07 00:00 UTC, test CPU, 2 cores" in text
