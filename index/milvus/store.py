@@ -76,10 +76,7 @@ class MilvusStore:
             GalleryError: no such collection, or not a siamese gallery.
         """
         if not self.exists():
-            raise GalleryError(
-                f"{self.location}: no such gallery (build one with `siamese index build "
-                f"--gallery {self.location}`)"
-            )
+            raise GalleryError(f"{self.location}: no such gallery (build one there first)")
         return col.read_record(self.location, self.properties())
 
     def write_record(self, manifest: Manifest) -> None:

@@ -91,8 +91,8 @@ def _check_index(gallery: MilvusGalleryReader, report: VerifyReport) -> None:
     if str(described.get("index_type", "")).upper() != recorded:
         report.problems.append(
             f"{gallery.location}: Milvus holds a {described.get('index_type')} index, the record "
-            f"says {gallery.manifest.index_type}; run `siamese index build --index "
-            f"{recorded}` again"
+            f"says {gallery.manifest.index_type}; build the gallery again with index type "
+            f"{recorded}"
         )
     report.checked.append(f"vector index ({described.get('index_type')}, L2)")
 
