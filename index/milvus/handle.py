@@ -17,6 +17,7 @@ from siamese.index.milvus.reader import MilvusGalleryReader
 from siamese.index.milvus.store import MilvusStore
 from siamese.index.milvus.updates import milvus_location
 from siamese.index.search.threshold import threshold_record
+from siamese.index.updates import uploads
 
 
 def set_threshold(
@@ -71,17 +72,26 @@ def query_model(
     return recorded
 
 
-def store_upload(gallery_dir: Any, *args: Any, **kwargs: Any) -> Path:
-    """Uploads are files a folder gallery keeps; a Milvus gallery has no folder to keep them."""
-    raise GalleryError(
-        f"{gallery_dir}: a Milvus gallery keeps no uploaded images; add files that stay where "
-        "they are (`siamese index add`)"
-    )
+def files_home(gallery_dir: Any) -> Path:
+    """The folder that keeps a Milvus gallery's files (uploaded images, under ``uploads/``).
+
+    Beside a Lite file (``PATH.db.files``); for a server, ``COLLECTION.files`` in the working
+    folder, since the images must stay readable where the service runs.
+    """
+    location = milvus_location(gallery_dir)
+    return Path((location.uri if location.lite else location.collection) + ".files")
+
+
+def store_upload(gallery_dir: Any, identity: str, data: bytes, image_format: str | None) -> Path:
+    """Keep an uploaded image under :func:`files_home` (see the folder version); its path."""
+    home = files_home(gallery_dir)
+    home.mkdir(parents=True, exist_ok=True)
+    return uploads.store_upload(home, identity, data, image_format)
 
 
 def stored_uploads(gallery_dir: Any, *args: Any, **kwargs: Any) -> list[Path]:
-    """None: see :func:`store_upload`."""
-    return []
+    """The stored uploads that are ``paths`` or lie in ``identity``'s folder."""
+    return uploads.stored_uploads(files_home(gallery_dir), *args, **kwargs)
 
 
 class MilvusGenerationWatch:

@@ -23,6 +23,7 @@ from siamese.index.milvus.updates import index_of, milvus_location
 from siamese.index.published import refuse_other_model
 from siamese.index.search.results import Item, Match, QueryResult
 from siamese.index.store.manifest import Manifest
+from siamese.index.updates.uploads import forget_uploads
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -238,5 +239,6 @@ class MilvusGalleryReader:
         }
 
     def forget_uploads(self, candidates: Sequence[Path]) -> int:
-        """Uploads are kept by folder galleries only; nothing to delete here."""
-        return 0
+        """Delete the stored uploads among ``candidates`` the collection no longer holds."""
+        referenced = {item.path for item in self.items_at([str(p) for p in candidates])}
+        return forget_uploads(list(candidates), referenced)

@@ -40,7 +40,7 @@ def test_cli_on_a_milvus_lite_gallery(
     assert info["milvus"]["collection"] == "faces" and info["milvus"]["index_type"] == "HNSW"
     assert info["model_fingerprint"] and len(info["identity_counts"]) == 4
 
-    probe = sorted((images / sorted(p.name for p in images.iterdir())[0]).iterdir())[0]
+    probe = min((images / min(p.name for p in images.iterdir())).iterdir())
     queried = invoke("query", probe, "--gallery", gallery, "--ef-search", "64", "--json")
     assert queried.exit_code == 0, queried.output
     best = json.loads(queried.stdout)["results"][0]["matches"][0]
