@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from siamese.core.errors import DataError, GalleryError, SiameseError
 from siamese.engine import Embedder, TextEmbedder, open_query_embedder
 from siamese.index import Gallery, UpdateReport, VerifyReport
+from siamese.index.exchange import build_from_export, is_export
 from siamese.index.location import is_milvus, parse_location
 from siamese.index.published import GalleryReader
 
@@ -252,6 +253,10 @@ def build_with_engine(
         build_options: :meth:`Gallery.build`'s (index, memory_budget, min_recall, ...).
     """
     gallery_dir = Path(gallery_dir)
+    if is_export(image_dir):  # a Parquet export: its vectors as they are; the model binds only
+        with Embedder(model, device="cpu", batch_size=1) as embedder:
+            report = build_from_export(image_dir, embedder, gallery_dir, **build_options)
+            return BuildOutcome(report, f"{embedder.device}, vectors from the export")
     if engine == "local":
         with Embedder(model, device=device, batch_size=batch_size) as embedder:
             report = Gallery.build(

@@ -37,6 +37,9 @@ class NewItem:
     size: int
     mtime_ns: int
     vector: NDArray[np.float32]
+    #: The item's id: None for the next free one; given when a gallery is rebuilt from an export,
+    #: so its items keep the ids searches and other stores know them by.
+    id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -192,10 +195,11 @@ class ItemWriter:
                 ((i.path,) for i in items),
             )
             self._db.executemany(
-                "INSERT INTO items (path, identity, sha256, size, mtime_ns, vector) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items (id, path, identity, sha256, size, mtime_ns, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
+                        i.id,
                         i.path,
                         i.identity,
                         i.sha256,

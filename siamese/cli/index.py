@@ -15,6 +15,7 @@ from rich.markup import escape
 from siamese.build_config import BuildConfig
 from siamese.cli.audit import register as register_audit
 from siamese.cli.fields import config_from_options, with_config_options
+from siamese.cli.index_export import register as register_export
 from siamese.cli.support import (
     EXIT_ERROR,
     EXIT_SKIPPED,
@@ -380,3 +381,4 @@ def index_verify(
 
 
 register_audit(index_app)  # `siamese index audit` (siamese/cli/audit.py)
+register_export(index_app)  # `siamese index export` (siamese/cli/index_export.py)
