@@ -22,7 +22,9 @@ class BuildConfig:
     image_dir: str = setting(
         help="Gallery images: one sub-folder per identity (or loose files, one identity each), "
         "or a .csv/.parquet list with columns path and identity (relative paths against the "
-        "list's folder; the gallery then holds exactly what it names).",
+        "list's folder; the gallery then holds exactly what it names), or a folder from "
+        "`siamese index export` (its vectors are taken as they are, ids kept; the model must be "
+        "the one that made them).",
         argument=True,
     )
     model: str = setting(help="model.onnx from `siamese export`.", names=("--model", "-m"))
