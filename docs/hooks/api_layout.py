@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 from mkdocs.plugins import event_priority
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Sphinx roles in the docstrings (``:meth:`open```), which mkdocstrings leaves as text.
+_SPHINX_ROLE = re.compile(r":(?:meth|class|func|attr|mod|exc|data|obj):(?=<code>)")
 
 
 def mirror_installed_layout(destination: Path) -> Path:
@@ -59,3 +62,9 @@ def on_config(config: Any) -> Any:
     handlers = config["plugins"]["mkdocstrings"].config["handlers"]
     handlers.setdefault("python", {})["paths"] = [str(mirror)]
     return config
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    """Drop the Sphinx role prefixes docstrings use; the name stays, set as code."""
+
+    return _SPHINX_ROLE.sub("", html)
