@@ -32,7 +32,7 @@ INDEX_PROPERTY = "siamese.index"
 MAX_PATH_BYTES = 4096
 MAX_IDENTITY_BYTES = 1024
 #: Index types a server builds that Milvus Lite does not.
-SERVER_ONLY = {"DISKANN"}
+SERVER_ONLY = {"DISKANN", "IVF_PQ"}
 #: The search parameter each index type tunes, in the folder galleries' names, and Milvus's.
 KNOBS = {"IVF_FLAT": "nprobe", "IVF_SQ8": "nprobe", "IVF_PQ": "nprobe", "HNSW": "efSearch"}
 KNOBS["DISKANN"] = "search_list"

@@ -91,6 +91,11 @@ class MilvusStore:
             properties=properties,
         )
 
+    def flush(self) -> None:
+        """Seal what was written into segments (durable, and indexed: Milvus searches rows not
+        yet sealed by brute force, so recall is only meaningful after this)."""
+        self._call("flush the collection", "flush", self.name)
+
     def load(self) -> None:
         """Load the collection for search (a Milvus Lite file reopens released)."""
         self._call("load the collection", "load_collection", self.name)

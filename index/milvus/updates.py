@@ -363,6 +363,7 @@ def _publish(
     store: MilvusStore, manifest: Manifest, index: col.MilvusIndex, policy: _Policy, gen: int
 ) -> Manifest:
     """Measure recall when due and write the record of generation ``gen`` (the commit point)."""
+    store.flush()
     count = store.count()
     same = index == index_of(manifest)
     knob = col.KNOBS.get(index.kind)

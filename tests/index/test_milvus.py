@@ -284,3 +284,75 @@ def test_unfinished_update_is_reported_by_verify(
     assert not report.ok and "did not finish" in report.problems[0]
     Gallery.add(location, [tmp_path / "more"], embedder)
     assert Gallery.verify(location, check_files=False).ok
+
+
+# ----------------------------------------------------------------- index types
+def test_index_types_map_onto_milvus_with_recall_against_exact(
+    location: str, embedder: FileVectors, tmp_path: Path
+) -> None:
+    vectors = clustered(400)
+    write_images(tmp_path / "images", vectors)
+    images = tmp_path / "images"
+    hnsw = Gallery.build(images, embedder, location, index="HNSW16", recall_queries=100)
+    assert hnsw.index_type == "HNSW(M=16)" and set(hnsw.search_params) == {"efSearch"}
+    assert hnsw.recall["queries"] == 100 and hnsw.recall["at10"] >= 0.95
+    embedder.embedded.clear()
+    ivf = Gallery.build(images, embedder, location, index="IVF_FLAT", recall_queries=100)
+    assert embedder.embedded == [] and ivf.count == 400  # the rows stay; only the index changes
+    assert ivf.index_type.startswith("IVF_FLAT(nlist=") and set(ivf.search_params) == {"nprobe"}
+    assert ivf.recall["at10"] >= 0.95 and ivf.recall["params"] == ivf.search_params
+    with Gallery.open(location) as gallery:
+        assert gallery.info()["milvus"]["index_type"] == "IVF_FLAT"
+        queries = vectors[:20] + 0.05
+        _, found = gallery.nearest(queries, k=1, params={"nprobe": 64})
+        exact = np.argmin(((queries[:, None] - vectors[None]) ** 2).sum(-1), axis=1)
+        assert [Path(gallery.item(int(i)).path).stem for i in found[:, 0]] == [
+            str(n) for n in exact
+        ]
+    sq8 = Gallery.build(images, embedder, location, index="IVF16,SQ8", recall_queries=100)
+    assert sq8.index_type == "IVF_SQ8(nlist=16)" and sq8.recall["exact"] is False
+    fixed = Gallery.build(
+        images, embedder, location, index="IVF16,SQ8", search_params={"nprobe": 1}
+    )
+    assert fixed.search_params == {"nprobe": 1} and fixed.recall["params"] == {"nprobe": 1}
+    assert fixed.recall["at10"] < sq8.recall["at10"]  # one list of 16: approximate indeed
+    if not parse_location(location).lite:  # type: ignore[union-attr]
+        pq = Gallery.build(images, embedder, location, index="IVF_PQ")
+        assert pq.index_type.startswith("IVF_PQ(") and "m=8" in pq.index_type
+    with pytest.raises(GalleryError, match="no search parameter efSearch"):
+        Gallery.open(location, search_params={"efSearch": 32})
+    auto = Gallery.build(images, embedder, location, index="auto")
+    assert auto.choice["asked"] == "auto" and auto.index_type == "FLAT"  # 400 vectors: exact
+    assert Gallery.verify(location, check_files=False).ok
+
+
+def test_index_types_milvus_cannot_build_are_refused(
+    location: str, embedder: FileVectors, tmp_path: Path
+) -> None:
+    write_images(tmp_path / "images", clustered(40))
+    for asked, fragment in (
+        ("ondisk", "folder galleries"),
+        ("IVF64_HNSW32,SQ8", "no Milvus counterpart"),
+        ("LSH", "no Milvus counterpart"),
+    ):
+        with pytest.raises(GalleryError, match=fragment):
+            Gallery.build(tmp_path / "images", embedder, location, index=asked)
+    if parse_location(location).lite:  # type: ignore[union-attr]
+        for server_only in ("DISKANN", "IVF_PQ", "IVF64,PQ8"):
+            with pytest.raises(GalleryError, match="needs a Milvus server"):
+                Gallery.build(tmp_path / "images", embedder, location, index=server_only)
+
+
+def test_recall_below_the_minimum_is_refused_and_the_record_kept(
+    location: str, embedder: FileVectors, tmp_path: Path
+) -> None:
+    from siamese.core.errors import RecallTooLowError
+
+    write_images(tmp_path / "images", clustered(300))
+    Gallery.build(tmp_path / "images", embedder, location)
+    with pytest.raises(RecallTooLowError, match="recall@10"):
+        Gallery.build(
+            tmp_path / "images", embedder, location, index="IVF64,Flat",
+            search_params={"nprobe": 1}, min_recall=0.999, recall_queries=100,
+        )  # fmt: skip
+    assert Gallery.facts(location)["index_type"] == "FLAT"
