@@ -35,6 +35,7 @@ from siamese.index.audit.calibration import (
 )
 from siamese.index.audit.neighbours import GalleryVectors, nearest_neighbours, read_gallery
 from siamese.index.published import GalleryReader
+from siamese.index.search.threshold import set_threshold
 
 #: Neighbours searched per item.
 DEFAULT_K = 10
@@ -289,6 +290,37 @@ def _resolve(
     return findings
 
 
+def calibrate_threshold(
+    gallery_dir: str | os.PathLike[str],
+    *,
+    stranger_accept_rate: float = STRANGER_ACCEPT_RATE,
+    k: int = DEFAULT_K,
+) -> dict[str, Any]:
+    """Store the gallery's "unknown" threshold, calibrated on its own items; return the record.
+
+    The threshold is the audit's stranger threshold (:mod:`.calibration`): each item plays a
+    stranger against the other identities, so about ``stranger_accept_rate`` of people not in the
+    gallery would still be taken for someone. No labelled queries are needed (``siamese eval
+    --save-threshold`` calibrates on held-out queries instead, when there are some).
+
+    Raises:
+        GalleryError: not a gallery, too few identities to calibrate on, or a writer holds it.
+    """
+    with GalleryReader.open(gallery_dir) as gallery:
+        calibration = audit(gallery, k=k, limit=0, stranger_accept_rate=stranger_accept_rate)
+    distance = calibration.calibration.stranger_threshold
+    if not np.isfinite(distance) or distance <= 0:
+        raise GalleryError(
+            f"{gallery_dir}: cannot calibrate a threshold on its own items (it needs two "
+            "identities whose items differ)"
+        )
+    source = (
+        f"calibrated on the gallery's own items: {stranger_accept_rate:g} of them have an item "
+        "of another identity nearer"
+    )
+    return set_threshold(gallery_dir, distance, source=source)
+
+
 __all__ = [
     "DEFAULT_K",
     "KINDS",
@@ -297,4 +329,5 @@ __all__ = [
     "Calibration",
     "Finding",
     "audit",
+    "calibrate_threshold",
 ]
