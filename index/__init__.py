@@ -7,7 +7,9 @@ The public API, used alike by the CLI, the HTTP service, the evaluation and the 
   ``Gallery.remove(gallery_dir, identities=..., paths=...)`` (each returns an
   :class:`UpdateReport`), ``Gallery.verify(gallery_dir)`` (a :class:`VerifyReport`),
   ``Gallery.set_threshold(gallery_dir, distance)``, ``Gallery.facts(gallery_dir)`` and
-  ``Gallery.describe(gallery_dir)``, ``Gallery.query_model(gallery_dir, model)``,
+  ``Gallery.describe(gallery_dir)``, ``Gallery.audit(gallery_dir)`` (an :class:`AuditReport`:
+  duplicates, likely mislabels, overlapping and loose identities),
+  ``Gallery.query_model(gallery_dir, model)``,
   ``Gallery.watch(gallery_dir)`` (a :class:`GenerationWatch`), ``Gallery.store_upload(...)`` /
   ``Gallery.stored_uploads(...)``; and ``Gallery.open(gallery_dir, ...)`` for searching one
   published generation: a :class:`GalleryReader` (``search``, ``nearest``, ``item``,
@@ -22,6 +24,7 @@ The public API, used alike by the CLI, the HTTP service, the evaluation and the 
 Never imports torch.
 """
 
+from siamese.index.audit import AuditReport, Finding
 from siamese.index.gallery import Gallery
 from siamese.index.published import GalleryReader, short_fingerprint
 from siamese.index.search.index_choice import bytes_per_vector, ivf_lists
@@ -34,7 +37,9 @@ from siamese.index.verify import VerifyReport
 from siamese.index.watch import GenerationWatch
 
 __all__ = [
+    "AuditReport",
     "Embeds",
+    "Finding",
     "Gallery",
     "GalleryReader",
     "GalleryWriter",

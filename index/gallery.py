@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from siamese.index.audit import audit
 from siamese.index.location import is_milvus
 from siamese.index.published import GalleryReader, gallery_model_path
 from siamese.index.search.threshold import set_threshold
@@ -84,6 +85,9 @@ class Gallery:
     query_model = staticmethod(_by_location(gallery_model_path, "query_model"))
     #: Images stored by :meth:`store_upload` that are ``paths`` or lie in ``identity``'s folder.
     stored_uploads = staticmethod(_by_location(stored_uploads, "stored_uploads"))
+    #: Duplicates, likely mislabels, overlapping and loose identities of a folder gallery (an
+    #: :class:`~siamese.index.audit.AuditReport`; see siamese.index.audit).
+    audit = staticmethod(audit)
 
     @staticmethod
     def facts(gallery_dir: str | os.PathLike[str]) -> dict[str, Any]:
