@@ -18,7 +18,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from siamese.core.errors import DataError, GalleryError, ModelMismatchError, named
+from siamese.core.errors import (
+    DataError,
+    GalleryError,
+    ModelMismatchError,
+    RecallTooLowError,
+    named,
+)
 from siamese.core.progress import progress_bar
 from siamese.data.image_folder import scan_gallery_folder
 from siamese.index.location import MilvusLocation, parse_location
@@ -379,11 +385,16 @@ def _publish(
     )
     params, recall = dict(fixed or (manifest.search_params if same else {})), previous
     if policy.always_measure or stale or fixed or policy.minimum is not None:
-        params, recall = check_recall(
-            store, index, fixed=dict(fixed) if fixed else None,
-            target=policy.target, minimum=policy.minimum, queries=policy.queries,
-            count=count, dimension=manifest.dimension,
-        )  # fmt: skip
+        try:
+            params, recall = check_recall(
+                store, index, fixed=dict(fixed) if fixed else None,
+                target=policy.target, minimum=policy.minimum, queries=policy.queries,
+                count=count, dimension=manifest.dimension,
+            )  # fmt: skip
+        except RecallTooLowError:
+            if not same:  # searches go on through the index the record names
+                store.rebuild_index(index_of(manifest))
+            raise
     published = replace(
         manifest,
         generation=gen,

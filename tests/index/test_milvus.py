@@ -356,3 +356,5 @@ def test_recall_below_the_minimum_is_refused_and_the_record_kept(
             search_params={"nprobe": 1}, min_recall=0.999, recall_queries=100,
         )  # fmt: skip
     assert Gallery.facts(location)["index_type"] == "FLAT"
+    assert Gallery.describe(location)["milvus"]["index_type"] == "FLAT"
+    assert Gallery.verify(location, check_files=False).ok
