@@ -205,3 +205,31 @@ def test_cli_json_and_sheets(planted_gallery: Path, tmp_path: Path) -> None:
     assert table.exit_code == 0 and "mislabel" in table.stdout and "id03" in table.stdout
     missing = runner.invoke(app, ["index", "audit", str(tmp_path / "none")])
     assert missing.exit_code == 1 and "Traceback" not in missing.output
+
+
+def test_calibrated_threshold_answers_strangers_unknown(
+    planted_gallery: Path, tmp_path: Path
+) -> None:
+    """The demo's calibration: the threshold stored is the audit's stranger threshold."""
+    import shutil
+
+    from siamese.index import Gallery
+    from siamese.index.audit import calibrate_threshold
+
+    folder = Path(shutil.copytree(planted_gallery, tmp_path / "g"))
+    record = calibrate_threshold(folder, stranger_accept_rate=0.05)
+    assert record["source"].startswith("calibrated on the gallery's own items")
+    assert Gallery.facts(folder)["threshold"]["distance"] == record["distance"]
+    strangers, _ = _clean(seed=99, identities=20, per=1)  # other centres: nobody enrolled
+    strangers /= np.linalg.norm(strangers, axis=1, keepdims=True)
+    with Gallery.open(folder) as gallery:
+        answers = gallery.search(strangers, k=3)
+        stored = gallery.items.vectors(np.arange(1, 321), DIM).reshape(40, 8, DIM)
+        # another photo of an enrolled person: the mean of three of theirs, not itself enrolled
+        photos = stored[:, :3].mean(axis=1)
+        photos /= np.linalg.norm(photos, axis=1, keepdims=True)
+        enrolled = gallery.search(photos, k=3)
+    assert np.mean([a.unknown for a in answers]) >= 0.8
+    assert np.mean([not a.unknown for a in enrolled]) >= 0.8
+    with pytest.raises(GalleryError, match="stranger accept rate"):
+        calibrate_threshold(folder, stranger_accept_rate=1.5)
