@@ -358,7 +358,8 @@ function setUp() {
   $("#api-key").value = sessionStorage.getItem(KEY_STORE) || "";
   $("#api-key").addEventListener("change", (event) => {
     sessionStorage.setItem(KEY_STORE, event.target.value);
-    refreshGallery();  // with reads protected, the gallery shows once the key is right
+    if (!view.readsNeedKey) return;  // writes only: the next add or removal sends it
+    refreshGallery();  // reads protected: the gallery shows once the key is right
     if (view.identity !== null) loadIdentity(view.identity);
   });
   $("#file-input").addEventListener("change", (event) => {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from siamese.cli import app
@@ -16,6 +17,7 @@ def test_help_lists_the_options() -> None:
     assert result.exit_code == 0
     for option in (
         "--expose-paths",
+        "--protect",
         "--gallery",
         "--model",
         "--host",
@@ -83,3 +85,23 @@ def test_serve_options_come_from_serviceconfig() -> None:
     values.update(gallery_dir="g", max_upload_bytes="1.5", max_pixels="2")
     config = config_from_options(ServiceConfig, values)
     assert (config.max_upload_bytes, config.max_pixels) == (int(1.5 * 2**20), 2_000_000)
+
+
+def test_query_json_names_model_and_generation_as_the_service(
+    client: TestClient, service_gallery: Path, unseen_dataset: Path
+) -> None:
+    """`siamese query --json` and the service name the same model and gallery generation."""
+    import json
+
+    image = next((unseen_dataset / "id_002").iterdir())
+    result = CliRunner().invoke(
+        app, ["query", str(image), "--gallery", str(service_gallery), "--device", "cpu", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    served = client.post(
+        "/v1/query", files={"file": (image.name, image.read_bytes(), "image/png")}
+    ).json()
+    assert printed["model_fingerprint"] == served["model"]["fingerprint"]
+    assert printed["gallery_generation"] == served["gallery_generation"]
+    assert printed["model_fingerprint"] == client.get("/v1/gallery").json()["model"]["fingerprint"]
