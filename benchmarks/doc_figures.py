@@ -10,6 +10,10 @@ when it has drifted from the results, as tests/test_readme.py checks).
 
 Figures measured with a former default (the conv recipe's 96 px input cap) carry a ``stale``
 note that says so; a figure whose results file is missing cannot be rendered at all.
+
+Adding a figure: write a function that returns Markdown from ``results(FILE)`` (``table`` and
+``num`` help), and register it in ``FIGURES`` under the marker's NAME with its results files, or
+with ``pattern="SUITE-*.json"`` to follow the suite's newest run.
 """
 
 from __future__ import annotations
