@@ -66,6 +66,7 @@ def query(
 ) -> None:
     from siamese.data.image_folder import list_image_paths
     from siamese.galleries import open_served_gallery
+    from siamese.index import short_fingerprint
     from siamese.index.search.filters import parse_where
 
     if bool(images) == bool(text):
@@ -76,6 +77,7 @@ def query(
         gallery_dir, model, device=device.value, queries="text" if text else "image", **options
     ) as served:
         embedder, model_path = served.query, served.model_path
+        generation = served.gallery.generation  # named in --json, as the service's answers do
         if no_threshold or threshold is not None:
             served.gallery.threshold = None if no_threshold else threshold
         if text:
@@ -91,6 +93,8 @@ def query(
             {
                 "gallery": str(gallery_dir),
                 "model": str(model_path),
+                "model_fingerprint": short_fingerprint(embedder.fingerprint),
+                "gallery_generation": generation,
                 "device": embedder.device,
                 "results": [{"query": p, **r.to_dict()} for p, r in zip(embedded.paths, results)],
                 "failures": [{"path": p, "reason": r} for p, r in embedded.failures],
