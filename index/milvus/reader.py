@@ -21,6 +21,7 @@ from siamese.index.milvus.collection import KNOBS, milvus_search_params
 from siamese.index.milvus.store import MilvusStore, in_list
 from siamese.index.milvus.updates import index_of, milvus_location
 from siamese.index.published import refuse_other_model
+from siamese.index.search.filters import Where, as_where
 from siamese.index.search.results import Item, Match, QueryResult
 from siamese.index.store.manifest import Manifest
 from siamese.index.updates.uploads import forget_uploads
@@ -34,11 +35,15 @@ _IDENTITY_WIDEN = 10
 MAX_TOP_K = 16384
 
 
-def where_expression(where: Any) -> str:
-    """A Milvus filter from ``where``: a parsed filter (its ``expression``), a string, or None."""
-    if where is None:
-        return ""
-    return str(getattr(where, "expression", where) or "")
+def where_expression(where: Where | str | None) -> str:
+    """The Milvus ``filter`` for ``where`` (a filter text, checked and normalised, or a parsed
+    :class:`~siamese.index.search.filters.Where`); '' for none.
+
+    Raises:
+        FilterError: a text that does not parse.
+    """
+    parsed = as_where(where)
+    return parsed.expression if parsed is not None else ""
 
 
 class MilvusGalleryReader:
@@ -126,7 +131,11 @@ class MilvusGalleryReader:
 
     # ---------------------------------------------------------------- searching
     def _hits(
-        self, embeddings: NDArray[np.float32], k: int, params: dict[str, int] | None, where: Any
+        self,
+        embeddings: NDArray[np.float32],
+        k: int,
+        params: dict[str, int] | None,
+        where: Where | str | None,
     ) -> list[list[dict[str, Any]]]:
         if k < 1:
             raise GalleryError(f"k must be at least 1, got {k}")
@@ -148,7 +157,7 @@ class MilvusGalleryReader:
         *,
         params: dict[str, int] | None = None,
         threads: int | None = None,
-        where: Any = None,
+        where: Where | str | None = None,
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """The k nearest item ids of each query and their L2 distances (Q×min(k, len)).
 
@@ -171,12 +180,13 @@ class MilvusGalleryReader:
         *,
         params: dict[str, int] | None = None,
         threads: int | None = None,
-        where: Any = None,
+        where: Where | str | None = None,
     ) -> list[QueryResult]:
         """The k nearest items of each query, and identities ranked by closest item.
 
-        ``where``: a Milvus boolean expression over the item fields (or a parsed filter with an
-        ``expression``), e.g. ``identity in ["alice", "bob"]``.
+        ``where``: a filter over the item fields (:func:`~siamese.index.search.filters.parse_where`,
+        e.g. ``identity in ["alice", "bob"]``), handed to Milvus as its ``filter`` expression:
+        Milvus ranks only the matching items.
         """
         hits = self._hits(embeddings, k * _IDENTITY_WIDEN, params, where)
         results = []

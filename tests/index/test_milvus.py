@@ -28,6 +28,7 @@ from siamese.index import Gallery
 from siamese.index.location import MilvusLocation, parse_location
 from siamese.index.milvus.collection import item_id
 from siamese.index.milvus.store import MilvusStore
+from siamese.index.search.filters import FilterError, parse_where
 from siamese.index.store import crash_points
 
 DIM = 16
@@ -152,6 +153,11 @@ def test_build_search_add_remove_info_verify(
         assert gallery.count("id3") == 4 and len(gallery.items_of("id3", 1, 2)) == 2
         only = gallery.search(vectors[7], k=3, where='identity in ["id2"]')[0]
         assert {m.identity for m in only.matches} == {"id2"}
+        liked = gallery.search(vectors[7], k=9, where=parse_where("path like '%/id3/%'"))[0]
+        assert {m.identity for m in liked.matches} == {"id3"} and len(liked.matches) == 4
+        assert gallery.search(vectors[7], k=3, where="id < 0 and id > 0")[0].matches == []
+        with pytest.raises(FilterError):
+            gallery.search(vectors[7], where="colour == 'red'")
         assert gallery.item(ids[0][0]).path == result.matches[0].path
 
     extra = write_images(tmp_path / "more", clustered(2, seed=9), start=40)

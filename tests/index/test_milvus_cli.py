@@ -45,6 +45,12 @@ def test_cli_on_a_milvus_lite_gallery(
     assert queried.exit_code == 0, queried.output
     best = json.loads(queried.stdout)["results"][0]["matches"][0]
     assert best["path"] == str(probe.resolve()) and best["distance"] < 1e-3
+    other = "id_003" if probe.parent.name != "id_003" else "id_002"
+    where = invoke(
+        "query", probe, "--gallery", gallery, "--where", f'identity == "{other}"', "--json"
+    )
+    assert where.exit_code == 0, where.output
+    assert {m["identity"] for m in json.loads(where.stdout)["results"][0]["matches"]} == {other}
 
     extra = tmp_path / "new" / "visitor"
     extra.mkdir(parents=True)
