@@ -43,7 +43,8 @@ def client(location: MilvusLocation) -> Any:
                 f"{location}: Milvus galleries need pymilvus and milvus-lite; install them with "
                 "`pip install 'siamese[milvus]'`"
             ) from None
-        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+        for noisy in ("pymilvus", "milvus_lite.server_manager"):  # tracebacks before raising
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
         if location.lite:
             from pathlib import Path
 
@@ -78,7 +79,12 @@ def milvus_errors(location: MilvusLocation, doing: str) -> Iterator[None]:
             raise
         message = getattr(exc, "message", None) or str(exc)
         hint = ""
-        if "connect" in message.lower() and not location.lite:
+        if doing == "connect" and location.lite:
+            hint = (
+                "; Milvus Lite serves a file to one process at a time: is another (a build, "
+                "`siamese serve`) using it?"
+            )
+        elif "connect" in message.lower() and not location.lite:
             hint = f"; is the server running? (a token, if it needs one, goes in {TOKEN_VARIABLE})"
         raise GalleryError(f"{location}: Milvus could not {doing}: {message}{hint}") from None
 
