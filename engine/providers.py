@@ -16,7 +16,7 @@ from typing import Any
 
 import onnxruntime as ort
 
-from siamese.core.errors import DeviceUnavailableError, ModelError
+from siamese.core.errors import DeviceUnavailableError, ModelError, named
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 PROVIDERS = {
@@ -121,7 +121,7 @@ def create_session(
     if device != "auto":
         session, reason = _try_session(model_path, device, options, provider_options)
         if session is None:
-            raise DeviceUnavailableError(f"--device {device} cannot run here: {reason}")
+            raise DeviceUnavailableError(f"{named('device')} {device} cannot run here: {reason}")
         return session, device
     for candidate in _AUTO_ORDER:
         if candidate != "cpu" and not gpu_present():

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from siamese.core.errors import ConfigError, SiameseError
+from siamese.core.errors import ConfigError, SiameseError, named
 from siamese.engine.embedder import Embedder, EmbedResult
 from siamese.engine.ray_parts import (
     DEFAULT_PART_SIZE,
@@ -118,11 +118,15 @@ def size_pool(
             f"{RESERVED_CPUS:g} (kept free for Ray Data's own tasks)"
         )
     if actors is not None and actors < 1:
-        raise ConfigError(f"--actors must be at least 1, got {actors}")
+        raise ConfigError(f"Ray actors ({named('actors')}) must be at least 1, got {actors}")
     if cpus_per_actor is not None and cpus_per_actor <= 0:
-        raise ConfigError(f"--cpus-per-actor must be positive, got {cpus_per_actor:g}")
+        raise ConfigError(
+            f"CPUs per actor ({named('cpus_per_actor')}) must be positive, got {cpus_per_actor:g}"
+        )
     if gpus_per_actor < 0:
-        raise ConfigError(f"--gpus-per-actor must be 0 or more, got {gpus_per_actor:g}")
+        raise ConfigError(
+            f"GPUs per actor ({named('gpus_per_actor')}) must be 0 or more, got {gpus_per_actor:g}"
+        )
     notes = []
     fits = max(1, math.floor(budget + 1e-9))
     if cpus_per_actor is None:

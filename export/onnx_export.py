@@ -27,7 +27,7 @@ from torch import nn
 from siamese import __version__
 from siamese.contracts.model_card import INPUT_NAME, OUTPUT_NAME, ModelInfo
 from siamese.contracts.spec import InputSpec
-from siamese.core.errors import ConfigError, ModelError, ParityError
+from siamese.core.errors import ConfigError, ModelError, ParityError, named
 from siamese.core.files import atomic_path, sha256_file
 from siamese.core.progress import progress_bar
 from siamese.export.parity import ParityReport, check_parity
@@ -196,7 +196,10 @@ def export_onnx(
             f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}"
         )
     if precision == "int8" and calibration is None:
-        raise ConfigError("int8 export needs calibration images: pass --calibration GALLERY_DIR")
+        raise ConfigError(
+            "int8 export needs calibration images: give a gallery folder "
+            f"({named('calibration')} GALLERY_DIR)"
+        )
     with progress_bar("exporting", 4 if precision == "fp32" else 5, progress) as ticker:
         run = load_run(run_dir)
         ticker.advance()

@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.core.errors import GalleryError, ModelMismatchError
+from siamese.core.errors import GalleryError, ModelMismatchError, named
 from siamese.index.search import faiss_index as fx
 from siamese.index.search.filters import Where, as_where
 from siamese.index.search.results import Item, Match, QueryResult
@@ -103,7 +103,8 @@ def gallery_model_path(
     recorded = Path(manifest.pair["query_model"] if query_side else manifest.model_path)
     if not recorded.is_file():
         raise GalleryError(
-            f"{gallery_dir}: was built with {recorded}, which is no longer there; pass --model PATH"
+            f"{gallery_dir}: was built with {recorded}, which is no longer there; name the model "
+            f"({named('model')} PATH)"
         )
     return recorded
 

@@ -165,7 +165,7 @@ def _check_model(gallery: GalleryReader, report: VerifyReport) -> None:
     model = gallery.model_path
     if not model.is_file():
         report.warnings.append(
-            f"{model}: the gallery's model is not there any more; query with --model PATH"
+            f"{model}: the gallery's model is not there any more; searches must name a model"
         )
     elif sha256_file(model) != gallery.manifest.model_fingerprint:
         report.problems.append(

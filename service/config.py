@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from siamese.core.config_fields import setting
-from siamese.core.errors import ConfigError
+from siamese.core.errors import ConfigError, named
 
 if TYPE_CHECKING:
     from siamese.service.connections import ConnectionLimits
@@ -17,14 +17,14 @@ if TYPE_CHECKING:
 API_KEY_ENV = "SIAMESE_API_KEY"
 
 
-def _positive(text: str, option: str) -> float:
+def _positive(text: str, field: str) -> float:
     """A positive number written on the command line; anything else is a one-line error."""
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(f"{option} takes a number, got {text!r}") from None
+        raise ConfigError(f"{named(field)} takes a number, got {text!r}") from None
     if value <= 0:
-        raise ConfigError(f"{option} must be positive, got {text}")
+        raise ConfigError(f"{named(field)} must be positive, got {text}")
     return value
 
 
@@ -56,6 +56,22 @@ class ServiceConfig:
             the model (otherwise only clients sending the API key see them).
     """
 
+    #: ``siamese serve --help`` groups the options in these panels.
+    PANELS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Model": ("model_path", "device", "max_batch", "max_wait_ms", "decode_threads"),
+        "Access": ("api_key", "protect", "expose_paths", "refresh_s"),
+        "Limits": (
+            "max_upload_bytes",
+            "max_pixels",
+            "max_files",
+            "max_k",
+            "timeout_s",
+            "max_connections",
+            "max_client_connections",
+            "body_timeout_s",
+        ),
+    }
+
     gallery_dir: Path = setting(
         help="Gallery directory to search and update.", names=("--gallery", "-g")
     )
@@ -73,14 +89,14 @@ class ServiceConfig:
         20 * 2**20,
         "Largest request body, in MiB (413 beyond).",
         names=("--max-upload-mb",),
-        parse=lambda text: int(_positive(text, "--max-upload-mb") * 2**20),
+        parse=lambda text: int(_positive(text, "max_upload_bytes") * 2**20),
         show=lambda value: f"{value / 2**20:g}",
     )
     max_pixels: int = setting(
         40_000_000,
         "Largest image, in megapixels (413 beyond).",
         names=("--max-megapixels",),
-        parse=lambda text: int(_positive(text, "--max-megapixels") * 1_000_000),
+        parse=lambda text: int(_positive(text, "max_pixels") * 1_000_000),
         show=lambda value: f"{value / 1_000_000:g}",
     )
     max_files: int = setting(64, "Images per request at most.", min=1)
@@ -147,7 +163,8 @@ class ServiceConfig:
             raise ConfigError(f"protect must be writes or reads, got {self.protect!r}")
         if self.protect == "reads" and self.api_key is None:
             raise ConfigError(
-                f"--protect reads needs an API key: give --api-key or set ${API_KEY_ENV}"
+                f"protecting reads ({named('protect')} reads) needs an API key: give one "
+                f"({named('api_key')}) or set ${API_KEY_ENV}"
             )
         for ok, message in checks:
             if not ok:

@@ -7,7 +7,7 @@ build itself is :func:`siamese.galleries.build_with_engine`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from siamese.core.config_fields import setting
 
@@ -18,6 +18,13 @@ RAY_ONLY = ("address", "actors", "cpus_per_actor", "gpus_per_actor")
 @dataclass(frozen=True)
 class BuildConfig:
     """Options of ``siamese index build`` (the gallery folder itself is given apart)."""
+
+    #: ``siamese index build --help`` groups the options in these panels.
+    PANELS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Index": ("index", "max_memory", "min_recall", "target_recall", "nprobe", "ef_search"),
+        "Embedding": ("engine", "device", "batch_size", "commit_every", "report_path"),
+        "Ray engine": ("address", "actors", "cpus_per_actor", "gpus_per_actor", "part_size"),
+    }
 
     image_dir: str = setting(
         help="Gallery images: one sub-folder per identity (or loose files, one identity each), "
@@ -95,8 +102,7 @@ class BuildConfig:
         return {name: getattr(self, name) for name in names}
 
     def ray_only_given(self) -> list[str]:
-        """Ray options set although the engine is local, as option names."""
+        """Ray options set although the engine is local, as field names."""
         if self.engine == "ray":
             return []
-        given = [n for n in RAY_ONLY if getattr(self, n) not in (None, 0.0)]
-        return ["--" + n.replace("_", "-") for n in given]
+        return [n for n in RAY_ONLY if getattr(self, n) not in (None, 0.0)]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from siamese.core.errors import DataError, GalleryError, SiameseError
+from siamese.core.errors import DataError, GalleryError, SiameseError, named
 from siamese.engine import Embedder, TextEmbedder, open_query_embedder
 from siamese.index import Gallery, UpdateReport, VerifyReport
 from siamese.index.exchange import build_from_export, is_export
@@ -91,7 +91,7 @@ def open_served_gallery(
     opened = open_query_embedder(model_path, device=device, **options)
     if queries is not None and opened.kind != queries:
         wrong = (
-            "a text tower; query it with --text"
+            f"a text tower; query it with texts ({named('text')})"
             if queries == "image"
             else "embeds images, not text"
         )

@@ -1,4 +1,4 @@
-"""The command line's options: generated from TrainConfig, same names across verbs, old names kept.
+"""The command line's options: generated from the configs, same names across verbs, old names kept.
 
 Nothing here trains or embeds: `train` is stopped where it would start training (the config it
 built is captured), and the gallery verbs are parsed or pointed at a missing folder, so the file
@@ -353,3 +353,113 @@ def test_help_lists_the_verbs_in_pipeline_order() -> None:
     order = ["train", "export", "query", "serve", "eval", "info", "bench", "demo", "index"]
     positions = [commands.index(f"│ {verb} ") for verb in order]
     assert positions == sorted(positions), positions
+
+
+def _help(*verb: str) -> str:
+    return runner.invoke(app, [*verb, "--help"], env={"COLUMNS": "160"}).output
+
+
+#: Verbs whose options are generated from a config, with the config that groups them in panels.
+CONFIGURED_VERBS = [
+    (("train",), "siamese.training.config", "TrainConfig"),
+    (("eval",), "siamese.evaluation.config", "EvalConfig"),
+    (("serve",), "siamese.service.config", "ServiceConfig"),
+    (("index", "build"), "siamese.build_config", "BuildConfig"),
+    (("index", "add"), "siamese.add_config", "AddConfig"),
+    (("demo",), "siamese.demos.options", "DemoOptions"),
+]
+
+
+@pytest.mark.parametrize(("verb", "module", "name"), CONFIGURED_VERBS)
+def test_generated_options_come_in_panels_with_their_defaults(
+    verb: tuple[str, ...], module: str, name: str
+) -> None:
+    import importlib
+
+    config = getattr(importlib.import_module(module), name)
+    shown = _help(*verb)
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    params = {p.name for p in _command(*verb).params}
+    assert set(fields) <= params, set(fields) - params  # every field is an option
+    for panel, names in config.PANELS.items():
+        assert f"─ {panel} ─" in shown, panel
+        assert set(names) <= set(fields), set(names) - set(fields)
+    for param in _command(*verb).params:  # a default that is a value is shown
+        item = fields.get(param.name or "")
+        if item is not None and item.default not in (dataclasses.MISSING, None, False, ()):
+            assert param.show_default is not False, param.name
+    assert "[default: " in shown
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [(n,) for n in typer.main.get_command(app).commands if n != "index"]  # type: ignore[attr-defined]
+    + [("index", n) for n in _command("index").commands],  # type: ignore[attr-defined]
+)
+def test_help_names_values_in_words_not_python_types(verb: tuple[str, ...]) -> None:
+    """PATH, N, X, TEXT or a choice list after an option; nothing after a flag."""
+    shown = _help(*verb)
+    for python_type in ("<bool>", "<str>", "<int", "<float", "list[", "<path>", "Path]"):
+        assert python_type not in shown, (verb, python_type)
+
+
+@pytest.fixture
+def additions(monkeypatch: pytest.MonkeyPatch) -> list:
+    """What each `siamese index add` asks of add_with_tower (the addition itself is skipped)."""
+    from siamese import galleries
+    from siamese.core.errors import GalleryError
+
+    calls: list = []
+
+    def capture(gallery_dir, paths, model, **options):  # type: ignore[no-untyped-def]
+        calls.append((gallery_dir, paths, model, options))
+        raise GalleryError("captured")  # stop before printing a report
+
+    monkeypatch.setattr(galleries, "add_with_tower", capture)
+    return calls
+
+
+def test_index_add_options_map_onto_the_addition(additions: list, tmp_path: Path) -> None:
+    from siamese.add_config import AddConfig
+
+    a_png = tmp_path / "a.png"
+    plain = runner.invoke(app, ["index", "add", "--gallery", str(tmp_path), str(a_png)])
+    assert plain.exit_code == 1 and "captured" in plain.stderr
+    given = ["--identity", "ann", "-m", "m.onnx", "--commit-every", "7", "--report", "r.json"]
+    given += ["--device", "cpu", "--batch-size", "3", "--json"]
+    old_form = runner.invoke(app, ["index", "add", str(tmp_path), str(a_png), *given])
+    assert old_form.exit_code == 1, old_form.output
+    (gallery, paths, model, defaults), (gallery2, paths2, model2, chosen) = additions
+    assert gallery == gallery2 == tmp_path and paths == paths2 == [a_png]
+    assert model is None and model2 == Path("m.onnx")
+    assert {k: v for k, v in defaults.items() if k != "progress"} == AddConfig().add_options()
+    assert chosen == {
+        "device": "cpu",
+        "batch_size": 3,
+        "identity": "ann",
+        "commit_every": 7,
+        "report_path": Path("r.json"),
+        "progress": False,
+    }
+    assert set(option_names(AddConfig)) == {f.name for f in dataclasses.fields(AddConfig)}
+
+
+def test_demo_options_choose_the_demo_and_its_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from siamese.demos import options, pair, pipeline
+
+    ran: list = []
+
+    def capture(config, **kwargs):  # type: ignore[no-untyped-def]
+        ran.append(config)
+        raise ConfigError("captured")
+
+    monkeypatch.setattr(pipeline, "run_demo", capture)
+    monkeypatch.setattr(pair, "run_pair_demo", capture)
+    for args in ([], ["-o", "d", "--epochs", "2", "--seed", "3"], ["--pair", "--out", "p"]):
+        assert runner.invoke(app, ["demo", *args]).exit_code == 1
+    default, chosen, paired = ran
+    assert default == pipeline.DemoConfig()
+    assert (chosen.out_dir, chosen.epochs, chosen.seed) == ("d", 2, 3)
+    assert paired == pair.PairDemoConfig(out_dir="p")
+    assert options.DEMO_EPOCHS == pipeline.DemoConfig().epochs  # the help's defaults are true
+    assert options.PAIR_DEMO_EPOCHS == pair.PairDemoConfig().epochs

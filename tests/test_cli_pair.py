@@ -128,7 +128,7 @@ def test_text_query_wrong_side_and_empty_text_are_one_line_errors(
                 "--gallery",
                 str(root / "text-gallery"),
             ],
-            "a text tower; query it with --text",
+            "a text tower; query it with texts (--text)",
         ),
         (
             ["query", "--text", "a red disc", "--gallery", str(root / "sketch-gallery")],

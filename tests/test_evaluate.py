@@ -130,4 +130,4 @@ def test_eval_options_come_from_evalconfig(tiny_model_path: Path, unseen_dataset
     verification = json.loads(two.stdout)["verification"]
     assert "tar_at_far_0.1" in verification and "tar_at_far_0.05" in verification
     bad = runner.invoke(app, [*args, "--far", "ten"])
-    assert bad.exit_code == 1 and "--far takes comma-separated rates" in bad.output
+    assert bad.exit_code == 1 and "false-accept rates (--far) are comma-separated" in bad.output

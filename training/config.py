@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 from siamese.contracts.spec import ResizeRule
 from siamese.core.config_fields import check_choices, setting
-from siamese.core.errors import ConfigError
+from siamese.core.errors import ConfigError, named
 
 TowerName = Literal[
     "conv",
@@ -71,7 +71,8 @@ def parse_widths(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise ConfigError(
-            f"--widths takes comma-separated whole numbers such as 16,32,64,128, got {text!r}"
+            f"the conv tower's widths ({named('widths')}) are comma-separated whole numbers "
+            f"such as 16,32,64,128, got {text!r}"
         ) from None
 
 
@@ -390,13 +391,13 @@ class TrainConfig:
             ),
             (
                 self.instance_weight == 0 or self.sampler == "pk",
-                "the instance term needs P×K batches (--sampler pk)",
+                f"the instance term needs P×K batches ({named('sampler')} pk)",
             ),
             (
                 self.instance_weight == 0 or self.augment != "none",
                 (
-                    "the instance term compares two augmented views: it needs --augment light, "
-                    "medium or strong"
+                    "the instance term compares two augmented views: it needs augmentation "
+                    f"({named('augment')} light, medium or strong)"
                 ),
             ),
         ]
@@ -420,11 +421,15 @@ class TrainConfig:
 
     def _pair_checks(self) -> list[tuple[bool, str]]:
         if not self.is_pair:
-            return [(not self.share_weights, "--share-weights needs --query-data")]
+            shared = f"shared weights ({named('share_weights')}) need query images"
+            return [(not self.share_weights, f"{shared} ({named('query_data')})")]
         return [
             (
                 self.query_data is None or self.captions is None,
-                "give --query-data (images) or --captions (texts) as the query side, not both",
+                (
+                    f"give query images ({named('query_data')}) or captions "
+                    f"({named('captions')}) as the query side, not both"
+                ),
             ),
             (not self.share_weights or self.captions is None, "a text tower cannot share weights"),
             (

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
 
-from siamese.core.errors import ConfigError, SiameseError
+from siamese.core.errors import ConfigError, SiameseError, named
 from siamese.core.files import read_json
 from siamese.training.config import TrainConfig
 from siamese.training.distributed import Ranks
@@ -32,7 +32,11 @@ class TrainingFailed(SiameseError):
 
 @record  # writes the worker's exception where the agent reads the root cause
 def _worker(config: TrainConfig, progress: bool) -> TrainResult:
-    return train(config, progress=progress)
+    try:
+        return train(config, progress=progress)
+    except SiameseError as exc:
+        exc.args = (exc.template,)  # the agent records str(exc): keep its settings marked
+        raise
 
 
 def launch(config: TrainConfig, nproc: int, *, progress: bool = False) -> TrainResult:
@@ -43,15 +47,17 @@ def launch(config: TrainConfig, nproc: int, *, progress: bool = False) -> TrainR
         TrainingFailed: a process failed; the message names its rank and why, and how to resume.
     """
     if nproc < 1:
-        raise ConfigError(f"--nproc must be at least 1, got {nproc}")
+        raise ConfigError(
+            f"the number of training processes ({named('nproc')}) must be at least 1, got {nproc}"
+        )
     if nproc == 1:
         return train(config, progress=progress)
     if config.is_pair:
         raise ConfigError("pair runs (--query-data, --captions) train in one process: no --nproc")
     if "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(
-            "--nproc starts its own processes; under torchrun leave it out (torchrun's "
-            "--nproc-per-node says how many)"
+            f"siamese starts its own training processes ({named('nproc')}) only outside "
+            "torchrun; under torchrun leave it out (torchrun's --nproc-per-node says how many)"
         )
     if not config.resume:  # refuse an existing run before starting processes, not after
         check_run_dir(config, Ranks(world=nproc))
@@ -123,4 +129,7 @@ def _resume_hint(run_dir: Path) -> str:
         return "No epoch had finished, so there is no checkpoint to resume."
     if not epochs:
         return "No epoch had finished, so there is no checkpoint to resume."
-    return f"Epoch {epochs[-1]['epoch']} is checkpointed in {run_dir}: add --resume to continue."
+    return (
+        f"Epoch {epochs[-1]['epoch']} is checkpointed in {run_dir}: resume the run "
+        f"({named('resume')}) to continue."
+    )

@@ -13,7 +13,7 @@ from torch import nn
 
 from siamese.contracts.pair_card import pair_fingerprint, tower_fingerprint
 from siamese.contracts.spec import InputSpec
-from siamese.core.errors import ConfigError, ModelError, RunError
+from siamese.core.errors import ConfigError, ModelError, RunError, named
 from siamese.core.files import read_json, sha256_file
 from siamese.data.text import load_tokenizer
 from siamese.training.run_dir import CONFIG_FILE
@@ -104,7 +104,10 @@ def load_pair_run(run_dir: str | os.PathLike[str]) -> PairRun:
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
     if not is_pair_run(run_dir):
-        raise RunError(f"{run_dir}: not a pair run (train one with --query-data or --captions)")
+        raise RunError(
+            f"{run_dir}: not a pair run (train one with query images ({named('query_data')}) "
+            f"or captions ({named('captions')}))"
+        )
     config = read_json(config_path)
     pair = config["pair"]
     try:

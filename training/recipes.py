@@ -68,7 +68,7 @@ class Choice:
 def choose_recipe(config: TrainConfig, look: FolderLook | None = None) -> Choice:
     """Which recipe ``config`` follows: its own, or the one its tower or its data calls for."""
     if config.recipe != "auto":
-        return Choice(config.recipe, "asked for by --recipe")
+        return Choice(config.recipe, "asked for by name")
     if config.tower is not None:
         family = "photo" if _is_timm(config.tower) else "conv"
         return Choice(family, f"the {config.tower} tower was asked for")

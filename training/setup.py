@@ -17,7 +17,7 @@ import torch
 
 from siamese import __version__
 from siamese.contracts.spec import InputSpec
-from siamese.core.errors import ConfigError, SiameseError
+from siamese.core.errors import ConfigError, SiameseError, named
 from siamese.core.files import read_json
 from siamese.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from siamese.training.config import TrainConfig
@@ -35,7 +35,8 @@ def resolve_device(name: str) -> torch.device:
     """Map "auto" to CUDA when present; refuse "cuda" on a machine without it."""
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
-            "--device cuda was asked for, but PyTorch sees no CUDA device on this machine"
+            f"the CUDA device was asked for ({named('device')} cuda), but PyTorch sees no CUDA "
+            "device on this machine"
         )
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -200,8 +201,8 @@ def check_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None:
     run_dir = Path(config.out_dir)
     if (run_dir / CHECKPOINT_FILE).exists() and not config.resume:
         raise ConfigError(
-            f"{run_dir}: already holds a training run; pass --resume to continue it or choose "
-            "another --out"
+            f"{run_dir}: already holds a training run; resume it ({named('resume')}) or choose "
+            f"another run folder ({named('out_dir')})"
         )
     if not config.resume:
         return None
@@ -211,7 +212,8 @@ def check_run_dir(config: TrainConfig, ranks: Ranks) -> dict[str, Any] | None:
     if written_by != ranks.world:
         raise ConfigError(
             f"{run_dir / CHECKPOINT_FILE}: written by {written_by} training process(es); resume it "
-            f"with {written_by} (--nproc {written_by}, or torchrun's --nproc-per-node × --nnodes), "
+            f"with {written_by} ({named('nproc')} {written_by}, or torchrun's --nproc-per-node × "
+            f"--nnodes), "
             f"not {ranks.world}"
         )
     return state
@@ -224,6 +226,7 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
     )
     if changed:
         raise ConfigError(
-            f"{run_dir}: cannot resume with different settings ({', '.join(changed)}); use the "
-            "original ones or a new --out"
+            f"{run_dir}: cannot resume with different settings "
+            f"({', '.join(map(named, changed))}); use the original ones or a new run folder "
+            f"({named('out_dir')})"
         )

@@ -3,7 +3,7 @@
 The page ``reference/cli.md`` holds the marker ``<!-- cli-reference -->``; this hook replaces it
 with every visible command of ``siamese.cli.app``: its help, usage, arguments and options grouped
 in the same panels as ``--help`` shows them. The text comes from the commands themselves (the
-options of train, eval, serve and index build are generated from their configs' fields), so the
+options of train, eval, serve, index build, index add and demo come from their configs), so the
 reference cannot drift from the program. Typer bundles its own copy of click, which
 ``mkdocs-click`` does not read; the walk below uses the parameters' own help records instead.
 """

@@ -31,7 +31,7 @@ import numpy as np
 from faiss.contrib.ondisk import merge_ondisk
 from numpy.typing import NDArray
 
-from siamese.core.errors import GalleryError
+from siamese.core.errors import GalleryError, named
 from siamese.core.files import atomic_path
 from siamese.index.ondisk.files import (
     ROLE_DELTA,
@@ -117,7 +117,7 @@ def _train(index_type: str, vectors: NDArray[np.float32]) -> faiss.Index:
     if len(vectors) < ivf.nlist:
         raise GalleryError(
             f"index type {index_type} needs at least {ivf.nlist} vectors to train, the gallery "
-            f"has {len(vectors)}; choose a smaller index (or --index auto)"
+            f"has {len(vectors)}; choose a smaller index (or {named('index')} auto)"
         )
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(len(vectors), size=min(wanted, len(vectors)), replace=False))

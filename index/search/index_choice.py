@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from siamese.core.errors import GalleryError
+from siamese.core.errors import GalleryError, named
 from siamese.index.ondisk.files import ONDISK_PREFIX, base_type
 
 #: Up to this many vectors, exhaustive search is fast enough and exact.
@@ -159,7 +159,7 @@ def choose_index(count: int, dim: int, memory_budget: int) -> IndexChoice:
     need = _format_bytes(int(bytes_per_vector(smallest, dim) * count))
     raise GalleryError(
         f"no index type fits the memory budget {budget}: even {smallest} needs about {need}; raise "
-        "--max-memory"
+        f"the budget ({named('max_memory')})"
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siamese.core.errors import DataError, GalleryError
+from siamese.core.errors import DataError, GalleryError, named
 from siamese.core.progress import progress_bar
 from siamese.data.image_folder import scan_gallery_folder
 from siamese.data.image_list import scan_image_list
@@ -343,7 +343,8 @@ def _writer_for_build(
     if count < needed:
         raise GalleryError(
             f"index type {index_type} needs at least {needed} vectors to train, {source} "
-            f"has {count} images; choose a smaller index or --index auto"
+            f"has {count} images; choose a smaller index or let one be chosen "
+            f"({named('index')} auto)"
         )
     writer = GalleryWriter.create(
         gallery_dir,
@@ -363,7 +364,7 @@ def _refuse_foreign_folder(gallery_dir: Path) -> None:
     if gallery_dir.is_dir() and any(not p.name.startswith(".") for p in gallery_dir.iterdir()):
         raise GalleryError(
             f"{gallery_dir}: folder holds other files and is not a gallery; choose an empty or new "
-            "--out folder"
+            f"gallery folder ({named('gallery_dir')})"
         )
 
 
@@ -433,7 +434,10 @@ def remove_from_gallery(
         GalleryError: nothing matches, or the gallery is not a gallery, locked or damaged.
     """
     if not identities and not paths:
-        raise GalleryError("name what to remove: --identity NAME or --path PATH")
+        raise GalleryError(
+            f"name what to remove: identities ({named('identities')} NAME) or paths "
+            f"({named('paths')} PATH)"
+        )
     started = time.perf_counter()
     with GalleryWriter.open(gallery_dir) as writer:
         before = writer.manifest.count

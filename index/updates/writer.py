@@ -20,7 +20,7 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from siamese.core.errors import GalleryError, RecallTooLowError
+from siamese.core.errors import GalleryError, RecallTooLowError, named
 from siamese.core.files import fsync_dir
 from siamese.index.ondisk import build as ondisk
 from siamese.index.ondisk.files import is_ondisk
@@ -378,7 +378,7 @@ class GalleryWriter:
             if len(ids) < needed:
                 raise GalleryError(
                     f"index type {index_type} needs at least {needed} vectors to train, the "
-                    f"gallery has {len(ids)}; choose a smaller index (or --index auto)"
+                    f"gallery has {len(ids)}; choose a smaller index (or {named('index')} auto)"
                 )
             sample = np.random.default_rng(0).choice(
                 len(ids), size=fx.training_sample_size(index, len(ids)), replace=False
@@ -476,8 +476,9 @@ class GalleryWriter:
             knob = f" even with {measured.params}" if measured.params else ""
             raise RecallTooLowError(
                 f"{index_type}: recall@10 {measured.at10:.3f} against exact search{knob} "
-                f"is below --min-recall {policy.minimum}; "
-                "nothing was published (the embeddings are kept: try another --index)"
+                f"is below the minimum asked for ({named('min_recall')} {policy.minimum}); "
+                "nothing was published (the embeddings are kept: try another index type, "
+                f"{named('index')})"
             )
         return measured.params, {**measured.to_dict(), "count": int(index.ntotal), "exact": False}
 

@@ -2,46 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from siamese.cli.fields import config_from_options, with_config_options
 from siamese.cli.support import friendly_errors as _friendly_errors
 from siamese.cli.support import (
     out,
 )
 from siamese.cli.support import print_json as _print_json
+from siamese.demos.options import DemoOptions
 
 
 @_friendly_errors
+@with_config_options(DemoOptions)
 def demo(
-    out_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", "-o", help="Where to keep the demo's files (default: a temporary folder)."
-        ),
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    pair: Annotated[
-        bool,
-        typer.Option(
-            "--pair",
-            help="Pseudo-siamese pairs instead: sketch → photo and text → photo, each with its "
-            "own towers.",
-        ),
-    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    **fields: Any,
 ) -> None:
-    if pair:
-        _pair_demo(out_dir, epochs, seed, as_json)
+    options = config_from_options(DemoOptions, fields)
+    if options.pair:
+        _pair_demo(options.demo_config(), as_json)
         return
-    from siamese.demos.pipeline import DemoConfig, run_demo
+    from siamese.demos.pipeline import run_demo
 
-    config = DemoConfig(out_dir=str(out_dir) if out_dir else None, seed=seed)
-    report = _run_demo(run_demo, config, epochs, as_json)
+    report = _run_demo(run_demo, options.demo_config(), as_json)
     if report is None:
         return
     out.print(
@@ -56,11 +42,8 @@ def demo(
     )
 
 
-def _run_demo(run: Any, config: Any, epochs: int | None, as_json: bool) -> Any:
+def _run_demo(run: Any, config: Any, as_json: bool) -> Any:
     """Run a demo (progress lines unless JSON); None once its JSON report is printed."""
-
-    if epochs is not None:
-        config = replace(config, epochs=epochs)
     report = run(
         config,
         progress=not as_json,
@@ -72,11 +55,10 @@ def _run_demo(run: Any, config: Any, epochs: int | None, as_json: bool) -> Any:
     return report
 
 
-def _pair_demo(out_dir: Path | None, epochs: int | None, seed: int, as_json: bool) -> None:
-    from siamese.demos.pair import PairDemoConfig, run_pair_demo
+def _pair_demo(config: Any, as_json: bool) -> None:
+    from siamese.demos.pair import run_pair_demo
 
-    config = PairDemoConfig(out_dir=str(out_dir) if out_dir else None, seed=seed)
-    report = _run_demo(run_pair_demo, config, epochs, as_json)
+    report = _run_demo(run_pair_demo, config, as_json)
     if report is None:
         return
     out.print(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from siamese.core.config_fields import Setting, setting_of
 from siamese.core.errors import ConfigError
@@ -106,6 +107,49 @@ def _metavar(annotation: Any) -> str | None:
     if kind is Path or "path" in str(kind).lower():
         return "PATH"
     return {int: "N", float: "X"}.get(kind, "TEXT")
+
+
+class WordsNotTypes(TyperCommand):
+    """A verb whose ``--help`` names values in words (PATH, N, TEXT) and shows flags bare.
+
+    Typer's own labels speak Python (``<bool>``, ``<str>``, ``<list[Path]>``); a user of the
+    command line needs to know what to type, not the annotation behind it. Closed choices keep
+    their list. Generated options already carry a word (:func:`_metavar`); this covers the
+    verbs' own options, their arguments and ``--help``.
+    """
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        """The parameters, each with a word for its value (or none, for a flag)."""
+        params = super().get_params(ctx)
+        for param in params:
+            if type(param) is TyperArgument:
+                param.__class__ = _WordArgument  # its name (the metavar) says it; no type column
+            elif isinstance(param, TyperOption) and param.metavar is None:
+                param.metavar = _word_of(param)
+        return params
+
+
+def speak_words(app: typer.Typer) -> None:
+    """Give every verb registered on ``app`` so far the :class:`WordsNotTypes` help."""
+    for command in app.registered_commands:
+        if command.cls in (None, TyperCommand):
+            command.cls = WordsNotTypes
+
+
+class _WordArgument(TyperArgument):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def _word_of(param: TyperOption) -> str | None:
+    """The word ``--help`` shows after an option: none after a flag; None keeps a choice list."""
+    if param.is_flag:
+        return ""
+    kind = param.type_descriptor
+    if kind.is_choice:
+        return None
+    items = typing.get_args(kind.annotation) if kind.is_list else (kind.annotation,)
+    return _metavar(items[0] if items else str) or "TEXT"
 
 
 def with_config_options(cls: type) -> Callable[[F], F]:

@@ -12,15 +12,20 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from siamese.add_config import AddConfig
 from siamese.build_config import BuildConfig
 from siamese.cli.audit import register as register_audit
-from siamese.cli.fields import config_from_options, with_config_options
+from siamese.cli.fields import (
+    config_from_options,
+    option_names,
+    speak_words,
+    with_config_options,
+)
 from siamese.cli.index_export import register as register_export
 from siamese.cli.support import (
     EXIT_ERROR,
     EXIT_SKIPPED,
     MILVUS_HELP,
-    Device,
     GalleryArgument,
     GalleryOption,
     err,
@@ -38,19 +43,7 @@ index_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-DeviceOption = Annotated[Device, typer.Option(help="Execution provider.")]
-BatchOption = Annotated[int, typer.Option(min=1, help="Images per inference call.")]
-CommitOption = Annotated[
-    int,
-    typer.Option(
-        min=1, help="Images embedded between two commits (a killed run resumes from the last)."
-    ),
-]
-ReportOption = Annotated[
-    Path | None,
-    typer.Option("--report", help="JSON list of refused files (default: GALLERY/rejected.json)."),
-]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.", metavar="")]
 
 
 def _ray_line(stats: dict[str, Any]) -> str:
@@ -152,7 +145,7 @@ def _distance(text: Path) -> float:
 @friendly_errors
 @with_config_options(BuildConfig)
 def index_build(
-    gallery_opt: Annotated[
+    gallery_dir: Annotated[
         Path | None,
         typer.Option(
             "--gallery",
@@ -167,9 +160,9 @@ def index_build(
     as_json: JsonOption = False,
     **fields: Any,
 ) -> None:
-    out_dir = one_gallery(gallery_opt, out_dir, "--out", exists=False)
+    gallery = one_gallery(gallery_dir, out_dir, "--out", exists=False)
     config = config_from_options(BuildConfig, fields)
-    given = config.ray_only_given()
+    given = [option_names(BuildConfig)[name][0] for name in config.ray_only_given()]
     if given:
         raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="--engine")
     from siamese.galleries import build_with_engine
@@ -177,7 +170,7 @@ def index_build(
     built = build_with_engine(
         config.image_dir,
         config.model,
-        out_dir,
+        gallery,
         engine=config.engine,
         device=config.device,
         batch_size=config.batch_size,
@@ -196,6 +189,7 @@ def index_build(
 
 @index_app.command("add")
 @friendly_errors
+@with_config_options(AddConfig)
 def index_add(
     paths: Annotated[
         list[Path],
@@ -203,37 +197,20 @@ def index_add(
             help="Image files, or folders read like `index build` reads one; without --gallery, "
             "the gallery directory first.",
             metavar="[GALLERY_DIR] PATHS...",
+            show_default=False,
         ),
     ],
-    gallery_opt: GalleryOption = None,
-    identity: Annotated[
-        str | None,
-        typer.Option(help="Identity of every added image (default: its folder's name)."),
-    ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", help="Model (default: the one the gallery was built with)."),
-    ] = None,
-    commit_every: CommitOption = 1000,
-    report_path: ReportOption = None,
-    device: DeviceOption = Device.auto,
-    batch_size: BatchOption = 32,
+    gallery_dir: GalleryOption = None,
     as_json: JsonOption = False,
+    **fields: Any,
 ) -> None:
     """Embed images and add them to a gallery; files already there unchanged are skipped."""
-    gallery_dir, paths = _gallery_and_paths(gallery_opt, paths)
+    gallery, paths = _gallery_and_paths(gallery_dir, paths)
+    config = config_from_options(AddConfig, fields)
     from siamese.galleries import add_with_tower
 
     added = add_with_tower(
-        gallery_dir,
-        paths,
-        model,
-        device=device.value,
-        batch_size=batch_size,
-        identity=identity,
-        commit_every=commit_every,
-        report_path=report_path,
-        progress=not as_json,
+        gallery, paths, config.model, **config.add_options(), progress=not as_json
     )
     _finish(added.report, added.device, as_json)
 
@@ -242,12 +219,12 @@ def index_add(
 @friendly_errors
 def index_remove(
     gallery_arg: GalleryArgument = None,
-    gallery_opt: GalleryOption = None,
-    identity: Annotated[
+    gallery_dir: GalleryOption = None,
+    identities: Annotated[
         list[str] | None,
         typer.Option("--identity", help="Remove every image of this identity (repeatable)."),
     ] = None,
-    path: Annotated[
+    paths: Annotated[
         list[Path] | None,
         typer.Option(
             "--path", help="Remove this image, or every image under this folder (repeatable)."
@@ -256,10 +233,10 @@ def index_remove(
     as_json: JsonOption = False,
 ) -> None:
     """Remove images from a gallery by identity or path."""
-    gallery_dir = one_gallery(gallery_opt, gallery_arg)
+    gallery_dir = one_gallery(gallery_dir, gallery_arg)
     from siamese.index import Gallery
 
-    report = Gallery.remove(gallery_dir, identities=identity or [], paths=path or [])
+    report = Gallery.remove(gallery_dir, identities=identities or [], paths=paths or [])
     if as_json:
         print_json(report.to_dict())
     else:
@@ -281,10 +258,10 @@ def index_remove(
 @friendly_errors
 def index_info(
     gallery_arg: GalleryArgument = None,
-    gallery_opt: GalleryOption = None,
+    gallery_dir: GalleryOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    gallery_dir = one_gallery(gallery_opt, gallery_arg)
+    gallery_dir = one_gallery(gallery_dir, gallery_arg)
     from siamese.index import Gallery
 
     print_facts({"kind": "gallery", **Gallery.describe(gallery_dir)}, as_json)
@@ -304,7 +281,7 @@ def index_threshold(
         float | None,
         typer.Argument(help='L2 distance beyond which queries answer "unknown" (omit to show it).'),
     ] = None,
-    gallery_opt: GalleryOption = None,
+    gallery_dir: GalleryOption = None,
     clear: Annotated[
         bool,
         typer.Option(
@@ -315,9 +292,9 @@ def index_threshold(
 ) -> None:
     from siamese.index import Gallery
 
-    if gallery_opt is not None and gallery_arg is not None and distance is None:
+    if gallery_dir is not None and gallery_arg is not None and distance is None:
         gallery_arg, distance = None, _distance(gallery_arg)  # `threshold --gallery G 0.5`
-    gallery_dir = one_gallery(gallery_opt, gallery_arg)
+    gallery_dir = one_gallery(gallery_dir, gallery_arg)
     if clear and distance is not None:
         raise typer.BadParameter("give a DISTANCE or --clear, not both")
     if clear or distance is not None:
@@ -354,7 +331,7 @@ def index_threshold(
 @friendly_errors
 def index_verify(
     gallery_arg: GalleryArgument = None,
-    gallery_opt: GalleryOption = None,
+    gallery_dir: GalleryOption = None,
     files: Annotated[
         bool,
         typer.Option("--files/--no-files", help="Also check every indexed image's content hash."),
@@ -363,7 +340,7 @@ def index_verify(
 ) -> None:
     from siamese.galleries import verify_with_model
 
-    gallery_dir = one_gallery(gallery_opt, gallery_arg)
+    gallery_dir = one_gallery(gallery_dir, gallery_arg)
 
     report = verify_with_model(gallery_dir, check_files=files)
     if as_json:
@@ -382,3 +359,5 @@ def index_verify(
 
 register_audit(index_app)  # `siamese index audit` (siamese/cli/audit.py)
 register_export(index_app)  # `siamese index export` (siamese/cli/index_export.py)
+
+speak_words(index_app)  # every index verb's --help: words, not Python types

@@ -15,6 +15,7 @@ from siamese.cli.bench import bench
 from siamese.cli.demo import demo
 from siamese.cli.evaluate import eval_command
 from siamese.cli.export import export
+from siamese.cli.fields import speak_words
 from siamese.cli.index import index_app
 from siamese.cli.info import info
 from siamese.cli.query import query
@@ -90,6 +91,7 @@ app.command(
         "query."
     ),
 )(demo)
+speak_words(app)  # every verb's --help names values in words, not Python types
 
 if __name__ == "__main__":
     app()

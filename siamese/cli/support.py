@@ -41,13 +41,85 @@ def friendly_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except SiameseError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(in_flags(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_ERROR) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def current_context() -> Any:
+    """The click context of the running command, or None outside one.
+
+    Typer 0.29 runs commands on its own copy of click (typer._click), whose context stack is
+    not click's; either is asked, whichever is running the command.
+    """
+    import importlib
+
+    for name in ("typer._click.globals", "click.globals"):
+        try:
+            ctx = importlib.import_module(name).get_current_context(silent=True)
+        except ImportError:
+            continue
+        if ctx is not None:
+            return ctx
+    return None
+
+
+def in_flags(exc: SiameseError) -> str:
+    """The error's message with each setting it names written as the running verb's option.
+
+    Stage errors name settings, not flags (siamese/core/errors.py ``named``); the verb that ran
+    knows its options, generated from the same config fields, so ``out_dir`` becomes ``--out``
+    under ``siamese train`` and the gallery folder ``--gallery`` under ``siamese index build``.
+    A setting the verb lacks is shown as another verb's option (``text`` → ``--text`` of
+    ``siamese query``), and one no verb has keeps its name.
+    """
+    ctx = current_context()
+    flags = verb_flags(ctx)
+    if ctx is not None and set(exc.settings) - set(flags):
+        flags = {**_other_verbs_flags(ctx.find_root().command), **flags}
+    return exc.worded(lambda setting: flags.get(setting, setting))
+
+
+def verb_flags(ctx: Any) -> dict[str, str]:
+    """Setting name → how the verb of ``ctx`` spells it: ``--flag`` (option) or NAME (argument).
+
+    Found by parameter name (the config field the option was generated from) and by flag
+    (``model`` is ``--model`` even where the field is ``model_path``); hidden aliases never show.
+    """
+    return {} if ctx is None else _spellings(ctx.command, arguments=True)
+
+
+def _spellings(command: Any, *, arguments: bool) -> dict[str, str]:
+    by_flag: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+    for param in command.params:
+        if getattr(param, "hidden", False) or param.name is None:
+            continue
+        if param.param_type_name == "argument":
+            if arguments:
+                by_name[param.name] = param.metavar or param.name.upper()
+            continue
+        longs = [name for name in param.opts if name.startswith("--")]
+        by_name[param.name] = (longs or param.opts)[0]
+        for name in longs:
+            by_flag[name[2:].replace("-", "_")] = name
+    return {**by_flag, **by_name}
+
+
+def _other_verbs_flags(command: Any) -> dict[str, str]:
+    """Every verb's options, the first verb (in ``siamese --help`` order) winning a clash."""
+    found: dict[str, str] = {}
+    if hasattr(command, "commands"):  # a group
+        for sub in command.commands.values():
+            for setting, flag in _other_verbs_flags(sub).items():
+                found.setdefault(setting, flag)
+    else:
+        found = _spellings(command, arguments=False)
+    return found
 
 
 def print_json(payload: Any) -> None:
@@ -113,7 +185,7 @@ GalleryOption = Annotated[
 #: The older form, the gallery as the first argument, still accepted.
 GalleryArgument = Annotated[
     Path | None,
-    typer.Argument(help="Gallery directory (or --gallery).", show_default=False),
+    typer.Argument(help="Gallery directory (or --gallery).", show_default=False, metavar="GALLERY"),
 ]
 
 

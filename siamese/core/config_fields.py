@@ -4,8 +4,8 @@ A dataclass field made with :func:`setting` carries a :class:`Setting` in its me
 command line (siamese/cli/fields.py) turns every such field into an option mechanically: the
 type, the default and the closed choices (``Literal[...]``) come from the dataclass, the help and
 the names from the Setting. So a default, a choice or a name is written once and the config and
-the CLI cannot drift apart. This module imports nothing but the standard library: configs of any
-layer may use it.
+the CLI cannot drift apart. This module imports nothing but the standard library and the errors
+module: configs of any layer may use it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Literal, get_args, get_origin
+
+from siamese.core.errors import named
 
 METADATA_KEY = "setting"
 
@@ -74,6 +76,7 @@ def check_choices(config: Any) -> str | None:
         allowed = choices_of(hints[item.name])
         value = getattr(config, item.name)
         if allowed is not None and value is not None and value not in allowed:
-            name = item.name.replace("_", "-")
-            return f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}"
+            return (
+                f"{named(item.name)} must be one of {', '.join(map(str, allowed))}, got {value!r}"
+            )
     return None

@@ -7,10 +7,10 @@ FAISS or the engine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from siamese.core.config_fields import setting
-from siamese.core.errors import DataError
+from siamese.core.errors import DataError, named
 
 
 def parse_fars(text: str) -> tuple[float, ...]:
@@ -19,10 +19,11 @@ def parse_fars(text: str) -> tuple[float, ...]:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
         raise DataError(
-            f"--far takes comma-separated rates such as 0.01,0.001, got {text!r}"
+            f"false-accept rates ({named('fars')}) are comma-separated numbers such as "
+            f"0.01,0.001, got {text!r}"
         ) from None
     if not all(0.0 < value < 1.0 for value in values):
-        raise DataError(f"--far rates lie between 0 and 1, got {text!r}")
+        raise DataError(f"false-accept rates ({named('fars')}) lie between 0 and 1, got {text!r}")
     return values
 
 
@@ -38,6 +39,13 @@ class EvalConfig:
     the rest are queries; ``split`` picks them at random with ``seed`` or the first by file name),
     or both ``gallery_dir`` and ``queries_dir``.
     """
+
+    #: ``siamese eval --help`` groups the options in these panels.
+    PANELS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Data": ("gallery_dir", "queries_dir", "captions", "gallery_per_identity", "split", "seed"),
+        "Model": ("gallery_model", "device", "batch_size"),
+        "Report": ("fars", "out_dir"),
+    }
 
     model: str = setting(help="model.onnx from `siamese export`.", argument=True)
     data_dir: str | None = setting(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from siamese.core.errors import DataError, SiameseError
+from siamese.core.errors import DataError, SiameseError, named
 from siamese.core.files import write_json_atomic
 from siamese.core.metrics import (
     retrieval_metrics,
@@ -43,7 +43,7 @@ def split_per_identity(
     if per_identity < 1:
         raise DataError(f"gallery images per identity must be at least 1, got {per_identity}")
     if rule not in SPLITS:
-        raise DataError(f"split must be one of {', '.join(SPLITS)}, got {rule!r}")
+        raise DataError(f"{named('split')} must be one of {', '.join(SPLITS)}, got {rule!r}")
     rng = np.random.default_rng(seed)
     by_identity: dict[str, list[LabelledImage]] = {}
     for item in items:
@@ -130,11 +130,16 @@ def eval_split(config: EvalConfig) -> tuple[list[LabelledImage], list[LabelledIm
     """The gallery and query images an eval config describes."""
     if config.captions:
         if not config.gallery_dir or config.data_dir or config.queries_dir:
-            raise DataError("--captions are queries against --gallery (no DATA_DIR or --queries)")
+            raise DataError(
+                f"captions ({named('captions')}) are queries against gallery images "
+                f"({named('gallery_dir')}): give no data folder ({named('data_dir')}) and no "
+                f"query images ({named('queries_dir')})"
+            )
         return scan_image_folder(config.gallery_dir, loose_files=True), []
     if config.data_dir and (config.gallery_dir or config.queries_dir):
         raise DataError(
-            "give either DATA_DIR (split per identity) or --gallery with --queries, not both"
+            f"give either a data folder ({named('data_dir')}, split per identity) or gallery "
+            f"images ({named('gallery_dir')}) with query images ({named('queries_dir')}), not both"
         )
     if config.data_dir:
         gallery, queries = split_per_identity(
@@ -149,10 +154,14 @@ def eval_split(config: EvalConfig) -> tuple[list[LabelledImage], list[LabelledIm
             scan_image_folder(config.queries_dir),
         )
     else:
-        raise DataError("give DATA_DIR, or both --gallery and --queries")
+        raise DataError(
+            f"give a data folder ({named('data_dir')}), or both gallery images "
+            f"({named('gallery_dir')}) and query images ({named('queries_dir')})"
+        )
     if not queries:
         raise DataError(
-            "no query images: every identity has at most --gallery-per-identity images; lower it"
+            "no query images: no identity has more images than the gallery takes of each "
+            f"({named('gallery_per_identity')}); lower it"
         )
     return gallery, queries
 
@@ -224,14 +233,18 @@ def _embedders(
         return opened, None, query_items
     if opened.kind == "text":
         if not config.captions:
-            raise DataError(f"{config.model}: a text tower; give its queries with --captions")
+            raise DataError(
+                f"{config.model}: a text tower; give its queries as captions ({named('captions')})"
+            )
         from siamese.data.captions import read_captions
 
         captions = read_captions(config.captions)
         items = [LabelledImage(f"caption {i}", c.identity) for i, c in enumerate(captions)]  # type: ignore[arg-type]
         return gallery, text_embedding(opened, captions), items
     if config.captions:
-        raise DataError(f"{config.model}: embeds images; --captions need a text tower")
+        raise DataError(
+            f"{config.model}: embeds images; captions ({named('captions')}) need a text tower"
+        )
     return gallery, engine_embedding(opened, progress), query_items
 
 

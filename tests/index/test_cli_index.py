@@ -156,7 +156,7 @@ def test_index_choice_and_refusals(
         "--min-recall",
         "1.0",
     )
-    one_line_error(result, "below --min-recall 1.0")
+    one_line_error(result, "below the minimum asked for (--min-recall 1.0)")
     one_line_error(
         invoke(
             "index",
@@ -230,5 +230,5 @@ def test_index_build_options_come_from_buildconfig() -> None:
         assert (name.upper() if name == "image_dir" else names[0]) in shown, names[0]
     assert set(option_names(BuildConfig)) == {f.name for f in fields(BuildConfig)}
     local = BuildConfig(image_dir="i", model="m", actors=2, address="auto")
-    assert local.ray_only_given() == ["--address", "--actors"]
+    assert local.ray_only_given() == ["address", "actors"]
     assert BuildConfig(image_dir="i", model="m", engine="ray", actors=2).ray_only_given() == []

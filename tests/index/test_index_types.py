@@ -63,7 +63,9 @@ def test_recall_below_minimum_is_refused_and_embeddings_kept(tmp_path: Path, clu
         index_type="IVF16,PQ2",
     ) as writer:
         writer.stage_embeddings(vectors, [f"v{i}" for i in range(2000)], ["x"] * 2000)
-        with pytest.raises(RecallTooLowError, match="below --min-recall 0.99"):
+        with pytest.raises(
+            RecallTooLowError, match=r"below the minimum asked for \(min_recall 0.99\)"
+        ):
             writer.publish(recall=RecallPolicy(minimum=0.99, queries=200))
         assert writer.manifest.generation == 0 and len(writer.items.staged(DIM)[0]) == 2000
         manifest = writer.publish(index_type="Flat", recall=RecallPolicy(minimum=0.99))
@@ -179,7 +181,7 @@ def test_auto_choice_follows_size_and_memory() -> None:
         and tight.estimated_bytes <= parse_memory("40M")
     )
     assert tight.expected_recall_at10 < roomy.expected_recall_at10
-    with pytest.raises(GalleryError, match="raise --max-memory"):
+    with pytest.raises(GalleryError, match=r"raise the budget \(max_memory\)"):
         choose_index(1_000_000, 128, parse_memory("1M"))
     assert ivf_lists(100_000) == 1024 and ivf_lists(1_000_000) == 4096 and ivf_lists(1000) == 16
     with pytest.raises(GalleryError, match="expected a number"):

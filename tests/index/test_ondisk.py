@@ -193,7 +193,7 @@ def test_large_files_are_sampled_on_open_and_read_whole_by_verify(
 
 def test_min_recall_still_refuses(vectors: np.ndarray, tmp_path: Path) -> None:
     with (
-        pytest.raises(RecallTooLowError, match="below --min-recall"),
+        pytest.raises(RecallTooLowError, match=r"below the minimum asked for \(min_recall"),
         GalleryWriter.create(
             tmp_path / "g",
             dimension=DIM,

@@ -107,7 +107,7 @@ def test_a_missing_query_tower_is_one_clear_error(
     moved = text_pair_export.query.path.with_suffix(".moved")
     text_pair_export.query.path.rename(moved)
     try:
-        with pytest.raises(GalleryError, match="no longer there; pass --model"):
+        with pytest.raises(GalleryError, match=r"no longer there; name the model \(model PATH\)"):
             Gallery.query_model(copy)
     finally:
         moved.rename(text_pair_export.query.path)

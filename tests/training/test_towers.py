@@ -127,7 +127,7 @@ def test_served_embedding_from_the_features() -> None:
     images = torch.randn(4, 1, 32, 32)
     assert torch.allclose(tower(images), tower.projection(tower.backbone(images)))
     assert torch.allclose(tower.training_embedding(images), tower.head(tower.backbone(images)))
-    with pytest.raises(ConfigError, match="embed-from must be one of"):
+    with pytest.raises(ConfigError, match="embed_from must be one of"):
         create_tower("conv", InputSpec.create(32, 1), {"embed_from": "pixels"})
 
 

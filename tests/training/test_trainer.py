@@ -295,7 +295,7 @@ def test_resume_continues_where_it_stopped(
         train(tiny_run(tmp_path / "resumed", epochs=3))
     monkeypatch.setattr(run_keeper, "save_checkpoint", real_save)
 
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match=r"resume it \(resume\)"):
         train(tiny_run(tmp_path / "resumed", epochs=3))
     with pytest.raises(ConfigError, match="different settings.*lr"):
         train(tiny_run(tmp_path / "resumed", epochs=3, lr=0.5, resume=True))

@@ -11,7 +11,7 @@ from typing import Any, get_args
 import torch
 from torch import nn
 
-from siamese.core.errors import ConfigError
+from siamese.core.errors import ConfigError, named
 from siamese.training import config
 from siamese.training.losses.contrastive import ContrastiveLoss
 from siamese.training.losses.distances import EuclideanDistance
@@ -125,6 +125,13 @@ class Criterion(nn.Module):
         }
 
 
+#: The random sampler draws pairs or triplets itself: a miner would have nothing to choose from.
+_NO_MINER = (
+    f"the random sampler ({named('sampler')} random) draws pairs/triplets directly; it takes no "
+    f"miner ({named('miner')})"
+)
+
+
 def create_criterion(
     name: str,
     *,
@@ -149,9 +156,11 @@ def create_criterion(
         raise ConfigError(f"margin must be positive, got {margin}")
     if sampler == "random":
         if name == "multi-similarity":
-            raise ConfigError("multi-similarity loss needs P×K batches (--sampler pk)")
+            raise ConfigError(
+                f"the multi-similarity loss needs P×K batches ({named('sampler')} pk)"
+            )
         if miner not in (None, "none"):
-            raise ConfigError("--sampler random draws pairs/triplets directly; it takes no miner")
+            raise ConfigError(_NO_MINER)
         return Criterion(LOSSES[name](margin=margin), None, sampler, name, "none")
     miner = miner or MINERS[name][0]
     if miner not in MINERS[name]:
@@ -176,11 +185,13 @@ def create_criterion(
 def _softmax_triplet(sampler: str, miner: str | None, margin: float | None) -> Criterion:
     """Hoffer and Ailon's loss: class-pair triplets with ``--sampler random``, batch-hard in P×K."""
     if margin is not None:
-        raise ConfigError("the triplet-softmax loss has no margin; leave --margin out")
+        raise ConfigError(
+            f"the triplet-softmax loss has no margin; leave the margin ({named('margin')}) out"
+        )
     loss = SoftmaxTripletLoss()
     if sampler == "random":
         if miner not in (None, "none"):
-            raise ConfigError("--sampler random draws pairs/triplets directly; it takes no miner")
+            raise ConfigError(_NO_MINER)
         return Criterion(loss, None, sampler, "triplet-softmax", "none")
     miner = miner or MINERS["triplet-softmax"][0]
     if miner not in MINERS["triplet-softmax"]:

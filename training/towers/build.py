@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from siamese.contracts.spec import InputSpec
-from siamese.core.errors import ConfigError
+from siamese.core.errors import ConfigError, named
 from siamese.training.towers.classic import ClassicTower
 from siamese.training.towers.conv import conv_backbone
 from siamese.training.towers.heads import EmbeddingTower
@@ -46,8 +46,8 @@ def create_tower(
         )
     if pretrained and not entry.pretrained:
         raise ConfigError(
-            f"the {entry.name!r} tower trains from scratch; --pretrained needs a timm or "
-            "torchvision backbone"
+            f"the {entry.name!r} tower trains from scratch; starting weights "
+            f"({named('pretrained')}) need a timm or torchvision backbone"
         )
     if entry.name == "classic":
         return ClassicTower(spec.channels, spec.height, spec.width, **options)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from siamese.core.errors import ConfigError
+from siamese.core.errors import ConfigError, named
 from siamese.training.config import EmbedFrom
 
 
@@ -100,7 +100,7 @@ class EmbeddingTower(nn.Module):
         super().__init__()
         if embed_from not in EMBED_FROM:
             raise ConfigError(
-                f"embed-from must be one of {', '.join(EMBED_FROM)}, got {embed_from!r}"
+                f"{named('embed_from')} must be one of {', '.join(EMBED_FROM)}, got {embed_from!r}"
             )
         self.backbone = backbone
         self.head = EmbeddingHead(features, head_dim, batch_norm, normalize)

