@@ -52,8 +52,6 @@ def launch(config: TrainConfig, nproc: int, *, progress: bool = False) -> TrainR
         )
     if nproc == 1:
         return train(config, progress=progress)
-    if config.is_pair:
-        raise ConfigError("pair runs (--query-data, --captions) train in one process: no --nproc")
     if "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(
             f"siamese starts its own training processes ({named('nproc')}) only outside "
