@@ -1,7 +1,9 @@
 """`siamese demo`: the whole pipeline on generated identities, offline, in a few minutes on a CPU.
 
 Generate identities → train a tower on some → export it → build a gallery of identities the tower
-never saw → query with their other images → compare top-1 identification with raw-pixel search.
+never saw → calibrate its "unknown" threshold on its own items → query with their other images and
+with strangers' → compare top-1 identification with raw-pixel search, and count the strangers
+answered "unknown" (what `siamese serve` on the demo's gallery shows for them too).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class DemoConfig:
     epochs: int = 15
     seed: int = 0
     k: int = 5
+    #: People never enrolled, queried to show "unknown" answers (3 images each).
+    strangers: int = 10
+    #: The gallery's threshold is calibrated on its own items so that about this fraction of
+    #: strangers would be taken for someone (siamese.index.audit.calibrate_threshold).
+    stranger_accept_rate: float = 0.05
 
 
 @dataclass
@@ -48,6 +55,13 @@ class DemoReport:
     embed_images_per_second: float
     seconds: dict[str, float]
     matches_png: str
+    #: The gallery's "unknown" threshold, calibrated on its own items.
+    threshold: float | None = None
+    #: Queries of enrolled people answered with their identity (not "unknown", not someone else).
+    known_answered: float | None = None
+    #: Queries of strangers answered "unknown".
+    strangers_unknown: float | None = None
+    strangers_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -112,16 +126,40 @@ def _generate(config: DemoConfig, data: Path) -> list[tuple[str, str]]:
 def _plot_some(
     paths: list[str], results: list[Any], want: dict[str, str], png: Path, k: int
 ) -> Path:
-    """Six queries beside their matches, spread over the query list."""
+    """Six queries beside their matches, spread over the query list (strangers last)."""
     from siamese.evaluation.plots import plot_query_results
 
-    shown = list(range(0, len(paths), max(1, len(paths) // 6)))[:6]
+    known = [i for i, path in enumerate(paths) if path in want]
+    strangers = [i for i, path in enumerate(paths) if path not in want][:2]
+    rows = 6 - len(strangers)
+    shown = known[:: max(1, len(known) // rows)][:rows] + strangers
     return plot_query_results(
         [paths[i] for i in shown],
         [results[i] for i in shown],
         png,
-        expected=[want[paths[i]] for i in shown],
+        expected=[want.get(paths[i]) for i in shown],
         k=k,
+    )
+
+
+def _strangers(config: DemoConfig, data: Path) -> list[str]:
+    """Images of people who are in neither the training set nor the gallery."""
+    spec = SyntheticSpec(
+        identities=config.strangers, images_per_identity=3, size=config.image_size + 8
+    )
+    generate_identities(data / "strangers", spec, seed=config.seed + 20_000)
+    return sorted(str(p) for p in (data / "strangers").rglob("*") if p.is_file())
+
+
+def _open_set(
+    results: list[Any], paths: list[str], want: dict[str, str]
+) -> tuple[float | None, float | None]:
+    """Known queries answered right, and stranger queries answered "unknown"."""
+    known = [r.answer == want[p] for p, r in zip(paths, results) if p in want]
+    strangers = [r.unknown for p, r in zip(paths, results) if p not in want]
+    return (
+        float(np.mean(known)) if known else None,
+        float(np.mean(strangers)) if strangers else None,
     )
 
 
@@ -135,6 +173,7 @@ def run_demo(
     from siamese.engine import Embedder
     from siamese.export import export_onnx
     from siamese.index import Gallery
+    from siamese.index.audit import calibrate_threshold
     from siamese.training import TrainConfig, train
 
     out = demo_folder(config.out_dir, "siamese-demo-")
@@ -176,14 +215,33 @@ def run_demo(
         f"{out / 'gallery'} ({embedder.device})"
     )
 
+    threshold = calibrate_threshold(
+        out / "gallery", stranger_accept_rate=config.stranger_accept_rate
+    )["distance"]
+    log(
+        f'calibrated the gallery\'s "unknown" threshold on its own items: {threshold:.4f} '
+        f"(about {config.stranger_accept_rate:.0%} of strangers would be taken for someone)"
+    )
+    strangers = _strangers(config, data) if config.strangers else []
     started = time.perf_counter()
-    embedded = embedder.embed_paths([path for path, _ in queries])
+    embedded = embedder.embed_paths([path for path, _ in queries] + strangers)
     embed_seconds = time.perf_counter() - started
     with Gallery.open(out / "gallery", model_fingerprint=embedder.fingerprint) as gallery:
         results = gallery.search(embedded.embeddings, k=config.k)
     want = dict(queries)
     tower_top1 = float(
-        np.mean([r.identities[0].identity == want[p] for p, r in zip(embedded.paths, results)])
+        np.mean(
+            [
+                r.identities[0].identity == want[p]
+                for p, r in zip(embedded.paths, results)
+                if p in want
+            ]
+        )
+    )
+    known_answered, strangers_unknown = _open_set(results, embedded.paths, want)
+    log(
+        f"open set: {known_answered:.0%} of enrolled people's queries answered with their "
+        f"identity, {strangers_unknown or 0:.0%} of {len(strangers)} strangers' answered unknown"
     )
     pixel_top1 = raw_pixel_top1(data / "gallery", queries, embedder.spec)
     lap("query")
@@ -198,6 +256,10 @@ def run_demo(
         embed_images_per_second=round(len(embedded.paths) / embed_seconds, 1),
         seconds={**seconds, "total": round(sum(seconds.values()), 2)},
         matches_png=str(png),
+        threshold=threshold,
+        known_answered=known_answered,
+        strangers_unknown=strangers_unknown,
+        strangers_dir=str(data / "strangers") if strangers else None,
     )
     write_json_atomic(out / "demo.json", demo.to_dict())
     return demo
