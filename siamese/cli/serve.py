@@ -42,9 +42,11 @@ def serve(
             "can search and change the gallery (set --api-key, and --protect reads for a gallery "
             "of personal data)"
         )
+    guarded = {"writes": "writes need the API key", "reads": "reads and writes need the API key"}
+    access = guarded[config.protect] if config.api_key is not None else "no API key"
     err.print(
-        f"serving {gallery_dir} ({len(state.live.current)} items) on http://{host}:{port}/ — API "
-        "docs at /docs",
+        f"serving {gallery_dir} ({len(state.live.current)} items) on http://{host}:{port}/ "
+        f"({access}) — API docs at /docs, metrics at /metrics",
         highlight=False,
     )
     run_server(create_app(state), host=host, port=port, log_level=log_level)

@@ -105,3 +105,43 @@ def test_query_json_names_model_and_generation_as_the_service(
     assert printed["model_fingerprint"] == served["model"]["fingerprint"]
     assert printed["gallery_generation"] == served["gallery_generation"]
     assert printed["model_fingerprint"] == client.get("/v1/gallery").json()["model"]["fingerprint"]
+
+
+def test_serve_protecting_reads_with_the_key_from_the_environment(service_gallery: Path) -> None:
+    """A real `siamese serve` process: the key comes from $SIAMESE_API_KEY, reads need it."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "siamese", "serve", "--gallery", str(service_gallery)]
+    command += ["--device", "cpu", "--port", str(port), "--protect", "reads"]
+    env = {**os.environ, "SIAMESE_API_KEY": "sesame"}
+    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            try:
+                if httpx.get(f"{url}/v1/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "siamese serve did not answer within 60 s"
+            time.sleep(0.1)
+        assert httpx.get(f"{url}/v1/gallery").status_code == 401
+        assert httpx.get(f"{url}/metrics").status_code == 401
+        scraped = httpx.get(f"{url}/metrics", headers={"X-API-Key": "sesame"})
+        assert scraped.status_code == 200 and "siamese_gallery_items 24.0" in scraped.text
+    finally:
+        server.send_signal(signal.SIGINT)  # as Ctrl-C: drains, then stops
+        _, stderr = server.communicate(timeout=30)
+    assert "reads and writes need the API key" in stderr and "sesame" not in stderr
