@@ -36,7 +36,7 @@ from siamese.data.images import preprocess_images, to_tensor
 from siamese.engine import model_cache
 from siamese.engine.model_safety import check_external_data
 from siamese.engine.pipeline import DEFAULT_PREFETCH, DecodePipeline, PreparedBatch
-from siamese.engine.providers import create_session, gpu_present
+from siamese.engine.providers import NO_DRIVER, create_session, gpu_present
 from siamese.engine.runner import make_runner
 from siamese.engine.runtime import (
     RuntimeOptions,
@@ -161,7 +161,11 @@ class Embedder(TowerFacts):
     def _open_session(self, device: str) -> tuple[ort.InferenceSession, str, dict[str, str]]:
         """Open the session, from the optimised-model cache when the CPU is the target."""
         self._pending_cache: tuple[model_cache.CacheEntry, Path] | None = None
+        #: Under "auto", why each better device did not run (`siamese info --providers`).
+        self.passed_over: dict[str, str] = {}
         cpu_only = device == "cpu" or (device == "auto" and not gpu_present())
+        if device == "auto" and cpu_only:
+            self.passed_over = {"tensorrt": NO_DRIVER, "cuda": NO_DRIVER}
         if cpu_only and self.runtime.cache:
             entry = model_cache.CacheEntry.for_model(self.runtime, self.fingerprint)
             cached = model_cache.load_cached(entry, self.runtime)
@@ -188,7 +192,7 @@ class Embedder(TowerFacts):
                 for name in ("cuda", "tensorrt")
             }
         session, actual = create_session(
-            str(self.model_path), device, session_options(self.runtime), extra
+            str(self.model_path), device, session_options(self.runtime), extra, self.passed_over
         )
         return session, actual, dict(session.get_modelmeta().custom_metadata_map)
 

@@ -17,6 +17,7 @@ from typing import Any
 import onnxruntime as ort
 
 from siamese.core.errors import DeviceUnavailableError, ModelError, named
+from siamese.engine.runtime_builds import installed_builds
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 PROVIDERS = {
@@ -26,6 +27,8 @@ PROVIDERS = {
 }
 _AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 _DEFAULT_LOG_SEVERITY = 2
+#: Why "auto" skips the GPU providers without trying them.
+NO_DRIVER = "no NVIDIA driver visible (/proc/driver/nvidia/version)"
 _QUIET_LOG_SEVERITY = 4
 
 
@@ -62,7 +65,10 @@ def _try_session(
     """Create a session on ``device``; return (session or None, reason it failed)."""
     provider = PROVIDERS[device]
     if provider not in ort.get_available_providers():
-        return None, f"this onnxruntime build has no {provider} (install onnxruntime-gpu)"
+        return None, (
+            f"this onnxruntime build has no {provider} (for the GPU build: "
+            'pip uninstall -y onnxruntime && pip install "siamese[gpu]")'
+        )
     extra = provider_options or {}
     chain = [device] if device == "cpu" else [device, "cpu"]
     providers = [(PROVIDERS[name], extra.get(name, {})) for name in chain]
@@ -96,6 +102,7 @@ def create_session(
     device: str = "auto",
     options: ort.SessionOptions | None = None,
     provider_options: ProviderOptions | None = None,
+    passed_over: dict[str, str] | None = None,
 ) -> tuple[ort.InferenceSession, str]:
     """Open ``model_path`` on the best provider for ``device``.
 
@@ -105,6 +112,8 @@ def create_session(
             insist.
         options: onnxruntime session options.
         provider_options: per-device provider options ({"tensorrt": {...}, "cuda": {...}}).
+        passed_over: filled, under "auto", with why each better device did not run (so
+            `siamese info --providers` can say why a GPU machine ran on the CPU).
 
     Returns:
         The session and the device it really runs on ("tensorrt", "cuda" or "cpu").
@@ -125,8 +134,47 @@ def create_session(
         return session, device
     for candidate in _AUTO_ORDER:
         if candidate != "cpu" and not gpu_present():
-            continue
-        session, _ = _try_session(model_path, candidate, options, provider_options)
-        if session is not None:
-            return session, candidate
+            reason = NO_DRIVER
+        else:
+            session, reason = _try_session(model_path, candidate, options, provider_options)
+            if session is not None:
+                return session, candidate
+        if passed_over is not None:
+            passed_over[candidate] = reason
     raise AssertionError("unreachable: the CPU provider either loads or raises ModelError")
+
+
+def runtime_report() -> dict[str, Any]:
+    """What this onnxruntime can run on, for `siamese info --providers`.
+
+    The build installed (distribution and version, and the CUDA it was built for), the
+    execution providers it carries, whether an NVIDIA driver is visible, and for each device
+    whether "auto" would try it. A provider listed here may still fail to start (missing CUDA,
+    cuDNN or TensorRT libraries): only a session on a model says which one runs.
+    """
+    available = ort.get_available_providers()
+    devices = {}
+    for device in _AUTO_ORDER:
+        if PROVIDERS[device] not in available:
+            devices[device] = 'not in this build (pip install "siamese[gpu]")'
+        elif device != "cpu" and not gpu_present():
+            devices[device] = f"in this build; {NO_DRIVER}"
+        else:
+            devices[device] = "in this build; tried when the device is auto"
+    return {
+        "onnxruntime": ort.__version__,
+        "distributions": installed_builds(),
+        "built_for_cuda": _build_info().get("cuda_version") or None,
+        "available_providers": available,
+        "nvidia_driver": gpu_present(),
+        "devices": devices,
+    }
+
+
+def _build_info() -> dict[str, str]:
+    """onnxruntime's record of its own build (package name, CUDA version), where it has one."""
+    try:
+        from onnxruntime.capi import build_and_package_info as info
+    except ImportError:
+        return {}
+    return {k: str(v) for k, v in vars(info).items() if not k.startswith("_")}

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from siamese.core.errors import ConfigError, SiameseError, named
+from siamese.core.extras import MissingExtraError
 from siamese.engine.embedder import Embedder, EmbedResult
 from siamese.engine.ray_parts import (
     DEFAULT_PART_SIZE,
@@ -58,11 +59,10 @@ if TYPE_CHECKING:
 RESERVED_CPUS = 0.5
 #: Parts per actor in one job: enough that actor start-up is a small share of the job.
 PARTS_PER_ACTOR = 8
-INSTALL_HINT = 'Ray is not installed; install it with `pip install -e ".[ray]"` (or siamese[ray])'
 
 
-class RayUnavailableError(SiameseError):
-    """``--engine ray`` was asked for but Ray (ray[data]) is not installed."""
+class RayUnavailableError(MissingExtraError):
+    """``--engine ray`` was asked for but Ray (ray[data]) is not installed (the ``ray`` extra)."""
 
 
 def import_ray() -> ModuleType:
@@ -71,7 +71,7 @@ def import_ray() -> ModuleType:
         ray = importlib.import_module("ray")
         importlib.import_module("ray.data")
     except ImportError:
-        raise RayUnavailableError(INSTALL_HINT) from None
+        raise RayUnavailableError("ray", "ray", f"the Ray engine ({named('engine')} ray)") from None
     return ray
 
 

@@ -55,6 +55,8 @@ def test_wheel_holds_only_the_siamese_package(tmp_path: Path) -> None:
         "evaluation/evaluate.py",
         "data/images.py",
         "core/errors.py",
+        "core/extras.py",
+        "engine/runtime_builds.py",
         "contracts/spec.py",
         "demos/pipeline.py",
         "galleries.py",
@@ -77,6 +79,21 @@ def test_wheel_holds_only_the_siamese_package(tmp_path: Path) -> None:
         .decode()
     )
     assert "siamese = siamese.cli:app" in entry_points
+    _check_profiles(zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))))
+
+
+def _check_profiles(metadata: bytes) -> None:
+    """The built metadata: no PyTorch or onnxruntime in the base, each runtime in one extra."""
+    requires = [
+        line.split(":", 1)[1].strip()
+        for line in metadata.decode().splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+    base = [r for r in requires if "extra ==" not in r]
+    assert not [r for r in base if r.startswith(("torch", "onnxruntime"))], base
+    for build, extra in (("onnxruntime", "cpu"), ("onnxruntime-gpu", "gpu")):
+        naming = [r for r in requires if r.split(";")[0].split("[")[0].split(">")[0] == build]
+        assert len(naming) == 1 and f'extra == "{extra}"' in naming[0], naming
 
 
 def test_stage_folders_are_not_top_level_modules(tmp_path: Path) -> None:

@@ -15,11 +15,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from siamese.core.errors import GalleryError, SiameseError
+from siamese.core.extras import MissingExtraError, missing_extra
 
 #: How --gallery names a gallery in Milvus (docs/milvus.md).
 MILVUS_HELP = ", or a Milvus collection: milvus://HOST:PORT/NAME or milvus-lite:FILE.db"
 #: Exit codes: success, failure, and "finished but some input files were skipped".
 EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 1, 3
+#: Exit code of a verb that needs an extra the install lacks (`pip install "siamese[train]"`).
+EXIT_MISSING_EXTRA = 2
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -34,12 +37,25 @@ class Device(str, Enum):
 
 
 def friendly_errors(command: F) -> F:
-    """Turn expected errors into one stderr line and exit code 1."""
+    """Turn expected errors into one stderr line and exit code 1.
+
+    A module that only an extra of the install brings (PyTorch for train and export, Ray, the
+    onnxruntime build) is not a bug but a missing extra: one line naming the install command,
+    exit code 2 (siamese/core/extras.py).
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except (MissingExtraError, ModuleNotFoundError) as exc:
+            missing = missing_extra(exc, _verb())
+            if missing is None:
+                raise
+            err.print(
+                f"[red]error:[/red] {escape(in_flags(missing))}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(EXIT_MISSING_EXTRA) from None
         except SiameseError as exc:
             err.print(f"[red]error:[/red] {escape(in_flags(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_ERROR) from None
@@ -48,6 +64,12 @@ def friendly_errors(command: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _verb() -> str | None:
+    """The running verb as the user typed it (``siamese index build``), for one-line errors."""
+    ctx = current_context()
+    return " ".join(["siamese", *ctx.command_path.split()[1:]]) if ctx is not None else None
 
 
 def current_context() -> Any:
