@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from siamese.index import milvus as milvus_backend
 from siamese.index.audit import audit
 from siamese.index.location import is_milvus
 from siamese.index.published import GalleryReader, gallery_model_path
@@ -37,16 +38,14 @@ def _by_location(folder: _F, milvus: str, position: int = 0, name: str = "galler
     """``folder``, or for a ``milvus…:`` location the Milvus backend's ``milvus`` function.
 
     The location is argument ``position`` (or keyword ``name``); both backends take the same
-    arguments, and pymilvus is imported only when a Milvus gallery is used.
+    arguments (pymilvus itself is imported only when a Milvus gallery is used).
     """
 
     @functools.wraps(folder)
     def located(*args: Any, **kwargs: Any) -> Any:
         where = args[position] if len(args) > position else kwargs.get(name)
         if is_milvus(where):
-            from siamese.index import milvus as backend
-
-            return functools.reduce(getattr, milvus.split("."), backend)(*args, **kwargs)
+            return functools.reduce(getattr, milvus.split("."), milvus_backend)(*args, **kwargs)
         return folder(*args, **kwargs)
 
     return located  # type: ignore[return-value]
@@ -99,9 +98,7 @@ class Gallery:
             GalleryError: not a gallery, or its manifest is damaged.
         """
         if is_milvus(gallery_dir):
-            from siamese.index.milvus import facts
-
-            return facts(gallery_dir)
+            return milvus_backend.facts(gallery_dir)
         return Manifest.read(Path(gallery_dir)).to_dict()
 
     @classmethod
@@ -114,7 +111,5 @@ class Gallery:
     def watch(gallery_dir: str | os.PathLike[str]) -> GenerationWatch:
         """A watch that tells when another process publishes a new generation or threshold."""
         if is_milvus(gallery_dir):
-            from siamese.index.milvus import MilvusGenerationWatch
-
-            return MilvusGenerationWatch(gallery_dir)  # type: ignore[return-value]
+            return milvus_backend.MilvusGenerationWatch(gallery_dir)  # type: ignore[return-value]
         return GenerationWatch(gallery_dir)

@@ -12,6 +12,7 @@ property with its checksum, so the binding travels with the collection on any Mi
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import re
 from dataclasses import dataclass
@@ -47,9 +48,10 @@ def item_id(path: str) -> int:
 
 def schema(dimension: int) -> Any:
     """The collection schema of a gallery of ``dimension``-long vectors."""
-    from pymilvus import DataType, MilvusClient
-
-    fields = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    # The extra, imported once a Milvus gallery is used (pymilvus takes a second or two).
+    pymilvus = importlib.import_module("pymilvus")
+    DataType = pymilvus.DataType
+    fields = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     fields.add_field("id", DataType.INT64, is_primary=True)
     fields.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
     fields.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_BYTES)

@@ -8,10 +8,12 @@ with a traceback before raising; the CLI reports one line instead, so its logger
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from siamese.core.errors import GalleryError
@@ -36,8 +38,8 @@ def client(location: MilvusLocation) -> Any:
     with _lock:
         if key in _clients:
             return _clients[key]
-        try:
-            from pymilvus import MilvusClient
+        try:  # the extra, imported when a Milvus gallery is first used (it takes a second or two)
+            milvus_client = importlib.import_module("pymilvus").MilvusClient
         except ImportError:
             raise GalleryError(
                 f"{location}: Milvus galleries need pymilvus and milvus-lite; install them with "
@@ -45,16 +47,13 @@ def client(location: MilvusLocation) -> Any:
             ) from None
         for noisy in ("pymilvus", "milvus_lite.server_manager"):  # tracebacks before raising
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
-        if location.lite:
-            from pathlib import Path
-
-            if not Path(location.uri).parent.is_dir():
-                raise GalleryError(f"{location}: folder {Path(location.uri).parent} not found")
+        if location.lite and not Path(location.uri).parent.is_dir():
+            raise GalleryError(f"{location}: folder {Path(location.uri).parent} not found")
         options: dict[str, Any] = {} if location.lite else {"timeout": CONNECT_TIMEOUT_S}
         if location.token:
             options["token"] = location.token
         with milvus_errors(location, "connect"):
-            _clients[key] = MilvusClient(location.uri, **options)
+            _clients[key] = milvus_client(location.uri, **options)
         return _clients[key]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,9 +25,6 @@ from siamese.index.search.filters import Where, as_where
 from siamese.index.search.results import Item, Match, QueryResult
 from siamese.index.store.manifest import Manifest
 from siamese.index.updates.uploads import forget_uploads
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
 
 #: Identities are ranked from this many times k nearest items (as folder galleries do).
 _IDENTITY_WIDEN = 10
@@ -100,7 +97,7 @@ class MilvusGalleryReader:
     def close(self) -> None:
         """Nothing to release: the process keeps its one client per Milvus (see connection)."""
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> MilvusGalleryReader:  # noqa: PYI034 (not meant for subclassing)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,6 +8,7 @@ killed run, leaves one row per file.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -31,8 +32,6 @@ _FILE_FIELDS = [*_ITEM_FIELDS, "size", "mtime_ns"]
 
 def _quoted(values: Sequence[str]) -> str:
     """A Milvus expression list of strings (JSON quoting is what its parser reads)."""
-    import json
-
     return "[" + ",".join(json.dumps(v, ensure_ascii=False) for v in values) + "]"
 
 
