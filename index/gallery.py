@@ -86,7 +86,7 @@ class Gallery:
     stored_uploads = staticmethod(_by_location(stored_uploads, "stored_uploads"))
     #: Duplicates, likely mislabels, overlapping and loose identities of a folder gallery (an
     #: :class:`~siamese.index.audit.AuditReport`; see siamese.index.audit).
-    audit = staticmethod(audit)
+    audit = staticmethod(_by_location(audit, "audit", name="gallery"))
 
     @staticmethod
     def facts(gallery_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ search), :mod:`.updates` (build, add, remove: upserts keyed by item id), :mod:`.
 
 from siamese.index.milvus.handle import (
     MilvusGenerationWatch,
+    audit,
     describe,
     facts,
     query_model,
@@ -28,6 +29,7 @@ __all__ = [
     "MilvusGalleryReader",
     "MilvusGenerationWatch",
     "add_to_gallery",
+    "audit",
     "build_gallery",
     "describe",
     "facts",

@@ -94,6 +94,14 @@ def stored_uploads(gallery_dir: Any, *args: Any, **kwargs: Any) -> list[Path]:
     return uploads.stored_uploads(files_home(gallery_dir), *args, **kwargs)
 
 
+def audit(gallery_dir: Any, *args: Any, **kwargs: Any) -> Any:
+    """The audit searches every item through a folder gallery's own index; not for Milvus yet."""
+    raise GalleryError(
+        f"{gallery_dir}: the audit reads folder galleries only; build a folder gallery of the "
+        "same images (with the same model) to audit them"
+    )
+
+
 class MilvusGenerationWatch:
     """Tells when another process finished an update (or set a threshold) on the collection.
 

@@ -228,6 +228,8 @@ def test_missing_gallery_and_empty_folder_are_one_line_errors(
         Gallery.build(tmp_path / "empty", embedder, location)
     report = Gallery.verify(location)
     assert not report.ok and "no such gallery" in report.problems[0]
+    with pytest.raises(GalleryError, match="audit reads folder galleries"):
+        Gallery.audit(location)
 
 
 # --------------------------------------------------------------- crash safety
