@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -103,6 +104,8 @@ class GuardedH11Protocol(H11Protocol):
 
     limits: ClassVar[ConnectionLimits]
     tally: ClassVar[_Tally]
+    #: Told of each refusal (status, code): the service's metrics count them.
+    on_refusal: ClassVar[Callable[[int, str], None] | None]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -212,6 +215,8 @@ class GuardedH11Protocol(H11Protocol):
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer ``status`` with the JSON error body, abandon the request, close gently."""
         self.logger.warning("refused %s: %s", self.client, message)
+        if self.on_refusal is not None:
+            self.on_refusal(status, code)
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the application hears http.disconnect, sends nowhere
@@ -233,6 +238,21 @@ class GuardedH11Protocol(H11Protocol):
         self._linger = self.loop.call_later(self.limits.linger_s, self.transport.close)
 
 
-def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
-    """An h11 protocol class for ``uvicorn.Config(http=...)`` enforcing one server's ``limits``."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits, "tally": _Tally()})
+def guarded_protocol(
+    limits: ConnectionLimits,
+    on_refusal: Callable[[int, str], None] | None = None,
+    open_connections: Callable[[Callable[[], int]], None] | None = None,
+) -> type[GuardedH11Protocol]:
+    """An h11 protocol class for ``uvicorn.Config(http=...)`` enforcing one server's ``limits``.
+
+    ``on_refusal`` hears each refusal (status, code); ``open_connections`` is handed a function
+    that counts the open connections (the service's metrics read both).
+    """
+    tally = _Tally()
+    if open_connections is not None:
+        open_connections(lambda: tally.total)
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"limits": limits, "tally": tally, "on_refusal": staticmethod(on_refusal)},
+    )

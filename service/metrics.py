@@ -16,6 +16,9 @@ What is measured, and where:
 - ``siamese_batch_size``: images per inference call of the micro-batcher.
 - ``siamese_batch_queue_depth`` and ``siamese_decoding_requests``: requests waiting for the
   batcher, and requests whose uploads are being decoded, read at scrape time.
+- ``siamese_connections_refused_total{status,code}`` and ``siamese_open_connections``: what the
+  server's connection guard (:mod:`siamese.service.connections`) refused before any request
+  reached the app, and the connections open (served by ``siamese serve`` only, not a TestClient).
 - ``siamese_gallery_items`` and ``siamese_gallery_generation``: the generation being served.
 - ``siamese_model_info{role,fingerprint,name}``: the towers serving (``image_query``,
   ``text_query``, ``gallery``), with the same short fingerprints as the answers and /v1/gallery.
@@ -113,6 +116,16 @@ class ServiceMetrics:
         self.gallery_generation = Gauge(
             "siamese_gallery_generation", "The gallery generation served.", registry=registry
         )
+        self.refused = Counter(
+            "siamese_connections_refused",
+            "Connections the server refused before the app saw a request: 408 (too slow), 429 "
+            "(too many from one client), 503 (too many in all), 400 (not HTTP).",
+            ["status", "code"],
+            registry=registry,
+        )
+        self.open_connections = Gauge(
+            "siamese_open_connections", "Connections open to the server.", registry=registry
+        )
         self.model = Info(
             "siamese_model",
             "The model towers serving: role (image_query, text_query, gallery), short "
@@ -149,6 +162,10 @@ class ServiceMetrics:
             yield
         finally:
             self.stage_seconds.labels(stage=name).observe(time.perf_counter() - started)
+
+    def count_refusal(self, status: int, code: str) -> None:
+        """Count one connection refused by the server's connection guard."""
+        self.refused.labels(status=str(status), code=code).inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered HTTP request."""

@@ -14,16 +14,26 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from siamese.service.connections import ConnectionLimits, guarded_protocol
+from siamese.service.connections import ConnectionLimits, GuardedH11Protocol, guarded_protocol
 
 #: Seconds an idle keep-alive connection stays open.
 KEEP_ALIVE_S = 5
 
 
-def _limits(app: FastAPI) -> ConnectionLimits:
-    """The connection limits of the service's config (defaults for an app without one)."""
+def _protocol(app: FastAPI, limits: ConnectionLimits | None) -> type[GuardedH11Protocol]:
+    """The guarded protocol with the service's limits (defaults for an app without a service).
+
+    Refusals and open connections go to the service's metrics: they never reach the app.
+    """
     state = getattr(app.state, "service", None)
-    return state.config.connection_limits() if state is not None else ConnectionLimits()
+    if state is None:
+        return guarded_protocol(limits or ConnectionLimits())
+    metrics = state.metrics
+    return guarded_protocol(
+        limits or state.config.connection_limits(),
+        on_refusal=metrics.count_refusal,
+        open_connections=metrics.open_connections.set_function,
+    )
 
 
 def _config(
@@ -36,7 +46,7 @@ def _config(
         host=host,
         port=port,
         log_level=log_level,
-        http=guarded_protocol(limits or _limits(app)),
+        http=_protocol(app, limits),
         timeout_keep_alive=KEEP_ALIVE_S,
         limit_concurrency=None,
         timeout_graceful_shutdown=10,

@@ -122,6 +122,15 @@ def test_connections_beyond_the_per_client_limit_get_a_json_429(service_gallery:
             held.pop().close()
             time.sleep(0.2)
             assert client.get("/v1/health").status_code == 200
+            # Refused before the app saw a request, yet counted: /metrics has the guard's tally.
+            scraped = client.get("/metrics").text
+            assert (
+                'siamese_connections_refused_total{code="too_many_client_connections",'
+                'status="429"} 1.0' in scraped
+            )
+            (line,) = [x for x in scraped.splitlines() if x.startswith("siamese_open_connections")]
+            # 2 held and this client's (and the other address's, if its close is not yet seen).
+            assert 3 <= float(line.split()[1]) <= 4, line
 
 
 def test_connections_beyond_the_total_limit_get_a_json_503(service_gallery: Path) -> None:
