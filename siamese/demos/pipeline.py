@@ -40,7 +40,7 @@ class DemoConfig:
     strangers: int = 10
     #: The gallery's threshold is calibrated on its own items so that about this fraction of
     #: strangers would be taken for someone (siamese.index.audit.calibrate_threshold).
-    stranger_accept_rate: float = 0.05
+    stranger_accept_rate: float = 0.1
 
 
 @dataclass
