@@ -83,5 +83,5 @@ def _run_training(config: Any, nproc: int, *, progress: bool) -> Any:
             raise typer.Exit(EXIT_ERROR) from None
         if ranks.is_main:
             raise
-        raise SiameseError(f"rank {ranks.rank}: {exc}") from None
+        raise SiameseError(f"rank {ranks.rank}: {exc.template}") from None  # settings kept
     return result if ranks.is_main else None

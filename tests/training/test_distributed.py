@@ -165,11 +165,13 @@ def test_early_stop_reaches_every_rank(tiny_dataset: Path, tmp_path: Path) -> No
 def test_a_failed_rank_is_one_clear_line(tmp_path: Path) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
-    from siamese.training.launch import describe_failure
+    from siamese.training.launch import TrainingFailed, describe_failure
 
     killed = ProcessFailure(local_rank=1, pid=4242, exitcode=-9, error_file="/nonexistent")
     (tmp_path / "history.json").write_text(json.dumps({"epochs": [{"epoch": 1}, {"epoch": 2}]}))
-    line = describe_failure(ChildFailedError("siamese", {1: killed}), tmp_path)
+    failed = TrainingFailed(describe_failure(ChildFailedError("siamese", {1: killed}), tmp_path))
+    line = str(failed)  # as a library user reads it; the CLI writes --resume for the setting
+    assert failed.settings == ("resume",)
     assert line.startswith("training process rank 1 failed (killed by signal SIGKILL)")
     assert f"Epoch 2 is checkpointed in {tmp_path}: resume the run (resume)" in line
     assert "\n" not in line
