@@ -28,11 +28,17 @@ MISLABEL_MIN_SCORE = 0.2
 #: the identity distance (a split identity scores near the genuine accept rate; one stray item
 #: among ten scores about 0.1).
 OVERLAP_SHARE = 0.3
+#: ...and at least this many times the gallery's 1-NN confusion (the share of items whose nearest
+#: neighbour belongs to another identity): where a weak model mixes everyone up, two identities
+#: sharing some neighbours is the rule, not a finding.
+OVERLAP_CONFUSION = 2.0
 #: Overlaps, second way: identities whose mean vectors lie within the identity distance of each
 #: other, and within this many standard errors (what two halves of one identity differ by: about 1;
 #: two halves photographed apart about 1.5-2; distinct identities 2.5 and more on the datasets of
 #: benchmarks/gallery_audit.py).
 OVERLAP_SEPARATION = 2.5
+#: ...for identities of at least this many items each (fewer give no usable standard error).
+OVERLAP_MEANS_MIN_ITEMS = 4
 #: Loose identities: spread beyond this many robust standard deviations of the gallery's identity
 #: spreads (on a log scale: median + z × 1.4826 × MAD), and at least LOOSE_MIN_RATIO × the median.
 LOOSE_Z = 2.5
@@ -194,13 +200,14 @@ def overlaps(
     Items: an item supports the pair (its identity, B) when an item of B lies within the identity
     distance (a query like it would be taken for B), or nearer than its own identity's nearest
     item. A pair is reported when its supporters are at least ``share`` of both identities'
-    items: a split identity scores about one half or more, two people apart about nothing, one
-    mislabelled item among ten about 0.1.
+    items, or OVERLAP_CONFUSION × the gallery's 1-NN confusion if that is more: a split identity
+    scores about one half or more, two people apart about nothing, one mislabelled item among ten
+    about 0.1.
 
-    Means: two identities whose mean vectors lie within the identity distance of each other and
-    within OVERLAP_SEPARATION standard errors (the difference of means over
-    sqrt(spread_A²/n_A + spread_B²/n_B)): the same person photographed in two sessions and filed
-    under two names, whose items are each nearer their own session.
+    Means: two identities of OVERLAP_MEANS_MIN_ITEMS items or more whose mean vectors lie within
+    the identity distance of each other and within OVERLAP_SEPARATION standard errors (the
+    difference of means over sqrt(spread_A²/n_A + spread_B²/n_B)): the same person photographed
+    in two sessions and filed under two names, whose items are each nearer their own session.
 
     Candidate pairs are those linked by a k-NN edge. Items in cross-identity duplicate groups are
     left out (a copied file is not a second person's photo). Score: the larger of the supporters'
@@ -213,6 +220,9 @@ def overlaps(
     linked = (rows >= 0) & (theirs != labels[:, None]) & keep[:, None] & keep[np.maximum(rows, 0)]
     if not linked.any():
         return []
+    first_other = (rows[:, 0] >= 0) & (theirs[:, 0] != labels) & keep
+    confusion = float(first_other.sum() / max(keep.sum(), 1))
+    share = max(share, OVERLAP_CONFUSION * confusion)
     reach = np.where(np.isfinite(same), np.maximum(same, identity_distance), identity_distance)
     close = linked & (distances <= reach[:, None])
     item = np.repeat(np.arange(len(rows)), close.sum(axis=1))
@@ -233,7 +243,7 @@ def overlaps(
         spreads.spread[first] ** 2 / np.maximum(spreads.sizes[first], 1)
         + spreads.spread[second] ** 2 / np.maximum(spreads.sizes[second], 1)
     )
-    both_many = (spreads.sizes[first] >= 2) & (spreads.sizes[second] >= 2)
+    both_many = np.minimum(spreads.sizes[first], spreads.sizes[second]) >= OVERLAP_MEANS_MIN_ITEMS
     means_close = both_many & (apart <= identity_distance)
     means_close &= apart <= OVERLAP_SEPARATION * np.maximum(error, 1e-12)
     drafts = []
