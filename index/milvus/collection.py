@@ -15,6 +15,7 @@ import hashlib
 import importlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from siamese.core.errors import GalleryError, named
 from siamese.core.files import sha256_bytes
 from siamese.index.location import MilvusLocation
 from siamese.index.search.index_choice import ivf_lists
+from siamese.index.store.item_writer import KnownFile
 from siamese.index.store.manifest import GALLERY_FORMAT_VERSION, Manifest
 
 #: Collection properties (Milvus stores them as strings).
@@ -29,6 +31,11 @@ RECORD_PROPERTY = "siamese.gallery"
 KIND_PROPERTY = "siamese.embedding_kind"
 #: The index Milvus was last asked to build (written right after building it).
 INDEX_PROPERTY = "siamese.index"
+#: Item ids stay below 2**53, so JSON readers that hold numbers as doubles (the service's page,
+#: JavaScript) keep them exact; two paths hashing to one id take the next candidate instead.
+ID_BITS = 53
+#: Candidate ids tried per path (a collision among 10^9 paths in 53 bits is likely; 16 is not).
+MAX_ID_PROBES = 16
 #: Longest path and identity Milvus stores (VARCHAR max_length, in bytes).
 MAX_PATH_BYTES = 4096
 MAX_IDENTITY_BYTES = 1024
@@ -41,9 +48,47 @@ _MILVUS_PARAM = {"efSearch": "ef"}
 _HNSW_EF_CONSTRUCTION = 128
 
 
-def item_id(path: str) -> int:
-    """The primary key of the item at ``path``: 63 bits of its sha256, the same in every run."""
-    return int.from_bytes(hashlib.sha256(path.encode("utf-8")).digest()[:8], "big") >> 1
+def item_id(path: str, attempt: int = 0) -> int:
+    """The ``attempt``-th candidate primary key of the item at ``path``: ID_BITS of a sha256.
+
+    Attempt 0 hashes the path alone; later attempts (taken when another path of the gallery
+    holds an id, see :class:`IdAssigner`) hash it with the attempt number.
+    """
+    data = path if attempt == 0 else f"{path}\0{attempt}"
+    digest = hashlib.sha256(data.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> (64 - ID_BITS)
+
+
+def is_own_id(path: str, candidate: int) -> bool:
+    """Whether ``candidate`` is one of the ids ``path`` can hold (see :func:`item_id`)."""
+    return any(item_id(path, attempt) == candidate for attempt in range(MAX_ID_PROBES))
+
+
+class IdAssigner:
+    """Ids for an update's files: a file the gallery holds keeps its id; a new one takes the
+    first of its candidate ids that no other path holds.
+
+    Deterministic given what the collection holds, so a killed update's rerun gives every file
+    the id it had, and an upsert replaces rather than duplicates.
+    """
+
+    def __init__(self, known: Mapping[str, KnownFile]) -> None:
+        self._known = known
+        self._holder = {entry.id: path for path, entry in known.items()}
+
+    def __call__(self, path: str) -> int:
+        """The id of the file at ``path``.
+
+        Raises:
+            GalleryError: every candidate id is held by another path (not seen in practice).
+        """
+        if path in self._known:
+            return self._known[path].id
+        for attempt in range(MAX_ID_PROBES):
+            candidate = item_id(path, attempt)
+            if self._holder.setdefault(candidate, path) == path:
+                return candidate
+        raise GalleryError(f"{path}: its {MAX_ID_PROBES} candidate ids are all held by others")
 
 
 def schema(dimension: int) -> Any:

@@ -188,14 +188,15 @@ def build_gallery(
     store, manifest, chosen, choice = _store_for_build(
         location, embedder, index, len(files), budget
     )
-    plan = plan_sync(files, store.known_files(), vanish_under=os.sep if listed else root)
+    known = store.known_files()
+    plan = plan_sync(files, known, vanish_under=os.sep if listed else root)
     plan.failures += scan.refused
     policy = _Policy(
         index, search_params, target_recall or DEFAULT_TARGET, min_recall, recall_queries, True
     )
     report = _apply(
         store, manifest, chosen, embedder, plan, policy, "build", root, commit_every,
-        report_path, progress,
+        report_path, progress, col.IdAssigner(known),
     )  # fmt: skip
     if choice is not None:
         report.choice = {
@@ -241,13 +242,14 @@ def add_to_gallery(
     location = milvus_location(gallery_dir)
     files, refused = _listed(paths, identity)
     store, manifest = open_bound(location, embedder)
-    plan = plan_sync(files, store.known_files())
+    known = store.known_files()
+    plan = plan_sync(files, known)
     plan.failures += refused
     source = " ".join(map(str, paths))
     policy = _Policy(minimum=min_recall)
     return _apply(
         store, manifest, index_of(manifest), embedder, plan, policy, "add", source, commit_every,
-        report_path, progress,
+        report_path, progress, col.IdAssigner(known),
     )  # fmt: skip
 
 
@@ -263,6 +265,7 @@ def _apply(
     commit_every: int,
     report_path: str | os.PathLike[str] | None,
     progress: bool,
+    ids: col.IdAssigner,
 ) -> UpdateReport:
     """Upsert the plan's files chunk by chunk, delete vanished items, then write the record."""
     started = time.perf_counter()
@@ -276,7 +279,7 @@ def _apply(
         reached("milvus.index_rebuilt")
     store.delete(plan.vanished_published)
     reached("milvus.vanished_deleted")
-    done = _ingest(store, embedder, plan, generation, commit_every, progress)
+    done = _ingest(store, embedder, plan, ids, generation, commit_every, progress)
     published = _publish(store, manifest, index, policy, generation)
     location = store.location
     report = Path(report_path) if report_path else default_report(location)
@@ -300,9 +303,11 @@ def _apply(
     )
 
 
-def _row(path: str, identity: str, sha: str, size: int, mtime_ns: int, vector: Any, gen: int):
+def _row(
+    item: int, path: str, identity: str, sha: str, size: int, mtime_ns: int, vector: Any, gen: int
+) -> dict[str, Any]:
     return {
-        "id": col.item_id(path),
+        "id": item,
         "vector": [float(x) for x in vector],
         "path": path,
         "identity": identity,
@@ -325,6 +330,7 @@ def _ingest(
     store: MilvusStore,
     embedder: Embeds,
     plan: SyncPlan,
+    ids: col.IdAssigner,
     generation: int,
     commit_every: int,
     progress: bool,
@@ -351,12 +357,17 @@ def _ingest(
                     to_embed[name] = (candidate, sha)
             for item, vector in store.vectors(list(touched)).items():
                 c, sha = touched[item]
-                rows.append(_row(c.path, c.identity, sha, c.size, c.mtime_ns, vector, generation))
+                rows.append(
+                    _row(item, c.path, c.identity, sha, c.size, c.mtime_ns, vector, generation)
+                )
             for batch in embedder.iter_embed_paths(list(to_embed)):
                 done.failures += batch.failures
                 for name, vector in zip(batch.paths, batch.embeddings):
                     c, sha = to_embed[name]
-                    rows.append(_row(name, c.identity, sha, c.size, c.mtime_ns, vector, generation))
+                    item = ids(name)
+                    rows.append(
+                        _row(item, name, c.identity, sha, c.size, c.mtime_ns, vector, generation)
+                    )
             store.upsert(rows)
             store.delete(sorted(replaced - {row["id"] for row in rows}))
             reached("milvus.chunk_upserted")

@@ -15,7 +15,7 @@ import numpy as np
 
 from siamese.core.errors import GalleryError
 from siamese.core.files import sha256_file
-from siamese.index.milvus.collection import item_id
+from siamese.index.milvus.collection import is_own_id
 from siamese.index.milvus.reader import MilvusGalleryReader
 from siamese.index.updates.embeds import Embeds
 from siamese.index.updates.sync import sha256_regular_file
@@ -64,7 +64,7 @@ def verify_gallery(
         )
     report.checked.append("counts (rows = record, identities)")
     items = gallery.all_items()
-    wrong = [i.path for i in items if i.id != item_id(i.path)]
+    wrong = [i.path for i in items if not is_own_id(i.path, i.id)]
     paths = {i.path for i in items}
     report.duplicate_ids = len(items) - len(paths)
     report.phantom_ids = len(wrong)

@@ -26,7 +26,7 @@ from siamese.core.errors import DataError, GalleryError, ModelMismatchError
 from siamese.core.files import sha256_file
 from siamese.index import Gallery
 from siamese.index.location import MilvusLocation, parse_location
-from siamese.index.milvus.collection import item_id
+from siamese.index.milvus import collection
 from siamese.index.milvus.store import MilvusStore
 from siamese.index.search.filters import FilterError, parse_where
 from siamese.index.store import crash_points
@@ -271,10 +271,42 @@ def test_killed_build_resumes_with_no_duplicates(
     report = Gallery.build(images, embedder, location, commit_every=8)
     rows = rows_by_path(location)
     assert len(rows) == 30 and set(rows.values()) == {1}
-    assert all(item_id(path) for path in rows)
+    ids = [item.id for item in Gallery.open(location).all_items()]
+    assert len(set(ids)) == 30 and max(ids) < 2**53  # exact in JSON readers (the page)
     assert len(embedder.embedded) == 30 - min(written, 8 * n if "chunk" in point else 30)
     assert report.resumed + report.unchanged + report.embedded == 30
     assert Gallery.verify(location).ok
+
+
+def test_paths_sharing_an_id_each_get_their_own(
+    location: str, embedder: FileVectors, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(collection, "ID_BITS", 6)  # 64 ids for 12 files: collisions likely
+    write_images(tmp_path / "images", clustered(12))
+    Gallery.build(tmp_path / "images", embedder, location, commit_every=5)
+    rows = rows_by_path(location)
+    assert len(rows) == 12 and set(rows.values()) == {1}
+    embedder.embedded.clear()
+    again = Gallery.build(tmp_path / "images", embedder, location)
+    assert (again.embedded, again.unchanged, again.count) == (0, 12, 12)
+    assert Gallery.verify(location, check_files=True).ok
+
+
+def test_id_assigner_gives_colliding_paths_the_next_free_candidate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from siamese.index.store.item_writer import KnownFile
+
+    monkeypatch.setattr(collection, "ID_BITS", 2)  # 4 ids: "a" to "d" must collide
+    assign = collection.IdAssigner({})
+    ids = {path: assign(path) for path in "abcd"}
+    assert sorted(ids.values()) == [0, 1, 2, 3] and assign("b") == ids["b"]
+    assert any(ids[p] != collection.item_id(p) for p in ids)
+    assert all(collection.is_own_id(p, i) for p, i in ids.items())
+    with pytest.raises(GalleryError, match="candidate ids are all held"):
+        assign("e")
+    held = {p: KnownFile(i, "x", "0" * 64, 1, 1, False) for p, i in ids.items()}
+    assert collection.IdAssigner(held)("c") == ids["c"]  # a held file keeps its id
 
 
 def test_unfinished_update_is_reported_by_verify(
