@@ -205,6 +205,9 @@ def test_cli_json_and_sheets(planted_gallery: Path, tmp_path: Path) -> None:
     assert table.exit_code == 0 and "mislabel" in table.stdout and "id03" in table.stdout
     missing = runner.invoke(app, ["index", "audit", str(tmp_path / "none")])
     assert missing.exit_code == 1 and "Traceback" not in missing.output
+    bad = ["index", "audit", str(planted_gallery), "--identity-distance", "-1"]
+    refused = runner.invoke(app, bad)
+    assert refused.exit_code == 1 and "identity distance must be a positive" in refused.output
 
 
 def test_calibrated_threshold_answers_strangers_unknown(
