@@ -22,7 +22,7 @@ TOKEN_VARIABLE = "SIAMESE_MILVUS_TOKEN"
 DEFAULT_COLLECTION = "gallery"
 
 # A Path built from "milvus://h:p/c" collapses the double slash: accept one or more.
-_SERVER = re.compile(r"^milvus(?P<tls>s?):/+(?P<host>[^/]+)/(?P<collection>[^/]*)/?$")
+_SERVER = re.compile(r"^milvus(?P<tls>s?):/+(?P<host>[\w.\-\[\]:]+)/(?P<collection>[^/]*)/?$")
 _LITE = re.compile(r"^milvus-lite:(?P<path>.+?\.db)(?:/(?P<collection>[^/]*))?/?$")
 _COLLECTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
@@ -68,6 +68,8 @@ def parse_location(location: str | os.PathLike[str] | MilvusLocation) -> Path | 
     if not is_milvus(location):
         return Path(location)
     text = os.fspath(location)
+    if not text.isprintable():
+        raise GalleryError(f"{text!r}: a Milvus location cannot hold control characters")
     server, lite = _SERVER.match(text), _LITE.match(text)
     if server:
         scheme = "https" if server["tls"] else "http"

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytest.importorskip("pymilvus", reason="the milvus extra is not installed")
 
@@ -130,6 +132,31 @@ def test_locations_parse_to_server_lite_or_folder(monkeypatch: pytest.MonkeyPatc
     for bad in ("milvus://host/bad-name", "milvus-lite:nodb", "milvus://host/1x"):
         with pytest.raises(GalleryError, match="Milvus|collection"):
             parse_location(bad)
+
+
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.builds(
+            "".join,
+            st.tuples(
+                st.sampled_from(["milvus:", "milvus://", "milvuss://", "milvus-lite:", "milvus:/"]),
+                st.text(max_size=40),
+            ),
+        ),
+    )
+)
+def test_any_location_text_is_a_folder_a_collection_or_one_line_error(text: str) -> None:
+    try:
+        parsed = parse_location(text)
+    except GalleryError as exc:
+        assert "\n" not in str(exc).strip() and text.startswith(("milvus", "milvuss"))
+        return
+    if isinstance(parsed, MilvusLocation):
+        assert parsed.collection and str(parsed).startswith("milvus")
+        assert parsed.lite == str(parsed).startswith("milvus-lite:")
+    else:
+        assert parsed == Path(text)
 
 
 # ------------------------------------------------------------ the gallery API
