@@ -34,6 +34,7 @@ from siamese.index.audit.calibration import (
     duplicate_distance as calibrated_duplicates,
 )
 from siamese.index.audit.neighbours import GalleryVectors, nearest_neighbours, read_gallery
+from siamese.index.location import is_milvus
 from siamese.index.published import GalleryReader
 from siamese.index.search.threshold import set_threshold
 
@@ -161,6 +162,11 @@ def audit(
     """
     if k < 1 or limit < 0 or items_shown < 1:
         raise GalleryError(f"k and items shown must be at least 1 and limit at least 0 (k={k})")
+    if is_milvus(gallery):
+        raise GalleryError(
+            f"{gallery}: the audit reads folder galleries (their stored vectors and index), not "
+            "Milvus collections"
+        )
     if isinstance(gallery, GalleryReader):
         return _audit(
             gallery,
