@@ -143,7 +143,9 @@ def _plot_some(
 
 
 def _strangers(config: DemoConfig, data: Path) -> list[str]:
-    """Images of people who are in neither the training set nor the gallery."""
+    """Images of people who are in neither the training set nor the gallery (none if 0)."""
+    if not config.strangers:
+        return []
     spec = SyntheticSpec(
         identities=config.strangers, images_per_identity=3, size=config.image_size + 8
     )
@@ -151,16 +153,47 @@ def _strangers(config: DemoConfig, data: Path) -> list[str]:
     return sorted(str(p) for p in (data / "strangers").rglob("*") if p.is_file())
 
 
-def _open_set(
-    results: list[Any], paths: list[str], want: dict[str, str]
-) -> tuple[float | None, float | None]:
-    """Known queries answered right, and stranger queries answered "unknown"."""
-    known = [r.answer == want[p] for p, r in zip(paths, results) if p in want]
-    strangers = [r.unknown for p, r in zip(paths, results) if p not in want]
-    return (
-        float(np.mean(known)) if known else None,
-        float(np.mean(strangers)) if strangers else None,
+def _search(
+    embedder: Any, gallery_dir: Path, queries: list[tuple[str, str]], strangers: list[str], k: int
+) -> tuple[Any, list[Any], float]:
+    """Embed the queries and the strangers' images, search the gallery: (embedded, results, s)."""
+    from siamese.index import Gallery
+
+    started = time.perf_counter()
+    embedded = embedder.embed_paths([path for path, _ in queries] + strangers)
+    seconds = time.perf_counter() - started
+    with Gallery.open(gallery_dir, model_fingerprint=embedder.fingerprint) as gallery:
+        return embedded, gallery.search(embedded.embeddings, k=k), seconds
+
+
+def _calibrate(config: DemoConfig, gallery_dir: Path, log: Callable[[str], None]) -> float:
+    """Store the gallery's "unknown" threshold, calibrated on its own items (no queries needed)."""
+    from siamese.index.audit import calibrate_threshold
+
+    rate = config.stranger_accept_rate
+    threshold = float(calibrate_threshold(gallery_dir, stranger_accept_rate=rate)["distance"])
+    log(
+        f'calibrated the gallery\'s "unknown" threshold on its own items: {threshold:.4f} '
+        f"(about {rate:.0%} of strangers would be taken for someone)"
     )
+    return threshold
+
+
+def _scores(
+    results: list[Any], paths: list[str], want: dict[str, str], strangers: int, log: Callable
+) -> tuple[float, float | None, float | None]:
+    """Top-1 of the enrolled people's queries (closed set: the nearest identity, threshold or
+    not), those answered with their identity, and the strangers' answered "unknown"."""
+    top1 = [r.identities[0].identity == want[p] for p, r in zip(paths, results) if p in want]
+    known = [r.answer == want[p] for p, r in zip(paths, results) if p in want]
+    unknown = [r.unknown for p, r in zip(paths, results) if p not in want]
+    answered = float(np.mean(known)) if known else None
+    refused = float(np.mean(unknown)) if unknown else None
+    log(
+        f"open set: {answered or 0:.0%} of enrolled people's queries answered with their "
+        f"identity, {refused or 0:.0%} of {strangers} images of strangers answered unknown"
+    )
+    return float(np.mean(top1)), answered, refused
 
 
 def run_demo(
@@ -173,7 +206,6 @@ def run_demo(
     from siamese.engine import Embedder
     from siamese.export import export_onnx
     from siamese.index import Gallery
-    from siamese.index.audit import calibrate_threshold
     from siamese.training import TrainConfig, train
 
     out = demo_folder(config.out_dir, "siamese-demo-")
@@ -214,34 +246,14 @@ def run_demo(
         f"indexed {built.count} images of {built.identities} unseen identities into "
         f"{out / 'gallery'} ({embedder.device})"
     )
-
-    threshold = calibrate_threshold(
-        out / "gallery", stranger_accept_rate=config.stranger_accept_rate
-    )["distance"]
-    log(
-        f'calibrated the gallery\'s "unknown" threshold on its own items: {threshold:.4f} '
-        f"(about {config.stranger_accept_rate:.0%} of strangers would be taken for someone)"
+    threshold = _calibrate(config, out / "gallery", log)
+    strangers = _strangers(config, data)
+    embedded, results, embed_seconds = _search(
+        embedder, out / "gallery", queries, strangers, config.k
     )
-    strangers = _strangers(config, data) if config.strangers else []
-    started = time.perf_counter()
-    embedded = embedder.embed_paths([path for path, _ in queries] + strangers)
-    embed_seconds = time.perf_counter() - started
-    with Gallery.open(out / "gallery", model_fingerprint=embedder.fingerprint) as gallery:
-        results = gallery.search(embedded.embeddings, k=config.k)
     want = dict(queries)
-    tower_top1 = float(
-        np.mean(
-            [
-                r.identities[0].identity == want[p]
-                for p, r in zip(embedded.paths, results)
-                if p in want
-            ]
-        )
-    )
-    known_answered, strangers_unknown = _open_set(results, embedded.paths, want)
-    log(
-        f"open set: {known_answered:.0%} of enrolled people's queries answered with their "
-        f"identity, {strangers_unknown or 0:.0%} of {len(strangers)} strangers' answered unknown"
+    tower_top1, known_answered, strangers_unknown = _scores(
+        results, embedded.paths, want, len(strangers), log
     )
     pixel_top1 = raw_pixel_top1(data / "gallery", queries, embedder.spec)
     lap("query")
@@ -249,7 +261,7 @@ def run_demo(
     png = _plot_some(embedded.paths, results, want, out / "matches.png", config.k)
     demo = DemoReport(
         out_dir=str(out),
-        queries=len(embedded.paths),
+        queries=len(queries),
         gallery_items=built.count,
         tower_top1=tower_top1,
         raw_pixel_top1=pixel_top1,
