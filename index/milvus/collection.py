@@ -15,7 +15,7 @@ import hashlib
 import importlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,9 +72,24 @@ class IdAssigner:
     the id it had, and an upsert replaces rather than duplicates.
     """
 
-    def __init__(self, known: Mapping[str, KnownFile]) -> None:
+    def __init__(
+        self,
+        known: Mapping[str, KnownFile],
+        lookup: Callable[[list[int]], dict[int, str]] | None = None,
+    ) -> None:
+        """``known``: the collection's files (all of them, or with ``lookup``, those planned);
+        ``lookup``: which paths hold some ids, asked when ``known`` is not all of them."""
         self._known = known
+        self._lookup = lookup
         self._holder = {entry.id: path for path, entry in known.items()}
+
+    def prefetch(self, paths: Sequence[str]) -> None:
+        """Ask ``lookup`` once who holds the first candidate ids of these new paths."""
+        if self._lookup is not None:
+            wanted = [item_id(p) for p in paths if p not in self._known]
+            asked = [i for i in wanted if i not in self._holder]
+            if asked:
+                self._holder.update(self._lookup(asked))
 
     def __call__(self, path: str) -> int:
         """The id of the file at ``path``.
@@ -86,6 +101,8 @@ class IdAssigner:
             return self._known[path].id
         for attempt in range(MAX_ID_PROBES):
             candidate = item_id(path, attempt)
+            if candidate not in self._holder and self._lookup is not None:
+                self._holder.update(self._lookup([candidate]))
             if self._holder.setdefault(candidate, path) == path:
                 return candidate
         raise GalleryError(f"{path}: its {MAX_ID_PROBES} candidate ids are all held by others")

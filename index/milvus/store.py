@@ -154,15 +154,48 @@ class MilvusStore:
         finally:
             iterator.close()
 
-    def known_files(self) -> dict[str, KnownFile]:
-        """What the gallery holds, by path, as an update plans against (never staged)."""
+    def known_files(self, paths: Sequence[str] | None = None) -> dict[str, KnownFile]:
+        """What the gallery holds, by path, as an update plans against (never staged).
+
+        ``paths``: only these (an ``add`` of a few files reads a few rows, not the gallery).
+        """
+        if paths is None:
+            pages: Iterator[list[dict[str, Any]]] = self.rows(_FILE_FIELDS)
+        else:
+            wanted = sorted(set(paths))
+            pages = (
+                self._page(in_list("path", wanted[start : start + PAGE]), _FILE_FIELDS)
+                for start in range(0, len(wanted), PAGE)
+            )
         return {
             row["path"]: KnownFile(
                 row["id"], row["identity"], row["sha256"], row["size"], row["mtime_ns"], False
             )
-            for page in self.rows(_FILE_FIELDS)
+            for page in pages
             for row in page
         }
+
+    def _page(self, expression: str, fields: list[str]) -> list[dict[str, Any]]:
+        """The rows matching ``expression``, at most PAGE (an ``in`` over at most PAGE keys)."""
+        return list(
+            self._call(
+                "read items",
+                "query",
+                self.name,
+                filter=expression,
+                output_fields=fields,
+                limit=PAGE,
+            )
+        )
+
+    def holders(self, ids: Sequence[int]) -> dict[int, str]:
+        """The paths holding these ids (those held), by id."""
+        found: dict[int, str] = {}
+        ids = sorted(set(ids))
+        for start in range(0, len(ids), PAGE):
+            rows = self._page(in_list("id", ids[start : start + PAGE]), ["id", "path"])
+            found.update({row["id"]: row["path"] for row in rows})
+        return found
 
     def items(self, expression: str, limit: int | None = None, offset: int = 0) -> list[Item]:
         """Items matching ``expression``, by id (a page of them with ``limit``)."""

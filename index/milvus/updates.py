@@ -242,14 +242,14 @@ def add_to_gallery(
     location = milvus_location(gallery_dir)
     files, refused = _listed(paths, identity)
     store, manifest = open_bound(location, embedder)
-    known = store.known_files()
+    known = store.known_files([path for path, _ in files])  # these rows only, not the gallery
     plan = plan_sync(files, known)
     plan.failures += refused
     source = " ".join(map(str, paths))
     policy = _Policy(minimum=min_recall)
     return _apply(
         store, manifest, index_of(manifest), embedder, plan, policy, "add", source, commit_every,
-        report_path, progress, col.IdAssigner(known),
+        report_path, progress, col.IdAssigner(known, store.holders),
     )  # fmt: skip
 
 
@@ -360,6 +360,7 @@ def _ingest(
                 rows.append(
                     _row(item, c.path, c.identity, sha, c.size, c.mtime_ns, vector, generation)
                 )
+            ids.prefetch(list(to_embed))
             for batch in embedder.iter_embed_paths(list(to_embed)):
                 done.failures += batch.failures
                 for name, vector in zip(batch.paths, batch.embeddings):

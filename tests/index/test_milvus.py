@@ -308,7 +308,7 @@ def test_killed_build_resumes_with_no_duplicates(
 def test_paths_sharing_an_id_each_get_their_own(
     location: str, embedder: FileVectors, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(collection, "ID_BITS", 6)  # 64 ids for 12 files: collisions likely
+    monkeypatch.setattr(collection, "ID_BITS", 7)  # 128 ids for 24 files: collisions likely
     write_images(tmp_path / "images", clustered(12))
     Gallery.build(tmp_path / "images", embedder, location, commit_every=5)
     rows = rows_by_path(location)
@@ -316,6 +316,10 @@ def test_paths_sharing_an_id_each_get_their_own(
     embedder.embedded.clear()
     again = Gallery.build(tmp_path / "images", embedder, location)
     assert (again.embedded, again.unchanged, again.count) == (0, 12, 12)
+    more = write_images(tmp_path / "more", clustered(12, seed=3), start=12)
+    added = Gallery.add(location, more, embedder)  # reads these paths' rows, asks who holds ids
+    assert (added.embedded, added.count) == (12, 24) and len(rows_by_path(location)) == 24
+    assert Gallery.add(location, more, embedder).embedded == 0
     assert Gallery.verify(location, check_files=True).ok
 
 
