@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -270,8 +269,3 @@ def in_list(field: str, values: Sequence[Any]) -> str:
     if values and isinstance(values[0], str):
         return f"{field} in {_quoted(values)}"
     return f"{field} in [{','.join(str(int(v)) for v in values)}]"
-
-
-def counted(manifest: Manifest, store: MilvusStore) -> Manifest:
-    """``manifest`` with the collection's count and identities as they are now."""
-    return replace(manifest, count=store.count(), identities=len(store.identity_counts()))
