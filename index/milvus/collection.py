@@ -80,6 +80,8 @@ class IdAssigner:
         """``known``: the collection's files (all of them, or with ``lookup``, those planned);
         ``lookup``: which paths hold some ids, asked when ``known`` is not all of them."""
         self._known = known
+        #: The files this update knows the collection holds, by path.
+        self.known = known
         self._lookup = lookup
         self._holder = {entry.id: path for path, entry in known.items()}
 

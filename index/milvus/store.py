@@ -269,3 +269,39 @@ def in_list(field: str, values: Sequence[Any]) -> str:
     if values and isinstance(values[0], str):
         return f"{field} in {_quoted(values)}"
     return f"{field} in [{','.join(str(int(v)) for v in values)}]"
+
+
+#: Above this many identities touched by one update, the count is taken afresh from every row.
+TALLY_LIMIT = 10_000
+
+
+class IdentityTally:
+    """The gallery's identity count after an update, from the identities it touched.
+
+    Milvus counts rows but not distinct values, so counting identities afresh reads the identity
+    of every row. When the collection is as its record left it (no rows of an unfinished update,
+    the recorded count), the count after an update is the recorded one, less the touched
+    identities present before, plus those present after: only their rows are read.
+    """
+
+    def __init__(self, store: MilvusStore, manifest: Manifest, touched: set[str]) -> None:
+        self.store, self.base, self.touched = store, manifest.identities, sorted(touched)
+        as_recorded = (
+            manifest.generation > 0
+            and len(touched) <= TALLY_LIMIT
+            and store.count(f"generation > {manifest.generation}") == 0
+            and store.count() == manifest.count
+        )
+        self.before = self._present() if as_recorded else None
+
+    def _present(self) -> set[str]:
+        if not self.touched:
+            return set()
+        pages = self.store.rows(["identity"], in_list("identity", self.touched))
+        return {row["identity"] for page in pages for row in page}
+
+    def after(self) -> int:
+        """Identities the collection holds now."""
+        if self.before is None:
+            return len(self.store.identity_counts())
+        return self.base - len(self.before) + len(self._present())

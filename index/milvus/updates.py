@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,12 @@ from siamese.data.image_folder import scan_gallery_folder
 from siamese.index.location import MilvusLocation, parse_location
 from siamese.index.milvus import collection as col
 from siamese.index.milvus.quality import check_recall
-from siamese.index.milvus.store import MilvusStore
+from siamese.index.milvus.store import IdentityTally, MilvusStore
 from siamese.index.published import refuse_other_model
 from siamese.index.search.index_choice import default_memory_budget, parse_memory, resolve_index
 from siamese.index.search.recall import DEFAULT_TARGET
 from siamese.index.store.crash_points import reached
+from siamese.index.store.item_writer import KnownFile
 from siamese.index.store.manifest import GALLERY_FORMAT_VERSION, Manifest, now_iso
 from siamese.index.updates.embeds import Embeds
 from siamese.index.updates.operations import DEFAULT_COMMIT_EVERY, _pair_record, _scan_source
@@ -274,13 +275,14 @@ def _apply(
     generation = manifest.generation + 1
     resumed = min(plan.unchanged, store.count(f"generation >= {generation}"))
     plan.unchanged, plan.resumed = plan.unchanged - resumed, resumed
+    tally = IdentityTally(store, manifest, _touched(plan, ids.known))
     if index != store.built_index(index_of(manifest)):
         store.rebuild_index(index)
         reached("milvus.index_rebuilt")
     store.delete(plan.vanished_published)
     reached("milvus.vanished_deleted")
     done = _ingest(store, embedder, plan, ids, generation, commit_every, progress)
-    published = _publish(store, manifest, index, policy, generation)
+    published = _publish(store, manifest, index, policy, generation, tally)
     location = store.location
     report = Path(report_path) if report_path else default_report(location)
     write_rejected_report(report, command, source, done.failures)
@@ -377,8 +379,21 @@ def _ingest(
     return done
 
 
+def _touched(plan: SyncPlan, known: Mapping[str, KnownFile]) -> set[str]:
+    """The identities an update may add or empty: its files', before and after, and vanished."""
+    touched = {c.identity for c in plan.candidates}
+    touched |= {c.known.identity for c in plan.candidates if c.known}
+    vanished = set(plan.vanished_published)
+    return touched | {entry.identity for entry in known.values() if entry.id in vanished}
+
+
 def _publish(
-    store: MilvusStore, manifest: Manifest, index: col.MilvusIndex, policy: _Policy, gen: int
+    store: MilvusStore,
+    manifest: Manifest,
+    index: col.MilvusIndex,
+    policy: _Policy,
+    gen: int,
+    tally: IdentityTally,
 ) -> Manifest:
     """Measure recall when due and write the record of generation ``gen`` (the commit point)."""
     store.flush()
@@ -416,7 +431,7 @@ def _publish(
         search_params=params,
         recall=recall,
         count=count,
-        identities=len(store.identity_counts()),
+        identities=tally.after(),
     )
     store.write_record(published)
     reached("milvus.record_written")
@@ -442,19 +457,21 @@ def remove_from_gallery(
     wanted = set(identities)
     exact = {canonical_path(p) for p in paths}
     folders = tuple(p.rstrip(os.sep) + os.sep for p in exact)
-    doomed = [
-        known.id
+    doomed = {
+        known.id: known.identity
         for path, known in store.known_files().items()
         if known.identity in wanted or path in exact or path.startswith(folders)
-    ]
+    }
     if not doomed:
         asked = [f"identity {i!r}" for i in identities] + [f"path {str(p)!r}" for p in paths]
         raise GalleryError(
             f"{location}: no items match {', '.join(asked)}; see `siamese index info {location}`"
         )
-    store.delete(doomed)
+    tally = IdentityTally(store, manifest, set(doomed.values()))
+    store.delete(list(doomed))
     reached("milvus.vanished_deleted")
-    published = _publish(store, manifest, index_of(manifest), _Policy(), manifest.generation + 1)
+    gen = manifest.generation + 1
+    published = _publish(store, manifest, index_of(manifest), _Policy(), gen, tally)
     return UpdateReport(
         gallery_dir=location,  # type: ignore[arg-type]
         generation=published.generation,

@@ -192,8 +192,12 @@ def test_build_search_add_remove_info_verify(
     assert (added.count, added.embedded, added.generation) == (42, 2, 2)
     again = Gallery.add(location, extra, embedder)
     assert (again.count, again.embedded, again.unchanged) == (42, 0, 2)
-    removed = Gallery.remove(location, identities=["id0"])
-    assert removed.removed == 5 and removed.count == 37  # 4 built + 1 added of id0
+    newcomer = write_images(tmp_path / "new", clustered(1, seed=4), start=0)[0]
+    joined = Gallery.add(location, [newcomer], embedder, identity="newcomer")
+    assert (joined.count, joined.identities) == (43, 11)  # counted from the touched rows
+    removed = Gallery.remove(location, identities=["id0", "newcomer"])
+    assert removed.removed == 6 and removed.count == 37  # 4 built + 1 added of id0, newcomer
+    assert removed.identities == 9 == len(Gallery.describe(location)["identity_counts"])
     with pytest.raises(GalleryError, match="no items match"):
         Gallery.remove(location, identities=["nobody"])
 
