@@ -7,7 +7,8 @@ is imported only when a Milvus gallery is used (the ``milvus`` extra).
 
 Modules: :mod:`.location` parsing lives one level up; :mod:`.connection` (one client per URI,
 errors as one line), :mod:`.collection` (schema, record, index types), :mod:`.store` (rows and
-search), :mod:`.updates` (build, add, remove: upserts keyed by item id), :mod:`.quality`
+search), :mod:`.record` (the model binding, each update's record), :mod:`.updates` (build,
+add, remove: upserts keyed by item id), :mod:`.quality`
 (recall), :mod:`.reader`, :mod:`.verify`, :mod:`.handle` (threshold, facts, watch).
 """
 

@@ -14,8 +14,8 @@ from typing import Any
 from siamese.core.errors import GalleryError, named
 from siamese.index.milvus.collection import RECORD_PROPERTY
 from siamese.index.milvus.reader import MilvusGalleryReader
+from siamese.index.milvus.record import milvus_location
 from siamese.index.milvus.store import MilvusStore
-from siamese.index.milvus.updates import milvus_location
 from siamese.index.search.threshold import threshold_record
 from siamese.index.updates import uploads
 

@@ -18,8 +18,8 @@ from numpy.typing import NDArray
 from siamese.core.errors import GalleryError, ModelMismatchError
 from siamese.index.location import MilvusLocation
 from siamese.index.milvus.collection import KNOBS, milvus_search_params
+from siamese.index.milvus.record import index_of, milvus_location
 from siamese.index.milvus.store import MilvusStore, in_list
-from siamese.index.milvus.updates import index_of, milvus_location
 from siamese.index.published import refuse_other_model
 from siamese.index.search.filters import Where, as_where
 from siamese.index.search.results import Item, Match, QueryResult

@@ -5,157 +5,52 @@ against what the collection holds), then writes each chunk of embedded files as 
 by the item id, the hash of the file's path. A run killed at any point leaves rows that are
 right for their files; the next run finds them unchanged and embeds only the rest, and no file
 is ever two rows. The gallery record (counts, generation, recall, search parameters) is written
-last, once the rows are in; rows newer than the record are what a killed run left (``resumed``).
+last, once the rows are in (:mod:`~siamese.index.milvus.record`); rows newer than the record are
+what a killed run left (``resumed``).
 """
 
 from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from siamese.core.errors import (
     DataError,
     GalleryError,
-    ModelMismatchError,
-    RecallTooLowError,
     named,
 )
 from siamese.core.progress import progress_bar
 from siamese.data.image_folder import scan_gallery_folder
-from siamese.index.location import MilvusLocation, parse_location
 from siamese.index.milvus import collection as col
-from siamese.index.milvus.quality import check_recall
+from siamese.index.milvus.record import (
+    Policy,
+    default_report,
+    index_of,
+    milvus_location,
+    open_bound,
+    publish,
+    store_for_build,
+)
 from siamese.index.milvus.store import IdentityTally, MilvusStore
-from siamese.index.published import refuse_other_model
-from siamese.index.search.index_choice import default_memory_budget, parse_memory, resolve_index
+from siamese.index.search.index_choice import default_memory_budget, parse_memory
 from siamese.index.search.recall import DEFAULT_TARGET
 from siamese.index.store.crash_points import reached
 from siamese.index.store.item_writer import KnownFile
-from siamese.index.store.manifest import GALLERY_FORMAT_VERSION, Manifest, now_iso
+from siamese.index.store.manifest import Manifest
 from siamese.index.updates.embeds import Embeds
-from siamese.index.updates.operations import DEFAULT_COMMIT_EVERY, _pair_record, _scan_source
+from siamese.index.updates.operations import DEFAULT_COMMIT_EVERY, _scan_source
 from siamese.index.updates.reports import UpdateReport, write_rejected_report
 from siamese.index.updates.sync import SyncPlan, canonical_path, chunks, hash_files, plan_sync
-
-#: Recall is measured again once the count has moved this share since it was (as folders do).
-_RECALL_STALE_AFTER = 0.10
-
-
-@dataclass
-class _Policy:
-    """What an update asks of the index: its type, fixed search parameters, recall."""
-
-    index: str | None = None
-    search_params: dict[str, int] | None = None
-    target: float = DEFAULT_TARGET
-    minimum: float | None = None
-    queries: int = 1000
-    always_measure: bool = False
 
 
 @dataclass
 class _Done:
     embedded: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
-
-
-def milvus_location(location: Any) -> MilvusLocation:
-    """``location`` as a MilvusLocation (callers dispatch on :func:`is_milvus` first)."""
-    parsed = parse_location(location)
-    assert isinstance(parsed, MilvusLocation)
-    return parsed
-
-
-def index_of(manifest: Manifest) -> col.MilvusIndex:
-    """The Milvus index a gallery record names."""
-    return col.MilvusIndex.from_json(manifest.faiss_factory)
-
-
-def default_report(location: MilvusLocation) -> Path:
-    """Where refused files are listed: beside a Lite file, or ``COLLECTION.rejected.json`` here."""
-    if location.lite:
-        return Path(location.uri + ".rejected.json")
-    return Path(f"{location.collection}.rejected.json")
-
-
-def open_bound(location: MilvusLocation, embedder: Embeds) -> tuple[MilvusStore, Manifest]:
-    """The gallery's store and record, refusing a model other than the one it is bound to.
-
-    Raises:
-        GalleryError: no such gallery; ModelMismatchError: another model (both named).
-    """
-    store = MilvusStore(location)
-    manifest = store.record()
-    refuse_other_model(
-        location,  # type: ignore[arg-type]  (only named in the message)
-        manifest,
-        embedder.fingerprint,
-        str(embedder.model_path),
-        getattr(embedder, "pair", None),
-    )
-    if embedder.dim != manifest.dimension:
-        raise ModelMismatchError(
-            f"{location}: holds {manifest.dimension}-long vectors, {embedder.model_path} makes "
-            f"{embedder.dim}"
-        )
-    return store, manifest
-
-
-def _resolve(asked: str, count: int, dim: int, budget: int, where: MilvusLocation) -> Any:
-    """The Milvus index for ``asked`` (``auto`` chooses as folder galleries do) and the choice."""
-    if asked == "ondisk" or asked.startswith("ondisk:"):
-        raise GalleryError(
-            f"{where}: on-disk indexes are for folder galleries; Milvus keeps its own segments "
-            f"(use IVF_SQ8 or HNSW, or DISKANN on a server, {named('index')})"
-        )
-    choice = resolve_index(asked, count, dim, budget)
-    index = col.milvus_index(choice.index_type if choice else asked, count, where)
-    return col.complete_pq(index, dim), choice
-
-
-def _new_record(embedder: Embeds, index: col.MilvusIndex, location: MilvusLocation) -> Manifest:
-    return Manifest(
-        gallery_id=uuid.uuid4().hex,
-        generation=0,
-        model_fingerprint=embedder.fingerprint,
-        model_path=str(Path(embedder.model_path).resolve()),
-        dimension=embedder.dim,
-        metric="l2",
-        index_type=index.name,
-        faiss_factory=index.to_json(),
-        index_file=location.collection,
-        index_sha256="",
-        index_bytes=0,
-        items_fingerprint="",
-        count=0,
-        identities=0,
-        created=now_iso(),
-        items_file=location.uri if location.lite else location.text,
-        format_version=GALLERY_FORMAT_VERSION,
-        pair=_pair_record(embedder),
-    )
-
-
-def _store_for_build(
-    location: MilvusLocation, embedder: Embeds, asked: str | None, count: int, budget: int
-) -> tuple[MilvusStore, Manifest, col.MilvusIndex, Any]:
-    """The bound store and record (a new collection if none), the index to use, the choice."""
-    store = MilvusStore(location)
-    if store.exists():
-        store, manifest = open_bound(location, embedder)
-        if asked is None:
-            return store, manifest, index_of(manifest), None
-        index, choice = _resolve(asked, count, embedder.dim, budget, location)
-        return store, manifest, index, choice
-    index, choice = _resolve(asked or "FLAT", count, embedder.dim, budget, location)
-    manifest = _new_record(embedder, index, location)
-    store.create(manifest, index)
-    return store, manifest, index, choice
 
 
 def build_gallery(
@@ -186,13 +81,11 @@ def build_gallery(
     scan = _scan_source(image_dir, root, listed)
     files = [(canonical_path(item.path), item.identity) for item in scan.images]
     budget = memory_budget or default_memory_budget()
-    store, manifest, chosen, choice = _store_for_build(
-        location, embedder, index, len(files), budget
-    )
+    store, manifest, chosen, choice = store_for_build(location, embedder, index, len(files), budget)
     known = store.known_files()
     plan = plan_sync(files, known, vanish_under=os.sep if listed else root)
     plan.failures += scan.refused
-    policy = _Policy(
+    policy = Policy(
         index, search_params, target_recall or DEFAULT_TARGET, min_recall, recall_queries, True
     )
     report = _apply(
@@ -247,7 +140,7 @@ def add_to_gallery(
     plan = plan_sync(files, known)
     plan.failures += refused
     source = " ".join(map(str, paths))
-    policy = _Policy(minimum=min_recall)
+    policy = Policy(minimum=min_recall)
     return _apply(
         store, manifest, index_of(manifest), embedder, plan, policy, "add", source, commit_every,
         report_path, progress, col.IdAssigner(known, store.holders),
@@ -260,7 +153,7 @@ def _apply(
     index: col.MilvusIndex,
     embedder: Embeds,
     plan: SyncPlan,
-    policy: _Policy,
+    policy: Policy,
     command: str,
     source: str,
     commit_every: int,
@@ -282,7 +175,7 @@ def _apply(
     store.delete(plan.vanished_published)
     reached("milvus.vanished_deleted")
     done = _ingest(store, embedder, plan, ids, generation, commit_every, progress)
-    published = _publish(store, manifest, index, policy, generation, tally)
+    published = publish(store, manifest, index, policy, generation, tally)
     location = store.location
     report = Path(report_path) if report_path else default_report(location)
     write_rejected_report(report, command, source, done.failures)
@@ -387,57 +280,6 @@ def _touched(plan: SyncPlan, known: Mapping[str, KnownFile]) -> set[str]:
     return touched | {entry.identity for entry in known.values() if entry.id in vanished}
 
 
-def _publish(
-    store: MilvusStore,
-    manifest: Manifest,
-    index: col.MilvusIndex,
-    policy: _Policy,
-    gen: int,
-    tally: IdentityTally,
-) -> Manifest:
-    """Measure recall when due and write the record of generation ``gen`` (the commit point)."""
-    store.flush()
-    count = store.count()
-    same = index == index_of(manifest)
-    knob = col.KNOBS.get(index.kind)
-    fixed = policy.search_params
-    if fixed and set(fixed) - {knob}:
-        raise GalleryError(
-            f"{store.location}: {index.name} has no search parameter "
-            f"{', '.join(sorted(set(fixed) - {knob}))} (it tunes {knob or 'nothing'})"
-        )
-    previous = manifest.recall if same else None
-    stale = previous is None or abs(count - previous.get("count", 0)) > _RECALL_STALE_AFTER * max(
-        previous.get("count", 0), 1
-    )
-    params, recall = dict(fixed or (manifest.search_params if same else {})), previous
-    if policy.always_measure or stale or fixed or policy.minimum is not None:
-        try:
-            params, recall = check_recall(
-                store, index, fixed=dict(fixed) if fixed else None,
-                target=policy.target, minimum=policy.minimum, queries=policy.queries,
-                count=count, dimension=manifest.dimension,
-            )  # fmt: skip
-        except RecallTooLowError:
-            if not same:  # searches go on through the index the record names
-                store.rebuild_index(index_of(manifest))
-            raise
-    published = replace(
-        manifest,
-        generation=gen,
-        created=now_iso(),
-        index_type=index.name,
-        faiss_factory=index.to_json(),
-        search_params=params,
-        recall=recall,
-        count=count,
-        identities=tally.after(),
-    )
-    store.write_record(published)
-    reached("milvus.record_written")
-    return published
-
-
 def remove_from_gallery(
     gallery_dir: Any,
     *,
@@ -471,7 +313,7 @@ def remove_from_gallery(
     store.delete(list(doomed))
     reached("milvus.vanished_deleted")
     gen = manifest.generation + 1
-    published = _publish(store, manifest, index_of(manifest), _Policy(), gen, tally)
+    published = publish(store, manifest, index_of(manifest), Policy(), gen, tally)
     return UpdateReport(
         gallery_dir=location,  # type: ignore[arg-type]
         generation=published.generation,
