@@ -34,6 +34,8 @@ _IDENTITY_WIDEN = 10
 _OPEN_ATTEMPTS = 5
 #: A filtered search an approximate index answered short is redone exactly up to this many matches.
 EXACT_FILTER_SCAN = 200_000
+#: Filters whose matching ids a reader keeps (all are forgotten when one more comes).
+SELECTIONS_KEPT = 32
 
 _Opened = TypeVar("_Opened", bound="GalleryReader")
 
@@ -126,6 +128,9 @@ class GalleryReader:
         self.items = items
         self.search_params = search_params
         self._params = fx.search_parameters(index, search_params)
+        #: Recent filters' matching ids and their FAISS selector, by expression: this generation's
+        #: items never change, and a served filter is asked again and again.
+        self._selections: dict[str, tuple[NDArray[np.int64], Any]] = {}
         #: Distance beyond which a query is "unknown": the stored calibration; set None (or another
         #: value) to override.
         self.threshold: float | None = (
@@ -287,6 +292,17 @@ class GalleryReader:
         )
         return fx.search(self.index, queries, k, search_params, threads=threads)
 
+    def _selection(self, where: Where) -> tuple[NDArray[np.int64], Any]:
+        """The ids ``where`` selects in this generation and their selector (cached per filter)."""
+        known = self._selections.get(where.expression)
+        if known is None:
+            ids = self.items.ids_where(*where.sql())
+            known = (ids, fx.id_selector(ids))
+            if len(self._selections) >= SELECTIONS_KEPT:
+                self._selections = {}  # rebound, not cleared: a concurrent search keeps its own
+            self._selections[where.expression] = known
+        return known
+
     def _nearest_where(
         self,
         queries: NDArray[np.float32],
@@ -301,8 +317,7 @@ class GalleryReader:
         probed, an HNSW walk that meets few matches); those queries are answered exactly over
         the matching items' stored vectors, when there are few enough of them to scan.
         """
-        ids = self.items.ids_where(*where.sql())
-        selector = fx.id_selector(ids)
+        ids, selector = self._selection(where)
         search_params = fx.search_parameters(
             self.index, {**self.search_params, **(params or {})}, selector=selector
         )

@@ -166,6 +166,10 @@ def test_an_approximate_index_short_of_k_is_completed_exactly(
 def test_a_filter_matching_nothing_finds_nothing(galleries: dict[str, Path]) -> None:
     with GalleryReader.open(galleries["Flat"]) as gallery:
         distances, found = gallery.nearest(np.zeros(DIM, np.float32), 5, where="id < 0")
+        for _ in range(2):  # a reader keeps each filter's selection: asked again, still right
+            for bound in range(1, 40):
+                _, below = gallery.nearest(np.zeros(DIM, np.float32), 50, where=f"id <= {bound}")
+                assert set(below[0]) == set(range(1, bound + 1)) - {3, 4}
         [result] = gallery.search(np.zeros(DIM, np.float32), 5, where='identity == "nobody"')
     assert found.shape == distances.shape == (1, 0)
     assert result.matches == [] and result.identities == []
