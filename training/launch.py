@@ -3,7 +3,7 @@
 The agent (torch.distributed.launcher, the library torchrun itself runs) starts N worker
 processes with the rendezvous environment set, watches them, and stops them all when one fails;
 each worker calls :func:`siamese.training.train`, which joins the group. Several machines use
-torchrun directly (README, Distributed training).
+torchrun directly (docs/guide/distributed.md).
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ def train_pair(
     )
     metric = config.select_by if job.data.val_query is not None else "loss"
     if metric == "roc_auc":
-        metric = "map_at_r"  # cross-domain selection ranks retrieval (README: Pairs)
+        metric = "map_at_r"  # cross-domain selection ranks retrieval (docs/guide/pairs.md)
     keeper = RunKeeper(run_dir, metric, config.patience, job.save_weights)
     assert config.epochs is not None
     stopped = run_job(

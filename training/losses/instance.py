@@ -5,9 +5,9 @@ Two augmented views of an image must find each other.
 Labels alone teach a tower only what separates the training identities; with few of them (six
 clothing classes, not thousands of people) it learns little that tells new identities apart.
 Asking every image to recognise its own other view keeps the detail that labels do not ask for.
-Measured on Fashion-MNIST's held-out classes (README, Training recipes) it recovers a little of what
-training on six classes loses, for twice the compute, so it is an option (``--instance-weight``),
-not the default.
+Measured on Fashion-MNIST's held-out classes (docs/benchmarks/accuracy.md) it recovers a little
+of what training on six classes loses, for twice the compute, so it is an option
+(``--instance-weight``), not the default.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def conv_backbone(
     The defaults are what runs that did not record ``widths`` or ``grid`` were trained with, so they
     still load; the training recipe's own values live in TrainConfig and are always recorded.
     Wider stages transfer better from few classes at 2.24× the multiply-adds for 24-48-96-192
-    (README, Accuracy), which makes fp32 CPU embedding inference-bound; hence not the default.
+    (docs/benchmarks/accuracy.md), which makes fp32 CPU embedding inference-bound; hence not the
+    default.
     """
     if not widths:
         raise ConfigError("conv tower needs at least one stage width")
