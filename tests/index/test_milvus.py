@@ -390,7 +390,9 @@ def test_index_types_map_onto_milvus_with_recall_against_exact(
         images, embedder, location, index="IVF16,SQ8", search_params={"nprobe": 1}
     )
     assert fixed.search_params == {"nprobe": 1} and fixed.recall["params"] == {"nprobe": 1}
-    assert fixed.recall["at10"] < sq8.recall["at10"]  # one list of 16: approximate indeed
+    assert fixed.recall["at10"] <= sq8.recall["at10"]  # one list of 16 finds no more
+    if parse_location(location).lite:  # type: ignore[union-attr]
+        assert fixed.recall["at10"] < sq8.recall["at10"]  # sealed segments use the index
     if not parse_location(location).lite:  # type: ignore[union-attr]
         pq = Gallery.build(images, embedder, location, index="IVF_PQ")
         assert pq.index_type.startswith("IVF_PQ(") and "m=8" in pq.index_type
@@ -423,6 +425,8 @@ def test_recall_below_the_minimum_is_refused_and_the_record_kept(
 ) -> None:
     from siamese.core.errors import RecallTooLowError
 
+    if not parse_location(location).lite:  # type: ignore[union-attr]
+        pytest.skip("a server searches segments this small exhaustively: recall is exact")
     write_images(tmp_path / "images", clustered(300))
     Gallery.build(tmp_path / "images", embedder, location)
     with pytest.raises(RecallTooLowError, match="recall@10"):
