@@ -426,7 +426,7 @@ def test_recall_below_the_minimum_is_refused_and_the_record_kept(
     from siamese.core.errors import RecallTooLowError
 
     if not parse_location(location).lite:  # type: ignore[union-attr]
-        pytest.skip("a server searches segments this small exhaustively: recall is exact")
+        pytest.skip("a server leaves segments under 1024 rows unindexed: recall is exact")
     write_images(tmp_path / "images", clustered(300))
     Gallery.build(tmp_path / "images", embedder, location)
     with pytest.raises(RecallTooLowError, match="recall@10"):
