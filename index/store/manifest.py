@@ -16,6 +16,7 @@ from typing import Any
 
 from siamese.core.errors import GalleryError
 from siamese.core.files import read_json, sha256_bytes, write_json_atomic
+from siamese.index.location import is_milvus
 
 MANIFEST_FILE = "manifest.json"
 ITEMS_FILE = "items.sqlite"
@@ -81,6 +82,8 @@ class Manifest:
             GalleryError: missing, malformed, damaged (checksum), or from another siamese version.
         """
         path = gallery_dir / MANIFEST_FILE
+        if not gallery_dir.is_dir() and is_milvus(gallery_dir):  # a folder-only operation
+            raise GalleryError(f"{gallery_dir}: a Milvus gallery; this reads folder galleries only")
         if not gallery_dir.is_dir():
             raise GalleryError(
                 f"{gallery_dir}: gallery folder not found (build one with `siamese index build`)"
