@@ -71,8 +71,13 @@ def test_cli_on_a_milvus_lite_gallery(
     assert any("stored vectors = the model's" in line for line in checked)
 
 
-def test_cli_errors_are_one_line(tiny_model_path: Path, tmp_path: Path) -> None:
+def test_cli_errors_are_one_line(tiny_model_path: Path, gallery_dir: Path, tmp_path: Path) -> None:
+    exported = tmp_path / "exported"
+    assert invoke("index", "export", gallery_dir, "--parquet", exported).exit_code == 0
+    lite = f"milvus-lite:{tmp_path / 'g.db'}"
     for args, fragment in (
+        (("index", "build", exported, "-m", tiny_model_path, "--gallery", lite), "Parquet export"),
+        (("index", "export", lite, "--parquet", tmp_path / "out"), "reads folder galleries only"),
         (("index", "info", "--gallery", f"milvus-lite:{tmp_path / 'none.db'}"), "no such gallery"),
         (("index", "info", "--gallery", "milvus-lite:nodb"), "not a Milvus location"),
         (("index", "info", "--gallery", f"milvus-lite:{tmp_path}/x.db/bad-name"), "collection"),
