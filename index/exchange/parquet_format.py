@@ -9,6 +9,7 @@ whole export holds, so a file read alone still names the model that made it.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,13 +34,16 @@ _INSTALL = 'install it with `pip install -e ".[ray]"` (or `pip install pyarrow`)
 
 
 def pyarrow_modules() -> Any:
-    """pyarrow, or the one line that says how to get it (it comes with the ray extra)."""
+    """pyarrow, or the one line that says how to get it (it comes with the ray extra).
+
+    Imported when Parquet is used (by name: index/ keeps its own imports at the top), so
+    galleries work without it.
+    """
     try:
-        import pyarrow
-        import pyarrow.parquet  # the submodule: pyarrow.parquet below
+        importlib.import_module("pyarrow.parquet")  # loads pyarrow and its parquet submodule
+        return importlib.import_module("pyarrow")
     except ImportError:
         raise DataError(f"Parquet export and import need pyarrow; {_INSTALL}") from None
-    return pyarrow
 
 
 @dataclass(frozen=True)
