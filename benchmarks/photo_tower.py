@@ -5,7 +5,8 @@
 For the photo recipe's tower (EfficientNet-Lite0 at 128 px on a CPU), measured in interleaved
 rounds on the same photographs: decoding and resizing alone, inference alone on the resized
 uint8 batches, and ``Embedder.embed_paths`` end to end (decode threads overlapped with
-inference), set against min(decode, inference), the most an overlapped pipeline can reach.
+inference; fp32, and the exported int8), set against min(decode, inference), the most an
+overlapped pipeline can reach.
 Then int8 variants, each judged as ``siamese export --precision int8`` judges its own (cosine to
 fp32 and leave-one-out top-1 on calibration photos) and timed beside fp32:
 
@@ -83,6 +84,7 @@ def _round(
             len(paths), lambda: sum(len(b.paths) for b in fp32.iter_preprocessed(paths))
         ),
         "end_to_end_fp32": rate(len(paths), lambda: fp32.embed_paths(paths)),
+        "end_to_end_int8": rate(len(paths), lambda: int8["export"].embed_paths(paths)),
     }
     for name, engine in {"fp32": fp32, **int8}.items():
         figures[f"inference_{name}"] = rate(
@@ -124,6 +126,7 @@ def run(settings: BenchSettings) -> dict[str, Any]:
     measured = [_round(paths, fp32, int8, tensors) for _ in range(rounds)]
     median = {k: round(statistics.median(r[k] for r in measured), 1) for k in measured[0]}
     limit = min(median["decode_preprocess"], median["inference_fp32"])
+    int8_limit = min(median["decode_preprocess"], median["inference_export"])
     return {
         "run": str(run_dir),
         "input": f"{fp32.spec.height}px",
@@ -137,6 +140,7 @@ def run(settings: BenchSettings) -> dict[str, Any]:
             / (1 / (1 / median["decode_preprocess"] + 1 / median["inference_fp32"])),
             3,
         ),
+        "end_to_end_int8_fraction_of_min_limit": round(median["end_to_end_int8"] / int8_limit, 3),
         "int8": {
             name: {
                 **checks[name],
