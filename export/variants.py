@@ -158,9 +158,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: CalibrationSet) 
 
     Not convolutions alone: an activation (Clip, Relu) or a residual Add left in float32 between
     two quantised convolutions makes onnxruntime dequantise and requantise around it, and a
-    convolution whose output is not requantised runs in float32 after all. On EfficientNet-Lite0
-    at 128 px (2 cores, AVX-512 VNNI) convolutions alone ran 1.49x the fp32 rate with a worst
-    cosine of 0.82 to fp32; every operator, 2.14x at 0.99.
+    convolution whose output is not requantised runs in float32 after all. On the photo recipe's
+    EfficientNet-Lite0 (benchmarks/results/photo_tower-20261207T214232Z.json) convolutions alone
+    ran 1.24x the fp32 rate and failed the gate; every operator, 2.26x and passed it.
     """
     reader = _Reader(calibration.images)
     with tempfile.TemporaryDirectory(prefix="siamese-quant-") as scratch:
