@@ -11,6 +11,7 @@ and writes its figures with the machine, versions and settings to ``benchmarks/r
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import platform
@@ -72,13 +73,22 @@ def benchmarks_dir() -> Path:
 
 
 def available_suites(folder: Path | None = None) -> list[str]:
-    """Names of the suites found in the benchmarks folder."""
+    """Names of the suites found in the benchmarks folder: the public modules defining ``run``.
+
+    Read, not imported: a tool beside the suites (doc_figures.py renders the docs' figures from
+    their results) is not offered as one.
+    """
     folder = folder or benchmarks_dir()
-    return (
-        sorted(p.stem for p in folder.glob("*.py") if not p.name.startswith("_"))
-        if folder.is_dir()
-        else []
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.stem for p in folder.glob("*.py") if not p.name.startswith("_") and _defines_run(p)
     )
+
+
+def _defines_run(path: Path) -> bool:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return any(isinstance(node, ast.FunctionDef) and node.name == "run" for node in tree.body)
 
 
 def load_suite(name: str, folder: Path | None = None) -> ModuleType:

@@ -174,6 +174,18 @@ def assets_used() -> dict[str, Path]:
     return {name: RESULTS / name for name in PICTURES}
 
 
+# ---------------------------------------------------------------- demo
+
+
+def demo() -> str:
+    """The end of ``siamese demo``'s output, as the command prints it (its newest recorded run)."""
+    from siamese.demos.summary import demo_summary
+
+    run = results(latest("demo-*.json"))
+    where = {"out_dir": "/tmp/…", "matches_png": "/tmp/…/matches.png"}
+    return "```text\n" + demo_summary({**run, **where}) + "\n```"
+
+
 # ---------------------------------------------------------------- accuracy
 
 
@@ -691,6 +703,7 @@ def ondisk_updates() -> str:
 
 
 FIGURES: dict[str, Figure] = {
+    "demo": Figure((), demo, pattern="demo-*.json"),
     "grocery": Figure((GROCERY,), grocery),
     "pretrained-vs-default": Figure(
         (PRETRAINED, GROCERY, SYNTHETIC_ATT, FASHION), pretrained_vs_default

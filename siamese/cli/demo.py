@@ -30,16 +30,9 @@ def demo(
     report = _run_demo(run_demo, options.demo_config(), as_json)
     if report is None:
         return
-    out.print(
-        f"\n[bold]top-1 identification on {report.queries} queries of identities never seen in "
-        "training[/bold]\n"
-        f"  trained tower (ONNX): {report.tower_top1:.1%}\n"
-        f"  raw-pixel baseline:   {report.raw_pixel_top1:.1%}\n"
-        f"embedding throughput: {report.embed_images_per_second:.0f} images/s\n"
-        f"pictures of matches: {report.matches_png}\n"
-        f"total time {report.seconds['total']:.0f}s; files in {report.out_dir}",
-        highlight=False,
-    )
+    from siamese.demos.summary import demo_summary
+
+    out.print("\n" + demo_summary(report.to_dict()), highlight=False, markup=False)
 
 
 def _run_demo(run: Any, config: Any, as_json: bool) -> Any:
