@@ -253,11 +253,6 @@ def build_with_engine(
         build_options: :meth:`Gallery.build`'s (index, memory_budget, min_recall, ...).
     """
     gallery_dir = Path(gallery_dir)
-    if is_export(image_dir) and is_milvus(gallery_dir):
-        raise GalleryError(
-            f"{gallery_dir}: a Milvus gallery is built from images, not from a Parquet export; "
-            "build a folder gallery from the export"
-        )
     if is_export(image_dir):  # a Parquet export: its vectors as they are; the model binds only
         with Embedder(model, device="cpu", batch_size=1) as embedder:
             report = build_from_export(image_dir, embedder, gallery_dir, **build_options)

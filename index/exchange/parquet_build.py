@@ -15,6 +15,8 @@ from typing import Any
 from siamese.core.errors import DataError, GalleryError, ModelMismatchError, named
 from siamese.core.progress import progress_bar
 from siamese.index.exchange.parquet_format import ExportInfo, check_ids, iter_export, read_export
+from siamese.index.location import is_milvus
+from siamese.index.milvus import exchange as milvus_exchange
 from siamese.index.published import short_fingerprint
 from siamese.index.search import faiss_index as fx
 from siamese.index.search.index_choice import default_memory_budget, parse_memory, resolve_index
@@ -76,6 +78,8 @@ def build_from_export(
     """
     started, info = time.perf_counter(), read_export(export_dir)
     refuse_other_model(info, embedder)
+    if is_milvus(gallery_dir):
+        return _into_milvus(info, embedder, gallery_dir, **_milvus_options(locals()))
     gallery_dir = Path(gallery_dir)
     if (gallery_dir / MANIFEST_FILE).exists():
         raise GalleryError(
@@ -86,8 +90,9 @@ def build_from_export(
         raise DataError(f"{info.folder}: the export holds no items")
     check_ids(info)
     if index is None:  # the exported gallery's type and search parameters: the same answers
-        index = info.metadata.get("index_type") or None
-        search_params = search_params or json.loads(info.metadata.get("search_params") or "{}")
+        index = info.metadata.get("index_type") or None  # none: a Milvus DISKANN, chosen anew
+        exported = json.loads(info.metadata.get("search_params") or "{}") if index else None
+        search_params = search_params or exported
     if isinstance(memory_budget, str):
         memory_budget = parse_memory(memory_budget) if memory_budget else None
     choice = resolve_index(
@@ -141,3 +146,39 @@ def build_from_export(
         seconds=time.perf_counter() - started,
         report_path=report_path,
     )
+
+
+_MILVUS_OPTIONS = (
+    "index",
+    "memory_budget",
+    "min_recall",
+    "target_recall",
+    "search_params",
+    "recall_queries",
+    "report_path",
+    "progress",
+)
+
+
+def _milvus_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The build options a Milvus import takes (the part runner is a folder index's)."""
+    return {name: given[name] for name in _MILVUS_OPTIONS}
+
+
+def _into_milvus(info: ExportInfo, embedder: Embeds, gallery: Any, **options: Any) -> UpdateReport:
+    """Create the Milvus gallery ``gallery`` from a checked export (its rows upserted as they
+    are, ids kept): :func:`siamese.index.milvus.exchange.import_rows`."""
+    if info.count == 0:
+        raise DataError(f"{info.folder}: the export holds no items")
+    check_ids(info)
+    meta = info.metadata
+    imported = milvus_exchange.Imported(
+        folder=info.folder,
+        count=info.count,
+        index_type=meta.get("index_type", ""),
+        search_params=json.loads(meta.get("search_params") or "{}"),
+        threshold=json.loads(meta.get("threshold") or "null"),
+        gallery_id=meta.get("gallery_id", ""),
+        milvus_index=meta.get("milvus_index", ""),
+    )
+    return milvus_exchange.import_rows(imported, iter_export(info), embedder, gallery, **options)

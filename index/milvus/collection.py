@@ -31,6 +31,9 @@ RECORD_PROPERTY = "siamese.gallery"
 KIND_PROPERTY = "siamese.embedding_kind"
 #: The index Milvus was last asked to build (written right after building it).
 INDEX_PROPERTY = "siamese.index"
+#: Set on a gallery built from a Parquet export: its ids are the exported gallery's (this
+#: property names it), not hashes of the paths, and verify accepts them.
+IDS_PROPERTY = "siamese.ids_from"
 #: Item ids stay below 2**53, so JSON readers that hold numbers as doubles (the service's page,
 #: JavaScript) keep them exact; two paths hashing to one id take the next candidate instead.
 ID_BITS = 53
@@ -57,6 +60,15 @@ def item_id(path: str, attempt: int = 0) -> int:
     data = path if attempt == 0 else f"{path}\0{attempt}"
     digest = hashlib.sha256(data.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") >> (64 - ID_BITS)
+
+
+def too_long(path: str, identity: str) -> str | None:
+    """Why Milvus cannot keep this row's path or identity (VARCHAR limits), or None."""
+    if len(path.encode("utf-8")) > MAX_PATH_BYTES:
+        return f"path longer than Milvus stores ({MAX_PATH_BYTES} bytes)"
+    if len(identity.encode("utf-8")) > MAX_IDENTITY_BYTES:
+        return f"identity (folder name) longer than Milvus stores ({MAX_IDENTITY_BYTES} bytes)"
+    return None
 
 
 def is_own_id(path: str, candidate: int) -> bool:

@@ -81,6 +81,10 @@ class MilvusStore:
         """Replace the gallery record (one property write: readers see the old or the new one)."""
         self._set(col.record_properties(manifest))
 
+    def set_properties(self, properties: dict[str, str]) -> None:
+        """Write collection properties beside the record (e.g. where imported ids came from)."""
+        self._set(properties)
+
     def _set(self, properties: dict[str, str]) -> None:
         self._call(
             "store the gallery record",

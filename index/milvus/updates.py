@@ -213,14 +213,6 @@ def _row(
     }
 
 
-def _too_long(path: str, identity: str) -> str | None:
-    if len(path.encode("utf-8")) > col.MAX_PATH_BYTES:
-        return f"path longer than Milvus stores ({col.MAX_PATH_BYTES} bytes)"
-    if len(identity.encode("utf-8")) > col.MAX_IDENTITY_BYTES:
-        return f"identity (folder name) longer than Milvus stores ({col.MAX_IDENTITY_BYTES} bytes)"
-    return None
-
-
 def _ingest(
     store: MilvusStore,
     embedder: Embeds,
@@ -243,7 +235,7 @@ def _ingest(
             rows, touched, replaced, to_embed = [], {}, set(), {}
             for candidate, sha in hashed:
                 known, name = candidate.known, candidate.path
-                if reason := _too_long(name, candidate.identity):
+                if reason := col.too_long(name, candidate.identity):
                     done.failures.append((name, reason))
                 elif known and (known.sha256, known.identity) == (sha, candidate.identity):
                     touched[known.id] = (candidate, sha)  # same content, new mtime

@@ -15,7 +15,7 @@ import numpy as np
 
 from siamese.core.errors import GalleryError
 from siamese.core.files import sha256_file
-from siamese.index.milvus.collection import is_own_id
+from siamese.index.milvus.collection import IDS_PROPERTY, is_own_id
 from siamese.index.milvus.reader import MilvusGalleryReader
 from siamese.index.updates.embeds import Embeds
 from siamese.index.updates.sync import sha256_regular_file
@@ -64,7 +64,9 @@ def verify_gallery(
         )
     report.checked.append("counts (rows = record, identities)")
     items = gallery.all_items()
-    wrong = [i.path for i in items if not is_own_id(i.path, i.id)]
+    # Built from a Parquet export: the ids are the exported gallery's, kept, not path hashes.
+    imported = store.properties().get(IDS_PROPERTY)
+    wrong = [] if imported else [i.path for i in items if not is_own_id(i.path, i.id)]
     paths = {i.path for i in items}
     report.duplicate_ids = len(items) - len(paths)
     report.phantom_ids = len(wrong)
@@ -75,7 +77,11 @@ def verify_gallery(
         )
     if report.duplicate_ids:
         report.problems.append(f"{location}: {report.duplicate_ids} paths held twice")
-    report.checked.append("every item once, its id its path's")
+    report.checked.append(
+        f"every item once, ids kept from gallery {imported}'s export"
+        if imported
+        else "every item once, its id its path's"
+    )
     _check_index(gallery, report)
     _check_model(gallery, report)
     if embedder is not None:

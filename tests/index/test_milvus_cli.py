@@ -75,9 +75,22 @@ def test_cli_errors_are_one_line(tiny_model_path: Path, gallery_dir: Path, tmp_p
     exported = tmp_path / "exported"
     assert invoke("index", "export", gallery_dir, "--parquet", exported).exit_code == 0
     lite = f"milvus-lite:{tmp_path / 'g.db'}"
+    assert (
+        invoke("index", "build", exported, "-m", tiny_model_path, "--gallery", lite).exit_code == 0
+    )
     for args, fragment in (
-        (("index", "build", exported, "-m", tiny_model_path, "--gallery", lite), "Parquet export"),
-        (("index", "export", lite, "--parquet", tmp_path / "out"), "reads folder galleries only"),
+        (("index", "build", exported, "-m", tiny_model_path, "--gallery", lite), "already a"),
+        (("index", "export", lite, "--parquet", exported), "not an empty folder"),
+        (
+            (
+                "index",
+                "export",
+                f"milvus-lite:{tmp_path / 'g.db'}/none",
+                "--parquet",
+                tmp_path / "o",
+            ),
+            "no such gallery",
+        ),
         (("index", "info", "--gallery", f"milvus-lite:{tmp_path / 'none.db'}"), "no such gallery"),
         (("index", "info", "--gallery", "milvus-lite:nodb"), "not a Milvus location"),
         (("index", "info", "--gallery", f"milvus-lite:{tmp_path}/x.db/bad-name"), "collection"),
