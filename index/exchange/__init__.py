@@ -1,7 +1,8 @@
 """Galleries to and from Parquet (Arrow): one row per item with its vector, for other engines.
 
-:func:`export_gallery` writes any folder gallery as Parquet files; :func:`build_from_export`
-creates a gallery back from them with the same ids and vectors, refusing another model;
+:func:`export_gallery` writes any gallery (a folder, or a Milvus collection read page by page)
+as Parquet files; :func:`build_from_export` creates a gallery (either kind) back from them with
+the same ids and vectors, refusing another model;
 :func:`read_export` and :func:`is_export` read an export folder's metadata. pyarrow is needed
 (the ``ray`` extra brings it).
 """

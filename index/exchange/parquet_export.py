@@ -1,7 +1,9 @@
 """Writing a gallery's items and their stored vectors as a Parquet export, for other engines.
 
 The vectors are the ones the gallery stored at embedding time, not decoded from the index, so an
-export of a compressed (PQ, SQ) or on-disk gallery still carries the exact embeddings.
+export of a compressed (PQ, SQ) or on-disk gallery still carries the exact embeddings. A Milvus
+gallery's rows come from :mod:`siamese.index.milvus.exchange`, a query-iterator page at a time;
+either source is written as it comes, a batch per row group, so memory holds one batch.
 """
 
 from __future__ import annotations
