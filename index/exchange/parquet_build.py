@@ -47,6 +47,45 @@ def refuse_other_model(info: ExportInfo, embedder: Embeds) -> None:
         )
 
 
+def _index_for(
+    info: Any, index: str | None, search_params: dict[str, int] | None, memory_budget: Any
+) -> tuple[str | None, str, dict[str, int] | None, Any]:
+    """The index asked for, the folder gallery's index type, search parameters and choice record.
+
+    Without ``index`` the exported gallery's own type and parameters: the same answers.
+    """
+    if index is None:
+        index = info.metadata.get("index_type") or None  # none: a Milvus DISKANN, chosen anew
+        exported = json.loads(info.metadata.get("search_params") or "{}") if index else None
+        search_params = search_params or exported
+    if isinstance(memory_budget, str):
+        memory_budget = parse_memory(memory_budget) if memory_budget else None
+    choice = resolve_index(
+        index, info.count, info.dimension, memory_budget or default_memory_budget()
+    )
+    index_type = choice.index_type if choice else index or fx.DEFAULT_INDEX
+    needed = fx.min_training_vectors(fx.new_index(info.dimension, index_type))
+    if info.count < needed:
+        raise GalleryError(
+            f"index type {index_type} needs at least {needed} vectors to train, {info.folder} "
+            f"has {info.count}; choose a smaller index or let one be chosen ({named('index')} auto)"
+        )
+    return index, index_type, search_params, choice
+
+
+def _stage_rows(writer: GalleryWriter, info: Any, progress: bool) -> None:
+    """Every exported row into the writer, ids kept, vectors as they are."""
+    with progress_bar("importing", info.count, progress) as ticker:
+        for ids, identities, paths, hashes, vectors in iter_export(info):
+            writer.items.stage(
+                [
+                    NewItem(p, n, h, 0, 0, v, int(i))
+                    for i, n, p, h, v in zip(ids, identities, paths, hashes, vectors)
+                ]
+            )
+            ticker.advance(len(ids))
+
+
 def build_from_export(
     export_dir: str | os.PathLike[str],
     embedder: Embeds,
@@ -89,22 +128,7 @@ def build_from_export(
     if info.count == 0:
         raise DataError(f"{info.folder}: the export holds no items")
     check_ids(info)
-    if index is None:  # the exported gallery's type and search parameters: the same answers
-        index = info.metadata.get("index_type") or None  # none: a Milvus DISKANN, chosen anew
-        exported = json.loads(info.metadata.get("search_params") or "{}") if index else None
-        search_params = search_params or exported
-    if isinstance(memory_budget, str):
-        memory_budget = parse_memory(memory_budget) if memory_budget else None
-    choice = resolve_index(
-        index, info.count, info.dimension, memory_budget or default_memory_budget()
-    )
-    index_type = choice.index_type if choice else index or fx.DEFAULT_INDEX
-    needed = fx.min_training_vectors(fx.new_index(info.dimension, index_type))
-    if info.count < needed:
-        raise GalleryError(
-            f"index type {index_type} needs at least {needed} vectors to train, {info.folder} "
-            f"has {info.count}; choose a smaller index or let one be chosen ({named('index')} auto)"
-        )
+    index, index_type, search_params, choice = _index_for(info, index, search_params, memory_budget)
     with GalleryWriter.create(
         gallery_dir,
         dimension=info.dimension,
@@ -115,15 +139,7 @@ def build_from_export(
         pair=_pair_record(embedder),
     ) as writer:
         writer.part_runner = part_runner
-        with progress_bar("importing", info.count, progress) as ticker:
-            for ids, identities, paths, hashes, vectors in iter_export(info):
-                writer.items.stage(
-                    [
-                        NewItem(p, n, h, 0, 0, v, int(i))
-                        for i, n, p, h, v in zip(ids, identities, paths, hashes, vectors)
-                    ]
-                )
-                ticker.advance(len(ids))
+        _stage_rows(writer, info, progress)
         recall = _build_recall(min_recall, target_recall, recall_queries)
         manifest = writer.publish(index_type=index_type, search_params=search_params, recall=recall)
     threshold = json.loads(info.metadata.get("threshold") or "null")

@@ -165,7 +165,8 @@ def _import_store(
     except GalleryError as exc:
         if index:
             raise
-        raise GalleryError(f"{exc} (the export's index; choose another with --index)") from None
+        choose = f"the export's index; choose another: {named('index')}"
+        raise GalleryError(f"{exc} ({choose})") from None
     manifest = new_record(embedder, chosen, location)
     store.create(manifest, chosen)
     store.set_properties({col.IDS_PROPERTY: imported.gallery_id or "export"})
