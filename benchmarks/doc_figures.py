@@ -702,6 +702,73 @@ def ondisk_updates() -> str:
     )
 
 
+# ---------------------------------------------------------------- gallery audit
+
+AUDIT = "gallery_audit-20261207T220003Z.json"
+AUDIT_KINDS = {
+    "exact_duplicate": "exact duplicates",
+    "near_duplicate": "near-duplicates",
+    "mislabel": "mislabels",
+    "overlap": "overlaps",
+    "loose": "loose identities",
+}
+
+
+def _audit_model(name: str) -> str:
+    if name == "features":
+        return "ImageNet EfficientNet-Lite0 features"
+    return f"trained tower (`{Path(name).parent.name}`)"
+
+
+def _precision_recall(score: dict[str, Any]) -> str:
+    return f"{num(score['precision'], 2)} / {num(score['recall'], 2)}"
+
+
+def gallery_audit() -> str:
+    """Precision / recall of each finding kind on the planted galleries."""
+
+    rows = [
+        [
+            row["dataset"],
+            _audit_model(row["model"]),
+            num(row["items"]),
+            *(_precision_recall(row["scores"][kind]) for kind in AUDIT_KINDS),
+        ]
+        for row in results(AUDIT)["datasets"]
+    ]
+    headers = ["dataset", "embeddings", "items", *(f"{v} P / R" for v in AUDIT_KINDS.values())]
+    suggested = [
+        num(row["scores"]["mislabel"]["suggested_identity_right"], 2)
+        for row in results(AUDIT)["datasets"]
+    ]
+    return table(headers, rows) + (
+        "\n\nP: precision (planted defects among the findings), R: recall (planted defects "
+        "found). Mislabels found whose suggested identity is the right one: "
+        f"{', '.join(suggested)} (by row)."
+    )
+
+
+def gallery_audit_timing() -> str:
+    """Seconds per audit at each size and index type, split into its stages."""
+
+    rows = [
+        [
+            num(row["size"]),
+            f"`{row['index_type']}`"
+            + (f" (nprobe {row['search_params']['nprobe']})" if row["search_params"] else ""),
+            num(row["audit_seconds"]["read"], 1),
+            num(row["audit_seconds"]["search"], 1),
+            num(row["audit_seconds"]["analyse"], 1),
+            num(row["audit_seconds"]["total"], 1),
+        ]
+        for row in results(AUDIT)["timing"]
+    ]
+    dim = results(AUDIT)["timing"][0]["dim"] if results(AUDIT)["timing"] else "?"
+    return table(["items", "index", "read s", "k-NN search s", "analysis s", "total s"], rows) + (
+        f"\n\nClustered unit vectors of dimension {dim} (clusters of 10 items), k = 10."
+    )
+
+
 FIGURES: dict[str, Figure] = {
     "demo": Figure((), demo, pattern="demo-*.json"),
     "grocery": Figure((GROCERY,), grocery),
@@ -732,6 +799,8 @@ FIGURES: dict[str, Figure] = {
     "gallery-scale-sweep": Figure((SCALE,), gallery_scale_sweep),
     "gallery-scale-plot": Figure((SCALE,), gallery_scale_plot),
     "ondisk-updates": Figure(("ondisk_updates-20261201T203505Z.json",), ondisk_updates),
+    "gallery-audit": Figure((AUDIT,), gallery_audit),
+    "gallery-audit-timing": Figure((AUDIT,), gallery_audit_timing),
 }
 
 
