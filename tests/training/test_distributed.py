@@ -253,10 +253,10 @@ def test_a_pair_on_two_processes_learns_as_one_process_on_the_global_batch(
     (ranked_row,), (alone_row,) = ranked.history, alone.history
     assert ranked_row["images"] == alone_row["images"] == 2 * 6 * 2 * 2  # steps × 2P × K × sides
     assert ranked_row["loss"] == pytest.approx(alone_row["loss"], rel=1e-5)
-    assert ranked_row["val_map_at_r"] == pytest.approx(alone_row["val_map_at_r"], abs=1e-6)
     # The head's linear bias feeds a batch norm, which cancels it: its true gradient is zero, and
     # Adam turns the rounding noise left in its place into steps of ±lr, on one side as the other
-    # (and the running mean follows). Every other weight must agree.
+    # (and the running mean follows, which is why validation on a dozen held-out items may rank a
+    # near tie differently and is not compared). Every other weight must agree.
     noise_only = {"head.linear.bias", "head.bn.running_mean"}
     for name in ("query.last.safetensors", "gallery.last.safetensors"):
         ranked_weights = load_file(tmp_path / "ranked" / name)

@@ -465,7 +465,7 @@ def test_bad_config_values() -> None:
         TrainConfig(data_dir="d", out_dir="o", epochs=0)
     with pytest.raises(ConfigError, match="device"):
         TrainConfig(data_dir="d", out_dir="o", device="tpu")
-    with pytest.raises(ConfigError, match="select-by"):
+    with pytest.raises(ConfigError, match="select_by must be one of"):
         TrainConfig(data_dir="d", out_dir="o", select_by="accuracy")
     with pytest.raises(ConfigError, match="two augmented views"):
         TrainConfig(data_dir="d", out_dir="o", instance_weight=1.0, augment="none")
