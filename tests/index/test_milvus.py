@@ -211,6 +211,34 @@ def test_build_search_add_remove_info_verify(
     assert verified.ok, verified.problems
 
 
+FILTERS = [
+    'identity in ["id2", "id5"]',
+    "path like '%/id3/%' or id < 0",
+    'not (identity == "id1") and identity != "id7"',
+    "identity like 'id%' and not identity in ['id0', 'id9']",
+    "id < 0",
+]
+
+
+@pytest.mark.parametrize("where", FILTERS)
+def test_a_filter_answers_the_same_on_milvus_and_on_a_folder(
+    where: str, location: str, embedder: FileVectors, tmp_path: Path
+) -> None:
+    """The same data, the same filter: Milvus's expression and the folder's FAISS id selector
+    return the same matches at the same distances."""
+    vectors = clustered(60, seed=3)
+    write_images(tmp_path / "images", vectors)
+    Gallery.build(tmp_path / "images", embedder, location)
+    Gallery.build(tmp_path / "images", embedder, tmp_path / "folder")
+    queries = clustered(4, seed=11)
+    answers = []
+    for gallery_at in (location, tmp_path / "folder"):
+        with Gallery.open(gallery_at, model_fingerprint=embedder.fingerprint) as gallery:
+            results = gallery.search(queries, k=6, where=where)
+            answers.append([[(m.path, round(m.distance, 4)) for m in r.matches] for r in results])
+    assert answers[0] == answers[1]
+
+
 def test_rebuild_embeds_only_what_changed(
     location: str, embedder: FileVectors, tmp_path: Path
 ) -> None:
