@@ -111,7 +111,61 @@ def gallery_model_path(
     return recorded
 
 
-class GalleryReader:
+_Reader = TypeVar("_Reader", bound="RecordedReader")
+
+
+class RecordedReader:
+    """What an opened gallery offers from its record, whatever holds its vectors.
+
+    The model it was built with, the generation it reads, the "unknown" threshold, use as a
+    context manager and the cleaning of stored uploads: the same for a folder
+    (:class:`GalleryReader`) and a Milvus collection (index/milvus/reader.py).
+    """
+
+    manifest: Manifest
+
+    def _keep_record(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        #: Distance beyond which a query is "unknown": the stored calibration; set None (or
+        #: another value) to override.
+        self.threshold: float | None = (
+            manifest.threshold["distance"] if manifest.threshold else None
+        )
+
+    def close(self) -> None:
+        """Release what the reader holds (nothing, unless a backend says otherwise)."""
+
+    def __enter__(self: _Reader) -> _Reader:  # noqa: PYI019 (typing.Self needs Python 3.11)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def model_path(self) -> Path:
+        """The model file the gallery was built with (as recorded at build time)."""
+        return Path(self.manifest.model_path)
+
+    @property
+    def generation(self) -> int:
+        """The finished update this reader reads (it never changes under it)."""
+        return self.manifest.generation
+
+    def items_at(self, paths: Sequence[str]) -> list[Item]:
+        """The items recorded at these (canonical) paths."""
+        raise NotImplementedError
+
+    def forget_uploads(self, candidates: Sequence[Path]) -> int:
+        """Delete the stored uploads among ``candidates`` that this generation no longer holds.
+
+        Call it on the generation published by a removal (see ``Gallery.stored_uploads`` for the
+        candidates, listed before removing); returns how many files were deleted.
+        """
+        referenced = {item.path for item in self.items_at([str(p) for p in candidates])}
+        return forget_uploads(list(candidates), referenced)
+
+
+class GalleryReader(RecordedReader):
     """An opened gallery: search it with embeddings from the model it was built with."""
 
     def __init__(
@@ -123,7 +177,6 @@ class GalleryReader:
         search_params: dict[str, int],
     ) -> None:
         self.gallery_dir = gallery_dir
-        self.manifest = manifest
         self.index = index
         self.items = items
         self.search_params = search_params
@@ -131,11 +184,7 @@ class GalleryReader:
         #: Recent filters' matching ids and their FAISS selector, by expression: this generation's
         #: items never change, and a served filter is asked again and again.
         self._selections: dict[str, tuple[NDArray[np.int64], Any]] = {}
-        #: Distance beyond which a query is "unknown": the stored calibration; set None (or another
-        #: value) to override.
-        self.threshold: float | None = (
-            manifest.threshold["distance"] if manifest.threshold else None
-        )
+        self._keep_record(manifest)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -224,22 +273,6 @@ class GalleryReader:
     def close(self) -> None:
         """Release the item database."""
         self.items.close()
-
-    def __enter__(self: _Opened) -> _Opened:  # noqa: PYI019
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def model_path(self) -> Path:
-        """The model file the gallery was built with (as recorded at build time)."""
-        return Path(self.manifest.model_path)
-
-    @property
-    def generation(self) -> int:
-        """The published generation this object reads (it never changes under it)."""
-        return self.manifest.generation
 
     @property
     def faiss_search_parameters(self) -> Any:
@@ -398,12 +431,3 @@ class GalleryReader:
             "writer_active": is_locked(self.gallery_dir),
             "identity_counts": counts,
         }
-
-    def forget_uploads(self, candidates: Sequence[Path]) -> int:
-        """Delete the stored uploads among ``candidates`` that this generation no longer holds.
-
-        Call it on the generation published by a removal (see ``Gallery.stored_uploads`` for the
-        candidates, listed before removing); returns how many files were deleted.
-        """
-        referenced = {item.path for item in self.items_at([str(p) for p in candidates])}
-        return forget_uploads(list(candidates), referenced)

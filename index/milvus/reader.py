@@ -9,7 +9,6 @@ as folder galleries report them, so thresholds calibrated on either mean the sam
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,11 +19,10 @@ from siamese.index.location import MilvusLocation
 from siamese.index.milvus.collection import KNOBS, milvus_search_params
 from siamese.index.milvus.record import index_of, milvus_location
 from siamese.index.milvus.store import MilvusStore, in_list
-from siamese.index.published import refuse_other_model
+from siamese.index.published import RecordedReader, refuse_other_model
 from siamese.index.search.filters import Where, as_where
 from siamese.index.search.results import Item, Match, QueryResult
 from siamese.index.store.manifest import Manifest
-from siamese.index.updates.uploads import forget_uploads
 
 #: Identities are ranked from this many times k nearest items (as folder galleries do).
 _IDENTITY_WIDEN = 10
@@ -43,7 +41,7 @@ def where_expression(where: Where | str | None) -> str:
     return parsed.expression if parsed is not None else ""
 
 
-class MilvusGalleryReader:
+class MilvusGalleryReader(RecordedReader):
     """An opened Milvus gallery: search it with embeddings from the model it was built with."""
 
     def __init__(
@@ -51,14 +49,10 @@ class MilvusGalleryReader:
     ) -> None:
         self.location = location
         self.store = store
-        self.manifest = manifest
         self.search_params = params
         #: The Milvus index type and build parameters the record names.
         self.index_spec = index_of(manifest)
-        #: Distance beyond which a query is "unknown" (the stored calibration; override freely).
-        self.threshold: float | None = (
-            manifest.threshold["distance"] if manifest.threshold else None
-        )
+        self._keep_record(manifest)
 
     @classmethod
     def open(
@@ -94,29 +88,12 @@ class MilvusGalleryReader:
         store.load()
         return cls(location, store, manifest, params)
 
-    def close(self) -> None:
-        """Nothing to release: the process keeps its one client per Milvus (see connection)."""
-
-    def __enter__(self) -> MilvusGalleryReader:  # noqa: PYI034 (not meant for subclassing)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    # close: nothing to release, the process keeps its one client per Milvus (see connection)
 
     @property
     def gallery_dir(self) -> MilvusLocation:
         """Where the gallery lives (named so for code written against folder galleries)."""
         return self.location
-
-    @property
-    def model_path(self) -> Path:
-        """The model file the gallery was built with (as recorded at build time)."""
-        return Path(self.manifest.model_path)
-
-    @property
-    def generation(self) -> int:
-        """The finished update this reader's record is from."""
-        return self.manifest.generation
 
     @property
     def faiss_search_parameters(self) -> None:
@@ -244,8 +221,3 @@ class MilvusGalleryReader:
                 "rows": self.store.count(),
             },
         }
-
-    def forget_uploads(self, candidates: Sequence[Path]) -> int:
-        """Delete the stored uploads among ``candidates`` the collection no longer holds."""
-        referenced = {item.path for item in self.items_at([str(p) for p in candidates])}
-        return forget_uploads(list(candidates), referenced)
