@@ -149,17 +149,12 @@ def build_from_export(
         )
     report_path = Path(report_path) if report_path else gallery_dir / REJECTED_FILE
     write_rejected_report(report_path, "build", str(info.folder), [])
-    return UpdateReport(
-        gallery_dir=gallery_dir,
-        generation=manifest.generation,
-        count=manifest.count,
-        identities=manifest.identities,
-        index_type=manifest.index_type,
+    return UpdateReport.published(
+        gallery_dir,
+        manifest,
+        started,
         added=manifest.count,
-        search_params=manifest.search_params,
-        recall=manifest.recall,
         choice={"asked": index, **_choice_record(choice)} if choice else None,
-        seconds=time.perf_counter() - started,
         report_path=report_path,
     )
 

@@ -245,16 +245,11 @@ def import_rows(
     published = publish(store, manifest, chosen, policy, _IMPORT_GENERATION, tally)
     report = Path(report_path) if report_path else default_report(location)
     write_rejected_report(report, "build", str(imported.folder), [])
-    return UpdateReport(
-        gallery_dir=location,  # type: ignore[arg-type]  (printed; a location, not a folder)
-        generation=published.generation,
-        count=published.count,
-        identities=published.identities,
-        index_type=published.index_type,
+    return UpdateReport.published(
+        location,  # printed: a location, not a folder
+        published,
+        started,
         added=published.count,
-        search_params=published.search_params,
-        recall=published.recall,
-        seconds=time.perf_counter() - started,
         report_path=report,
     )
 

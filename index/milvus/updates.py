@@ -179,21 +179,16 @@ def _apply(
     location = store.location
     report = Path(report_path) if report_path else default_report(location)
     write_rejected_report(report, command, source, done.failures)
-    return UpdateReport(
-        gallery_dir=location,  # type: ignore[arg-type]  (printed; a location, not a folder)
-        generation=published.generation,
-        count=published.count,
-        identities=published.identities,
-        index_type=published.index_type,
+    return UpdateReport.published(
+        location,  # printed: a location, not a folder
+        published,
+        started,
         added=max(published.count - manifest.count + len(plan.vanished_published), 0),
         removed=len(plan.vanished_published),
         embedded=done.embedded,
         resumed=plan.resumed,
         unchanged=plan.unchanged,
         failures=done.failures,
-        search_params=published.search_params,
-        recall=published.recall,
-        seconds=time.perf_counter() - started,
         report_path=report,
     )
 
@@ -306,14 +301,9 @@ def remove_from_gallery(
     reached("milvus.vanished_deleted")
     gen = manifest.generation + 1
     published = publish(store, manifest, index_of(manifest), Policy(), gen, tally)
-    return UpdateReport(
-        gallery_dir=location,  # type: ignore[arg-type]
-        generation=published.generation,
-        count=published.count,
-        identities=published.identities,
-        index_type=published.index_type,
+    return UpdateReport.published(
+        location,
+        published,
+        started,
         removed=len(doomed),
-        search_params=published.search_params,
-        recall=published.recall,
-        seconds=time.perf_counter() - started,
     )

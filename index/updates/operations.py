@@ -146,21 +146,16 @@ def _report(
     report_path: Path,
 ) -> UpdateReport:
     manifest = writer.manifest
-    return UpdateReport(
-        gallery_dir=writer.gallery_dir,
-        generation=manifest.generation,
-        count=manifest.count,
-        identities=manifest.identities,
-        index_type=manifest.index_type,
+    return UpdateReport.published(
+        writer.gallery_dir,
+        manifest,
+        started,
         added=manifest.count - before + removed,
         removed=removed,
         embedded=done.embedded,
         resumed=plan.resumed,
         unchanged=plan.unchanged,
         failures=done.failures,
-        search_params=manifest.search_params,
-        recall=manifest.recall,
-        seconds=time.perf_counter() - started,
         report_path=report_path,
     )
 

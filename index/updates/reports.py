@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from siamese.core.files import write_json_atomic
-from siamese.index.store.manifest import now_iso
+from siamese.index.store.manifest import Manifest, now_iso
 
 
 @dataclass
@@ -38,6 +39,28 @@ class UpdateReport:
     choice: dict[str, Any] | None = None
     seconds: float = 0.0
     report_path: Path | None = None
+
+    @classmethod
+    def published(
+        cls, gallery: Any, manifest: Manifest, started: float, **done: Any
+    ) -> UpdateReport:
+        """The report of a command that published ``manifest``.
+
+        What the gallery holds now and the index it searches with come from the record; ``done``
+        is what the command counted (added, removed, embedded, …); the time runs from
+        ``started`` (``time.perf_counter()``). ``gallery`` is a folder or a Milvus location.
+        """
+        return cls(
+            gallery_dir=gallery,
+            generation=manifest.generation,
+            count=manifest.count,
+            identities=manifest.identities,
+            index_type=manifest.index_type,
+            search_params=manifest.search_params,
+            recall=manifest.recall,
+            seconds=time.perf_counter() - started,
+            **done,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
