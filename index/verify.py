@@ -20,7 +20,7 @@ from siamese.core.errors import GalleryError
 from siamese.core.files import sha256_file
 from siamese.index.ondisk.files import check_part
 from siamese.index.ondisk.read import parts_of
-from siamese.index.published import GalleryReader
+from siamese.index.published import GalleryReader, RecordedReader
 from siamese.index.search import faiss_index as fx
 from siamese.index.updates.sync import sha256_regular_file
 
@@ -91,7 +91,7 @@ def verify_gallery(
         _check_vectors(gallery, report)
         report.problems += gallery.items.integrity_problems()
         report.checked.append("SQLite integrity_check")
-        _check_model(gallery, report)
+        check_model(gallery, report)
         if check_files:
             _check_files(gallery, report)
     return report
@@ -161,7 +161,8 @@ def _check_vectors(gallery: GalleryReader, report: VerifyReport) -> None:
     report.checked.append(f"stored embeddings = indexed vectors ({len(sample)} sampled)")
 
 
-def _check_model(gallery: GalleryReader, report: VerifyReport) -> None:
+def check_model(gallery: RecordedReader, report: VerifyReport) -> None:
+    """The gallery's recorded model is still there, and still the same file (any backend)."""
     model = gallery.model_path
     if not model.is_file():
         report.warnings.append(

@@ -14,12 +14,11 @@ from typing import Any
 import numpy as np
 
 from siamese.core.errors import GalleryError
-from siamese.core.files import sha256_file
 from siamese.index.milvus.collection import IDS_PROPERTY, is_own_id
 from siamese.index.milvus.reader import MilvusGalleryReader
 from siamese.index.updates.embeds import Embeds
 from siamese.index.updates.sync import sha256_regular_file
-from siamese.index.verify import VerifyReport
+from siamese.index.verify import VerifyReport, check_model
 
 #: Items re-embedded to compare with their stored vectors.
 VECTOR_SAMPLE = 64
@@ -83,7 +82,7 @@ def verify_gallery(
         else "every item once, its id its path's"
     )
     _check_index(gallery, report)
-    _check_model(gallery, report)
+    check_model(gallery, report)
     if embedder is not None:
         _check_vectors(gallery, embedder, report)
     if check_files:
@@ -101,21 +100,6 @@ def _check_index(gallery: MilvusGalleryReader, report: VerifyReport) -> None:
             f"{recorded}"
         )
     report.checked.append(f"vector index ({described.get('index_type')}, L2)")
-
-
-def _check_model(gallery: MilvusGalleryReader, report: VerifyReport) -> None:
-    model = gallery.model_path
-    if not model.is_file():
-        report.warnings.append(
-            f"{model}: the gallery's model is not there any more; searches must name a model"
-        )
-    elif sha256_file(model) != gallery.manifest.model_fingerprint:
-        report.problems.append(
-            f"{model}: fingerprint differs from the model the gallery was built with; the model "
-            "file was replaced"
-        )
-    else:
-        report.checked.append("model fingerprint")
 
 
 def _check_vectors(gallery: MilvusGalleryReader, embedder: Embeds, report: VerifyReport) -> None:
