@@ -9,6 +9,7 @@ every indexed file still has the content hash recorded for it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from siamese.index.ondisk.files import check_part
 from siamese.index.ondisk.read import parts_of
 from siamese.index.published import GalleryReader, RecordedReader
 from siamese.index.search import faiss_index as fx
+from siamese.index.search.results import Item
 from siamese.index.updates.sync import sha256_regular_file
 
 _VECTOR_SAMPLE = 1000
@@ -93,7 +95,7 @@ def verify_gallery(
         report.checked.append("SQLite integrity_check")
         check_model(gallery, report)
         if check_files:
-            _check_files(gallery, report)
+            check_item_files(gallery.items.all_items(), report)
     return report
 
 
@@ -177,9 +179,10 @@ def check_model(gallery: RecordedReader, report: VerifyReport) -> None:
         report.checked.append("model fingerprint")
 
 
-def _check_files(gallery: GalleryReader, report: VerifyReport) -> None:
+def check_item_files(items: Iterable[Item], report: VerifyReport) -> None:
+    """Every item's file is still there with the content it was embedded from (any backend)."""
     changed = []
-    for item in gallery.items.all_items():
+    for item in items:
         report.files_checked += 1
         try:
             same = sha256_regular_file(item.path) == item.sha256  # a pipe now there never blocks

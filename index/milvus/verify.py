@@ -17,8 +17,7 @@ from siamese.core.errors import GalleryError
 from siamese.index.milvus.collection import IDS_PROPERTY, is_own_id
 from siamese.index.milvus.reader import MilvusGalleryReader
 from siamese.index.updates.embeds import Embeds
-from siamese.index.updates.sync import sha256_regular_file
-from siamese.index.verify import VerifyReport, check_model
+from siamese.index.verify import VerifyReport, check_item_files, check_model
 
 #: Items re-embedded to compare with their stored vectors.
 VECTOR_SAMPLE = 64
@@ -86,7 +85,7 @@ def verify_gallery(
     if embedder is not None:
         _check_vectors(gallery, embedder, report)
     if check_files:
-        _check_files(items, report)
+        check_item_files(items, report)
     return report
 
 
@@ -128,23 +127,3 @@ def _check_vectors(gallery: MilvusGalleryReader, embedder: Embeds, report: Verif
             f"vectors ({', '.join(differ[:_LISTED])}); the files or the model changed"
         )
     report.checked.append(f"stored vectors = the model's ({embedded} sampled)")
-
-
-def _check_files(items: list[Any], report: VerifyReport) -> None:
-    changed = []
-    for item in items:
-        report.files_checked += 1
-        try:
-            same = sha256_regular_file(item.path) == item.sha256
-        except OSError:
-            same = False
-        if not same:
-            changed.append(item.path)
-    report.files_changed = len(changed)
-    if changed:
-        listed = ", ".join(changed[:_LISTED]) + (" …" if len(changed) > _LISTED else "")
-        report.problems.append(
-            f"{len(changed)} indexed files are missing or changed since indexing ({listed}); run "
-            "`siamese index build` again"
-        )
-    report.checked.append("image files' hashes")
